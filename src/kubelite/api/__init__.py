@@ -1,0 +1,6 @@
+"""The object model every component shares: errors, selectors, schemas, patches, printers.
+
+This is kubelite's counterpart of Kubernetes' apimachinery plus the core API types. It holds
+pure logic only (no I/O), so the API server, the client and the controllers can all use it
+and it can be unit-tested without a cluster.
+"""

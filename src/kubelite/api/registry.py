@@ -1,0 +1,102 @@
+"""The resource registry: which kinds the API serves, and how each is named.
+
+Discovery, OpenAPI paths, REST routing, ``kubectl api-resources`` and short names all read
+this one table, so registering a kind is one entry. Names, short names, categories and
+verbs are those of a real kube-apiserver (kubectl's ``get all`` relies on the ``all``
+category, ``get svc`` on the short name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def api_version(self) -> str:
+        return self.group_version
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    @property
+    def qualified(self) -> str:
+        """``pods`` or ``deployments.apps``: how errors name the resource."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def key_prefix(self, namespace: str | None = None) -> str:
+        """Store key prefix, etcd-like: /registry/<group>/<plural>/<namespace>/."""
+        base = f"/registry/{self.group or 'core'}/{self.plural}/"
+        return base + (f"{namespace}/" if namespace and self.namespaced else "")
+
+    def key(self, namespace: str | None, name: str) -> str:
+        return self.key_prefix(namespace if self.namespaced else None) + name
+
+
+RESOURCES: tuple[ResourceType, ...] = (
+    ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), subresources=("status", "finalize"),
+                 verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+    ResourceType("", "v1", "Pod", "pods", True, ("po",), ("all",),
+                 ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers")),
+    ResourceType("", "v1", "Service", "services", True, ("svc",), ("all",), ("status", "proxy"),
+                 verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
+    ResourceType("", "v1", "Endpoints", "endpoints", True, ("ep",)),
+    ResourceType("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
+    ResourceType("", "v1", "Secret", "secrets", True),
+    ResourceType("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), subresources=("token",)),
+    ResourceType("", "v1", "Event", "events", True, ("ev",)),
+    ResourceType("", "v1", "Node", "nodes", False, ("no",), subresources=("status", "proxy")),
+    ResourceType("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("all",), ("status", "scale")),
+    ResourceType("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("all",), ("status", "scale")),
+    ResourceType("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
+    ResourceType("events.k8s.io", "v1", "Event", "events", True, ("ev",)),
+    ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True),
+    ResourceType("networking.k8s.io", "v1", "IPAddress", "ipaddresses", False, ("ip",)),
+    ResourceType("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", False, subresources=("status",)),
+)
+
+# Preferred order of API groups in discovery, as kube-apiserver orders them.
+GROUP_ORDER = ("", "apps", "events.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "networking.k8s.io")
+
+
+def by_group_version() -> dict[str, list[ResourceType]]:
+    out: dict[str, list[ResourceType]] = {}
+    for r in RESOURCES:
+        out.setdefault(r.group_version, []).append(r)
+    return out
+
+
+def lookup(group: str, version: str, plural: str) -> ResourceType | None:
+    for r in RESOURCES:
+        if r.group == group and r.version == version and r.plural == plural:
+            return r
+    return None
+
+
+def for_kind(api_version: str, kind: str) -> ResourceType | None:
+    for r in RESOURCES:
+        if r.api_version == api_version and r.kind == kind:
+            return r
+    return None

@@ -1,0 +1,79 @@
+"""Object metadata the API server owns: uid, timestamps, generation, names from generateName.
+
+Kept apart from the HTTP handlers because every write path (create, update, patch, apply,
+status) needs the same rules, and they must agree with kube-apiserver's to the letter:
+``generation`` moves only when something other than metadata and status changes, a no-op
+update keeps the resourceVersion, and ``generateName`` gets five characters from the same
+alphabet Kubernetes uses (no vowels, so no words).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+from typing import Any
+
+# utilrand's alphabet: consonants and digits without look-alikes.
+_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+SERVER_OWNED = ("uid", "creationTimestamp", "resourceVersion", "generation", "selfLink")
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_micro() -> str:
+    """metav1.MicroTime, for Events and Leases."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def generate_name(prefix: str) -> str:
+    # Kubernetes trims the prefix so that the result stays a valid 63-character name.
+    if len(prefix) > 58:
+        prefix = prefix[:58]
+    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+
+
+def new_uid() -> str:
+    return str(uuid.uuid4())
+
+
+def spec_changed(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """Whether anything but metadata and status differs: what bumps metadata.generation."""
+    keys = (set(new) | set(old)) - {"metadata", "status", "apiVersion", "kind"}
+    return any(new.get(k) != old.get(k) for k in keys)
+
+
+def prepare_create(obj: dict[str, Any], *, has_status: bool, namespaced: bool, namespace: str | None) -> None:
+    meta = obj.setdefault("metadata", {})
+    for k in SERVER_OWNED:
+        meta.pop(k, None)
+    meta["uid"] = new_uid()
+    meta["creationTimestamp"] = now_rfc3339()
+    meta["generation"] = 1
+    for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
+        meta.pop(k, None)
+    if namespaced and namespace:
+        meta["namespace"] = namespace
+    elif not namespaced:
+        meta.pop("namespace", None)
+    if has_status:
+        obj.pop("status", None)
+
+
+def carry_server_fields(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """On update, the server-owned metadata comes from the stored object, not the client."""
+    nm, om = new.setdefault("metadata", {}), old.get("metadata", {})
+    for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"):
+        if k in om:
+            nm[k] = om[k]
+        else:
+            nm.pop(k, None)
+    nm.pop("selfLink", None)
+
+
+def strip_for_compare(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object without the fields that change on every write, to detect no-op updates."""
+    meta = {k: v for k, v in obj.get("metadata", {}).items() if k not in ("resourceVersion", "managedFields")}
+    return {**obj, "metadata": meta}

@@ -1,0 +1,1057 @@
+"""Generic REST handlers: every verb on every served resource, as kube-apiserver answers it.
+
+One implementation serves all kinds (the registry says which exist, the strategy what is
+special about each), the way kube-apiserver's generic registry does. The write paths follow
+its ``GuaranteedUpdate`` loop: read the current object, compute the new one, validate, then
+compare-and-swap on the revision, retrying when another writer got in between, unless the
+client itself named the resourceVersion it expects, in which case the conflict is theirs.
+
+Objects are stored without ``metadata.resourceVersion``; the store's revision is the
+resourceVersion and is put in on the way out, so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import datetime as dt
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jsonpatch
+import orjson
+import yaml
+from aiohttp import web
+
+from kubelite.api import decoding, errors, printers, schema, strategicpatch
+from kubelite.api import apply as ssa
+from kubelite.api.errors import StatusError
+from kubelite.api.fields import object_fields, parse_field_selector
+from kubelite.api.labels import SelectorError, parse_selector
+from kubelite.api.registry import ResourceType, lookup
+from kubelite.apiserver import objects
+from kubelite.apiserver.strategy import Strategy, strategy_for
+from kubelite.store import (
+    CompactedError,
+    ConflictError,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyValue,
+    Store,
+    StoreError,
+)
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
+PATCH_TYPES = {
+    "application/json-patch+json": "json",
+    "application/merge-patch+json": "merge",
+    "application/strategic-merge-patch+json": "strategic",
+    "application/apply-patch+yaml": "apply",
+}
+BOOKMARK_INTERVAL = 60.0
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a resource URL names."""
+
+    rt: ResourceType
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+
+def parse_path(path: str) -> Target | None:
+    """Resolve ``/api/v1/namespaces/ns/pods/name/status`` & co. to a :class:`Target`."""
+    parts = [p for p in path.split("/") if p]
+    if len(parts) >= 2 and parts[0] == "api":
+        group, version, rest = "", parts[1], parts[2:]
+    elif len(parts) >= 3 and parts[0] == "apis":
+        group, version, rest = parts[1], parts[2], parts[3:]
+    else:
+        return None
+    namespace = None
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        # /namespaces/{ns}/{plural}[/{name}[/{sub}]]; but /namespaces/{name}/status|finalize
+        # names the namespace's own subresource.
+        if len(rest) == 3 and rest[2] in ("status", "finalize") and lookup(group, version, rest[2]) is None:
+            pass
+        else:
+            namespace, rest = rest[1], rest[2:]
+    if not rest or len(rest) > 3:
+        return None
+    rt = lookup(group, version, rest[0])
+    if rt is None:
+        return None
+    if namespace is not None and not rt.namespaced:
+        return None
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    if sub is not None and sub not in rt.subresources:
+        return None
+    return Target(rt, namespace, name, sub)
+
+
+# ---------------------------------------------------------------------------- encoding
+
+
+def decode_kv(kv: KeyValue) -> dict[str, Any]:
+    obj: dict[str, Any] = orjson.loads(kv.value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+    return obj
+
+
+def encode_for_store(obj: dict[str, Any]) -> bytes:
+    meta = obj.get("metadata", {})
+    rv = meta.pop("resourceVersion", None)
+    try:
+        return orjson.dumps(obj)
+    finally:
+        if rv is not None:
+            meta["resourceVersion"] = rv
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return web.Response(body=data, status=status, content_type=JSON, headers=headers)
+
+
+def status_response(err: StatusError) -> web.Response:
+    return json_response(err.status(), err.code, err.headers or None)
+
+
+def success_status(rt: ResourceType, name: str, uid: str) -> dict[str, Any]:
+    details: dict[str, Any] = {"name": name, "kind": rt.plural}
+    if rt.group:
+        details["group"] = rt.group
+    if uid:
+        details["uid"] = uid
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
+
+
+def _accept_params(accept: str) -> list[dict[str, str]]:
+    out = []
+    for part in accept.split(","):
+        bits = part.strip().split(";")
+        params = {"type": bits[0].strip()}
+        for b in bits[1:]:
+            k, _, v = b.strip().partition("=")
+            params[k] = v
+        out.append(params)
+    return out
+
+
+def wants_table(request: web.Request) -> bool:
+    for p in _accept_params(request.headers.get("Accept", "")):
+        if p.get("as") == "Table" and p.get("g") == "meta.k8s.io":
+            return True
+        if p["type"] in ("application/json", "*/*", "application/*") and "as" not in p:
+            return False
+    return False
+
+
+def wants_partial_metadata(request: web.Request) -> bool:
+    for p in _accept_params(request.headers.get("Accept", "")):
+        if p.get("as", "").startswith("PartialObjectMetadata"):
+            return True
+        if p["type"] in ("application/json", "*/*") and "as" not in p:
+            return False
+    return False
+
+
+async def read_body(request: web.Request) -> bytes:
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.too_large()
+    data = await request.content.read(MAX_BODY + 1)
+    if len(data) > MAX_BODY:
+        raise errors.too_large()
+    return data
+
+
+def parse_body(data: bytes, content_type: str) -> Any:
+    """Decode a JSON or YAML request body; junk gets a 400, never a 500."""
+    if not data.strip():
+        raise errors.bad_request("the body of the request was empty")
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype.endswith("yaml"):
+        try:
+            return yaml.safe_load(data)
+        except yaml.YAMLError as e:
+            raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+        except (UnicodeDecodeError, ValueError) as e:
+            raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
+
+
+def _qualified_kind(rt: ResourceType) -> str:
+    return rt.kind
+
+
+def check_object_body(obj: Any, rt: ResourceType, expect_kind: str | None = None) -> dict[str, Any]:
+    """The body must be an object of the kind and version the URL names."""
+    if not isinstance(obj, dict):
+        raise errors.bad_request(
+            f"json: cannot unmarshal {type(obj).__name__} into Go value of type struct"
+            if obj is not None
+            else "the body of the request was empty"
+        )
+    kind = expect_kind or rt.kind
+    got_kind, got_av = obj.get("kind"), obj.get("apiVersion")
+    if got_kind in (None, "") and got_av in (None, ""):
+        # kube-apiserver defaults both from the URL when both are missing.
+        obj["kind"], obj["apiVersion"] = kind, rt.api_version
+    elif not isinstance(got_kind, str) or not got_kind:
+        raise errors.bad_request(f"Object 'Kind' is missing in '{orjson.dumps(obj).decode()[:200]}'")
+    elif got_av != rt.api_version:
+        raise errors.bad_request(
+            f"the API version in the data ({got_av}) does not match the expected API version ({rt.api_version})"
+        )
+    elif got_kind != kind:
+        raise errors.bad_request(f"the kind in the data ({got_kind}) does not match the expected kind ({kind})")
+    meta = obj.get("metadata")
+    if meta is None:
+        obj["metadata"] = {}
+    elif not isinstance(meta, dict):
+        raise errors.bad_request(
+            f"{kind} in version \"{rt.version}\" cannot be handled as a {kind}: "
+            f"json: cannot unmarshal {type(meta).__name__} into Go struct field {kind}.metadata of type v1.ObjectMeta"
+        )
+    return obj
+
+
+# ---------------------------------------------------------------------------- list helpers
+
+
+def _encode_continue(rev: int, last_key: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps({"v": "meta.k8s.io/v1", "rv": rev, "start": last_key})).decode()
+
+
+def _decode_continue(token: str) -> tuple[int, str]:
+    try:
+        d = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return int(d["rv"]), str(d["start"])
+    except Exception:
+        raise errors.bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)") from None
+
+
+class Filter:
+    """Label and field selectors of a list or watch request, parsed once."""
+
+    def __init__(self, rt: ResourceType, query: Any) -> None:
+        self.rt = rt
+        try:
+            self.labels = parse_selector(query.get("labelSelector", ""))
+        except SelectorError as e:
+            raise errors.bad_request(str(e)) from None
+        try:
+            self.fields = parse_field_selector(query.get("fieldSelector", ""))
+            self.fields.validate_for(rt.group, rt.kind)
+        except SelectorError as e:
+            raise errors.bad_request(str(e)) from None
+        self.trivial = self.labels.empty and self.fields.empty
+
+    def matches(self, obj: dict[str, Any]) -> bool:
+        if self.trivial:
+            return True
+        meta = obj.get("metadata", {})
+        if not self.labels.matches(meta.get("labels") or {}):
+            return False
+        return self.fields.empty or self.fields.matches(object_fields(self.rt.group, self.rt.kind, obj))
+
+
+def _flag(query: Any, name: str) -> bool:
+    return str(query.get(name, "")).lower() in ("1", "true")
+
+
+def _dry_run(query: Any) -> bool:
+    values = query.getall("dryRun", [])
+    for v in values:
+        if v != "All":
+            raise errors.bad_request(f'Invalid value: "{v}": supported values: "All"')
+    return bool(values)
+
+
+# ---------------------------------------------------------------------------- the handlers
+
+
+WriteFn = Callable[[dict[str, Any] | None], Awaitable[dict[str, Any] | None]]
+
+
+class RestHandlers:
+    """The generic verbs. ``server`` gives access to the store and to cluster-wide hooks."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._strategies: dict[ResourceType, Strategy] = {}
+        self.watchers: set[asyncio.Task[Any]] = set()
+
+    def strategy(self, rt: ResourceType) -> Strategy:
+        s = self._strategies.get(rt)
+        if s is None:
+            s = self._strategies[rt] = strategy_for(rt)
+        return s
+
+    # -- entry point
+
+    async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
+        method = request.method
+        q = request.query
+        sub = target.subresource
+        if sub in (None, "status", "finalize", "scale"):
+            if target.name is None:
+                if method == "GET":
+                    if _flag(q, "watch"):
+                        return await self.watch(request, target)
+                    return await self.list(request, target)
+                if method == "POST":
+                    return await self.create(request, target)
+                if method == "DELETE":
+                    return await self.delete_collection(request, target)
+            else:
+                if method == "GET":
+                    return await self.get(request, target)
+                if method == "PUT":
+                    return await self.update(request, target)
+                if method == "PATCH":
+                    return await self.patch(request, target)
+                if method == "DELETE" and sub is None:
+                    return await self.delete(request, target)
+        raise errors.method_not_allowed()
+
+    # -- reads
+
+    async def _get_obj(self, target: Target) -> tuple[dict[str, Any], KeyValue]:
+        assert target.name is not None
+        kv = await self.store.get(target.rt.key(target.namespace, target.name))
+        if kv is None:
+            raise errors.not_found_error(target.rt.plural, target.name, target.rt.group)
+        return decode_kv(kv), kv
+
+    async def get(self, request: web.Request, target: Target) -> web.StreamResponse:
+        obj, _ = await self._get_obj(target)
+        if wants_table(request):
+            return json_response(self._table(request, target, [obj], obj["metadata"]["resourceVersion"]))
+        if wants_partial_metadata(request):
+            return json_response(_partial(obj))
+        return json_response(obj)
+
+    def _table(
+        self, request: web.Request, target: Target, objs: list[dict[str, Any]], rv: str, cont: str = ""
+    ) -> dict[str, Any]:
+        list_meta: dict[str, Any] = {"resourceVersion": rv}
+        if cont:
+            list_meta["continue"] = cont
+        return printers.to_table(
+            target.rt.group,
+            target.rt.kind,
+            objs,
+            now=dt.datetime.now(dt.UTC),
+            include_object=request.query.get("includeObject", "Metadata"),
+            list_meta=list_meta,
+        )
+
+    async def list(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt, q = target.rt, request.query
+        flt = Filter(rt, q)
+        try:
+            limit = int(q.get("limit", "0") or 0)
+        except ValueError:
+            raise errors.bad_request(f"invalid limit: {q.get('limit')}") from None
+        start = ""
+        if q.get("continue"):
+            _, start = _decode_continue(q["continue"])
+        prefix = rt.key_prefix(target.namespace)
+        items: list[dict[str, Any]] = []
+        more, last_key = False, start
+        rev = self.store.revision
+        # With a selector, a page is filled by scanning further: the limit counts matches.
+        while True:
+            chunk_limit = 0 if limit <= 0 else max(limit - len(items), 64 if not flt.trivial else limit - len(items))
+            kvs, rev, more = await self.store.list(prefix, start_after=last_key, limit=chunk_limit)
+            for kv in kvs:
+                last_key = kv.key
+                obj = decode_kv(kv)
+                if flt.matches(obj):
+                    items.append(obj)
+                    if limit > 0 and len(items) >= limit:
+                        break
+            if limit > 0 and len(items) >= limit:
+                more = more or last_key != (kvs[-1].key if kvs else last_key)
+                if not more:
+                    # Are there more matches after the last key we returned?
+                    more = bool((await self.store.list(prefix, start_after=last_key, limit=1))[0])
+                break
+            if not more:
+                break
+        list_meta: dict[str, Any] = {"resourceVersion": str(rev)}
+        cont = ""
+        if limit > 0 and more:
+            cont = _encode_continue(rev, last_key)
+            list_meta["continue"] = cont
+        if wants_table(request):
+            return json_response(self._table(request, target, items, str(rev), cont))
+        if wants_partial_metadata(request):
+            return json_response(
+                {
+                    "kind": "PartialObjectMetadataList",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": list_meta,
+                    "items": [_partial(o) for o in items],
+                }
+            )
+        body = {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta, "items": items}
+        return json_response(body)
+
+    # -- watch
+
+    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt, q = target.rt, request.query
+        flt = Filter(rt, q)
+        name_filter = target.name
+        rv_param = q.get("resourceVersion", "")
+        send_initial = _flag(q, "sendInitialEvents") or rv_param in ("", "0")
+        if _flag(q, "sendInitialEvents") and q.get("resourceVersionMatch") != "NotOlderThan":
+            raise errors.invalid_error(
+                "ListOptions", "",
+                [errors.forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")],
+            )
+        bookmarks = _flag(q, "allowWatchBookmarks")
+        try:
+            timeout = float(q.get("timeoutSeconds", "0") or 0)
+        except ValueError:
+            raise errors.bad_request(f"invalid timeoutSeconds: {q.get('timeoutSeconds')}") from None
+        if timeout <= 0:
+            timeout = 1800 * (1 + random.random())
+        try:
+            start_rev = int(rv_param) if rv_param and not send_initial else 0
+        except ValueError:
+            raise errors.bad_request(f'invalid resource version "{rv_param}"') from None
+        table = wants_table(request)
+        prefix = rt.key_prefix(target.namespace)
+        if start_rev and start_rev < self.store.compacted_revision:
+            # Kubernetes answers a too-old resourceVersion with a 200 stream holding one ERROR.
+            pass
+
+        resp = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        task = asyncio.current_task()
+        if task:
+            self.watchers.add(task)
+        first_table = [True]
+
+        def encode(ev_type: str, obj: dict[str, Any]) -> bytes:
+            if table and ev_type in ("ADDED", "MODIFIED", "DELETED"):
+                include = request.query.get("includeObject", "Metadata")
+                t = printers.to_table(
+                    rt.group, rt.kind, [obj], now=dt.datetime.now(dt.UTC), include_object=include,
+                    list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
+                )
+                if not first_table[0]:
+                    t["columnDefinitions"] = []
+                first_table[0] = False
+                obj = t
+            return orjson.dumps({"type": ev_type, "object": obj}) + b"\n"
+
+        def visible(obj: dict[str, Any]) -> bool:
+            if name_filter is not None and obj.get("metadata", {}).get("name") != name_filter:
+                return False
+            return flt.matches(obj)
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            if send_initial:
+                kvs, start_rev, _ = await self.store.list(prefix)
+                buf = bytearray()
+                for kv in kvs:
+                    obj = decode_kv(kv)
+                    if visible(obj):
+                        buf += encode("ADDED", obj)
+                        if len(buf) > 256 * 1024:
+                            await resp.write(bytes(buf))
+                            buf.clear()
+                if buf:
+                    await resp.write(bytes(buf))
+                if _flag(q, "sendInitialEvents") and bookmarks:
+                    await resp.write(encode("BOOKMARK", _bookmark(rt, start_rev, initial_end=True)))
+            events = self.store.watch(prefix, start_rev).__aiter__()
+            last_rev = start_rev
+            next_bookmark = loop.time() + BOOKMARK_INTERVAL
+            while True:
+                now = loop.time()
+                if now >= deadline:
+                    break
+                wait = min(deadline, next_bookmark if bookmarks else deadline) - now
+                try:
+                    ev = await asyncio.wait_for(events.__anext__(), timeout=max(wait, 0.001))
+                except TimeoutError:
+                    if bookmarks and loop.time() >= next_bookmark:
+                        await resp.write(encode("BOOKMARK", _bookmark(rt, max(last_rev, self.store.revision))))
+                        next_bookmark = loop.time() + BOOKMARK_INTERVAL
+                    continue
+                except StopAsyncIteration:
+                    break
+                last_rev = ev.kv.mod_revision
+                new = decode_kv(ev.kv)
+                old = decode_kv(ev.prev) if ev.prev is not None else None
+                if ev.type == "DELETED":
+                    if visible(new):
+                        await resp.write(encode("DELETED", new))
+                    continue
+                now_in = visible(new)
+                was_in = old is not None and visible(old)
+                if now_in and (ev.type == "ADDED" or not was_in):
+                    await resp.write(encode("ADDED", new))
+                elif now_in:
+                    await resp.write(encode("MODIFIED", new))
+                elif was_in:
+                    await resp.write(encode("DELETED", new))
+        except CompactedError as e:
+            err = errors.gone(f"too old resource version: {e.requested} ({e.compacted})")
+            await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+        except StoreError as e:
+            # A watcher too slow to keep up: end the stream, the client re-watches from its last RV.
+            log.info("closing watch on %s: %s", prefix, e)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            if task:
+                self.watchers.discard(task)
+        try:
+            await resp.write_eof()
+        except (ConnectionResetError, RuntimeError):
+            pass
+        return resp
+
+    # -- writes
+
+    def _field_manager(self, request: web.Request, *, apply: bool = False) -> str:
+        fm = request.query.get("fieldManager", "")
+        if fm:
+            if len(fm) > 128:
+                raise errors.invalid_error("PatchOptions", "", [errors.too_long("fieldManager", fm, 128)])
+            return fm
+        if apply:
+            raise errors.bad_request("PATCH with apply requires fieldManager (the fieldManager query parameter)")
+        return ssa.default_manager(request.headers.get("User-Agent", ""))
+
+    def _decode_checks(self, request: web.Request, rt: ResourceType, obj: dict[str, Any]) -> list[str]:
+        """Strict decoding per ``fieldValidation``; returns warnings to send back."""
+        mode = request.query.get("fieldValidation", "")
+        if mode not in ("", "Ignore", "Warn", "Strict"):
+            raise errors.bad_request(f'fieldValidation must be one of "Ignore", "Warn", "Strict", got "{mode}"')
+        result = decoding.check(rt.group, rt.version, rt.kind, obj)
+        if result.type_errors:
+            raise errors.bad_request(decoding.type_error_message(rt.kind, rt.version, result.type_errors))
+        if mode == "Strict" and result.unknown_fields:
+            raise errors.bad_request(decoding.strict_error_message(result.unknown_fields))
+        if mode in ("", "Warn") and result.unknown_fields:
+            return decoding.warnings(result.unknown_fields)
+        return []
+
+    async def _ensure_namespace(self, rt: ResourceType, ns: str | None, *, creating: bool) -> None:
+        if not rt.namespaced or ns is None:
+            return
+        kv = await self.store.get(f"/registry/core/namespaces/{ns}")
+        if kv is None:
+            raise errors.not_found_error("namespaces", ns)
+        if creating and b'"deletionTimestamp"' in kv.value:
+            ns_obj = decode_kv(kv)
+            if ns_obj["metadata"].get("deletionTimestamp"):
+                raise errors.StatusError(
+                    403,
+                    "Forbidden",
+                    f"{rt.plural} \"{'...'}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    {"kind": rt.plural, "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {ns} is being terminated", "field": "metadata.namespace"}]},
+                )
+
+    def _invalid(self, rt: ResourceType, obj: dict[str, Any], errs: list[errors.FieldError]) -> StatusError:
+        name = obj.get("metadata", {}).get("name") or ""
+        return errors.invalid_error(rt.kind, name, errs, rt.group)
+
+    async def create(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        if target.subresource:
+            raise errors.method_not_allowed()
+        body = parse_body(await read_body(request), request.content_type)
+        obj = check_object_body(body, rt)
+        warnings = self._decode_checks(request, rt, obj)
+        dry_run = _dry_run(request.query)
+        created = await self.create_object(
+            rt, target.namespace, obj, manager=self._field_manager(request), dry_run=dry_run
+        )
+        return json_response(created, 201, _warning_headers(warnings))
+
+    async def create_object(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        obj: dict[str, Any],
+        *,
+        manager: str,
+        dry_run: bool = False,
+        managed: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Create path shared by POST, apply-creates and create-on-update."""
+        strat = self.strategy(rt)
+        meta = obj["metadata"]
+        body_ns = meta.get("namespace")
+        if rt.namespaced:
+            if namespace is None:
+                raise errors.bad_request("the server could not find the requested resource")
+            if body_ns and body_ns != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+        if not meta.get("name") and meta.get("generateName") and isinstance(meta["generateName"], str):
+            meta["name"] = objects.generate_name(meta["generateName"])
+        objects.prepare_create(obj, has_status=strat.has_status, namespaced=rt.namespaced, namespace=namespace)
+        strat.prepare_create(obj)
+        strat.defaults(obj)
+        errs = strat.validate(obj, None)
+        if errs:
+            raise self._invalid(rt, obj, errs)
+        await self._ensure_namespace(rt, namespace, creating=True)
+        now = objects.now_rfc3339()
+        if managed is not None:
+            meta["managedFields"] = managed
+        else:
+            ssa.update_managed_fields(None, obj, manager=manager, operation="Update",
+                                      api_version=rt.api_version, now=now)
+        name = meta["name"]
+        if dry_run:
+            if await self.store.get(rt.key(namespace, name)) is not None:
+                raise errors.already_exists(rt.plural, name, rt.group)
+            return obj
+        try:
+            kv = await self.store.create(rt.key(namespace, name), encode_for_store(obj))
+        except KeyExistsError:
+            raise errors.already_exists(rt.plural, name, rt.group) from None
+        return decode_kv(kv)
+
+    async def guaranteed_update(
+        self,
+        target: Target,
+        compute: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        manager: str,
+        operation: str = "Update",
+        precondition_rv: str | None = None,
+        dry_run: bool = False,
+        create_missing: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+        track_fields: bool = True,
+    ) -> tuple[dict[str, Any], bool]:
+        """Read-modify-write with compare-and-swap; returns (object, created)."""
+        rt = target.rt
+        assert target.name is not None
+        key = rt.key(target.namespace, target.name)
+        strat = self.strategy(rt)
+        for _attempt in range(64):
+            kv = await self.store.get(key)
+            if kv is None:
+                if create_missing is not None:
+                    return await create_missing(), True
+                raise errors.not_found_error(rt.plural, target.name, rt.group)
+            old = decode_kv(kv)
+            new = compute(copy.deepcopy(old))
+            check_object_body(new, rt)
+            nmeta = new["metadata"]
+            client_rv = precondition_rv if precondition_rv is not None else nmeta.get("resourceVersion")
+            if client_rv:
+                if client_rv != old["metadata"]["resourceVersion"]:
+                    raise errors.conflict(rt.plural, target.name, group=rt.group)
+            elif not strat.allow_unconditional_update:
+                raise errors.invalid_error(rt.kind, target.name, [errors.required("metadata.resourceVersion", "must be specified for an update")], rt.group)
+            if nmeta.get("name") not in (None, target.name):
+                raise errors.bad_request(
+                    f"the name of the object ({nmeta.get('name')}) does not match the name on the URL ({target.name})"
+                )
+            nmeta["name"] = target.name
+            if rt.namespaced:
+                if nmeta.get("namespace") not in (None, "", target.namespace):
+                    raise errors.bad_request(
+                        "the namespace of the provided object does not match the namespace sent on the request"
+                    )
+                nmeta["namespace"] = target.namespace
+            if target.subresource == "status":
+                strat.prepare_status_update(new, old)
+            elif target.subresource is None:
+                strat.prepare_update(new, old)
+            objects.carry_server_fields(new, old)
+            if target.subresource is None and objects.spec_changed(new, old):
+                new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
+            strat.defaults(new)
+            errs = strat.validate(new, old)
+            if errs:
+                raise self._invalid(rt, new, errs)
+            if track_fields:
+                ssa.update_managed_fields(old, new, manager=manager, operation=operation,
+                                          api_version=rt.api_version, subresource=target.subresource or "",
+                                          now=objects.now_rfc3339())
+            if objects.strip_for_compare(new) == objects.strip_for_compare(old):
+                if new["metadata"].get("managedFields") == old["metadata"].get("managedFields"):
+                    return old, False
+            new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            if dry_run:
+                return new, False
+            if self._finalized(rt, new):
+                try:
+                    dkv = await self.store.delete(key, expected_mod_revision=kv.mod_revision)
+                except ConflictError:
+                    continue
+                except KeyNotFoundError:
+                    raise errors.not_found_error(rt.plural, target.name, rt.group) from None
+                return decode_kv(dkv), False
+            try:
+                nkv = await self.store.update(key, encode_for_store(new), expected_mod_revision=kv.mod_revision)
+            except ConflictError:
+                if client_rv:
+                    raise errors.conflict(rt.plural, target.name, group=rt.group) from None
+                continue
+            except KeyNotFoundError:
+                if create_missing is not None:
+                    return await create_missing(), True
+                raise errors.not_found_error(rt.plural, target.name, rt.group) from None
+            return decode_kv(nkv), False
+        raise errors.conflict(rt.plural, target.name, "too many concurrent writers", group=rt.group)
+
+    @staticmethod
+    def _finalized(rt: ResourceType, obj: dict[str, Any]) -> bool:
+        """A terminating object whose last finalizer just went: it is deleted for real."""
+        meta = obj["metadata"]
+        if not meta.get("deletionTimestamp") or meta.get("finalizers"):
+            return False
+        if rt.kind == "Namespace" and rt.group == "" and (obj.get("spec") or {}).get("finalizers"):
+            return False
+        if rt.kind == "Pod" and rt.group == "" and (meta.get("deletionGracePeriodSeconds") or 0) > 0:
+            return False  # the node agent deletes it once its processes are gone
+        return True
+
+    async def update(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        if target.subresource == "scale":
+            raise errors.method_not_allowed()
+        body = parse_body(await read_body(request), request.content_type)
+        obj = check_object_body(body, rt)
+        warnings = self._decode_checks(request, rt, obj)
+        manager = self._field_manager(request)
+        dry_run = _dry_run(request.query)
+        strat = self.strategy(rt)
+
+        async def create_missing() -> dict[str, Any]:
+            if not strat.allow_create_on_update or target.subresource:
+                raise errors.not_found_error(rt.plural, target.name or "", rt.group)
+            fresh = copy.deepcopy(obj)
+            fresh["metadata"]["name"] = target.name
+            return await self.create_object(rt, target.namespace, fresh, manager=manager, dry_run=dry_run)
+
+        if target.subresource == "finalize":
+            def compute(old: dict[str, Any]) -> dict[str, Any]:
+                old["spec"] = obj.get("spec", {})
+                return old
+        else:
+            def compute(old: dict[str, Any]) -> dict[str, Any]:
+                new = copy.deepcopy(obj)
+                new["metadata"].setdefault("managedFields", old["metadata"].get("managedFields"))
+                if new["metadata"]["managedFields"] is None:
+                    del new["metadata"]["managedFields"]
+                return new
+
+        result, created = await self.guaranteed_update(
+            target, compute, manager=manager, dry_run=dry_run, create_missing=create_missing,
+            precondition_rv=obj["metadata"].get("resourceVersion") or None,
+        )
+        return json_response(result, 201 if created else 200, _warning_headers(warnings))
+
+    async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        ctype = request.content_type.lower()
+        ptype = PATCH_TYPES.get(ctype)
+        if ptype is None:
+            raise errors.StatusError(
+                415, "UnsupportedMediaType",
+                f"the body of the request was in an unknown format - accepted media types include: "
+                f"{', '.join(PATCH_TYPES)}",
+            )
+        raw = await read_body(request)
+        patch = parse_body(raw, "application/yaml" if ptype == "apply" else JSON)
+        dry_run = _dry_run(request.query)
+        if ptype == "json":
+            if not isinstance(patch, list):
+                raise errors.bad_request(
+                    "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
+                )
+        elif not isinstance(patch, dict):
+            raise errors.bad_request(
+                f"json: cannot unmarshal {type(patch).__name__} into Go value of type map[string]interface {{}}"
+            )
+        warnings: list[str] = []
+        if ptype == "apply":
+            return await self._apply(request, target, patch, dry_run)
+        manager = self._field_manager(request)
+        kind_schema = schema.schema_for(rt.group, rt.version, rt.kind) or {}
+        precondition = None
+        if isinstance(patch, dict):
+            precondition = (patch.get("metadata") or {}).get("resourceVersion") if isinstance(patch.get("metadata"), dict) else None
+
+        def compute(old: dict[str, Any]) -> dict[str, Any]:
+            nonlocal warnings
+            try:
+                if ptype == "json":
+                    new = jsonpatch.apply_patch(old, patch)
+                elif ptype == "merge":
+                    new = merge_patch(old, patch)
+                else:
+                    new = strategicpatch.apply_strategic_merge_patch(old, patch, kind_schema)
+            except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
+                raise errors.StatusError(422, "Invalid", f"the server rejected our request due to an error in our request: {e}") from None
+            except strategicpatch.PatchError as e:
+                raise errors.bad_request(str(e)) from None
+            except (TypeError, KeyError, ValueError, AttributeError) as e:
+                raise errors.bad_request(f"unable to apply patch: {e}") from None
+            if not isinstance(new, dict):
+                raise errors.bad_request("the patched object is not an object")
+            # The patched object goes through strict decoding like any body.
+            warnings = self._decode_checks(request, rt, check_object_body(new, rt))
+            return new
+
+        result, _ = await self.guaranteed_update(
+            target, compute, manager=manager, precondition_rv=precondition, dry_run=dry_run,
+        )
+        return json_response(result, 200, _warning_headers(warnings))
+
+    async def _apply(
+        self, request: web.Request, target: Target, applied: dict[str, Any], dry_run: bool
+    ) -> web.StreamResponse:
+        rt = target.rt
+        manager = self._field_manager(request, apply=True)
+        force = _flag(request.query, "force")
+        applied = check_object_body(applied, rt)
+        warnings = self._decode_checks(request, rt, applied)
+        kind_schema = schema.schema_for(rt.group, rt.version, rt.kind) or {}
+        now = objects.now_rfc3339()
+
+        def run(live: dict[str, Any] | None) -> dict[str, Any]:
+            try:
+                return ssa.server_side_apply(
+                    live, applied, manager=manager, force=force, schema=kind_schema,
+                    api_version=rt.api_version, now=now,
+                )
+            except ssa.ApplyConflict as e:
+                raise errors.StatusError(409, "Conflict", str(e), {"causes": e.causes()}) from None
+            except strategicpatch.PatchError as e:
+                raise errors.bad_request(str(e)) from None
+
+        async def create_missing() -> dict[str, Any]:
+            obj = run(None)
+            obj["metadata"]["name"] = target.name
+            managed = obj["metadata"].get("managedFields")
+            return await self.create_object(
+                rt, target.namespace, obj, manager=manager, dry_run=dry_run, managed=managed
+            )
+
+        result, created = await self.guaranteed_update(
+            target, run, manager=manager, operation="Apply", dry_run=dry_run,
+            create_missing=create_missing, track_fields=False,
+        )
+        return json_response(result, 201 if created else 200, _warning_headers(warnings))
+
+    # -- deletes
+
+    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
+        opts: dict[str, Any] = {}
+        raw = await read_body(request)
+        if raw.strip():
+            body = parse_body(raw, request.content_type or JSON)
+            if not isinstance(body, dict):
+                raise errors.bad_request("DeleteOptions must be an object")
+            opts.update(body)
+        q = request.query
+        if "gracePeriodSeconds" in q:
+            try:
+                opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
+            except ValueError:
+                raise errors.bad_request(f"invalid gracePeriodSeconds: {q['gracePeriodSeconds']}") from None
+        if "propagationPolicy" in q:
+            opts["propagationPolicy"] = q["propagationPolicy"]
+        if q.get("orphanDependents") in ("true", "false") and "propagationPolicy" not in opts:
+            opts["propagationPolicy"] = "Orphan" if q["orphanDependents"] == "true" else "Background"
+        policy = opts.get("propagationPolicy")
+        if policy not in (None, "Orphan", "Foreground", "Background"):
+            raise errors.invalid_error(
+                "DeleteOptions", "",
+                [errors.not_supported("propagationPolicy", policy, ["Foreground", "Background", "Orphan", "nil"])],
+            )
+        if q.getall("dryRun", []) or opts.get("dryRun"):
+            opts["dryRun"] = True
+        return opts
+
+    async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
+        opts = await self._delete_options(request)
+        obj, status = await self.delete_object(target, opts)
+        return json_response(obj, status)
+
+    async def delete_object(self, target: Target, opts: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        rt = target.rt
+        assert target.name is not None
+        key = rt.key(target.namespace, target.name)
+        for _attempt in range(64):
+            obj, kv = await self._get_obj(target)
+            meta = obj["metadata"]
+            pre = opts.get("preconditions") or {}
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise errors.conflict(
+                    rt.plural, target.name,
+                    f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid')}",
+                    group=rt.group,
+                )
+            if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
+                raise errors.conflict(
+                    rt.plural, target.name,
+                    f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                    f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
+                    group=rt.group,
+                )
+            graceful = self._graceful_update(rt, obj, opts)
+            if graceful is not None:
+                if opts.get("dryRun"):
+                    return graceful, 200
+                if graceful is obj:
+                    return obj, 202 if meta.get("finalizers") else 200
+                try:
+                    nkv = await self.store.update(key, encode_for_store(graceful), expected_mod_revision=kv.mod_revision)
+                except ConflictError:
+                    continue
+                except KeyNotFoundError:
+                    raise errors.not_found_error(rt.plural, target.name, rt.group) from None
+                out = decode_kv(nkv)
+                return out, 202 if out["metadata"].get("finalizers") else 200
+            if opts.get("dryRun"):
+                return obj, 200
+            try:
+                dkv = await self.store.delete(key, expected_mod_revision=kv.mod_revision)
+            except ConflictError:
+                continue
+            except KeyNotFoundError:
+                raise errors.not_found_error(rt.plural, target.name, rt.group) from None
+            deleted = decode_kv(dkv)
+            return deleted, 200
+        raise errors.conflict(rt.plural, target.name, "too many concurrent writers", group=rt.group)
+
+    def _graceful_update(self, rt: ResourceType, obj: dict[str, Any], opts: dict[str, Any]) -> dict[str, Any] | None:
+        """The object as it must be kept (terminating), or None to delete it now.
+
+        Returns the very same object when it is already terminating and nothing changes.
+        """
+        meta = obj["metadata"]
+        policy = opts.get("propagationPolicy")
+        finalizers = list(meta.get("finalizers") or [])
+        wanted = {"Orphan": "orphan", "Foreground": "foregroundDeletion"}.get(policy or "")
+        if wanted and wanted not in finalizers:
+            finalizers.append(wanted)
+        if policy == "Background" and "orphan" in finalizers and not meta.get("deletionTimestamp"):
+            finalizers.remove("orphan")
+        grace = 0
+        is_pod = rt.group == "" and rt.kind == "Pod"
+        is_ns = rt.group == "" and rt.kind == "Namespace"
+        if is_pod and (obj.get("spec") or {}).get("nodeName") and (obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+            default = (obj.get("spec") or {}).get("terminationGracePeriodSeconds", 30)
+            grace = opts.get("gracePeriodSeconds", default)
+            if grace is None:
+                grace = default
+            grace = max(int(grace), 0)
+        ns_pending = is_ns and bool((obj.get("spec") or {}).get("finalizers"))
+        if not finalizers and grace == 0 and not ns_pending:
+            return None
+        new = copy.deepcopy(obj)
+        nmeta = new["metadata"]
+        if finalizers:
+            nmeta["finalizers"] = finalizers
+        if nmeta.get("deletionTimestamp"):
+            current = nmeta.get("deletionGracePeriodSeconds")
+            if is_pod and current is not None and grace < current:
+                # A shorter grace period may replace a longer one (kubectl delete --grace-period=1).
+                nmeta["deletionGracePeriodSeconds"] = grace
+                nmeta["deletionTimestamp"] = _ts_in(grace)
+                if grace == 0 and not finalizers:
+                    return None
+                return new
+            if nmeta.get("finalizers") == meta.get("finalizers"):
+                return obj
+            return new
+        nmeta["deletionTimestamp"] = _ts_in(grace)
+        nmeta["deletionGracePeriodSeconds"] = grace
+        if is_ns:
+            new.setdefault("status", {})["phase"] = "Terminating"
+        return new
+
+    async def delete_collection(self, request: web.Request, target: Target) -> web.StreamResponse:
+        rt = target.rt
+        flt = Filter(rt, request.query)
+        opts = await self._delete_options(request)
+        kvs, rev, _ = await self.store.list(rt.key_prefix(target.namespace))
+        deleted = []
+        for kv in kvs:
+            obj = decode_kv(kv)
+            if not flt.matches(obj):
+                continue
+            name = obj["metadata"]["name"]
+            ns = obj["metadata"].get("namespace")
+            try:
+                out, _ = await self.delete_object(Target(rt, ns, name, None), opts)
+            except StatusError as e:
+                if e.code == 404:
+                    continue
+                raise
+            deleted.append(out)
+        return json_response(
+            {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted}
+        )
+
+
+def _ts_in(seconds: int) -> str:
+    t = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _bookmark(rt: ResourceType, rev: int, initial_end: bool = False) -> dict[str, Any]:
+    meta: dict[str, Any] = {"resourceVersion": str(rev)}
+    if initial_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
+
+
+def _partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
+
+
+def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
+    if not warnings:
+        return None
+    # aiohttp takes one value per header name; several warnings are comma-joined, which the
+    # Warning header grammar (RFC 7234) allows and client-go splits again.
+    return {"Warning": ", ".join(f'299 - {orjson.dumps(w).decode()}' for w in warnings)}
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (what ``kubectl patch --type merge`` and ``label`` send)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge_patch(out.get(k), v)
+    return out

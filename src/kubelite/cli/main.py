@@ -1,0 +1,246 @@
+"""The front door: ``kubelite up``, ``down`` and ``status``.
+
+``up`` runs a whole cluster in the foreground (like ``k3s server``): it opens the store,
+makes the PKI and the kubeconfig on first start, serves the API, prints one line when the
+cluster is ready and stops cleanly on SIGINT/SIGTERM. A run file (``DIR/run.json``) says
+which process serves which port, so ``status`` can answer and ``down`` can stop a running
+cluster or clean up after one that crashed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import errno
+import logging
+import os
+import pathlib
+import signal
+import socket
+import sys
+import time
+from typing import Any
+
+import orjson
+import yaml
+
+from kubelite.apiserver.pki import PKI, ensure_pki
+from kubelite.apiserver.server import APIServer, ServerConfig
+from kubelite.store import open_store
+
+log = logging.getLogger("kubelite")
+
+
+def default_data_dir(name: str) -> pathlib.Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return pathlib.Path(base) / "kubelite" / name
+
+
+class CLIError(Exception):
+    """A problem the user can act on: printed as one line, exit code 1."""
+
+
+# ---------------------------------------------------------------------------- kubeconfig
+
+
+def kubeconfig(name: str, server: str, pki: PKI) -> dict[str, Any]:
+    def b64(p: pathlib.Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    user = f"{name}-admin"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": b64(pki.ca_cert)}}],
+        "users": [
+            {"name": user, "user": {"client-certificate-data": b64(pki.admin_cert), "client-key-data": b64(pki.admin_key)}}
+        ],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
+        "current-context": name,
+    }
+
+
+def write_private(path: pathlib.Path, data: bytes) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- run file
+
+
+def read_run(data_dir: pathlib.Path) -> dict[str, Any] | None:
+    try:
+        run: dict[str, Any] = orjson.loads((data_dir / "run.json").read_bytes())
+        return run
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still "exists"; look at its state.
+    with contextlib.suppress(OSError):
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            if e.errno in (errno.EADDRINUSE, errno.EACCES):
+                return False
+            raise
+    return True
+
+
+# ---------------------------------------------------------------------------- up
+
+
+async def run_up(args: argparse.Namespace) -> int:
+    name: str = args.name
+    data_dir = pathlib.Path(args.data_dir or default_data_dir(name)).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    run = read_run(data_dir)
+    if run and pid_alive(int(run.get("pid", 0))) and run.get("pid") != os.getpid():
+        raise CLIError(
+            f'cluster "{name}" is already running (pid {run["pid"]}, API {run.get("server")}); '
+            f"stop it with: kubelite down --name {name} --data-dir {data_dir}"
+        )
+    if run:
+        log.info("cleaning up after a previous run that did not stop cleanly (pid %s)", run.get("pid"))
+        cleanup(data_dir)
+    host = "127.0.0.1"
+    if not port_free(host, args.api_port):
+        raise CLIError(f"port {args.api_port} on {host} is already in use: pick another with --api-port")
+
+    started = time.perf_counter()
+    store = open_store(str(data_dir / "state.db"))
+    await store.start()
+    pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip="10.96.0.1")
+    server_url = f"https://{host}:{args.api_port}"
+    kc_path = data_dir / "kubeconfig"
+    write_private(kc_path, yaml.safe_dump(kubeconfig(name, server_url, pki), sort_keys=False).encode())
+    api = APIServer(store, pki, ServerConfig(host=host, port=args.api_port, cluster_name=name))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await api.start()
+        write_private(
+            data_dir / "run.json",
+            orjson.dumps({"pid": os.getpid(), "name": name, "server": server_url, "kubeconfig": str(kc_path)}),
+        )
+        elapsed = time.perf_counter() - started
+        print(
+            f'kubelite cluster "{name}" is ready in {elapsed:.2f}s: API {server_url}, '
+            f"kubeconfig {kc_path} (export KUBECONFIG={kc_path})",
+            flush=True,
+        )
+        await stop.wait()
+        print(f'kubelite cluster "{name}" is stopping', flush=True)
+    finally:
+        await api.stop()
+        await store.close()
+        cleanup(data_dir)
+    return 0
+
+
+def cleanup(data_dir: pathlib.Path) -> None:
+    """Remove what a run leaves behind outside the persistent state (the store and the PKI)."""
+    (data_dir / "run.json").unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------- down / status
+
+
+def run_down(args: argparse.Namespace) -> int:
+    data_dir = pathlib.Path(args.data_dir or default_data_dir(args.name)).resolve()
+    run = read_run(data_dir)
+    if run and pid_alive(int(run["pid"])):
+        pid = int(run["pid"])
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + args.timeout
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        print(f'kubelite cluster "{args.name}" stopped (pid {pid})')
+    elif run:
+        print(f'kubelite cluster "{args.name}" was not running; cleaned up after its last run')
+    else:
+        print(f'kubelite cluster "{args.name}" is not running')
+    cleanup(data_dir)
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    data_dir = pathlib.Path(args.data_dir or default_data_dir(args.name)).resolve()
+    run = read_run(data_dir)
+    if run and pid_alive(int(run["pid"])):
+        print(f'kubelite cluster "{args.name}" is running: pid {run["pid"]}, API {run["server"]}, kubeconfig {run["kubeconfig"]}')
+        return 0
+    if run:
+        print(f'kubelite cluster "{args.name}" is not running (a previous run crashed; `kubelite down` cleans up)')
+    else:
+        print(f'kubelite cluster "{args.name}" is not running')
+    return 3
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="kubelite", description="Kubernetes Services on one machine.")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--name", default="kubelite", help="cluster name (default: kubelite)")
+        sp.add_argument("--data-dir", default=None, help="state directory (default: ~/.local/share/kubelite/NAME)")
+
+    up = sub.add_parser("up", help="run a cluster in the foreground")
+    common(up)
+    up.add_argument("--api-port", type=int, default=6443, help="API server port on 127.0.0.1 (default: 6443)")
+    down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
+    common(down)
+    down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")
+    status = sub.add_parser("status", help="tell whether a cluster runs and where")
+    common(status)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "up":
+            return asyncio.run(run_up(args))
+        if args.command == "down":
+            return run_down(args)
+        if args.command == "status":
+            return run_status(args)
+    except CLIError as e:
+        print(f"kubelite: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2

@@ -1,0 +1,1 @@
+"""client-go's counterpart: how components talk to the API server (filled in with the controllers)."""

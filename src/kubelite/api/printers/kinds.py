@@ -1,0 +1,734 @@
+"""The per-kind printers: kube-apiserver's column definitions and row cells, kind by kind.
+
+A port of the handlers in Kubernetes' ``pkg/printers/internalversion/printers.go`` for the
+kinds kubelite serves. kube-apiserver always prints "wide" (``GenerateOptions{Wide: true}``)
+and lets kubectl drop the priority-1 columns, so every row here carries every cell.
+
+Go prints the *internal* types, decoded from storage with defaulting applied; the objects
+here are the stored v1 JSON, so where a field would have been defaulted (a Service's type, a
+port's protocol, a Deployment's replicas, a Secret's type) the default is read in its place.
+Column descriptions are the API's own doc strings, taken from the bundled OpenAPI schemas so
+that they stay word for word what kube-apiserver sends.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kubelite.api import schema
+from kubelite.api.printers.format import (
+    NONE,
+    UNKNOWN,
+    format_label_selector,
+    format_labels,
+    human_duration,
+    parse_time,
+    rfc3339_utc,
+    selector_string,
+    since,
+)
+
+Obj = dict[str, Any]
+Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Printer:
+    columns: tuple[Obj, ...]
+    row: Callable[[Obj, datetime], Row]
+
+
+def _doc(definition: str, prop: str) -> str:
+    props = schema.definitions()[f"io.k8s.{definition}"]["properties"]
+    return str(props[prop].get("description", ""))
+
+
+def _col(name: str, type_: str, description: str, priority: int = 0, format_: str = "") -> Obj:
+    return {"name": name, "type": type_, "format": format_, "description": description, "priority": priority}
+
+
+def _meta_doc(prop: str) -> str:
+    return _doc("apimachinery.pkg.apis.meta.v1.ObjectMeta", prop)
+
+
+def _name_col(priority: int = 0) -> Obj:
+    return _col("Name", "string", _meta_doc("name"), priority, "name")
+
+
+def _age_col() -> Obj:
+    return _col("Age", "string", _meta_doc("creationTimestamp"))
+
+
+def _containers_cols(selector_doc: str) -> list[Obj]:
+    return [
+        _col("Containers", "string", "Names of each container in the template.", 1),
+        _col("Images", "string", "Images referenced by each container in the template.", 1),
+        _col("Selector", "string", selector_doc, 1),
+    ]
+
+
+def _age(obj: Obj, now: datetime) -> str:
+    return since(obj.get("metadata", {}).get("creationTimestamp"), now)
+
+
+def _name(obj: Obj) -> str:
+    return str(obj.get("metadata", {}).get("name", ""))
+
+
+def _cells(*cells: Any) -> Row:
+    return {"cells": list(cells)}
+
+
+def _layout_containers(containers: list[Obj]) -> tuple[str, str]:
+    """``layoutContainerCells``: container names and images, each comma-joined."""
+    return (
+        ",".join(c.get("name", "") for c in containers),
+        ",".join(c.get("image", "") for c in containers),
+    )
+
+
+# --- Pod ---------------------------------------------------------------------------------
+
+_POD_SUCCEEDED = {"type": "Completed", "status": "True", "reason": "Succeeded",
+                  "message": "The pod has completed successfully."}
+_POD_FAILED = {"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}
+# pkg/util/node.NodeUnreachablePodReason: the node controller's mark on pods of a lost node.
+_NODE_LOST = "NodeLost"
+
+
+def _restartable(container: Obj | None) -> bool:
+    """A sidecar: an init container with ``restartPolicy: Always``."""
+    return container is not None and container.get("restartPolicy") == "Always"
+
+
+def _later(current: datetime | None, candidate: Any) -> datetime | None:
+    """Keep the later of a running maximum and a ``finishedAt``, as ``Time.Before`` does."""
+    t = parse_time(candidate)
+    if t is None:
+        return current
+    return t if current is None or current < t else current
+
+
+def _last_finished(status: Obj) -> Any:
+    return ((status.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
+
+
+def _first_condition_true(conditions: list[Obj], type_: str) -> bool:
+    """The first condition of the type decides, as ``isPodInitializedConditionTrue`` reads it."""
+    for c in conditions:
+        if c.get("type") == type_:
+            return bool(c.get("status") == "True")
+    return False
+
+
+def _has_true_condition(conditions: list[Obj], type_: str) -> bool:
+    """Any condition of the type that is True, as ``hasPodReadyCondition`` reads it."""
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
+
+
+def _terminated_reason(terminated: Obj, prefix: str) -> str:
+    if terminated.get("reason"):
+        return prefix + terminated["reason"]
+    if terminated.get("signal"):
+        return f"{prefix}Signal:{terminated['signal']}"
+    return f"{prefix}ExitCode:{terminated.get('exitCode', 0)}"
+
+
+def _pod_row(pod: Obj, now: datetime) -> Row:
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    meta = pod.get("metadata") or {}
+    conditions = status.get("conditions") or []
+    init_specs = spec.get("initContainers") or []
+
+    total = len(spec.get("containers") or [])
+    ready = 0
+    restarts = 0
+    sidecar_restarts = 0
+    last_restart: datetime | None = None
+    last_sidecar_restart: datetime | None = None
+
+    phase = status.get("phase", "")
+    reason = status.get("reason") or phase
+    for c in conditions:
+        if c.get("type") == "PodScheduled" and c.get("reason") == "SchedulingGated":
+            reason = "SchedulingGated"
+
+    row: Row = {}
+    if phase == "Succeeded":
+        row["conditions"] = [dict(_POD_SUCCEEDED)]
+    elif phase == "Failed":
+        row["conditions"] = [dict(_POD_FAILED)]
+
+    by_name = {c.get("name"): c for c in init_specs}
+    total += sum(1 for c in init_specs if _restartable(c))
+
+    initializing = False
+    for i, cs in enumerate(status.get("initContainerStatuses") or []):
+        restarts += cs.get("restartCount", 0)
+        last_restart = _later(last_restart, _last_finished(cs))
+        sidecar = _restartable(by_name.get(cs.get("name")))
+        if sidecar:
+            sidecar_restarts += cs.get("restartCount", 0)
+            last_sidecar_restart = _later(last_sidecar_restart, _last_finished(cs))
+        state = cs.get("state") or {}
+        terminated, waiting = state.get("terminated"), state.get("waiting")
+        if terminated is not None and terminated.get("exitCode", 0) == 0:
+            continue
+        if sidecar and cs.get("started") is True:
+            if cs.get("ready"):
+                ready += 1
+            continue
+        if terminated is not None:
+            reason = _terminated_reason(terminated, "Init:")
+        elif waiting is not None and waiting.get("reason") and waiting["reason"] != "PodInitializing":
+            reason = "Init:" + waiting["reason"]
+        else:
+            reason = f"Init:{i}/{len(init_specs)}"
+        initializing = True
+        break
+
+    if not initializing or _first_condition_true(conditions, "Initialized"):
+        restarts = sidecar_restarts
+        last_restart = last_sidecar_restart
+        has_running = False
+        # Reversed so that the first container's state is the one left in `reason`.
+        for cs in reversed(status.get("containerStatuses") or []):
+            restarts += cs.get("restartCount", 0)
+            last_restart = _later(last_restart, _last_finished(cs))
+            state = cs.get("state") or {}
+            terminated, waiting = state.get("terminated"), state.get("waiting")
+            if waiting is not None and waiting.get("reason"):
+                reason = waiting["reason"]
+            elif terminated is not None:
+                reason = _terminated_reason(terminated, "")
+            elif cs.get("ready") and state.get("running") is not None:
+                has_running = True
+                ready += 1
+        # A container that exited 0 while another still runs: the pod is not "Completed".
+        if reason == "Completed" and has_running:
+            reason = "Running" if _has_true_condition(conditions, "Ready") else "NotReady"
+
+    if meta.get("deletionTimestamp") and status.get("reason") == _NODE_LOST:
+        reason = "Unknown"
+    elif meta.get("deletionTimestamp") and phase not in ("Succeeded", "Failed"):
+        reason = "Terminating"
+
+    restarts_text = str(restarts)
+    if restarts != 0 and last_restart is not None:
+        restarts_text = f"{restarts} ({human_duration(now - last_restart)} ago)"
+
+    # podIP wins over podIPs when both are set, as the v1-to-internal conversion decides.
+    pod_ips = status.get("podIPs") or [{}]
+    pod_ip = status.get("podIP") or pod_ips[0].get("ip") or NONE
+    gates = spec.get("readinessGates") or []
+    gates_text = NONE
+    if gates:
+        true_gates = 0
+        for gate in gates:
+            for c in conditions:
+                if c.get("type") == gate.get("conditionType"):
+                    true_gates += c.get("status") == "True"
+                    break
+        gates_text = f"{true_gates}/{len(gates)}"
+
+    row["cells"] = [
+        _name(pod),
+        f"{ready}/{total}",
+        reason,
+        restarts_text,
+        _age(pod, now),
+        pod_ip,
+        spec.get("nodeName") or NONE,
+        status.get("nominatedNodeName") or NONE,
+        gates_text,
+    ]
+    return row
+
+
+# --- Service, Endpoints, EndpointSlice ----------------------------------------------------
+
+_LOAD_BALANCER_WIDTH = 16
+
+
+def _load_balancer_ips(svc: Obj) -> str:
+    """``loadBalancerStatusStringer`` in wide mode: distinct IPs/hostnames, sorted."""
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    found = {i.get("ip") or i.get("hostname") for i in ingress} - {None, ""}
+    return ",".join(sorted(str(x) for x in found))
+
+
+def _external_ip(svc: Obj) -> str:
+    spec = svc.get("spec") or {}
+    external = spec.get("externalIPs") or []
+    type_ = spec.get("type") or "ClusterIP"
+    if type_ in ("ClusterIP", "NodePort"):
+        return ",".join(external) if external else NONE
+    if type_ == "LoadBalancer":
+        lb = _load_balancer_ips(svc)
+        if external:
+            return ",".join(([*lb.split(",")] if lb else []) + external)
+        return lb or "<pending>"
+    if type_ == "ExternalName":
+        return str(spec.get("externalName", ""))
+    return UNKNOWN
+
+
+def _port_string(ports: list[Obj]) -> str:
+    pieces = []
+    for p in ports:
+        protocol = p.get("protocol") or "TCP"
+        if p.get("nodePort"):
+            pieces.append(f"{p.get('port', 0)}:{p['nodePort']}/{protocol}")
+        else:
+            pieces.append(f"{p.get('port', 0)}/{protocol}")
+    return ",".join(pieces)
+
+
+def _service_row(svc: Obj, now: datetime) -> Row:
+    spec = svc.get("spec") or {}
+    cluster_ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    return _cells(
+        _name(svc),
+        spec.get("type") or "ClusterIP",
+        cluster_ips[0] if cluster_ips else NONE,
+        _external_ip(svc),
+        _port_string(spec.get("ports") or []) or NONE,
+        _age(svc, now),
+        format_labels(spec.get("selector")),
+    )
+
+
+_MAX_LISTED = 3
+
+
+def _join_host_port(host: str, port: int) -> str:
+    """``net.JoinHostPort``: brackets around hosts containing a colon (IPv6)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _format_endpoints(ep: Obj) -> str:
+    """``formatEndpoints``: the first three ``ip:port``, then ``+ N more...``."""
+    subsets = ep.get("subsets") or []
+    if not subsets:
+        return NONE
+    listed: list[str] = []
+    count = 0
+    for ss in subsets:
+        addresses = ss.get("addresses") or []
+        # Headless Services may have no ports: list the bare IPs.
+        targets = [None] if not ss.get("ports") else [p.get("port", 0) for p in ss["ports"]]
+        for port in targets:
+            count += len(addresses)
+            for addr in addresses:
+                if len(listed) == _MAX_LISTED:
+                    break
+                ip = addr.get("ip", "")
+                listed.append(ip if port is None else _join_host_port(ip, port))
+    text = ",".join(listed)
+    return f"{text} + {count - _MAX_LISTED} more..." if count > _MAX_LISTED else text
+
+
+def _list_with_more(items: list[str]) -> str:
+    """``listWithMoreString`` over all items: three shown, the rest counted, ``<unset>`` if none."""
+    text = ",".join(items[:_MAX_LISTED])
+    if len(items) > _MAX_LISTED:
+        return f"{text} + {len(items) - _MAX_LISTED} more..."
+    return text or "<unset>"
+
+
+def _endpoints_row(ep: Obj, now: datetime) -> Row:
+    return _cells(_name(ep), _format_endpoints(ep), _age(ep, now))
+
+
+def _slice_port(p: Obj) -> str:
+    if p.get("port") is not None:
+        return str(p["port"])
+    if p.get("name") is not None:
+        return str(p["name"])
+    return "*"
+
+
+def _endpoint_slice_row(es: Obj, now: datetime) -> Row:
+    ports = [_slice_port(p) for p in es.get("ports") or []]
+    addresses = [a for e in es.get("endpoints") or [] for a in e.get("addresses") or []]
+    return _cells(
+        _name(es), es.get("addressType", ""), _list_with_more(ports), _list_with_more(addresses), _age(es, now)
+    )
+
+
+# --- Simple kinds -------------------------------------------------------------------------
+
+
+def _namespace_row(ns: Obj, now: datetime) -> Row:
+    return _cells(_name(ns), (ns.get("status") or {}).get("phase") or "Active", _age(ns, now))
+
+
+def _configmap_row(cm: Obj, now: datetime) -> Row:
+    return _cells(_name(cm), len(cm.get("data") or {}) + len(cm.get("binaryData") or {}), _age(cm, now))
+
+
+def _secret_row(secret: Obj, now: datetime) -> Row:
+    # stringData is merged into data on conversion; count keys once.
+    keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
+    return _cells(_name(secret), secret.get("type") or "Opaque", len(keys), _age(secret, now))
+
+
+def _service_account_row(sa: Obj, now: datetime) -> Row:
+    return _cells(_name(sa), len(sa.get("secrets") or []), _age(sa, now))
+
+
+def _lease_row(lease: Obj, now: datetime) -> Row:
+    return _cells(_name(lease), (lease.get("spec") or {}).get("holderIdentity") or "", _age(lease, now))
+
+
+def _ip_address_row(ip: Obj, now: datetime) -> Row:
+    parent = (ip.get("spec") or {}).get("parentRef")
+    parent_text = NONE
+    if parent is not None:
+        resource, group = parent.get("resource", ""), parent.get("group", "")
+        parent_text = (f"{resource}.{group}" if group else resource).lower()
+        if parent.get("namespace"):
+            parent_text += "/" + parent["namespace"]
+        parent_text += "/" + parent.get("name", "")
+    # Kubernetes prints an age cell although the table defines no AGE column; kubectl
+    # ignores cells beyond the columns, so the extra cell is harmless and kept for fidelity.
+    return _cells(_name(ip), parent_text, _age(ip, now))
+
+
+def _service_cidr_row(cidr: Obj, now: datetime) -> Row:
+    return _cells(_name(cidr), ",".join((cidr.get("spec") or {}).get("cidrs") or []), _age(cidr, now))
+
+
+# --- Node ---------------------------------------------------------------------------------
+
+_ROLE_PREFIX = "node-role.kubernetes.io/"
+_ROLE_LABEL = "kubernetes.io/role"
+
+
+def _node_roles(node: Obj) -> str:
+    roles: set[str] = set()
+    for key, value in ((node.get("metadata") or {}).get("labels") or {}).items():
+        if key.startswith(_ROLE_PREFIX):
+            if key[len(_ROLE_PREFIX) :]:
+                roles.add(key[len(_ROLE_PREFIX) :])
+        elif key == _ROLE_LABEL and value:
+            roles.add(value)
+    return ",".join(sorted(roles)) or NONE
+
+
+def _node_address(node: Obj, type_: str) -> str:
+    for a in (node.get("status") or {}).get("addresses") or []:
+        if a.get("type") == type_:
+            return str(a.get("address", ""))
+    return NONE
+
+
+def _node_row(node: Obj, now: datetime) -> Row:
+    status = node.get("status") or {}
+    info = status.get("nodeInfo") or {}
+    # The last Ready condition wins, as Go's map of conditions by type keeps the last one.
+    ready = None
+    for c in status.get("conditions") or []:
+        if c.get("type") == "Ready":
+            ready = c
+    states = [] if ready is None else ["Ready" if ready.get("status") == "True" else "NotReady"]
+    if not states:
+        states.append("Unknown")
+    if (node.get("spec") or {}).get("unschedulable"):
+        states.append("SchedulingDisabled")
+    return _cells(
+        _name(node),
+        ",".join(states),
+        _node_roles(node),
+        _age(node, now),
+        info.get("kubeletVersion", ""),
+        _node_address(node, "InternalIP"),
+        _node_address(node, "ExternalIP"),
+        info.get("osImage") or UNKNOWN,
+        info.get("kernelVersion") or UNKNOWN,
+        info.get("containerRuntimeVersion") or UNKNOWN,
+    )
+
+
+# --- Event (core/v1 and events.k8s.io/v1 share one printer, as they share storage) ---------
+
+
+def _core_event_view(ev: Obj) -> Obj:
+    """An events.k8s.io/v1 Event in core/v1 field names (``Convert_v1_Event_To_core_Event``)."""
+    return {
+        "metadata": ev.get("metadata") or {},
+        "involvedObject": ev.get("regarding") or {},
+        "source": ev.get("deprecatedSource") or {},
+        "message": ev.get("note", ""),
+        "firstTimestamp": ev.get("deprecatedFirstTimestamp"),
+        "lastTimestamp": ev.get("deprecatedLastTimestamp"),
+        "count": ev.get("deprecatedCount", 0),
+        "eventTime": ev.get("eventTime"),
+        "series": ev.get("series"),
+        "reportingController": ev.get("reportingController", ""),
+        "reportingInstance": ev.get("reportingInstance", ""),
+        "type": ev.get("type", ""),
+        "reason": ev.get("reason", ""),
+    }
+
+
+def _event_row(ev: Obj, now: datetime) -> Row:
+    first = since(ev.get("firstTimestamp"), now)
+    if parse_time(ev.get("firstTimestamp")) is None:
+        first = since(ev.get("eventTime"), now)
+    last = first if parse_time(ev.get("lastTimestamp")) is None else since(ev.get("lastTimestamp"), now)
+    count = ev.get("count") or 0
+    if ev.get("series") is not None:
+        last = since(ev["series"].get("lastObservedTime"), now)
+        count = ev["series"].get("count", 0)
+    elif count == 0:
+        # Events of the new API that happened once carry no count.
+        count = 1
+    involved = ev.get("involvedObject") or {}
+    kind = str(involved.get("kind", "")).lower()
+    target = f"{kind}/{involved['name']}" if involved.get("name") else kind
+    source = ev.get("source") or {}
+    component = source.get("component") or ev.get("reportingController") or ""
+    instance = source.get("host") or ev.get("reportingInstance") or ""
+    return _cells(
+        last,
+        ev.get("type", ""),
+        ev.get("reason", ""),
+        target,
+        involved.get("fieldPath", ""),
+        f"{component}, {instance}" if instance else component,
+        str(ev.get("message", "")).strip(),
+        first,
+        count,
+        _name(ev),
+    )
+
+
+def _events_k8s_io_row(ev: Obj, now: datetime) -> Row:
+    return _event_row(_core_event_view(ev), now)
+
+
+# --- Deployment, ReplicaSet ---------------------------------------------------------------
+
+
+def _template_containers(obj: Obj) -> list[Obj]:
+    spec = obj.get("spec") or {}
+    return list((((spec.get("template") or {}).get("spec")) or {}).get("containers") or [])
+
+
+def _deployment_row(d: Obj, now: datetime) -> Row:
+    spec, status = d.get("spec") or {}, d.get("status") or {}
+    try:
+        selector = selector_string(spec.get("selector"))
+    except ValueError:
+        selector = "<invalid>"
+    names, images = _layout_containers(_template_containers(d))
+    return _cells(
+        _name(d),
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+        _age(d, now),
+        names,
+        images,
+        selector,
+    )
+
+
+def _replicaset_row(rs: Obj, now: datetime) -> Row:
+    spec, status = rs.get("spec") or {}, rs.get("status") or {}
+    names, images = _layout_containers(_template_containers(rs))
+    return _cells(
+        _name(rs),
+        spec.get("replicas", 1),
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        _age(rs, now),
+        names,
+        images,
+        format_label_selector(spec.get("selector")),
+    )
+
+
+# --- The table of printers ----------------------------------------------------------------
+
+# Doc strings of extensions/v1beta1 types, which printers.go cites and the bundled (v1-only)
+# schemas do not carry.
+_EXT_RS_SPEC_REPLICAS = (
+    "Replicas is the number of desired replicas. This is a pointer to distinguish between explicit zero "
+    "and unspecified. Defaults to 1. More info: "
+    "https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller/#what-is-a-replicationcontroller"
+)
+_EXT_RS_STATUS_REPLICAS = (
+    "Replicas is the most recently oberved number of replicas. More info: "
+    "https://kubernetes.io/docs/concepts/workloads/controllers/replicationcontroller/#what-is-a-replicationcontroller"
+)
+_EXT_RS_STATUS_READY = "The number of ready replicas for this replica set."
+_EXT_RS_SELECTOR = (
+    "Selector is a label query over pods that should match the replica count. If the selector is empty, "
+    "it is defaulted to the labels present on the pod template. Label keys and values that must match in "
+    "order to be controlled by this replica set. More info: "
+    "https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors"
+)
+_EXT_DEPLOY_UPDATED = (
+    "Total number of non-terminated pods targeted by this deployment that have the desired template spec."
+)
+_EXT_DEPLOY_AVAILABLE = (
+    "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."
+)
+_EXT_DEPLOY_SELECTOR = (
+    "Label selector for pods. Existing ReplicaSets whose pods are selected by this will be the ones "
+    "affected by this deployment."
+)
+
+
+@functools.cache
+def printers() -> dict[tuple[str, str], Printer]:
+    """Printers by (API group, kind), built once on first use (the schemas load lazily)."""
+    core, event = "api.core.v1", "api.core.v1.Event"
+
+    def p(row: Callable[[Obj, datetime], Row], *columns: Obj) -> Printer:
+        return Printer(tuple(columns), row)
+
+    event_printer = p(
+        _event_row,
+        _col("Last Seen", "string", _doc(event, "lastTimestamp")),
+        _col("Type", "string", _doc(event, "type")),
+        _col("Reason", "string", _doc(event, "reason")),
+        _col("Object", "string", _doc(event, "involvedObject")),
+        _col("Subobject", "string", _doc(f"{core}.ObjectReference", "fieldPath"), 1),
+        _col("Source", "string", _doc(event, "source"), 1),
+        _col("Message", "string", _doc(event, "message")),
+        _col("First Seen", "string", _doc(event, "firstTimestamp"), 1),
+        _col("Count", "string", _doc(event, "count"), 1),
+        _name_col(priority=1),
+    )
+    return {
+        ("", "Namespace"): p(
+            _namespace_row, _name_col(), _col("Status", "string", "The status of the namespace"), _age_col()
+        ),
+        ("", "Pod"): p(
+            _pod_row,
+            _name_col(),
+            _col("Ready", "string", "The aggregate readiness state of this pod for accepting traffic."),
+            _col("Status", "string", "The aggregate status of the containers in this pod."),
+            _col(
+                "Restarts",
+                "string",
+                "The number of times the containers in this pod have been restarted and when the last "
+                "container in this pod has restarted.",
+            ),
+            _age_col(),
+            _col("IP", "string", _doc(f"{core}.PodStatus", "podIP"), 1),
+            _col("Node", "string", _doc(f"{core}.PodSpec", "nodeName"), 1),
+            _col("Nominated Node", "string", _doc(f"{core}.PodStatus", "nominatedNodeName"), 1),
+            _col("Readiness Gates", "string", _doc(f"{core}.PodSpec", "readinessGates"), 1),
+        ),
+        ("", "Service"): p(
+            _service_row,
+            _name_col(),
+            _col("Type", "string", _doc(f"{core}.ServiceSpec", "type")),
+            _col("Cluster-IP", "string", _doc(f"{core}.ServiceSpec", "clusterIP")),
+            _col("External-IP", "string", _doc(f"{core}.ServiceSpec", "externalIPs")),
+            _col("Port(s)", "string", _doc(f"{core}.ServiceSpec", "ports")),
+            _age_col(),
+            _col("Selector", "string", _doc(f"{core}.ServiceSpec", "selector"), 1),
+        ),
+        ("", "Endpoints"): p(
+            _endpoints_row,
+            _name_col(),
+            _col("Endpoints", "string", _doc(f"{core}.Endpoints", "subsets")),
+            _age_col(),
+        ),
+        ("", "ConfigMap"): p(
+            _configmap_row, _name_col(), _col("Data", "string", _doc(f"{core}.ConfigMap", "data")), _age_col()
+        ),
+        ("", "Secret"): p(
+            _secret_row,
+            _name_col(),
+            _col("Type", "string", _doc(f"{core}.Secret", "type")),
+            _col("Data", "string", _doc(f"{core}.Secret", "data")),
+            _age_col(),
+        ),
+        ("", "ServiceAccount"): p(
+            _service_account_row,
+            _name_col(),
+            _col("Secrets", "string", _doc(f"{core}.ServiceAccount", "secrets")),
+            _age_col(),
+        ),
+        ("", "Event"): event_printer,
+        ("events.k8s.io", "Event"): Printer(event_printer.columns, _events_k8s_io_row),
+        ("", "Node"): p(
+            _node_row,
+            _name_col(),
+            _col("Status", "string", "The status of the node"),
+            _col("Roles", "string", "The roles of the node"),
+            _age_col(),
+            _col("Version", "string", _doc(f"{core}.NodeSystemInfo", "kubeletVersion")),
+            _col("Internal-IP", "string", _doc(f"{core}.NodeStatus", "addresses"), 1),
+            _col("External-IP", "string", _doc(f"{core}.NodeStatus", "addresses"), 1),
+            _col("OS-Image", "string", _doc(f"{core}.NodeSystemInfo", "osImage"), 1),
+            _col("Kernel-Version", "string", _doc(f"{core}.NodeSystemInfo", "kernelVersion"), 1),
+            _col("Container-Runtime", "string", _doc(f"{core}.NodeSystemInfo", "containerRuntimeVersion"), 1),
+        ),
+        ("apps", "Deployment"): p(
+            _deployment_row,
+            _name_col(),
+            _col("Ready", "string", "Number of the pod with ready state"),
+            _col("Up-to-date", "string", _EXT_DEPLOY_UPDATED),
+            _col("Available", "string", _EXT_DEPLOY_AVAILABLE),
+            _age_col(),
+            *_containers_cols(_EXT_DEPLOY_SELECTOR),
+        ),
+        ("apps", "ReplicaSet"): p(
+            _replicaset_row,
+            _name_col(),
+            _col("Desired", "integer", _EXT_RS_SPEC_REPLICAS),
+            _col("Current", "integer", _EXT_RS_STATUS_REPLICAS),
+            _col("Ready", "integer", _EXT_RS_STATUS_READY),
+            _age_col(),
+            *_containers_cols(_EXT_RS_SELECTOR),
+        ),
+        ("discovery.k8s.io", "EndpointSlice"): p(
+            _endpoint_slice_row,
+            _name_col(),
+            _col("AddressType", "string", _doc("api.discovery.v1.EndpointSlice", "addressType")),
+            _col("Ports", "string", _doc("api.discovery.v1.EndpointSlice", "ports")),
+            _col("Endpoints", "string", _doc("api.discovery.v1.EndpointSlice", "endpoints")),
+            _age_col(),
+        ),
+        ("coordination.k8s.io", "Lease"): p(
+            _lease_row,
+            _name_col(),
+            _col("Holder", "string", _doc("api.coordination.v1.LeaseSpec", "holderIdentity")),
+            _age_col(),
+        ),
+        ("networking.k8s.io", "IPAddress"): p(
+            _ip_address_row,
+            _name_col(),
+            _col("ParentRef", "string", _doc("api.networking.v1.IPAddressSpec", "parentRef")),
+        ),
+        ("networking.k8s.io", "ServiceCIDR"): p(
+            _service_cidr_row,
+            _name_col(),
+            _col("CIDRs", "string", _doc("api.networking.v1.ServiceCIDRSpec", "cidrs")),
+            _age_col(),
+        ),
+    }
+
+
+def _default_row(obj: Obj, now: datetime) -> Row:
+    return _cells(_name(obj), rfc3339_utc((obj.get("metadata") or {}).get("creationTimestamp")))
+
+
+@functools.cache
+def default_printer() -> Printer:
+    """``rest.NewDefaultTableConvertor``: name and RFC 3339 creation time, for other kinds."""
+    return Printer(
+        (_name_col(), _col("Created At", "date", _meta_doc("creationTimestamp"))),
+        _default_row,
+    )

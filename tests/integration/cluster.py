@@ -1,0 +1,109 @@
+"""A real ``kubelite up`` in a subprocess, and the real kubectl pointed at it.
+
+Integration tests never talk to an in-process server: they start the same command a user
+runs, on a free port with its own data directory and cluster name, and drive it with the
+real kubectl binaries, so what passes here is what users get. The process is always stopped
+(SIGTERM, then SIGKILL) and its directory removed, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
+KUBECTL_VERSIONS = pathlib.Path("/usr/lib/google-cloud-sdk/bin")
+
+
+def kubectl_binary(version: str | None = None) -> str | None:
+    if version is None:
+        return KUBECTL if os.path.exists(KUBECTL) else None
+    p = KUBECTL_VERSIONS / f"kubectl.{version}"
+    return str(p) if p.exists() else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Cluster:
+    name: str
+    data_dir: pathlib.Path
+    port: int
+    proc: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    @property
+    def kubeconfig(self) -> pathlib.Path:
+        return self.data_dir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30.0, extra: list[str] | None = None) -> None:
+        cmd = [sys.executable, "-m", "kubelite", "up", "--name", self.name, "--data-dir", str(self.data_dir),
+               "--api-port", str(self.port), *(extra or [])]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+        ready = threading.Event()
+
+        def pump() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+                if "is ready" in line:
+                    ready.set()
+
+        threading.Thread(target=pump, daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while not ready.is_set():
+            if self.proc.poll() is not None:
+                raise RuntimeError("kubelite up exited early:\n" + "".join(self.output))
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("kubelite up not ready in time:\n" + "".join(self.output))
+            ready.wait(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kubectl(
+        self, *args: str, input: str | None = None, version: str | None = None, check: bool = False,
+        env: dict[str, str] | None = None, timeout: float = 60.0,
+    ) -> subprocess.CompletedProcess[str]:
+        binary = kubectl_binary(version)
+        assert binary, f"kubectl {version or ''} not found"
+        full_env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), **(env or {})}
+        res = subprocess.run([binary, *args], input=input, capture_output=True, text=True, env=full_env,
+                             timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stderr}{res.stdout}")
+        return res
+
+
+def new_cluster(base: pathlib.Path) -> Cluster:
+    name = f"kl-{uuid.uuid4().hex[:6]}"
+    return Cluster(name=name, data_dir=base / name, port=free_port())

@@ -1,0 +1,125 @@
+"""What every storage backend promises the API server: etcd's data model, cut to what it uses.
+
+The API server is written against this protocol only, so the embedded SQLite backend and a
+real etcd cluster can be swapped behind it. The model is etcd v3's: one global revision
+sequence (a Kubernetes ``resourceVersion`` *is* a revision), compare-and-swap on a key's
+``mod_revision``, watches that resume from any revision still in history, and compaction
+that makes older revisions unreachable (the API server answers those with 410 Gone).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    # The object JSON as the API server stored it; it carries no resourceVersion, the
+    # revisions below are the truth.
+    value: bytes
+    create_revision: int
+    # For a DELETED event's kv this is the revision of the delete itself.
+    mod_revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    # The new value; for DELETED the last value, with mod_revision = the delete's revision.
+    kv: KeyValue
+    # The value before the change (None for ADDED); the API server needs it to tell a
+    # label-selector watch that an object moved out of its selection.
+    prev: KeyValue | None
+
+
+class StoreError(Exception):
+    """Any storage failure; subclasses are the ones the API server maps to a Status."""
+
+
+class KeyExistsError(StoreError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key already exists: {key}")
+        self.key = key
+
+
+class KeyNotFoundError(StoreError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"key not found: {key}")
+        self.key = key
+
+
+class ConflictError(StoreError):
+    """A compare-and-swap lost: the key's mod_revision is not the one the caller expected."""
+
+    def __init__(self, key: str, current: KeyValue) -> None:
+        super().__init__(f"key {key} was modified: its mod_revision is now {current.mod_revision}")
+        self.key = key
+        self.current = current
+
+
+class CompactedError(StoreError):
+    """The revision a watch asked for is older than the compacted history (410 Gone)."""
+
+    def __init__(self, requested: int, compacted: int) -> None:
+        super().__init__(
+            f"mvcc: required revision has been compacted (requested {requested}, compacted {compacted})"
+        )
+        self.requested = requested
+        self.compacted = compacted
+
+
+class Store(Protocol):
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    @property
+    def revision(self) -> int:
+        """The latest committed revision (a fresh store is at 1, like etcd)."""
+        ...
+
+    @property
+    def compacted_revision(self) -> int:
+        """History at and below this revision is gone: watches must start from it or later."""
+        ...
+
+    async def get(self, key: str) -> KeyValue | None: ...
+
+    async def list(
+        self, prefix: str, *, start_after: str = "", limit: int = 0
+    ) -> tuple[builtins.list[KeyValue], int, bool]:
+        """Keys under ``prefix`` sorted, all ``> start_after``; ``limit`` 0 means all.
+
+        Returns (items, the revision the list reflects, whether more items remain).
+        """
+        ...
+
+    async def count(self, prefix: str) -> int: ...
+
+    async def create(self, key: str, value: bytes) -> KeyValue: ...
+
+    async def update(self, key: str, value: bytes, expected_mod_revision: int = 0) -> KeyValue:
+        """``expected_mod_revision`` 0 updates unconditionally."""
+        ...
+
+    async def delete(self, key: str, expected_mod_revision: int = 0) -> KeyValue:
+        """Returns the deleted value with mod_revision = the revision of the delete."""
+        ...
+
+    def watch(self, prefix: str, from_revision: int = 0) -> AsyncIterator[WatchEvent]:
+        """Events for keys under ``prefix`` with revision > ``from_revision``, in order.
+
+        ``from_revision`` 0 means from the current revision on. The iterator raises
+        CompactedError if that revision was compacted, and StoreError when the watcher
+        fell so far behind that its events were compacted away ("too slow") or the
+        store closed; the caller then ends the watch and the client re-watches.
+        """
+        ...
+
+    async def compact(self, revision: int) -> None: ...

@@ -1,0 +1,581 @@
+"""The embedded store: etcd's revisioned key-value model on one SQLite file.
+
+Why it is shaped this way (and what it trades):
+
+* **Memory serves every read.** The current state (key -> KeyValue, plus a sorted key
+  list for prefix ranges) and the watch history live in memory; ``get``/``list``/``count``
+  and history replay never touch the disk and never contend with the writer. The cost is
+  RAM: every live object and every retained event is held once (a few hundred MB for
+  100,000 objects of a few KB; kube-apiserver's watch cache makes the same choice). The
+  sorted key list is a plain Python list, so a create or delete moves pointers in O(n):
+  microseconds at 50,000 keys, worth revisiting past a few hundred thousand.
+* **One writer thread, group commit.** Writes are validated on the event loop against
+  the committed state plus the not-yet-committed writes (so compare-and-swap is decided
+  the moment a write arrives and revisions are handed out in order), then queued. A
+  single thread owns the only SQLite connection and commits everything queued since its
+  last commit as one transaction. Under load a transaction carries tens or hundreds of
+  writes, which is what makes thousands of writes per second cheap; alone, a write waits
+  for one commit. There is no second connection, so "database is locked" cannot happen
+  inside the process, and ``locking_mode=EXCLUSIVE`` makes a second process opening the
+  same file fail at once instead of corrupting our in-memory view.
+* **Acknowledged means committed.** A write's future, the in-memory state and the
+  watchers are updated only after COMMIT returned, in revision order. If a commit fails
+  (disk full, I/O error) the store becomes unusable and every call raises: the
+  in-memory state still equals the disk, but nothing that was not written is ever
+  served, and the API server should exit so that a supervisor restarts it.
+* **Durability.** WAL with ``synchronous=NORMAL`` (the default) survives a crash or
+  ``kill -9`` of the process: a committed transaction is in the WAL file in the OS page
+  cache. It can lose the last transactions on power loss or a kernel crash; pass
+  ``synchronous="FULL"`` to fsync every commit (group commit keeps that affordable).
+* **Tables.** ``kv`` holds the current value of each key (primary key ``key``), so no
+  "latest row per key" query exists; ``log`` holds one row per revision (the event, with
+  the previous value so that replayed events carry ``prev`` exactly as live ones), and
+  ``meta`` the revision counter and the compacted revision, written in the same
+  transaction as the data so revisions are never reused, even after compaction.
+* **Compaction** runs in the background on a timer and whenever the history exceeds its
+  bound. It keeps the events of the last ``history_window`` seconds, and never more than
+  ``history_max_events``. Memory is trimmed first (so memory stays bounded even if the
+  disk side fails); the disk side deletes old log rows, reclaims space with incremental
+  vacuum when much of the file is free, logs failures and retries on the next tick.
+  ``last_compaction`` and ``last_compaction_error`` show whether it is healthy.
+* **Watch fan-out.** All watchers read the one shared history list through their own
+  cursor; a commit only wakes them. A watcher whose consumer does not keep up costs no
+  memory of its own; once compaction drops events it has not read yet, its iterator ends
+  with "too slow" and the client re-watches (or relists on 410), as with etcd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import builtins
+import logging
+import sqlite3
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal, TypeVar
+
+from kubelite.store._protocol import (
+    CompactedError,
+    ConflictError,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyValue,
+    StoreError,
+    WatchEvent,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Synchronous = Literal["NORMAL", "FULL"]
+
+_SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS meta (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key             TEXT PRIMARY KEY,
+    value           BLOB NOT NULL,
+    create_revision INTEGER NOT NULL,
+    mod_revision    INTEGER NOT NULL
+);
+-- One row per revision. value is NULL for a delete (the deleted value is prev_value),
+-- prev_* are NULL for a create.
+CREATE TABLE IF NOT EXISTS log (
+    revision          INTEGER PRIMARY KEY,
+    key               TEXT NOT NULL,
+    type              INTEGER NOT NULL,
+    create_revision   INTEGER NOT NULL,
+    value             BLOB,
+    prev_mod_revision INTEGER,
+    prev_value        BLOB
+);
+INSERT OR IGNORE INTO meta (name, value) VALUES ('schema', 1), ('revision', 1), ('compacted', 1);
+COMMIT;
+"""
+
+_TYPE_CODES = {"ADDED": 0, "MODIFIED": 1, "DELETED": 2}
+
+# A watcher takes at most this many events from the shared history per step, so that one
+# far-behind watcher does not hold the event loop while it filters.
+_WATCH_CHUNK = 1024
+
+
+class _State(Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class _Write:
+    event: WatchEvent
+    done: asyncio.Future[KeyValue]
+
+
+def _prefix_end(prefix: str) -> str | None:
+    """The smallest string greater than every string starting with ``prefix`` (None: no bound)."""
+    stem = prefix.rstrip("\U0010ffff")
+    if not stem:
+        return None
+    return stem[:-1] + chr(ord(stem[-1]) + 1)
+
+
+class SqliteStore:
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: Synchronous = "NORMAL",
+        history_window: float = 300.0,
+        history_max_events: int = 20_000,
+        compact_interval: float = 30.0,
+        busy_timeout: float = 1.0,
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self.path = path
+        self._synchronous = synchronous
+        self._history_window = history_window
+        self._history_max_events = history_max_events
+        self._compact_interval = compact_interval
+        self._busy_timeout = busy_timeout
+        # Compaction runs early when the history outgrows its bound by this much, so that
+        # it trims in steps rather than after every commit.
+        self._history_slack = max(history_max_events // 10, 100)
+
+        self._state = _State.NEW
+        self._failure: BaseException | None = None
+        self._db: sqlite3.Connection | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubelite-store-writer")
+
+        # Committed state, only touched on the event loop.
+        self._kvs: dict[str, KeyValue] = {}
+        self._keys: builtins.list[str] = []
+        self._revision = 1
+        self._compacted = 1
+        # _history[i] is the event of revision _compacted + 1 + i: one per revision, no gaps.
+        self._history: builtins.list[WatchEvent] = []
+        # (monotonic time, last revision) of each commit, to compact by age.
+        self._commit_times: deque[tuple[float, int]] = deque()
+        self._watchers: set[asyncio.Event] = set()
+
+        # Accepted but not yet committed writes.
+        self._assigned = 1
+        self._queue: builtins.list[_Write] = []
+        self._uncommitted: dict[str, _Write] = {}
+
+        self.last_compaction: float | None = None
+        self.last_compaction_error: str | None = None
+        self._flush_wanted = asyncio.Event()
+        self._compact_wanted = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        self._compactor: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._state is not _State.NEW:
+            raise StoreError(f"store {self.path} was already started")
+        await self._in_writer(self._open)
+        self._state = _State.OPEN
+        self._commit_times.append((time.monotonic(), self._revision))
+        self._flusher = asyncio.create_task(self._flush_loop(), name="kubelite-store-flusher")
+        self._compactor = asyncio.create_task(self._compact_loop(), name="kubelite-store-compactor")
+
+    async def close(self) -> None:
+        if self._state is _State.NEW:
+            self._executor.shutdown()
+            self._state = _State.CLOSED
+            return
+        if self._state is _State.OPEN:
+            self._state = _State.CLOSED
+        # Writes accepted before close still commit and are acknowledged.
+        self._flush_wanted.set()
+        if self._flusher is not None:
+            await self._flusher
+        if self._compactor is not None:
+            self._compactor.cancel()
+            try:
+                await self._compactor
+            except asyncio.CancelledError:
+                pass
+        self._wake_watchers()
+        if self._db is not None:
+            await self._in_writer(self._db.close)
+            self._db = None
+        self._executor.shutdown()
+
+    def _open(self) -> None:
+        try:
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        try:
+            self._db = db
+            # Held for the connection's lifetime once the first write takes it: a second
+            # process on the same file would make our in-memory state silently stale.
+            db.execute("PRAGMA locking_mode = EXCLUSIVE")
+            # Only takes effect on a new file; it lets compaction give pages back.
+            db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode != "wal":
+                raise StoreError(f"cannot put {self.path} in WAL mode (journal_mode is {mode})")
+            db.execute(f"PRAGMA synchronous = {self._synchronous}")
+            # A big batch or a vacuum grows the WAL; truncate it back after checkpoints.
+            db.execute("PRAGMA journal_size_limit = 16777216")
+            db.execute("PRAGMA cache_size = -32000")
+            db.executescript(_SCHEMA)
+            self._load(db)
+        except sqlite3.OperationalError as exc:
+            db.close()
+            self._db = None
+            if "locked" in str(exc):
+                raise StoreError(f"store {self.path} is in use by another process: {exc}") from exc
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        except BaseException:
+            db.close()
+            self._db = None
+            raise
+
+    def _load(self, db: sqlite3.Connection) -> None:
+        meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+        self._revision = self._assigned = meta["revision"]
+        self._compacted = meta["compacted"]
+        self._kvs = {
+            key: KeyValue(key, value, create, mod)
+            for key, value, create, mod in db.execute(
+                "SELECT key, value, create_revision, mod_revision FROM kv"
+            )
+        }
+        self._keys = sorted(self._kvs)
+        history: builtins.list[WatchEvent] = []
+        for rev, key, code, create, value, prev_mod, prev_value in db.execute(
+            "SELECT revision, key, type, create_revision, value, prev_mod_revision, prev_value"
+            " FROM log WHERE revision > ? ORDER BY revision",
+            (self._compacted,),
+        ):
+            if code == 0:
+                history.append(WatchEvent("ADDED", KeyValue(key, value, rev, rev), None))
+            else:
+                prev = KeyValue(key, prev_value, create, prev_mod)
+                if code == 1:
+                    history.append(WatchEvent("MODIFIED", KeyValue(key, value, create, rev), prev))
+                else:
+                    history.append(WatchEvent("DELETED", KeyValue(key, prev_value, create, rev), prev))
+        if len(history) != self._revision - self._compacted or (
+            history and history[0].kv.mod_revision != self._compacted + 1
+        ):
+            raise StoreError(
+                f"store {self.path} is inconsistent: history holds {len(history)} events"
+                f" between compacted revision {self._compacted} and revision {self._revision}"
+            )
+        self._history = history
+
+    async def _in_writer(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _check_usable(self) -> None:
+        if self._state is _State.OPEN:
+            return
+        if self._state is _State.FAILED:
+            raise StoreError(f"store {self.path} is unusable after a failed commit: {self._failure}")
+        raise StoreError(f"store {self.path} is {self._state.value}")
+
+    # -- reads (memory only) -----------------------------------------------------------
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def compacted_revision(self) -> int:
+        return self._compacted
+
+    async def get(self, key: str) -> KeyValue | None:
+        self._check_usable()
+        return self._kvs.get(key)
+
+    def _range(self, prefix: str) -> tuple[int, int]:
+        keys = self._keys
+        end = _prefix_end(prefix)
+        return bisect.bisect_left(keys, prefix), len(keys) if end is None else bisect.bisect_left(keys, end)
+
+    async def list(
+        self, prefix: str, *, start_after: str = "", limit: int = 0
+    ) -> tuple[builtins.list[KeyValue], int, bool]:
+        self._check_usable()
+        lo, hi = self._range(prefix)
+        if start_after:
+            lo = max(lo, bisect.bisect_right(self._keys, start_after))
+        more = 0 < limit < hi - lo
+        if more:
+            hi = lo + limit
+        kvs = self._kvs
+        return [kvs[key] for key in self._keys[lo:hi]], self._revision, more
+
+    async def count(self, prefix: str) -> int:
+        self._check_usable()
+        lo, hi = self._range(prefix)
+        return hi - lo
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _current(self, key: str) -> KeyValue | None:
+        """The key's value including accepted writes that are still committing."""
+        pending = self._uncommitted.get(key)
+        if pending is None:
+            return self._kvs.get(key)
+        return None if pending.event.type == "DELETED" else pending.event.kv
+
+    def _current_for_swap(self, key: str, expected_mod_revision: int) -> KeyValue:
+        current = self._current(key)
+        if current is None:
+            raise KeyNotFoundError(key)
+        if expected_mod_revision and current.mod_revision != expected_mod_revision:
+            raise ConflictError(key, current)
+        return current
+
+    def _enqueue(self, event: WatchEvent) -> asyncio.Future[KeyValue]:
+        write = _Write(event, asyncio.get_running_loop().create_future())
+        self._queue.append(write)
+        self._uncommitted[event.kv.key] = write
+        self._flush_wanted.set()
+        return write.done
+
+    def _next_revision(self) -> int:
+        self._assigned += 1
+        return self._assigned
+
+    async def create(self, key: str, value: bytes) -> KeyValue:
+        self._check_usable()
+        if self._current(key) is not None:
+            raise KeyExistsError(key)
+        rev = self._next_revision()
+        return await self._enqueue(WatchEvent("ADDED", KeyValue(key, value, rev, rev), None))
+
+    async def update(self, key: str, value: bytes, expected_mod_revision: int = 0) -> KeyValue:
+        self._check_usable()
+        current = self._current_for_swap(key, expected_mod_revision)
+        kv = KeyValue(key, value, current.create_revision, self._next_revision())
+        return await self._enqueue(WatchEvent("MODIFIED", kv, current))
+
+    async def delete(self, key: str, expected_mod_revision: int = 0) -> KeyValue:
+        self._check_usable()
+        current = self._current_for_swap(key, expected_mod_revision)
+        kv = KeyValue(key, current.value, current.create_revision, self._next_revision())
+        return await self._enqueue(WatchEvent("DELETED", kv, current))
+
+    async def _flush_loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._state is not _State.OPEN:
+                    return
+                self._flush_wanted.clear()
+                await self._flush_wanted.wait()
+                continue
+            batch, self._queue = self._queue, []
+            try:
+                await self._in_writer(self._commit, [write.event for write in batch])
+            except Exception as exc:
+                self._fail(exc, batch)
+                return
+            self._apply(batch)
+
+    def _commit(self, events: builtins.list[WatchEvent]) -> None:
+        db = self._db
+        assert db is not None
+        rows = []
+        last: dict[str, WatchEvent] = {}
+        for ev in events:
+            kv, prev = ev.kv, ev.prev
+            rows.append(
+                (
+                    kv.mod_revision,
+                    kv.key,
+                    _TYPE_CODES[ev.type],
+                    kv.create_revision,
+                    None if ev.type == "DELETED" else kv.value,
+                    None if prev is None else prev.mod_revision,
+                    None if prev is None else prev.value,
+                )
+            )
+            last[kv.key] = ev
+        # Only the last write of each key in the batch matters for the current-state table.
+        upserts = [
+            (ev.kv.key, ev.kv.value, ev.kv.create_revision, ev.kv.mod_revision)
+            for ev in last.values()
+            if ev.type != "DELETED"
+        ]
+        deletes = [(ev.kv.key,) for ev in last.values() if ev.type == "DELETED"]
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany(
+                "INSERT INTO kv VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+                " value = excluded.value, create_revision = excluded.create_revision,"
+                " mod_revision = excluded.mod_revision",
+                upserts,
+            )
+            db.executemany("DELETE FROM kv WHERE key = ?", deletes)
+            db.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (events[-1].kv.mod_revision,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                try:
+                    db.execute("ROLLBACK")
+                except sqlite3.Error:
+                    log.exception("rollback after a failed commit failed too")
+            raise
+
+    def _apply(self, batch: builtins.list[_Write]) -> None:
+        kvs, keys, uncommitted = self._kvs, self._keys, self._uncommitted
+        for write in batch:
+            ev = write.event
+            key = ev.kv.key
+            if ev.type == "DELETED":
+                del kvs[key]
+                del keys[bisect.bisect_left(keys, key)]
+            else:
+                if ev.type == "ADDED":
+                    bisect.insort(keys, key)
+                kvs[key] = ev.kv
+            if uncommitted.get(key) is write:
+                del uncommitted[key]
+            self._history.append(ev)
+        self._revision = batch[-1].event.kv.mod_revision
+        self._commit_times.append((time.monotonic(), self._revision))
+        for write in batch:
+            if not write.done.done():
+                write.done.set_result(write.event.kv)
+        self._wake_watchers()
+        if len(self._history) > self._history_max_events + self._history_slack:
+            self._compact_wanted.set()
+
+    def _fail(self, exc: BaseException, batch: builtins.list[_Write]) -> None:
+        log.critical("store %s: commit failed, the store is now unusable: %s", self.path, exc)
+        self._state = _State.FAILED
+        self._failure = exc
+        error = StoreError(f"store {self.path}: commit failed: {exc}")
+        for write in batch + self._queue:
+            if not write.done.done():
+                write.done.set_exception(error)
+        self._queue = []
+        self._uncommitted.clear()
+        self._wake_watchers()
+
+    # -- watch -------------------------------------------------------------------------
+
+    def _wake_watchers(self) -> None:
+        for wake in self._watchers:
+            wake.set()
+
+    def watch(self, prefix: str, from_revision: int = 0) -> AsyncIterator[WatchEvent]:
+        # "From now" is decided here, not at the first iteration, so that nothing written
+        # between the call and the consumer's first read is lost.
+        return self._watch(prefix, from_revision, from_revision or self._revision)
+
+    async def _watch(self, prefix: str, requested: int, cursor: int) -> AsyncIterator[WatchEvent]:
+        self._check_usable()
+        if requested and requested < self._compacted:
+            raise CompactedError(requested, self._compacted)
+        wake = asyncio.Event()
+        self._watchers.add(wake)
+        try:
+            while True:
+                self._check_usable()
+                if cursor >= self._revision:
+                    wake.clear()
+                    await wake.wait()
+                    continue
+                first = cursor - self._compacted
+                if first < 0:
+                    raise StoreError(
+                        f"watcher too slow: it is at revision {cursor}, history was compacted"
+                        f" up to revision {self._compacted}"
+                    )
+                chunk = self._history[first : first + _WATCH_CHUNK]
+                cursor = chunk[-1].kv.mod_revision
+                for ev in [ev for ev in chunk if ev.kv.key.startswith(prefix)]:
+                    yield ev
+        finally:
+            self._watchers.discard(wake)
+
+    # -- compaction --------------------------------------------------------------------
+
+    async def compact(self, revision: int) -> None:
+        """Forget the history at and below ``revision``; watches from below it get CompactedError."""
+        self._check_usable()
+        if revision > self._revision:
+            raise StoreError(f"mvcc: required revision is a future revision ({revision} > {self._revision})")
+        if revision > self._compacted:
+            # Memory first: what a watcher can replay must never depend on the disk side
+            # succeeding, and the disk side catches up on the next run if it fails.
+            del self._history[: revision - self._compacted]
+            self._compacted = revision
+            while self._commit_times and self._commit_times[0][1] <= revision:
+                self._commit_times.popleft()
+        await self._in_writer(self._compact_disk, self._compacted)
+
+    def _compact_disk(self, revision: int) -> None:
+        db = self._db
+        assert db is not None
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM log WHERE revision <= ?", (revision,))
+            db.execute("UPDATE meta SET value = max(value, ?) WHERE name = 'compacted'", (revision,))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        # Freed pages are reused by later writes anyway; give them back to the file system
+        # only when a burst left much of the file empty.
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        if free > 256 and free * 4 > pages:
+            db.execute("PRAGMA incremental_vacuum")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _retention_target(self) -> int:
+        """The revision to compact to: older than the window, or beyond the event cap."""
+        target = self._revision - self._history_max_events
+        cutoff = time.monotonic() - self._history_window
+        for at, rev in self._commit_times:
+            if at > cutoff:
+                break
+            target = max(target, rev)
+        return min(target, self._revision)
+
+    async def _compact_loop(self) -> None:
+        while self._state is _State.OPEN:
+            try:
+                await asyncio.wait_for(self._compact_wanted.wait(), self._compact_interval)
+            except TimeoutError:
+                pass
+            self._compact_wanted.clear()
+            if self._state is not _State.OPEN:
+                return
+            try:
+                await self.compact(max(self._retention_target(), self._compacted))
+            except Exception as exc:
+                if self._state is not _State.OPEN:
+                    return
+                self.last_compaction_error = f"{type(exc).__name__}: {exc}"
+                log.exception(
+                    "store %s: compaction failed, retrying in %.0fs", self.path, self._compact_interval
+                )
+            else:
+                self.last_compaction = time.time()
+                self.last_compaction_error = None

@@ -1,0 +1,481 @@
+"""The SQLite store against the store protocol: CRUD, CAS, paging, watch, compaction, crashes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from kubelite.store import (
+    CompactedError,
+    ConflictError,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyValue,
+    SqliteStore,
+    StoreError,
+    WatchEvent,
+    open_store,
+)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(str(tmp_path / "state.db"))
+    await s.start()
+    yield s
+    await s.close()
+
+
+async def reopen(path: Path, **opts: object) -> SqliteStore:
+    s = SqliteStore(str(path), **opts)  # type: ignore[arg-type]
+    await s.start()
+    return s
+
+
+async def take(it: AsyncIterator[WatchEvent], n: int) -> list[WatchEvent]:
+    async with asyncio.timeout(5):
+        return [await anext(it) for _ in range(n)]
+
+
+async def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> None:
+    """Polls a condition that background work (compaction, a watcher) will make true."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+
+
+def disk_usage(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+
+
+async def test_crud(store: SqliteStore) -> None:
+    assert store.revision == 1
+    assert await store.get("/registry/pods/default/a") is None
+
+    created = await store.create("/registry/pods/default/a", b'{"v":1}')
+    assert created == KeyValue("/registry/pods/default/a", b'{"v":1}', 2, 2)
+    assert store.revision == 2
+    assert await store.get("/registry/pods/default/a") == created
+    with pytest.raises(KeyExistsError) as exists:
+        await store.create("/registry/pods/default/a", b"{}")
+    assert exists.value.key == "/registry/pods/default/a"
+
+    updated = await store.update("/registry/pods/default/a", b'{"v":2}')
+    assert updated == KeyValue("/registry/pods/default/a", b'{"v":2}', 2, 3)
+    assert await store.get("/registry/pods/default/a") == updated
+
+    deleted = await store.delete("/registry/pods/default/a")
+    # The deleted value, stamped with the revision of the delete.
+    assert deleted == KeyValue("/registry/pods/default/a", b'{"v":2}', 2, 4)
+    assert await store.get("/registry/pods/default/a") is None
+    assert store.revision == 4
+
+    with pytest.raises(KeyNotFoundError):
+        await store.update("/registry/pods/default/a", b"{}")
+    with pytest.raises(KeyNotFoundError):
+        await store.delete("/registry/pods/default/a")
+    # A failed write consumes no revision.
+    assert store.revision == 4
+    recreated = await store.create("/registry/pods/default/a", b'{"v":3}')
+    assert recreated.create_revision == recreated.mod_revision == 5
+
+
+async def test_compare_and_swap(store: SqliteStore) -> None:
+    kv = await store.create("/k", b"1")
+    newer = await store.update("/k", b"2", expected_mod_revision=kv.mod_revision)
+
+    with pytest.raises(ConflictError) as conflict:
+        await store.update("/k", b"3", expected_mod_revision=kv.mod_revision)
+    assert conflict.value.key == "/k"
+    assert conflict.value.current == newer
+    with pytest.raises(ConflictError):
+        await store.delete("/k", expected_mod_revision=kv.mod_revision)
+    assert await store.get("/k") == newer
+
+    # Two racing CAS updates from the same revision: exactly one wins.
+    results = await asyncio.gather(
+        store.update("/k", b"a", newer.mod_revision),
+        store.update("/k", b"b", newer.mod_revision),
+        return_exceptions=True,
+    )
+    assert sorted(type(r).__name__ for r in results) == ["ConflictError", "KeyValue"]
+    winner = next(r for r in results if isinstance(r, KeyValue))
+    assert await store.get("/k") == winner
+
+    deleted = await store.delete("/k", expected_mod_revision=winner.mod_revision)
+    assert deleted.value == winner.value
+    assert await store.get("/k") is None
+
+
+async def test_list_paging_and_count(store: SqliteStore) -> None:
+    names = [f"/registry/pods/ns{n}/p{i:02d}" for n in range(2) for i in range(10)]
+    for name in reversed(names):
+        await store.create(name, name.encode())
+    # Neighbours that share a string prefix but not the key prefix.
+    await store.create("/registry/podsx/ns0/q", b"")
+    await store.create("/registry/pod", b"")
+    await store.create("/registry/pods", b"")
+
+    items, rev, more = await store.list("/registry/pods/")
+    assert [kv.key for kv in items] == names
+    assert all(kv.value == kv.key.encode() for kv in items)
+    assert rev == store.revision
+    assert more is False
+    assert await store.count("/registry/pods/") == 20
+    assert await store.count("/registry/pods/ns1/") == 10
+    assert await store.count("/registry/") == 23
+    assert await store.count("") == 23
+    assert await store.count("/nothing/") == 0
+
+    pages: list[list[str]] = []
+    start_after = ""
+    while True:
+        page, _, more = await store.list("/registry/pods/", start_after=start_after, limit=7)
+        pages.append([kv.key for kv in page])
+        if not more:
+            break
+        start_after = page[-1].key
+    assert pages == [names[0:7], names[7:14], names[14:20]]
+
+    exact, _, more = await store.list("/registry/pods/", limit=20)
+    assert len(exact) == 20 and more is False
+    tail, _, _ = await store.list("/registry/pods/ns1/", start_after="/registry/pods/ns1/p07")
+    assert [kv.key for kv in tail] == names[18:]
+    # start_after before the prefix does not widen the range.
+    head, _, _ = await store.list("/registry/pods/ns1/", start_after="/a", limit=1)
+    assert [kv.key for kv in head] == [names[10]]
+
+    await store.delete(names[3])
+    items, _, _ = await store.list("/registry/pods/ns0/")
+    assert [kv.key for kv in items] == names[:3] + names[4:10]
+
+
+async def test_revisions_persist_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    s = await reopen(path)
+    for i in range(5):
+        await s.create(f"/k{i}", b"x")
+    await s.update("/k0", b"y")
+    await s.delete("/k1")
+    await s.delete("/k4")
+    last = s.revision
+    await s.compact(last)
+    await s.close()
+
+    s = await reopen(path)
+    try:
+        # The revision counter survives even though the deletes' history is compacted away.
+        assert s.revision == last
+        assert s.compacted_revision == last
+        assert [kv.key for kv in (await s.list("/"))[0]] == ["/k0", "/k2", "/k3"]
+        assert await s.get("/k0") == KeyValue("/k0", b"y", 2, 7)
+        kv = await s.create("/k4", b"again")
+        assert kv.mod_revision == last + 1
+    finally:
+        await s.close()
+
+
+async def test_watch_history_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    s = await reopen(path)
+    a = await s.create("/a", b"1")
+    a2 = await s.update("/a", b"2")
+    gone = await s.delete("/a")
+    await s.close()
+
+    s = await reopen(path)
+    try:
+        events = await take(s.watch("/", 1), 3)
+        assert events == [
+            WatchEvent("ADDED", a, None),
+            WatchEvent("MODIFIED", a2, a),
+            WatchEvent("DELETED", gone, a2),
+        ]
+    finally:
+        await s.close()
+
+
+async def test_watch_replays_then_goes_live_without_gaps(store: SqliteStore) -> None:
+    writes: list[tuple[str, KeyValue]] = []
+    for i in range(30):
+        kv = await store.create(f"/registry/c/{i}", b"0")
+        writes.append(("ADDED", kv))
+    start = writes[9][1].mod_revision
+    watcher = store.watch("/registry/", start)
+
+    seen: list[WatchEvent] = []
+
+    async def consume() -> None:
+        async for ev in watcher:
+            seen.append(ev)
+
+    async def write(n: int) -> None:
+        rnd = random.Random(n)
+        for i in range(60):
+            key = f"/registry/c/{rnd.randrange(40)}"
+            current = await store.get(key)
+            try:
+                if current is None:
+                    writes.append(("ADDED", await store.create(key, b"%d-%d" % (n, i))))
+                elif rnd.random() < 0.3:
+                    writes.append(("DELETED", await store.delete(key, current.mod_revision)))
+                else:
+                    writes.append(
+                        ("MODIFIED", await store.update(key, b"%d-%d" % (n, i), current.mod_revision))
+                    )
+            except (KeyExistsError, KeyNotFoundError, ConflictError):
+                pass
+            # Writes outside the watched prefix must not show up.
+            await store.create(f"/other/{n}/{i}", b"")
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.gather(*(write(n) for n in range(10)))
+    last = max(kv.mod_revision for _, kv in writes)
+    await wait_until(lambda: bool(seen) and seen[-1].kv.mod_revision >= last)
+    consumer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await consumer
+
+    expected = sorted(
+        ((t, kv) for t, kv in writes if kv.mod_revision > start), key=lambda w: w[1].mod_revision
+    )
+    assert [(ev.type, ev.kv) for ev in seen] == expected
+    revisions = [ev.kv.mod_revision for ev in seen]
+    assert revisions == sorted(set(revisions))
+
+
+async def test_watch_prefix_prev_and_live_from_now(store: SqliteStore) -> None:
+    await store.create("/registry/pods/x", b"old")
+    live = store.watch("/registry/pods/")  # from now on: the create above is not replayed
+    services = store.watch("/registry/services/")
+
+    pod = await store.create("/registry/pods/y", b"1")
+    svc = await store.create("/registry/services/s", b"s")
+    pod2 = await store.update("/registry/pods/y", b"2")
+    gone = await store.delete("/registry/pods/y")
+
+    assert await take(live, 3) == [
+        WatchEvent("ADDED", pod, None),
+        WatchEvent("MODIFIED", pod2, pod),
+        WatchEvent("DELETED", gone, pod2),
+    ]
+    assert gone.mod_revision == pod2.mod_revision + 1
+    assert await take(services, 1) == [WatchEvent("ADDED", svc, None)]
+
+
+async def test_compaction_expires_old_revisions(store: SqliteStore) -> None:
+    kvs = [await store.create(f"/k{i}", b"x") for i in range(10)]
+    await store.compact(kvs[4].mod_revision)
+    assert store.compacted_revision == kvs[4].mod_revision
+
+    with pytest.raises(CompactedError) as compacted:
+        await anext(store.watch("/", kvs[3].mod_revision))
+    assert compacted.value.requested == kvs[3].mod_revision
+    assert compacted.value.compacted == kvs[4].mod_revision
+
+    # The compacted revision itself is still a valid starting point.
+    events = await take(store.watch("/", kvs[4].mod_revision), 5)
+    assert [ev.kv for ev in events] == kvs[5:]
+
+    with pytest.raises(StoreError, match="future revision"):
+        await store.compact(store.revision + 1)
+    # Current state is untouched by compaction.
+    assert await store.count("/") == 10
+
+
+async def test_background_compaction_bounds_memory_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    s = await reopen(path, history_max_events=500, compact_interval=60)
+    try:
+        value = b"x" * 2000
+
+        async def hammer(n: int) -> None:
+            for _ in range(400):
+                await s.update("/registry/leases/hot", value)
+
+        await s.create("/registry/leases/hot", value)
+        await asyncio.gather(*(hammer(n) for n in range(50)))
+        assert s.revision == 20_002
+        # Each overwrite logs ~4 kB, 80 MB in all without compaction.
+        await wait_until(lambda: s.revision - s.compacted_revision <= 600)
+        assert s.revision - s.compacted_revision <= 600
+        assert s.last_compaction is not None
+        assert s.last_compaction_error is None
+        assert disk_usage(path) < 16 * 2**20
+    finally:
+        await s.close()
+    assert disk_usage(path) < 6 * 2**20
+
+
+async def test_compaction_by_age_runs_in_background(tmp_path: Path) -> None:
+    s = await reopen(tmp_path / "state.db", history_window=0.2, compact_interval=0.05)
+    try:
+        first = await s.create("/a", b"1")
+        await s.update("/a", b"2")
+        await wait_until(lambda: s.compacted_revision == s.revision)
+        assert s.compacted_revision == s.revision
+        assert s.last_compaction is not None
+        with pytest.raises(CompactedError):
+            await anext(s.watch("/", first.mod_revision))
+    finally:
+        await s.close()
+
+
+async def test_slow_watcher_is_ended_without_blocking_writers(tmp_path: Path) -> None:
+    s = await reopen(tmp_path / "state.db", history_max_events=100, compact_interval=60)
+    try:
+        slow = s.watch("/")
+        fast = s.watch("/")
+        await s.create("/first", b"")
+        assert (await take(slow, 1))[0].kv.key == "/first"
+
+        async def write(n: int) -> None:
+            for i in range(100):
+                await s.create(f"/k/{n}/{i}", b"v")
+
+        received = 0
+
+        async def follow() -> None:
+            nonlocal received
+            async for _ in fast:
+                received += 1
+                if received == 2001:
+                    return
+
+        follower = asyncio.create_task(follow())
+        # The slow watcher reads nothing while 2,000 writes go by: they must not wait for it.
+        await asyncio.wait_for(asyncio.gather(*(write(n) for n in range(20))), 10)
+        await asyncio.wait_for(follower, 5)
+        await wait_until(lambda: s.compacted_revision > 2)
+        assert s.revision - s.compacted_revision <= 200
+
+        with pytest.raises(StoreError, match="too slow"):
+            await take(slow, 2001)
+    finally:
+        await s.close()
+
+
+async def test_close_ends_watchers(tmp_path: Path) -> None:
+    s = await reopen(tmp_path / "state.db")
+    it = s.watch("/")
+    pending = asyncio.ensure_future(anext(it))
+    await asyncio.sleep(0.01)
+    await s.close()
+    with pytest.raises(StoreError, match="closed"):
+        await pending
+    with pytest.raises(StoreError, match="closed"):
+        await s.get("/a")
+
+
+async def test_failed_commit_makes_store_unusable(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    s = await reopen(path)
+    kept = await s.create("/kept", b"small")
+    watcher = s.watch("/")
+    assert s._db is not None
+    # A real SQLITE_FULL: the file may not grow any further.
+    pages = s._db.execute("PRAGMA page_count").fetchone()[0]
+    s._db.execute(f"PRAGMA max_page_count = {pages}")
+
+    with pytest.raises(StoreError, match="full"):
+        await s.create("/big", b"x" * 1_000_000)
+    with pytest.raises(StoreError, match="unusable"):
+        await s.get("/kept")
+    with pytest.raises(StoreError, match="unusable"):
+        await s.create("/other", b"")
+    with pytest.raises(StoreError, match="unusable"):
+        await take(watcher, 2)
+    await s.close()
+
+    s = await reopen(path)
+    try:
+        assert await s.get("/kept") == kept
+        assert await s.get("/big") is None
+        assert s.revision == kept.mod_revision
+    finally:
+        await s.close()
+
+
+async def test_second_opener_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    s = await reopen(path)
+    try:
+        other = SqliteStore(str(path), busy_timeout=0.1)
+        with pytest.raises(StoreError, match="in use"):
+            await other.start()
+        await other.close()
+    finally:
+        await s.close()
+    # Once the first one closed, the file opens again.
+    s = await reopen(path)
+    await s.close()
+
+
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("store_crash_child.py")), str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    acked: dict[str, int] = {}
+    deadline = time.monotonic() + 15
+    try:
+        while len(acked) < 5000 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            key, rev = line.split()
+            acked[key] = int(rev)
+        os.kill(child.pid, signal.SIGKILL)
+        # Lines already in the pipe were acknowledged before the kill, too.
+        for line in child.stdout:
+            key, rev = line.split()
+            acked[key] = int(rev)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert len(acked) >= 5000
+
+    async def check() -> None:
+        s = await reopen(path)
+        try:
+            items, _, _ = await s.list("/registry/crash/")
+            stored = {kv.key: kv.mod_revision for kv in items}
+            missing = {k: r for k, r in acked.items() if stored.get(k) != r}
+            assert not missing, f"{len(missing)} acknowledged writes lost"
+            assert s.revision >= max(acked.values())
+            kv = await s.create("/after-crash", b"")
+            assert kv.mod_revision == s.revision > max(stored.values())
+        finally:
+            await s.close()
+
+    asyncio.run(check())
+
+
+async def test_open_store_urls(tmp_path: Path) -> None:
+    s = open_store(f"sqlite://{tmp_path}/a.db", history_max_events=10)
+    assert isinstance(s, SqliteStore) and s.path == f"{tmp_path}/a.db"
+    await s.start()
+    await s.create("/x", b"")
+    await s.close()
+    assert (tmp_path / "a.db").exists()
+    plain = open_store(str(tmp_path / "b.db"))
+    assert isinstance(plain, SqliteStore) and plain.path == str(tmp_path / "b.db")
+    with pytest.raises(NotImplementedError, match="etcd"):
+        open_store("https://127.0.0.1:2379")
+    with pytest.raises(ValueError):
+        open_store("mysql://db")

@@ -106,4 +106,3 @@ def _row_object(
         return {**obj, "apiVersion": resource.api_version, "kind": kind}
     # meta.AsPartialObjectMetadata copies the whole ObjectMeta, managedFields included.
     return {"kind": "PartialObjectMetadata", "apiVersion": api_version, "metadata": _meta(obj)}
-

@@ -93,8 +93,12 @@ def _layout_containers(containers: list[Obj]) -> tuple[str, str]:
 
 # --- Pod ---------------------------------------------------------------------------------
 
-_POD_SUCCEEDED = {"type": "Completed", "status": "True", "reason": "Succeeded",
-                  "message": "The pod has completed successfully."}
+_POD_SUCCEEDED = {
+    "type": "Completed",
+    "status": "True",
+    "reason": "Succeeded",
+    "message": "The pod has completed successfully.",
+}
 _POD_FAILED = {"type": "Completed", "status": "True", "reason": "Failed", "message": "The pod failed."}
 # pkg/util/node.NodeUnreachablePodReason: the node controller's mark on pods of a lost node.
 _NODE_LOST = "NodeLost"
@@ -356,7 +360,11 @@ def _endpoint_slice_row(es: Obj, now: datetime) -> Row:
     ports = [_slice_port(p) for p in es.get("ports") or []]
     addresses = [a for e in es.get("endpoints") or [] for a in e.get("addresses") or []]
     return _cells(
-        _name(es), es.get("addressType", ""), _list_with_more(ports), _list_with_more(addresses), _age(es, now)
+        _name(es),
+        es.get("addressType", ""),
+        _list_with_more(ports),
+        _list_with_more(addresses),
+        _age(es, now),
     )
 
 

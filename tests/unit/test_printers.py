@@ -1145,6 +1145,12 @@ def test_invalid_include_object_is_a_bad_request() -> None:
     )
 
 
+def test_table_version_must_exist() -> None:
+    with pytest.raises(StatusError) as e:
+        to_table("", "Pod", [], now=NOW, api_version="meta.k8s.io/v1alpha1")
+    assert e.value.code == 406 and e.value.message == "no Table exists in group version meta.k8s.io/v1alpha1"
+
+
 def test_watch_events_after_the_first_have_no_columns() -> None:
     first = to_table("", "Pod", [pod("p", phase="Pending")], now=NOW)
     later = to_table("", "Pod", [pod("p", phase="Running")], now=NOW, with_columns=False)

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from kubelite.api import registry
-from kubelite.api.errors import StatusError, bad_request, invalid
+from kubelite.api.errors import bad_request, invalid, not_acceptable
 from kubelite.api.printers.format import human_duration
 from kubelite.api.printers.kinds import default_printer, printers
 
@@ -60,10 +60,11 @@ def to_table(
     """
     validate_include_object(include_object)
     if api_version not in TABLE_API_VERSIONS:
-        raise StatusError(406, "NotAcceptable", f"no Table exists in group version {api_version}")
+        raise not_acceptable(f"no Table exists in group version {api_version}")
 
     printer = printers().get((group, kind))
-    rows: list[dict[str, Any]] | None = [(printer or default_printer()).row(obj, now) for obj in objects]
+    chosen = printer or default_printer()
+    rows: list[dict[str, Any]] | None = [chosen.row(obj, now) for obj in objects]
     for row, obj in zip(rows or [], objects, strict=True):
         row["object"] = _row_object(group, kind, obj, include_object, api_version)
     if printer is None and not rows:
@@ -74,7 +75,8 @@ def to_table(
         "kind": "Table",
         "apiVersion": api_version,
         "metadata": _table_meta(objects, list_meta),
-        "columnDefinitions": list((printer or default_printer()).columns) if with_columns else None,
+        # Copies: the definitions are shared by every table of the kind.
+        "columnDefinitions": [dict(c) for c in chosen.columns] if with_columns else None,
         "rows": rows,
     }
 

@@ -118,6 +118,29 @@ async def test_compare_and_swap(store: SqliteStore) -> None:
     assert await store.get("/k") is None
 
 
+async def test_refusals_wait_for_the_write_that_caused_them(store: SqliteStore) -> None:
+    kv = await store.create("/k", b"0")
+    winner = asyncio.ensure_future(store.update("/k", b"1", kv.mod_revision))
+    await asyncio.sleep(0)  # the winner is accepted, its commit still running
+    with pytest.raises(ConflictError) as conflict:
+        await store.update("/k", b"2", kv.mod_revision)
+    # A client re-reading after its 409 sees what beat it, so its retry can succeed.
+    assert await store.get("/k") == conflict.value.current == await winner
+
+    deleting = asyncio.ensure_future(store.delete("/k"))
+    await asyncio.sleep(0)
+    with pytest.raises(KeyNotFoundError):
+        await store.update("/k", b"3")
+    assert await store.get("/k") is None
+    await deleting
+
+    creating = asyncio.ensure_future(store.create("/k", b"4"))
+    await asyncio.sleep(0)
+    with pytest.raises(KeyExistsError):
+        await store.create("/k", b"5")
+    assert await store.get("/k") == await creating
+
+
 async def test_list_paging_and_count(store: SqliteStore) -> None:
     names = [f"/registry/pods/ns{n}/p{i:02d}" for n in range(2) for i in range(10)]
     for name in reversed(names):

@@ -57,7 +57,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal, TypeVar
+from typing import Literal, NoReturn, TypeVar
 
 from kubelite.store._protocol import (
     CompactedError,
@@ -339,41 +339,57 @@ class SqliteStore:
             return self._kvs.get(key)
         return None if pending.event.type == "DELETED" else pending.event.kv
 
-    def _current_for_swap(self, key: str, expected_mod_revision: int) -> KeyValue:
+    async def _refuse(self, key: str, error: StoreError) -> NoReturn:
+        """Raises ``error`` once the still-committing write to ``key`` that caused it, if any, is in.
+
+        A client that gets a conflict re-reads and retries; it must then read the value that
+        beat it, not the older committed one, or it would conflict again and again.
+        """
+        pending = self._uncommitted.get(key)
+        if pending is not None:
+            await asyncio.shield(pending.done)
+        raise error
+
+    async def _current_for_swap(self, key: str, expected_mod_revision: int) -> KeyValue:
         current = self._current(key)
         if current is None:
-            raise KeyNotFoundError(key)
+            await self._refuse(key, KeyNotFoundError(key))
         if expected_mod_revision and current.mod_revision != expected_mod_revision:
-            raise ConflictError(key, current)
+            await self._refuse(key, ConflictError(key, current))
         return current
 
-    def _enqueue(self, event: WatchEvent) -> asyncio.Future[KeyValue]:
+    async def _enqueue(self, event: WatchEvent) -> KeyValue:
         write = _Write(event, asyncio.get_running_loop().create_future())
         self._queue.append(write)
         self._uncommitted[event.kv.key] = write
         self._flush_wanted.set()
-        return write.done
+        # Shielded: a caller that gives up must not cancel the future others may wait on;
+        # the write commits anyway, as with etcd.
+        return await asyncio.shield(write.done)
 
     def _next_revision(self) -> int:
         self._assigned += 1
         return self._assigned
 
+    # Validation, revision assignment and queueing happen without an await in between, so
+    # writes are decided and numbered in the order they arrive.
+
     async def create(self, key: str, value: bytes) -> KeyValue:
         self._check_usable()
         if self._current(key) is not None:
-            raise KeyExistsError(key)
+            await self._refuse(key, KeyExistsError(key))
         rev = self._next_revision()
         return await self._enqueue(WatchEvent("ADDED", KeyValue(key, value, rev, rev), None))
 
     async def update(self, key: str, value: bytes, expected_mod_revision: int = 0) -> KeyValue:
         self._check_usable()
-        current = self._current_for_swap(key, expected_mod_revision)
+        current = await self._current_for_swap(key, expected_mod_revision)
         kv = KeyValue(key, value, current.create_revision, self._next_revision())
         return await self._enqueue(WatchEvent("MODIFIED", kv, current))
 
     async def delete(self, key: str, expected_mod_revision: int = 0) -> KeyValue:
         self._check_usable()
-        current = self._current_for_swap(key, expected_mod_revision)
+        current = await self._current_for_swap(key, expected_mod_revision)
         kv = KeyValue(key, current.value, current.create_revision, self._next_revision())
         return await self._enqueue(WatchEvent("DELETED", kv, current))
 
@@ -388,10 +404,10 @@ class SqliteStore:
             batch, self._queue = self._queue, []
             try:
                 await self._in_writer(self._commit, [write.event for write in batch])
+                self._apply(batch)
             except Exception as exc:
                 self._fail(exc, batch)
                 return
-            self._apply(batch)
 
     def _commit(self, events: builtins.list[WatchEvent]) -> None:
         db = self._db
@@ -464,7 +480,7 @@ class SqliteStore:
             self._compact_wanted.set()
 
     def _fail(self, exc: BaseException, batch: builtins.list[_Write]) -> None:
-        log.critical("store %s: commit failed, the store is now unusable: %s", self.path, exc)
+        log.critical("store %s: commit failed, the store is now unusable: %s", self.path, exc, exc_info=exc)
         self._state = _State.FAILED
         self._failure = exc
         error = StoreError(f"store {self.path}: commit failed: {exc}")

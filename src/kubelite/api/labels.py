@@ -21,7 +21,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubelite.api.errors import FieldError, aggregate, forbidden, go_value, invalid, not_supported, required
+from kubelite.api.errors import aggregate, invalid, not_supported
+from kubelite.api.validation.meta import go_string_slice
 from kubelite.api.validation.names import is_qualified_name, is_valid_label_value
 
 
@@ -50,11 +51,6 @@ def _parse_int64(text: str) -> int | None:
         return None
     n = int(text)
     return n if -(2**63) <= n < 2**63 else None
-
-
-def go_string_slice(values: Iterable[str]) -> str:
-    """How Go's ``%#v`` prints a []string, the bad value some errors show."""
-    return "[]string{" + ", ".join(go_value(v) for v in values) + "}"
 
 
 @dataclass(frozen=True)
@@ -213,37 +209,6 @@ def selector_from_label_selector(obj: Mapping[str, Any] | None) -> Selector:
             raise SelectorError(f'"{expr.get("operator", "")}" is not a valid pod selector operator')
         reqs.append(new_requirement(expr.get("key", ""), op, expr.get("values") or []))
     return _sorted(reqs)
-
-
-def validate_labels(labels: Mapping[str, str] | None, path: str) -> list[FieldError]:
-    """metav1 validation.ValidateLabels: every key a qualified name, every value a label value."""
-    errs: list[FieldError] = []
-    for k, v in (labels or {}).items():
-        errs.extend(invalid(path, k, m) for m in is_qualified_name(k))
-        errs.extend(invalid(path, v, m) for m in is_valid_label_value(v))
-    return errs
-
-
-def validate_label_selector(obj: Mapping[str, Any] | None, path: str) -> list[FieldError]:
-    """metav1 validation.ValidateLabelSelector, for specs that carry a LabelSelector."""
-    if obj is None:
-        return []
-    errs = validate_labels(obj.get("matchLabels"), f"{path}.matchLabels")
-    for i, expr in enumerate(obj.get("matchExpressions") or []):
-        p = f"{path}.matchExpressions[{i}]"
-        op, values = expr.get("operator", ""), expr.get("values") or []
-        if op in ("In", "NotIn"):
-            if not values:
-                errs.append(required(f"{p}.values", "must be specified when `operator` is 'In' or 'NotIn'"))
-        elif op in ("Exists", "DoesNotExist"):
-            if values:
-                errs.append(forbidden(f"{p}.values",
-                                      "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
-        else:
-            errs.append(invalid(f"{p}.operator", op, "not a valid selector operator"))
-        key = expr.get("key", "")
-        errs.extend(invalid(f"{p}.key", key, m) for m in is_qualified_name(key))
-    return errs
 
 
 # -- the string syntax -------------------------------------------------------------------

@@ -6,18 +6,23 @@ update. The functions take plain metadata dicts and return :class:`FieldError` l
 kind's validator can add its own errors to the same list, in Kubernetes' order.
 
 The core API group adds a finalizer rule on top of these (see ``core.py``); the Lease API,
-like Kubernetes', does not.
+like Kubernetes', does not. The label and label-selector checks of metav1 live here as well,
+for specs (Deployments, ReplicaSets) that carry a selector.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from kubelite.api.errors import ErrorType, FieldError, forbidden, invalid, required, too_long
-from kubelite.api.labels import go_string_slice, validate_labels
-from kubelite.api.validation.names import NameValidator, is_qualified_name, name_is_dns_label
+from kubelite.api.errors import ErrorType, FieldError, forbidden, go_value, invalid, required, too_long
+from kubelite.api.validation.names import (
+    NameValidator,
+    is_qualified_name,
+    is_valid_label_value,
+    name_is_dns_label,
+)
 
 TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
 FIELD_IMMUTABLE = "field is immutable"
@@ -30,10 +35,11 @@ KindValidator = Callable[[Mapping[str, Any], Mapping[str, Any] | None], list[Fie
 
 
 class StringerError(FieldError):
-    """An Invalid error whose value Go prints through its String() method, hence unquoted.
+    """An error whose value is already rendered as Go prints it, so shown unquoted.
 
-    Timestamps are shown so (``Invalid value: 2024-05-01 10:00:00 +0000 UTC``), unlike
-    strings, which Go quotes.
+    For values Go prints with a String() method (timestamps: ``Invalid value: 2024-05-01
+    10:00:00 +0000 UTC``) or with ``%#v`` (``Invalid value: []string{"a"}``), unlike strings,
+    which Go quotes.
     """
 
     def body(self) -> str:
@@ -47,6 +53,42 @@ def go_time(value: str | None) -> str:
     t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     frac = f".{t.microsecond:06d}".rstrip("0").rstrip(".") if t.microsecond else ""
     return t.strftime("%Y-%m-%d %H:%M:%S") + frac + " +0000 UTC"
+
+
+def go_string_slice(values: Iterable[str]) -> str:
+    """How Go's ``%#v`` prints a []string, the bad value some errors show."""
+    return "[]string{" + ", ".join(go_value(v) for v in values) + "}"
+
+
+def validate_labels(labels: Mapping[str, str] | None, path: str) -> list[FieldError]:
+    """metav1 validation.ValidateLabels: every key a qualified name, every value a label value."""
+    errs: list[FieldError] = []
+    for k, v in (labels or {}).items():
+        errs.extend(invalid(path, k, m) for m in is_qualified_name(k))
+        errs.extend(invalid(path, v, m) for m in is_valid_label_value(v))
+    return errs
+
+
+def validate_label_selector(obj: Mapping[str, Any] | None, path: str) -> list[FieldError]:
+    """metav1 validation.ValidateLabelSelector, for specs that carry a LabelSelector."""
+    if obj is None:
+        return []
+    errs = validate_labels(obj.get("matchLabels"), f"{path}.matchLabels")
+    for i, expr in enumerate(obj.get("matchExpressions") or []):
+        p = f"{path}.matchExpressions[{i}]"
+        op, values = expr.get("operator", ""), expr.get("values") or []
+        if op in ("In", "NotIn"):
+            if not values:
+                errs.append(required(f"{p}.values", "must be specified when `operator` is 'In' or 'NotIn'"))
+        elif op in ("Exists", "DoesNotExist"):
+            if values:
+                errs.append(forbidden(f"{p}.values",
+                                      "may not be specified when `operator` is 'Exists' or 'DoesNotExist'"))
+        else:
+            errs.append(invalid(f"{p}.operator", op, "not a valid selector operator"))
+        key = expr.get("key", "")
+        errs.extend(invalid(f"{p}.key", key, m) for m in is_qualified_name(key))
+    return errs
 
 
 def validate_annotations(annotations: Mapping[str, str] | None, path: str) -> list[FieldError]:
@@ -105,8 +147,8 @@ def validate_finalizers(finalizers: Sequence[str] | None, path: str) -> list[Fie
     for f in finalizers or []:
         errs.extend(invalid(path, f, m) for m in is_qualified_name(f))
     if finalizers and _ORPHAN in finalizers and _FOREGROUND in finalizers:
-        errs.append(invalid(path, list(finalizers),
-                            f"finalizer {_ORPHAN} and {_FOREGROUND} cannot be both set"))
+        errs.append(StringerError(ErrorType.INVALID, path, go_string_slice(finalizers),
+                                  f"finalizer {_ORPHAN} and {_FOREGROUND} cannot be both set"))
     return errs
 
 

@@ -238,7 +238,7 @@ def test_config_map() -> None:
     ]
     big = {"data": {"a": "x" * (1024 * 1024)}, "binaryData": {"b": b64(b"y")}}
     # Kubernetes reports the size against the whole object, with an empty field path.
-    assert strs(validate("", "ConfigMap", obj(big))) == ["Too long: must have at most 1048576 bytes"]
+    assert strs(validate("", "ConfigMap", obj(big))) == [": Too long: must have at most 1048576 bytes"]
 
 
 def test_immutable_config_map_and_secret() -> None:

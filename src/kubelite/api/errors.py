@@ -82,7 +82,8 @@ class FieldError:
         return s
 
     def __str__(self) -> str:
-        return f"{self.field}: {self.body()}" if self.field else self.body()
+        # Go's field.Error always prints "%s: %s", even for an empty path (": Too long: ...").
+        return f"{self.field}: {self.body()}"
 
     def cause(self) -> dict[str, str]:
         return {"reason": self.type.reason, "message": self.body(), "field": self.field}
@@ -225,17 +226,20 @@ def forbidden_error(resource: str, name: str, message: str, group: str = "") -> 
     return StatusError(403, "Forbidden", f"{what} is forbidden: {message}", _details(resource, group, name))
 
 
-def method_not_allowed(verb: str = "") -> StatusError:
-    msg = f"the server does not allow this method on the requested resource"
-    return StatusError(405, "MethodNotAllowed", msg, {"causes": []} if verb else None)
+def method_not_allowed() -> StatusError:
+    return StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
 
 def gone(message: str) -> StatusError:
     return StatusError(410, "Expired", message)
 
 
-def unsupported_media_type(content_type: str) -> StatusError:
-    return StatusError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf" if not content_type else f"the body of the request was in an unknown format - accepted media types include: application/json, application/yaml")
+def unsupported_media_type(accepted: Sequence[str]) -> StatusError:
+    return StatusError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: " + ", ".join(accepted),
+    )
 
 
 def not_acceptable(message: str) -> StatusError:

@@ -42,7 +42,7 @@ _QUANTITY_SUFFIXES = frozenset(
     ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E")
 )
 _PAD, _NEWLINES = 0x3D, (0x0A, 0x0D)
-_B64 = {c: i for i, c in enumerate(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")}
+_B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _KEY_END = re.compile(rb'"\s*:')
 
 

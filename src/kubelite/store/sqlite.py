@@ -12,12 +12,17 @@ Why it is shaped this way (and what it trades):
 * **One writer thread, group commit.** Writes are validated on the event loop against
   the committed state plus the not-yet-committed writes (so compare-and-swap is decided
   the moment a write arrives and revisions are handed out in order), then queued. A
-  single thread owns the only SQLite connection and commits everything queued since its
+  single thread owns the one writing SQLite connection and commits everything queued since its
   last commit as one transaction. Under load a transaction carries tens or hundreds of
   writes, which is what makes thousands of writes per second cheap; alone, a write waits
-  for one commit. There is no second connection, so "database is locked" cannot happen
-  inside the process, and ``locking_mode=EXCLUSIVE`` makes a second process opening the
-  same file fail at once instead of corrupting our in-memory view.
+  for one commit. Nothing else writes, so "database is locked" cannot happen inside the
+  process, and a lock file (``<path>.lock``) makes a second process opening the same
+  store fail at once instead of silently making our in-memory view stale.
+* **Checkpoints off the commit path.** A second connection on its own thread copies the
+  WAL into the database file while commits go on. Left to the writer, each checkpoint
+  stalls the commits queued behind it (p99 of 10 ms instead of 3 ms at 2,000 writes/s);
+  the writer's automatic checkpoint remains as the WAL's size bound, so a sustained flood
+  that outruns the background still pays it.
 * **Acknowledged means committed.** A write's future, the in-memory state and the
   watchers are updated only after COMMIT returned, in revision order. If a commit fails
   (disk full, I/O error) the store becomes unusable and every call raises: the
@@ -49,7 +54,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import builtins
+import contextlib
+import fcntl
 import logging
+import os
 import sqlite3
 import time
 from collections import deque
@@ -108,6 +116,10 @@ _TYPE_CODES = {"ADDED": 0, "MODIFIED": 1, "DELETED": 2}
 # far-behind watcher does not hold the event loop while it filters.
 _WATCH_CHUNK = 1024
 
+# Seconds between background checkpoints while writes keep coming: each one costs an fsync
+# of the WAL and of the database file, so they are paced rather than run after every commit.
+_CHECKPOINT_PAUSE = 0.05
+
 
 class _State(Enum):
     NEW = "new"
@@ -131,6 +143,15 @@ def _prefix_end(prefix: str) -> str | None:
 
 
 class SqliteStore:
+    """The Store protocol on one SQLite file (see the module docstring for the design).
+
+    ``synchronous``: "NORMAL" survives process crashes, "FULL" also power loss.
+    ``history_window`` (seconds) and ``history_max_events``: how much watch history is
+    kept; compaction drops what is older than the window or beyond the count.
+    ``compact_interval``: seconds between background compactions (and retries).
+    ``busy_timeout``: how long ``start`` waits for another process to let go of the store.
+    """
+
     def __init__(
         self,
         path: str,
@@ -156,7 +177,12 @@ class SqliteStore:
         self._state = _State.NEW
         self._failure: BaseException | None = None
         self._db: sqlite3.Connection | None = None
+        self._lock_fd = -1
+        self._checkpoint_db: sqlite3.Connection | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubelite-store-writer")
+        self._checkpoint_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="kubelite-store-checkpointer"
+        )
 
         # Committed state, only touched on the event loop.
         self._kvs: dict[str, KeyValue] = {}
@@ -178,8 +204,10 @@ class SqliteStore:
         self.last_compaction_error: str | None = None
         self._flush_wanted = asyncio.Event()
         self._compact_wanted = asyncio.Event()
+        self._checkpoint_wanted = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._compactor: asyncio.Task[None] | None = None
+        self._checkpointer: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -189,65 +217,87 @@ class SqliteStore:
         await self._in_writer(self._open)
         self._state = _State.OPEN
         self._commit_times.append((time.monotonic(), self._revision))
+        if len(self._history) > self._history_max_events:
+            self._compact_wanted.set()
         self._flusher = asyncio.create_task(self._flush_loop(), name="kubelite-store-flusher")
         self._compactor = asyncio.create_task(self._compact_loop(), name="kubelite-store-compactor")
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="kubelite-store-checkpointer")
 
     async def close(self) -> None:
-        if self._state is _State.NEW:
-            self._executor.shutdown()
-            self._state = _State.CLOSED
-            return
         if self._state is _State.OPEN:
             self._state = _State.CLOSED
         # Writes accepted before close still commit and are acknowledged.
         self._flush_wanted.set()
         if self._flusher is not None:
             await self._flusher
-        if self._compactor is not None:
-            self._compactor.cancel()
-            try:
-                await self._compactor
-            except asyncio.CancelledError:
-                pass
+        for task in (self._compactor, self._checkpointer):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._wake_watchers()
+        if self._checkpoint_db is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._checkpoint_executor, self._checkpoint_db.close
+            )
+            self._checkpoint_db = None
         if self._db is not None:
             await self._in_writer(self._db.close)
             self._db = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+        self._checkpoint_executor.shutdown()
         self._executor.shutdown()
+        if self._state is _State.NEW:
+            self._state = _State.CLOSED
 
     def _open(self) -> None:
+        lock = self._lock()
+        opened: builtins.list[sqlite3.Connection] = []
         try:
-            db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_timeout
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
-        try:
-            self._db = db
-            # Held for the connection's lifetime once the first write takes it: a second
-            # process on the same file would make our in-memory state silently stale.
-            db.execute("PRAGMA locking_mode = EXCLUSIVE")
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            opened.append(db)
             # Only takes effect on a new file; it lets compaction give pages back.
             db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
                 raise StoreError(f"cannot put {self.path} in WAL mode (journal_mode is {mode})")
             db.execute(f"PRAGMA synchronous = {self._synchronous}")
-            # A big batch or a vacuum grows the WAL; truncate it back after checkpoints.
+            # The background checkpointer does the copying; the writer's own automatic
+            # checkpoint stays as a bound on the WAL and then only finds a few pages left.
+            db.execute("PRAGMA wal_autocheckpoint = 1000")
             db.execute("PRAGMA journal_size_limit = 16777216")
             db.execute("PRAGMA cache_size = -32000")
             db.executescript(_SCHEMA)
             self._load(db)
-        except sqlite3.OperationalError as exc:
-            db.close()
-            self._db = None
-            if "locked" in str(exc):
-                raise StoreError(f"store {self.path} is in use by another process: {exc}") from exc
-            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
-        except BaseException:
-            db.close()
-            self._db = None
+            checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            opened.append(checkpointer)
+        except BaseException as exc:
+            for conn in opened:
+                conn.close()
+            os.close(lock)
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open store {self.path}: {exc}") from exc
             raise
+        self._lock_fd, self._db, self._checkpoint_db = lock, db, checkpointer
+
+    def _lock(self) -> int:
+        """Takes the store's lock file: one process per store, or its in-memory state goes stale."""
+        try:
+            fd = os.open(f"{self.path}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StoreError(f"store {self.path} is in use by another process") from None
+                time.sleep(0.05)
 
     def _load(self, db: sqlite3.Connection) -> None:
         meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
@@ -476,6 +526,7 @@ class SqliteStore:
             if not write.done.done():
                 write.done.set_result(write.event.kv)
         self._wake_watchers()
+        self._checkpoint_wanted.set()
         if len(self._history) > self._history_max_events + self._history_slack:
             self._compact_wanted.set()
 
@@ -595,3 +646,27 @@ class SqliteStore:
             else:
                 self.last_compaction = time.time()
                 self.last_compaction_error = None
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    async def _checkpoint_loop(self) -> None:
+        """Copies the WAL into the database file from a second connection, off the commit path.
+
+        Done by the writer itself, each checkpoint would hold up the commits queued behind
+        it for milliseconds; from here it runs alongside them, and the writer's automatic
+        checkpoint finds next to nothing left to do.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._checkpoint_wanted.wait()
+            self._checkpoint_wanted.clear()
+            try:
+                await loop.run_in_executor(self._checkpoint_executor, self._checkpoint)
+            except sqlite3.Error as exc:
+                # Nothing is lost: the WAL holds the data and the writer checkpoints itself.
+                log.warning("store %s: background checkpoint failed: %s", self.path, exc)
+            await asyncio.sleep(_CHECKPOINT_PAUSE)
+
+    def _checkpoint(self) -> None:
+        assert self._checkpoint_db is not None
+        self._checkpoint_db.execute("PRAGMA wal_checkpoint(PASSIVE)")

@@ -68,10 +68,10 @@ def test_apply_created_unchanged_configured(cluster: Cluster) -> None:
     assert first.stdout.strip() == f"configmap/{name} created"
     second = cluster.kubectl("apply", "-f", "-", input=cm_yaml(name, {"k": "v1"}), check=True)
     assert second.stdout.strip() == f"configmap/{name} unchanged"
-    third = cluster.kubectl("apply", "-f", "-", input=cm_yaml(name, {"k": "v2", "n": "x"}), check=True)
+    third = cluster.kubectl("apply", "-f", "-", input=cm_yaml(name, {"k": "v2", "extra": "x"}), check=True)
     assert third.stdout.strip() == f"configmap/{name} configured"
     got = json.loads(cluster.kubectl("get", "cm", name, "-o", "json", check=True).stdout)
-    assert got["data"] == {"k": "v2", "n": "x"}
+    assert got["data"] == {"k": "v2", "extra": "x"}
     assert "kubectl.kubernetes.io/last-applied-configuration" in got["metadata"]["annotations"]
 
 

@@ -158,6 +158,8 @@ class StatusError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if not self.reason:  # Kubernetes omits an empty reason (omitempty)
+            del st["reason"]
         if self.details:
             st["details"] = self.details
         return st

@@ -26,8 +26,9 @@ import jsonpatch
 import orjson
 import yaml
 from aiohttp import web
+from multidict import CIMultiDict
 
-from kubelite.api import decoding, errors, printers, schema, strategicpatch
+from kubelite.api import decoding, errors, managedfields, printers, schema, strategicpatch
 from kubelite.api import apply as ssa
 from kubelite.api.errors import StatusError
 from kubelite.api.fields import object_fields, parse_field_selector
@@ -118,7 +119,7 @@ def encode_for_store(obj: dict[str, Any]) -> bytes:
             meta["resourceVersion"] = rv
 
 
-def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(body: Any, status: int = 200, headers: Any = None) -> web.Response:
     data = body if isinstance(body, bytes) else orjson.dumps(body)
     return web.Response(body=data, status=status, content_type=JSON, headers=headers)
 
@@ -543,22 +544,44 @@ class RestHandlers:
                 raise errors.invalid_error("PatchOptions", "", [errors.too_long("fieldManager", fm, 128)])
             return fm
         if apply:
-            raise errors.bad_request("PATCH with apply requires fieldManager (the fieldManager query parameter)")
-        return ssa.default_manager(request.headers.get("User-Agent", ""))
+            raise errors.invalid_error(
+                "PatchOptions", "", [errors.required("fieldManager", "is required for apply patch")], "meta.k8s.io"
+            )
+        return managedfields.default_manager(request.headers.get("User-Agent", ""))
 
-    def _decode_checks(self, request: web.Request, rt: ResourceType, obj: dict[str, Any]) -> list[str]:
-        """Strict decoding per ``fieldValidation``; returns warnings to send back."""
-        mode = request.query.get("fieldValidation", "")
-        if mode not in ("", "Ignore", "Warn", "Strict"):
-            raise errors.bad_request(f'fieldValidation must be one of "Ignore", "Warn", "Strict", got "{mode}"')
-        result = decoding.check(rt.group, rt.version, rt.kind, obj)
-        if result.type_errors:
-            raise errors.bad_request(decoding.type_error_message(rt.kind, rt.version, result.type_errors))
-        if mode == "Strict" and result.unknown_fields:
-            raise errors.bad_request(decoding.strict_error_message(result.unknown_fields))
-        if mode in ("", "Warn") and result.unknown_fields:
-            return decoding.warnings(result.unknown_fields)
-        return []
+    @staticmethod
+    def _validation_directive(request: web.Request) -> str:
+        mode = request.query.get("fieldValidation", "") or "Warn"
+        if mode not in ("Ignore", "Warn", "Strict"):
+            raise errors.bad_request(
+                f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'
+            )
+        return mode
+
+    def _decode_object(self, request: web.Request, rt: ResourceType, raw: bytes) -> tuple[dict[str, Any], list[str]]:
+        """Parse a create/update body and apply strict decoding; returns (object, warnings)."""
+        directive = self._validation_directive(request)
+        ctype = request.content_type.lower()
+        if ctype in ("application/json", "", "application/octet-stream") or ctype.endswith("+json"):
+            if not raw.strip():
+                raise errors.bad_request("the body of the request was empty")
+            try:
+                obj, result = decoding.decode(rt.group, rt.version, rt.kind, raw)
+            except orjson.JSONDecodeError as e:
+                raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
+        elif ctype.endswith("yaml"):
+            obj = parse_body(raw, ctype)
+            result = None
+        else:
+            raise errors.unsupported_media_type(["application/json", "application/yaml"])
+        obj = check_object_body(obj, rt)
+        if result is None:
+            result = decoding.check(rt.group, rt.version, rt.kind, obj)
+        body_version = str(obj.get("apiVersion", rt.api_version)).rpartition("/")[2]
+        warnings = decoding.enforce(
+            result, directive, body_kind=str(obj.get("kind", rt.kind)), body_version=body_version, kind=rt.kind
+        )
+        return obj, warnings
 
     async def _ensure_namespace(self, rt: ResourceType, ns: str | None, *, creating: bool) -> None:
         if not rt.namespaced or ns is None:
@@ -584,9 +607,7 @@ class RestHandlers:
         rt = target.rt
         if target.subresource:
             raise errors.method_not_allowed()
-        body = parse_body(await read_body(request), request.content_type)
-        obj = check_object_body(body, rt)
-        warnings = self._decode_checks(request, rt, obj)
+        obj, warnings = self._decode_object(request, rt, await read_body(request))
         dry_run = _dry_run(request.query)
         created = await self.create_object(
             rt, target.namespace, obj, manager=self._field_manager(request), dry_run=dry_run
@@ -627,8 +648,10 @@ class RestHandlers:
         if managed is not None:
             meta["managedFields"] = managed
         else:
-            ssa.update_managed_fields(None, obj, manager=manager, operation="Update",
-                                      api_version=rt.api_version, now=now)
+            managedfields.update_managed_fields(
+                None, obj, manager=manager, api_version=rt.api_version, now=now,
+                schema=schema.schema_for(rt.group, rt.version, rt.kind),
+            )
         name = meta["name"]
         if dry_run:
             if await self.store.get(rt.key(namespace, name)) is not None:
@@ -696,9 +719,11 @@ class RestHandlers:
             if errs:
                 raise self._invalid(rt, new, errs)
             if track_fields:
-                ssa.update_managed_fields(old, new, manager=manager, operation=operation,
-                                          api_version=rt.api_version, subresource=target.subresource or "",
-                                          now=objects.now_rfc3339())
+                managedfields.update_managed_fields(
+                    old, new, manager=manager, operation=operation, api_version=rt.api_version,
+                    subresource=target.subresource or "", now=objects.now_rfc3339(),
+                    schema=schema.schema_for(rt.group, rt.version, rt.kind),
+                )
             if objects.strip_for_compare(new) == objects.strip_for_compare(old):
                 if new["metadata"].get("managedFields") == old["metadata"].get("managedFields"):
                     return old, False
@@ -742,9 +767,7 @@ class RestHandlers:
         rt = target.rt
         if target.subresource == "scale":
             raise errors.method_not_allowed()
-        body = parse_body(await read_body(request), request.content_type)
-        obj = check_object_body(body, rt)
-        warnings = self._decode_checks(request, rt, obj)
+        obj, warnings = self._decode_object(request, rt, await read_body(request))
         manager = self._field_manager(request)
         dry_run = _dry_run(request.query)
         strat = self.strategy(rt)
@@ -779,11 +802,7 @@ class RestHandlers:
         ctype = request.content_type.lower()
         ptype = PATCH_TYPES.get(ctype)
         if ptype is None:
-            raise errors.StatusError(
-                415, "UnsupportedMediaType",
-                f"the body of the request was in an unknown format - accepted media types include: "
-                f"{', '.join(PATCH_TYPES)}",
-            )
+            raise errors.unsupported_media_type(list(PATCH_TYPES))
         raw = await read_body(request)
         patch = parse_body(raw, "application/yaml" if ptype == "apply" else JSON)
         dry_run = _dry_run(request.query)
@@ -799,7 +818,12 @@ class RestHandlers:
         warnings: list[str] = []
         if ptype == "apply":
             return await self._apply(request, target, patch, dry_run)
+        if "force" in request.query:
+            raise errors.invalid_error(
+                "PatchOptions", "", [errors.forbidden("force", "may not be specified for non-apply patch")], "meta.k8s.io"
+            )
         manager = self._field_manager(request)
+        directive = self._validation_directive(request)
         kind_schema = schema.schema_for(rt.group, rt.version, rt.kind) or {}
         precondition = None
         if isinstance(patch, dict):
@@ -817,13 +841,16 @@ class RestHandlers:
             except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:
                 raise errors.StatusError(422, "Invalid", f"the server rejected our request due to an error in our request: {e}") from None
             except strategicpatch.PatchError as e:
-                raise errors.bad_request(str(e)) from None
+                raise e.status_error() from None
             except (TypeError, KeyError, ValueError, AttributeError) as e:
                 raise errors.bad_request(f"unable to apply patch: {e}") from None
             if not isinstance(new, dict):
                 raise errors.bad_request("the patched object is not an object")
             # The patched object goes through strict decoding like any body.
-            warnings = self._decode_checks(request, rt, check_object_body(new, rt))
+            check_object_body(new, rt)
+            warnings = decoding.enforce_patched(
+                decoding.check(rt.group, rt.version, rt.kind, new), directive, new
+            )
             return new
 
         result, _ = await self.guaranteed_update(
@@ -838,7 +865,11 @@ class RestHandlers:
         manager = self._field_manager(request, apply=True)
         force = _flag(request.query, "force")
         applied = check_object_body(applied, rt)
-        warnings = self._decode_checks(request, rt, applied)
+        body_version = str(applied.get("apiVersion", rt.api_version)).rpartition("/")[2]
+        warnings = decoding.enforce(
+            decoding.check(rt.group, rt.version, rt.kind, applied), self._validation_directive(request),
+            body_kind=str(applied.get("kind")), body_version=body_version, kind=rt.kind,
+        )
         kind_schema = schema.schema_for(rt.group, rt.version, rt.kind) or {}
         now = objects.now_rfc3339()
 
@@ -848,10 +879,8 @@ class RestHandlers:
                     live, applied, manager=manager, force=force, schema=kind_schema,
                     api_version=rt.api_version, now=now,
                 )
-            except ssa.ApplyConflict as e:
-                raise errors.StatusError(409, "Conflict", str(e), {"causes": e.causes()}) from None
             except strategicpatch.PatchError as e:
-                raise errors.bad_request(str(e)) from None
+                raise e.status_error() from None
 
         async def create_missing() -> dict[str, Any]:
             obj = run(None)
@@ -1036,12 +1065,10 @@ def _partial(obj: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
 
 
-def _warning_headers(warnings: list[str]) -> dict[str, str] | None:
+def _warning_headers(warnings: list[str]) -> CIMultiDict[str] | None:
     if not warnings:
         return None
-    # aiohttp takes one value per header name; several warnings are comma-joined, which the
-    # Warning header grammar (RFC 7234) allows and client-go splits again.
-    return {"Warning": ", ".join(f'299 - {orjson.dumps(w).decode()}' for w in warnings)}
+    return CIMultiDict(("Warning", f"299 - {orjson.dumps(w).decode()}") for w in warnings)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +81,7 @@ class APIServer:
         r.add_get("/api/v1", self._resource_list)
         r.add_get("/apis/{group}", self._group)
         r.add_get("/apis/{group}/{version}", self._resource_list)
+        r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/openapi/v3", self._openapi_index)
         r.add_get("/openapi/v3/{path:.*}", self._openapi_doc)
         r.add_route("*", "/api/v1/{tail:.*}", self._resource)
@@ -170,6 +170,13 @@ class APIServer:
             raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
         return json_response(body)
 
+    async def _openapi_v2(self, request: web.Request) -> web.Response:
+        # kubectl 1.27/1.28 fetch the v2 document before explain/create/apply and give up on a
+        # 404; an empty document makes them fall back to v3 (newer kubectl never asks).
+        return web.Response(
+            body=b"", headers={"Content-Type": "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"}
+        )
+
     async def _openapi_index(self, request: web.Request) -> web.Response:
         return json_response(openapi.v3_index())
 
@@ -238,6 +245,3 @@ class APIServer:
             await self._runner.cleanup()
             self._runner = None
 
-
-def wait_time_ms(start: float) -> float:
-    return (time.perf_counter() - start) * 1000

@@ -20,7 +20,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonpatch
 import orjson
@@ -36,6 +36,9 @@ from kubelite.api.labels import SelectorError, parse_selector
 from kubelite.api.registry import ResourceType, lookup
 from kubelite.apiserver import objects
 from kubelite.apiserver.strategy import Strategy, strategy_for
+
+if TYPE_CHECKING:
+    from kubelite.apiserver.services import ServiceAllocation
 from kubelite.store import (
     CompactedError,
     ConflictError,
@@ -295,11 +298,12 @@ class RestHandlers:
         self.store = store
         self._strategies: dict[ResourceType, Strategy] = {}
         self.watchers: set[asyncio.Task[Any]] = set()
+        self.services: ServiceAllocation | None = None
 
     def strategy(self, rt: ResourceType) -> Strategy:
         s = self._strategies.get(rt)
         if s is None:
-            s = self._strategies[rt] = strategy_for(rt)
+            s = self._strategies[rt] = strategy_for(rt, self.services)
         return s
 
     # -- entry point
@@ -653,14 +657,19 @@ class RestHandlers:
                 schema=schema.schema_for(rt.group, rt.version, rt.kind),
             )
         name = meta["name"]
+        if await self.store.get(rt.key(namespace, name)) is not None:
+            raise errors.already_exists(rt.plural, name, rt.group)
+        rollback = await strat.allocate(obj, None, dry_run)
         if dry_run:
-            if await self.store.get(rt.key(namespace, name)) is not None:
-                raise errors.already_exists(rt.plural, name, rt.group)
             return obj
         try:
             kv = await self.store.create(rt.key(namespace, name), encode_for_store(obj))
-        except KeyExistsError:
-            raise errors.already_exists(rt.plural, name, rt.group) from None
+        except BaseException as e:
+            if rollback is not None:
+                await rollback()
+            if isinstance(e, KeyExistsError):
+                raise errors.already_exists(rt.plural, name, rt.group) from None
+            raise
         return decode_kv(kv)
 
     async def guaranteed_update(
@@ -728,6 +737,7 @@ class RestHandlers:
                 if new["metadata"].get("managedFields") == old["metadata"].get("managedFields"):
                     return old, False
             new["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
+            rollback = await strat.allocate(new, old, dry_run)
             if dry_run:
                 return new, False
             if self._finalized(rt, new):
@@ -737,17 +747,23 @@ class RestHandlers:
                     continue
                 except KeyNotFoundError:
                     raise errors.not_found_error(rt.plural, target.name, rt.group) from None
+                await strat.release(None, old)
                 return decode_kv(dkv), False
             try:
                 nkv = await self.store.update(key, encode_for_store(new), expected_mod_revision=kv.mod_revision)
-            except ConflictError:
-                if client_rv:
-                    raise errors.conflict(rt.plural, target.name, group=rt.group) from None
-                continue
-            except KeyNotFoundError:
-                if create_missing is not None:
-                    return await create_missing(), True
-                raise errors.not_found_error(rt.plural, target.name, rt.group) from None
+            except BaseException as e:
+                if rollback is not None:
+                    await rollback()
+                if isinstance(e, ConflictError):
+                    if client_rv:
+                        raise errors.conflict(rt.plural, target.name, group=rt.group) from None
+                    continue
+                if isinstance(e, KeyNotFoundError):
+                    if create_missing is not None:
+                        return await create_missing(), True
+                    raise errors.not_found_error(rt.plural, target.name, rt.group) from None
+                raise
+            await strat.release(new, old)
             return decode_kv(nkv), False
         raise errors.conflict(rt.plural, target.name, "too many concurrent writers", group=rt.group)
 
@@ -975,6 +991,7 @@ class RestHandlers:
             except KeyNotFoundError:
                 raise errors.not_found_error(rt.plural, target.name, rt.group) from None
             deleted = decode_kv(dkv)
+            await self.strategy(rt).release(None, obj)
             return deleted, 200
         raise errors.conflict(rt.plural, target.name, "too many concurrent writers", group=rt.group)
 

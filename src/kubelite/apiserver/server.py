@@ -22,10 +22,13 @@ from aiohttp import web
 from kubelite import __version__
 from kubelite.api import errors, openapi, schema
 from kubelite.api.errors import StatusError
+from kubelite.api.registry import lookup
 from kubelite.apiserver import discovery
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
 from kubelite.apiserver.pki import PKI
-from kubelite.apiserver.rest import JSON, RestHandlers, Target, json_response, parse_path, status_response
+from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
+from kubelite.apiserver.rest import JSON, RestHandlers, json_response, parse_path, status_response
+from kubelite.apiserver.services import ServiceAllocation, bootstrap_kubernetes_service
 from kubelite.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,11 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 6443
     cluster_name: str = "kubelite"
+    service_cidr: str = "10.96.0.0/12"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    # Where pods reach the API server: the node network's gateway address, where the node
+    # agent relays to this server's loopback socket (the host's namespace stays untouched).
+    advertise_address: str = "10.244.0.1"
 
 
 def version_info() -> dict[str, str]:
@@ -61,6 +69,8 @@ class APIServer:
         self.pki = pki
         self.config = config
         self.rest = RestHandlers(store)
+        self.cidr = ServiceCIDR.parse(config.service_cidr)
+        self.rest.services = ServiceAllocation(self.rest, self.cidr, NodePortAllocator(*config.node_port_range))
         self.tokens = TokenSigner(pki.sa_key.read_bytes())
         self.ready = False
         self._runner: web.AppRunner | None = None
@@ -201,9 +211,7 @@ class APIServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def bootstrap(self) -> None:
-        """Objects a cluster has from its first second: the system namespaces."""
-        from kubelite.api.registry import lookup
-
+        """Objects a cluster has from its first second: system namespaces, the `kubernetes` Service."""
         ns_rt = lookup("", "v1", "namespaces")
         assert ns_rt is not None
         for ns in SYSTEM_NAMESPACES:
@@ -214,6 +222,11 @@ class APIServer:
                 except StatusError as e:
                     if e.code != 409:
                         raise
+        assert self.rest.services is not None
+        await self.rest.services.repair()
+        await bootstrap_kubernetes_service(
+            self.rest, self.cidr, self.config.advertise_address, self.config.port
+        )
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

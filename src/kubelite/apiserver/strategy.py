@@ -9,11 +9,17 @@ same: the REST handlers are generic, and everything kind-specific sits behind
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
-from kubelite.api import validation
+from kubelite.api import defaults, validation
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import ResourceType
+
+if TYPE_CHECKING:
+    from kubelite.apiserver.services import ServiceAllocation
+
+Rollback = Callable[[], Awaitable[None]]
 
 
 class Strategy:
@@ -22,12 +28,14 @@ class Strategy:
     allow_create_on_update = False
     allow_unconditional_update = True
 
-    def __init__(self, rt: ResourceType) -> None:
+    def __init__(self, rt: ResourceType, services: ServiceAllocation | None = None) -> None:
         self.rt = rt
         self.has_status = "status" in rt.subresources
+        self.services = services
 
     def defaults(self, obj: dict[str, Any]) -> None:
         """Fill defaults in place (the API's defaulting functions)."""
+        defaults.apply_defaults(self.rt.group, self.rt.kind, obj)
 
     def prepare_create(self, obj: dict[str, Any]) -> None:
         """Reset what a client may not set at creation (beyond the generic metadata)."""
@@ -56,6 +64,13 @@ class Strategy:
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
         return validation.validate(self.rt.group, self.rt.kind, obj, old)
 
+    async def allocate(self, obj: dict[str, Any], old: dict[str, Any] | None, dry_run: bool) -> Rollback | None:
+        """Claim shared resources (ClusterIPs, node ports) after validation, before the write."""
+        return None
+
+    async def release(self, new: dict[str, Any] | None, old: dict[str, Any]) -> None:
+        """After a stored update (or a delete, ``new=None``): give back what is no longer used."""
+
 
 class NamespaceStrategy(Strategy):
     def prepare_create(self, obj: dict[str, Any]) -> None:
@@ -69,6 +84,49 @@ class NamespaceStrategy(Strategy):
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
 
 
+class PodStrategy(Strategy):
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+        defaults.admit_pod_create(obj)
+
+
+def qos_class(spec: dict[str, Any]) -> str:
+    """The pod's QoS class, as the API server computes it at creation."""
+    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
+    requests: list[dict[str, Any]] = [((c.get("resources") or {}).get("requests") or {}) for c in containers]
+    limits: list[dict[str, Any]] = [((c.get("resources") or {}).get("limits") or {}) for c in containers]
+    if not any(r.get(k) for r in requests + limits for k in ("cpu", "memory")):
+        return "BestEffort"
+    guaranteed = all(
+        lim.get(k) and (req.get(k) in (None, lim.get(k))) for req, lim in zip(requests, limits, strict=True)
+        for k in ("cpu", "memory")
+    )
+    return "Guaranteed" if guaranteed else "Burstable"
+
+
+class ServiceStrategy(Strategy):
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"loadBalancer": {}}
+        defaults.prepare_service_create(obj)
+
+    def prepare_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_update(new, old)
+        defaults.prepare_service_update(new, old)
+
+    def defaults(self, obj: dict[str, Any]) -> None:
+        super().defaults(obj)
+        defaults.default_ip_families(obj)
+
+    async def allocate(self, obj: dict[str, Any], old: dict[str, Any] | None, dry_run: bool) -> Rollback | None:
+        if self.services is None:
+            return None
+        return await self.services.allocate(obj, old, dry_run)
+
+    async def release(self, new: dict[str, Any] | None, old: dict[str, Any]) -> None:
+        if self.services is not None:
+            await self.services.release_unused(new, old)
+
+
 class EventStrategy(Strategy):
     allow_create_on_update = True
 
@@ -79,10 +137,12 @@ class EndpointsStrategy(Strategy):
 
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
+    ("", "Pod"): PodStrategy,
+    ("", "Service"): ServiceStrategy,
     ("", "Event"): EventStrategy,
     ("", "Endpoints"): EndpointsStrategy,
 }
 
 
-def strategy_for(rt: ResourceType) -> Strategy:
-    return STRATEGIES.get((rt.group, rt.kind), Strategy)(rt)
+def strategy_for(rt: ResourceType, services: ServiceAllocation | None = None) -> Strategy:
+    return STRATEGIES.get((rt.group, rt.kind), Strategy)(rt, services)

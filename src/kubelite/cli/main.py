@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 import yaml
 
+from kubelite.apiserver.ipalloc import ServiceCIDR
 from kubelite.apiserver.pki import PKI, ensure_pki
 from kubelite.apiserver.server import APIServer, ServerConfig
 from kubelite.store import open_store
@@ -134,11 +135,17 @@ async def run_up(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     store = open_store(str(data_dir / "state.db"))
     await store.start()
-    pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip="10.96.0.1")
+    try:
+        first_ip = ServiceCIDR.parse(args.service_cidr).nth(1)
+    except ValueError as e:
+        raise CLIError(f"invalid --service-cidr {args.service_cidr!r}: {e}") from None
+    pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=first_ip)
     server_url = f"https://{host}:{args.api_port}"
     kc_path = data_dir / "kubeconfig"
     write_private(kc_path, yaml.safe_dump(kubeconfig(name, server_url, pki), sort_keys=False).encode())
-    api = APIServer(store, pki, ServerConfig(host=host, port=args.api_port, cluster_name=name))
+    api = APIServer(
+        store, pki, ServerConfig(host=host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr)
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -224,6 +231,7 @@ def parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run a cluster in the foreground")
     common(up)
     up.add_argument("--api-port", type=int, default=6443, help="API server port on 127.0.0.1 (default: 6443)")
+    up.add_argument("--service-cidr", default="10.96.0.0/12", help="ClusterIP range (default: 10.96.0.0/12)")
     down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
     common(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")

@@ -1,0 +1,320 @@
+"""What the API server does for Services beyond storing them: allocation and the `kubernetes` Service.
+
+Allocation runs inside the write path, after validation and before the Service is stored,
+as kube-apiserver's service REST storage does: a requested ClusterIP or NodePort is claimed
+or refused with Kubernetes' message, a missing one is allocated, and everything claimed is
+given back if the Service is not stored after all (conflict, dry run, failure). Updates
+claim only what is new and release what the new object no longer uses; deletes release
+everything. A crash between a claim and the Service write leaks at most an IPAddress, which
+the repair pass at start-up deletes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from kubelite.api import defaults, errors
+from kubelite.api.errors import StatusError
+from kubelite.api.registry import lookup
+from kubelite.apiserver.ipalloc import (
+    AlreadyAllocated,
+    ClusterIPAllocator,
+    NodePortAllocator,
+    NotInRange,
+    RangeFull,
+    ServiceCIDR,
+    ipaddress_object,
+)
+
+if TYPE_CHECKING:
+    from kubelite.apiserver.rest import RestHandlers
+
+log = logging.getLogger(__name__)
+
+Rollback = Callable[[], Awaitable[None]]
+IPADDRESSES = lookup("networking.k8s.io", "v1", "ipaddresses")
+SERVICES = lookup("", "v1", "services")
+SERVICECIDRS = lookup("networking.k8s.io", "v1", "servicecidrs")
+ENDPOINTS = lookup("", "v1", "endpoints")
+ENDPOINTSLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
+MANAGER = "kube-apiserver"
+
+
+def _cluster_ip(spec: dict[str, Any]) -> str:
+    ips = spec.get("clusterIPs") or []
+    return str(ips[0]) if ips else str(spec.get("clusterIP") or "")
+
+
+def _needs_cluster_ip(spec: dict[str, Any]) -> bool:
+    return spec.get("type", "ClusterIP") != "ExternalName" and spec.get("clusterIP") != "None"
+
+
+def _needs_node_ports(spec: dict[str, Any]) -> bool:
+    t = spec.get("type", "ClusterIP")
+    if t == "NodePort":
+        return True
+    return t == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts", True) is not False
+
+
+def _node_ports(spec: dict[str, Any]) -> set[int]:
+    out = {int(p["nodePort"]) for p in spec.get("ports") or [] if isinstance(p, dict) and p.get("nodePort")}
+    if spec.get("healthCheckNodePort"):
+        out.add(int(spec["healthCheckNodePort"]))
+    return out
+
+
+class ServiceAllocation:
+    def __init__(self, rest: RestHandlers, cidr: ServiceCIDR, node_ports: NodePortAllocator) -> None:
+        self.rest = rest
+        self.cidr = cidr
+        self.ips = ClusterIPAllocator(cidr)
+        self.ports = node_ports
+
+    # ------------------------------------------------------------------ claim / release
+
+    def _invalid(self, svc: dict[str, Any], errs: list[errors.FieldError]) -> StatusError:
+        return errors.invalid_error("Service", svc.get("metadata", {}).get("name", ""), errs)
+
+    async def _claim_ip(self, ip: str, svc: dict[str, Any]) -> bool:
+        """Create the IPAddress object; False when it exists already."""
+        assert IPADDRESSES is not None
+        try:
+            await self.rest.create_object(IPADDRESSES, None, ipaddress_object(ip, svc), manager=MANAGER)
+        except StatusError as e:
+            if e.code == 409:
+                self.ips.mark(ip)
+                return False
+            raise
+        self.ips.mark(ip)
+        return True
+
+    async def release_ip(self, ip: str) -> None:
+        assert IPADDRESSES is not None
+        if not ip or ip == "None":
+            return
+        self.ips.unmark(ip)
+        try:
+            await self.rest.store.delete(IPADDRESSES.key(None, ip))
+        except Exception as e:  # already gone is fine; anything else is repaired at start-up
+            log.debug("releasing %s: %s", ip, e)
+
+    async def allocate(self, svc: dict[str, Any], old: dict[str, Any] | None, dry_run: bool) -> Rollback:
+        """Claim what ``svc`` needs and ``old`` did not have; returns how to undo the claims."""
+        spec = svc.setdefault("spec", {})
+        old_spec = (old or {}).get("spec") or {}
+        claimed_ips: list[str] = []
+        claimed_ports: list[int] = []
+
+        async def rollback() -> None:
+            for ip in claimed_ips:
+                await self.release_ip(ip)
+            for port in claimed_ports:
+                self.ports.release(port)
+
+        try:
+            if _needs_cluster_ip(spec) and not (old is not None and _needs_cluster_ip(old_spec) and _cluster_ip(old_spec)):
+                ip = await self._allocate_ip(svc, dry_run)
+                if not dry_run:
+                    claimed_ips.append(ip)
+                spec["clusterIP"] = ip
+                spec["clusterIPs"] = [ip]
+            if spec.get("type") != "ExternalName":
+                defaults.default_ip_families(svc)
+            if _needs_node_ports(spec):
+                claimed_ports += self._allocate_node_ports(svc, old_spec if old else {}, dry_run)
+        except BaseException:
+            await rollback()
+            raise
+        return rollback
+
+    async def _allocate_ip(self, svc: dict[str, Any], dry_run: bool) -> str:
+        spec = svc["spec"]
+        requested = _cluster_ip(spec)
+        if requested:
+            try:
+                self.ips.check_requested(requested)
+            except NotInRange as e:
+                raise self._invalid(svc, [errors.invalid("spec.clusterIPs", [requested], f"failed to allocate IP {requested}: {e}")]) from None
+            taken = requested in self._taken_now()
+            if taken or (not dry_run and not await self._claim_ip(requested, svc)):
+                raise self._invalid(svc, [errors.invalid(
+                    "spec.clusterIPs", [requested], f"failed to allocate IP {requested}: provided IP is already allocated"
+                )])
+            return requested
+        for _ in range(16):
+            try:
+                candidates = self.ips.candidates()
+            except RangeFull:
+                raise errors.internal_error("failed to allocate a serviceIP: range is full") from None
+            for ip in candidates:
+                if dry_run or await self._claim_ip(ip, svc):
+                    return ip
+        raise errors.internal_error("failed to allocate a serviceIP: range is full")
+
+    def _taken_now(self) -> set[str]:
+        return {self.cidr.address(o) for o in self.ips.taken}
+
+    def _allocate_node_ports(self, svc: dict[str, Any], old_spec: dict[str, Any], dry_run: bool) -> list[int]:
+        spec = svc["spec"]
+        old_ports = _node_ports(old_spec)
+        claimed: list[int] = []
+        errs: list[errors.FieldError] = []
+        ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+        # Requested ports first, so a dynamic pick never takes a port asked for later in the list.
+        for i, p in enumerate(ports):
+            np = p.get("nodePort")
+            if not np or np in old_ports:
+                continue
+            try:
+                self.ports.reserve(int(np))
+                claimed.append(int(np))
+            except (NotInRange, AlreadyAllocated) as e:
+                errs.append(errors.invalid(f"spec.ports[{i}].nodePort", np, str(e)))
+        if errs:
+            for port in claimed:
+                self.ports.release(port)
+            raise self._invalid(svc, errs)
+        try:
+            for p in ports:
+                if not p.get("nodePort"):
+                    p["nodePort"] = self.ports.next()
+                    claimed.append(p["nodePort"])
+            if (spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
+                    and not spec.get("healthCheckNodePort")):
+                spec["healthCheckNodePort"] = self.ports.next()
+                claimed.append(spec["healthCheckNodePort"])
+        except RangeFull:
+            for port in claimed:
+                self.ports.release(port)
+            raise errors.internal_error("failed to allocate a nodePort: range is full") from None
+        if dry_run:
+            for port in claimed:
+                self.ports.release(port)
+            return []
+        return claimed
+
+    async def release_unused(self, new: dict[str, Any] | None, old: dict[str, Any]) -> None:
+        """After an update (or a delete, ``new=None``): give back what ``new`` no longer holds."""
+        old_spec = old.get("spec") or {}
+        new_spec = (new or {}).get("spec") or {}
+        old_ip = _cluster_ip(old_spec) if _needs_cluster_ip(old_spec) else ""
+        new_ip = _cluster_ip(new_spec) if new is not None and _needs_cluster_ip(new_spec) else ""
+        if old_ip and old_ip != new_ip:
+            await self.release_ip(old_ip)
+        for port in _node_ports(old_spec) - (_node_ports(new_spec) if new is not None else set()):
+            self.ports.release(port)
+
+    # ------------------------------------------------------------------ start-up
+
+    async def repair(self) -> None:
+        """Reconcile IPAddresses and node ports with the stored Services (kube-apiserver's repair loops)."""
+        assert IPADDRESSES is not None and SERVICES is not None
+        store = self.rest.store
+        svcs, _, _ = await store.list(SERVICES.key_prefix())
+        owners: dict[str, tuple[str, str]] = {}
+        from kubelite.apiserver.rest import decode_kv
+
+        services = [decode_kv(kv) for kv in svcs]
+        for svc in services:
+            spec = svc.get("spec") or {}
+            meta = svc["metadata"]
+            if _needs_cluster_ip(spec) and _cluster_ip(spec):
+                owners[_cluster_ip(spec)] = (meta.get("namespace", ""), meta["name"])
+            for port in _node_ports(spec):
+                if port in self.ports.taken:
+                    log.warning("node port %d is used by more than one Service", port)
+                self.ports.taken.add(port)
+        ips, _, _ = await store.list(IPADDRESSES.key_prefix())
+        present = set()
+        for kv in ips:
+            obj = decode_kv(kv)
+            ip = obj["metadata"]["name"]
+            ref = (obj.get("spec") or {}).get("parentRef") or {}
+            owner = owners.get(ip)
+            if owner is None or (ref.get("namespace", ""), ref.get("name")) != owner:
+                if ref.get("resource") == "services":
+                    log.info("repair: releasing leaked ClusterIP %s", ip)
+                    await store.delete(kv.key)
+                    continue
+            present.add(ip)
+            self.ips.mark(ip)
+        for svc in services:
+            spec = svc.get("spec") or {}
+            ip = _cluster_ip(spec)
+            if _needs_cluster_ip(spec) and ip and ip not in present:
+                log.info("repair: recording ClusterIP %s of %s/%s", ip, svc["metadata"].get("namespace"), svc["metadata"]["name"])
+                await self._claim_ip(ip, svc)
+
+
+# ---------------------------------------------------------------------- the `kubernetes` Service
+
+
+async def _put(rest: RestHandlers, rt: Any, namespace: str | None, obj: dict[str, Any]) -> None:
+    """Create ``obj``, or replace its spec-like content when it differs (kept correct across restarts)."""
+    from kubelite.apiserver.rest import Target
+
+    name = obj["metadata"]["name"]
+    current = await rest.store.get(rt.key(namespace, name))
+    if current is None:
+        try:
+            await rest.create_object(rt, namespace, obj, manager=MANAGER)
+        except StatusError as e:
+            if e.code != 409:
+                raise
+        return
+
+    content = {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")}
+
+    def compute(old: dict[str, Any]) -> dict[str, Any]:
+        old.update(content)
+        old["metadata"].setdefault("labels", {}).update(obj["metadata"].get("labels") or {})
+        return old
+
+    await rest.guaranteed_update(Target(rt, namespace, name, None), compute, manager=MANAGER)
+
+
+async def bootstrap_kubernetes_service(rest: RestHandlers, cidr: ServiceCIDR, address: str, port: int) -> None:
+    """The ServiceCIDR, and `default/kubernetes` at the range's first address with its endpoints.
+
+    The Service has no selector: like kube-apiserver's endpoint reconciler, the API server
+    itself writes its Endpoints and EndpointSlice, pointing at where pods reach it.
+    """
+    assert SERVICECIDRS and SERVICES and ENDPOINTS and ENDPOINTSLICES
+    await _put(rest, SERVICECIDRS, None, {
+        "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
+        "metadata": {"name": "kubernetes"}, "spec": {"cidrs": [str(cidr.network)]},
+    })
+    first = cidr.nth(1)
+    labels = {"component": "apiserver", "provider": "kubernetes"}
+    svc = {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
+        "spec": {
+            "type": "ClusterIP", "clusterIP": first, "clusterIPs": [first], "sessionAffinity": "None",
+            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+        },
+    }
+    current = await rest.store.get(SERVICES.key("default", "kubernetes"))
+    if current is None:
+        await _put(rest, SERVICES, "default", svc)
+    else:
+        svc["spec"].pop("clusterIP")
+        svc["spec"].pop("clusterIPs")
+        await _put(rest, SERVICES, "default", svc)
+    await _put(rest, ENDPOINTS, "default", {
+        "apiVersion": "v1", "kind": "Endpoints",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+        "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+    })
+    await _put(rest, ENDPOINTSLICES, "default", {
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubernetes", "namespace": "default",
+                     "labels": {"kubernetes.io/service-name": "kubernetes",
+                                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
+        "addressType": "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+    })

@@ -7,7 +7,12 @@ from typing import Any
 
 import pytest
 
-from kubelite.api.defaults import apply_defaults, default_ip_families, prepare_service_create, prepare_service_update
+from kubelite.api.defaults import (
+    apply_defaults,
+    default_ip_families,
+    prepare_service_create,
+    prepare_service_update,
+)
 from kubelite.api.errors import invalid_error
 from kubelite.api.validation.service import validate_service
 
@@ -35,7 +40,7 @@ def errors(svc: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
 
 
 def test_lecture_service_is_valid_after_defaulting() -> None:
-    svc = {
+    svc: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "backend"},

@@ -8,17 +8,25 @@ real kubectl binaries, so what passes here is what users get. The process is alw
 
 from __future__ import annotations
 
+import base64
 import os
 import pathlib
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import urllib3
+import yaml
 
 KUBECTL = shutil.which("kubectl") or "/usr/bin/kubectl"
 KUBECTL_VERSIONS = pathlib.Path("/usr/lib/google-cloud-sdk/bin")
@@ -107,3 +115,38 @@ class Cluster:
 def new_cluster(base: pathlib.Path) -> Cluster:
     name = f"kl-{uuid.uuid4().hex[:6]}"
     return Cluster(name=name, data_dir=base / name, port=free_port())
+
+
+class Raw:
+    """A minimal HTTPS client presenting the admin certificate (or none)."""
+
+    def __init__(self, cluster: Cluster, *, credentials: bool = True) -> None:
+        kc = yaml.safe_load(cluster.kubeconfig.read_text())
+        self._tmp = tempfile.TemporaryDirectory()
+        ca = f"{self._tmp.name}/ca.crt"
+        with open(ca, "wb") as f:
+            f.write(base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]))
+        kw: dict[str, object] = {"ca_certs": ca, "cert_reqs": ssl.CERT_REQUIRED}
+        if credentials:
+            user = kc["users"][0]["user"]
+            cert, key = f"{self._tmp.name}/c.crt", f"{self._tmp.name}/c.key"
+            with open(cert, "wb") as f:
+                f.write(base64.b64decode(user["client-certificate-data"]))
+            with open(key, "wb") as f:
+                f.write(base64.b64decode(user["client-key-data"]))
+            kw.update(cert_file=cert, key_file=key)
+        self.http = urllib3.PoolManager(**kw)  # type: ignore[arg-type]
+        self.base = cluster.server
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json"
+    ) -> tuple[int, dict[str, Any]]:
+        r = self.http.request(method, self.base + path, body=body, headers={"Content-Type": ctype})
+        try:
+            data = orjson.loads(r.data) if r.data else {}
+        except orjson.JSONDecodeError:
+            data = {"raw": r.data.decode(errors="replace")}
+        return r.status, data
+
+    def json(self, method: str, path: str, obj: Any, ctype: str = "application/json") -> tuple[int, dict[str, Any]]:
+        return self.request(method, path, orjson.dumps(obj), ctype)

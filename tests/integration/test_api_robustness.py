@@ -3,51 +3,17 @@ and durability across ``kill -9``."""
 
 from __future__ import annotations
 
-import base64
 import signal
-import ssl
-import tempfile
 import threading
 import uuid
 
 import orjson
 import pytest
 import urllib3
-import yaml
 
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, Raw
 
 pytestmark = pytest.mark.integration
-
-
-class Raw:
-    """A minimal HTTPS client presenting the admin certificate (or none)."""
-
-    def __init__(self, cluster: Cluster, *, credentials: bool = True) -> None:
-        kc = yaml.safe_load(cluster.kubeconfig.read_text())
-        self._tmp = tempfile.TemporaryDirectory()
-        ca = f"{self._tmp.name}/ca.crt"
-        with open(ca, "wb") as f:
-            f.write(base64.b64decode(kc["clusters"][0]["cluster"]["certificate-authority-data"]))
-        kw: dict[str, object] = {"ca_certs": ca, "cert_reqs": ssl.CERT_REQUIRED}
-        if credentials:
-            user = kc["users"][0]["user"]
-            cert, key = f"{self._tmp.name}/c.crt", f"{self._tmp.name}/c.key"
-            with open(cert, "wb") as f:
-                f.write(base64.b64decode(user["client-certificate-data"]))
-            with open(key, "wb") as f:
-                f.write(base64.b64decode(user["client-key-data"]))
-            kw.update(cert_file=cert, key_file=key)
-        self.http = urllib3.PoolManager(**kw)  # type: ignore[arg-type]
-        self.base = cluster.server
-
-    def request(self, method: str, path: str, body: bytes | None = None, ctype: str = "application/json") -> tuple[int, dict]:
-        r = self.http.request(method, self.base + path, body=body, headers={"Content-Type": ctype})
-        try:
-            data = orjson.loads(r.data) if r.data else {}
-        except orjson.JSONDecodeError:
-            data = {"raw": r.data.decode(errors="replace")}
-        return r.status, data
 
 
 def test_no_credentials_is_401(cluster: Cluster) -> None:

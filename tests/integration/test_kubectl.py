@@ -210,7 +210,7 @@ def test_patch_merge_json_strategic(cluster: Cluster) -> None:
 def test_edit_with_noninteractive_editor(cluster: Cluster, tmp_path: object) -> None:
     name = uniq("ed")
     cluster.kubectl("create", "configmap", name, "--from-literal=a=1", check=True)
-    editor = f"sed -i 's/^  a: \"1\"$/  a: \"edited\"/'"
+    editor = "sed -i 's/^  a: \"1\"$/  a: \"edited\"/'"
     res = cluster.kubectl("edit", "cm", name, env={"EDITOR": editor, "KUBE_EDITOR": editor}, check=True)
     assert res.stdout.strip() == f"configmap/{name} edited"
     got = json.loads(cluster.kubectl("get", "cm", name, "-o", "json", check=True).stdout)

@@ -56,9 +56,10 @@ def go_value(value: Any) -> str:
         return str(value)
     if isinstance(value, str):
         return orjson.dumps(value).decode()
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        # Go's %#v of a []string, as kube-apiserver prints `spec.clusterIPs: Invalid value: []string{"10.96.0.5"}`.
+        return "[]string{" + ", ".join(orjson.dumps(v).decode() for v in value) + "}"
     if isinstance(value, (list, tuple)):
-        # Go renders []string{"a"} with %#v; Kubernetes' own messages use the JSON form for
-        # IP lists (`Invalid value: ["10.97.0.5"]`), which is what users recognise.
         return orjson.dumps(list(value)).decode()
     return orjson.dumps(value, default=str).decode()
 

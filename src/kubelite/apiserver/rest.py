@@ -639,7 +639,8 @@ class RestHandlers:
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
-        if not meta.get("name") and meta.get("generateName") and isinstance(meta["generateName"], str):
+        body_name = meta.get("name")
+        if not body_name and meta.get("generateName") and isinstance(meta["generateName"], str):
             meta["name"] = objects.generate_name(meta["generateName"])
         objects.prepare_create(obj, has_status=strat.has_status, namespaced=rt.namespaced, namespace=namespace)
         strat.prepare_create(obj)
@@ -656,21 +657,31 @@ class RestHandlers:
                 None, obj, manager=manager, api_version=rt.api_version, now=now,
                 schema=schema.schema_for(rt.group, rt.version, rt.kind),
             )
-        name = meta["name"]
-        if await self.store.get(rt.key(namespace, name)) is not None:
-            raise errors.already_exists(rt.plural, name, rt.group)
-        rollback = await strat.allocate(obj, None, dry_run)
-        if dry_run:
-            return obj
-        try:
-            kv = await self.store.create(rt.key(namespace, name), encode_for_store(obj))
-        except BaseException as e:
-            if rollback is not None:
-                await rollback()
-            if isinstance(e, KeyExistsError):
-                raise errors.already_exists(rt.plural, name, rt.group) from None
-            raise
-        return decode_kv(kv)
+        generated = not body_name and bool(meta.get("generateName"))
+        # RetryGenerateName (GA in 1.32): a generated name that collides is drawn again.
+        for attempt in range(8 if generated else 1):
+            name = meta["name"]
+            if await self.store.get(rt.key(namespace, name)) is not None:
+                if generated and attempt < 7:
+                    meta["name"] = objects.generate_name(meta["generateName"])
+                    continue
+                raise errors.already_exists(rt.plural, name, rt.group)
+            rollback = await strat.allocate(obj, None, dry_run)
+            if dry_run:
+                return obj
+            try:
+                kv = await self.store.create(rt.key(namespace, name), encode_for_store(obj))
+            except BaseException as e:
+                if rollback is not None:
+                    await rollback()
+                if isinstance(e, KeyExistsError):
+                    if generated and attempt < 7:
+                        meta["name"] = objects.generate_name(meta["generateName"])
+                        continue
+                    raise errors.already_exists(rt.plural, name, rt.group) from None
+                raise
+            return decode_kv(kv)
+        raise errors.already_exists(rt.plural, meta["name"], rt.group)
 
     async def guaranteed_update(
         self,

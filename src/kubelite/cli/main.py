@@ -117,6 +117,10 @@ def port_free(host: str, port: int) -> bool:
 
 async def run_up(args: argparse.Namespace) -> int:
     name: str = args.name
+    try:
+        first_ip = ServiceCIDR.parse(args.service_cidr).nth(1)
+    except ValueError as e:
+        raise CLIError(f"invalid --service-cidr {args.service_cidr!r}: {e}") from None
     data_dir = pathlib.Path(args.data_dir or default_data_dir(name)).resolve()
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     run = read_run(data_dir)
@@ -135,10 +139,6 @@ async def run_up(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     store = open_store(str(data_dir / "state.db"))
     await store.start()
-    try:
-        first_ip = ServiceCIDR.parse(args.service_cidr).nth(1)
-    except ValueError as e:
-        raise CLIError(f"invalid --service-cidr {args.service_cidr!r}: {e}") from None
     pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=first_ip)
     server_url = f"https://{host}:{args.api_port}"
     kc_path = data_dir / "kubeconfig"

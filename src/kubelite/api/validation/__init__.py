@@ -18,7 +18,7 @@ from typing import Any
 
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import RESOURCES
-from kubelite.api.validation import core
+from kubelite.api.validation import core, discovery, pod, service, workloads
 from kubelite.api.validation.meta import KindValidator, validate_object_meta, validate_object_meta_update
 from kubelite.api.validation.names import (
     NameValidator,
@@ -30,6 +30,12 @@ from kubelite.api.validation.names import (
 
 VALIDATORS: dict[tuple[str, str], KindValidator] = {
     **core.VALIDATORS,
+    ("", "Service"): service.validate_service,
+    ("", "Pod"): pod.validate_pod,
+    ("apps", "Deployment"): workloads.validate_deployment,
+    ("apps", "ReplicaSet"): workloads.validate_replicaset,
+    ("discovery.k8s.io", "EndpointSlice"): discovery.validate_endpointslice,
+    ("", "Endpoints"): discovery.validate_endpoints,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

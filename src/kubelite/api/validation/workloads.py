@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubelite.api.errors import ErrorType, FieldError, forbidden, invalid, not_supported, required
-from kubelite.api.labels import SelectorError, selector_from_label_selector
 from kubelite.api.validation.core import object_meta, object_meta_update
 from kubelite.api.validation.meta import validate_label_selector
 from kubelite.api.validation.names import name_is_dns_subdomain, regex_error
@@ -50,6 +49,10 @@ def _validate_selector_and_template(spec: Obj, kind: str) -> list[FieldError]:
             errs.append(go_literal(ErrorType.INVALID, "spec.selector", go_label_selector(selector),
                                    "empty selector is invalid for deployment"))
     try:
+        # Imported here: kubelite.api.labels imports the validation package (for label-key
+        # rules), so a module-level import would be circular.
+        from kubelite.api.labels import SelectorError, selector_from_label_selector
+
         parsed = selector_from_label_selector(selector)
     except (SelectorError, ValueError):
         errs.append(go_literal(ErrorType.INVALID, "spec.selector", go_label_selector(selector), "invalid label selector"))

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/version"})
+CACHE_SIZE = 4096
+CACHE_TTL = 10.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class TokenSigner:
             raise ValueError("service-account key must be an EC P-256 key")
         self._key = key
         self._pub = key.public_key()
+        # Verified tokens, as kube-apiserver's token cache: an ECDSA verification costs more
+        # than serving a whole request, and clients send the same token on every call.
+        self._cache: dict[str, tuple[User, float]] = {}
 
     def issue(
         self,
@@ -103,6 +108,18 @@ class TokenSigner:
         return f"{header}.{payload}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}", exp
 
     def verify(self, token: str) -> User | None:
+        now = time.time()
+        hit = self._cache.get(token)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        user, exp = self._verify(token)
+        if user is not None:
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()
+            self._cache[token] = (user, min(exp, now + CACHE_TTL))
+        return user
+
+    def _verify(self, token: str) -> tuple[User | None, float]:
         try:
             header, payload, sig = token.split(".")
             raw = _unb64(sig)
@@ -112,13 +129,15 @@ class TokenSigner:
             self._pub.verify(der, f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
             claims = orjson.loads(_unb64(payload))
         except (ValueError, InvalidSignature, orjson.JSONDecodeError):
-            return None
-        if claims.get("iss") != ISSUER or claims.get("exp", 0) < time.time():
-            return None
+            return None, 0.0
+        exp = claims.get("exp", 0)
+        if claims.get("iss") != ISSUER or not isinstance(exp, (int, float)) or exp < time.time():
+            return None, 0.0
         k8s = claims.get("kubernetes.io") or {}
         ns = k8s.get("namespace", "")
-        return User(
+        user = User(
             claims.get("sub", ""),
             ("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"),
             uid=(k8s.get("serviceaccount") or {}).get("uid", ""),
         )
+        return user, float(exp)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+import time
 import uuid
 from typing import Any
 
@@ -19,8 +20,16 @@ _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 SERVER_OWNED = ("uid", "creationTimestamp", "resourceVersion", "generation", "selfLink")
 
 
+_last_second: list[Any] = [0, ""]
+
+
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """metav1.Time has second precision; formatting once per second is enough."""
+    second = int(time.time())
+    if _last_second[0] != second:
+        _last_second[0] = second
+        _last_second[1] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    return str(_last_second[1])
 
 
 def now_micro() -> str:

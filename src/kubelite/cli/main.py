@@ -240,13 +240,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _loop_factory() -> Any:
+    """uvloop where installed: its event loop and TLS are several times cheaper than asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "up":
-            return asyncio.run(run_up(args))
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                return runner.run(run_up(args))
         if args.command == "down":
             return run_down(args)
         if args.command == "status":

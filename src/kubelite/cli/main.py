@@ -30,6 +30,8 @@ import yaml
 from kubelite.apiserver.ipalloc import ServiceCIDR
 from kubelite.apiserver.pki import PKI, ensure_pki
 from kubelite.apiserver.server import APIServer, ServerConfig
+from kubelite.cli.supervisor import Child
+from kubelite.controllers import manager as controller_manager
 from kubelite.store import open_store
 
 log = logging.getLogger("kubelite")
@@ -146,6 +148,7 @@ async def run_up(args: argparse.Namespace) -> int:
     api = APIServer(
         store, pki, ServerConfig(host=host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr)
     )
+    children: list[Child] = []
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -160,6 +163,10 @@ async def run_up(args: argparse.Namespace) -> int:
             data_dir / "run.json",
             orjson.dumps({"pid": os.getpid(), "name": name, "server": server_url, "kubeconfig": str(kc_path)}),
         )
+        verbosity = ["-" + "v" * args.verbose] if args.verbose else []
+        children = [Child("controllers", [*verbosity, "controllers", "--kubeconfig", str(kc_path)])]
+        for child in children:
+            child.start()
         elapsed = time.perf_counter() - started
         print(
             f'kubelite cluster "{name}" is ready in {elapsed:.2f}s: API {server_url}, '
@@ -169,6 +176,8 @@ async def run_up(args: argparse.Namespace) -> int:
         await stop.wait()
         print(f'kubelite cluster "{name}" is stopping', flush=True)
     finally:
+        for child in reversed(children):
+            await child.stop()
         await api.stop()
         await store.close()
         cleanup(data_dir)
@@ -237,7 +246,28 @@ def parser() -> argparse.ArgumentParser:
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")
     status = sub.add_parser("status", help="tell whether a cluster runs and where")
     common(status)
+    ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
+    ctrl.add_argument("--kubeconfig", required=True)
+    ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
     return p
+
+
+def _run_component(coro: Any) -> int:
+    """Run a component until SIGTERM/SIGINT (its parent, `kubelite up`, stops it that way)."""
+
+    async def main() -> int:
+        task = asyncio.ensure_future(coro)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        return 0
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main())
 
 
 def _loop_factory() -> Any:
@@ -261,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_down(args)
         if args.command == "status":
             return run_status(args)
+        if args.command == "controllers":
+            return _run_component(controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c]))
     except CLIError as e:
         print(f"kubelite: {e}", file=sys.stderr)
         return 1

@@ -1,0 +1,339 @@
+"""Decoding of Kubernetes' protobuf request bodies into the JSON objects a JSON client sends.
+
+kubectl 1.32 and newer send typed writes (``create configmap|secret|service|deployment``,
+``create token``, ``auth can-i``...) as ``application/vnd.kubernetes.protobuf``: the magic
+``k8s\\x00`` and a ``runtime.Unknown`` envelope whose ``raw`` field holds the object's
+gogo-protobuf encoding. kubelite keeps objects as JSON dicts, so the API server only decodes
+such bodies, into exactly the dict the same client would have sent as JSON, and answers in
+JSON (which kubectl accepts).
+
+The wire tables (field numbers, JSON names, types, Go pointer-ness) come from Kubernetes'
+``generated.proto`` files through ``tools/gen_protobuf_fields.py``. The trade-off is the
+JSON form of zero values: gogo writes every non-pointer field, zero or not, so a zero scalar
+is dropped unless the field is a Go pointer or has no ``omitempty``, which reproduces Go's
+JSON; empty messages are kept as ``{}`` (Go's JSON never omits a struct), except zero
+timestamps, which Go writes as ``null`` and we leave out.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import functools
+import gzip
+from importlib import resources
+from typing import Any, NamedTuple
+
+import orjson
+
+MAGIC = b"k8s\x00"
+MAX_DEPTH = 64  # PodSpec nests about 12 deep; anything much deeper is hostile
+
+
+class ProtobufError(ValueError):
+    """The body is not a Kubernetes protobuf object kubelite can decode."""
+
+
+class _Field(NamedTuple):
+    name: str
+    label: str  # "o"ptional, "r"epeated, "m"ap (of string keys)
+    type: str  # a scalar, a message's full name, or a special form ("time", "quantity"...)
+    keep_zero: bool  # a Go pointer, or a field JSON writes even when zero
+    inline: bool  # an embedded Go struct: its fields go straight into the parent's JSON
+
+
+_VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
+_VARINT_TYPES = {"bool", "int32", "int64"}
+
+
+@functools.cache
+def _tables() -> tuple[dict[str, str], dict[str, dict[int, _Field]]]:
+    raw = resources.files("kubelite.api").joinpath("data/protobuf_fields.json.gz").read_bytes()
+    data = orjson.loads(gzip.decompress(raw))
+    messages = {
+        name: {
+            int(num): _Field(json, label, type_, "z" in flags, "i" in flags)
+            for num, (json, label, type_, flags) in fields.items()
+        }
+        for name, fields in data["messages"].items()
+    }
+    return data["kinds"], messages
+
+
+def message_for(api_version: str, kind: str) -> str | None:
+    """The protobuf message name of a kind, or None when kubelite has no table for it."""
+    kinds = _tables()[0]
+    return kinds.get(f"{api_version}/{kind}") or kinds.get(f"*/{kind}")
+
+
+def decode_envelope(body: bytes) -> dict[str, Any]:
+    """The JSON object equivalent to a ``k8s\\x00``-prefixed protobuf body.
+
+    Raises ProtobufError for anything else: bad magic, malformed wire data, an unknown kind.
+    """
+    if not body.startswith(MAGIC):
+        raise ProtobufError("protobuf body does not start with the Kubernetes magic number")
+    unknown = _Reader(body, len(MAGIC), len(body))
+    api_version = kind = content_encoding = ""
+    raw = b""
+    while not unknown.done():
+        num, wire = unknown.tag()
+        if num == 1 and wire == _BYTES:
+            meta = unknown.sub()
+            while not meta.done():
+                n, w = meta.tag()
+                if n == 1 and w == _BYTES:
+                    api_version = meta.string()
+                elif n == 2 and w == _BYTES:
+                    kind = meta.string()
+                else:
+                    meta.skip(w)
+        elif num == 2 and wire == _BYTES:
+            raw = unknown.bytes()
+        elif num == 3 and wire == _BYTES:
+            content_encoding = unknown.string()
+        else:
+            unknown.skip(wire)  # field 4, contentType, says nothing the raw bytes do not
+    if content_encoding:
+        raise ProtobufError(f"unsupported protobuf content encoding {content_encoding!r}")
+    message = message_for(api_version, kind)
+    if message is None:
+        raise ProtobufError(f'no kind "{kind}" is registered for version "{api_version}"')
+    obj: dict[str, Any] = {"kind": kind, "apiVersion": api_version}
+    _decode(_Reader(raw, 0, len(raw)), message, obj, 0)
+    return obj
+
+
+class _Reader:
+    """A cursor over ``data[pos:end]`` that refuses to read past ``end``."""
+
+    __slots__ = ("data", "pos", "end")
+
+    def __init__(self, data: bytes, pos: int, end: int) -> None:
+        self.data, self.pos, self.end = data, pos, end
+
+    def done(self) -> bool:
+        return self.pos >= self.end
+
+    def varint(self) -> int:
+        result = shift = 0
+        while True:
+            if self.pos >= self.end:
+                raise ProtobufError("truncated varint")
+            if shift >= 64:
+                raise ProtobufError("varint overflows 64 bits")
+            b = self.data[self.pos]
+            self.pos += 1
+            result |= (b & 0x7F) << shift
+            if b < 0x80:
+                return result & 0xFFFFFFFFFFFFFFFF
+            shift += 7
+
+    def tag(self) -> tuple[int, int]:
+        key = self.varint()
+        num, wire = key >> 3, key & 7
+        if num == 0 or num > 0x1FFFFFFF:
+            raise ProtobufError(f"illegal field number {num}")
+        return num, wire
+
+    def sub(self) -> _Reader:
+        n = self.varint()
+        if n > self.end - self.pos:
+            raise ProtobufError("length runs past the end of the message")
+        r = _Reader(self.data, self.pos, self.pos + n)
+        self.pos += n
+        return r
+
+    def bytes(self) -> bytes:
+        r = self.sub()
+        return self.data[r.pos : r.end]
+
+    def string(self) -> str:
+        return self.bytes().decode("utf-8", errors="replace")  # Go's JSON writes U+FFFD too
+
+    def skip(self, wire: int) -> None:
+        if wire == _VARINT:
+            self.varint()
+        elif wire == _BYTES:
+            self.sub()
+        elif wire in (_FIXED64, _FIXED32):
+            n = 8 if wire == _FIXED64 else 4
+            if n > self.end - self.pos:
+                raise ProtobufError("truncated fixed-width field")
+            self.pos += n
+        else:
+            raise ProtobufError(f"unsupported wire type {wire}")
+
+
+def _signed(v: int, bits: int) -> int:
+    v &= (1 << bits) - 1
+    return v - (1 << bits) if v >> (bits - 1) else v
+
+
+def _scalar(r: _Reader, wire: int, type_: str, field: str) -> Any:
+    if type_ in _VARINT_TYPES:
+        if wire != _VARINT:
+            raise ProtobufError(f"wrong wire type {wire} for field {field}")
+        v = r.varint()
+        if type_ == "bool":
+            return v != 0
+        return _signed(v, 32 if type_ == "int32" else 64)
+    if wire != _BYTES:
+        raise ProtobufError(f"wrong wire type {wire} for field {field}")
+    if type_ == "string":
+        return r.string()
+    return base64.b64encode(r.bytes()).decode()  # "bytes": JSON carries []byte as base64
+
+
+def _is_zero(v: Any) -> bool:
+    return v is False or v == 0 or v == ""
+
+
+def _value(r: _Reader, wire: int, type_: str, field: str, depth: int) -> Any:
+    """One decoded value of a (non-map) field, or None when its JSON form is null."""
+    if type_ in _SPECIAL:
+        if wire != _BYTES:
+            raise ProtobufError(f"wrong wire type {wire} for field {field}")
+        return _SPECIAL[type_](r.sub())
+    if "." in type_:
+        if wire != _BYTES:
+            raise ProtobufError(f"wrong wire type {wire} for field {field}")
+        out: dict[str, Any] = {}
+        _decode(r.sub(), type_, out, depth + 1)
+        return out
+    return _scalar(r, wire, type_, field)
+
+
+def _decode(r: _Reader, message: str, out: dict[str, Any], depth: int) -> None:
+    """Decode a message's fields into ``out`` (merging, as protobuf does for repeated occurrences)."""
+    if depth > MAX_DEPTH:
+        raise ProtobufError("protobuf message nested too deeply")
+    fields = _tables()[1].get(message)
+    if fields is None:
+        raise ProtobufError(f"no protobuf table for message {message}")
+    while not r.done():
+        num, wire = r.tag()
+        f = fields.get(num)
+        if f is None:
+            r.skip(wire)  # a field newer than our tables
+            continue
+        if f.inline:
+            if wire != _BYTES:
+                raise ProtobufError(f"wrong wire type {wire} for field {f.name}")
+            _decode(r.sub(), f.type, out, depth + 1)
+        elif f.label == "m":
+            key, value = _map_entry(r, wire, f, depth)
+            out.setdefault(f.name, {})[key] = value
+        elif f.label == "r":
+            items = out.setdefault(f.name, [])
+            if wire == _BYTES and f.type in _VARINT_TYPES:  # packed repeated scalars
+                packed = r.sub()
+                while not packed.done():
+                    items.append(_scalar(packed, _VARINT, f.type, f.name))
+            else:
+                items.append(_value(r, wire, f.type, f.name, depth))
+        else:
+            v = _value(r, wire, f.type, f.name, depth)
+            if v is None or (not f.keep_zero and _is_zero(v)):
+                out.pop(f.name, None)  # the last occurrence wins, even a zero one
+            elif isinstance(v, dict) and isinstance(out.get(f.name), dict):
+                out[f.name].update(v)
+            else:
+                out[f.name] = v
+
+
+def _map_entry(r: _Reader, wire: int, f: _Field, depth: int) -> tuple[str, Any]:
+    if wire != _BYTES:
+        raise ProtobufError(f"wrong wire type {wire} for field {f.name}")
+    entry = r.sub()
+    key, value = "", None
+    while not entry.done():
+        n, w = entry.tag()
+        if n == 1:
+            key = _scalar(entry, w, "string", f.name)
+        elif n == 2:
+            value = _value(entry, w, f.type, f.name, depth)
+        else:
+            entry.skip(w)
+    if value is None:  # an absent value is the type's zero
+        value = {"string": "", "bytes": "", "quantity": "0"}.get(f.type, {})
+    return key, value
+
+
+def _timestamp(r: _Reader) -> datetime.datetime | None:
+    seconds = nanos = 0
+    while not r.done():
+        n, w = r.tag()
+        if n == 1:
+            seconds = _scalar(r, w, "int64", "seconds")
+        elif n == 2:
+            nanos = _scalar(r, w, "int32", "nanos")
+        else:
+            r.skip(w)
+    if seconds == 0 and nanos == 0:
+        return None  # Go's zero time: marshalled as an empty message, shown as null
+    try:
+        return datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(
+            seconds=seconds, microseconds=nanos // 1000
+        )
+    except OverflowError as e:
+        raise ProtobufError(f"timestamp out of range: {seconds}s") from e
+
+
+def _time(r: _Reader) -> str | None:
+    t = _timestamp(r)
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+
+
+def _microtime(r: _Reader) -> str | None:
+    t = _timestamp(r)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t else None
+
+
+def _int_or_string(r: _Reader) -> int | str:
+    type_, int_val, str_val = 0, 0, ""
+    while not r.done():
+        n, w = r.tag()
+        if n == 1:
+            type_ = _scalar(r, w, "int64", "type")
+        elif n == 2:
+            int_val = _scalar(r, w, "int32", "intVal")
+        elif n == 3:
+            str_val = _scalar(r, w, "string", "strVal")
+        else:
+            r.skip(w)
+    return str_val if type_ == 1 else int_val
+
+
+def _quantity(r: _Reader) -> str:
+    s = ""
+    while not r.done():
+        n, w = r.tag()
+        if n == 1:
+            s = _scalar(r, w, "string", "string")
+        else:
+            r.skip(w)
+    return s or "0"  # a zero Quantity is written as "0"
+
+
+def _fields_v1(r: _Reader) -> Any:
+    raw = b""
+    while not r.done():
+        n, w = r.tag()
+        if n == 1 and w == _BYTES:
+            raw = r.bytes()
+        else:
+            r.skip(w)
+    try:
+        return orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError as e:
+        raise ProtobufError("fieldsV1 is not JSON") from e
+
+
+_SPECIAL = {
+    "time": _time,
+    "microtime": _microtime,
+    "intorstring": _int_or_string,
+    "quantity": _quantity,
+    "fieldsv1": _fields_v1,
+}

@@ -1,0 +1,69 @@
+"""What every controller shares: the client, one informer per resource, the event recorder."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from kubelite.api.registry import ResourceType
+from kubelite.client import Client, Informer, WorkQueue, key_of, run_workers
+from kubelite.client.events import EventRecorder
+
+log = logging.getLogger(__name__)
+
+
+class Context:
+    """Shared informers: every controller asking for pods gets the same cache and watch."""
+
+    def __init__(self, client: Client, component: str = "kube-controller-manager") -> None:
+        self.client = client
+        self.recorder = EventRecorder(client, component)
+        self._informers: dict[ResourceType, Informer] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def informer(self, rt: ResourceType, indexers: dict[str, Callable[[dict[str, Any]], Any]] | None = None) -> Informer:
+        inf = self._informers.get(rt)
+        if inf is None:
+            inf = self._informers[rt] = Informer(self.client, rt)
+        for name, fn in (indexers or {}).items():
+            if name not in inf.indexers:
+                inf.indexers[name] = fn
+                inf._indices[name] = {}
+                for key, obj in inf.cache.items():
+                    inf._index(key, obj, None)
+        return inf
+
+    def start(self) -> None:
+        for inf in self._informers.values():
+            self._tasks.append(asyncio.create_task(inf.run(), name=f"informer-{inf.rt.plural}"))
+
+    async def wait_synced(self) -> None:
+        await asyncio.gather(*(inf.wait_synced() for inf in self._informers.values()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class Controller:
+    """A work queue of keys and a reconcile function; subclasses wire informers to the queue."""
+
+    name = "controller"
+    workers = 2
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.client = ctx.client
+        self.queue = WorkQueue()
+
+    def enqueue(self, obj: dict[str, Any]) -> None:
+        self.queue.add(key_of(obj))
+
+    async def reconcile(self, key: str) -> None:
+        raise NotImplementedError
+
+    async def run(self) -> None:
+        await run_workers(self.queue, self.reconcile, self.workers, self.name)

@@ -1,0 +1,53 @@
+"""The controller-manager process: every controller over one client and shared informers.
+
+Controllers are registered by import path so that a missing or broken controller module
+fails that controller loudly at start, not the import of all the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+
+from kubelite.client import Client
+from kubelite.controllers.base import Context, Controller
+
+log = logging.getLogger(__name__)
+
+CONTROLLERS: dict[str, str] = {
+    "endpointslice": "kubelite.controllers.endpointslice:EndpointSliceController",
+    "endpoints": "kubelite.controllers.endpoints:EndpointsController",
+    "replicaset": "kubelite.controllers.replicaset:ReplicaSetController",
+    "deployment": "kubelite.controllers.deployment:DeploymentController",
+    "garbagecollector": "kubelite.controllers.garbagecollector:GarbageCollector",
+    "namespace": "kubelite.controllers.namespace:NamespaceController",
+    "scheduler": "kubelite.controllers.scheduler:Scheduler",
+    "serviceaccount": "kubelite.controllers.serviceaccount:ServiceAccountController",
+}
+
+
+def load(name: str) -> type[Controller]:
+    module, _, cls = CONTROLLERS[name].partition(":")
+    controller: type[Controller] = getattr(importlib.import_module(module), cls)
+    return controller
+
+
+async def run(kubeconfig: str | os.PathLike[str], enabled: list[str] | None = None) -> None:
+    client = Client.from_kubeconfig(kubeconfig, user_agent="kube-controller-manager/kubelite")
+    ctx = Context(client)
+    controllers: list[Controller] = []
+    for name in enabled or list(CONTROLLERS):
+        try:
+            controllers.append(load(name)(ctx))
+        except (ImportError, AttributeError) as e:
+            log.warning("controller %s is not available: %s", name, e)
+    ctx.start()
+    try:
+        await ctx.wait_synced()
+        log.info("controllers running: %s", ", ".join(c.name for c in controllers))
+        await asyncio.gather(*(c.run() for c in controllers), asyncio.Event().wait())
+    finally:
+        await ctx.stop()
+        await client.close()

@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 import orjson
 
 MAGIC = b"k8s\x00"
-MAX_DEPTH = 64  # PodSpec nests about 12 deep; anything much deeper is hostile
 
 
 class ProtobufError(ValueError):
@@ -44,6 +43,7 @@ class _Field(NamedTuple):
 
 _VARINT, _FIXED64, _BYTES, _FIXED32 = 0, 1, 2, 5
 _VARINT_TYPES = {"bool", "int32", "int64"}
+_SCALARS = _VARINT_TYPES | {"string", "bytes"}
 
 
 @functools.cache
@@ -100,14 +100,14 @@ def decode_envelope(body: bytes) -> dict[str, Any]:
     if message is None:
         raise ProtobufError(f'no kind "{kind}" is registered for version "{api_version}"')
     obj: dict[str, Any] = {"kind": kind, "apiVersion": api_version}
-    _decode(_Reader(raw, 0, len(raw)), message, obj, 0)
+    _decode(_Reader(raw, 0, len(raw)), message, obj)
     return obj
 
 
 class _Reader:
     """A cursor over ``data[pos:end]`` that refuses to read past ``end``."""
 
-    __slots__ = ("data", "pos", "end")
+    __slots__ = ("data", "end", "pos")
 
     def __init__(self, data: bytes, pos: int, end: int) -> None:
         self.data, self.pos, self.end = data, pos, end
@@ -186,10 +186,10 @@ def _scalar(r: _Reader, wire: int, type_: str, field: str) -> Any:
 
 
 def _is_zero(v: Any) -> bool:
-    return v is False or v == 0 or v == ""
+    return v == 0 or v == ""  # False == 0 too
 
 
-def _value(r: _Reader, wire: int, type_: str, field: str, depth: int) -> Any:
+def _value(r: _Reader, wire: int, type_: str, field: str) -> Any:
     """One decoded value of a (non-map) field, or None when its JSON form is null."""
     if type_ in _SPECIAL:
         if wire != _BYTES:
@@ -199,15 +199,17 @@ def _value(r: _Reader, wire: int, type_: str, field: str, depth: int) -> Any:
         if wire != _BYTES:
             raise ProtobufError(f"wrong wire type {wire} for field {field}")
         out: dict[str, Any] = {}
-        _decode(r.sub(), type_, out, depth + 1)
+        _decode(r.sub(), type_, out)
         return out
     return _scalar(r, wire, type_, field)
 
 
-def _decode(r: _Reader, message: str, out: dict[str, Any], depth: int) -> None:
-    """Decode a message's fields into ``out`` (merging, as protobuf does for repeated occurrences)."""
-    if depth > MAX_DEPTH:
-        raise ProtobufError("protobuf message nested too deeply")
+def _decode(r: _Reader, message: str, out: dict[str, Any]) -> None:
+    """Decode a message's fields into ``out`` (merging, as protobuf does for repeated occurrences).
+
+    Recursion follows the message graph, which has no cycles, so its depth is bounded by the
+    types (about a dozen levels for a PodSpec), whatever the body.
+    """
     fields = _tables()[1].get(message)
     if fields is None:
         raise ProtobufError(f"no protobuf table for message {message}")
@@ -220,9 +222,9 @@ def _decode(r: _Reader, message: str, out: dict[str, Any], depth: int) -> None:
         if f.inline:
             if wire != _BYTES:
                 raise ProtobufError(f"wrong wire type {wire} for field {f.name}")
-            _decode(r.sub(), f.type, out, depth + 1)
+            _decode(r.sub(), f.type, out)
         elif f.label == "m":
-            key, value = _map_entry(r, wire, f, depth)
+            key, value = _map_entry(r, wire, f)
             out.setdefault(f.name, {})[key] = value
         elif f.label == "r":
             items = out.setdefault(f.name, [])
@@ -231,10 +233,12 @@ def _decode(r: _Reader, message: str, out: dict[str, Any], depth: int) -> None:
                 while not packed.done():
                     items.append(_scalar(packed, _VARINT, f.type, f.name))
             else:
-                items.append(_value(r, wire, f.type, f.name, depth))
+                items.append(_value(r, wire, f.type, f.name))
         else:
-            v = _value(r, wire, f.type, f.name, depth)
-            if v is None or (not f.keep_zero and _is_zero(v)):
+            v = _value(r, wire, f.type, f.name)
+            # Only plain scalars lose their zero: a message (IntOrString 0 included) is a struct
+            # or a set pointer in Go, and Go's JSON writes it.
+            if v is None or (not f.keep_zero and f.type in _SCALARS and _is_zero(v)):
                 out.pop(f.name, None)  # the last occurrence wins, even a zero one
             elif isinstance(v, dict) and isinstance(out.get(f.name), dict):
                 out[f.name].update(v)
@@ -242,7 +246,7 @@ def _decode(r: _Reader, message: str, out: dict[str, Any], depth: int) -> None:
                 out[f.name] = v
 
 
-def _map_entry(r: _Reader, wire: int, f: _Field, depth: int) -> tuple[str, Any]:
+def _map_entry(r: _Reader, wire: int, f: _Field) -> tuple[str, Any]:
     if wire != _BYTES:
         raise ProtobufError(f"wrong wire type {wire} for field {f.name}")
     entry = r.sub()
@@ -252,7 +256,7 @@ def _map_entry(r: _Reader, wire: int, f: _Field, depth: int) -> tuple[str, Any]:
         if n == 1:
             key = _scalar(entry, w, "string", f.name)
         elif n == 2:
-            value = _value(entry, w, f.type, f.name, depth)
+            value = _value(entry, w, f.type, f.name)
         else:
             entry.skip(w)
     if value is None:  # an absent value is the type's zero

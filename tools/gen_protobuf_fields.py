@@ -1,0 +1,311 @@
+"""Regenerate src/kubelite/api/data/protobuf_fields.json.gz, the wire tables of Kubernetes' protobuf.
+
+Why: kubectl 1.32+ sends typed writes (``create configmap``, ``create deployment``,
+``create token``...) as ``application/vnd.kubernetes.protobuf``. Decoding them needs, for each
+message, its field numbers, JSON names, types and repeated/map-ness: facts that live in
+Kubernetes' ``generated.proto`` files. This script parses those files (real ones from a
+Kubernetes checkout, or trimmed copies holding only the ``message`` blocks), keeps the messages
+reachable from the kinds below, and adds what the .proto files do not say but the JSON form
+depends on:
+
+- which fields are Go pointers (``*int32``, ``*bool``...): gogo-protobuf writes non-pointer
+  fields even when zero, and JSON drops them (``omitempty``), while a pointer's zero is a real
+  value (``replicas: 0``, ``automountServiceAccountToken: false``). Read from the Go
+  ``types.go`` struct tags and kept in POINTERS;
+- which fields have no ``omitempty`` (their zero stays in JSON): the OpenAPI ``required``
+  list of kubelite's own schemas;
+- which fields are embedded Go structs whose JSON is inlined into the parent (Probe's
+  ``handler``, Volume's ``volumeSource``, the ``localObjectReference`` of key selectors...).
+
+    python tools/gen_protobuf_fields.py PROTO_FILE_OR_DIR...
+
+e.g. with a checkout: ``python tools/gen_protobuf_fields.py ~/kubernetes/staging/src/k8s.io``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import pathlib
+import re
+import sys
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "src"))
+
+from kubelite.api import schema
+
+OUT = pathlib.Path(__file__).resolve().parents[1] / "src/kubelite/api/data/protobuf_fields.json.gz"
+
+CORE = "k8s.io.api.core.v1."
+META = "k8s.io.apimachinery.pkg.apis.meta.v1."
+
+# (apiVersion, kind) -> message: what an envelope's typeMeta may name.
+ROOTS = {
+    ("v1", "ConfigMap"): CORE + "ConfigMap",
+    ("v1", "Secret"): CORE + "Secret",
+    ("v1", "Namespace"): CORE + "Namespace",
+    ("v1", "ServiceAccount"): CORE + "ServiceAccount",
+    ("v1", "Service"): CORE + "Service",
+    ("v1", "Pod"): CORE + "Pod",
+    ("v1", "Node"): CORE + "Node",
+    ("v1", "Endpoints"): CORE + "Endpoints",
+    ("v1", "Event"): CORE + "Event",
+    ("v1", "Binding"): CORE + "Binding",
+    ("apps/v1", "Deployment"): "k8s.io.api.apps.v1.Deployment",
+    ("apps/v1", "ReplicaSet"): "k8s.io.api.apps.v1.ReplicaSet",
+    ("autoscaling/v1", "Scale"): "k8s.io.api.autoscaling.v1.Scale",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "k8s.io.api.discovery.v1.EndpointSlice",
+    ("events.k8s.io/v1", "Event"): "k8s.io.api.events.v1.Event",
+    ("coordination.k8s.io/v1", "Lease"): "k8s.io.api.coordination.v1.Lease",
+    ("networking.k8s.io/v1", "IPAddress"): "k8s.io.api.networking.v1.IPAddress",
+    ("networking.k8s.io/v1", "ServiceCIDR"): "k8s.io.api.networking.v1.ServiceCIDR",
+    ("policy/v1", "Eviction"): "k8s.io.api.policy.v1.Eviction",
+    ("authentication.k8s.io/v1", "TokenRequest"): "k8s.io.api.authentication.v1.TokenRequest",
+    ("authentication.k8s.io/v1", "SelfSubjectReview"): "k8s.io.api.authentication.v1.SelfSubjectReview",
+    (
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+    ): "k8s.io.api.authorization.v1.SelfSubjectAccessReview",
+    # client-go sends DeleteOptions with the group-version of the resource being deleted.
+    ("*", "DeleteOptions"): META + "DeleteOptions",
+}
+
+# Messages with a JSON form of their own, decoded by kubelite.api.protobuf itself.
+SPECIAL = {
+    META + "Time": "time",
+    META + "MicroTime": "microtime",
+    META + "FieldsV1": "fieldsv1",
+    "k8s.io.apimachinery.pkg.util.intstr.IntOrString": "intorstring",
+    "k8s.io.apimachinery.pkg.api.resource.Quantity": "quantity",
+}
+
+# Scalar fields that are Go pointers (from the `*T` of their types.go declarations).
+POINTERS: dict[str, list[str]] = {
+    META + "ObjectMeta": ["deletionGracePeriodSeconds"],
+    META + "OwnerReference": ["controller", "blockOwnerDeletion"],
+    META + "DeleteOptions": [
+        "gracePeriodSeconds",
+        "orphanDependents",
+        "propagationPolicy",
+        "ignoreStoreReadErrorWithClusterBreakingPotential",
+    ],
+    META + "Preconditions": ["uid", "resourceVersion"],
+    CORE + "ConfigMap": ["immutable"],
+    CORE + "Secret": ["immutable"],
+    CORE + "ServiceAccount": ["automountServiceAccountToken"],
+    CORE + "ServiceSpec": [
+        "ipFamilyPolicy",
+        "allocateLoadBalancerNodePorts",
+        "loadBalancerClass",
+        "internalTrafficPolicy",
+        "trafficDistribution",
+    ],
+    CORE + "ServicePort": ["appProtocol"],
+    CORE + "ClientIPConfig": ["timeoutSeconds"],
+    CORE + "LoadBalancerIngress": ["ipMode"],
+    CORE + "PortStatus": ["error"],
+    CORE + "EndpointPort": ["appProtocol"],
+    CORE + "PodSpec": [
+        "terminationGracePeriodSeconds",
+        "activeDeadlineSeconds",
+        "automountServiceAccountToken",
+        "shareProcessNamespace",
+        "priority",
+        "runtimeClassName",
+        "enableServiceLinks",
+        "preemptionPolicy",
+        "setHostnameAsFQDN",
+        "hostUsers",
+        "hostnameOverride",
+    ],
+    CORE + "Container": ["restartPolicy"],
+    CORE + "EphemeralContainerCommon": ["restartPolicy"],
+    CORE + "Probe": ["terminationGracePeriodSeconds"],
+    CORE + "GRPCAction": ["service"],
+    CORE + "Lifecycle": ["stopSignal"],
+    CORE + "SecurityContext": [
+        "privileged",
+        "runAsUser",
+        "runAsGroup",
+        "runAsNonRoot",
+        "readOnlyRootFilesystem",
+        "allowPrivilegeEscalation",
+        "procMount",
+    ],
+    CORE + "PodSecurityContext": [
+        "runAsUser",
+        "runAsGroup",
+        "runAsNonRoot",
+        "supplementalGroupsPolicy",
+        "fsGroup",
+        "fsGroupChangePolicy",
+        "seLinuxChangePolicy",
+    ],
+    CORE + "SeccompProfile": ["localhostProfile"],
+    CORE + "AppArmorProfile": ["localhostProfile"],
+    CORE + "WindowsSecurityContextOptions": [
+        "gmsaCredentialSpecName",
+        "gmsaCredentialSpec",
+        "runAsUserName",
+        "hostProcess",
+    ],
+    CORE + "Toleration": ["tolerationSeconds"],
+    CORE + "TopologySpreadConstraint": ["minDomains", "nodeAffinityPolicy", "nodeTaintsPolicy"],
+    CORE + "PodDNSConfigOption": ["value"],
+    CORE + "ConfigMapKeySelector": ["optional"],
+    CORE + "SecretKeySelector": ["optional"],
+    CORE + "ConfigMapEnvSource": ["optional"],
+    CORE + "SecretEnvSource": ["optional"],
+    CORE + "FileKeySelector": ["optional"],
+    CORE + "ConfigMapVolumeSource": ["defaultMode", "optional"],
+    CORE + "SecretVolumeSource": ["defaultMode", "optional"],
+    CORE + "ConfigMapProjection": ["optional"],
+    CORE + "SecretProjection": ["optional"],
+    CORE + "ProjectedVolumeSource": ["defaultMode"],
+    CORE + "DownwardAPIVolumeSource": ["defaultMode"],
+    CORE + "DownwardAPIVolumeFile": ["mode"],
+    CORE + "KeyToPath": ["mode"],
+    CORE + "ServiceAccountTokenProjection": ["expirationSeconds"],
+    CORE + "ClusterTrustBundleProjection": ["name", "signerName", "optional"],
+    CORE + "PodCertificateProjection": ["maxExpirationSeconds"],
+    CORE + "HostPathVolumeSource": ["type"],
+    CORE + "VolumeMount": ["recursiveReadOnly", "mountPropagation"],
+    CORE + "VolumeMountStatus": ["recursiveReadOnly"],
+    CORE + "CSIVolumeSource": ["readOnly", "fsType"],
+    CORE + "AzureDiskVolumeSource": ["cachingMode", "fsType", "readOnly", "kind"],
+    CORE + "PersistentVolumeClaimSpec": ["storageClassName", "volumeMode", "volumeAttributesClassName"],
+    CORE + "TypedLocalObjectReference": ["apiGroup"],
+    CORE + "TypedObjectReference": ["apiGroup", "namespace"],
+    CORE + "ResourceHealth": ["message"],
+    CORE + "ContainerStatus": ["started", "stopSignal"],
+    CORE + "PodResourceClaim": ["resourceClaimName", "resourceClaimTemplateName"],
+    CORE + "PodResourceClaimStatus": ["resourceClaimName"],
+    CORE + "NodeFeatures": ["supplementalGroupsPolicy", "containerUlimits"],
+    CORE + "NodeRuntimeHandlerFeatures": ["recursiveReadOnlyMounts", "userNamespaces"],
+    CORE + "NodeSwapStatus": ["capacity"],
+    CORE + "ISCSIVolumeSource": ["initiatorName"],
+    CORE + "FCVolumeSource": ["lun"],
+    "k8s.io.api.apps.v1.DeploymentSpec": [
+        "replicas",
+        "revisionHistoryLimit",
+        "progressDeadlineSeconds",
+        "podReplacementPolicy",
+    ],
+    "k8s.io.api.apps.v1.DeploymentStatus": ["terminatingReplicas", "collisionCount"],
+    "k8s.io.api.apps.v1.ReplicaSetSpec": ["replicas"],
+    "k8s.io.api.apps.v1.ReplicaSetStatus": ["terminatingReplicas"],
+    "k8s.io.api.discovery.v1.EndpointConditions": ["ready", "serving", "terminating"],
+    "k8s.io.api.discovery.v1.Endpoint": ["hostname", "nodeName", "zone"],
+    "k8s.io.api.discovery.v1.EndpointPort": ["name", "protocol", "port", "appProtocol"],
+    "k8s.io.api.coordination.v1.LeaseSpec": [
+        "holderIdentity",
+        "leaseDurationSeconds",
+        "leaseTransitions",
+        "strategy",
+        "preferredHolder",
+    ],
+    "k8s.io.api.authentication.v1.TokenRequestSpec": ["expirationSeconds"],
+}
+
+_FIELD = re.compile(r"^(optional|repeated)\s+([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;$")
+_MAP = re.compile(r"^map\s*<\s*(\w+)\s*,\s*([\w.]+)\s*>\s+(\w+)\s*=\s*(\d+)\s*;$")
+SCALARS = {"string", "bytes", "bool", "int32", "int64"}  # all that the kinds below use
+
+
+def parse(text: str) -> dict[str, list[tuple[str, str, str, int]]]:
+    """Messages of one .proto file: full name -> [(label, type, name, number)] with full type names."""
+    text = re.sub(r"//[^\n]*", "", text)
+    package = re.search(r"\bpackage\s+([\w.]+)\s*;", text)
+    if not package:
+        raise SystemExit("no package statement")
+    pkg = package.group(1)
+
+    def qualify(t: str) -> str:
+        if t in SCALARS:
+            return t
+        t = t.lstrip(".")
+        return t if "." in t else f"{pkg}.{t}"
+
+    out: dict[str, list[tuple[str, str, str, int]]] = {}
+    for m in re.finditer(r"\bmessage\s+(\w+)\s*\{([^{}]*)\}", text):
+        fields = []
+        for stmt in m.group(2).split(";"):
+            stmt = " ".join(stmt.split())
+            if not stmt:
+                continue
+            stmt += ";"
+            if f := _FIELD.match(stmt):
+                fields.append((f.group(1), qualify(f.group(2)), f.group(3), int(f.group(4))))
+            elif f := _MAP.match(stmt):
+                fields.append(("map", qualify(f.group(2)), f.group(3), int(f.group(4))))
+            elif not stmt.startswith("option "):
+                raise SystemExit(f"cannot parse {stmt!r} in message {m.group(1)}")
+        out[f"{pkg}.{m.group(1)}"] = fields
+    return out
+
+
+def _definition(message: str) -> dict[str, Any]:
+    d: dict[str, Any] = schema.definitions().get("io.k8s." + message.removeprefix("k8s.io."), {})
+    return d
+
+
+def build(messages: dict[str, list[tuple[str, str, str, int]]]) -> dict[str, Any]:
+    reachable: list[str] = []
+    todo = list(dict.fromkeys(ROOTS.values()))
+    while todo:
+        name = todo.pop()
+        if name in reachable or name in SPECIAL:
+            continue
+        if name not in messages:
+            raise SystemExit(f"message {name} is reachable but not in the given .proto files")
+        reachable.append(name)
+        todo.extend(t for _, t, _, _ in messages[name] if t not in SCALARS)
+
+    table: dict[str, dict[str, list[Any]]] = {}
+    for name in sorted(reachable):
+        props = _definition(name).get("properties", {})
+        required = set(_definition(name).get("required", []))
+        pointers = set(POINTERS.get(name, ()))
+        unknown = pointers - {f for _, _, f, _ in messages[name]}
+        if unknown:
+            raise SystemExit(f"POINTERS names unknown fields of {name}: {sorted(unknown)}")
+        fields: dict[str, list[Any]] = {}
+        for label, type_, field, number in messages[name]:
+            flags = ""
+            if field in pointers or field in required:
+                flags += "z"  # keep a zero value: it is what the JSON form says too
+            embedded = props and field not in props and type_ in messages and type_ not in SPECIAL
+            if embedded and any(f in props for _, _, f, _ in messages[type_]):
+                flags += "i"  # an embedded Go struct: its fields appear directly in the parent's JSON
+            fields[str(number)] = [field, label[0], SPECIAL.get(type_, type_), flags]
+        table[name] = fields
+    return {
+        "kinds": {f"{api_version}/{kind}": msg for (api_version, kind), msg in ROOTS.items()},
+        "messages": table,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("protos", nargs="+", type=pathlib.Path, help=".proto files or directories holding them")
+    args = ap.parse_args()
+    messages: dict[str, list[tuple[str, str, str, int]]] = {}
+    for p in args.protos:
+        for f in sorted(p.rglob("*.proto")) if p.is_dir() else [p]:
+            messages.update(parse(f.read_text()))
+    data = build(messages)
+    inline = sorted(
+        f"{m.rsplit('.', 1)[1]}.{f[0]}"
+        for m, fs in data["messages"].items()
+        for f in fs.values()
+        if "i" in f[3]
+    )
+    print(f"{len(data['messages'])} messages; inlined: {', '.join(inline)}")
+    OUT.write_bytes(gzip.compress(json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), mtime=0))
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()

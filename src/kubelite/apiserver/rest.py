@@ -312,7 +312,11 @@ class RestHandlers:
         method = request.method
         q = request.query
         sub = target.subresource
-        if sub in (None, "status", "finalize", "scale"):
+        if sub == "scale" and target.name is not None:
+            return await self.scale(request, target)
+        if sub == "binding" and method == "POST":
+            return await self.bind(request, target)
+        if sub in (None, "status", "finalize"):
             if target.name is None:
                 if method == "GET":
                     if _flag(q, "watch"):
@@ -694,6 +698,7 @@ class RestHandlers:
         dry_run: bool = False,
         create_missing: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         track_fields: bool = True,
+        internal: bool = False,
     ) -> tuple[dict[str, Any], bool]:
         """Read-modify-write with compare-and-swap; returns (object, created)."""
         rt = target.rt
@@ -729,13 +734,15 @@ class RestHandlers:
                 nmeta["namespace"] = target.namespace
             if target.subresource == "status":
                 strat.prepare_status_update(new, old)
-            elif target.subresource is None:
+            elif target.subresource is None and not internal:
                 strat.prepare_update(new, old)
             objects.carry_server_fields(new, old)
             if target.subresource is None and objects.spec_changed(new, old):
                 new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
             strat.defaults(new)
-            errs = strat.validate(new, old)
+            # ``internal`` writes (a binding) change what a client's update may not; like
+            # kube-apiserver's binding path, they skip the update validation.
+            errs = [] if internal else strat.validate(new, old)
             if errs:
                 raise self._invalid(rt, new, errs)
             if track_fields:
@@ -923,6 +930,90 @@ class RestHandlers:
         )
         return json_response(result, 201 if created else 200, _warning_headers(warnings))
 
+    # -- subresources
+
+    @staticmethod
+    def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        sel = ((obj.get("spec") or {}).get("selector") or {})
+        from kubelite.api.labels import selector_from_label_selector
+
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {"replicas": int((obj.get("spec") or {}).get("replicas", 1))},
+            "status": {"replicas": int((obj.get("status") or {}).get("replicas", 0)),
+                       "selector": str(selector_from_label_selector(sel))},
+        }
+
+    async def scale(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """``deployments/scale`` and ``replicasets/scale``: the autoscaling/v1 Scale view of replicas."""
+        if request.method == "GET":
+            obj, _ = await self._get_obj(target)
+            return json_response(self._scale_of(obj))
+        if request.method not in ("PUT", "PATCH"):
+            raise errors.method_not_allowed()
+        raw = await read_body(request)
+        ctype = request.content_type.lower()
+        body = parse_body(raw, "application/yaml" if ctype.endswith("yaml") else JSON)
+        if not isinstance(body, (dict, list)):
+            raise errors.bad_request("the body of the request must be a Scale object or a patch")
+
+        def compute(old: dict[str, Any]) -> dict[str, Any]:
+            current = self._scale_of(old)
+            if request.method == "PUT":
+                wanted = body
+            elif ctype == "application/json-patch+json":
+                wanted = jsonpatch.apply_patch(current, body)
+            else:
+                wanted = merge_patch(current, body)
+            replicas = (wanted.get("spec") or {}).get("replicas") if isinstance(wanted, dict) else None
+            if not isinstance(replicas, int) or isinstance(replicas, bool):
+                raise errors.invalid_error("Scale", target.name or "", [errors.invalid("spec.replicas", replicas, "must be an integer")], "autoscaling")
+            if replicas < 0:
+                raise errors.invalid_error("Scale", target.name or "", [errors.invalid("spec.replicas", replicas, "must be greater than or equal to 0")], "autoscaling")
+            old.setdefault("spec", {})["replicas"] = replicas
+            return old
+
+        rv = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) and isinstance(body.get("metadata"), dict) else None
+        sub_target = Target(target.rt, target.namespace, target.name, None)
+        result, _ = await self.guaranteed_update(
+            sub_target, compute, manager=self._field_manager(request), precondition_rv=rv or None,
+            dry_run=_dry_run(request.query),
+        )
+        return json_response(self._scale_of(result))
+
+    async def bind(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """``pods/<name>/binding``: the scheduler's way to set spec.nodeName, once."""
+        body = parse_body(await read_body(request), request.content_type or JSON)
+        if not isinstance(body, dict) or not isinstance(body.get("target"), dict):
+            raise errors.bad_request("a Binding with a target is required")
+        node = body["target"].get("name")
+        name = target.name or (body.get("metadata") or {}).get("name")
+        if not node or not name:
+            raise errors.invalid_error("Binding", name or "", [errors.required("target.name")])
+        pod_target = Target(target.rt, target.namespace, name, None)
+
+        def compute(old: dict[str, Any]) -> dict[str, Any]:
+            if old["metadata"].get("deletionTimestamp"):
+                raise errors.conflict("pods/binding", name, f"pod {name} is being deleted, cannot be assigned to a host")
+            current = (old.get("spec") or {}).get("nodeName")
+            if current:
+                raise errors.conflict("pods/binding", name, f'pod {name} is already assigned to node "{current}"')
+            old["spec"]["nodeName"] = node
+            conds = [c for c in (old.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                          "lastTransitionTime": objects.now_rfc3339()})
+            old.setdefault("status", {})["conditions"] = conds
+            return old
+
+        if not is_dns1123_subdomain_ok(node):
+            raise errors.invalid_error("Binding", name, [errors.invalid("target.name", node, "a lowercase RFC 1123 subdomain")])
+        await self.guaranteed_update(pod_target, compute, manager=self._field_manager(request), internal=True)
+        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+
     # -- deletes
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
@@ -1075,6 +1166,12 @@ class RestHandlers:
         return json_response(
             {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted}
         )
+
+
+def is_dns1123_subdomain_ok(name: str) -> bool:
+    from kubelite.api.validation.names import is_dns1123_subdomain
+
+    return not is_dns1123_subdomain(name)
 
 
 def _ts_in(seconds: int) -> str:

@@ -243,7 +243,7 @@ def test_concurrent_creates_get_distinct_ips_and_survive_kill_9(fresh_cluster: C
     c.stop(signal.SIGKILL)
     c.start()
     raw = Raw(c)
-    status, body = raw.request("GET", "/api/v1/namespaces/default/services")
+    _status, body = raw.request("GET", "/api/v1/namespaces/default/services")
     after = {s["metadata"]["name"]: s["spec"]["clusterIP"] for s in body["items"]}
     assert all(after[n] == ip for n, ip in before.items())
     with ThreadPoolExecutor(max_workers=16) as pool:

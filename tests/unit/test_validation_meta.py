@@ -215,13 +215,18 @@ def test_valid_objects_pass() -> None:
     assert validate("", "Secret", obj({"type": "kubernetes.io/tls", "data": {"tls.crt": "", "tls.key": ""}})) == []
     assert validate("", "Namespace", obj({}, name="team-a", namespace=None)) == []
     assert validate("", "ServiceAccount", obj({})) == []
-    assert validate("apps", "Deployment", obj({})) == []
+    assert validate("", "Node", obj({}, name="n1", namespace=None)) == []
     assert validate("coordination.k8s.io", "Lease", obj({"spec": {"leaseDurationSeconds": 15}})) == []
 
 
 def test_kinds_without_own_validator_get_their_name_format_and_core_finalizer_rule() -> None:
-    assert strs(validate("", "Service", obj({}, name="web.x"))) == [f'metadata.name: Invalid value: "web.x": {DNS1035}']
-    assert strs(validate("", "Pod", obj({}, finalizers=["custom"]))) == [
+    svc = {"spec": {"ports": [{"port": 80, "protocol": "TCP", "targetPort": 80}], "type": "ClusterIP",
+                    "sessionAffinity": "None", "clusterIPs": ["10.96.0.5"], "clusterIP": "10.96.0.5",
+                    "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"}}
+    assert strs(validate("", "Service", obj(svc, name="web.x"))) == [
+        f'metadata.name: Invalid value: "web.x": {DNS1035}'
+    ]
+    assert strs(validate("", "ConfigMap", obj({}, finalizers=["custom"]))) == [
         'metadata.finalizers[0]: Invalid value: "custom": name is neither a standard finalizer name nor is it '
         "fully qualified"
     ]

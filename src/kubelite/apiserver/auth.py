@@ -124,7 +124,7 @@ class TokenSigner:
             header, payload, sig = token.split(".")
             raw = _unb64(sig)
             if len(raw) != 64:
-                return None
+                return None, 0.0
             der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
             self._pub.verify(der, f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
             claims = orjson.loads(_unb64(payload))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins
 import copy
 import datetime as dt
 import logging
@@ -28,8 +29,8 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kubelite.api import decoding, errors, managedfields, printers, schema, strategicpatch
 from kubelite.api import apply as ssa
+from kubelite.api import decoding, errors, managedfields, printers, protobuf, schema, strategicpatch
 from kubelite.api.errors import StatusError
 from kubelite.api.fields import object_fields, parse_field_selector
 from kubelite.api.labels import SelectorError, parse_selector
@@ -52,6 +53,7 @@ from kubelite.store import (
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 PATCH_TYPES = {
     "application/json-patch+json": "json",
@@ -566,7 +568,7 @@ class RestHandlers:
             )
         return mode
 
-    def _decode_object(self, request: web.Request, rt: ResourceType, raw: bytes) -> tuple[dict[str, Any], list[str]]:
+    def _decode_object(self, request: web.Request, rt: ResourceType, raw: bytes) -> tuple[dict[str, Any], builtins.list[str]]:
         """Parse a create/update body and apply strict decoding; returns (object, warnings)."""
         directive = self._validation_directive(request)
         ctype = request.content_type.lower()
@@ -580,8 +582,15 @@ class RestHandlers:
         elif ctype.endswith("yaml"):
             obj = parse_body(raw, ctype)
             result = None
+        elif ctype == PROTOBUF:
+            # kubectl 1.32+ sends its typed-client writes (create configmap, namespace...) as protobuf.
+            try:
+                obj = protobuf.decode_envelope(raw)
+            except protobuf.ProtobufError as e:
+                raise errors.bad_request(f"the body of the request could not be decoded as protobuf: {e}") from None
+            result = None
         else:
-            raise errors.unsupported_media_type(["application/json", "application/yaml"])
+            raise errors.unsupported_media_type(["application/json", "application/yaml", PROTOBUF])
         obj = check_object_body(obj, rt)
         if result is None:
             result = decoding.check(rt.group, rt.version, rt.kind, obj)
@@ -607,7 +616,7 @@ class RestHandlers:
                     {"kind": rt.plural, "causes": [{"reason": "NamespaceTerminating", "message": f"namespace {ns} is being terminated", "field": "metadata.namespace"}]},
                 )
 
-    def _invalid(self, rt: ResourceType, obj: dict[str, Any], errs: list[errors.FieldError]) -> StatusError:
+    def _invalid(self, rt: ResourceType, obj: dict[str, Any], errs: builtins.list[errors.FieldError]) -> StatusError:
         name = obj.get("metadata", {}).get("name") or ""
         return errors.invalid_error(rt.kind, name, errs, rt.group)
 
@@ -630,7 +639,7 @@ class RestHandlers:
         *,
         manager: str,
         dry_run: bool = False,
-        managed: list[dict[str, Any]] | None = None,
+        managed: builtins.list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Create path shared by POST, apply-creates and create-on-update."""
         strat = self.strategy(rt)
@@ -1148,7 +1157,7 @@ class RestHandlers:
         rt = target.rt
         flt = Filter(rt, request.query)
         opts = await self._delete_options(request)
-        kvs, rev, _ = await self.store.list(rt.key_prefix(target.namespace))
+        kvs, _rev, _ = await self.store.list(rt.key_prefix(target.namespace))
         deleted = []
         for kv in kvs:
             obj = decode_kv(kv)

@@ -25,8 +25,8 @@ from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
 from kubelite.apiserver import discovery
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
-from kubelite.apiserver.pki import PKI
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
+from kubelite.apiserver.pki import PKI
 from kubelite.apiserver.rest import JSON, RestHandlers, json_response, parse_path, status_response
 from kubelite.apiserver.services import ServiceAllocation, bootstrap_kubernetes_service
 from kubelite.store import Store

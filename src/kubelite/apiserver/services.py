@@ -288,7 +288,7 @@ async def bootstrap_kubernetes_service(rest: RestHandlers, cidr: ServiceCIDR, ad
     })
     first = cidr.nth(1)
     labels = {"component": "apiserver", "provider": "kubernetes"}
-    svc = {
+    svc: dict[str, Any] = {
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
         "spec": {

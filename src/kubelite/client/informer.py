@@ -10,6 +10,7 @@ reports the difference as events, so handlers never miss a deletion. Handlers on
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import random
 from collections.abc import Callable, Iterable
@@ -75,7 +76,7 @@ class Informer:
             return list(self.cache.values())
         return self.by_index("namespace", namespace)
 
-    def by_index(self, index: str, value: str) -> list[Obj]:
+    def by_index(self, index: str, value: str) -> builtins.list[Obj]:
         keys = self._indices[index].get(value, ())
         return [self.cache[k] for k in keys if k in self.cache]
 
@@ -122,14 +123,14 @@ class Informer:
         self._index(key, obj, old)
         self._emit("MODIFIED" if old is not None else "ADDED", obj, old)
 
-    def _replace(self, items: list[Obj]) -> None:
+    def _replace(self, items: builtins.list[Obj]) -> None:
         """A fresh list: emit what changed relative to the cache (deletions included)."""
         fresh = {key_of(o): o for o in items}
-        for key, old in list(self.cache.items()):
+        for key, gone in builtins.list(self.cache.items()):
             if key not in fresh:
                 del self.cache[key]
-                self._index(key, None, old)
-                self._emit("DELETED", old, old)
+                self._index(key, None, gone)
+                self._emit("DELETED", gone, gone)
         for key, obj in fresh.items():
             old = self.cache.get(key)
             if old is not None and old.get("metadata", {}).get("resourceVersion") == obj["metadata"].get("resourceVersion"):

@@ -74,7 +74,7 @@ class Config:
         ctx_name = context or kc.get("current-context")
         ctx = next(c["context"] for c in kc["contexts"] if c["name"] == ctx_name)
         cluster = next(c["cluster"] for c in kc["clusters"] if c["name"] == ctx["cluster"])
-        user = next((u["user"] for u in kc.get("users", []) if u["name"] == ctx.get("user")), {})
+        user: dict[str, Any] = next((u["user"] for u in kc.get("users", []) if u["name"] == ctx.get("user")), {})
 
         def data(d: dict[str, Any], key: str) -> bytes | None:
             if d.get(f"{key}-data"):

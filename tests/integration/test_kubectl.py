@@ -147,8 +147,7 @@ def test_watch_with_output_watch_events(cluster: Cluster) -> None:
     assert binary
     env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
     proc = subprocess.Popen(
-        [binary, "get", "configmaps", "-w", "--output-watch-events", "-o", "name",
-         "--field-selector", f"metadata.name={name}"],
+        [binary, "get", "configmaps", "-w", "--output-watch-events", "--field-selector", f"metadata.name={name}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )
     try:
@@ -160,9 +159,10 @@ def test_watch_with_output_watch_events(cluster: Cluster) -> None:
     finally:
         proc.terminate()
         out, err = proc.communicate(timeout=10)
-    events = [line.split() for line in out.splitlines() if line.strip()]
-    assert [e[0] for e in events] == ["ADDED", "MODIFIED", "DELETED"], (out, err)
-    assert all(e[1] == f"configmap/{name}" for e in events)
+    lines = [line.split() for line in out.splitlines() if line.strip()]
+    assert lines[0] == ["EVENT", "NAME", "DATA", "AGE"], (out, err)
+    assert [e[0] for e in lines[1:]] == ["ADDED", "MODIFIED", "DELETED"], (out, err)
+    assert all(e[1] == name for e in lines[1:])
 
 
 def test_describe_label_annotate(cluster: Cluster) -> None:
@@ -279,9 +279,14 @@ def test_strict_field_validation(cluster: Cluster) -> None:
 
 
 def test_invalid_name_is_422_in_kubernetes_words(cluster: Cluster) -> None:
+    msg = 'ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain'
+    res = cluster.kubectl("create", "-f", "-", input=cm_yaml("Bad_Name", {}))
+    assert res.returncode == 1
+    assert "The " + msg in res.stderr
+    # The generator commands word it their own way, as against a real cluster.
     res = cluster.kubectl("create", "configmap", "Bad_Name")
     assert res.returncode == 1
-    assert 'The ConfigMap "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain' in res.stderr
+    assert "error: failed to create configmap: " + msg in res.stderr
 
 
 def test_kubeconfig_and_keys_are_private(cluster: Cluster) -> None:

@@ -9,6 +9,7 @@ same: the REST handlers are generic, and everything kind-specific sits behind
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -127,6 +128,20 @@ class ServiceStrategy(Strategy):
             await self.services.release_unused(new, old)
 
 
+class SecretStrategy(Strategy):
+    def defaults(self, obj: dict[str, Any]) -> None:
+        super().defaults(obj)
+        if not obj.get("type"):
+            obj["type"] = "Opaque"
+        # stringData is write-only: merged into data (base64) and never stored, as in Kubernetes.
+        string_data = obj.pop("stringData", None)
+        if isinstance(string_data, dict):
+            data = obj.setdefault("data", {}) or {}
+            obj["data"] = data
+            for k, v in string_data.items():
+                data[k] = base64.b64encode(str(v).encode()).decode()
+
+
 class EventStrategy(Strategy):
     allow_create_on_update = True
 
@@ -139,6 +154,7 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
     ("", "Service"): ServiceStrategy,
+    ("", "Secret"): SecretStrategy,
     ("", "Event"): EventStrategy,
     ("", "Endpoints"): EndpointsStrategy,
 }

@@ -30,7 +30,7 @@ import yaml
 from kubelite.apiserver.ipalloc import ServiceCIDR
 from kubelite.apiserver.pki import PKI, ensure_pki
 from kubelite.apiserver.server import APIServer, ServerConfig
-from kubelite.cli.supervisor import Child
+from kubelite.cli.supervisor import Child, die_with_parent
 from kubelite.controllers import manager as controller_manager
 from kubelite.store import open_store
 
@@ -254,6 +254,10 @@ def parser() -> argparse.ArgumentParser:
 
 def _run_component(coro: Any) -> int:
     """Run a component until SIGTERM/SIGINT (its parent, `kubelite up`, stops it that way)."""
+
+    parent = os.environ.get("KUBELITE_PARENT_PID")
+    if parent:
+        die_with_parent(int(parent))
 
     async def main() -> int:
         task = asyncio.ensure_future(coro)

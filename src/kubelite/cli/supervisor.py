@@ -9,10 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import os
 import signal
 import sys
 import time
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(expected_parent: int) -> None:
+    """Called first thing in a component process: the kernel sends SIGTERM when `kubelite up`
+    dies, even by SIGKILL, so no component outlives the cluster it belonged to."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != expected_parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +46,8 @@ class Child:
         while not self._stopping:
             started = time.monotonic()
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kubelite", *self.args, stdin=asyncio.subprocess.DEVNULL
+                sys.executable, "-m", "kubelite", *self.args, stdin=asyncio.subprocess.DEVNULL,
+                env={**os.environ, "KUBELITE_PARENT_PID": str(os.getpid())},
             )
             code = await self.proc.wait()
             if self._stopping:

@@ -1,0 +1,298 @@
+"""kube-scheduler's counterpart: bind each unscheduled pod to a node, or say why it fits nowhere.
+
+A real scheduler is a pipeline of plugins; kubelite keeps the filters that decide *whether*
+a pod may go to a node, in kube-scheduler's order and with its messages (NodeUnschedulable,
+TaintToleration, NodeAffinity), and replaces scoring by one rule: the node with the fewest
+pods. Resource requests, host ports, pod (anti-)affinity and topology spread are not
+considered: one machine runs every pod, so capacity is the machine's.
+
+Kubernetes' node lifecycle controller turns a node that is not Ready into a
+``node.kubernetes.io/not-ready`` (or ``unreachable``) NoSchedule taint, and the scheduler
+only looks at taints. kubelite has no such controller, so the scheduler adds the same taint
+virtually while it filters: users see the same ``had untolerated taint`` message, and pods
+that tolerate the taint still schedule.
+
+Binding goes through ``pods/<name>/binding`` exactly as kube-scheduler does. Pods just
+bound are remembered ("assumed") until the informer shows them on their node, so that
+pods created together spread over nodes instead of all counting the same stale numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from kubelite.client import NODES, PODS, ApiError, key_of
+from kubelite.client.events import EventRecorder
+from kubelite.controllers.base import Context, Controller
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+SCHEDULER_NAME = "default-scheduler"
+TAINT_NOT_READY = "node.kubernetes.io/not-ready"
+TAINT_UNREACHABLE = "node.kubernetes.io/unreachable"
+TAINT_UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+
+# kube-scheduler's filter reasons (pkg/scheduler/framework/plugins/...).
+REASON_UNSCHEDULABLE = "node(s) were unschedulable"
+REASON_NODE_AFFINITY = "node(s) didn't match Pod's node affinity/selector"
+NO_NODES = "no nodes available to schedule pods"
+
+# kube-scheduler re-tries unschedulable pods at least this often even without a cluster event.
+UNSCHEDULABLE_RETRY_SECONDS = 300.0
+
+
+# ---------------------------------------------------------------------- pure filters
+
+
+def tolerates(toleration: Obj, taint: Obj) -> bool:
+    """core/v1 Toleration.ToleratesTaint."""
+    effect = toleration.get("effect") or ""
+    if effect and effect != taint.get("effect"):
+        return False
+    key = toleration.get("key") or ""
+    if key and key != taint.get("key"):
+        return False
+    op = toleration.get("operator") or "Equal"
+    if op == "Exists":
+        return True
+    if op == "Equal":
+        return (toleration.get("value") or "") == (taint.get("value") or "")
+    return False
+
+
+def untolerated_taint(taints: list[Obj], tolerations: list[Obj]) -> Obj | None:
+    """The first NoSchedule/NoExecute taint no toleration covers (FindMatchingUntoleratedTaint)."""
+    for taint in taints:
+        if taint.get("effect") not in ("NoSchedule", "NoExecute"):
+            continue
+        if not any(tolerates(t, taint) for t in tolerations):
+            return taint
+    return None
+
+
+def node_taints(node: Obj) -> list[Obj]:
+    """The node's taints plus the not-ready/unreachable taint its Ready condition stands for."""
+    taints = list((node.get("spec") or {}).get("taints") or [])
+    ready = next((c for c in (node.get("status") or {}).get("conditions") or [] if c.get("type") == "Ready"), None)
+    status = (ready or {}).get("status", "Unknown")
+    if status != "True":
+        key = TAINT_NOT_READY if status == "False" else TAINT_UNREACHABLE
+        if not any(t.get("key") == key for t in taints):
+            taints.append({"key": key, "effect": "NoSchedule"})
+    return taints
+
+
+def _requirement_matches(req: Obj, labels: dict[str, str]) -> bool:
+    key, op, values = req.get("key", ""), req.get("operator", ""), req.get("values") or []
+    if op == "In":
+        return key in labels and labels[key] in values
+    if op == "NotIn":
+        return key not in labels or labels[key] not in values
+    if op == "Exists":
+        return key in labels
+    if op == "DoesNotExist":
+        return key not in labels
+    if op in ("Gt", "Lt") and key in labels and len(values) == 1:
+        try:
+            have, want = int(labels[key]), int(values[0])
+        except ValueError:
+            return False
+        return have > want if op == "Gt" else have < want
+    return False
+
+
+def _term_matches(term: Obj, node: Obj) -> bool:
+    """A NodeSelectorTerm: all its requirements hold; an empty term matches nothing."""
+    exprs, fields = term.get("matchExpressions") or [], term.get("matchFields") or []
+    if not exprs and not fields:
+        return False
+    meta = node.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name_fields = {"metadata.name": meta.get("name", "")}
+    return all(_requirement_matches(r, labels) for r in exprs) and all(
+        r.get("key") in name_fields and _requirement_matches(r, name_fields) for r in fields
+    )
+
+
+def matches_node_affinity(pod: Obj, node: Obj) -> bool:
+    """spec.nodeSelector and requiredDuringSchedulingIgnoredDuringExecution node affinity."""
+    spec = pod.get("spec") or {}
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if any(labels.get(k) != v for k, v in (spec.get("nodeSelector") or {}).items()):
+        return False
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    )
+    if required is None:
+        return True
+    return any(_term_matches(t, node) for t in required.get("nodeSelectorTerms") or [])
+
+
+def filter_node(pod: Obj, node: Obj) -> str | None:
+    """Why ``pod`` cannot go to ``node`` (the first failing filter's reason), or None if it fits."""
+    tolerations = (pod.get("spec") or {}).get("tolerations") or []
+    if (node.get("spec") or {}).get("unschedulable") and not any(
+        tolerates(t, {"key": TAINT_UNSCHEDULABLE, "effect": "NoSchedule"}) for t in tolerations
+    ):
+        return REASON_UNSCHEDULABLE
+    taint = untolerated_taint(node_taints(node), tolerations)
+    if taint is not None:
+        return f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"
+    if not matches_node_affinity(pod, node):
+        return REASON_NODE_AFFINITY
+    return None
+
+
+def fit_error(pod: Obj, num_nodes: int, reasons: list[str]) -> str:
+    """kube-scheduler's FitError text, with the DefaultPreemption post-filter's verdict.
+
+    Every reason the filters above give is "unresolvable" by preemption, hence the fixed
+    second half.
+    """
+    counts: dict[str, int] = {}
+    for r in reasons:
+        counts[r] = counts.get(r, 0) + 1
+    histogram = ", ".join(sorted(f"{n} {r}" for r, n in counts.items()))
+    msg = f"0/{num_nodes} nodes are available: {histogram}."
+    if (pod.get("spec") or {}).get("preemptionPolicy") == "Never":
+        return msg + " preemption: not eligible due to preemptionPolicy=Never."
+    return msg + f" preemption: 0/{num_nodes} nodes are available: {num_nodes} Preemption is not helpful for scheduling."
+
+
+def needs_scheduling(pod: Obj) -> bool:
+    meta, spec = pod.get("metadata") or {}, pod.get("spec") or {}
+    return (
+        not spec.get("nodeName")
+        and (spec.get("schedulerName") or SCHEDULER_NAME) == SCHEDULER_NAME
+        and not meta.get("deletionTimestamp")
+        and not spec.get("schedulingGates")
+        and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+    )
+
+
+def _schedulability(node: Obj) -> tuple[Any, ...]:
+    """What of a node the filters read: a change here may make pending pods fit."""
+    return (
+        (node.get("metadata") or {}).get("labels"),
+        (node.get("spec") or {}).get("unschedulable"),
+        node_taints(node),
+    )
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------------- the controller
+
+
+class Scheduler(Controller):
+    name = "scheduler"
+    # One worker: each decision sees the previous one's binding (via the assumed map)
+    # without a lock around the node counts.
+    workers = 1
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__(ctx)
+        self.pods = ctx.informer(PODS, indexers={"scheduler-node": _node_of})
+        self.nodes = ctx.informer(NODES)
+        self.recorder = EventRecorder(self.client, SCHEDULER_NAME)
+        self._assumed: dict[str, str] = {}  # pod key -> node it was bound to, until the cache shows it
+        self.pods.add_handler(self._on_pod)
+        self.nodes.add_handler(self._on_node)
+
+    def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+        key = key_of(pod)
+        if kind == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
+            self._assumed.pop(key, None)
+        if kind == "DELETED" or not needs_scheduling(pod):
+            return
+        # Our own status writes (the PodScheduled condition) must not bring a pod straight back.
+        if old is None or _spec_and_meta(old) != _spec_and_meta(pod):
+            self.queue.add(key)
+
+    def _on_node(self, kind: str, node: Obj, old: Obj | None) -> None:
+        if kind == "DELETED" or (old is not None and _schedulability(old) == _schedulability(node)):
+            return
+        for pod in self.pods.by_index("scheduler-node", ""):
+            if needs_scheduling(pod):
+                self.queue.add(key_of(pod))
+
+    def _pods_on(self, node: str) -> int:
+        bound = sum(1 for p in self.pods.by_index("scheduler-node", node)
+                    if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
+        return bound + sum(1 for n in self._assumed.values() if n == node)
+
+    async def reconcile(self, key: str) -> None:
+        pod = self.pods.get(key)
+        if pod is None or not needs_scheduling(pod) or key in self._assumed:
+            return
+        nodes = self.nodes.list()
+        if not nodes:
+            await self._unschedulable(pod, NO_NODES)
+            return
+        feasible: list[str] = []
+        reasons: list[str] = []
+        for node in nodes:
+            reason = filter_node(pod, node)
+            if reason is None:
+                feasible.append(node["metadata"]["name"])
+            else:
+                reasons.append(reason)
+        if not feasible:
+            await self._unschedulable(pod, fit_error(pod, len(nodes), reasons))
+            return
+        target = min(feasible, key=lambda n: (self._pods_on(n), n))
+        await self._bind(pod, target)
+
+    async def _bind(self, pod: Obj, node: str) -> None:
+        meta = pod["metadata"]
+        binding = {
+            "apiVersion": "v1",
+            "kind": "Binding",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid", "")},
+            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
+        }
+        key = key_of(pod)
+        self._assumed[key] = node
+        try:
+            await self.client.create(PODS, binding, meta["namespace"], subresource="binding", name=meta["name"])
+        except ApiError as e:
+            self._assumed.pop(key, None)
+            if e.not_found or e.code == 409:  # gone, being deleted, or bound by someone else
+                return
+            raise
+        await self.recorder.event(pod, "Normal", "Scheduled",
+                                  f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}")
+
+    async def _unschedulable(self, pod: Obj, message: str) -> None:
+        meta = pod["metadata"]
+        current = next((c for c in (pod.get("status") or {}).get("conditions") or []
+                        if c.get("type") == "PodScheduled"), None)
+        wanted = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+        if current is None or any(current.get(k) != v for k, v in wanted.items()):
+            since = current.get("lastTransitionTime") if current and current.get("status") == "False" else None
+            cond = {**wanted, "lastProbeTime": None, "lastTransitionTime": since or _now()}
+            try:
+                await self.client.patch(PODS, meta["name"], {"status": {"conditions": [cond]}}, meta["namespace"],
+                                        type="strategic", subresource="status")
+            except ApiError as e:
+                if not e.not_found:
+                    raise
+                return
+        await self.recorder.event(pod, "Warning", "FailedScheduling", message)
+        self.queue.add_after(key_of(pod), UNSCHEDULABLE_RETRY_SECONDS)
+
+
+def _spec_and_meta(pod: Obj) -> tuple[Any, ...]:
+    meta = {k: v for k, v in (pod.get("metadata") or {}).items()
+            if k not in ("resourceVersion", "managedFields", "generation")}
+    return meta, pod.get("spec")
+
+
+def _node_of(pod: Obj) -> list[str]:
+    return [str((pod.get("spec") or {}).get("nodeName") or "")]

@@ -301,6 +301,8 @@ class RestHandlers:
         self._strategies: dict[ResourceType, Strategy] = {}
         self.watchers: set[asyncio.Task[Any]] = set()
         self.services: ServiceAllocation | None = None
+        # Signs service-account tokens (set by the server: it holds the key).
+        self.token_issuer: Any = None
 
     def strategy(self, rt: ResourceType) -> Strategy:
         s = self._strategies.get(rt)
@@ -318,6 +320,8 @@ class RestHandlers:
             return await self.scale(request, target)
         if sub == "binding" and method == "POST":
             return await self.bind(request, target)
+        if sub == "token" and method == "POST" and self.token_issuer is not None:
+            return await self.token_request(request, target)
         if sub in (None, "status", "finalize"):
             if target.name is None:
                 if method == "GET":
@@ -1022,6 +1026,44 @@ class RestHandlers:
             raise errors.invalid_error("Binding", name, [errors.invalid("target.name", node, "a lowercase RFC 1123 subdomain")])
         await self.guaranteed_update(pod_target, compute, manager=self._field_manager(request), internal=True)
         return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+
+    async def token_request(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """``serviceaccounts/<name>/token``: a TokenRequest answered with a signed, bound token."""
+        sa, _ = await self._get_obj(target)
+        raw = await read_body(request)
+        ctype = request.content_type.lower()
+        if ctype == PROTOBUF:
+            try:
+                body: Any = protobuf.decode_envelope(raw)
+            except protobuf.ProtobufError as e:
+                raise errors.bad_request(f"the body of the request could not be decoded as protobuf: {e}") from None
+        else:
+            body = parse_body(raw, ctype or JSON)
+        if not isinstance(body, dict):
+            raise errors.bad_request("a TokenRequest is required")
+        spec = body.get("spec") or {}
+        seconds = spec.get("expirationSeconds") or 3600
+        if not isinstance(seconds, int) or seconds < 600:
+            raise errors.invalid_error(
+                "TokenRequest", target.name or "",
+                [errors.invalid("spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes")],
+                "authentication.k8s.io",
+            )
+        seconds = min(seconds, 2**32)
+        bound = spec.get("boundObjectRef") or {}
+        pod = (bound.get("name", ""), bound.get("uid", "")) if bound.get("kind") == "Pod" else None
+        token, exp = self.token_issuer.issue(
+            target.namespace or "default", target.name or "", sa["metadata"].get("uid", ""),
+            expiration_seconds=seconds, pod=pod, audiences=spec.get("audiences") or None,
+        )
+        out = {
+            "kind": "TokenRequest",
+            "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": target.name, "namespace": target.namespace, "creationTimestamp": None},
+            "spec": {**spec, "expirationSeconds": seconds},
+            "status": {"token": token, "expirationTimestamp": dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+        }
+        return json_response(out, 201)
 
     # -- deletes
 

@@ -72,6 +72,7 @@ class APIServer:
         self.cidr = ServiceCIDR.parse(config.service_cidr)
         self.rest.services = ServiceAllocation(self.rest, self.cidr, NodePortAllocator(*config.node_port_range))
         self.tokens = TokenSigner(pki.sa_key.read_bytes())
+        self.rest.token_issuer = self.tokens
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._version = orjson.dumps(version_info())

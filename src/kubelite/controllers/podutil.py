@@ -177,9 +177,22 @@ def _fnv32a(data: bytes, h: int = 0x811C9DC5) -> int:
     return h
 
 
+def semantic(value: Any) -> Any:
+    """A value as Go would see it after decoding into API types: ``null`` fields and empty maps
+    or lists are the same as absent ones (apimachinery's Semantic.DeepEqual treats nil and empty
+    alike). kubectl re-encodes templates from Go structs (``creationTimestamp: null``...), so a
+    template written back by ``kubectl rollout undo`` must still equal the one it came from."""
+    if isinstance(value, dict):
+        out = {k: semantic(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [semantic(v) for v in value]
+    return value
+
+
 def compute_hash(template: Obj, collision_count: int | None) -> str:
     """controller.ComputeHash: FNV-32a of the template (+ collisionCount), safe-encoded."""
-    h = _fnv32a(orjson.dumps(template, option=orjson.OPT_SORT_KEYS))
+    h = _fnv32a(orjson.dumps(semantic(template), option=orjson.OPT_SORT_KEYS))
     if collision_count is not None:
         # Kubernetes writes the uint32 little-endian into an 8-byte buffer and hashes all 8 bytes.
         h = _fnv32a(struct.pack("<I", collision_count & 0xFFFFFFFF) + b"\0\0\0\0", h)
@@ -187,21 +200,16 @@ def compute_hash(template: Obj, collision_count: int | None) -> str:
 
 
 def equal_ignore_hash(t1: Obj, t2: Obj) -> bool:
-    """deploymentutil.EqualIgnoreHash: templates equal but for the pod-template-hash label."""
+    """deploymentutil.EqualIgnoreHash: templates semantically equal but for the pod-template-hash label."""
 
-    def strip(t: Obj) -> Obj:
-        meta = dict(t.get("metadata") or {})
-        labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != POD_TEMPLATE_HASH_LABEL}
-        if labels:
-            meta["labels"] = labels
-        else:
-            meta.pop("labels", None)
-        out = {**t, "metadata": meta}
-        if not meta:
-            del out["metadata"]
-        return out
+    def strip(t: Obj) -> Any:
+        t = semantic(t)
+        labels = (t.get("metadata") or {}).get("labels") or {}
+        if POD_TEMPLATE_HASH_LABEL in labels:
+            del labels[POD_TEMPLATE_HASH_LABEL]
+        return semantic(t)
 
-    return strip(t1) == strip(t2)
+    return bool(strip(t1) == strip(t2))
 
 
 # ---------------------------------------------------------------------------------- scale-down order

@@ -198,7 +198,7 @@ class NamespaceController(Controller):
         """Delete one kind's objects in ``ns``; returns what is still there and a wait estimate."""
         estimate = 0
         if rt == PODS:
-            estimate = _pods_estimate(await self._list(rt, ns), deleted_at)
+            estimate = pods_termination_estimate(await self._list(rt, ns), deleted_at)
         opts = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
         if "deletecollection" in rt.verbs:
             await self.client.request("DELETE", self.client.url(rt, ns), body=opts)
@@ -231,7 +231,7 @@ class NamespaceController(Controller):
         raise RuntimeError(f"namespace {key}: finalize kept conflicting")
 
 
-def _pods_estimate(pods: list[Obj], deleted_at: dt.datetime) -> int:
+def pods_termination_estimate(pods: list[Obj], deleted_at: dt.datetime) -> int:
     """The longest grace period of the pods still running, unless that much time has passed."""
     estimate = 0
     for pod in pods:

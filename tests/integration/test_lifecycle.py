@@ -161,6 +161,28 @@ def test_foreground_deletion_waits_for_blocking_dependents(cluster: Cluster) -> 
     wait_until(lambda: not {"owner", "held"} & names(cluster, "configmaps", ns), "the owner to go after its dependents")
 
 
+def test_foreground_deletion_cascades_in_the_foreground(cluster: Cluster) -> None:
+    ns = new_namespace(cluster)
+    owner = apply(cluster, configmap("owner"), ns)
+    child = apply(cluster, configmap("child", owner, block=True), ns)
+    apply(cluster, configmap("grandchild", child, finalizers=["example.com/hold"], block=True), ns)
+    cluster.kubectl("delete", "configmap", "owner", "-n", ns, "--cascade=foreground", "--wait=false", check=True)
+
+    # A dependent with dependents of its own is itself deleted in the foreground, so the hold on
+    # the grandchild keeps the whole chain.
+    child_now = wait_until(lambda: (c := get(cluster, "configmap", "child", ns)) and c["metadata"].get(
+        "deletionTimestamp") and c, "the child to be deleted in the foreground")
+    assert child_now["metadata"]["finalizers"] == ["foregroundDeletion"]
+    wait_until(lambda: (get(cluster, "configmap", "grandchild", ns) or {}).get("metadata", {}).get(
+        "deletionTimestamp"), "the grandchild to be deleted")
+    assert {"owner", "child", "grandchild"} <= names(cluster, "configmaps", ns)
+
+    cluster.kubectl("patch", "configmap", "grandchild", "-n", ns, "--type=merge", "-p",
+                    '{"metadata":{"finalizers":null}}', check=True)
+    wait_until(lambda: not {"owner", "child", "grandchild"} & names(cluster, "configmaps", ns),
+               "the chain to go, leaves first")
+
+
 def test_orphan_deletion_keeps_dependents_without_reference(cluster: Cluster) -> None:
     ns = new_namespace(cluster)
     owner = apply(cluster, configmap("owner"), ns)

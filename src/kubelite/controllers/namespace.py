@@ -200,9 +200,15 @@ class NamespaceController(Controller):
         if rt == PODS:
             estimate = pods_termination_estimate(await self._list(rt, ns), deleted_at)
         opts = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
-        if "deletecollection" in rt.verbs:
-            await self.client.request("DELETE", self.client.url(rt, ns), body=opts)
-        else:
+        collection = "deletecollection" in rt.verbs
+        if collection:
+            try:
+                await self.client.request("DELETE", self.client.url(rt, ns), body=opts)
+            except ApiError as e:
+                if e.code not in (404, 405):  # not supported after all: one by one, as Kubernetes falls back
+                    raise
+                collection = False
+        if not collection:
             for obj in await self._list(rt, ns):
                 try:
                     await self.client.delete(rt, obj["metadata"]["name"], ns, propagation_policy="Background")

@@ -22,7 +22,18 @@ from typing import Any
 
 import pytest
 
-from kubelite.client import CONFIGMAPS, DEPLOYMENTS, EVENTS, NAMESPACES, NODES, PODS, REPLICASETS, ApiError, Client, Informer
+from kubelite.client import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    EVENTS,
+    NAMESPACES,
+    NODES,
+    PODS,
+    REPLICASETS,
+    ApiError,
+    Client,
+    Informer,
+)
 from tests.integration.cluster import Cluster
 
 pytestmark = pytest.mark.integration
@@ -145,9 +156,9 @@ class Env:
                       key=lambda rs: int(_meta(rs).get("annotations", {}).get("deployment.kubernetes.io/revision", 0)))
 
 
-async def until(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail with the last value after ``timeout``."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def until(check: Callable[[], Awaitable[Any]], within: float = 15.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail with the last value after ``within`` seconds."""
+    deadline = asyncio.get_running_loop().time() + within
     last: Any = None
     while asyncio.get_running_loop().time() < deadline:
         last = await check()
@@ -228,7 +239,7 @@ async def rolled_out(env: Env, name: str) -> Obj | None:
     """The Deployment once its controller reports the rollout complete (what `rollout status` waits for)."""
     d = await env.get(DEPLOYMENTS, name)
     st, want = d.get("status") or {}, d["spec"]["replicas"]
-    progressing = next((c for c in st.get("conditions") or [] if c["type"] == "Progressing"), {})
+    progressing: Obj = next((c for c in st.get("conditions") or [] if c["type"] == "Progressing"), {})
     done = (st.get("observedGeneration", 0) >= d["metadata"]["generation"]
             and st.get("updatedReplicas", 0) == want and st.get("replicas", 0) == want
             and st.get("availableReplicas", 0) == want and progressing.get("reason") == "NewReplicaSetAvailable")
@@ -394,8 +405,8 @@ async def test_rolling_update_within_surge_and_unavailability(slow_env: Env) -> 
     assert back["metadata"]["annotations"]["deployment.kubernetes.io/revision-history"] == "1"
     assert back["spec"]["replicas"] == 4
     assert {p["spec"]["containers"][0]["image"] for p in await env.pods("roll")} == {IMAGE}
-    history = (await env.kubectl("rollout", "history", "deployment/roll")).stdout
-    assert [line.split(None, 1)[0] for line in history.splitlines()[2:] if line.strip()] == ["2", "3"]
+    lines = (await env.kubectl("rollout", "history", "deployment/roll")).stdout.splitlines()
+    assert [line.split(None, 1)[0] for line in lines[2:] if line.strip()] == ["2", "3"]
 
 
 async def _annotated(env: Env, rs_name: str) -> bool:
@@ -534,21 +545,27 @@ async def test_controller_killed_mid_rollout_converges(env: Env) -> None:
 
     env.tasks.append(asyncio.create_task(record()))
     pattern = f"controllers --kubeconfig {env.cluster.kubeconfig}"
-    before = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+    before = await _pgrep(pattern)
     assert len(before) == 1, f"expected one controller-manager process, found {before}"
     await env.apply(deployment("crash", replicas=8))
-    await until(lambda: _at_least(created, 1), timeout=10, what="first pods")
+    await until(lambda: _at_least(created, 1), within=10, what="first pods")
     os.kill(int(before[0]), signal.SIGKILL)
 
     async def restarted() -> list[str] | None:
-        pids = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout.split()
+        pids = await _pgrep(pattern)
         return pids if pids and pids != before else None
 
-    await until(restarted, timeout=15, what="controller-manager restarted by the supervisor")
-    await until(lambda: rolled_out(env, "crash"), timeout=30, what="rollout after restart")
+    await until(restarted, within=15, what="controller-manager restarted by the supervisor")
+    await until(lambda: rolled_out(env, "crash"), within=30, what="rollout after restart")
     assert len(await env.replicasets("crash")) == 1
     assert len(await env.pods("crash", live=False)) == 8
     assert len(created) == 8, f"pods created twice: {sorted(created)}"
+
+
+async def _pgrep(pattern: str) -> list[str]:
+    proc = await asyncio.create_subprocess_exec("pgrep", "-f", pattern, stdout=asyncio.subprocess.PIPE)
+    out, _ = await proc.communicate()
+    return out.decode().split()
 
 
 async def _at_least(s: set[str], n: int) -> bool:
@@ -563,7 +580,7 @@ async def test_deleting_deployment_cascades(env: Env) -> None:
     async def all_gone() -> bool:
         return not await env.replicasets("gone") and not await env.pods("gone", live=False)
 
-    await until(all_gone, timeout=20, what="replica sets and pods garbage collected")
+    await until(all_gone, within=20, what="replica sets and pods garbage collected")
 
 
 async def test_scale_subresource_with_kubectl(env: Env) -> None:

@@ -1,0 +1,458 @@
+"""The node's pod network: kubelite's CNI plugin (bridge + veth + host-local IPAM), in-process.
+
+Kubernetes' kubelet asks a CNI plugin (through the container runtime) to give each pod
+sandbox a network namespace with an ``eth0`` and an IP; the reference setup is the
+``bridge`` plugin with ``host-local`` IPAM. This module does the same job directly over
+netlink (pyroute2) instead of exec'ing plugin binaries, because a pod must get its network
+in a few milliseconds and the agent already runs as root.
+
+Everything lives in network namespaces named after the cluster, never in the host's:
+
+* ``<cluster>-node``: the node. Bridge ``kl-br0`` with the gateway address (first address
+  of the pod CIDR), IPv4 forwarding on, ``lo`` up. Later the proxy's nftables live here.
+* ``<cluster>-<12 hex of the pod UID>``: one per pod. ``eth0`` (the pod end of a veth pair
+  whose node end ``kv<10 hex>`` is a bridge port) with the pod IP and a default route via
+  the gateway.
+
+The veth pair is created by a netlink request sent *inside the node namespace*, with the
+peer placed straight into the pod namespace as ``eth0``: no interface ever exists in the
+host namespace, not even for a moment. Every switch into a namespace checks the kernel
+agrees (namespace inode) before anything is changed, so a failed switch cannot make the
+host's network the target.
+
+pyroute2 calls are synchronous: the public coroutines run them in a worker thread, one
+operation at a time (netns switching is per thread, so the event loop's thread never
+changes namespace for more than the few microseconds of :func:`in_netns` socket creation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import errno
+import ipaddress
+import os
+import pathlib
+import re
+import socket
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
+
+from pyroute2 import IPRoute, NetlinkError
+from pyroute2 import netns as pyroute2_netns
+
+from kubelite.node.ipam import IPAM
+
+# ``ip netns`` keeps named namespaces as bind mounts here; pyroute2 uses the same place.
+NETNS_DIR = pathlib.Path("/run/netns")
+BRIDGE = "kl-br0"
+POD_IFNAME = "eth0"
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+_CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    uid: str
+    netns: str
+    netns_path: str
+    ip: str
+    gateway: str
+    prefixlen: int
+    host_veth: str
+
+
+# --- namespace switching --------------------------------------------------------------------
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns(CLONE_NEWNET): {os.strerror(err)}")
+
+
+def _thread_netns_inode() -> int:
+    # /proc/self is the thread-group leader; the namespace being switched is this thread's.
+    return os.stat("/proc/thread-self/ns/net").st_ino
+
+
+@contextlib.contextmanager
+def _returning_netns() -> Iterator[None]:
+    """Put the calling thread back into its current network namespace on exit, whatever happens."""
+    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield
+    finally:
+        try:
+            _setns(original)
+        finally:
+            os.close(original)
+
+
+@contextlib.contextmanager
+def in_netns(netns_path: str) -> Iterator[None]:
+    """Run the block with the calling thread inside the network namespace at ``netns_path``.
+
+    Meant for short, synchronous work: create a socket (listening or connecting) inside,
+    leave, and use the socket from anywhere afterwards; a socket stays in the namespace it
+    was created in. Never ``await`` inside the block: other coroutines would run in the
+    namespace too. Other threads are not affected (the switch is per thread).
+    """
+    with _returning_netns():
+        target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+            if _thread_netns_inode() != os.fstat(target).st_ino:
+                raise OSError(errno.EINVAL, f"setns did not enter {netns_path}")
+        finally:
+            os.close(target)
+        yield
+
+
+def socket_in(netns_path: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
+    """A non-blocking socket that belongs to the network namespace at ``netns_path``."""
+    with in_netns(netns_path):
+        sock = socket.socket(family, type)
+    sock.setblocking(False)
+    return sock
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+async def open_connection_in(
+    netns_path: str, host: str, port: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` from inside a namespace; ``host`` is an IP address.
+
+    Probes, port-forward and the API relay use it; wrap it in a timeout as needed.
+    """
+    sock = socket_in(netns_path, _family(host))
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
+
+
+async def start_server_in(
+    netns_path: str,
+    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None],
+    host: str,
+    port: int,
+) -> asyncio.Server:
+    """``asyncio.start_server`` listening on ``host:port`` inside a namespace (``host`` is an IP)."""
+    sock = socket_in(netns_path, _family(host))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(socket.SOMAXCONN)
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.start_server(handler, sock=sock)
+
+
+# --- netlink helpers (synchronous, called from a worker thread) -----------------------------
+
+
+@contextlib.contextmanager
+def _iproute(netns_path: str) -> Iterator[IPRoute]:
+    """An rtnetlink handle bound to the namespace at ``netns_path``."""
+    with in_netns(netns_path):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+    # A netlink socket talks to the namespace it was created in; pyroute2 adopts the fd.
+    ipr = IPRoute(fileno=sock.detach())
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _netns_path(name: str) -> str:
+    return str(NETNS_DIR / name)
+
+
+def _create_netns(name: str) -> None:
+    """Create the named namespace (visible in ``ip netns list``) without leaving this thread in it."""
+    with _returning_netns():
+        if _libc.unshare(_CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
+        try:
+            # pyroute2.netns.create would fork a child to unshare; unsharing this thread is
+            # cheaper and safe in a threaded process. "thread-self" makes pyroute2 bind-mount
+            # /proc/thread-self/ns/net, the namespace just made, not the main thread's.
+            pyroute2_netns.attach(name, "thread-self")
+        except BaseException:
+            _remove_netns(name)
+            raise
+
+
+def _remove_netns(name: str) -> None:
+    path = NETNS_DIR / name
+    if not path.exists():
+        return
+    try:
+        pyroute2_netns.remove(name)
+    except FileNotFoundError:
+        pass
+
+
+def _link_index(ipr: IPRoute, ifname: str) -> int | None:
+    found = ipr.link_lookup(ifname=ifname)
+    return found[0] if found else None
+
+
+def _delete_link(ipr: IPRoute, ifname: str) -> None:
+    index = _link_index(ipr, ifname)
+    if index is None:
+        return
+    try:
+        ipr.link("del", index=index)
+    except NetlinkError as e:
+        if e.code != errno.ENODEV:
+            raise
+
+
+def _pod_key(uid: str) -> str:
+    """The 12 hex digits of a pod UID that name its namespace (10 of them name its veth)."""
+    digits = uid.replace("-", "").lower()
+    if len(digits) < 12 or not all(c in "0123456789abcdef" for c in digits[:12]):
+        raise ValueError(f"pod UID {uid!r} does not start with 12 hex digits")
+    return digits[:12]
+
+
+def _cluster_netns(cluster: str) -> re.Pattern[str]:
+    # Exactly our names: "C-node" and "C-<12 hex>". A bare "C-" prefix would also match the
+    # namespaces of a cluster called e.g. "C-x".
+    return re.compile(rf"^{re.escape(cluster)}-(node|[0-9a-f]{{12}})$")
+
+
+def cleanup_cluster(cluster: str) -> None:
+    """Remove every namespace of ``cluster`` (also a crashed run's), its bridge and veths.
+
+    Links are deleted explicitly before the namespaces are unmounted: a namespace lives on
+    while a process or socket still holds it, and its interfaces with it. Idempotent; other
+    clusters' namespaces and the host namespace are never touched.
+    """
+    _check_cluster_name(cluster)
+    pattern = _cluster_netns(cluster)
+    try:
+        names = sorted(os.listdir(NETNS_DIR))
+    except FileNotFoundError:
+        return
+    node = f"{cluster}-node"
+    ours = [name for name in names if pattern.match(name)]
+    if node in ours:
+        with contextlib.suppress(FileNotFoundError), _iproute(_netns_path(node)) as ipr:
+            for link in ipr.get_links():
+                ifname = link.get("ifname")
+                if ifname != "lo":
+                    _delete_link(ipr, ifname)
+    # Pods first, the node last: an interrupted cleanup leaves the node to find them again.
+    for name in sorted(ours, key=lambda n: n == node):
+        _remove_netns(name)
+
+
+def _check_cluster_name(cluster: str) -> None:
+    if not _CLUSTER_NAME.match(cluster):
+        raise ValueError(f"invalid cluster name {cluster!r}: letters, digits, '-', '_', '.' only")
+
+
+# --- the node network -----------------------------------------------------------------------
+
+
+class NodeNetwork:
+    """The pod network of one node of cluster ``cluster``; IP allocations kept in ``state_dir``."""
+
+    def __init__(self, cluster: str, pod_cidr: str, state_dir: pathlib.Path) -> None:
+        _check_cluster_name(cluster)
+        self.cluster = cluster
+        self._ipam = IPAM(pod_cidr, state_dir / "ipam.json")
+        self._gateway_if = ipaddress.IPv4Interface(f"{self._ipam.gateway}/{self._ipam.network.prefixlen}")
+        # One netlink operation at a time: keeps IPAM and the namespaces in step, and lets
+        # pods() (sync, from the event loop) see no half-made pod.
+        self._mutex = threading.Lock()
+
+    @property
+    def netns(self) -> str:
+        return f"{self.cluster}-node"
+
+    @property
+    def netns_path(self) -> str:
+        return _netns_path(self.netns)
+
+    @property
+    def gateway(self) -> str:
+        return str(self._gateway_if.ip)
+
+    def in_netns(self, netns_path: str) -> contextlib.AbstractContextManager[None]:
+        """See the module-level :func:`in_netns`."""
+        return in_netns(netns_path)
+
+    async def setup(self) -> None:
+        """Create (or complete) the node namespace: ``lo`` up, bridge with the gateway, forwarding."""
+        await asyncio.to_thread(self._locked, self._setup)
+
+    async def add_pod(self, uid: str) -> PodNetwork:
+        """The pod's network, made if missing (idempotent; re-adopts it after an agent restart)."""
+        return await asyncio.to_thread(self._locked, self._add_pod, uid)
+
+    async def remove_pod(self, uid: str) -> None:
+        """Delete the pod's namespace and veth and free its IP (idempotent)."""
+        await asyncio.to_thread(self._locked, self._remove_pod, uid)
+
+    def pods(self) -> dict[str, PodNetwork]:
+        """The pods whose namespace exists, by UID; allocations whose namespace vanished are freed."""
+        with self._mutex:
+            existing = set(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else set()
+            alive = {
+                uid: pod
+                for uid, ip in self._ipam.allocations.items()
+                if (pod := self._pod(uid, ip)).netns in existing
+            }
+            self._ipam.retain(set(alive))
+            return alive
+
+    async def teardown(self) -> None:
+        """Remove every pod namespace and the node namespace, and free all IPs."""
+        await asyncio.to_thread(self._locked, self._teardown)
+
+    # The synchronous halves, run in a worker thread under the mutex.
+
+    def _locked(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        with self._mutex:
+            return fn(*args, **kwargs)
+
+    def _pod(self, uid: str, ip: str) -> PodNetwork:
+        key = _pod_key(uid)
+        name = f"{self.cluster}-{key}"
+        return PodNetwork(
+            uid=uid,
+            netns=name,
+            netns_path=_netns_path(name),
+            ip=ip,
+            gateway=self.gateway,
+            prefixlen=self._gateway_if.network.prefixlen,
+            host_veth=f"kv{key[:10]}",
+        )
+
+    def _setup(self) -> None:
+        if not os.path.exists(self.netns_path):
+            _create_netns(self.netns)
+        with _iproute(self.netns_path) as ipr:
+            ipr.link("set", index=_link_index(ipr, "lo"), state="up")
+            bridge = _link_index(ipr, BRIDGE)
+            if bridge is None:
+                # A bridge without a set address takes the lowest MAC of its ports, so the
+                # gateway's MAC would change as pods come and go and pods' ARP caches would
+                # point at a veth that is gone. A fixed, locally administered one avoids that.
+                mac = bytearray(os.urandom(6))
+                mac[0] = (mac[0] & 0xFE) | 0x02
+                ipr.link("add", ifname=BRIDGE, kind="bridge", address=mac.hex(":"))
+                bridge = _link_index(ipr, BRIDGE)
+            gateway = (self.gateway, self._gateway_if.network.prefixlen)
+            present = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=bridge, family=socket.AF_INET)}
+            for address, prefixlen in present - {gateway}:
+                ipr.addr("del", index=bridge, address=address, prefixlen=prefixlen)
+            if gateway not in present:
+                ipr.addr("add", index=bridge, address=gateway[0], prefixlen=gateway[1])
+            ipr.link("set", index=bridge, state="up")
+        # /proc/sys/net is per namespace, resolved from the opening thread's namespace.
+        with in_netns(self.netns_path), open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write("1")
+
+    def _add_pod(self, uid: str) -> PodNetwork:
+        if not os.path.exists(self.netns_path):
+            raise RuntimeError(f"node network namespace {self.netns} does not exist: setup() first")
+        self._check_unique(uid)
+        pod = self._pod(uid, self._ipam.allocate(uid))
+        if os.path.exists(pod.netns_path):
+            if self._is_complete(pod):
+                return pod
+            self._detach(pod)  # left half-made by a crash
+        try:
+            self._attach(pod)
+        except BaseException:
+            self._detach(pod)
+            self._ipam.release(uid)
+            raise
+        return pod
+
+    def _remove_pod(self, uid: str) -> None:
+        self._check_unique(uid)
+        ip = self._ipam.get(uid)
+        self._detach(self._pod(uid, ip or ""))
+        self._ipam.release(uid)
+
+    def _teardown(self) -> None:
+        cleanup_cluster(self.cluster)
+        self._ipam.retain(set())
+
+    def _check_unique(self, uid: str) -> None:
+        # Two UIDs sharing 48 bits would share a namespace name; refuse rather than let one
+        # pod's removal tear down the other's network.
+        key = _pod_key(uid)
+        for other in self._ipam.allocations:
+            if other != uid and _pod_key(other) == key:
+                raise RuntimeError(f"pod UIDs {uid} and {other} share the namespace name {self.cluster}-{key}")
+
+    def _attach(self, pod: PodNetwork) -> None:
+        _create_netns(pod.netns)
+        pod_fd = os.open(pod.netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            with _iproute(self.netns_path) as node:
+                bridge = _link_index(node, BRIDGE)
+                if bridge is None:
+                    raise RuntimeError(f"bridge {BRIDGE} missing in {self.netns}: setup() first")
+                mtu = node.get_links(bridge)[0].get("mtu")
+                # Sent in the node namespace; the kernel creates the peer directly in the
+                # pod's namespace under its final name.
+                node.link(
+                    "add",
+                    ifname=pod.host_veth,
+                    kind="veth",
+                    mtu=mtu,
+                    peer={"ifname": POD_IFNAME, "mtu": mtu, "net_ns_fd": pod_fd},
+                )
+                node.link("set", index=_link_index(node, pod.host_veth), master=bridge, state="up")
+        finally:
+            os.close(pod_fd)
+        with _iproute(pod.netns_path) as ipr:
+            ipr.link("set", index=_link_index(ipr, "lo"), state="up")
+            eth0 = _link_index(ipr, POD_IFNAME)
+            ipr.addr("add", index=eth0, address=pod.ip, prefixlen=pod.prefixlen)
+            ipr.link("set", index=eth0, state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway=pod.gateway)
+
+    def _is_complete(self, pod: PodNetwork) -> bool:
+        with _iproute(pod.netns_path) as ipr:
+            eth0 = _link_index(ipr, POD_IFNAME)
+            if eth0 is None:
+                return False
+            addresses = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=eth0, family=socket.AF_INET)}
+            if (pod.ip, pod.prefixlen) not in addresses:
+                return False
+            if not any(r.get("gateway") == pod.gateway for r in ipr.get_default_routes(family=socket.AF_INET)):
+                return False
+        with _iproute(self.netns_path) as node:
+            return _link_index(node, pod.host_veth) is not None
+
+    def _detach(self, pod: PodNetwork) -> None:
+        # Deleting the node end removes both ends at once, even while some process still
+        # holds the pod's namespace open.
+        if os.path.exists(self.netns_path):
+            with _iproute(self.netns_path) as node:
+                _delete_link(node, pod.host_veth)
+        _remove_netns(pod.netns)

@@ -32,6 +32,10 @@ def ip(*args: str) -> str:
     return subprocess.run(["ip", *args], check=True, capture_output=True, text=True).stdout
 
 
+def read(path: str | pathlib.Path) -> str:
+    return pathlib.Path(path).read_text()
+
+
 def links(netns: str) -> dict[str, dict]:
     return {link["ifname"]: link for link in json.loads(ip("-n", netns, "-j", "addr", "show"))}
 
@@ -145,10 +149,13 @@ async def test_pods_get_distinct_ips_and_reach_each_other_and_the_gateway(net: N
 
     require(shutil.which("busybox") is not None, "busybox (for ping) is not installed")
     for target in (b.ip, net.gateway):
-        done = subprocess.run(
-            ["ip", "netns", "exec", a.netns, "busybox", "ping", "-c1", "-W1", target], capture_output=True
+        ping = await asyncio.create_subprocess_exec(
+            *["ip", "netns", "exec", a.netns, "busybox", "ping", "-c1", "-W1", target],
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
-        assert done.returncode == 0, done.stdout + done.stderr
+        output, _ = await ping.communicate()
+        assert ping.returncode == 0, output.decode()
 
 
 async def test_add_pod_is_idempotent(net: NodeNetwork) -> None:
@@ -178,7 +185,7 @@ async def test_remove_pod_deletes_everything_and_its_ip_is_not_reused_at_once(
     assert a.netns not in netns_names()
     assert a.host_veth not in links(net.netns)
     assert a.uid not in net.pods()
-    assert a.uid not in json.loads((tmp_path / "agent" / "ipam.json").read_text())["allocations"]
+    assert a.uid not in json.loads(read(tmp_path / "agent" / "ipam.json"))["allocations"]
     b = await net.add_pod(str(uuid.uuid4()))
     assert b.ip == "10.244.0.3"
     await net.remove_pod(a.uid)  # idempotent
@@ -186,16 +193,21 @@ async def test_remove_pod_deletes_everything_and_its_ip_is_not_reused_at_once(
 
 async def test_remove_pod_while_a_process_holds_the_namespace(net: NodeNetwork) -> None:
     pod = await net.add_pod(str(uuid.uuid4()))
-    holder = subprocess.Popen(["ip", "netns", "exec", pod.netns, "sleep", "30"])
+    holder = await asyncio.create_subprocess_exec(
+        *["ip", "netns", "exec", pod.netns, "sh", "-c", "echo in; exec sleep 30"],
+        stdout=asyncio.subprocess.PIPE,
+    )
     try:
-        await asyncio.sleep(0.1)
+        assert holder.stdout is not None
+        assert await holder.stdout.readline() == b"in\n"
         await net.remove_pod(pod.uid)
         # The namespace lives on in the process, but it is cut from the bridge.
         assert pod.netns not in netns_names()
         assert pod.host_veth not in links(net.netns)
+        assert "eth0" not in read(f"/proc/{holder.pid}/net/dev")
     finally:
         holder.kill()
-        holder.wait()
+        await holder.wait()
 
 
 async def test_restart_reports_the_same_pods_and_forgets_vanished_ones(
@@ -213,7 +225,7 @@ async def test_restart_reports_the_same_pods_and_forgets_vanished_ones(
 
     ip("netns", "delete", b.netns)
     assert restarted.pods() == {a.uid: a}
-    assert set(json.loads((tmp_path / "agent" / "ipam.json").read_text())["allocations"]) == {a.uid}
+    assert set(json.loads(read(tmp_path / "agent" / "ipam.json"))["allocations"]) == {a.uid}
     c = await restarted.add_pod(str(uuid.uuid4()))
     assert c.ip == "10.244.0.4"  # round-robin continues from the saved position
 
@@ -313,4 +325,3 @@ async def test_in_netns_returns_to_the_original_namespace_even_on_error(net: Nod
     with pytest.raises(FileNotFoundError), in_netns("/run/netns/does-not-exist-kle2e"):
         pass
     assert os.stat("/proc/thread-self/ns/net").st_ino == original
-

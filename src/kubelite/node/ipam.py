@@ -64,8 +64,7 @@ class IPAM:
                 self._save()
                 return ip
         raise IPAMError(
-            f"no IP addresses available in pod CIDR {self.network}: "
-            f"all {size} addresses are allocated"
+            f"no IP addresses available in pod CIDR {self.network}: all {size} addresses are allocated"
         )
 
     def release(self, uid: str) -> None:

@@ -363,7 +363,9 @@ class NodeNetwork:
                 ipr.link("add", ifname=BRIDGE, kind="bridge", address=mac.hex(":"))
                 bridge = _link_index(ipr, BRIDGE)
             gateway = (self.gateway, self._gateway_if.network.prefixlen)
-            present = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=bridge, family=socket.AF_INET)}
+            present = {
+                (a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=bridge, family=socket.AF_INET)
+            }
             for address, prefixlen in present - {gateway}:
                 ipr.addr("del", index=bridge, address=address, prefixlen=prefixlen)
             if gateway not in present:
@@ -406,7 +408,9 @@ class NodeNetwork:
         key = _pod_key(uid)
         for other in self._ipam.allocations:
             if other != uid and _pod_key(other) == key:
-                raise RuntimeError(f"pod UIDs {uid} and {other} share the namespace name {self.cluster}-{key}")
+                raise RuntimeError(
+                    f"pod UIDs {uid} and {other} share the namespace name {self.cluster}-{key}"
+                )
 
     def _attach(self, pod: PodNetwork) -> None:
         _create_netns(pod.netns)
@@ -441,10 +445,14 @@ class NodeNetwork:
             eth0 = _link_index(ipr, POD_IFNAME)
             if eth0 is None:
                 return False
-            addresses = {(a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=eth0, family=socket.AF_INET)}
+            addresses = {
+                (a.get("address"), a["prefixlen"]) for a in ipr.get_addr(index=eth0, family=socket.AF_INET)
+            }
             if (pod.ip, pod.prefixlen) not in addresses:
                 return False
-            if not any(r.get("gateway") == pod.gateway for r in ipr.get_default_routes(family=socket.AF_INET)):
+            if not any(
+                r.get("gateway") == pod.gateway for r in ipr.get_default_routes(family=socket.AF_INET)
+            ):
                 return False
         with _iproute(self.netns_path) as node:
             return _link_index(node, pod.host_veth) is not None

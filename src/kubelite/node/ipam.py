@@ -63,8 +63,10 @@ class IPAM:
                 self._last = ipaddress.IPv4Address(candidate)
                 self._save()
                 return ip
+        # host-local's text, as Kubernetes users see it in FailedCreatePodSandBox events.
         raise IPAMError(
-            f"no IP addresses available in pod CIDR {self.network}: all {size} addresses are allocated"
+            "failed to allocate for range 0: no IP addresses available in range set: "
+            f"{self.network.network_address + 1}-{self.network.broadcast_address - 1}"
         )
 
     def release(self, uid: str) -> None:

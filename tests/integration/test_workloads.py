@@ -200,6 +200,9 @@ async def _env(cluster: Cluster, ready_delay: float) -> AsyncIterator[Env]:
         await asyncio.gather(*env.tasks, return_exceptions=True)
         try:
             await client.delete(NAMESPACES, ns)
+            # Nobody runs the fake node's pods any more: finish their deletion so the namespace can go.
+            for p in (await client.list(PODS, ns)).get("items") or []:
+                await client.delete(PODS, p["metadata"]["name"], ns, grace_period_seconds=0)
         except ApiError:
             pass
         await client.close()
@@ -295,6 +298,8 @@ async def test_deployment_creates_replicaset_and_pods(env: Env) -> None:
     assert ("ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to 3") in await events_for(env, "web")
     rs_events = await events_for(env, rs_name)
     assert sorted(rs_events) == sorted(("SuccessfulCreate", f"Created pod: {p['metadata']['name']}") for p in pods)
+    sources = {(e["involvedObject"]["kind"], e["source"]["component"]) for e in await env.items(EVENTS)}
+    assert sources == {("Deployment", "deployment-controller"), ("ReplicaSet", "replicaset-controller")}
     res = await env.kubectl("rollout", "status", "deployment/web", "--timeout=20s")
     assert res.stdout.strip() == 'deployment "web" successfully rolled out'
     out = (await env.kubectl("get", "deployment", "web")).stdout.split()

@@ -30,6 +30,7 @@ from typing import Any
 
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector
 from kubelite.client import DEPLOYMENTS, PODS, REPLICASETS, ApiError, key_of
+from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
 
@@ -581,6 +582,8 @@ class DeploymentController(Controller):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
+        # Kubernetes names the source of these events after the controller, not the process.
+        self.recorder = EventRecorder(ctx.client, "deployment-controller")
         self.d_informer = ctx.informer(DEPLOYMENTS)
         self.rs_informer = ctx.informer(REPLICASETS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.pod_informer = ctx.informer(PODS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
@@ -660,7 +663,7 @@ class DeploymentController(Controller):
         d = copy.deepcopy(cached)
         selector_obj = _spec(d).get("selector")
         if selector_obj == {}:
-            await self.ctx.recorder.event(d, "Warning", "SelectingAll",
+            await self.recorder.event(d, "Warning", "SelectingAll",
                                           "This deployment is selecting all pods. A non-empty selector is required.")
             if int(_status(d).get("observedGeneration") or 0) < int(_meta(d).get("generation") or 0):
                 d.setdefault("status", {})["observedGeneration"] = _meta(d)["generation"]
@@ -772,7 +775,7 @@ class DeploymentController(Controller):
         rs.clear()
         rs.update(updated)
         if size_changes:
-            await self.ctx.recorder.event(d, "Normal", "ScalingReplicaSet",
+            await self.recorder.event(d, "Normal", "ScalingReplicaSet",
                                           f"Scaled {operation} replica set {_meta(rs)['name']} from {old_scale} to {new_scale}")
         return size_changes
 
@@ -846,10 +849,10 @@ class DeploymentController(Controller):
                         await self._write_status(d)
                     except ApiError:
                         pass  # the creation failure is the thing to report
-                await self.ctx.recorder.event(d, "Warning", REASON_FAILED_RS_CREATE, msg)
+                await self.recorder.event(d, "Warning", REASON_FAILED_RS_CREATE, msg)
                 raise
         if not already_exists and replicas(created) > 0:
-            await self.ctx.recorder.event(d, "Normal", "ScalingReplicaSet",
+            await self.recorder.event(d, "Normal", "ScalingReplicaSet",
                                           f"Scaled up replica set {_meta(created)['name']} from 0 to {replicas(created)}")
         await self._set_revision(d, new_revision)
         if not already_exists and has_progress_deadline(d):

@@ -24,6 +24,7 @@ from typing import Any
 
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector, selector_from_map
 from kubelite.client import PODS, REPLICASETS, ApiError, key_of
+from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
 
@@ -119,6 +120,8 @@ class ReplicaSetController(Controller):
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
+        # Kubernetes names the source of these events after the controller, not the process.
+        self.recorder = EventRecorder(ctx.client, "replicaset-controller")
         self.expectations = Expectations()
         self.rs_informer = ctx.informer(REPLICASETS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.pod_informer = ctx.informer(PODS)
@@ -329,9 +332,9 @@ class ReplicaSetController(Controller):
             causes = (e.status.get("details") or {}).get("causes") or []
             if any(c.get("reason") == "NamespaceTerminating" for c in causes):
                 return  # every creation will fail until the namespace is gone; nothing to report
-            await self.ctx.recorder.event(rs, "Warning", "FailedCreate", f"Error creating: {e.status.get('message', e)}")
+            await self.recorder.event(rs, "Warning", "FailedCreate", f"Error creating: {e.status.get('message', e)}")
             raise
-        await self.ctx.recorder.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {_meta(out)['name']}")
+        await self.recorder.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {_meta(out)['name']}")
 
     def _related_pods(self, rs: Obj) -> list[Obj]:
         """getIndirectlyRelatedPods: active pods of every ReplicaSet under the same controller."""
@@ -362,9 +365,9 @@ class ReplicaSetController(Controller):
             self.expectations.deletion_observed(key, key_of(pod))
             if e.not_found:
                 return
-            await self.ctx.recorder.event(rs, "Warning", "FailedDelete", f"Error deleting: {e.status.get('message', e)}")
+            await self.recorder.event(rs, "Warning", "FailedDelete", f"Error deleting: {e.status.get('message', e)}")
             raise
-        await self.ctx.recorder.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
+        await self.recorder.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
 
     async def _update_status(self, rs: Obj, status: Obj) -> Obj:
         """updateReplicaSetStatus: write only on change, with observedGeneration; one retry on conflict."""

@@ -135,7 +135,7 @@ class EndpointsController(Controller):
         except ApiError as e:
             if current is None and namespace_terminating(e):
                 return
-            if not e.conflict:
+            if not (e.conflict or e.already_exists):  # lost races with our own lagging cache: just retry
                 reason, message = (
                     ("FailedToCreateEndpoint", f"Failed to create endpoint for service {key}: {e}") if current is None
                     else ("FailedToUpdateEndpoint", f"Failed to update endpoint {key}: {e}"))

@@ -191,6 +191,30 @@ async def test_remove_pod_deletes_everything_and_its_ip_is_not_reused_at_once(
     await net.remove_pod(a.uid)  # idempotent
 
 
+async def test_concurrent_pods_get_distinct_ips_and_survive_garbage_collection(
+    net: NodeNetwork, tmp_path: pathlib.Path
+) -> None:
+    uids = [str(uuid.uuid4()) for _ in range(12)]
+    adding = [asyncio.create_task(net.add_pod(uid)) for uid in uids]
+    await asyncio.sleep(0)  # the adds have started: IPs allocated, namespaces maybe not yet
+    net.pods()  # must not collect the allocations of pods being made
+    pods = await asyncio.gather(*adding)
+    assert len({p.ip for p in pods}) == len(uids)
+    assert set(json.loads(read(tmp_path / "agent" / "ipam.json"))["allocations"]) == set(uids)
+    assert set(net.pods()) == set(uids)
+    assert {p.host_veth for p in pods} <= set(links(net.netns))
+
+    # One pod's operations keep their order even when issued together.
+    again = pods[0].uid
+    await asyncio.gather(net.remove_pod(again), net.add_pod(again))
+    assert again in net.pods()
+
+    await asyncio.gather(*(net.remove_pod(uid) for uid in uids))
+    assert net.pods() == {}
+    assert set(links(net.netns)) == {"lo", BRIDGE}
+    assert [n for n in netns_names() if n.startswith(f"{net.cluster}-")] == [net.netns]
+
+
 async def test_remove_pod_while_a_process_holds_the_namespace(net: NodeNetwork) -> None:
     pod = await net.add_pod(str(uuid.uuid4()))
     holder = await asyncio.create_subprocess_exec(

@@ -20,14 +20,15 @@ host namespace, not even for a moment. Every switch into a namespace checks the 
 agrees (namespace inode) before anything is changed, so a failed switch cannot make the
 host's network the target.
 
-pyroute2 calls are synchronous: the public coroutines run them in a worker thread, one
-operation at a time (netns switching is per thread, so the event loop's thread never
-changes namespace for more than the few microseconds of :func:`in_netns` socket creation).
+pyroute2 calls are synchronous: the public coroutines run them in worker threads (netns
+switching is per thread, so the event loop's thread never changes namespace for more than
+the few microseconds of :func:`in_netns` socket creation).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import errno
@@ -240,28 +241,21 @@ def _cluster_netns(cluster: str) -> re.Pattern[str]:
 
 
 def cleanup_cluster(cluster: str) -> None:
-    """Remove every namespace of ``cluster`` (also a crashed run's), its bridge and veths.
+    """Remove every namespace of ``cluster``, also those a crashed run left (for ``kubelite down``).
 
-    Links are deleted explicitly before the namespaces are unmounted: a namespace lives on
-    while a process or socket still holds it, and its interfaces with it. Idempotent; other
-    clusters' namespaces and the host namespace are never touched.
+    Unmounting a namespace ends it once nothing holds it any more, and its bridge and veths
+    go with it, so stop the cluster's processes first. Idempotent; other clusters'
+    namespaces and the host namespace are never touched.
     """
     _check_cluster_name(cluster)
     pattern = _cluster_netns(cluster)
     try:
-        names = sorted(os.listdir(NETNS_DIR))
+        names = os.listdir(NETNS_DIR)
     except FileNotFoundError:
         return
     node = f"{cluster}-node"
-    ours = [name for name in names if pattern.match(name)]
-    if node in ours:
-        with contextlib.suppress(FileNotFoundError), _iproute(_netns_path(node)) as ipr:
-            for link in ipr.get_links():
-                ifname = link.get("ifname")
-                if ifname != "lo":
-                    _delete_link(ipr, ifname)
-    # Pods first, the node last: an interrupted cleanup leaves the node to find them again.
-    for name in sorted(ours, key=lambda n: n == node):
+    # Pods first, the node last: an interrupted cleanup still finds the rest by the node.
+    for name in sorted((n for n in names if pattern.match(n)), key=lambda n: n == node):
         _remove_netns(name)
 
 
@@ -274,16 +268,23 @@ def _check_cluster_name(cluster: str) -> None:
 
 
 class NodeNetwork:
-    """The pod network of one node of cluster ``cluster``; IP allocations kept in ``state_dir``."""
+    """The pod network of one node of cluster ``cluster``; IP allocations kept in ``state_dir``.
+
+    Use it from one event loop. Operations on different pods run in parallel (the kernel
+    batches the slow part of deleting interfaces); those on one pod run in call order.
+    """
 
     def __init__(self, cluster: str, pod_cidr: str, state_dir: pathlib.Path) -> None:
         _check_cluster_name(cluster)
         self.cluster = cluster
         self._ipam = IPAM(pod_cidr, state_dir / "ipam.json")
         self._gateway_if = ipaddress.IPv4Interface(f"{self._ipam.gateway}/{self._ipam.network.prefixlen}")
-        # One netlink operation at a time: keeps IPAM and the namespaces in step, and lets
-        # pods() (sync, from the event loop) see no half-made pod.
-        self._mutex = threading.Lock()
+        # Guards the IPAM, used from worker threads.
+        self._ipam_lock = threading.Lock()
+        # Pods with an operation under way or waiting (only touched on the event loop): their
+        # allocations must survive pods()' garbage collection even before the namespace exists.
+        self._pod_locks: dict[str, asyncio.Lock] = {}
+        self._pending: collections.Counter[str] = collections.Counter()
 
     @property
     def netns(self) -> str:
@@ -303,37 +304,50 @@ class NodeNetwork:
 
     async def setup(self) -> None:
         """Create (or complete) the node namespace: ``lo`` up, bridge with the gateway, forwarding."""
-        await asyncio.to_thread(self._locked, self._setup)
+        await asyncio.to_thread(self._setup)
 
     async def add_pod(self, uid: str) -> PodNetwork:
         """The pod's network, made if missing (idempotent; re-adopts it after an agent restart)."""
-        return await asyncio.to_thread(self._locked, self._add_pod, uid)
+        return await self._for_pod(uid, self._add_pod, uid)
 
     async def remove_pod(self, uid: str) -> None:
         """Delete the pod's namespace and veth and free its IP (idempotent)."""
-        await asyncio.to_thread(self._locked, self._remove_pod, uid)
+        await self._for_pod(uid, self._remove_pod, uid)
 
     def pods(self) -> dict[str, PodNetwork]:
         """The pods whose namespace exists, by UID; allocations whose namespace vanished are freed."""
-        with self._mutex:
-            existing = set(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else set()
+        existing = set(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else set()
+        with self._ipam_lock:
             alive = {
                 uid: pod
                 for uid, ip in self._ipam.allocations.items()
                 if (pod := self._pod(uid, ip)).netns in existing
             }
-            self._ipam.retain(set(alive))
-            return alive
+            self._ipam.retain(set(alive) | set(self._pending))
+        return alive
 
     async def teardown(self) -> None:
         """Remove every pod namespace and the node namespace, and free all IPs."""
-        await asyncio.to_thread(self._locked, self._teardown)
+        for lock in list(self._pod_locks.values()):
+            async with lock:  # let operations under way finish, or they would recreate things
+                pass
+        await asyncio.to_thread(cleanup_cluster, self.cluster)
+        with self._ipam_lock:
+            self._ipam.retain(set())
 
-    # The synchronous halves, run in a worker thread under the mutex.
+    async def _for_pod(self, uid: str, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        self._pending[uid] += 1
+        lock = self._pod_locks.setdefault(uid, asyncio.Lock())
+        try:
+            async with lock:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+        finally:
+            self._pending[uid] -= 1
+            if not self._pending[uid]:
+                del self._pending[uid], self._pod_locks[uid]
 
-    def _locked(self, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
-        with self._mutex:
-            return fn(*args, **kwargs)
+    # The synchronous halves, run in worker threads (pyroute2's sync API runs an event loop
+    # of its own, which cannot be nested in a running one).
 
     def _pod(self, uid: str, ip: str) -> PodNetwork:
         key = _pod_key(uid)
@@ -378,8 +392,9 @@ class NodeNetwork:
     def _add_pod(self, uid: str) -> PodNetwork:
         if not os.path.exists(self.netns_path):
             raise RuntimeError(f"node network namespace {self.netns} does not exist: setup() first")
-        self._check_unique(uid)
-        pod = self._pod(uid, self._ipam.allocate(uid))
+        with self._ipam_lock:
+            self._check_unique(uid)
+            pod = self._pod(uid, self._ipam.allocate(uid))
         if os.path.exists(pod.netns_path):
             if self._is_complete(pod):
                 return pod
@@ -388,19 +403,18 @@ class NodeNetwork:
             self._attach(pod)
         except BaseException:
             self._detach(pod)
-            self._ipam.release(uid)
+            with self._ipam_lock:
+                self._ipam.release(uid)
             raise
         return pod
 
     def _remove_pod(self, uid: str) -> None:
-        self._check_unique(uid)
-        ip = self._ipam.get(uid)
+        with self._ipam_lock:
+            self._check_unique(uid)
+            ip = self._ipam.get(uid)
         self._detach(self._pod(uid, ip or ""))
-        self._ipam.release(uid)
-
-    def _teardown(self) -> None:
-        cleanup_cluster(self.cluster)
-        self._ipam.retain(set())
+        with self._ipam_lock:
+            self._ipam.release(uid)
 
     def _check_unique(self, uid: str) -> None:
         # Two UIDs sharing 48 bits would share a namespace name; refuse rather than let one
@@ -458,8 +472,8 @@ class NodeNetwork:
             return _link_index(node, pod.host_veth) is not None
 
     def _detach(self, pod: PodNetwork) -> None:
-        # Deleting the node end removes both ends at once, even while some process still
-        # holds the pod's namespace open.
+        # As CNI's DEL does: delete the veth explicitly (both ends go), so the pod is cut from
+        # the bridge at once even while some process still holds its namespace.
         if os.path.exists(self.netns_path):
             with _iproute(self.netns_path) as node:
                 _delete_link(node, pod.host_veth)

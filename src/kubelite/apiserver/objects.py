@@ -54,13 +54,16 @@ def spec_changed(new: dict[str, Any], old: dict[str, Any]) -> bool:
     return any(new.get(k) != old.get(k) for k in keys)
 
 
-def prepare_create(obj: dict[str, Any], *, has_status: bool, namespaced: bool, namespace: str | None) -> None:
+def prepare_create(
+    obj: dict[str, Any], *, has_status: bool, namespaced: bool, namespace: str | None, generation: bool = False
+) -> None:
     meta = obj.setdefault("metadata", {})
     for k in SERVER_OWNED:
         meta.pop(k, None)
     meta["uid"] = new_uid()
     meta["creationTimestamp"] = now_rfc3339()
-    meta["generation"] = 1
+    if generation:
+        meta["generation"] = 1
     for k in ("deletionTimestamp", "deletionGracePeriodSeconds"):
         meta.pop(k, None)
     if namespaced and namespace:

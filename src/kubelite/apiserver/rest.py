@@ -659,7 +659,10 @@ class RestHandlers:
         body_name = meta.get("name")
         if not body_name and meta.get("generateName") and isinstance(meta["generateName"], str):
             meta["name"] = objects.generate_name(meta["generateName"])
-        objects.prepare_create(obj, has_status=strat.has_status, namespaced=rt.namespaced, namespace=namespace)
+        objects.prepare_create(
+            obj, has_status=strat.has_status, namespaced=rt.namespaced, namespace=namespace,
+            generation=strat.tracks_generation,
+        )
         strat.prepare_create(obj)
         strat.defaults(obj)
         errs = strat.validate(obj, None)
@@ -750,7 +753,7 @@ class RestHandlers:
             elif target.subresource is None and not internal:
                 strat.prepare_update(new, old)
             objects.carry_server_fields(new, old)
-            if target.subresource is None and objects.spec_changed(new, old):
+            if strat.tracks_generation and target.subresource is None and objects.spec_changed(new, old):
                 new["metadata"]["generation"] = int(old["metadata"].get("generation", 1)) + 1
             strat.defaults(new)
             # ``internal`` writes (a binding) change what a client's update may not; like

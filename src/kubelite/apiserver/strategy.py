@@ -28,6 +28,9 @@ class Strategy:
 
     allow_create_on_update = False
     allow_unconditional_update = True
+    # metadata.generation exists only for kinds whose strategy maintains it (workloads and
+    # EndpointSlices here; a ConfigMap has none, as on a real cluster).
+    tracks_generation = False
 
     def __init__(self, rt: ResourceType, services: ServiceAllocation | None = None) -> None:
         self.rt = rt
@@ -142,6 +145,10 @@ class SecretStrategy(Strategy):
                 data[k] = base64.b64encode(str(v).encode()).decode()
 
 
+class GenerationStrategy(Strategy):
+    tracks_generation = True
+
+
 class EventStrategy(Strategy):
     allow_create_on_update = True
 
@@ -155,6 +162,9 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Pod"): PodStrategy,
     ("", "Service"): ServiceStrategy,
     ("", "Secret"): SecretStrategy,
+    ("apps", "Deployment"): GenerationStrategy,
+    ("apps", "ReplicaSet"): GenerationStrategy,
+    ("discovery.k8s.io", "EndpointSlice"): GenerationStrategy,
     ("", "Event"): EventStrategy,
     ("", "Endpoints"): EndpointsStrategy,
 }

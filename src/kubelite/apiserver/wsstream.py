@@ -1,0 +1,98 @@
+"""The remote-command channel protocols (``channel.k8s.io`` .. ``v5.channel.k8s.io``).
+
+exec and attach multiplex stdin (0), stdout (1), stderr (2), the error channel (3) and
+terminal resizes (4) over one connection: as the first byte of each websocket message, or
+as one SPDY stream per channel. The versions differ in what the error channel carries (text
+up to v3, a JSON ``Status`` from v4, which is how the exit code reaches kubectl) and in how
+stdin's end is signalled (v5's CLOSE message on channel 255; SPDY half-closes the stream).
+
+The node agent speaks only v5 over a websocket; the API server translates to whatever the
+client negotiated, so this module holds the few rules that translation needs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+
+V1 = "channel.k8s.io"
+V2 = "v2.channel.k8s.io"
+V3 = "v3.channel.k8s.io"
+V4 = "v4.channel.k8s.io"
+V5 = "v5.channel.k8s.io"
+# Server preference when a client offers several; kubectl 1.30+ offers v5 only over websockets.
+PROTOCOLS = (V5, V4, V3, V2, V1)
+
+STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
+CLOSE = 255  # v5: ``[255, channel]`` means the sender finished writing that channel
+
+STREAM_TYPES = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "error": ERROR, "resize": RESIZE}
+
+
+def version(protocol: str | None) -> int:
+    """1..5 for a negotiated subprotocol; no subprotocol means v1, as client-go assumes."""
+    if not protocol or protocol == V1:
+        return 1
+    return int(protocol[1])
+
+
+def negotiate(offered: list[str]) -> str | None:
+    """The first protocol the client offered that we speak (client order wins, as in apimachinery)."""
+    for p in offered:
+        if p in PROTOCOLS:
+            return p
+    return None
+
+
+def offered_protocols(values: list[str]) -> list[str]:
+    """Header values as a list, whether sent as repeated headers or comma-separated."""
+    return [p.strip() for v in values for p in v.split(",") if p.strip()]
+
+
+def message(channel: int, data: bytes) -> bytes:
+    return bytes((channel,)) + data
+
+
+def split(msg: bytes) -> tuple[int, bytes]:
+    if not msg:
+        raise ValueError("empty channel message")
+    return msg[0], msg[1:]
+
+
+def error_payload(status: dict[str, Any], ver: int) -> bytes:
+    """What the error channel carries for a final ``Status`` in protocol version ``ver``.
+
+    v4+ send the Status itself; earlier versions send only a failure's message text (and
+    nothing on success), which is all their clients can decode.
+    """
+    if ver >= 4:
+        return orjson.dumps(status)
+    if status.get("status") == "Success":
+        return b""
+    return str(status.get("message", "")).encode()
+
+
+class JSONStream:
+    """Decode back-to-back JSON values (Go's json.Encoder output on the SPDY resize stream)."""
+
+    def __init__(self) -> None:
+        self._buf = ""
+        self._decoder = json.JSONDecoder()
+
+    def feed(self, data: bytes) -> list[Any]:
+        self._buf += data.decode("utf-8", "replace")
+        values = []
+        while True:
+            text = self._buf.lstrip()
+            if not text:
+                self._buf = ""
+                return values
+            try:
+                value, end = self._decoder.raw_decode(text)
+            except json.JSONDecodeError:
+                self._buf = text  # incomplete: wait for more
+                return values
+            values.append(value)
+            self._buf = text[end:]

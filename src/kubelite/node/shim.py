@@ -1,0 +1,469 @@
+"""The per-container shim: kubelite's conmon / containerd-shim.
+
+``python -m kubelite.node.shim <spec.json>`` runs one container. It detaches from the agent
+(double fork, new session) so that containers outlive agent restarts, then forks the
+container process, which
+
+- becomes PID 1 of a new PID namespace (the shim unshares ``CLONE_NEWPID`` for its
+  children): when it exits the kernel kills everything it left behind, signals it has no
+  handler for are ignored (a plain ``sleep`` ignores SIGTERM and is SIGKILLed after the
+  grace period, exactly as in a real container), and ``ps`` shows only the container;
+- joins the pod's network namespace, unshares mount, UTS and IPC namespaces, makes every
+  mount private, mounts its own ``/proc`` and ``/dev/shm``, bind-mounts the pod's files and
+  volumes, sets the hostname, drops to the requested uid/gid, and ``execve``\\ s the command
+  with exactly the environment it was given.
+
+There is no root filesystem of its own: the container sees the host's files plus its
+mounts. A mount target missing on the host is created on the host's filesystem (an empty
+directory or file that serves as mount point, e.g. ``/data``) because without an overlay
+there is nowhere else to create it; the mount itself stays private to the container.
+
+The shim copies the container's stdout/stderr into the log file in the CRI format the
+kubelet reads (``<RFC3339Nano> stdout F <line>``), and records the container's life in
+``status.json`` (written atomically): pid once the command is exec'd, then exit code and
+finish time. It reads the exit status with ``waitid(WNOWAIT)`` and writes it *before*
+reaping, so while ``status.json`` has no exit code the pid cannot have been reused: the
+agent may signal it without racing.
+
+``python -m kubelite.node.shim --exec <container-dir> <error-fd> <tty 0|1> -- argv...`` is
+the exec helper: it enters the running container's namespaces (a fresh process is
+single-threaded, which ``setns`` into a mount namespace requires), forks into its PID
+namespace and execs ``argv`` with the container's environment, reporting a failure to start
+on ``error-fd`` (closed on exec, so EOF means started).
+
+Errors that prevent the command from starting are reported as containerd reports them
+(exit code 128, reason ``StartError``, runc's message) so ``kubectl describe`` reads as
+users know it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import selectors
+import signal
+import socket
+import stat
+import sys
+import termios
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+from kubelite.node import nsutil
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# containerd splits longer lines into partial ("P") records of this size.
+MAX_LOG_LINE = 16 * 1024
+START_ERROR_EXIT_CODE = 128  # containerd's errorStartExitCode
+_CREATE_PREFIX = (
+    "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
+    "runc create failed: unable to start container process: "
+)
+EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
+
+
+class StartError(Exception):
+    """The container (or exec) process could not be started; the message is runc's."""
+
+
+def rfc3339(ts: float | None = None) -> str:
+    """Second-precision UTC time, as the Kubernetes API shows container times."""
+    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_nano(ns: int) -> str:
+    """Go's time.RFC3339Nano: nanoseconds with trailing zeros trimmed."""
+    seconds, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    digits = f"{frac:09d}".rstrip("0")
+    return f"{base}.{digits}Z" if digits else f"{base}Z"
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/<pid>/stat).
+
+    Stored next to each pid so that a pid reused by an unrelated process after a crash or
+    reboot is never mistaken for the container.
+    """
+    try:
+        data = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    return int(data[data.rindex(b")") + 2 :].split()[19])
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def look_path(name: str, path_env: str) -> str:
+    """Resolve argv[0] like Go's exec.LookPath (which runc uses), with runc's error texts."""
+    if "/" in name:
+        try:
+            st = os.stat(name)
+        except OSError as e:
+            raise StartError(f'exec: "{name}": stat {name}: {os.strerror(e.errno or 0).lower()}') from None
+        if stat.S_ISDIR(st.st_mode) or not os.access(name, os.X_OK):
+            raise StartError(f'exec: "{name}": permission denied')
+        return name
+    for directory in path_env.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and os.access(candidate, os.X_OK):
+            return candidate
+    raise StartError(f'exec: "{name}": executable file not found in $PATH')
+
+
+def _reset_signals() -> None:
+    # Python ignores SIGPIPE/SIGXFSZ and handles SIGINT; ignored dispositions survive execve.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+
+def _drop_privileges(uid: int | None, gid: int | None) -> None:
+    if uid is None and gid is None:
+        return
+    os.setgroups([])
+    os.setgid(gid if gid is not None else 0)
+    os.setuid(uid if uid is not None else 0)
+
+
+def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
+    if not argv:
+        raise StartError("args must not be empty")
+    exe = look_path(argv[0], env.get("PATH", DEFAULT_PATH))
+    try:
+        os.execve(exe, argv, env)
+    except OSError as e:
+        raise StartError(f"exec {exe}: {os.strerror(e.errno or 0).lower()}") from None
+
+
+def _make_mount_target(target: str, is_dir: bool) -> str:
+    real = os.path.realpath(target)
+    if not os.path.lexists(real):
+        os.makedirs(real if is_dir else os.path.dirname(real), exist_ok=True)
+        if not is_dir:
+            os.close(os.open(real, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+    return real
+
+
+def _bind_mount(source: str, target: str, read_only: bool) -> None:
+    try:
+        is_dir = os.path.isdir(source)
+        if not os.path.exists(source):
+            raise FileNotFoundError(errno.ENOENT, f"stat {source}: no such file or directory")
+        real = _make_mount_target(target, is_dir)
+        nsutil.mount(source, real, None, nsutil.MS_BIND | nsutil.MS_REC)
+        if read_only:
+            nsutil.mount(None, real, None, nsutil.MS_BIND | nsutil.MS_REMOUNT | nsutil.MS_RDONLY)
+    except OSError as e:
+        reason = (
+            e.strerror if e.strerror and e.strerror.startswith("stat ") else os.strerror(e.errno or 0).lower()
+        )
+        raise StartError(
+            f'error during container init: error mounting "{source}" to rootfs at "{target}": {reason}'
+        ) from None
+
+
+def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: bool, err_w: int) -> NoReturn:
+    """Runs in the forked child (PID 1 of the new PID namespace); never returns."""
+    try:
+        os.setsid()
+        for target_fd, fd in enumerate(stdio):
+            os.dup2(fd, target_fd)
+        if tty:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        _reset_signals()
+        try:
+            netns = os.open(spec["netns_path"], os.O_RDONLY | os.O_CLOEXEC)
+            nsutil.setns(netns, nsutil.CLONE_NEWNET)
+            os.close(netns)
+        except OSError as e:
+            raise StartError(
+                f"error during container init: joining network namespace {spec['netns_path']}: {e}"
+            ) from None
+        nsutil.unshare(nsutil.CLONE_NEWNS | nsutil.CLONE_NEWUTS | nsutil.CLONE_NEWIPC)
+        # Nothing mounted from here on may propagate back to the host.
+        nsutil.mount(None, "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
+        nsutil.mount("proc", "/proc", "proc", nsutil.MS_NOSUID | nsutil.MS_NODEV | nsutil.MS_NOEXEC)
+        if os.path.isdir("/dev/shm"):
+            nsutil.mount(
+                "shm",
+                "/dev/shm",
+                "tmpfs",
+                nsutil.MS_NOSUID | nsutil.MS_NODEV | nsutil.MS_NOEXEC,
+                "mode=1777,size=65536k",
+            )
+        for source, target, read_only in spec["mounts"]:
+            _bind_mount(source, target, read_only)
+        if spec["hostname"]:
+            socket.sethostname(spec["hostname"])
+        workdir = spec["workdir"] or "/"
+        # runc creates a missing working directory rather than failing.
+        os.makedirs(workdir, exist_ok=True)
+        os.chdir(workdir)
+        _drop_privileges(spec["uid"], spec["gid"])
+        _exec(spec["argv"], spec["env"])
+    except StartError as e:
+        message = str(e)
+    except BaseException as e:  # anything here must become a StartError, never a traceback
+        message = f"error during container init: {e}"
+    try:
+        os.write(err_w, message.encode())
+    finally:
+        os._exit(START_ERROR_EXIT_CODE)
+
+
+class CriLogWriter:
+    """Appends a container's output to its log file in the CRI format, line by line."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        self._pending: dict[str, bytes] = {"stdout": b"", "stderr": b""}
+
+    def write(self, stream: str, data: bytes) -> None:
+        buf = self._pending[stream] + data
+        stamp = rfc3339_nano(time.time_ns()).encode()
+        records: list[bytes] = []
+        while True:
+            newline = buf.find(b"\n")
+            if newline == -1 or newline > MAX_LOG_LINE:
+                if len(buf) < MAX_LOG_LINE:
+                    break
+                records.append(b"%s %s P %s\n" % (stamp, stream.encode(), buf[:MAX_LOG_LINE]))
+                buf = buf[MAX_LOG_LINE:]
+                continue
+            line = buf[:newline].removesuffix(b"\r")
+            records.append(b"%s %s F %s\n" % (stamp, stream.encode(), line))
+            buf = buf[newline + 1 :]
+        self._pending[stream] = buf
+        if records:
+            os.write(self._fd, b"".join(records))
+
+    def close_stream(self, stream: str) -> None:
+        """At EOF an unterminated last line is a full record, as containerd writes it."""
+        rest, self._pending[stream] = self._pending[stream], b""
+        if rest:
+            stamp = rfc3339_nano(time.time_ns()).encode()
+            os.write(self._fd, b"%s %s F %s\n" % (stamp, stream.encode(), rest.removesuffix(b"\r")))
+
+
+def _copy_output(
+    outputs: dict[int, str], log: CriLogWriter, stdin_fifo: int | None, tty_master: int | None
+) -> None:
+    """Copy the container's output into the log until every output reaches EOF."""
+    sel = selectors.DefaultSelector()
+    for fd in outputs:
+        sel.register(fd, selectors.EVENT_READ)
+    if stdin_fifo is not None and tty_master is not None:
+        sel.register(stdin_fifo, selectors.EVENT_READ)
+    while outputs:
+        for key, _ in sel.select():
+            fd = int(key.fd)
+            try:
+                data = os.read(fd, 65536)
+            except OSError as e:
+                if e.errno != errno.EIO:  # EIO: the last holder of the pty's slave side is gone
+                    raise
+                data = b""
+            if fd == stdin_fifo:
+                if data and tty_master is not None:
+                    os.write(tty_master, data)
+                continue
+            if data:
+                log.write(outputs[fd], data)
+            else:
+                log.close_stream(outputs[fd])
+                sel.unregister(fd)
+                os.close(fd)
+                del outputs[fd]
+    sel.close()
+
+
+def _exit_code(status: os.waitid_result) -> int:
+    if status.si_code == os.CLD_EXITED:
+        return status.si_status
+    return 128 + status.si_status  # killed by a signal, as shells and containerd report it
+
+
+def run(spec_path: Path) -> None:
+    spec = json.loads(spec_path.read_text())
+    cdir = Path(spec["container_dir"])
+    status_path = cdir / "status.json"
+
+    # Detach: the agent's direct child exits at once, the shim lives on in its own session.
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    shim_pid = os.getpid()
+    (cdir / "shim.pid").write_text(str(shim_pid))
+
+    log = CriLogWriter(Path(spec["log_path"]))
+    tty = bool(spec["tty"])
+    stdin_fd: int | None = None
+    if spec["stdin"]:
+        fifo = cdir / "stdin"
+        os.mkfifo(fifo, 0o600)
+        # Held read-write so the container never sees EOF when an attach client leaves.
+        stdin_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
+    tty_master: int | None = None
+    if tty:
+        tty_master, slave = os.openpty()
+        stdio = (slave, slave, slave)
+        outputs = {tty_master: "stdout"}
+        child_side = [slave]
+    else:
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        stdio = (stdin_fd if stdin_fd is not None else devnull, out_w, err_w)
+        outputs = {out_r: "stdout", err_r: "stderr"}
+        child_side = [out_w, err_w, devnull]
+    start_r, start_w = os.pipe()
+
+    nsutil.unshare(nsutil.CLONE_NEWPID)  # applies to the next child: it becomes PID 1
+    pid = os.fork()
+    if pid == 0:
+        os.close(start_r)
+        _container_child(spec, stdio, tty, start_w)
+    os.close(start_w)
+    for fd in child_side:
+        os.close(fd)
+
+    start_error = b""
+    while chunk := os.read(start_r, 65536):
+        start_error += chunk
+    os.close(start_r)
+    if start_error:
+        os.waitpid(pid, 0)
+        for fd in outputs:
+            os.close(fd)
+        write_json_atomic(
+            status_path,
+            {
+                "pid": None,
+                "shim_pid": shim_pid,
+                "started_at": "",
+                "exit_code": START_ERROR_EXIT_CODE,
+                "finished_at": rfc3339(),
+                "reason": "StartError",
+                "message": _CREATE_PREFIX + start_error.decode(errors="replace") + ": unknown",
+            },
+        )
+        return
+
+    status: dict[str, Any] = {
+        "pid": pid,
+        "pid_start": process_start_time(pid),
+        "shim_pid": shim_pid,
+        "shim_start": process_start_time(shim_pid),
+        "started_at": rfc3339(),
+        "exit_code": None,
+        "finished_at": None,
+        "reason": "",
+        "message": "",
+    }
+    write_json_atomic(status_path, status)
+
+    _copy_output(outputs, log, stdin_fd, tty_master)
+    result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    assert result is not None
+    code = _exit_code(result)
+    status.update(exit_code=code, finished_at=rfc3339(), reason="Completed" if code == 0 else "Error")
+    write_json_atomic(status_path, status)
+    os.waitpid(pid, 0)
+
+
+def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[str]) -> int:
+    """The exec helper: returns the exit code of ``argv`` run inside the container."""
+    os.set_inheritable(err_fd, False)
+    try:
+        spec = json.loads((container_dir / "spec.json").read_text())
+        status = json.loads((container_dir / "status.json").read_text())
+        pid = status["pid"]
+        if status["exit_code"] is not None or pid is None or process_start_time(pid) != status["pid_start"]:
+            raise StartError("cannot exec in a stopped container")
+        # Open every namespace before entering any: after the mount namespace /proc is the container's.
+        order = (
+            ("ipc", nsutil.CLONE_NEWIPC),
+            ("uts", nsutil.CLONE_NEWUTS),
+            ("net", nsutil.CLONE_NEWNET),
+            ("pid", nsutil.CLONE_NEWPID),
+            ("mnt", nsutil.CLONE_NEWNS),
+        )
+        fds = [(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag) for name, flag in order]
+        for fd, flag in fds:
+            nsutil.setns(fd, flag)
+            os.close(fd)
+        os.chdir(spec["workdir"] or "/")
+    except (StartError, OSError) as e:
+        os.write(err_fd, (EXEC_PREFIX + str(e) + ": unknown").encode())
+        return START_ERROR_EXIT_CODE
+
+    child = os.fork()  # the PID namespace applies to children only
+    if child == 0:
+        try:
+            os.setsid()
+            if tty:
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            _reset_signals()
+            _drop_privileges(spec["uid"], spec["gid"])
+            # After the uid change (which clears it): die with the helper, so killing it ends the exec.
+            nsutil.set_parent_death_signal(signal.SIGKILL)
+            _exec(argv, spec["env"])
+        except StartError as e:
+            message = str(e)
+        except BaseException as e:  # reported to the caller, never a traceback
+            message = str(e)
+        try:
+            os.write(err_fd, (EXEC_PREFIX + message + ": unknown").encode())
+        finally:
+            os._exit(START_ERROR_EXIT_CODE)
+    os.close(err_fd)
+
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    _, wait_status = os.waitpid(child, 0)
+    return (
+        os.waitstatus_to_exitcode(wait_status)
+        if os.WIFEXITED(wait_status)
+        else 128 + os.WTERMSIG(wait_status)
+    )
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] == "--exec":
+        container_dir, err_fd, tty, sep, *command = argv[1:]
+        if sep != "--":
+            raise SystemExit("usage: shim --exec <container-dir> <error-fd> <tty 0|1> -- argv...")
+        return exec_in_container(Path(container_dir), int(err_fd), tty == "1", command)
+    if len(argv) != 1:
+        raise SystemExit("usage: python -m kubelite.node.shim <spec.json>")
+    run(Path(argv[0]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

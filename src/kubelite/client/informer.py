@@ -110,7 +110,17 @@ class Informer:
             except Exception:
                 log.exception("%s informer handler failed", self.rt.plural)
 
+    @staticmethod
+    def _slim(obj: Obj) -> Obj:
+        # managedFields are often the largest part of an object and no controller reads them:
+        # dropped from the cache, as kube-controller-manager's informers do.
+        meta = obj.get("metadata")
+        if isinstance(meta, dict):
+            meta.pop("managedFields", None)
+        return obj
+
     def _apply(self, kind: str, obj: Obj) -> None:
+        self._slim(obj)
         key = key_of(obj)
         old = self.cache.get(key)
         if kind == "DELETED":
@@ -125,7 +135,7 @@ class Informer:
 
     def _replace(self, items: builtins.list[Obj]) -> None:
         """A fresh list: emit what changed relative to the cache (deletions included)."""
-        fresh = {key_of(o): o for o in items}
+        fresh = {key_of(o): self._slim(o) for o in items}
         for key, gone in builtins.list(self.cache.items()):
             if key not in fresh:
                 del self.cache[key]

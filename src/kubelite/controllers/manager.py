@@ -7,6 +7,7 @@ fails that controller loudly at start, not the import of all the others.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import os
@@ -46,6 +47,10 @@ async def run(kubeconfig: str | os.PathLike[str], enabled: list[str] | None = No
     ctx.start()
     try:
         await ctx.wait_synced()
+        # The synced caches live as long as the process: keep full collections from walking
+        # them again and again (they showed as 100+ ms pauses with 10,000 pods cached).
+        gc.collect()
+        gc.freeze()
         log.info("controllers running: %s", ", ".join(c.name for c in controllers))
         await asyncio.gather(*(c.run() for c in controllers), asyncio.Event().wait())
     finally:

@@ -195,6 +195,8 @@ def _create_netns(name: str) -> None:
             # cheaper and safe in a threaded process. "thread-self" makes pyroute2 bind-mount
             # /proc/thread-self/ns/net, the namespace just made, not the main thread's.
             pyroute2_netns.attach(name, "thread-self")
+        except FileExistsError:
+            raise  # someone else's namespace of that name: not ours to remove
         except BaseException:
             _remove_netns(name)
             raise

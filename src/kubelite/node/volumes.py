@@ -1,0 +1,235 @@
+"""Pod volumes as directories under the pod's state dir, bind-mounted into its containers.
+
+The kubelet's volume plugins mount tmpfs or block devices; a kubelite container is a process
+in its own mount namespace, so every volume is simply a host directory that the shim
+bind-mounts at the container's ``mountPath``. emptyDir is an empty directory that lives as
+long as the pod; configMap, secret, downwardAPI and projected volumes are files written
+here from the API objects (rewritten on each refresh, stale files removed, as the kubelet's
+atomic writer leaves no leftovers); hostPath mounts the host's own path. The service-account
+token directory that kube-apiserver's admission would add as the projected
+``kube-api-access-*`` volume is made here too when the pod does not mount one itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pathlib
+import shutil
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kubelite.node import podspec
+
+Obj = dict[str, Any]
+
+SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+DEFAULT_MODE = 0o644
+
+
+class VolumeError(Exception):
+    """A volume cannot be set up yet (the kubelet's FailedMount); the pod waits in ContainerCreating."""
+
+
+@dataclass
+class Sources:
+    """Where volume contents come from; the agent binds these to its API client."""
+
+    configmap: Callable[[str], Awaitable[Obj | None]]  # name → ConfigMap or None when missing
+    secret: Callable[[str], Awaitable[Obj | None]]
+    token: Callable[[str, int, str], Awaitable[str]]  # (service account, expirationSeconds, audience)
+    ca_crt: bytes
+    pod_ips: Sequence[str] = ()
+    host_ips: Sequence[str] = ()
+    allocatable: Mapping[str, str] | None = None
+
+
+def volume_dir(pod_dir: pathlib.Path, name: str) -> pathlib.Path:
+    return pod_dir / "volumes" / name
+
+
+def sa_dir(pod_dir: pathlib.Path) -> pathlib.Path:
+    return pod_dir / "serviceaccount"
+
+
+def _write_files(target: pathlib.Path, files: Mapping[str, tuple[bytes, int]]) -> None:
+    """Make ``target`` hold exactly ``files`` (relative path → (content, mode)), each replaced atomically."""
+    target.mkdir(parents=True, exist_ok=True)
+    wanted = set()
+    for rel, (content, mode) in files.items():
+        path = (target / rel).resolve()
+        if target.resolve() not in path.parents:
+            raise VolumeError(f"invalid path {rel!r}: must not contain '..'")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "wb") as f:
+            f.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        wanted.add(path)
+    for root, _dirs, names in os.walk(target, topdown=False):
+        for n in names:
+            p = pathlib.Path(root) / n
+            if p.resolve() not in wanted:
+                p.unlink()
+        if pathlib.Path(root) != target and not os.listdir(root):
+            os.rmdir(root)
+
+
+def _object_data(obj: Obj, secret: bool) -> dict[str, bytes]:
+    if secret:
+        return {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
+    data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+    data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
+    return data
+
+
+def _key_files(kind: str, name: str, data: Mapping[str, bytes], items: Sequence[Obj] | None,
+               default_mode: int, optional: bool) -> dict[str, tuple[bytes, int]]:
+    if not items:
+        return {k: (v, default_mode) for k, v in data.items()}
+    files = {}
+    for item in items:
+        key = item.get("key", "")
+        if key not in data:
+            if optional:
+                continue
+            raise VolumeError(f"{kind} references non-existent config key: {key}")
+        files[item.get("path") or key] = (data[key], _mode({"mode": item.get("mode")}, default_mode))
+    return files
+
+
+async def _object_files(sources: Sources, kind: str, source: Obj, default_mode: int) -> dict[str, tuple[bytes, int]]:
+    secret = kind == "secret"
+    name = source.get("secretName" if secret and "secretName" in source else "name", "")
+    obj = await (sources.secret(name) if secret else sources.configmap(name))
+    if obj is None:
+        if source.get("optional"):
+            return {}
+        raise VolumeError(f'{kind} "{name}" not found')
+    return _key_files(kind, name, _object_data(obj, secret), source.get("items"), default_mode, bool(source.get("optional")))
+
+
+def _downward_files(pod: Obj, sources: Sources, items: Sequence[Obj], default_mode: int) -> dict[str, tuple[bytes, int]]:
+    files = {}
+    containers = {c["name"]: c for c in (pod.get("spec") or {}).get("containers") or []}
+    for item in items:
+        mode = _mode({"mode": item.get("mode")}, default_mode)
+        if item.get("fieldRef") is not None:
+            value = podspec.field_ref_value(pod, item["fieldRef"].get("fieldPath", ""), sources.pod_ips, sources.host_ips)
+        elif item.get("resourceFieldRef") is not None:
+            ref = item["resourceFieldRef"]
+            container = containers.get(ref.get("containerName", ""), {})
+            value = podspec.resource_field_value(container, ref, sources.allocatable or {})
+        else:
+            continue
+        files[item.get("path", "")] = (value.encode(), mode)
+    return files
+
+
+async def _projected_files(pod: Obj, sources: Sources, projected: Obj) -> dict[str, tuple[bytes, int]]:
+    mode = _mode(projected)
+    sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+    files: dict[str, tuple[bytes, int]] = {}
+    for src in projected.get("sources") or []:
+        if src.get("configMap") is not None:
+            files.update(await _object_files(sources, "configmap", src["configMap"], mode))
+        elif src.get("secret") is not None:
+            files.update(await _object_files(sources, "secret", src["secret"], mode))
+        elif src.get("downwardAPI") is not None:
+            files.update(_downward_files(pod, sources, src["downwardAPI"].get("items") or [], mode))
+        elif src.get("serviceAccountToken") is not None:
+            t = src["serviceAccountToken"]
+            token = await sources.token(sa, int(t.get("expirationSeconds") or 3600), t.get("audience") or "")
+            files[t.get("path", "token")] = (token.encode(), mode)
+    return files
+
+
+async def setup(pod: Obj, pod_dir: pathlib.Path, sources: Sources) -> None:
+    """Create or refresh every volume of the pod (and the implicit service-account directory)."""
+    for vol in (pod.get("spec") or {}).get("volumes") or []:
+        target = volume_dir(pod_dir, vol["name"])
+        if vol.get("emptyDir") is not None:
+            target.mkdir(parents=True, exist_ok=True)
+            os.chmod(target, 0o777)
+        elif vol.get("hostPath") is not None:
+            _check_host_path(vol["hostPath"])
+        elif vol.get("configMap") is not None:
+            src = vol["configMap"]
+            _write_files(target, await _object_files(sources, "configmap", src, _mode(src)))
+        elif vol.get("secret") is not None:
+            src = vol["secret"]
+            _write_files(target, await _object_files(sources, "secret", src, _mode(src)))
+        elif vol.get("downwardAPI") is not None:
+            src = vol["downwardAPI"]
+            _write_files(target, _downward_files(pod, sources, src.get("items") or [], _mode(src)))
+        elif vol.get("projected") is not None:
+            _write_files(target, await _projected_files(pod, sources, vol["projected"]))
+        else:
+            kinds = [k for k in vol if k != "name"]
+            raise VolumeError(f"volume {vol['name']!r}: unsupported volume type {', '.join(kinds) or 'none'}")
+    if wants_sa_mount(pod):
+        sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        token = await sources.token(sa, 3607, "")
+        ns = (pod.get("metadata") or {}).get("namespace", "")
+        _write_files(sa_dir(pod_dir), {
+            "token": (token.encode(), DEFAULT_MODE),
+            "ca.crt": (sources.ca_crt, DEFAULT_MODE),
+            "namespace": (ns.encode(), DEFAULT_MODE),
+        })
+
+
+def _mode(source: Obj, default: int = DEFAULT_MODE) -> int:
+    mode = source.get("defaultMode", source.get("mode"))
+    return int(mode) if mode is not None else default
+
+
+def _check_host_path(hp: Obj) -> None:
+    path, kind = hp.get("path", ""), hp.get("type") or ""
+    if kind == "DirectoryOrCreate":
+        pathlib.Path(path).mkdir(parents=True, exist_ok=True, mode=0o755)
+    elif kind not in ("", "FileOrCreate") and not os.path.exists(path):
+        raise VolumeError(f"hostPath type check failed: {path} is not a {kind}")
+
+
+def wants_sa_mount(pod: Obj) -> bool:
+    """The implicit token mount: unless automount is off or every container mounts the path itself."""
+    spec = pod.get("spec") or {}
+    if spec.get("automountServiceAccountToken") is False:
+        return False
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    return any(not _mounts_sa(c) for c in containers)
+
+
+def _mounts_sa(container: Obj) -> bool:
+    return any(m.get("mountPath", "").rstrip("/") == SA_MOUNT for m in container.get("volumeMounts") or [])
+
+
+def container_mounts(pod: Obj, container: Obj, pod_dir: pathlib.Path) -> list[tuple[str, str, bool]]:
+    """(host source, container target, read-only) for a container's volumeMounts (+ the token dir)."""
+    volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
+    out: list[tuple[str, str, bool]] = []
+    for m in container.get("volumeMounts") or []:
+        vol = volumes.get(m.get("name", ""))
+        if vol is None:
+            raise VolumeError(f"volume {m.get('name')!r} not found")
+        if vol.get("hostPath") is not None:
+            source = pathlib.Path(vol["hostPath"].get("path", ""))
+        else:
+            source = volume_dir(pod_dir, vol["name"])
+        read_only = bool(m.get("readOnly")) or any(k in vol for k in ("configMap", "secret", "downwardAPI", "projected"))
+        if m.get("subPath"):
+            source = source / m["subPath"]
+            if not source.exists():
+                source.mkdir(parents=True, exist_ok=True)
+        out.append((str(source), m.get("mountPath", ""), read_only))
+    if wants_sa_mount(pod) and not _mounts_sa(container):
+        out.append((str(sa_dir(pod_dir)), SA_MOUNT, True))
+    return out
+
+
+def remove(pod_dir: pathlib.Path) -> None:
+    """Remove the pod's volume and token directories (emptyDir content goes with the pod)."""
+    for d in (pod_dir / "volumes", sa_dir(pod_dir)):
+        shutil.rmtree(d, ignore_errors=True)

@@ -205,6 +205,10 @@ async def _env(cluster: Cluster, ready_delay: float) -> AsyncIterator[Env]:
                 await client.delete(PODS, p["metadata"]["name"], ns, grace_period_seconds=0)
         except ApiError:
             pass
+        try:
+            await client.delete(NODES, NODE)  # other tests count the cluster's nodes
+        except ApiError:
+            pass
         await client.close()
 
 

@@ -731,7 +731,9 @@ class RestHandlers:
             new = compute(copy.deepcopy(old))
             check_object_body(new, rt)
             nmeta = new["metadata"]
-            client_rv = precondition_rv if precondition_rv is not None else nmeta.get("resourceVersion")
+            # Only a resourceVersion the client itself sent is a precondition (a PUT body's, or
+            # one inside a patch); otherwise a lost compare-and-swap is retried on the new state.
+            client_rv = precondition_rv
             if client_rv:
                 if client_rv != old["metadata"]["resourceVersion"]:
                     raise errors.conflict(rt.plural, target.name, group=rt.group)

@@ -117,22 +117,22 @@ def encode_header_block(headers: Headers) -> bytes:
 
 
 def decode_header_block(block: bytes) -> Headers:
+    view = memoryview(block)
+
     def take(n: int) -> bytes:
-        nonlocal pos
-        if pos + n > len(block):
+        nonlocal view
+        if n > len(view):
             raise ProtocolError("truncated header block")
-        chunk = block[pos : pos + n]
-        pos += n
+        chunk, view = bytes(view[:n]), view[n:]
         return chunk
 
-    pos = 0
-    (count,) = struct.unpack(">I", take(4))
+    def length() -> int:
+        return int.from_bytes(take(4), "big")
+
     headers: Headers = {}
-    for _ in range(count):
-        (n,) = struct.unpack(">I", take(4))
-        name = take(n).decode("latin-1").lower()
-        (n,) = struct.unpack(">I", take(4))
-        headers.setdefault(name, []).extend(take(n).decode("latin-1").split("\x00"))
+    for _ in range(length()):
+        name = take(length()).decode("latin-1").lower()
+        headers.setdefault(name, []).extend(take(length()).decode("latin-1").split("\x00"))
     return headers
 
 

@@ -53,15 +53,23 @@ class Strategy:
                 new.pop("status", None)
 
     def prepare_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
-        """Status subresource update: everything but status (and a few metadata) comes from old."""
+        """Status subresource update: the spec stays as stored, metadata and status are the client's.
+
+        As Kubernetes' status strategies: a controller may set annotations (the deployment
+        controller's revision) and labels with its status write, but not spec, and not the
+        owner references or finalizers.
+        """
         status = new.get("status")
         meta = new.get("metadata", {})
         new.clear()
         new.update({k: v for k, v in old.items() if k != "status"})
-        new["metadata"] = {**old.get("metadata", {})}
-        for k in ("resourceVersion", "managedFields"):
+        merged = {**old.get("metadata", {})}
+        for k in ("labels", "annotations", "resourceVersion", "managedFields"):
             if k in meta:
-                new["metadata"][k] = meta[k]
+                merged[k] = meta[k]
+            elif k in ("labels", "annotations"):
+                merged.pop(k, None)
+        new["metadata"] = merged
         if status is not None:
             new["status"] = status
 

@@ -74,6 +74,9 @@ def error_payload(status: dict[str, Any], ver: int) -> bytes:
     return str(status.get("message", "")).encode()
 
 
+_MAX_PENDING = 64 * 1024
+
+
 class JSONStream:
     """Decode back-to-back JSON values (Go's json.Encoder output on the SPDY resize stream)."""
 
@@ -83,7 +86,7 @@ class JSONStream:
 
     def feed(self, data: bytes) -> list[Any]:
         self._buf += data.decode("utf-8", "replace")
-        values = []
+        values: list[Any] = []
         while True:
             text = self._buf.lstrip()
             if not text:
@@ -92,7 +95,8 @@ class JSONStream:
             try:
                 value, end = self._decoder.raw_decode(text)
             except json.JSONDecodeError:
-                self._buf = text  # incomplete: wait for more
+                # Incomplete: wait for more, unless it can never become a value.
+                self._buf = text if len(text) < _MAX_PENDING else ""
                 return values
             values.append(value)
             self._buf = text[end:]

@@ -334,6 +334,13 @@ class GoHandler(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _dispatch
 
 
+def go_quote(text: str) -> str:
+    """Go's %q (strconv.Quote) for the strings agnhost quotes."""
+    import json
+
+    return json.dumps(text, ensure_ascii=False)
+
+
 def go_json(value: Any) -> str:
     """encoding/json.Marshal: sorted keys, no spaces, UTF-8, HTML characters escaped."""
     import json

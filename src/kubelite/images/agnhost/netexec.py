@@ -170,7 +170,9 @@ class NetexecHandler(GoHandler):
             try:
                 code = int(code_string)
             except ValueError:
-                self.reply(200, f"argument 'code' must be an integer or empty, got {code_string!r}\n")
+                self.reply(
+                    200, f"argument 'code' must be an integer or empty, got {common.go_quote(code_string)}\n"
+                )
                 return
         self.reply(code, msg)
 
@@ -232,7 +234,9 @@ class NetexecHandler(GoHandler):
             try:
                 code = int(code_string)
             except ValueError:
-                self.reply(200, f"argument 'code' must be an integer or empty, got {code_string!r}\n")
+                self.reply(
+                    200, f"argument 'code' must be an integer or empty, got {common.go_quote(code_string)}\n"
+                )
                 return
         self.redirect(location, code)
 

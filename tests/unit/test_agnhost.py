@@ -52,7 +52,8 @@ def wait_http(port: int, proc: subprocess.Popen[bytes]) -> None:
 def udp(port: int, payload: bytes) -> str:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(5)
-        s.sendto(payload, ("127.0.0.1", port))
+        s.connect(("127.0.0.1", port))  # connected: a closed port raises ConnectionRefusedError at once
+        s.send(payload)
         return s.recv(2048).decode()
 
 

@@ -184,6 +184,7 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
     """Runs in the forked child (PID 1 of the new PID namespace); never returns."""
     try:
         os.setsid()
+        os.umask(0o022)  # what runc gives every container, whatever the agent's umask
         for target_fd, fd in enumerate(stdio):
             os.dup2(fd, target_fd)
         if tty:
@@ -311,6 +312,7 @@ def run(spec_path: Path) -> None:
     if os.fork():
         os._exit(0)
     os.setsid()
+    os.chdir("/")  # never pin the agent's working directory (or its mount) for the container's life
     for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
     shim_pid = os.getpid()

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlparse
 
+from aiohttp import web
+
 from kubelite import images
 from kubelite.client import (
     CONFIGMAPS,
@@ -55,6 +57,7 @@ from kubelite.node import podspec, probes, volumes
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.relay import Relay
 from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
+from kubelite.node.streaming import ContainerRef, StreamingError, make_app
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +118,7 @@ class ContainerState:
     prev_status: ContainerStatus | None = None
     waiting: tuple[str, str] | None = None  # (reason, message) when not running for a known reason
     image_id: str = ""
+    image: str = ""  # the normalised image reference, once resolved
     ready: bool = False
     started: bool = False
     started_mono: float = 0.0
@@ -178,7 +182,7 @@ def container_status(spec: Obj, cs: ContainerState, default_waiting: str) -> Obj
         "lastState": last,
         "ready": cs.ready,
         "restartCount": cs.restart_count,
-        "image": spec.get("image", ""),
+        "image": cs.image or spec.get("image", ""),
         "imageID": cs.image_id,
     }
     if cid:
@@ -189,7 +193,8 @@ def container_status(spec: Obj, cs: ContainerState, default_waiting: str) -> Obj
 
 def qos_class(pod: Obj) -> str:
     """v1qos.GetPodQOS for cpu and memory."""
-    containers = [*(pod.get("spec") or {}).get("containers") or [], *(pod.get("spec") or {}).get("initContainers") or []]
+    spec = pod.get("spec") or {}
+    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
     requests: list[Obj] = []
     limits: list[Obj] = []
     guaranteed = True
@@ -252,7 +257,7 @@ class PodWorker:
             if len(found) > 1:
                 cs.previous, cs.prev_status = found[-2]
             old = reported.get(cid) or {}
-            cs.image_id = old.get("imageID", "")
+            cs.image_id, cs.image = old.get("imageID", ""), old.get("image", "")
             cs.ready = bool(old.get("ready")) and st.state == "running"
             cs.started = bool(old.get("started")) and st.state == "running"
             cs.started_mono = time.monotonic() - max(0.0, time.time() - _epoch(st.started_at))
@@ -348,6 +353,7 @@ class PodWorker:
         if phase in ("Succeeded", "Failed"):
             self.terminal = True
             await self.finish()
+            await self.report(terminal=True)  # PodReadyToStartContainers goes False with the sandbox
             return 3600
         if time.monotonic() - self.volumes_refreshed > 60:
             await self.refresh_volumes()
@@ -457,7 +463,7 @@ class PodWorker:
             self.event("Warning", "Failed", message)
             self.event("Warning", "Failed", "Error: ErrImagePull")
             return 1.0
-        cs.image_id = image.image_id
+        cs.image_id, cs.image = image.image_id, image.name
         try:
             env, argv, mounts = await agent.container_config(pod, c, image, self.net, self.dir)
         except (podspec.EnvError, volumes.VolumeError) as e:
@@ -678,8 +684,9 @@ class PodWorker:
         grace = int(meta.get("deletionGracePeriodSeconds", (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
         deadline = time.monotonic() + grace
         self.terminating = True
-        containers = {c["name"]: c for c in [*(pod.get("spec") or {}).get("initContainers") or [],
-                                             *(pod.get("spec") or {}).get("containers") or []]}
+        pod_spec = pod.get("spec") or {}
+        containers = {c["name"]: c for c in [*(pod_spec.get("initContainers") or []),
+                                             *(pod_spec.get("containers") or [])]}
         await self.refresh()
         running = [cs for cs in [*self.init_containers.values(), *self.containers.values()] if cs.running]
         if running and not self.terminal:
@@ -1146,15 +1153,32 @@ class Agent:
 
     # -- streaming lookups
 
-    def find_container(self, namespace: str, pod_name: str, container: str | None = None) -> tuple[Obj, str] | None:
-        """(pod, container name) for the streaming server; the first container when none is named."""
-        pod = self.pods.get(f"{namespace}/{pod_name}")
-        if pod is None:
-            return None
-        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
-        names += [c["name"] for c in (pod.get("spec") or {}).get("initContainers") or []]
-        name = container or (names[0] if names else "")
-        return (pod, name) if name in names else None
+    def find_container(self, namespace: str, pod: str, container: str) -> ContainerRef:
+        """Where a container's streams are, for the streaming server (logs, exec, attach, port-forward)."""
+        obj = self.pods.get(f"{namespace}/{pod}")
+        worker = self.workers.get(obj["metadata"]["uid"]) if obj is not None else None
+        if obj is None or worker is None:
+            raise StreamingError(404, f'pods "{pod}" not found')
+        net = worker.net
+        netns_path, pod_ip = (net.netns_path, net.ip) if net is not None else ("", "")
+        if not container:
+            return ContainerRef(None, None, None, netns_path, pod_ip)
+        spec = obj.get("spec") or {}
+        init_names = {c["name"] for c in spec.get("initContainers") or []}
+        names = init_names | {c["name"] for c in spec.get("containers") or []}
+        if container not in names:
+            raise StreamingError(400, f"container {container} is not valid for pod {pod}")
+        cs = (worker.init_containers if container in init_names else worker.containers).get(container)
+        if cs is None or cs.status is None:
+            reason = cs.waiting[0] if cs is not None and cs.waiting else (
+                "PodInitializing" if init_names else "ContainerCreating")
+            raise StreamingError(400, f'container "{container}" in pod "{pod}" is waiting to start: {reason}')
+        log_path = pathlib.Path(cs.status.log_path) if cs.status.log_path else None
+        previous = pathlib.Path(cs.prev_status.log_path) if cs.prev_status and cs.prev_status.log_path else None
+        if cs.waiting is not None and cs.exited:
+            # In back-off the current instance is the one that just failed: it is also "previous".
+            previous = previous or log_path
+        return ContainerRef(cs.current if cs.running else None, log_path, previous, netns_path, pod_ip)
 
     # -- the process
 
@@ -1163,6 +1187,11 @@ class Agent:
         await self.network.setup()
         relay = Relay(self.network.netns_path, self.node_ip, self.api_port)
         await relay.start()
+        self.socket_path.unlink(missing_ok=True)
+        streaming = web.AppRunner(make_app(self), access_log=None)
+        await streaming.setup()
+        await web.UnixSite(streaming, str(self.socket_path)).start()
+        os.chmod(self.socket_path, 0o600)
         tasks = [asyncio.create_task(self.pods.run(), name="pods-informer"),
                  asyncio.create_task(self.services.run(), name="services-informer")]
         try:
@@ -1186,6 +1215,7 @@ class Agent:
                     w.task.cancel()
             await asyncio.gather(*tasks, *(w.task for w in workers if w.task), return_exceptions=True)
             await relay.stop()
+            await streaming.cleanup()
 
 
 def _version() -> str:
@@ -1243,5 +1273,6 @@ if __name__ == "__main__":
     _args = _parser.parse_args()
     logging.basicConfig(level=logging.WARNING - 10 * min(_args.verbose, 2),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)
     with contextlib.suppress(KeyboardInterrupt):
         raise SystemExit(asyncio.run(main(_args)))

@@ -1,0 +1,261 @@
+"""The node agent end to end: a real ``kubelite up``, a real agent process, real pods.
+
+The agent runs as its own process (``python -m kubelite.node.agent``) with a cluster name of
+its own, so its namespaces never collide with anything ``kubelite up`` may start itself, and
+its pods are bound to its node by ``spec.nodeName``. Whatever happens, teardown kills the
+agent, every container it started, the cluster, and removes the network namespaces.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import require
+from tests.e2e.conftest import netns_names, require_root_netns
+from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
+Obj = dict[str, Any]
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+@dataclass
+class Node:
+    cluster: Cluster
+    name: str  # the agent's cluster name (netns prefix)
+    node: str
+    state_dir: pathlib.Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start_agent(self) -> None:
+        log = open(self.state_dir.parent / f"{self.name}-agent.log", "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kubelite.node.agent", "-v", "--kubeconfig", str(self.cluster.kubeconfig),
+             "--cluster-name", self.name, "--node-name", self.node, "--state-dir", str(self.state_dir)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def stop_agent(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        return self.cluster.kubectl(*args, input=input, check=True).stdout
+
+    def apply(self, *objs: Obj) -> None:
+        for obj in objs:
+            obj.setdefault("spec", {})["nodeName"] = self.node
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objs))
+
+    def pod(self, name: str, ns: str = "default") -> Obj | None:
+        res = self.cluster.kubectl("get", "pod", name, "-n", ns, "-o", "json")
+        return json.loads(res.stdout) if res.returncode == 0 else None
+
+    def node_object(self) -> Obj | None:
+        res = self.cluster.kubectl("get", "node", self.node, "-o", "json")
+        return json.loads(res.stdout) if res.returncode == 0 else None
+
+    def log(self, pod: Obj, container: str, restart: int = 0) -> str:
+        path = self.state_dir / "pods" / pod["metadata"]["uid"] / "logs" / container / f"{restart}.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return "\n".join(line.split(" ", 3)[3] if line.count(" ") >= 3 else "" for line in lines)
+
+
+def status_of(pod: Obj | None, container: str) -> Obj:
+    for s in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        if s["name"] == container:
+            return dict(s)
+    return {}
+
+
+def condition(pod: Obj | None, type_: str) -> str:
+    for c in ((pod or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return str(c["status"])
+    return ""
+
+
+def pod(name: str, containers: list[Obj], **spec: Any) -> Obj:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": containers, **spec}}
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    require_root_netns()
+    require(kubectl_binary() is not None, "kubectl is not installed")
+    require(shutil.which("busybox") is not None, "busybox is not installed")
+    from kubelite.node.network import cleanup_cluster
+    from kubelite.node.runtime import kill_all
+
+    base = tmp_path_factory.mktemp("agent")
+    cluster = new_cluster(base)
+    agent_cluster = f"{cluster.name}-a"
+    n = Node(cluster, agent_cluster, f"{agent_cluster}-node", cluster.data_dir / "agent-e2e")
+    before = [ns for ns in netns_names() if ns.startswith(agent_cluster)]
+    try:
+        cluster.start()
+        n.state_dir.mkdir(parents=True, exist_ok=True)
+        n.start_agent()
+        wait_for("node Ready", lambda: condition(n.node_object(), "Ready") == "True")
+        yield n
+    finally:
+        n.stop_agent()
+        kill_all(n.state_dir)
+        cluster.stop()
+        cleanup_cluster(agent_cluster)
+        assert [ns for ns in netns_names() if ns.startswith(agent_cluster)] == before
+
+
+# ---------------------------------------------------------------------------------- tests
+
+
+def test_node_registration(node: Node) -> None:
+    obj = node.node_object()
+    assert obj is not None
+    labels = obj["metadata"]["labels"]
+    assert labels["kubernetes.io/hostname"] == node.node
+    assert labels["kubernetes.io/os"] == "linux"
+    assert {"type": "InternalIP", "address": "10.244.0.1"} in obj["status"]["addresses"]
+    assert obj["spec"]["podCIDR"] == "10.244.0.0/24"
+    assert obj["status"]["nodeInfo"]["kubeletVersion"] == "v1.33.0-kubelite"
+    assert obj["metadata"]["annotations"]["kubelite.io/kubelet-socket"] == str(node.state_dir / "kubelet.sock")
+    ready = next(c for c in obj["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == ("KubeletReady", "kubelet is posting ready status")
+    lease = json.loads(node.kubectl("get", "lease", "-n", "kube-node-lease", node.node, "-o", "json"))
+    assert lease["spec"]["holderIdentity"] == node.node
+    assert lease["spec"]["leaseDurationSeconds"] == 40
+
+
+def test_pods_get_their_own_ips_and_serve_traffic(node: Node) -> None:
+    web = {"name": "agnhost", "image": AGNHOST, "args": ["netexec", "--http-port=8080"]}
+    node.apply(pod("web-a", [web]), pod("web-b", [web]))
+    pods = [wait_for(f"{n} Ready", lambda n=n: (p := node.pod(n)) and condition(p, "Ready") == "True" and p)
+            for n in ("web-a", "web-b")]
+    ips = [p["status"]["podIP"] for p in pods]
+    assert len(set(ips)) == 2 and all(ip.startswith("10.244.0.") for ip in ips)
+    script = "; ".join(f"wget -qO- http://{ip}:8080/hostname; echo" for ip in ips) + "; hostname"
+    node.apply(pod("fetch", [{"name": "c", "image": "busybox", "command": ["sh", "-c", script]}],
+                   restartPolicy="Never", hostname="fetcher"))
+    done = wait_for("fetch Succeeded", lambda: (p := node.pod("fetch")) and p["status"].get("phase") == "Succeeded" and p)
+    assert node.log(done, "c").split("\n") == ["web-a", "web-b", "fetcher"]
+    assert condition(done, "Ready") == "False"
+    assert status_of(done, "c")["state"]["terminated"]["reason"] == "Completed"
+
+
+def test_readiness_gates_ready(node: Node) -> None:
+    c = {"name": "c", "image": "busybox", "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 3600"],
+         "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}}
+    node.apply(pod("ready", [c], terminationGracePeriodSeconds=1))
+    running = wait_for("running", lambda: (p := node.pod("ready")) and "running" in status_of(p, "c").get("state", {}) and p)
+    assert condition(running, "Ready") == "False"
+    assert condition(running, "ContainersReady") == "False"
+    ready = wait_for("Ready", lambda: (p := node.pod("ready")) and condition(p, "Ready") == "True" and p, timeout=10)
+    assert status_of(ready, "c")["ready"] is True
+
+
+def test_crashing_container_backs_off(node: Node) -> None:
+    node.apply(pod("crash", [{"name": "c", "image": "busybox", "command": ["sh", "-c", "echo boom; exit 3"]}]))
+
+    def crashlooping() -> Obj | None:
+        s = status_of(node.pod("crash"), "c")
+        return s if (s.get("state", {}).get("waiting") or {}).get("reason") == "CrashLoopBackOff" else None
+
+    s = wait_for("CrashLoopBackOff", crashlooping, timeout=15)
+    assert s["restartCount"] >= 1
+    assert s["lastState"]["terminated"]["exitCode"] == 3
+    assert s["lastState"]["terminated"]["reason"] == "Error"
+    uid = node.pod("crash")["metadata"]["uid"]  # type: ignore[index]
+    assert s["state"]["waiting"]["message"] == f"back-off 10s restarting failed container=c pod=crash_default({uid})"
+    assert node.pod("crash")["status"]["phase"] == "Running"  # type: ignore[index]
+
+
+def test_liveness_failure_restarts(node: Node) -> None:
+    c = {"name": "c", "image": "busybox", "command": ["sh", "-c", "touch /tmp/ok; sleep 1; rm /tmp/ok; sleep 3600"],
+         "livenessProbe": {"exec": {"command": ["cat", "/tmp/ok"]}, "periodSeconds": 1, "failureThreshold": 1}}
+    node.apply(pod("live", [c], terminationGracePeriodSeconds=1))
+    s = wait_for("a restart", lambda: (s := status_of(node.pod("live"), "c")) and s["restartCount"] >= 1 and s, timeout=15)
+    assert s["lastState"]["terminated"]["exitCode"] == 137  # sh as PID 1 ignores SIGTERM: killed after grace
+    events = json.loads(node.kubectl("get", "events", "--field-selector", "involvedObject.name=live", "-o", "json"))
+    messages = {(e["reason"], e["message"]) for e in events["items"]}
+    assert ("Killing", "Container c failed liveness probe, will be restarted") in messages
+    assert any(r == "Unhealthy" and m.startswith("Liveness probe failed:") for r, m in messages)
+
+
+def test_deletion_runs_prestop_then_sigterm_within_grace(node: Node, tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    c = {
+        "name": "c", "image": "busybox",
+        "command": ["sh", "-c", "trap 'echo term >> /out/trace; exit 0' TERM; while true; do sleep 0.1; done"],
+        "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /out/trace"]}}},
+        "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+    }
+    stubborn = {"name": "s", "image": "busybox", "command": ["sleep", "3600"]}  # PID 1: SIGTERM ignored
+    node.apply(pod("stop", [c, stubborn], terminationGracePeriodSeconds=3,
+                   volumes=[{"name": "out", "hostPath": {"path": str(out)}}]))
+    p = wait_for("running", lambda: (p := node.pod("stop")) and condition(p, "Ready") == "True" and p)
+    pod_dir = node.state_dir / "pods" / p["metadata"]["uid"]
+    started = time.monotonic()
+    node.kubectl("delete", "pod", "stop", "--wait=false")
+    wait_for("Ready=False", lambda: condition(node.pod("stop"), "Ready") in ("False", ""), timeout=3)
+    wait_for("pod gone", lambda: node.pod("stop") is None, timeout=15)
+    elapsed = time.monotonic() - started
+    assert (out / "trace").read_text().split() == ["prestop", "term"]
+    assert 2.5 <= elapsed < 8, elapsed  # the stubborn container got its full grace period, then SIGKILL
+    assert not pod_dir.exists()
+    assert not any(ns.endswith(p["metadata"]["uid"].replace("-", "")[:12]) for ns in netns_names())
+
+
+def test_agent_restart_readopts_running_pods(node: Node) -> None:
+    before = {n: node.pod(n) for n in ("web-a", "web-b")}
+    pids_before = [s for s in node.state_dir.glob("containers/*/status.json")]
+    node.stop_agent(signal.SIGKILL)
+    time.sleep(0.5)
+    for p in before.values():
+        assert p is not None and condition(node.pod(p["metadata"]["name"]), "Ready") == "True"
+    node.start_agent()
+    renewed = json.loads(node.kubectl("get", "lease", "-n", "kube-node-lease", node.node, "-o", "json"))["spec"]["renewTime"]
+    wait_for("lease renewed", lambda: json.loads(node.kubectl(
+        "get", "lease", "-n", "kube-node-lease", node.node, "-o", "json"))["spec"]["renewTime"] != renewed, timeout=15)
+    # A sync has run: a fresh pod starts, so the old ones have been looked at too.
+    node.apply(pod("after", [{"name": "c", "image": "busybox", "command": ["sleep", "3600"]}],
+                   terminationGracePeriodSeconds=1))
+    wait_for("new pod Ready", lambda: condition(node.pod("after"), "Ready") == "True")
+    for name, old in before.items():
+        new = node.pod(name)
+        assert status_of(new, "agnhost")["containerID"] == status_of(old, "agnhost")["containerID"]
+        assert status_of(new, "agnhost")["restartCount"] == 0
+        assert condition(new, "Ready") == "True"
+    assert len(list(node.state_dir.glob("containers/*/status.json"))) >= len(pids_before)

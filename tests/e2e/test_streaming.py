@@ -46,8 +46,10 @@ from tests.conftest import require
 from tests.integration.cluster import Cluster, Raw, free_port, kubectl_binary
 
 NODE = "stream-node"
-NEW, OLD = None, "1.27"  # kubectl versions: the default (1.33) and the oldest supported
-VERSIONS = [pytest.param(NEW, id="kubectl-new"), pytest.param(OLD, id="kubectl-1.27")]
+# kubectl versions: the default (1.33), 1.32, and 1.27 (the last before websockets: plain SPDY).
+VERSIONS = [pytest.param(None, id="kubectl-new"), pytest.param("1.32", id="kubectl-1.32"),
+            pytest.param("1.27", id="kubectl-1.27")]
+SPDY_ONLY = "1.27"
 
 
 # ---------------------------------------------------------------------------- the fake node
@@ -379,6 +381,9 @@ def test_exec_output_and_exit_code(stack: Stack, version: str | None) -> None:
     res = stack.kubectl("exec", name, "--", "sh", "-c", "echo out; echo err >&2", version=version, check=True)
     assert res.stdout == "out\n"
     assert res.stderr == "err\n"
+    res = stack.kubectl("exec", "-v=4", name, "--", "true", version=version, check=True)
+    # kubectl falls back to SPDY silently: make sure the websocket was what worked.
+    assert ("The subprotocol is v5.channel.k8s.io" in res.stderr) == (version != SPDY_ONLY), res.stderr
     res = stack.kubectl("exec", name, "--", "sh", "-c", "exit 3", version=version)
     assert res.returncode == 3, res.stderr
     assert "command terminated with exit code 3" in res.stderr
@@ -412,6 +417,8 @@ def _run_in_pty(argv: list[str], env: dict[str, str], script: list[tuple[bytes, 
     pid, fd = pty.fork()
     if pid == 0:
         os.execve(argv[0], argv, env)
+    # kubectl sends its terminal's size to the container's terminal (the resize channel).
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 101, 0, 0))
     out = b""
     deadline = time.monotonic() + timeout
     try:
@@ -458,7 +465,34 @@ def test_exec_interactive_tty(stack: Stack, version: str | None) -> None:
         [(b"# ", b"tty; stty size; echo $((6*7))\r"), (b"42", b"exit\r")],
     )
     assert b"/dev/pts/" in out
+    assert b"33 101" in out
     assert b"42" in out
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_attach_follows_output(stack: Stack, version: str | None) -> None:
+    need(version)
+    name = unique("attach")
+    stack.add_pod(name, ["app"], log_lines=1)
+    binary = kubectl_binary(version)
+    assert binary
+    proc = subprocess.Popen([binary, "attach", name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "KUBECONFIG": str(stack.cluster.kubeconfig)})
+    container = stack.agent.runtime.containers[f"default/{name}/app"]
+    try:
+        time.sleep(1.5)  # attached: what was written before is not replayed
+        with container.log_path.open("a") as f:
+            f.write("2024-01-03T00:00:00Z stdout F new output\n2024-01-03T00:00:00Z stderr F new error\n")
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"new output\n"
+        container.running = False
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0, err
+        assert b"new error" in err
+        assert b"line 0" not in out
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 # ---------------------------------------------------------------------------- cp
@@ -526,19 +560,23 @@ def test_port_forward(stack: Stack, version: str | None, pod_http_port: int) -> 
     local = free_port()
     dead = free_port()  # nothing listens there in the "pod"
     proc = subprocess.Popen(
-        [binary, "port-forward", f"pod/{name}", f"{local}:{pod_http_port}", f"{free_port()}:{dead}"],
+        [binary, "port-forward", "-v=4", f"pod/{name}", f"{local}:{pod_http_port}", f"{free_port()}:{dead}"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "KUBECONFIG": str(stack.cluster.kubeconfig)},
     )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()
-        assert f"Forwarding from 127.0.0.1:{local} -> {pod_http_port}" in line, line + proc.stderr.read().decode()
+        assert f"Forwarding from 127.0.0.1:{local} -> {pod_http_port}" in line, line
         for i in range(3):  # several connections over one session
             reply = _http_get(local, f"/try{i}")
             assert reply.startswith("HTTP/1.0 200"), reply
             assert reply.endswith(f"hello from the pod: /try{i}")
-    finally:
         proc.terminate()
+        _, err = proc.communicate(timeout=10)
+        # SPDY tunnelled in a websocket since 1.31, not the silent fallback to plain SPDY.
+        assert ("negotiated protocol: portforward.k8s.io" in err.decode()) == (version != SPDY_ONLY), err
+    finally:
+        proc.kill()
         proc.wait(10)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -138,9 +139,14 @@ def _offered_subprotocols(request: web.Request) -> list[str]:
     return wsstream.offered_protocols(request.headers.getall("Sec-WebSocket-Protocol", []))
 
 
+def _reason(e: BaseException) -> str:
+    errno_ = getattr(e, "errno", None)
+    return (os.strerror(errno_) if errno_ else str(e) or type(e).__name__).lower()
+
+
 def _dial_error(sock: str, e: BaseException) -> StatusError:
-    reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    return StatusError(500, "", f"error dialing backend: dial unix {sock}: connect: {reason.lower()}")
+    reason = _reason(e)
+    return StatusError(500, "", f"error dialing backend: dial unix {sock}: connect: {reason}")
 
 
 def _agent_session(sock: str) -> aiohttp.ClientSession:
@@ -290,9 +296,8 @@ class StreamingProxy:
             try:
                 upstream = await http.get(AGENT + path, params=params)
             except (aiohttp.ClientError, OSError) as e:
-                reason = getattr(e, "strerror", None) or str(e)
                 raise StatusError(
-                    500, "", f'Get "https://{pod["spec"]["nodeName"]}:10250{path}": dial unix {sock}: connect: {reason.lower()}'
+                    500, "", f'Get "https://{pod["spec"]["nodeName"]}:10250{path}": dial unix {sock}: connect: {_reason(e)}'
                 ) from None
             async with upstream:
                 if upstream.status != 200:

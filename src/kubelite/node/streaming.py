@@ -30,6 +30,7 @@ import contextlib
 import datetime as dt
 import io
 import logging
+import os
 import pathlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -588,7 +589,8 @@ class StreamingServer:
                 open_connection_in(ref.netns_path, "127.0.0.1", port), CONNECT_TIMEOUT
             )
         except (OSError, TimeoutError) as e:
-            reason = e.strerror if isinstance(e, OSError) and e.strerror else "i/o timeout"
+            # asyncio words a refusal as "Connect call failed"; Go (and kubectl users) say "connection refused".
+            reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else "i/o timeout"
             await ws.send_str(
                 f"error forwarding port {port} to pod {mi['namespace']}/{mi['pod']}, uid : failed to connect to "
                 f'localhost:{port} inside namespace "{ref.netns_path}", IPv4: dial tcp4 127.0.0.1:{port}: '

@@ -176,10 +176,11 @@ def render(entry: LogEntry, timestamps: bool) -> bytes:
 
 
 def tail_offset(data: bytes, lines: int) -> int:
-    """Where the last ``lines`` lines of ``data`` start (each line ends with a newline)."""
-    if lines <= 0:
-        return len(data)
-    end = len(data) - 1 if data.endswith(b"\n") else len(data)
+    """Where the last ``lines`` complete lines of ``data`` start (a line still being written
+    after the last newline does not count)."""
+    end = data.rfind(b"\n")
+    if end < 0 or lines <= 0:
+        return end + 1
     pos = end
     for _ in range(lines):
         pos = data.rfind(b"\n", 0, pos)

@@ -1,0 +1,139 @@
+"""Channel protocol rules, and the agent's CRI log rendering that `kubectl logs` shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pathlib
+
+import orjson
+
+from kubelite.api.errors import StatusError
+from kubelite.apiserver import proxy, wsstream
+from kubelite.node import streaming
+
+
+def test_negotiation_follows_the_client_order() -> None:
+    assert wsstream.negotiate(["v5.channel.k8s.io"]) == wsstream.V5
+    assert wsstream.negotiate(["base64.channel.k8s.io", "v4.channel.k8s.io", "v5.channel.k8s.io"]) == wsstream.V4
+    assert wsstream.negotiate(["nope"]) is None
+    assert wsstream.offered_protocols(["v4.channel.k8s.io, v3.channel.k8s.io", "channel.k8s.io"]) == [
+        "v4.channel.k8s.io", "v3.channel.k8s.io", "channel.k8s.io"]
+    assert [wsstream.version(p) for p in (None, "", wsstream.V1, wsstream.V2, wsstream.V4, wsstream.V5)] == [
+        1, 1, 1, 2, 4, 5]
+
+
+def test_messages() -> None:
+    assert wsstream.message(wsstream.STDOUT, b"hi") == b"\x01hi"
+    assert wsstream.split(b"\x03{}") == (3, b"{}")
+
+
+def test_error_channel_by_version() -> None:
+    exit3 = streaming.exit_status(3)
+    assert orjson.loads(wsstream.error_payload(exit3, 4)) == exit3
+    assert wsstream.error_payload(exit3, 3) == b"command terminated with non-zero exit code: command terminated with exit code 3"
+    assert wsstream.error_payload(streaming.success_status(), 2) == b""
+    assert orjson.loads(wsstream.error_payload(streaming.success_status(), 5)) == {"metadata": {}, "status": "Success"}
+
+
+def test_exit_status_is_what_client_go_decodes() -> None:
+    # client-go's errorDecoderV4 wants reason NonZeroExitCode and a cause of type ExitCode.
+    st = streaming.exit_status(137)
+    assert st["status"] == "Failure" and st["reason"] == "NonZeroExitCode"
+    assert st["details"]["causes"] == [{"reason": "ExitCode", "message": "137"}]
+
+
+def test_json_stream_decodes_go_encoder_output_in_pieces() -> None:
+    d = wsstream.JSONStream()
+    assert d.feed(b'{"Width":80,"Height":24}\n{"Wid') == [{"Width": 80, "Height": 24}]
+    assert d.feed(b'th":100,"Height":40}\n') == [{"Width": 100, "Height": 40}]
+    assert d.feed(b"") == []
+
+
+# ---------------------------------------------------------------------------- API server checks
+
+
+def pod(*names: str, init: tuple[str, ...] = ()) -> dict:
+    return {"metadata": {"name": "web"}, "spec": {"containers": [{"name": n} for n in names],
+                                                  "initContainers": [{"name": n} for n in init]}}
+
+
+def status_of(fn: object, *args: object) -> tuple[int, str]:
+    try:
+        fn(*args)  # type: ignore[operator]
+    except StatusError as e:
+        return e.code, e.message
+    raise AssertionError("no error")
+
+
+def test_container_validation_texts() -> None:
+    assert proxy.validate_container(pod("app"), "") == "app"
+    assert proxy.validate_container(pod("app", init=("setup",)), "setup") == "setup"
+    assert status_of(proxy.validate_container, pod("a", "b"), "") == (
+        400, "a container name must be specified for pod web, choose one of: [a b]")
+    assert status_of(proxy.validate_container, pod("a"), "c") == (400, "container c is not valid for pod web")
+
+
+def test_log_options_validation() -> None:
+    q = {"follow": "true", "tailLines": "10", "sinceSeconds": "5", "timestamps": "false"}
+    assert proxy.log_params(q, "web") == {"follow": "true", "tailLines": "10", "sinceSeconds": "5"}
+    assert status_of(proxy.log_params, {"tailLines": "-1"}, "web") == (
+        422, 'PodLogOptions "web" is invalid: tailLines: Invalid value: -1: must be greater than or equal to 0')
+    assert status_of(proxy.log_params, {"limitBytes": "0"}, "web") == (
+        422, 'PodLogOptions "web" is invalid: limitBytes: Invalid value: 0: must be greater than 0')
+    code, message = status_of(proxy.log_params, {"sinceSeconds": "1", "sinceTime": "2024-01-01T00:00:00Z"}, "web")
+    assert code == 422 and "at most one of `sinceTime` or `sinceSeconds` may be specified" in message
+
+
+# ---------------------------------------------------------------------------- CRI logs (node side)
+
+
+def test_cri_lines() -> None:
+    e = streaming.parse_cri_line(b"2024-01-01T00:00:00.123000000Z stderr F boom\n")
+    assert e == streaming.LogEntry("2024-01-01T00:00:00.123000000Z", "stderr", False, b"boom")
+    assert streaming.render(e, False) == b"boom\n"
+    assert streaming.render(e, True) == b"2024-01-01T00:00:00.123Z boom\n"  # Go's RFC3339Nano trims zeros
+    p = streaming.parse_cri_line(b"2024-01-01T00:00:00Z stdout P half")
+    assert p is not None and p.partial and streaming.render(p, False) == b"half"
+    assert streaming.parse_cri_line(b"2024-01-01T00:00:00Z stdout F \n") == streaming.LogEntry(
+        "2024-01-01T00:00:00Z", "stdout", False, b"")
+    assert streaming.parse_cri_line(b"not a log line\n") is None
+    assert streaming.format_timestamp("2024-01-01T00:00:00.000000000Z") == "2024-01-01T00:00:00Z"
+
+
+def test_timestamps() -> None:
+    assert streaming.parse_timestamp("2024-01-01T00:00:01.5Z") == dt.datetime(2024, 1, 1, 0, 0, 1, 500000, dt.UTC)
+    assert streaming.parse_timestamp("2024-01-01T02:00:00+02:00") == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    assert streaming.parse_timestamp("yesterday") is None
+
+
+def test_tail_offset() -> None:
+    data = b"a\nb\nc\n"
+    assert data[streaming.tail_offset(data, 2):] == b"b\nc\n"
+    assert data[streaming.tail_offset(data, 10):] == data
+    assert data[streaming.tail_offset(data, 0):] == b""
+
+
+async def _collect(path: pathlib.Path, opts: streaming.LogOptions) -> bytes:
+    async def alive() -> bool:
+        return False
+
+    return b"".join([chunk async for chunk in streaming.stream_log(path, opts, alive)])
+
+
+async def test_stream_log_options(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "0.log"
+    path.write_bytes(b"".join(
+        f"2024-01-01T00:00:0{i}Z {'stdout' if i % 2 else 'stderr'} F line {i}\n".encode() for i in range(5)
+    ) + b"2024-01-01T00:00:09Z stdout F unterminated")
+    assert await _collect(path, streaming.LogOptions()) == b"".join(f"line {i}\n".encode() for i in range(5))
+    assert await _collect(path, streaming.LogOptions(tail_lines=2)) == b"line 3\nline 4\n"
+    since = dt.datetime(2024, 1, 1, 0, 0, 3, tzinfo=dt.UTC)
+    assert await _collect(path, streaming.LogOptions(since=since)) == b"line 3\nline 4\n"
+    assert await _collect(path, streaming.LogOptions(limit_bytes=9)) == b"line 0\nli"
+    assert await _collect(path, streaming.LogOptions(timestamps=True, tail_lines=1)) == b"2024-01-01T00:00:04Z line 4\n"
+
+
+def test_log_options_from_query() -> None:
+    now = dt.datetime(2024, 1, 1, 1, tzinfo=dt.UTC)
+    opts = streaming.LogOptions.from_query({"follow": "true", "sinceSeconds": "60", "tailLines": "3"}, now)
+    assert opts == streaming.LogOptions(follow=True, tail_lines=3, since=dt.datetime(2024, 1, 1, 0, 59, tzinfo=dt.UTC))

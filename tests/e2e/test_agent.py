@@ -82,6 +82,16 @@ class Node:
         res = self.cluster.kubectl("get", "pod", name, "-n", ns, "-o", "json")
         return json.loads(res.stdout) if res.returncode == 0 else None
 
+    def wait_pod(self, name: str, what: str, predicate: Callable[[Obj], bool], timeout: float = 20.0) -> Obj:
+        """The pod once ``predicate`` holds for it."""
+
+        def check() -> Obj | None:
+            p = self.pod(name)
+            return p if p is not None and predicate(p) else None
+
+        result: Obj = wait_for(f"{name}: {what}", check, timeout)
+        return result
+
     def node_object(self) -> Obj | None:
         res = self.cluster.kubectl("get", "node", self.node, "-o", "json")
         return json.loads(res.stdout) if res.returncode == 0 else None
@@ -161,14 +171,13 @@ def test_node_registration(node: Node) -> None:
 def test_pods_get_their_own_ips_and_serve_traffic(node: Node) -> None:
     web = {"name": "agnhost", "image": AGNHOST, "args": ["netexec", "--http-port=8080"]}
     node.apply(pod("web-a", [web]), pod("web-b", [web]))
-    pods = [wait_for(f"{n} Ready", lambda n=n: (p := node.pod(n)) and condition(p, "Ready") == "True" and p)
-            for n in ("web-a", "web-b")]
+    pods = [node.wait_pod(n, "Ready", lambda p: condition(p, "Ready") == "True") for n in ("web-a", "web-b")]
     ips = [p["status"]["podIP"] for p in pods]
     assert len(set(ips)) == 2 and all(ip.startswith("10.244.0.") for ip in ips)
     script = "; ".join(f"wget -qO- http://{ip}:8080/hostname; echo" for ip in ips) + "; hostname"
     node.apply(pod("fetch", [{"name": "c", "image": "busybox", "command": ["sh", "-c", script]}],
                    restartPolicy="Never", hostname="fetcher"))
-    done = wait_for("fetch Succeeded", lambda: (p := node.pod("fetch")) and p["status"].get("phase") == "Succeeded" and p)
+    done = node.wait_pod("fetch", "Succeeded", lambda p: p["status"].get("phase") == "Succeeded")
     assert node.log(done, "c").split("\n") == ["web-a", "web-b", "fetcher"]
     assert condition(done, "Ready") == "False"
     assert status_of(done, "c")["state"]["terminated"]["reason"] == "Completed"
@@ -178,10 +187,10 @@ def test_readiness_gates_ready(node: Node) -> None:
     c = {"name": "c", "image": "busybox", "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 3600"],
          "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}}
     node.apply(pod("ready", [c], terminationGracePeriodSeconds=1))
-    running = wait_for("running", lambda: (p := node.pod("ready")) and "running" in status_of(p, "c").get("state", {}) and p)
+    running = node.wait_pod("ready", "running", lambda p: "running" in status_of(p, "c").get("state", {}))
     assert condition(running, "Ready") == "False"
     assert condition(running, "ContainersReady") == "False"
-    ready = wait_for("Ready", lambda: (p := node.pod("ready")) and condition(p, "Ready") == "True" and p, timeout=10)
+    ready = node.wait_pod("ready", "Ready", lambda p: condition(p, "Ready") == "True", timeout=10)
     assert status_of(ready, "c")["ready"] is True
 
 
@@ -205,7 +214,7 @@ def test_liveness_failure_restarts(node: Node) -> None:
     c = {"name": "c", "image": "busybox", "command": ["sh", "-c", "touch /tmp/ok; sleep 1; rm /tmp/ok; sleep 3600"],
          "livenessProbe": {"exec": {"command": ["cat", "/tmp/ok"]}, "periodSeconds": 1, "failureThreshold": 1}}
     node.apply(pod("live", [c], terminationGracePeriodSeconds=1))
-    s = wait_for("a restart", lambda: (s := status_of(node.pod("live"), "c")) and s["restartCount"] >= 1 and s, timeout=15)
+    s = status_of(node.wait_pod("live", "a restart", lambda p: status_of(p, "c").get("restartCount", 0) >= 1, 15), "c")
     assert s["lastState"]["terminated"]["exitCode"] == 137  # sh as PID 1 ignores SIGTERM: killed after grace
     events = json.loads(node.kubectl("get", "events", "--field-selector", "involvedObject.name=live", "-o", "json"))
     messages = {(e["reason"], e["message"]) for e in events["items"]}
@@ -225,7 +234,7 @@ def test_deletion_runs_prestop_then_sigterm_within_grace(node: Node, tmp_path: p
     stubborn = {"name": "s", "image": "busybox", "command": ["sleep", "3600"]}  # PID 1: SIGTERM ignored
     node.apply(pod("stop", [c, stubborn], terminationGracePeriodSeconds=3,
                    volumes=[{"name": "out", "hostPath": {"path": str(out)}}]))
-    p = wait_for("running", lambda: (p := node.pod("stop")) and condition(p, "Ready") == "True" and p)
+    p = node.wait_pod("stop", "Ready", lambda p: condition(p, "Ready") == "True")
     pod_dir = node.state_dir / "pods" / p["metadata"]["uid"]
     started = time.monotonic()
     node.kubectl("delete", "pod", "stop", "--wait=false")

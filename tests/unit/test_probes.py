@@ -1,0 +1,167 @@
+"""Probe handlers and thresholds (kubelite.node.probes) against real local servers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from kubelite.node import probes
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[int, dict[str, int]]]:
+    """An HTTP server on 127.0.0.1: /ok 200, /redirect 302, /fail 500, /slow sleeps; /health flips."""
+    state = {"health": 200, "hits": 0}
+    seen: dict[str, str] = {}
+
+    async def handle(request: web.Request) -> web.Response:
+        state["hits"] += 1
+        seen.update(request.headers)
+        path = request.path
+        if path == "/slow":
+            await asyncio.sleep(2)
+        if path == "/health":
+            return web.Response(status=state["health"])
+        return web.Response(status={"/ok": 200, "/redirect": 302, "/fail": 500}.get(path, 200))
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    state["port"] = port
+    state["seen"] = seen  # type: ignore[assignment]
+    try:
+        yield port, state
+    finally:
+        await runner.cleanup()
+
+
+def target(container: dict[str, object] | None = None) -> probes.Target:
+    return probes.Target("127.0.0.1", container or {"name": "c"}, "cid", None)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_http_get_results(server: tuple[int, dict[str, int]]) -> None:
+    port, _ = server
+    t = target()
+    assert await probes.http_get(t, {"path": "/ok", "port": port}, 1) == ("success", "")
+    assert await probes.http_get(t, {"path": "/redirect", "port": port}, 1) == ("success", "")
+    assert await probes.http_get(t, {"path": "/fail", "port": port}, 1) == (
+        "failure", "HTTP probe failed with statuscode: 500")
+    result, message = await probes.http_get(t, {"path": "/slow", "port": port}, 1)
+    assert result == "failure"
+    assert message == (f'Get "http://127.0.0.1:{port}/slow": context deadline exceeded '
+                       "(Client.Timeout exceeded while awaiting headers)")
+    dead = closed_port()
+    assert await probes.http_get(t, {"path": "/healthz", "port": dead}, 1) == (
+        "failure", f'Get "http://127.0.0.1:{dead}/healthz": dial tcp 127.0.0.1:{dead}: connect: connection refused')
+
+
+async def test_http_get_named_port_and_headers(server: tuple[int, dict[str, int]]) -> None:
+    port, state = server
+    t = target({"name": "c", "ports": [{"name": "http", "containerPort": port}]})
+    action = {"path": "ok", "port": "http", "httpHeaders": [{"name": "X-Probe", "value": "1"}, {"name": "host", "value": "example"}]}
+    assert await probes.http_get(t, action, 1) == ("success", "")
+    seen = state["seen"]
+    assert seen["User-Agent"] == "kube-probe/1.33"  # type: ignore[index]
+    assert seen["X-Probe"] == "1"  # type: ignore[index]
+    assert seen["Host"] == "example"  # type: ignore[index]
+    assert await probes.http_get(t, {"port": "nope"}, 1) == ("unknown", "couldn't find port: nope in c")
+
+
+async def test_tcp_socket(server: tuple[int, dict[str, int]]) -> None:
+    port, _ = server
+    assert await probes.tcp_socket(target(), {"port": port}, 1) == ("success", "")
+    dead = closed_port()
+    assert await probes.tcp_socket(target(), {"port": dead}, 1) == (
+        "failure", f"dial tcp 127.0.0.1:{dead}: connect: connection refused")
+
+
+async def test_exec_action() -> None:
+    async def run(cid: str, argv: list[str], seconds: float) -> tuple[int, bytes]:
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.STDOUT)
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), seconds)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        return proc.returncode or 0, out
+
+    t = probes.Target("127.0.0.1", {"name": "c"}, "cid", None, run)
+    assert await probes.exec_action(t, {"command": ["true"]}, 1) == ("success", "")
+    assert await probes.exec_action(t, {"command": ["sh", "-c", "echo nope; exit 2"]}, 1) == ("failure", "nope\n")
+    result, message = await probes.exec_action(t, {"command": ["sleep", "5"]}, 0.2)
+    assert (result, message) == ("failure", "command ['sleep', '5'] timed out")
+
+
+@pytest.mark.parametrize(("success", "failure", "initial", "raws", "settled"), [
+    (1, 3, False, ["success"], [True]),
+    (1, 3, True, ["failure", "failure", "failure"], [True, True, False]),
+    (1, 3, True, ["failure", "failure", "success", "failure", "failure"], [True] * 5),  # runs must be consecutive
+    (2, 1, False, ["success", "success", "failure"], [False, True, False]),
+    (1, 1, None, ["unknown", "success"], [None, True]),
+])
+def test_probe_thresholds(success: int, failure: int, initial: bool | None, raws: list[probes.Result],
+                          settled: list[bool | None]) -> None:
+    state = probes.ProbeState(success, failure, initial)
+    seen = []
+    for raw in raws:
+        state.observe(raw)
+        seen.append(state.result)
+    assert seen == settled
+
+
+async def test_worker_reports_changes_and_stops_after_liveness_failure(server: tuple[int, dict[str, int]]) -> None:
+    port, state = server
+    changes: list[tuple[str, bool]] = []
+    failures: list[str] = []
+    probe = {"httpGet": {"path": "/health", "port": port}, "periodSeconds": 1, "failureThreshold": 2}
+    worker = probes.ProbeWorker(kind="liveness", probe=probe, target=target(), started_at=time.monotonic(),
+                                on_change=lambda k, ok: changes.append((k, ok)),
+                                on_failure=lambda k, msg: failures.append(msg))
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.3)
+    assert changes == [] and worker.result is True  # liveness starts out healthy
+    state["health"] = 503
+    await asyncio.wait_for(task, 5)  # two failures in a row: reported, then the worker ends
+    assert changes == [("liveness", False)]
+    assert failures[-1] == "Liveness probe failed: HTTP probe failed with statuscode: 503"
+
+
+async def test_worker_waits_for_initial_delay_and_gate(server: tuple[int, dict[str, int]]) -> None:
+    port, state = server
+    started = {"ok": False}
+    changes: list[tuple[str, bool]] = []
+    probe = {"httpGet": {"path": "/ok", "port": port}, "periodSeconds": 1, "initialDelaySeconds": 1}
+    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=time.monotonic(),
+                                on_change=lambda k, ok: changes.append((k, ok)), on_failure=lambda k, m: None,
+                                gate=lambda: started["ok"])
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(0.5)
+        assert state["hits"] == 0 and worker.result is False  # readiness starts out not ready
+        await asyncio.sleep(1.0)
+        assert state["hits"] == 0  # delay over, but the container has not started (startup probe)
+        started["ok"] = True
+        for _ in range(30):
+            if changes:
+                break
+            await asyncio.sleep(0.1)
+        assert changes == [("readiness", True)]
+    finally:
+        task.cancel()

@@ -614,3 +614,109 @@ def test_exec_needs_an_upgrade(stack: Stack) -> None:
 
 if __name__ == "__main__":  # pragma: no cover - handy for poking at the stack by hand
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# ---------------------------------------------------------------------------- with the real agent
+
+
+AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
+
+
+@dataclass
+class RealNode:
+    stack: Stack
+    name: str
+    proc: subprocess.Popen[bytes]
+
+    def wait_running(self, pod: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            res = self.stack.kubectl("get", "pod", pod, "-o", "jsonpath={.status.phase}")
+            if res.stdout == "Running":
+                return
+            assert self.proc.poll() is None, "the agent exited"
+            time.sleep(0.2)
+        raise AssertionError(f"pod {pod} not Running: {self.stack.kubectl('get', 'pod', pod, '-o', 'yaml').stdout}")
+
+
+@pytest.fixture(scope="module")
+def real_node(stack: Stack) -> Iterator[RealNode]:
+    """The real agent (its own process, netns prefix and node) registered with the stack's API server."""
+    from tests.e2e.conftest import netns_names, require_root_netns
+
+    require_root_netns()
+    require(shutil.which("busybox") is not None, "busybox is not installed")
+    from kubelite.node.network import cleanup_cluster
+    from kubelite.node.runtime import kill_all
+
+    cluster = f"klst-{uuid.uuid4().hex[:6]}"
+    state = stack.base / "real-agent"
+    state.mkdir()
+    log = open(stack.base / "real-agent.log", "ab")  # noqa: SIM115 - owned by the child
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubelite.node.agent", "-v", "--kubeconfig", str(stack.cluster.kubeconfig),
+         "--cluster-name", cluster, "--node-name", f"{cluster}-node", "--state-dir", str(state)],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    log.close()
+    node = RealNode(stack, f"{cluster}-node", proc)
+    try:
+        web = {"name": "web", "image": AGNHOST, "args": ["netexec", "--http-port=8080"]}
+        shell = {"name": "shell", "image": "busybox",
+                 "command": ["sh", "-c", "echo started; while true; do sleep 1; done"]}
+        for name, c in (("real-web", web), ("real-shell", shell)):
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+                   # No controllers run here (no default ServiceAccount): no token to mount.
+                   "spec": {"nodeName": node.name, "containers": [c], "terminationGracePeriodSeconds": 1,
+                            "automountServiceAccountToken": False}}
+            stack.kubectl("apply", "-f", "-", input=yaml.safe_dump(pod), check=True)
+        node.wait_running("real-web")
+        node.wait_running("real-shell")
+        yield node
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        kill_all(state)
+        cleanup_cluster(cluster)
+        assert not [ns for ns in netns_names() if ns.startswith(cluster)]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_real_agent_logs_and_exec(real_node: RealNode, version: str | None) -> None:
+    need(version)
+    k = real_node.stack.kubectl
+    assert k("logs", "real-shell", version=version, check=True).stdout == "started\n"
+    assert k("logs", "real-shell", "--timestamps", version=version, check=True).stdout.endswith("Z started\n")
+    res = k("exec", "real-shell", "--", "sh", "-c", "hostname; echo oops >&2; exit 7", version=version)
+    assert (res.returncode, res.stdout, res.stderr.splitlines()[0]) == (7, "real-shell\n", "oops"), res.stderr
+    res = k("exec", "-i", "real-shell", "--", "sh", "-c", "wc -c", input="12345", version=version, check=True)
+    assert res.stdout.strip() == "5"
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_real_agent_cp_and_port_forward(real_node: RealNode, version: str | None, tmp_path: pathlib.Path) -> None:
+    need(version)
+    k = real_node.stack.kubectl
+    local = tmp_path / "f.bin"
+    payload = os.urandom(200_000)
+    local.write_bytes(payload)
+    k("cp", str(local), "real-shell:/tmp/f.bin", version=version, check=True)
+    k("cp", "real-shell:/tmp/f.bin", str(tmp_path / "back.bin"), version=version, check=True)
+    assert (tmp_path / "back.bin").read_bytes() == payload
+    binary = kubectl_binary(version)
+    assert binary
+    port = free_port()
+    proc = subprocess.Popen([binary, "port-forward", "pod/real-web", f"{port}:8080"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "KUBECONFIG": str(real_node.stack.cluster.kubeconfig)})
+    try:
+        assert proc.stdout is not None
+        assert b"Forwarding from" in proc.stdout.readline()
+        reply = _http_get(port, "/hostname")
+        assert reply.split("\r\n")[0].endswith(" 200 OK") and reply.endswith("\r\n\r\nreal-web"), reply
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -579,12 +579,15 @@ class StreamingServer:
         if not raw.isdigit() or not 0 < int(raw) < 65536:
             return web.Response(status=400, text=f"invalid port {raw!r}")
         port = int(raw)
+        ws = web.WebSocketResponse(max_msg_size=0)
+        await ws.prepare(request)
         try:
             ref = self._find(request, "")
         except StreamingError as e:
-            return web.Response(status=e.code, text=e.message)
-        ws = web.WebSocketResponse(max_msg_size=0)
-        await ws.prepare(request)
+            # Said on the connection (the API server relays it to kubectl's error stream).
+            await ws.send_str(f"error forwarding port {port} to pod {mi['namespace']}/{mi['pod']}, uid : {e.message}")
+            await ws.close()
+            return ws
         try:
             reader, writer = await asyncio.wait_for(
                 open_connection_in(ref.netns_path, "127.0.0.1", port), CONNECT_TIMEOUT

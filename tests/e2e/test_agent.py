@@ -184,9 +184,10 @@ def test_pods_get_their_own_ips_and_serve_traffic(node: Node) -> None:
 
 
 def test_readiness_gates_ready(node: Node) -> None:
-    c = {"name": "c", "image": "busybox", "command": ["sh", "-c", "sleep 2; touch /tmp/ready; sleep 3600"],
-         "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1}}
-    node.apply(pod("ready", [c], terminationGracePeriodSeconds=1))
+    c = {"name": "c", "image": "busybox", "command": ["sh", "-c", "sleep 2; touch /state/ready; sleep 3600"],
+         "readinessProbe": {"exec": {"command": ["cat", "/state/ready"]}, "periodSeconds": 1},
+         "volumeMounts": [{"name": "state", "mountPath": "/state"}]}
+    node.apply(pod("ready", [c], terminationGracePeriodSeconds=1, volumes=[{"name": "state", "emptyDir": {}}]))
     running = node.wait_pod("ready", "running", lambda p: "running" in status_of(p, "c").get("state", {}))
     assert condition(running, "Ready") == "False"
     assert condition(running, "ContainersReady") == "False"
@@ -211,9 +212,10 @@ def test_crashing_container_backs_off(node: Node) -> None:
 
 
 def test_liveness_failure_restarts(node: Node) -> None:
-    c = {"name": "c", "image": "busybox", "command": ["sh", "-c", "touch /tmp/ok; sleep 1; rm /tmp/ok; sleep 3600"],
-         "livenessProbe": {"exec": {"command": ["cat", "/tmp/ok"]}, "periodSeconds": 1, "failureThreshold": 1}}
-    node.apply(pod("live", [c], terminationGracePeriodSeconds=1))
+    c = {"name": "c", "image": "busybox", "command": ["sh", "-c", "touch /state/ok; sleep 1; rm /state/ok; sleep 3600"],
+         "livenessProbe": {"exec": {"command": ["cat", "/state/ok"]}, "periodSeconds": 1, "failureThreshold": 1},
+         "volumeMounts": [{"name": "state", "mountPath": "/state"}]}
+    node.apply(pod("live", [c], terminationGracePeriodSeconds=1, volumes=[{"name": "state", "emptyDir": {}}]))
     s = status_of(node.wait_pod("live", "a restart", lambda p: status_of(p, "c").get("restartCount", 0) >= 1, 15), "c")
     assert s["lastState"]["terminated"]["exitCode"] == 137  # sh as PID 1 ignores SIGTERM: killed after grace
     events = json.loads(node.kubectl("get", "events", "--field-selector", "involvedObject.name=live", "-o", "json"))
@@ -268,3 +270,26 @@ def test_agent_restart_readopts_running_pods(node: Node) -> None:
         assert status_of(new, "agnhost")["restartCount"] == 0
         assert condition(new, "Ready") == "True"
     assert len(list(node.state_dir.glob("containers/*/status.json"))) >= len(pids_before)
+
+
+def test_init_containers_run_first_and_unknown_images_back_off(node: Node) -> None:
+    init = {"name": "init", "image": "busybox", "command": ["sh", "-c", "echo from-init > /state/x"],
+            "volumeMounts": [{"name": "state", "mountPath": "/state"}]}
+    main = {"name": "main", "image": "busybox", "command": ["sh", "-c", "cat /state/x"],
+            "volumeMounts": [{"name": "state", "mountPath": "/state"}]}
+    node.apply(pod("init", [main], initContainers=[init], restartPolicy="Never",
+                   volumes=[{"name": "state", "emptyDir": {}}]),
+               pod("noimage", [{"name": "c", "image": "example.com/no/such:1"}]))
+    done = node.wait_pod("init", "Succeeded", lambda p: p["status"].get("phase") == "Succeeded")
+    assert node.log(done, "main") == "from-init"
+    init_status = done["status"]["initContainerStatuses"][0]
+    assert init_status["state"]["terminated"]["reason"] == "Completed" and init_status["ready"] is True
+    assert condition(done, "Initialized") == "True"
+
+    def pull_failed(p: Obj) -> bool:
+        reason = (status_of(p, "c").get("state", {}).get("waiting") or {}).get("reason")
+        return reason in ("ErrImagePull", "ImagePullBackOff")
+
+    bad = node.wait_pod("noimage", "image pull failure", pull_failed, timeout=10)
+    assert 'Failed to pull image "example.com/no/such:1"' in status_of(bad, "c")["state"]["waiting"]["message"]
+    assert bad["status"]["phase"] == "Pending"

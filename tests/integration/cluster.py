@@ -61,9 +61,10 @@ class Cluster:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0, extra: list[str] | None = None) -> None:
+    def start(self, timeout: float = 30.0, extra: list[str] | None = None, agent: bool = False) -> None:
+        """Start `kubelite up`; without ``agent`` only the control plane runs (no pods, no root)."""
         cmd = [sys.executable, "-m", "kubelite", "up", "--name", self.name, "--data-dir", str(self.data_dir),
-               "--api-port", str(self.port), *(extra or [])]
+               "--api-port", str(self.port), *([] if agent else ["--no-agent"]), *(extra or [])]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
         ready = threading.Event()
 

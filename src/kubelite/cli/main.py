@@ -32,6 +32,7 @@ from kubelite.apiserver.pki import PKI, ensure_pki
 from kubelite.apiserver.server import APIServer, ServerConfig
 from kubelite.cli.supervisor import Child, die_with_parent
 from kubelite.controllers import manager as controller_manager
+from kubelite.node import agent as node_agent
 from kubelite.store import open_store
 
 log = logging.getLogger("kubelite")
@@ -133,7 +134,12 @@ async def run_up(args: argparse.Namespace) -> int:
         )
     if run:
         log.info("cleaning up after a previous run that did not stop cleanly (pid %s)", run.get("pid"))
-        cleanup(data_dir)
+        cleanup(data_dir, name)
+    if not args.no_agent and os.geteuid() != 0:
+        raise CLIError(
+            "kubelite up needs root: pods run in network namespaces it creates "
+            "(run with sudo, or use --no-agent for the API server and controllers only)"
+        )
     host = "127.0.0.1"
     if not port_free(host, args.api_port):
         raise CLIError(f"port {args.api_port} on {host} is already in use: pick another with --api-port")
@@ -165,8 +171,16 @@ async def run_up(args: argparse.Namespace) -> int:
         )
         verbosity = ["-" + "v" * args.verbose] if args.verbose else []
         children = [Child("controllers", [*verbosity, "controllers", "--kubeconfig", str(kc_path)])]
+        if not args.no_agent:
+            children.append(Child("agent", [
+                *verbosity, "agent", "--kubeconfig", str(kc_path), "--cluster-name", name,
+                "--node-name", node_name(name), "--state-dir", str(data_dir / "agent"),
+                "--pod-cidr", args.pod_cidr, "--api-port", str(args.api_port),
+            ]))
         for child in children:
             child.start()
+        if not args.no_agent:
+            await wait_node_ready(store, node_name(name), stop)
         elapsed = time.perf_counter() - started
         print(
             f'kubelite cluster "{name}" is ready in {elapsed:.2f}s: API {server_url}, '
@@ -180,12 +194,42 @@ async def run_up(args: argparse.Namespace) -> int:
             await child.stop()
         await api.stop()
         await store.close()
-        cleanup(data_dir)
+        cleanup(data_dir, name)
     return 0
 
 
-def cleanup(data_dir: pathlib.Path) -> None:
-    """Remove what a run leaves behind outside the persistent state (the store and the PKI)."""
+def node_name(cluster: str) -> str:
+    return f"{cluster}-node"
+
+
+async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, timeout: float = 30.0) -> None:
+    """Block until the node agent has registered its Node with Ready=True (or we are stopped)."""
+    key = f"/registry/core/nodes/{name}"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not stop.is_set() and loop.time() < deadline:
+        kv = await store.get(key)
+        if kv is not None:
+            node = orjson.loads(kv.value)
+            if any(c.get("type") == "Ready" and c.get("status") == "True"
+                   for c in (node.get("status") or {}).get("conditions") or []):
+                return
+        await asyncio.sleep(0.02)
+    if not stop.is_set():
+        log.warning("node %s is not Ready after %.0fs; serving anyway", name, timeout)
+
+
+def cleanup(data_dir: pathlib.Path, cluster: str | None = None) -> None:
+    """Remove what a run leaves behind outside the persistent state (the store and the PKI):
+    container processes, pod and node network namespaces, the run file."""
+    if cluster is not None and os.geteuid() == 0:
+        from kubelite.node.network import cleanup_cluster
+        from kubelite.node.runtime import kill_all
+
+        agent_dir = data_dir / "agent"
+        if agent_dir.exists():
+            kill_all(agent_dir)
+        cleanup_cluster(cluster)
     (data_dir / "run.json").unlink(missing_ok=True)
 
 
@@ -208,7 +252,7 @@ def run_down(args: argparse.Namespace) -> int:
         print(f'kubelite cluster "{args.name}" was not running; cleaned up after its last run')
     else:
         print(f'kubelite cluster "{args.name}" is not running')
-    cleanup(data_dir)
+    cleanup(data_dir, args.name)
     return 0
 
 
@@ -241,11 +285,16 @@ def parser() -> argparse.ArgumentParser:
     common(up)
     up.add_argument("--api-port", type=int, default=6443, help="API server port on 127.0.0.1 (default: 6443)")
     up.add_argument("--service-cidr", default="10.96.0.0/12", help="ClusterIP range (default: 10.96.0.0/12)")
+    up.add_argument("--pod-cidr", default="10.244.0.0/24", help="the node's pod CIDR (default: 10.244.0.0/24)")
+    up.add_argument("--no-agent", action="store_true",
+                    help="run only the control plane (API server, controllers): no pods run; no root needed")
     down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
     common(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")
     status = sub.add_parser("status", help="tell whether a cluster runs and where")
     common(status)
+    agent = sub.add_parser("agent", help="run the node agent: kubelet, pod network, runtime (started by `up`)")
+    node_agent.add_arguments(agent)
     ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
@@ -295,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_down(args)
         if args.command == "status":
             return run_status(args)
+        if args.command == "agent":
+            return _run_component(node_agent.main(args))
         if args.command == "controllers":
             return _run_component(controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c]))
     except CLIError as e:

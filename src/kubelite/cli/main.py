@@ -202,11 +202,11 @@ def node_name(cluster: str) -> str:
     return f"{cluster}-node"
 
 
-async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, timeout: float = 30.0) -> None:
+async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, limit: float = 30.0) -> None:
     """Block until the node agent has registered its Node with Ready=True (or we are stopped)."""
     key = f"/registry/core/nodes/{name}"
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + limit
     while not stop.is_set() and loop.time() < deadline:
         kv = await store.get(key)
         if kv is not None:
@@ -216,7 +216,7 @@ async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, timeout: f
                 return
         await asyncio.sleep(0.02)
     if not stop.is_set():
-        log.warning("node %s is not Ready after %.0fs; serving anyway", name, timeout)
+        log.warning("node %s is not Ready after %.0fs; serving anyway", name, limit)
 
 
 def cleanup(data_dir: pathlib.Path, cluster: str | None = None) -> None:

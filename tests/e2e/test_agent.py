@@ -1,8 +1,9 @@
 """The node agent end to end: a real ``kubelite up``, a real agent process, real pods.
 
-The agent runs as its own process (``python -m kubelite.node.agent``) with a cluster name of
-its own, so its namespaces never collide with anything ``kubelite up`` may start itself, and
-its pods are bound to its node by ``spec.nodeName``. Whatever happens, teardown kills the
+The agent runs as its own process (``python -m kubelite.node.agent``) next to ``kubelite up
+--no-agent``, so the tests can kill and restart it; it has a cluster name of its own, so its
+namespaces never collide with anything else, and its pods are bound to its node by
+``spec.nodeName``. Whatever happens, teardown kills the
 agent, every container it started, the cluster, and removes the network namespaces.
 """
 
@@ -135,7 +136,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     n = Node(cluster, agent_cluster, f"{agent_cluster}-node", cluster.data_dir / "agent-e2e")
     before = [ns for ns in netns_names() if ns.startswith(agent_cluster)]
     try:
-        cluster.start()
+        cluster.start(extra=["--no-agent"])  # this module runs (and kills) its own agent
         n.state_dir.mkdir(parents=True, exist_ok=True)
         n.start_agent()
         wait_for("node Ready", lambda: condition(n.node_object(), "Ready") == "True")

@@ -236,6 +236,7 @@ class PodWorker:
         self.done = False
         self.task: asyncio.Task[None] | None = None
         self._image_backoff = podspec.Backoff()
+        self._born = time.monotonic()
 
     # -- state from the runtime (adoption after an agent restart)
 
@@ -318,9 +319,11 @@ class PodWorker:
             return 3600
         if not self.start_time:
             self.start_time = now_rfc3339()
-        if not await self.ensure_sandbox():
-            await self.report()
-            return RETRY
+        if not self.sandbox_ready:
+            if not await self.ensure_sandbox():
+                await self.report()
+                return RETRY
+            log.debug("pod %s: sandbox ready after %.3fs", self.name, time.monotonic() - self._born)
         delays = [POLL]
         await self.refresh()
         spec = pod.get("spec") or {}
@@ -350,6 +353,7 @@ class PodWorker:
                     continue
                 delays.append(await self.start(c, cs))
         phase = await self.report()
+        log.debug("pod %s: synced after %.3fs", self.name, time.monotonic() - self._born)
         if phase in ("Succeeded", "Failed"):
             self.terminal = True
             await self.finish()
@@ -827,6 +831,8 @@ class Agent:
         self.socket_path = self.state_dir / "kubelet.sock"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._node_uid = ""
+        self._leftovers: dict[str, list[tuple[str, ContainerStatus]]] = {}
+        self._leftover_nets: dict[str, PodNetwork] = {}
         self._node_conditions: list[Obj] = []
         self._ca = client.config.ca_data or b""
         self.ready = asyncio.Event()
@@ -1124,8 +1130,8 @@ class Agent:
         worker.update(pod)
 
     def _adopt(self, worker: PodWorker) -> None:
-        instances = [(cid, st) for cid, st in self.runtime.list().items() if st.pod_uid == worker.uid]
-        net = self.network.pods().get(worker.uid)
+        instances = self._leftovers.pop(worker.uid, [])
+        net = self._leftover_nets.pop(worker.uid, None)
         if not instances and net is None:
             return
         worker.adopt(instances, net)
@@ -1200,7 +1206,14 @@ class Agent:
             await self.pods.wait_synced()
             await self.services.wait_synced()
             await self.cleanup_orphans()
+            # What survived the previous agent, looked up once: the pods known now adopt it
+            # (add_handler delivers them at once); pods that come later start from nothing.
+            for cid, st in self.runtime.list().items():
+                self._leftovers.setdefault(st.pod_uid, []).append((cid, st))
+            self._leftover_nets = self.network.pods()
             self.pods.add_handler(self.on_pod)
+            self._leftovers.clear()
+            self._leftover_nets.clear()
             self.ready.set()
             log.info("node %s ready: pod CIDR %s, InternalIP %s", self.node_name, self.pod_cidr, self.node_ip)
             await asyncio.Event().wait()

@@ -747,6 +747,7 @@ class PodWorker:
         self.sandbox_ready = False
         volumes.remove(self.dir)
         self.agent.backoff.forget(self.uid + "/")
+        self.agent.forget_tokens(self.uid)
         if remove_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -831,6 +832,7 @@ class Agent:
         self.socket_path = self.state_dir / "kubelet.sock"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._node_uid = ""
+        self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
         self._leftovers: dict[str, list[tuple[str, ContainerStatus]]] = {}
         self._leftover_nets: dict[str, PodNetwork] = {}
         self._node_conditions: list[Obj] = []
@@ -878,6 +880,11 @@ class Agent:
         ns = meta["namespace"]
 
         async def token(sa: str, seconds: int, audience: str) -> str:
+            # As the kubelet's token manager: reuse a token until 80% of its lifetime has passed.
+            key = (meta["uid"], sa, seconds, audience)
+            cached = self._tokens.get(key)
+            if cached is not None and time.monotonic() < cached[1]:
+                return cached[0]
             spec: Obj = {
                 "expirationSeconds": seconds,
                 "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
@@ -886,7 +893,8 @@ class Agent:
                 spec["audiences"] = [audience]
             body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
             out = await self.client.create(SERVICEACCOUNTS, body, ns, subresource="token", name=sa)
-            return str(out["status"]["token"])
+            self._tokens[key] = (str(out["status"]["token"]), time.monotonic() + 0.8 * seconds)
+            return self._tokens[key][0]
 
         return volumes.Sources(
             configmap=lambda name: self._get_optional(CONFIGMAPS, name, ns),
@@ -897,6 +905,10 @@ class Agent:
             host_ips=[self.node_ip],
             allocatable=self.allocatable(),
         )
+
+    def forget_tokens(self, pod_uid: str) -> None:
+        for key in [k for k in self._tokens if k[0] == pod_uid]:
+            del self._tokens[key]
 
     async def container_config(self, pod: Obj, c: Obj, image: images.Image, net: PodNetwork,
                                pod_dir: pathlib.Path) -> tuple[dict[str, str], list[str], list[tuple[str, str, bool]]]:

@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pyroute2").setLevel(logging.WARNING)  # its debug output floods -vv
     try:
         if args.command == "up":
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:

@@ -26,6 +26,7 @@ CONTROLLERS: dict[str, str] = {
     "namespace": "kubelite.controllers.namespace:NamespaceController",
     "scheduler": "kubelite.controllers.scheduler:Scheduler",
     "serviceaccount": "kubelite.controllers.serviceaccount:ServiceAccountController",
+    "nodelifecycle": "kubelite.controllers.nodelifecycle:NodeLifecycleController",
 }
 
 

@@ -98,6 +98,9 @@ async def test_setup_creates_node_namespace_with_bridge_and_forwarding(net: Node
     assert v4_addresses(node_links[BRIDGE]) == {"10.244.0.1/24"}
     assert net.gateway == "10.244.0.1"
     assert read_sysctl_in(net.netns_path, "/proc/sys/net/ipv4/ip_forward") == "1"
+    # The node routes pod-to-pod traffic back out of the bridge: it must not send redirects.
+    assert read_sysctl_in(net.netns_path, "/proc/sys/net/ipv4/conf/all/send_redirects") == "0"
+    assert read_sysctl_in(net.netns_path, f"/proc/sys/net/ipv4/conf/{BRIDGE}/send_redirects") == "0"
     # The sysctl was written in the node namespace only.
     assert read_sysctl_in("/proc/self/ns/net", "/proc/sys/net/ipv4/ip_forward") == host_forwarding
 
@@ -114,14 +117,17 @@ async def test_pods_get_distinct_ips_and_reach_each_other_and_the_gateway(net: N
 
     pod_links = links(a.netns)
     assert set(pod_links) == {"lo", "eth0"}
-    assert v4_addresses(pod_links["eth0"]) == {"10.244.0.2/24"}
+    # A /32 with an on-link default route: every packet goes through the node's IP layer.
+    assert v4_addresses(pod_links["eth0"]) == {"10.244.0.2/32"}
+    assert a.prefixlen == 32
     assert "UP" in pod_links["lo"]["flags"]
     node_links = links(net.netns)
     assert node_links[a.host_veth]["master"] == BRIDGE
     assert "UP" in node_links[a.host_veth]["flags"]
     assert pod_links["eth0"]["mtu"] == node_links[a.host_veth]["mtu"] == node_links[BRIDGE]["mtu"]
     routes = json.loads(ip("-n", a.netns, "-j", "route", "show", "default"))
-    assert [(r["gateway"], r["dev"]) for r in routes] == [("10.244.0.1", "eth0")]
+    assert [(r["gateway"], r["dev"], r.get("flags")) for r in routes] == [("10.244.0.1", "eth0", ["onlink"])]
+    assert json.loads(ip("-n", a.netns, "-j", "route", "show", "table", "main")) == routes
 
     # TCP pod to pod, pod to node (gateway), node to pod: the server sees the real source IP.
     server = await start_server_in(a.netns_path, echo_peer, "0.0.0.0", 8080)
@@ -173,7 +179,7 @@ async def test_add_pod_repairs_a_half_made_pod(net: NodeNetwork) -> None:
     pod = await net.add_pod(uid)
     ip("-n", net.netns, "link", "del", pod.host_veth)  # as if the agent died mid-way
     assert await net.add_pod(uid) == pod
-    assert v4_addresses(links(pod.netns)["eth0"]) == {f"{pod.ip}/24"}
+    assert v4_addresses(links(pod.netns)["eth0"]) == {f"{pod.ip}/32"}
     assert links(net.netns)[pod.host_veth]["master"] == BRIDGE
 
 

@@ -11,8 +11,20 @@ Everything lives in network namespaces named after the cluster, never in the hos
 * ``<cluster>-node``: the node. Bridge ``kl-br0`` with the gateway address (first address
   of the pod CIDR), IPv4 forwarding on, ``lo`` up. Later the proxy's nftables live here.
 * ``<cluster>-<12 hex of the pod UID>``: one per pod. ``eth0`` (the pod end of a veth pair
-  whose node end ``kv<10 hex>`` is a bridge port) with the pod IP and a default route via
-  the gateway.
+  whose node end ``kv<10 hex>`` is a bridge port) with the pod IP as a /32 and
+  ``default via <gateway> dev eth0 onlink``.
+
+Pod traffic is *routed* through the node, not bridged between pods. With the pod CIDR on
+``eth0`` a pod would reach a neighbour straight over the bridge, and the reply of a Service
+connection (pod A -> ClusterIP, DNATed in the node to pod B) would go from B to A without
+passing the node's IP layer: conntrack never sees it, A gets an answer from B's address
+instead of the ClusterIP and resets the connection. The usual fix, ``br_netfilter``, makes
+bridged frames traverse the IP hooks, but it is a host-wide module that CI machines may
+lack and that changes the host's own bridges too. A /32 address with an on-link default
+route needs nothing from the host: every packet a pod sends goes to the gateway's MAC, the
+node routes it (back out of the same bridge for pod-to-pod traffic), and conntrack sees
+both directions of every flow. The node therefore sends no ICMP redirects
+(``send_redirects=0``), which would otherwise invite pods to bypass it.
 
 The veth pair is created by a netlink request sent *inside the node namespace*, with the
 peer placed straight into the pod namespace as ``eth0``: no interface ever exists in the
@@ -51,6 +63,9 @@ from kubelite.node.ipam import IPAM
 NETNS_DIR = pathlib.Path("/run/netns")
 BRIDGE = "kl-br0"
 POD_IFNAME = "eth0"
+# A pod's own address is a host route: it reaches every other address through the node.
+POD_PREFIXLEN = 32
+RTNH_F_ONLINK = 4
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -67,7 +82,7 @@ class PodNetwork:
     netns_path: str
     ip: str
     gateway: str
-    prefixlen: int
+    prefixlen: int  # of ``ip`` on the pod's eth0: 32, everything else is reached via the gateway
     host_veth: str
 
 
@@ -360,7 +375,7 @@ class NodeNetwork:
             netns_path=_netns_path(name),
             ip=ip,
             gateway=self.gateway,
-            prefixlen=self._gateway_if.network.prefixlen,
+            prefixlen=POD_PREFIXLEN,
             host_veth=f"kv{key[:10]}",
         )
 
@@ -387,9 +402,17 @@ class NodeNetwork:
             if gateway not in present:
                 ipr.addr("add", index=bridge, address=gateway[0], prefixlen=gateway[1])
             ipr.link("set", index=bridge, state="up")
-        # /proc/sys/net is per namespace, resolved from the opening thread's namespace.
-        with in_netns(self.netns_path), open("/proc/sys/net/ipv4/ip_forward", "w") as f:
-            f.write("1")
+        # /proc/sys/net is per namespace, resolved from the opening thread's namespace. The
+        # node routes pod-to-pod packets back out of the bridge they came in on: without
+        # send_redirects=0 (needed on "all" and on the bridge) it would tell pods to go direct.
+        with in_netns(self.netns_path):
+            for path, value in (
+                ("/proc/sys/net/ipv4/ip_forward", "1"),
+                ("/proc/sys/net/ipv4/conf/all/send_redirects", "0"),
+                (f"/proc/sys/net/ipv4/conf/{BRIDGE}/send_redirects", "0"),
+            ):
+                with open(path, "w") as f:
+                    f.write(value)
 
     def _add_pod(self, uid: str) -> PodNetwork:
         if not os.path.exists(self.netns_path):
@@ -454,7 +477,8 @@ class NodeNetwork:
             eth0 = _link_index(ipr, POD_IFNAME)
             ipr.addr("add", index=eth0, address=pod.ip, prefixlen=pod.prefixlen)
             ipr.link("set", index=eth0, state="up")
-            ipr.route("add", dst="0.0.0.0/0", gateway=pod.gateway)
+            # On-link: the gateway is not inside the pod's /32, yet directly reachable on eth0.
+            ipr.route("add", dst="0.0.0.0/0", gateway=pod.gateway, oif=eth0, flags=RTNH_F_ONLINK)
 
     def _is_complete(self, pod: PodNetwork) -> bool:
         with _iproute(pod.netns_path) as ipr:

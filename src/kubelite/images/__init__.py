@@ -39,6 +39,15 @@ class Image:
     env: dict[str, str] = field(default_factory=lambda: {"PATH": DEFAULT_PATH})
     workdir: str = ""
     ports: tuple[int, ...] = ()
+    # Programs at fixed paths inside the real image (agnhost's /agnhost), as the argv that
+    # runs them here: manifests written for a real cluster say `command: ["/agnhost", ...]`.
+    binaries: dict[str, list[str]] = field(default_factory=dict)
+
+    def host_argv(self, argv: list[str]) -> list[str]:
+        """``argv`` with an in-image program path replaced by how it runs on this machine."""
+        if argv and argv[0] in self.binaries:
+            return [*self.binaries[argv[0]], *argv[1:]]
+        return argv
 
     @property
     def image_id(self) -> str:
@@ -172,14 +181,15 @@ def _nginx(image: str) -> Image:
     return Image(normalise(image), [], ["nginx", "-c", str(conf), "-g", "daemon off;"], ports=(80,))
 
 
-def _python_module(module: str, *args: str) -> Callable[[str], Image]:
+def _python_module(module: str, *args: str, binary: str = "") -> Callable[[str], Image]:
     def build(image: str) -> Image:
-        return Image(normalise(image), [sys.executable, "-m", module, *args], [])
+        argv = [sys.executable, "-m", module, *args]
+        return Image(normalise(image), argv, [], binaries={binary: argv} if binary else {})
 
     return build
 
 
-_agnhost = _python_module("kubelite.images.agnhost")
+_agnhost = _python_module("kubelite.images.agnhost", binary="/agnhost")
 _pause = _python_module("kubelite.images.pause")
 
 # Repository (without tag) -> how to build the image.

@@ -953,8 +953,10 @@ class Agent:
             self.event(pod, "Warning", "InvalidEnvironmentVariableNames",
                        f"Keys [{', '.join(keys)}] from the EnvFrom {kind} {name} were skipped since they are "
                        "considered invalid environment variable names.")
-        env = {"HOSTNAME": podspec.uts_hostname(pod), **image.env, **result.env}
-        argv = podspec.container_argv(c, image.entrypoint, image.cmd, result.env)
+        # HOME as runc sets it from the image's passwd (root's, or / for other users).
+        home = "/root" if not (c.get("securityContext") or {}).get("runAsUser") else "/"
+        env = {"HOSTNAME": podspec.uts_hostname(pod), "HOME": home, **image.env, **result.env}
+        argv = image.host_argv(podspec.container_argv(c, image.entrypoint, image.cmd, result.env))
         if not argv:
             raise podspec.EnvError("no command specified")
         etc = pod_dir / "etc"

@@ -84,6 +84,37 @@ def rfc3339_nano(ns: int) -> str:
     return f"{base}.{digits}Z" if digits else f"{base}Z"
 
 
+def _under_tmp(path: str) -> bool:
+    real = os.path.realpath(path)
+    return real == "/tmp" or real.startswith("/tmp/")
+
+
+def _mount_all(mounts: list[tuple[str, str, bool]]) -> None:
+    """The pod's bind mounts, and a private tmpfs at /tmp.
+
+    Each container has its own /tmp, as it would in its image's filesystem: what it writes
+    there must not appear on the host or in other containers. Mounting that tmpfs hides
+    whatever lies under the host's /tmp, which may hold bind sources (a data dir under /tmp)
+    and may be where targets go (a volume at /tmp/cache). So: first the binds that target
+    elsewhere; then sources needed under /tmp are bound to a staging place in the
+    container's private /dev/shm; then /tmp is mounted; then the staged binds go in.
+    """
+    later: list[tuple[str, str, bool]] = []
+    for source, target, read_only in mounts:
+        if _under_tmp(target):
+            later.append((source, target, read_only))
+        else:
+            _bind_mount(source, target, read_only)
+    staged: list[tuple[str, str, bool]] = []
+    for i, (source, target, read_only) in enumerate(later):
+        stage = f"/dev/shm/.kubelite-stage-{i}"
+        _bind_mount(source, stage, False)
+        staged.append((stage, target, read_only))
+    nsutil.mount("tmpfs", "/tmp", "tmpfs", nsutil.MS_NOSUID | nsutil.MS_NODEV, "mode=1777")
+    for stage, target, read_only in staged:
+        _bind_mount(stage, target, read_only)
+
+
 def process_start_time(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks since boot (field 22 of /proc/<pid>/stat).
 
@@ -210,8 +241,7 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
                 nsutil.MS_NOSUID | nsutil.MS_NODEV | nsutil.MS_NOEXEC,
                 "mode=1777,size=65536k",
             )
-        for source, target, read_only in spec["mounts"]:
-            _bind_mount(source, target, read_only)
+        _mount_all(spec["mounts"])
         if spec["hostname"]:
             socket.sethostname(spec["hostname"])
         workdir = spec["workdir"] or "/"

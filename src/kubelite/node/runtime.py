@@ -38,6 +38,16 @@ ID_PREFIX = "kubelite://"
 _START_TIMEOUT = 30.0
 _POLL = 0.02
 
+# The shim runs isolated (-I) and without site (-S): it needs only the standard library and
+# kubelite, and skipping site-packages' .pth files cuts its start from ~140 ms to ~40 ms of
+# CPU per container.
+_PACKAGE_ROOT = str(pathlib.Path(__file__).resolve().parents[2])
+SHIM_COMMAND = [
+    sys.executable, "-I", "-S", "-c",
+    f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); from kubelite.node.shim import main; sys.exit(main(sys.argv[1:]))",
+]
+
+
 
 @dataclass
 class ContainerSpec:
@@ -208,9 +218,7 @@ class Runtime:
         spec_path.write_text(json.dumps(data))
         with open(cdir / "shim.log", "ab") as shim_log:  # noqa: ASYNC230 - a local file, created empty
             proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "kubelite.node.shim",
+                *SHIM_COMMAND,
                 str(spec_path),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=shim_log,
@@ -329,9 +337,7 @@ class Runtime:
         err_r, err_w = os.pipe()
         master: int | None = None
         cmd = [
-            sys.executable,
-            "-m",
-            "kubelite.node.shim",
+            *SHIM_COMMAND,
             "--exec",
             str(cdir),
             str(err_w),

@@ -294,3 +294,25 @@ def test_init_containers_run_first_and_unknown_images_back_off(node: Node) -> No
     bad = node.wait_pod("noimage", "image pull failure", pull_failed, timeout=10)
     assert 'Failed to pull image "example.com/no/such:1"' in status_of(bad, "c")["state"]["waiting"]["message"]
     assert bad["status"]["phase"] == "Pending"
+
+
+def test_security_context_and_in_image_agnhost_path(node: Node) -> None:
+    ids = {"name": "c", "image": "busybox", "command": ["sh", "-c", "id -u; id -g"],
+           "securityContext": {"runAsUser": 1234, "runAsGroup": 5678}}
+    nonroot = {"name": "c", "image": "busybox", "command": ["true"]}
+    # Manifests written for the real agnhost image call its binary by path.
+    agn = {"name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.52",
+           "command": ["/agnhost", "serve-hostname", "--port=9376"]}
+    node.apply(pod("ids", [ids], restartPolicy="Never"),
+               pod("nonroot", [nonroot], securityContext={"runAsNonRoot": True}),
+               pod("agnpath", [agn]))
+    done = node.wait_pod("ids", "Succeeded", lambda p: p["status"].get("phase") == "Succeeded")
+    assert node.log(done, "c").split() == ["1234", "5678"]
+
+    def refused(p: Obj) -> bool:
+        return (status_of(p, "c").get("state", {}).get("waiting") or {}).get("reason") == "CreateContainerConfigError"
+
+    bad = node.wait_pod("nonroot", "CreateContainerConfigError", refused, timeout=10)
+    assert "container has runAsNonRoot and image will run as root" in status_of(bad, "c")["state"]["waiting"]["message"]
+    running = node.wait_pod("agnpath", "Running", lambda p: p["status"].get("phase") == "Running")
+    assert status_of(running, "c").get("restartCount") == 0

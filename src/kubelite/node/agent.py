@@ -476,6 +476,14 @@ class PodWorker:
             return RETRY
         restart = cs.restart_count + 1 if cs.current else 0
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
+        if sc.get("runAsNonRoot") and not sc.get("runAsUser"):
+            # Every catalog image runs as root unless told otherwise, as the kubelet checks it.
+            meta = pod.get("metadata") or {}
+            msg = (f'container has runAsNonRoot and image will run as root (pod: "{meta.get("name")}_'
+                   f'{meta.get("namespace")}({self.uid})", container: {c["name"]})')
+            cs.waiting = ("CreateContainerConfigError", msg)
+            self.event("Warning", "Failed", f"Error: {msg}")
+            return RETRY
         spec = ContainerSpec(
             pod_uid=self.uid,
             name=c["name"],
@@ -954,7 +962,8 @@ class Agent:
                        f"Keys [{', '.join(keys)}] from the EnvFrom {kind} {name} were skipped since they are "
                        "considered invalid environment variable names.")
         # HOME as runc sets it from the image's passwd (root's, or / for other users).
-        home = "/root" if not (c.get("securityContext") or {}).get("runAsUser") else "/"
+        sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
+        home = "/" if sc.get("runAsUser") else "/root"
         env = {"HOSTNAME": podspec.uts_hostname(pod), "HOME": home, **image.env, **result.env}
         argv = image.host_argv(podspec.container_argv(c, image.entrypoint, image.cmd, result.env))
         if not argv:

@@ -196,6 +196,15 @@ def test_kubectl_create_service_and_expose(cluster: Cluster) -> None:
     got = json.loads(cluster.kubectl("get", "svc", "web", "-n", ns, "-o", "json", check=True).stdout)
     assert got["spec"]["selector"] == {"app": "web"}
     assert got["spec"]["ports"] == [{"port": 8080, "protocol": "TCP", "targetPort": 80}]
+    deploy = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"},
+              "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "api"}},
+                       "template": {"metadata": {"labels": {"app": "api"}},
+                                    "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}}
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(deploy), check=True)
+    res = cluster.kubectl("expose", "deployment", "api", "-n", ns, "--port=80", check=True)
+    assert res.stdout.strip() == "service/api exposed"
+    got = json.loads(cluster.kubectl("get", "svc", "api", "-n", ns, "-o", "json", check=True).stdout)
+    assert got["spec"]["selector"] == {"app": "api"} and got["spec"]["type"] == "ClusterIP"
 
 
 def test_service_lifecycle_status_collection(cluster: Cluster) -> None:

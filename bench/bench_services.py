@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from bench_api import Cluster  # noqa: E402
+from bench_api import Cluster
 
 
 async def create_many(c: Cluster, n: int) -> list[float]:

@@ -30,7 +30,6 @@ import os
 import pathlib
 import platform
 import shutil
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -1289,26 +1288,19 @@ async def main(args: argparse.Namespace) -> int:
         api_port=api_port,
         image_catalog=pathlib.Path(args.image_catalog) if args.image_catalog else None,
     )
-    task = asyncio.create_task(agent.run())
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
     try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        await agent.run()
     finally:
         await client.close()
     return 0
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="kubelite agent", description="kubelite's node agent (kubelet)")
-    _parser.add_argument("-v", "--verbose", action="count", default=0)
-    add_arguments(_parser)
-    _args = _parser.parse_args()
-    logging.basicConfig(level=logging.WARNING - 10 * min(_args.verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
-    with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(asyncio.run(main(_args)))
+    # `python -m kubelite.node.agent ...` is `kubelite agent ...` (signals, logging, parent death).
+    import sys
+
+    from kubelite.cli.main import main as cli_main
+
+    verbosity = [a for a in sys.argv[1:] if a.startswith("-v") and set(a[1:]) == {"v"}]
+    rest = [a for a in sys.argv[1:] if a not in verbosity]
+    raise SystemExit(cli_main([*verbosity, "agent", *rest]))

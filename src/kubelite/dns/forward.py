@@ -242,6 +242,10 @@ class Forwarder:
                 up.fails += 1
                 self.metrics.forward_failure(up.label)
                 log.debug("upstream %s failed: %s: %s", up.label, type(err).__name__, err)
+                # Refused or unreachable is an answer of sorts: no second try at it for this question.
+                if isinstance(err, OSError) and not isinstance(err, TimeoutError):
+                    order.remove(up)
+                    attempt -= 1
                 continue
             up.fails = 0
             rcode = scanned.flags & 0xF

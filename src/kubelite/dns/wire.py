@@ -224,14 +224,14 @@ def reply(q: Query, e: Entry, limit: int, now: float = 0.0) -> bytes:
             flags |= TC  # dropping additional records alone is no truncation (RFC 2181 9)
         an, ns, ar = an2, ns2, ar2
     if e.ttls and now:
-        age = int(now - e.born)
-        if age > 0:
-            buf = bytearray(tail)
-            size = len(buf)
-            for off, ttl in e.ttls:
-                if off + 4 <= size:
-                    U32.pack_into(buf, off, max(0, ttl - age))
-            tail = bytes(buf)
+        # As CoreDNS's cache: TTLs count down, and never promise more than the cache keeps the answer.
+        age, left = int(now - e.born), max(0, int(e.expires - now))
+        buf = bytearray(tail)
+        size = len(buf)
+        for off, ttl in e.ttls:
+            if off + 4 <= size:
+                U32.pack_into(buf, off, max(0, min(ttl - age, left)))
+        tail = bytes(buf)
     return HEADER.pack(q.id, flags, 1, an, ns, ar + (1 if opt else 0)) + q.question + tail + opt
 
 

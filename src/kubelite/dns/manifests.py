@@ -1,0 +1,139 @@
+"""The objects that make cluster DNS a system workload, as kubeadm installs CoreDNS.
+
+``kubelite up`` creates them (ServiceAccount, Service, Deployment, in that order) and waits
+for :func:`probe` before it calls the cluster ready. They mirror kubeadm's CoreDNS addon
+(cmd/kubeadm/app/phases/addons/dns/manifests.go): the Service ``kube-dns`` at the tenth
+address of the service CIDR, the Deployment ``coredns`` with the ``k8s-app=kube-dns``
+label tools look for, the same probes and ports, and ``dnsPolicy: Default`` so the DNS
+server itself resolves through the node's resolvers, not through itself. Differences: the
+image is our built-in ``kubelite/dns`` configured by flags (no Corefile ConfigMap), one
+replica (memory matters on one machine), and no RBAC objects (kubelite has no RBAC yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import secrets
+import socket
+from typing import Any
+
+import dns.message
+import dns.rdatatype
+
+Obj = dict[str, Any]
+
+NAMESPACE = "kube-system"
+LABELS = {"k8s-app": "kube-dns"}
+IMAGE = "kubelite/dns"
+
+
+def cluster_dns_ip(service_cidr: str) -> str:
+    """The tenth address of the service CIDR (10.96.0.10 for 10.96.0.0/12), as kubeadm picks it."""
+    net = ipaddress.ip_network(service_cidr, strict=False)
+    return str(net.network_address + 10)
+
+
+def service_account() -> Obj:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "coredns", "namespace": NAMESPACE}}
+
+
+def service(cluster_ip: str) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "kube-dns",
+            "namespace": NAMESPACE,
+            "labels": {**LABELS, "kubernetes.io/cluster-service": "true", "kubernetes.io/name": "CoreDNS"},
+            "annotations": {"prometheus.io/port": "9153", "prometheus.io/scrape": "true"},
+        },
+        "spec": {
+            "selector": dict(LABELS),
+            "clusterIP": cluster_ip,
+            "ports": [
+                {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53},
+                {"name": "metrics", "port": 9153, "protocol": "TCP", "targetPort": 9153},
+            ],
+        },
+    }
+
+
+def deployment(zone: str = "cluster.local", *, replicas: int = 1, image: str = IMAGE) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "coredns", "namespace": NAMESPACE, "labels": dict(LABELS)},
+        "spec": {
+            "replicas": replicas,
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}},
+            "selector": {"matchLabels": dict(LABELS)},
+            "template": {
+                "metadata": {"labels": dict(LABELS)},
+                "spec": {
+                    "priorityClassName": "system-cluster-critical",
+                    "serviceAccountName": "coredns",
+                    "tolerations": [
+                        {"key": "CriticalAddonsOnly", "operator": "Exists"},
+                        {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"},
+                    ],
+                    "nodeSelector": {"kubernetes.io/os": "linux"},
+                    "containers": [{
+                        "name": "coredns",
+                        "image": image,
+                        "imagePullPolicy": "IfNotPresent",
+                        "args": ["--zone", zone],
+                        "resources": {"limits": {"memory": "170Mi"}, "requests": {"cpu": "100m", "memory": "70Mi"}},
+                        "ports": [
+                            {"containerPort": 53, "name": "dns", "protocol": "UDP"},
+                            {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"},
+                            {"containerPort": 9153, "name": "metrics", "protocol": "TCP"},
+                            {"containerPort": 8080, "name": "liveness-probe", "protocol": "TCP"},
+                            {"containerPort": 8181, "name": "readiness-probe", "protocol": "TCP"},
+                        ],
+                        "livenessProbe": {
+                            "httpGet": {"path": "/health", "port": "liveness-probe", "scheme": "HTTP"},
+                            "initialDelaySeconds": 60, "timeoutSeconds": 5, "successThreshold": 1,
+                            "failureThreshold": 5,
+                        },
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": "readiness-probe", "scheme": "HTTP"}},
+                        "securityContext": {
+                            "allowPrivilegeEscalation": False,
+                            "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},
+                            "readOnlyRootFilesystem": True,
+                        },
+                    }],
+                    "dnsPolicy": "Default",
+                },
+            },
+        },
+    }
+
+
+def objects(cluster_ip: str, zone: str = "cluster.local") -> list[Obj]:
+    """Everything cluster DNS needs, in creation order."""
+    return [service_account(), service(cluster_ip), deployment(zone)]
+
+
+async def probe(server_ip: str, port: int = 53, within: float = 1.0, *, zone: str = "cluster.local") -> bool:
+    """True when the server at ``server_ip:port`` resolves ``kubernetes.default.svc.<zone>`` over UDP."""
+    q = dns.message.make_query(f"kubernetes.default.svc.{zone}", dns.rdatatype.A)
+    q.id = secrets.randbits(16)
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in server_ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, (server_ip, port))
+            await loop.sock_sendall(sock, q.to_wire())
+            async with asyncio.timeout(within):
+                while True:
+                    data = await loop.sock_recv(sock, 65535)
+                    with contextlib.suppress(Exception):
+                        r = dns.message.from_wire(data)
+                        if r.id == q.id:
+                            return r.rcode() == 0 and any(rrset.rdtype == dns.rdatatype.A for rrset in r.answer)
+        except (TimeoutError, OSError):
+            return False

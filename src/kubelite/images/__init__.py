@@ -3,7 +3,7 @@
 kubelite runs containers as host processes, so an image reference selects a program on
 this machine instead of a filesystem: built-in images written in Python (agnhost, the pause
 image, cluster DNS), host binaries with their images' usual defaults (busybox, python,
-redis, nginx), and whatever a user catalog file adds. References are normalised as
+redis, nginx, mariadb and mysql), and whatever a user catalog file adds. References are normalised as
 container runtimes do (``busybox``, ``busybox:1.36`` and ``docker.io/library/busybox:1.36``
 are one image) and tags are ignored: there is one version of each program here.
 
@@ -139,11 +139,26 @@ def _python(image: str) -> Image:
 
 def _redis(image: str) -> Image:
     _require("redis-server", image)
-    # Listen on every address of the pod (the image's config does that too) and never write a
-    # dump into the host directory that stands in for the image's /data.
-    return Image(
-        normalise(image), [], ["redis-server", "--protected-mode", "no", "--save", ""], ports=(6379,)
-    )
+    # Our docker-entrypoint.sh: protected mode off, a private working directory for dumps,
+    # the redis user. A command that names the server directly gets the same treatment.
+    entrypoint = [sys.executable, "-m", "kubelite.images.redis"]
+    server = [*entrypoint, "redis-server"]
+    return Image(normalise(image), entrypoint, ["redis-server"], ports=(6379,),
+                 binaries={"redis-server": server, "/usr/local/bin/redis-server": server})
+
+
+def _mariadb(flavour: str) -> Callable[[str], Image]:
+    """``mariadb`` and ``mysql``: the host's MariaDB server behind the official images' set-up."""
+    server = "mysqld" if flavour == "mysql" else "mariadbd"
+
+    def build(image: str) -> Image:
+        _require("mariadbd", image)
+        _require("mariadb-install-db", image)
+        entrypoint = [sys.executable, "-m", "kubelite.images.mariadb", flavour]
+        return Image(normalise(image), entrypoint, [server], ports=(3306,),
+                     binaries={"docker-entrypoint.sh": entrypoint, "/usr/local/bin/docker-entrypoint.sh": entrypoint})
+
+    return build
 
 
 _NGINX_CONF = """\
@@ -206,6 +221,8 @@ BUILTIN: dict[str, Callable[[str], Image]] = {
     "gcr.io/google-containers/busybox": _busybox,
     "docker.io/library/python": _python,
     "docker.io/library/redis": _redis,
+    "docker.io/library/mariadb": _mariadb("mariadb"),
+    "docker.io/library/mysql": _mariadb("mysql"),
     "docker.io/library/nginx": _nginx,
     "registry.k8s.io/e2e-test-images/nginx": _nginx,
 }

@@ -189,6 +189,9 @@ def test_mysql_queries_and_result_types(mariadb: int) -> None:
         assert res.columns == ["id", "s", "f", "b", "n"]
         assert res.rows == [(1, "it's \"x\"\n\\", 1.5, b"\x00\xff", None), (2, "é" * 300, 2.0, None, 7)]
         assert db.query("SELECT 12345678901234, REPEAT('ab', 40000)").rows == [(12345678901234, "ab" * 40000)]
+        # Numbers and dates come with the binary charset but are text; binary strings are bytes.
+        assert db.query("SELECT TIMESTAMP'2025-01-02 03:04:05', DATE'2025-01-02', 1.50, CAST('x' AS BINARY)").rows \
+            == [("2025-01-02 03:04:05", "2025-01-02", "1.50", b"x")]
         assert db.query("SELECT 1 FROM t WHERE 0").rows == []
         with pytest.raises(minimysql.MySQLError) as err:
             db.query("SELECT * FROM missing")
@@ -221,7 +224,7 @@ def test_redis_replies(redis: int) -> None:
 
 
 def test_backend_visit_goes_through_redis_and_the_database(mariadb: int, redis: int) -> None:
-    env = {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis), "DB_HOST": "127.0.0.1", "DB_PORT": str(mariadb),
+    env = {"REDIS_ADDRESS": f"127.0.0.1:{redis}", "DB_ADDRESS": f"127.0.0.1:{mariadb}",
            "DB_USER": "app", "DB_PASSWORD": "p'w\\d", "DB_NAME": "shop"}
     with miniredis.Connection("127.0.0.1", redis) as r:
         r.command("DEL", "hits")
@@ -244,7 +247,7 @@ def test_backend_visit_goes_through_redis_and_the_database(mariadb: int, redis: 
     assert third["db"]["visits"] == second["db"]["visits"] + 1
 
     # A store that is down is an error, not a retry loop.
-    broken = backend.Stores({**env, "DB_PORT": str(free_port())})
+    broken = backend.Stores({**env, "DB_ADDRESS": f"127.0.0.1:{free_port()}"})
     with pytest.raises(OSError):
         broken.visit()
 

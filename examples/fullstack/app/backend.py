@@ -3,7 +3,9 @@
 Every visit increments a counter in Redis (``INCR hits``) and adds a row to the ``visits``
 table in MySQL/MariaDB, then reports both, with the pod's name and IP (downward API), so a
 client of the ``backend`` Service sees which pod answered and that the data went through both
-stores. Redis and the database are reached by their Service names (``redis``, ``db``).
+stores. Redis and the database are reached by their Service names (``REDIS_ADDRESS``
+``redis:6379``, ``DB_ADDRESS`` ``db:3306``; not ``REDIS_PORT``/``DB_PORT``, which Kubernetes
+sets in every pod to ``tcp://<ClusterIP>:<port>`` for the Services ``redis`` and ``db``).
 
 One connection to each store is kept and reused under a lock (a pool of one); a reused
 connection that fails is replaced once, so a store that restarted costs no request. On SIGTERM
@@ -44,17 +46,19 @@ class Stores:
         self.redis: miniredis.Connection | None = None
         self.db: minimysql.Connection | None = None
 
+    def _address(self, name: str, default: str) -> tuple[str, int]:
+        host, _, port = self.env.get(name, default).rpartition(":")
+        return host, int(port)
+
     def _redis(self) -> miniredis.Connection:
         if self.redis is None:
-            self.redis = miniredis.Connection(self.env.get("REDIS_HOST", "redis"),
-                                              int(self.env.get("REDIS_PORT", "6379")))
+            self.redis = miniredis.Connection(*self._address("REDIS_ADDRESS", "redis:6379"))
         return self.redis
 
     def _db(self) -> minimysql.Connection:
         if self.db is None:
-            db = minimysql.Connection(self.env.get("DB_HOST", "db"), int(self.env.get("DB_PORT", "3306")),
-                                      self.env.get("DB_USER", "root"), self.env.get("DB_PASSWORD", ""),
-                                      self.env.get("DB_NAME", ""))
+            db = minimysql.Connection(*self._address("DB_ADDRESS", "db:3306"), self.env.get("DB_USER", "root"),
+                                      self.env.get("DB_PASSWORD", ""), self.env.get("DB_NAME", ""))
             db.query(SCHEMA)
             self.db = db
         return self.db
@@ -82,7 +86,7 @@ class Stores:
                 db = self._db()
                 db.query("INSERT INTO visits (pod) VALUES (%s)", (POD_NAME,))
                 count = db.query("SELECT COUNT(*) FROM visits").rows[0][0]
-                recent = db.query("SELECT pod, at FROM visits ORDER BY id DESC LIMIT 5").rows
+                recent = db.query("SELECT pod, at FROM visits ORDER BY id DESC LIMIT 3").rows
                 return int(count or 0), [{"pod": pod, "at": at} for pod, at in recent]
 
             visits, recent = self._once_more("db", record)
@@ -99,10 +103,13 @@ class Handler(BaseHTTPRequestHandler):
             self.reply(200, "text/plain", b"ok\n")
         elif self.path == "/":
             try:
-                body = json.dumps(self.stores.visit(), indent=1) + "\n"
+                body = json.dumps(self.stores.visit()) + "\n"
             except (OSError, miniredis.RedisError, minimysql.MySQLError) as e:
                 self.reply(503, "application/json", json.dumps({"pod": POD_NAME, "error": str(e)}).encode())
                 return
+            except Exception as e:  # a bug: say so instead of dropping the connection
+                self.reply(500, "application/json", json.dumps({"pod": POD_NAME, "error": repr(e)}).encode())
+                raise
             self.reply(200, "application/json", body.encode())
         else:
             self.reply(404, "text/plain", b"not found\n")

@@ -11,6 +11,7 @@ import argparse
 import collections
 import json
 import sys
+import urllib.error
 import urllib.request
 
 
@@ -27,17 +28,28 @@ def main(argv: list[str]) -> int:
     parser.add_argument("-n", type=int, default=1, help="how many requests")
     parser.add_argument("url")
     args = parser.parse_args(argv)
-    if args.n == 1:
-        with urllib.request.urlopen(args.url, timeout=10) as response:
-            sys.stdout.write(response.read().decode(errors="replace"))
-        return 0
     pods: collections.Counter[str] = collections.Counter()
+    failed = 0
     for _ in range(args.n):
-        with urllib.request.urlopen(args.url, timeout=10) as response:
-            pods[answered_by(response.read())] += 1
-    for pod, count in sorted(pods.items()):
-        print(f"{pod}: {count}")
-    return 0
+        try:
+            with urllib.request.urlopen(args.url, timeout=10) as response:
+                body = response.read()
+        except urllib.error.HTTPError as e:
+            body = e.read()
+            print(f"HTTP {e.code}: {body.decode(errors='replace').strip()}", file=sys.stderr)
+            failed += 1
+            continue
+        except OSError as e:
+            print(f"{args.url}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if args.n == 1:
+            sys.stdout.write(body.decode(errors="replace"))
+        pods[answered_by(body)] += 1
+    if args.n > 1:
+        for pod, count in sorted(pods.items()):
+            print(f"{pod}: {count}")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -27,6 +27,9 @@ CLIENT_PLUGIN_AUTH = 0x80000
 
 INTEGER_TYPES = {1, 2, 3, 8, 9, 13}  # TINY, SHORT, LONG, LONGLONG, INT24, YEAR
 FLOAT_TYPES = {4, 5}  # FLOAT, DOUBLE
+# VARCHAR, BIT, ENUM, SET, the BLOBs, VAR_STRING, STRING, GEOMETRY: bytes when their charset is
+# binary. Numbers and dates also say "binary" but are sent as ASCII text.
+STRING_TYPES = {15, 16, 247, 248, 249, 250, 251, 252, 253, 254, 255}
 
 Value = int | float | str | bytes | None
 
@@ -142,7 +145,7 @@ def _convert(raw: bytes | None, type_: int, charset: int) -> Value:
         return int(raw)
     if type_ in FLOAT_TYPES:
         return float(raw)
-    return raw if charset == BINARY_CHARSET else raw.decode()
+    return raw if charset == BINARY_CHARSET and type_ in STRING_TYPES else raw.decode()
 
 
 class Connection:

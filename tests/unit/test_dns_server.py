@@ -34,7 +34,7 @@ from kubelite.dns import manifests
 from kubelite.dns.forward import Forwarder, parse_upstream, upstreams_from_resolv_conf
 from kubelite.dns.metrics import Metrics, serve_http
 from kubelite.dns.records import ClusterState, Resolver
-from kubelite.dns.server import DNSServer
+from kubelite.dns.server import DNSServer, Options, _PodIPInformer, _upstreams
 from kubelite.dns.wire import Query, entry_from_response, parse_query, render, reply, scan_response
 
 Obj = dict[str, Any]
@@ -633,3 +633,19 @@ def test_manifests_match_kubeadm() -> None:
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "readiness-probe", "scheme": "HTTP"}
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"
     assert (c["livenessProbe"]["initialDelaySeconds"], c["livenessProbe"]["failureThreshold"]) == (60, 5)
+
+
+def test_pod_informer_keeps_only_what_pod_records_need() -> None:
+    pod = {"metadata": {"name": "p", "namespace": "prod", "resourceVersion": "7", "labels": {"a": "b"},
+                        "annotations": {"x": "y" * 1000}},
+           "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+           "status": {"phase": "Running", "podIP": "10.244.0.9", "podIPs": [{"ip": "10.244.0.9"}]}}
+    assert _PodIPInformer._slim(pod) is pod
+    assert pod == {"metadata": {"name": "p", "namespace": "prod", "resourceVersion": "7"},
+                   "status": {"podIP": "10.244.0.9", "podIPs": [{"ip": "10.244.0.9"}]}}
+
+
+def test_never_forwards_to_itself() -> None:
+    opts = Options(kubeconfig="k", upstreams=["127.0.0.1:53", "127.0.0.1:5353", "10.0.0.2"])
+    assert _upstreams(opts, ("0.0.0.0", 53)) == [("127.0.0.1", 5353), ("10.0.0.2", 53)]
+    assert _upstreams(opts, ("127.0.0.1", 5353)) == [("127.0.0.1", 53), ("10.0.0.2", 53)]

@@ -148,7 +148,7 @@ def parse_addr(text: str, default_port: int) -> tuple[str | None, int]:
 
 async def serve_http(
     metrics: Metrics, ready: Callable[[], bool], *, metrics_addr: str = ":9153", health_addr: str = ":8080",
-    ready_addr: str = ":8181", healthy: Callable[[], bool] = lambda: True,
+    ready_addr: str = ":8181",
 ) -> tuple[list[web.AppRunner], dict[str, int]]:
     """Start the three listeners (an empty address disables one); returns runners and bound ports."""
 
@@ -157,7 +157,7 @@ async def serve_http(
                             headers={"X-Content-Type-Options": "nosniff"})
 
     async def health_handler(_: web.Request) -> web.Response:
-        return web.Response(text="OK") if healthy() else web.Response(status=503, text="lameduck")
+        return web.Response(text="OK")  # the process answers: that is all /health says (CoreDNS)
 
     async def ready_handler(_: web.Request) -> web.Response:
         # CoreDNS's ready plugin lists the plugins that are not ready yet.

@@ -316,7 +316,7 @@ class Options:
     metrics: str = ":9153"
     health: str = ":8080"
     ready: str = ":8181"
-    lameduck: float = 5.0  # CoreDNS `health { lameduck 5s }`: keep answering while endpoints catch up
+    lameduck: float = 5.0  # kubeadm's `health { lameduck 5s }`: keep answering while endpoints catch up
     timeout: float = 1.8
 
 
@@ -344,13 +344,14 @@ async def run(opts: Options, *, on_ready: Callable[[int], None] | None = None) -
     synced = lambda: all(i.synced for i in informers)  # noqa: E731
     server = DNSServer(resolver, forwarder, metrics, synced=synced)
     stopping = asyncio.Event()
-    healthy = lambda: not stopping.is_set()  # noqa: E731
+    # CoreDNS in lame duck: /health still says OK, /ready does not, so endpoints drop us first.
+    ready = lambda: synced() and not stopping.is_set()  # noqa: E731
     tasks = [asyncio.create_task(i.run()) for i in informers]
     runners: list[Any] = []
     try:
         bound = await server.start(host, port)
-        runners, _ = await serve_http(metrics, synced, metrics_addr=opts.metrics, health_addr=opts.health,
-                                      ready_addr=opts.ready, healthy=healthy)
+        runners, _ = await serve_http(metrics, ready, metrics_addr=opts.metrics, health_addr=opts.health,
+                                      ready_addr=opts.ready)
         log.info("serving %s on %s:%d (upstreams: %s)", opts.zone, host, bound,
                  ", ".join(f"{h}:{p}" for h, p in upstreams) or "none")
         done = asyncio.Event()

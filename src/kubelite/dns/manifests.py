@@ -117,13 +117,18 @@ def objects(cluster_ip: str, zone: str = "cluster.local") -> list[Obj]:
     return [service_account(), service(cluster_ip), deployment(zone)]
 
 
-async def probe(server_ip: str, port: int = 53, within: float = 1.0, *, zone: str = "cluster.local") -> bool:
-    """True when the server at ``server_ip:port`` resolves ``kubernetes.default.svc.<zone>`` over UDP."""
+async def probe(server_ip: str, port: int = 53, within: float = 1.0, *, zone: str = "cluster.local",
+                sock: socket.socket | None = None) -> bool:
+    """True when the server at ``server_ip:port`` resolves ``kubernetes.default.svc.<zone>`` over UDP.
+
+    The kube-dns ClusterIP only exists inside the node's network namespace: pass a UDP ``sock``
+    created there (it is closed afterwards), as the agent's relay creates its listeners.
+    """
     q = dns.message.make_query(f"kubernetes.default.svc.{zone}", dns.rdatatype.A)
     q.id = secrets.randbits(16)
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in server_ip else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+    with sock or socket.socket(family, socket.SOCK_DGRAM) as sock:
         sock.setblocking(False)
         try:
             await loop.sock_connect(sock, (server_ip, port))

@@ -13,8 +13,10 @@ import json
 import pathlib
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -49,12 +51,14 @@ class Node:
     node: str
     state_dir: pathlib.Path
     proc: subprocess.Popen[bytes] | None = None
+    dns_upstream: str = ""
 
     def start_agent(self) -> None:
         log = open(self.state_dir.parent / f"{self.name}-agent.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kubelite.node.agent", "-v", "--kubeconfig", str(self.cluster.kubeconfig),
-             "--cluster-name", self.name, "--node-name", self.node, "--state-dir", str(self.state_dir)],
+             "--cluster-name", self.name, "--node-name", self.node, "--state-dir", str(self.state_dir),
+             *(["--dns-upstream", self.dns_upstream] if self.dns_upstream else [])],
             stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
@@ -122,6 +126,36 @@ def pod(name: str, containers: list[Obj], **spec: Any) -> Obj:
             "spec": {"containers": containers, **spec}}
 
 
+class FakeResolver:
+    """A resolver on the host's loopback answering every A query with 192.0.2.44 (TEST-NET-1):
+    the DNS relay is tested without sending a single packet off this machine."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import dns.message
+        import dns.rrset
+
+        while True:
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except OSError:
+                return
+            query = dns.message.from_wire(data)
+            answer = dns.message.make_response(query)
+            q = query.question[0]
+            if q.rdtype == 1:  # A
+                answer.answer.append(dns.rrset.from_text(q.name, 5, "IN", "A", "192.0.2.44"))
+            self.sock.sendto(answer.to_wire(), addr)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     require_root_netns()
@@ -135,6 +169,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     agent_cluster = f"{cluster.name}-a"
     n = Node(cluster, agent_cluster, f"{agent_cluster}-node", cluster.data_dir / "agent-e2e")
     before = [ns for ns in netns_names() if ns.startswith(agent_cluster)]
+    upstream = FakeResolver()
+    n.dns_upstream = f"127.0.0.1:{upstream.port}"
     try:
         cluster.start(extra=["--no-agent"])  # this module runs (and kills) its own agent
         n.state_dir.mkdir(parents=True, exist_ok=True)
@@ -142,6 +178,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         wait_for("node Ready", lambda: condition(n.node_object(), "Ready") == "True")
         yield n
     finally:
+        upstream.close()
         n.stop_agent()
         kill_all(n.state_dir)
         cluster.stop()
@@ -316,3 +353,13 @@ def test_security_context_and_in_image_agnhost_path(node: Node) -> None:
     assert "container has runAsNonRoot and image will run as root" in status_of(bad, "c")["state"]["waiting"]["message"]
     running = node.wait_pod("agnpath", "Running", lambda p: p["status"].get("phase") == "Running")
     assert status_of(running, "c").get("restartCount") == 0
+
+
+def test_default_dns_policy_resolves_through_the_node_relay(node: Node) -> None:
+    c = {"name": "c", "image": "busybox",
+         "command": ["sh", "-c", "cat /etc/resolv.conf; nslookup relay.example.test"]}
+    node.apply(pod("dnsdefault", [c], restartPolicy="Never", dnsPolicy="Default"))
+    done = node.wait_pod("dnsdefault", "finished", lambda p: p["status"].get("phase") in ("Succeeded", "Failed"))
+    out = node.log(done, "c")
+    assert "nameserver 10.244.0.1" in out, out
+    assert "192.0.2.44" in out, out

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -53,6 +54,7 @@ from kubelite.client import (
 )
 from kubelite.client.events import EventRecorder
 from kubelite.node import podspec, probes, volumes
+from kubelite.node.dnsrelay import DnsRelay
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.relay import Relay
 from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
@@ -820,6 +822,7 @@ class Agent:
         network: NodeNetwork | None = None,
         runtime: Runtime | None = None,
         image_catalog: pathlib.Path | None = None,
+        dns_upstream: str = "",
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -835,7 +838,14 @@ class Agent:
         self.services = Informer(client, SERVICES)
         self.workers: dict[str, PodWorker] = {}
         self.backoff = podspec.Backoff()
-        self.host_resolv = _host_resolv()
+        # Pods with dnsPolicy Default resolve through the agent's DNS relay on the node address
+        # (the host's own resolvers are not reachable from the cluster's namespaces).
+        upstream = _host_resolv()
+        # The relay runs in the host namespace, so a loopback stub resolver is fine here.
+        self.dns_upstream = dns_upstream or next(iter(upstream.nameservers), "")
+        self.host_resolv = dataclasses.replace(
+            upstream, nameservers=(self.node_ip,) if self.dns_upstream else upstream.nameservers
+        )
         self.socket_path = self.state_dir / "kubelet.sock"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._node_uid = ""
@@ -1215,6 +1225,9 @@ class Agent:
         await self.network.setup()
         relay = Relay(self.network.netns_path, self.node_ip, self.api_port)
         await relay.start()
+        dns_relay = DnsRelay(self.network.netns_path, self.node_ip, self.dns_upstream) if self.dns_upstream else None
+        if dns_relay is not None:
+            await dns_relay.start()
         self.socket_path.unlink(missing_ok=True)
         streaming = web.AppRunner(make_app(self), access_log=None)
         await streaming.setup()
@@ -1250,6 +1263,8 @@ class Agent:
                     w.task.cancel()
             await asyncio.gather(*tasks, *(w.task for w in workers if w.task), return_exceptions=True)
             await relay.stop()
+            if dns_relay is not None:
+                await dns_relay.stop()
             await streaming.cleanup()
 
 
@@ -1274,6 +1289,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-port", type=int, default=None,
                         help="API server port for the in-cluster relay (default: the kubeconfig server's port)")
     parser.add_argument("--image-catalog", default=None, help="YAML file mapping more image names")
+    parser.add_argument("--dns-upstream", default="",
+                        help="resolver (ip[:port]) the node's DNS relay forwards to (default: the host's resolv.conf)")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -1287,6 +1304,7 @@ async def main(args: argparse.Namespace) -> int:
         pod_cidr=args.pod_cidr,
         api_port=api_port,
         image_catalog=pathlib.Path(args.image_catalog) if args.image_catalog else None,
+        dns_upstream=args.dns_upstream,
     )
     try:
         await agent.run()

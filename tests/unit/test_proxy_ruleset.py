@@ -105,7 +105,7 @@ class Table:
             chains, sets = self._refs()
             if missing := (chains - set(self.chains)) | (sets - set(self.sets) - set(self.elements)):
                 raise NftError(f"rule refers to missing {missing}")
-        elif kind == "set" and name in ("cluster-ips", "endpoint-stats") or kind == "map":
+        elif (kind == "set" and name in ("cluster-ips", "endpoint-stats")) or kind == "map":
             self.elements.setdefault(name, {})
         elif kind == "set":
             if verb == "add":
@@ -272,7 +272,7 @@ def test_partial_sync_histories_end_where_a_full_sync_starts(seed: int) -> None:
     stale: set[str] = set()
     for _ in range(15):
         changes = {}
-        for key in rng.sample(sorted(desired) + ["s6", "s7"], rng.randint(1, 3)):
+        for key in rng.sample([*sorted(desired), "s6", "s7"], rng.randint(1, 3)):
             i = int(key[1:])
             new = EMPTY if rng.random() < 0.2 else render_service(random_service(rng, i))
             changes[key] = (desired.get(key, EMPTY), new)

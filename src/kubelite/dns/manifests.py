@@ -98,7 +98,10 @@ def deployment(zone: str = "cluster.local", *, replicas: int = 1, image: str = I
                             "initialDelaySeconds": 60, "timeoutSeconds": 5, "successThreshold": 1,
                             "failureThreshold": 5,
                         },
-                        "readinessProbe": {"httpGet": {"path": "/ready", "port": "readiness-probe", "scheme": "HTTP"}},
+                        # kubeadm probes every 10 s (the default); every second here, so that a
+                        # new cluster is answering names within its 2-second start.
+                        "readinessProbe": {"httpGet": {"path": "/ready", "port": "readiness-probe", "scheme": "HTTP"},
+                                           "periodSeconds": 1},
                         "securityContext": {
                             "allowPrivilegeEscalation": False,
                             "capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]},

@@ -101,6 +101,12 @@ async def test_setup_creates_node_namespace_with_bridge_and_forwarding(net: Node
     # The node routes pod-to-pod traffic back out of the bridge: it must not send redirects.
     assert read_sysctl_in(net.netns_path, "/proc/sys/net/ipv4/conf/all/send_redirects") == "0"
     assert read_sysctl_in(net.netns_path, f"/proc/sys/net/ipv4/conf/{BRIDGE}/send_redirects") == "0"
+    # br_netfilter, where loaded, must not switch DNATed frames past the node's routing.
+    for table in ("iptables", "ip6tables", "arptables"):
+        with in_netns(net.netns_path):
+            loaded = os.path.exists(f"/proc/sys/net/bridge/bridge-nf-call-{table}")
+        if loaded:
+            assert read_sysctl_in(net.netns_path, f"/proc/sys/net/bridge/bridge-nf-call-{table}") == "0"
     # The sysctl was written in the node namespace only.
     assert read_sysctl_in("/proc/self/ns/net", "/proc/sys/net/ipv4/ip_forward") == host_forwarding
 

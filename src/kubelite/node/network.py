@@ -24,7 +24,8 @@ lack and that changes the host's own bridges too. A /32 address with an on-link 
 route needs nothing from the host: every packet a pod sends goes to the gateway's MAC, the
 node routes it (back out of the same bridge for pod-to-pod traffic), and conntrack sees
 both directions of every flow. The node therefore sends no ICMP redirects
-(``send_redirects=0``), which would otherwise invite pods to bypass it.
+(``send_redirects=0``), which would otherwise invite pods to bypass it, and where the host
+has ``br_netfilter`` loaded it is switched off in the node's namespace (see ``_setup``).
 
 The veth pair is created by a netlink request sent *inside the node namespace*, with the
 peer placed straight into the pod namespace as ``eth0``: no interface ever exists in the
@@ -405,11 +406,17 @@ class NodeNetwork:
         # /proc/sys/net is per namespace, resolved from the opening thread's namespace. The
         # node routes pod-to-pod packets back out of the bridge they came in on: without
         # send_redirects=0 (needed on "all" and on the bridge) it would tell pods to go direct.
+        # Where the host has br_netfilter loaded, it would also run the IP hooks on frames
+        # entering the bridge and, after a DNAT to another pod, switch them straight to it
+        # ("bridged DNAT"): that bypasses routing and drops hairpin traffic (a pod reaching
+        # itself through a Service). The node routes, so it is switched off in its namespace.
         with in_netns(self.netns_path):
             for path, value in (
                 ("/proc/sys/net/ipv4/ip_forward", "1"),
                 ("/proc/sys/net/ipv4/conf/all/send_redirects", "0"),
                 (f"/proc/sys/net/ipv4/conf/{BRIDGE}/send_redirects", "0"),
+                *((f"/proc/sys/net/bridge/bridge-nf-call-{t}", "0") for t in ("iptables", "ip6tables", "arptables")
+                  if os.path.exists(f"/proc/sys/net/bridge/bridge-nf-call-{t}")),
             ):
                 with open(path, "w") as f:
                     f.write(value)

@@ -1,16 +1,17 @@
 """The Service proxy end to end: a real ``kubelite up`` with its agent, real pods, real traffic.
 
-The proxy runs as its own process (``python -m kubelite.proxy.proxier``) beside the cluster,
-so tests can restart it; one test runs it in-process to compare a partial-sync history with
-a full sync. Clients are pods running the host's python (``image: python``) with a small
+The proxy is the one ``kubelite up`` supervises (``kubelite proxy``): tests restart it by
+SIGTERM (the supervisor starts it again) and pause it with SIGSTOP while one test runs a
+proxy in-process to compare a partial-sync history with a full sync. Clients are pods running the host's python (``image: python``) with a small
 script, :data:`CLIENT`, that makes HTTP/UDP requests and reports bodies or error types, so
 one ``kubectl exec`` makes many requests. Everything lives in the cluster's namespaces;
-teardown stops the proxy and the cluster and checks that no namespace is left behind.
+teardown stops the cluster and checks that no namespace is left behind.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import pathlib
@@ -105,8 +106,6 @@ def nft(netns: str, *args: str) -> str:
 class Env:
     cluster: Cluster
     raw: Raw
-    log_path: pathlib.Path
-    proxy: subprocess.Popen[bytes] | None = None
 
     @property
     def node_netns(self) -> str:
@@ -116,31 +115,43 @@ class Env:
     def node_name(self) -> str:
         return f"{self.cluster.name}-node"
 
-    # -- the proxy process
+    # -- the proxy process (a child of `kubelite up`, restarted by it when it exits)
 
-    def full_syncs(self) -> int:
-        return self.log_path.read_text().count("full sync of") if self.log_path.exists() else 0
-
-    def start_proxy(self) -> None:
-        before = self.full_syncs()
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.proxy = subprocess.Popen(
-            [sys.executable, "-m", "kubelite.proxy.proxier", "-vv", "--kubeconfig", str(self.cluster.kubeconfig),
-             "--cluster-name", self.cluster.name],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-        log.close()
-        wait_for("the proxy's first sync", lambda: self.full_syncs() > before)
-
-    def stop_proxy(self) -> None:
-        if self.proxy is not None and self.proxy.poll() is None:
-            self.proxy.send_signal(signal.SIGTERM)
+    def proxy_pid(self) -> int | None:
+        wanted = ["proxy", "--kubeconfig", str(self.cluster.kubeconfig)]
+        for entry in pathlib.Path("/proc").iterdir():
             try:
-                self.proxy.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proxy.kill()
-                self.proxy.wait()
-        self.proxy = None
+                args = (entry / "cmdline").read_bytes().decode().split("\0")
+            except OSError:
+                continue
+            if any(args[i:i + 3] == wanted for i in range(len(args))):
+                return int(entry.name)
+        return None
+
+    def table_handle(self) -> str | None:
+        res = subprocess.run(["nsenter", f"--net=/run/netns/{self.node_netns}", "nft", "-a", "list", "table",
+                              "ip", "kube-proxy"], capture_output=True, text=True)
+        return res.stdout.split("# handle ", 1)[1].split()[0] if res.returncode == 0 else None
+
+    def restart_proxy(self) -> None:
+        """SIGTERM the proxy and wait until its successor has recreated the table (a full sync)."""
+        pid, handle = self.proxy_pid(), self.table_handle()
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        wait_for("a new proxy", lambda: self.proxy_pid() not in (None, pid))
+        wait_for("the table recreated", lambda: self.table_handle() not in (None, handle))
+
+    @contextlib.contextmanager
+    def proxy_paused(self) -> Iterator[None]:
+        """The supervised proxy frozen (SIGSTOP), then restarted so it rebuilds from scratch."""
+        pid = self.proxy_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            self.restart_proxy()
 
     # -- the API
 
@@ -215,8 +226,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     env: Env | None = None
     try:
         cluster.start(agent=True)
-        env = Env(cluster, Raw(cluster), base / "proxy.log")
-        env.start_proxy()
+        env = Env(cluster, Raw(cluster))
         env.apply(
             {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
              "spec": {"replicas": 3, "selector": {"matchLabels": WEB},
@@ -229,10 +239,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         env.wait_ready("app=web", 3)
         wait_for("the client pod", lambda: env.ready_pods("") and any(
             p["metadata"]["name"] == "client" for p in env.ready_pods("")))
+        wait_for("the web Service programmed", lambda: env.table_handle() and
+                 "-default/web/tcp/http {" in env.table())
         yield env
     finally:
-        if env is not None:
-            env.stop_proxy()
         cluster.stop()
         subprocess.run([sys.executable, "-m", "kubelite", "down", "--name", cluster.name,
                         "--data-dir", str(cluster.data_dir)], capture_output=True)
@@ -505,8 +515,7 @@ def test_proxy_restart_rebuilds_without_dropping_established_connections(env: En
         try:
             writer.write(b"before\n")
             assert await asyncio.wait_for(reader.readline(), 5) == b"before\n"
-            await asyncio.to_thread(env.stop_proxy)
-            await asyncio.to_thread(env.start_proxy)  # a full sync: the table is recreated
+            await asyncio.to_thread(env.restart_proxy)  # a full sync: the table is recreated
             writer.write(b"after\n")
             assert await asyncio.wait_for(reader.readline(), 5) == b"after\n"
         finally:
@@ -547,7 +556,11 @@ def canonical(table_json: str) -> dict[str, Any]:
 
 
 async def test_a_history_of_partial_syncs_and_one_full_sync_write_the_same_table(env: Env) -> None:
-    env.stop_proxy()  # this test runs its own proxy in-process
+    with env.proxy_paused():  # this test runs its own proxy in-process
+        await history_then_full(env)
+
+
+async def history_then_full(env: Env) -> None:
     client = Client.from_kubeconfig(env.cluster.kubeconfig)
     netns = f"/run/netns/{env.node_netns}"
 
@@ -605,11 +618,11 @@ async def test_a_history_of_partial_syncs_and_one_full_sync_write_the_same_table
         assert canonical(partial) == canonical(full)
     finally:
         await client.close()
-        await asyncio.to_thread(env.start_proxy)
 
 
 def test_cleanup_removes_the_table(env: Env) -> None:
-    env.stop_proxy()
-    subprocess.run([sys.executable, "-m", "kubelite.proxy.proxier", "--cleanup", "--kubeconfig",
-                    str(env.cluster.kubeconfig), "--cluster-name", env.cluster.name], check=True)
-    assert "kube-proxy" not in nft(env.node_netns, "list", "tables")
+    with env.proxy_paused():
+        subprocess.run([sys.executable, "-m", "kubelite", "proxy", "--cleanup", "--kubeconfig",
+                        str(env.cluster.kubeconfig), "--cluster-name", env.cluster.name], check=True)
+        assert "kube-proxy" not in nft(env.node_netns, "list", "tables")
+    assert env.bodies("client", env.cluster_ip("web"), 80, "/hostname", 1)[0] in web_names(env)

@@ -39,7 +39,7 @@ def render(answer: dict[str, Any]) -> str:
     content = (
         f"<p>Answered by backend pod <b id=\"backend-pod\">{html.escape(answer['pod'])}</b> "
         f"({html.escape(answer.get('podIP', ''))}).</p>\n"
-        f"<p>Redis: this page has been visited <b id=\"redis-hits\">{int(answer['redis']['hits'])}</b> times.</p>\n"
+        f"<p>Redis counts <b id=\"redis-hits\">{int(answer['redis']['hits'])}</b> calls to the backend so far.</p>\n"
         f"<p>Database: <b id=\"db-visits\">{int(answer['db']['visits'])}</b> visits recorded; the latest:</p>\n"
         f"<table><tr><th>backend pod</th><th>at</th></tr>{rows}</table>"
     )

@@ -139,3 +139,17 @@ def test_acknowledged_writes_survive_kill_9(fresh_cluster: Cluster) -> None:
     missing = [n for n in acked if n not in present]
     assert not missing, f"{len(missing)} acknowledged writes lost: {missing[:5]}"
     urllib3.disable_warnings()
+
+
+def test_large_bodies_arrive_whole_and_oversized_ones_get_413(cluster: Cluster) -> None:
+    raw = Raw(cluster)
+    name = f"big-{uuid.uuid4().hex[:6]}"
+    value = "x" * 500_000  # arrives over many TCP segments
+    status, body = raw.json("POST", "/api/v1/namespaces/default/configmaps",
+                            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"k": value}})
+    assert status == 201, body
+    assert len(body["data"]["k"]) == len(value)
+    status, body = raw.json("POST", "/api/v1/namespaces/default/configmaps",
+                            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name + "x"},
+                             "data": {"k": "y" * (4 * 1024 * 1024)}})
+    assert status == 413 and body["reason"] == "RequestEntityTooLarge", body

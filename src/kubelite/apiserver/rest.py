@@ -175,10 +175,15 @@ def wants_partial_metadata(request: web.Request) -> bool:
 async def read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise errors.too_large()
-    data = await request.content.read(MAX_BODY + 1)
-    if len(data) > MAX_BODY:
-        raise errors.too_large()
-    return data
+    # read() of the whole body: content.read(n) returns only what has arrived so far.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise errors.too_large()
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def parse_body(data: bytes, content_type: str) -> Any:

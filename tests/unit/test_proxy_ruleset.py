@@ -241,7 +241,8 @@ def test_full_transaction_is_accepted_by_the_model_and_holds_everything() -> Non
     assert t.chains["services"] == ["ip daddr . meta l4proto . th dport vmap @service-ips",
                                     "fib daddr type local ip daddr != 127.0.0.0/8 meta l4proto . th dport "
                                     "vmap @service-nodeports"]
-    assert t.chains["cluster-ips-check"] == ["ip daddr @cluster-ips reject", "ip daddr { 10.96.0.0/12 } drop"]
+    assert t.chains["cluster-ips-check"] == ["ip daddr @cluster-ips goto reject-chain", "ip daddr { 10.96.0.0/12 } drop"]
+    assert t.chains["reject-chain"] == ["meta l4proto tcp reject with tcp reset", "reject"]
     assert t.elements[SERVICE_IPS] == {"10.96.0.10 . tcp . 80": f"goto {SVC}"}
     t.apply(full_transaction(CIDRS, []))  # again, from an existing table: starts over
     assert t.elements[SERVICE_IPS] == {} and SVC not in t.chains

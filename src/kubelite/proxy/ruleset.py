@@ -13,9 +13,9 @@ real node:
   ``endpoint-<hash>-...__<ip>/<port>`` that marks hairpin traffic for masquerade, records
   affinity and DNATs;
 * ports without usable endpoints are entries of ``no-endpoint-services``, which jumps to
-  ``reject-chain`` from the filter hooks, so clients are refused at once; other ports of a
-  ClusterIP are rejected and unallocated addresses of the service CIDR dropped
-  (``cluster-ips-check``).
+  ``reject-chain`` from the filter hooks, so clients are refused at once (TCP with a reset,
+  see ``reject-chain``); other ports of a ClusterIP are rejected and unallocated addresses
+  of the service CIDR dropped (``cluster-ips-check``).
 
 The table is built from :class:`Fragment`\\ s, one per Service. A full sync writes them
 all after recreating the table; a partial sync diffs the old and new fragments of the
@@ -127,12 +127,16 @@ _BASE_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
         f"meta mark set meta mark ^ {MASQUERADE_MARK}",
         "masquerade fully-random",
     )),
-    (REJECT_CHAIN, ("reject",)),
+    # TCP is refused with a reset rather than kube-proxy's ICMP port-unreachable: the kernel
+    # rate-limits ICMP errors per destination (about one a second after a burst of six), so
+    # a client retrying a Service without endpoints would mostly see its SYNs vanish and wait
+    # a second per retransmission instead of being refused at once.
+    (REJECT_CHAIN, ("meta l4proto tcp reject with tcp reset", "reject")),
     (SERVICE_ENDPOINTS_CHECK, (f"ip daddr . meta l4proto . th dport vmap @{NO_ENDPOINT_SERVICES}",)),
     (NODEPORT_ENDPOINTS_CHECK, (
         f"ip daddr != 127.0.0.0/8 meta l4proto . th dport vmap @{NO_ENDPOINT_NODEPORTS}",
     )),
-    (CLUSTER_IPS_CHECK, (f"ip daddr @{CLUSTER_IPS} reject",)),
+    (CLUSTER_IPS_CHECK, (f"ip daddr @{CLUSTER_IPS} goto {REJECT_CHAIN}",)),
 )
 
 _BASE_CONTAINERS = (

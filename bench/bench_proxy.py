@@ -1,0 +1,427 @@
+"""The Service datapath, measured side by side: ClusterIP vs the pod IP vs a userspace proxy.
+
+One ``kubelite up`` (with its agent and supervised proxy), real pods, real traffic, all in
+the cluster's own network namespaces:
+
+* throughput (iperf3, pod to pod) and new TCP connections per second through the
+  ClusterIP, divided by the same straight to the pod IP (goals >= 0.95 and >= 0.90); the
+  same through a userspace asyncio TCP proxy on the node, for contrast;
+* first-packet latency (TCP connect through the ClusterIP) with ~10 Services and with
+  10,000 (goal <= 1.1x: one verdict-map lookup whatever the number of Services);
+* network programming latency, pod Ready -> first request served through its Service,
+  p50/p99 with 1,000 and 10,000 Services (goals p99 <= 100 ms and <= 250 ms);
+* a full sync of 10,000 Services x 2 endpoints (goal <= 5 s) and the proxy's memory.
+
+Synthetic Services are selectorless, with hand-made EndpointSlices of two endpoints that
+never receive traffic. ``--quick`` (under 2 minutes) uses 3,000 instead of 10,000 and fewer
+samples. Needs root, iperf3 and nft. Usage:
+``python bench/bench_proxy.py [--quick] [--json out.json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import pathlib
+import re
+import secrets
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from kubelite.client import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ApiError, Client
+from kubelite.proxy.proxier import Proxier
+
+Obj = dict[str, Any]
+
+# Accepts and closes as fast as it can (the far end of the connection-rate test).
+ACCEPTOR = r"""
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 9000)); s.listen(4096)
+while True:
+    c, _ = s.accept(); c.close()
+"""
+
+# Inside the client pod: "rate IP PORT SECONDS" -> connections/s; "connect IP PORT N" ->
+# connect times in seconds; "wait IP PORT" -> wall time of the first HTTP 200 from IP:PORT.
+CLIENT = r"""
+import json, socket, struct, sys, time
+LINGER0 = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT, no port exhaustion
+def conn(ip, port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+    s.settimeout(2); s.connect((ip, port)); return s
+cmd, ip, port, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+if cmd == "rate":
+    end = time.perf_counter() + float(arg); n = 0
+    while time.perf_counter() < end:
+        conn(ip, port).close(); n += 1
+    print(n / float(arg))
+elif cmd == "connect":
+    for _ in range(200):
+        conn(ip, port).close()
+    out = []
+    for _ in range(int(arg)):
+        t = time.perf_counter(); s = conn(ip, port); out.append(time.perf_counter() - t); s.close()
+    print(json.dumps(out))
+else:
+    end = time.time() + float(arg)
+    while time.time() < end:
+        try:
+            s = conn(ip, port); s.sendall(b"GET /ready HTTP/1.0\r\n\r\n")
+            if s.recv(100).startswith(b"HTTP/1.0 200"):
+                print(time.time()); break
+            s.close()
+        except OSError:
+            time.sleep(0.0005)
+"""
+
+# The userspace proxy for contrast: what a few lines of asyncio do with every byte.
+USERSPACE_PROXY = r"""
+import asyncio, sys
+host, pairs = sys.argv[1], [p.split(":") for p in sys.argv[2:]]
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data); await w.drain()
+    except OSError:
+        pass
+    finally:
+        w.close()
+def handler(target, port):
+    async def handle(r, w):
+        try:
+            tr, tw = await asyncio.open_connection(target, port)
+        except OSError:
+            w.close(); return
+        await asyncio.gather(pipe(r, tw), pipe(tr, w))
+    return handle
+async def main():
+    for listen, target, port in pairs:
+        await asyncio.start_server(handler(target, int(port)), host, int(listen), backlog=4096)
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+asyncio.run(main())
+"""
+
+
+def memory_mb(pid: int) -> tuple[int, int]:
+    """Resident and peak resident memory of a process."""
+    status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    rss, hwm = (re.search(rf"{k}:\s+(\d+)", status) for k in ("VmRSS", "VmHWM"))
+    assert rss is not None and hwm is not None
+    return int(rss.group(1)) // 1024, int(hwm.group(1)) // 1024
+
+
+def pct(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round((len(ordered) - 1) * p))]
+
+
+class Bench:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.name = f"klbp-{secrets.token_hex(3)}"
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="kl-bench-proxy-"))
+        self.kubeconfig = self.dir / "kubeconfig"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.results: dict[str, Any] = {}
+
+    # -- plumbing
+
+    def up(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log = self.dir / "up.log"
+        with open(log, "wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "kubelite", "up", "--name", self.name, "--data-dir", str(self.dir),
+                 "--api-port", str(port)], stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while "is ready" not in log.read_text():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("kubelite up failed:\n" + log.read_text())
+            time.sleep(0.05)
+
+    def down(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        subprocess.run([sys.executable, "-m", "kubelite", "down", "--name", self.name, "--data-dir", str(self.dir)],
+                       capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    @property
+    def netns(self) -> str:
+        return f"/run/netns/{self.name}-node"
+
+    async def sh(self, *argv: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
+        async with asyncio.timeout(300):
+            out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(argv[:4])}... failed: {err.decode()}")
+        return out.decode()
+
+    async def client_run(self, *args: str) -> str:
+        return await self.sh("kubectl", "exec", "client", "--", "python3", "-c", CLIENT, *args)
+
+    async def wait(self, what: str, check: Callable[[], Awaitable[Any]], limit: float = 120) -> Any:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if result := await check():
+                return result
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    async def pod(self, name: str, ns: str = "default") -> Obj:
+        return await self.api.get(PODS, name, ns)
+
+    async def ready(self, name: str) -> Obj | None:
+        try:
+            p = await self.pod(name)
+        except ApiError:
+            return None
+        ok = any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions") or [])
+        return p if ok else None
+
+    def proxy_pid(self) -> int | None:
+        wanted = ["proxy", "--kubeconfig", str(self.kubeconfig)]
+        for entry in pathlib.Path("/proc").iterdir():
+            with contextlib.suppress(OSError):
+                args = (entry / "cmdline").read_bytes().decode().split("\0")
+                if any(args[i:i + 3] == wanted for i in range(len(args))):
+                    return int(entry.name)
+        return None
+
+    async def programmed(self) -> int:
+        """How many entries the kernel's service-ips map holds (read back: benchmark only)."""
+        out = await self.sh("nsenter", f"--net={self.netns}", "nft", "-j", "list", "map", "ip", "kube-proxy",
+                            "service-ips")
+        return sum(len((i.get("map") or {}).get("elem") or []) for i in json.loads(out)["nftables"])
+
+    # -- the workload
+
+    async def setup(self) -> None:
+        self.api = Client.from_kubeconfig(self.kubeconfig)
+        pods = [
+            {"metadata": {"name": "srv", "labels": {"app": "srv"}},
+             "spec": {"containers": [
+                 {"name": "iperf", "image": "busybox", "command": ["/usr/bin/iperf3", "-s", "-p", "5201"]},
+                 {"name": "acceptor", "image": "python", "command": ["python3", "-c", ACCEPTOR]}]}},
+            {"metadata": {"name": "client"},
+             "spec": {"containers": [{"name": "c", "image": "python", "command": ["sleep", "36000"]}]}},
+            # Its readiness follows a file the benchmark creates and deletes on the host.
+            {"metadata": {"name": "np", "labels": {"app": "np"}},
+             "spec": {"volumes": [{"name": "state", "emptyDir": {}}], "containers": [{
+                 "name": "web", "image": "python", "command": ["python3", "-m", "http.server", "80",
+                                                                "--directory", "/state"],
+                 "volumeMounts": [{"name": "state", "mountPath": "/state"}],
+                 "readinessProbe": {"httpGet": {"path": "/ready", "port": 80}, "periodSeconds": 1,
+                                    "failureThreshold": 1}}]}},
+        ]
+        for p in pods:
+            await self.api.create(PODS, {"apiVersion": "v1", "kind": "Pod", **p}, "default")
+        for name, port_list in (("srv", [{"name": "iperf", "port": 5201}, {"name": "accept", "port": 9000}]),
+                                ("np", [{"port": 80}])):
+            await self.api.create(SERVICES, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+                                             "spec": {"selector": {"app": name}, "ports": port_list}}, "default")
+        await self.api.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "syn"}})
+        for name in ("srv", "client"):
+            await self.wait(f"pod {name}", lambda name=name: self.ready(name))  # type: ignore[misc]
+        self.srv_ip = (await self.pod("srv"))["status"]["podIP"]
+        self.srv_vip = (await self.api.get(SERVICES, "srv", "default"))["spec"]["clusterIP"]
+        self.np_vip = (await self.api.get(SERVICES, "np", "default"))["spec"]["clusterIP"]
+        self.services = len((await self.api.list(SERVICES))["items"])
+
+    @contextlib.asynccontextmanager
+    async def userspace_proxy(self) -> AsyncIterator[str]:
+        node_ip = "10.244.0.1"
+        proc = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={self.netns}", sys.executable, "-c", USERSPACE_PROXY, node_ip,
+            f"15201:{self.srv_ip}:5201", f"19000:{self.srv_ip}:9000", stdout=asyncio.subprocess.PIPE)
+        try:
+            assert proc.stdout is not None
+            await asyncio.wait_for(proc.stdout.readline(), 10)
+            yield node_ip
+        finally:
+            proc.terminate()
+            await proc.wait()
+
+    async def iperf(self, ip: str, port: int, seconds: int) -> float:
+        out = await self.sh("kubectl", "exec", "client", "--", "iperf3", "-c", ip, "-p", str(port),
+                            "-t", str(seconds), "-J")
+        return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
+
+    async def throughput_and_rate(self) -> None:
+        secs, rounds = (2, 1) if self.quick else (5, 3)
+        gbps: dict[str, list[float]] = {"pod IP": [], "ClusterIP": [], "userspace": []}
+        rate: dict[str, list[float]] = {"pod IP": [], "ClusterIP": [], "userspace": []}
+        async with self.userspace_proxy() as node:
+            targets = {"pod IP": (self.srv_ip, 5201, 9000), "ClusterIP": (self.srv_vip, 5201, 9000),
+                       "userspace": (node, 15201, 19000)}
+            for _ in range(rounds):  # interleaved, so drifts of the machine hit all alike
+                for label, (ip, iperf_port, accept_port) in targets.items():
+                    gbps[label].append(await self.iperf(ip, iperf_port, secs) / 1e9)
+                    rate[label].append(float(await self.client_run("rate", ip, str(accept_port), str(secs))))
+        for label in gbps:
+            self.results[f"throughput_gbps[{label}]"] = round(statistics.median(gbps[label]), 2)
+            self.results[f"connections_per_s[{label}]"] = round(statistics.median(rate[label]))
+        for label in ("ClusterIP", "userspace"):
+            self.results[f"throughput_ratio[{label}/pod IP]"] = round(
+                statistics.median(gbps[label]) / statistics.median(gbps["pod IP"]), 3)
+            self.results[f"connection_rate_ratio[{label}/pod IP]"] = round(
+                statistics.median(rate[label]) / statistics.median(rate["pod IP"]), 3)
+
+    async def first_packet(self, label: str) -> float:
+        """Connect latency through the ClusterIP: median (and p99) over a few rounds."""
+        n, rounds = (1000, 3) if self.quick else (3000, 5)
+        await asyncio.sleep(2)  # let the control plane settle after a burst of creates
+        p50s, p99s = [], []
+        for _ in range(rounds):
+            samples = json.loads(await self.client_run("connect", self.srv_vip, "9000", str(n)))
+            p50s.append(statistics.median(samples) * 1e6)
+            p99s.append(pct(samples, 0.99) * 1e6)
+        p50, p99 = statistics.median(p50s), statistics.median(p99s)
+        self.results[f"first_packet_us[{label}] p50/p99"] = f"{p50:.0f} / {p99:.0f}"
+        return p50
+
+    async def grow_to(self, total: int) -> None:
+        """Synthetic Services + EndpointSlices up to ``total`` Services, then wait until programmed."""
+        started = time.perf_counter()
+        todo = range(self.services, total)
+        sem = asyncio.Semaphore(48)
+
+        async def one(i: int) -> None:
+            async with sem:
+                await self.api.create(SERVICES, {
+                    "apiVersion": "v1", "kind": "Service", "metadata": {"name": f"syn-{i}"},
+                    "spec": {"ports": [{"name": "p", "port": 80}]}}, "syn")
+                await self.api.create(ENDPOINTSLICES, {
+                    "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                    "metadata": {"name": f"syn-{i}-1", "labels": {"kubernetes.io/service-name": f"syn-{i}"}},
+                    "addressType": "IPv4", "ports": [{"name": "p", "port": 8080, "protocol": "TCP"}],
+                    "endpoints": [{"addresses": [f"10.{250 + (i >> 15)}.{(i >> 7) & 255}.{(i & 127) * 2 + k}"],
+                                   "conditions": {"ready": True}} for k in (0, 1)]}, "syn")
+
+        await asyncio.gather(*(one(i) for i in todo))
+        self.services = total
+        created = time.perf_counter() - started
+        await self.wait(f"{total} Services programmed", lambda: self._at_least(total), limit=600)
+        print(f"  {total} Services: created in {created:.1f} s, programmed {time.perf_counter() - started:.1f} s "
+              "after the first create", flush=True)
+
+    async def _at_least(self, total: int) -> bool:
+        await asyncio.sleep(0.5)
+        return await self.programmed() >= total
+
+    async def network_programming(self, label: str) -> None:
+        n = 8 if self.quick else 30
+        state = self.dir / "agent" / "pods" / (await self.pod("np"))["metadata"]["uid"] / "volumes" / "state"
+        flag = state / "ready"
+        latencies = []
+        for _ in range(n):
+            flag.unlink(missing_ok=True)
+            await self.wait("np not ready", lambda: self._not_ready("np"))
+            # The Service has no endpoint now: the client is refused until it has one.
+            waiter = asyncio.create_task(self.client_run("wait", self.np_vip, "80", "15"))
+            await asyncio.sleep(0.4)
+            flag.touch()
+            while not await self.ready("np"):
+                await asyncio.sleep(0.002)
+            ready_at = time.time()
+            served_at = float((await waiter).strip())
+            latencies.append(served_at - ready_at)
+        ms = [x * 1000 for x in latencies]
+        self.results[f"network_programming_ms[{label}] p50/p99"] = f"{statistics.median(ms):.0f} / {pct(ms, 0.99):.0f}"
+
+    async def _not_ready(self, name: str) -> bool:
+        return await self.ready(name) is None
+
+    async def full_sync(self, label: str) -> None:
+        """A full sync in a fresh in-process proxier (the supervised one paused meanwhile)."""
+        pid = self.proxy_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            proxier = Proxier(self.api, node_name=f"{self.name}-node", netns_path=self.netns)
+            started = time.perf_counter()
+            task = asyncio.create_task(proxier.run())
+            await asyncio.wait_for(proxier.synced.wait(), 600)
+            total = time.perf_counter() - started
+            assert proxier.last_sync is not None
+            self.results[f"full_sync_s[{label}] render+nft / incl. list"] = (
+                f"{proxier.last_sync.seconds:.2f} / {total:.2f}")
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        # The supervised proxy restarts from scratch and rebuilds the table: its memory then.
+        os.kill(pid, signal.SIGTERM)
+        await self.wait("the proxy back", lambda: self._proxy_back(pid))
+        await self.wait("the table rebuilt", lambda: self._at_least(self.services), limit=600)
+        new = self.proxy_pid()
+        assert new is not None
+        rss, hwm = memory_mb(new)
+        self.results[f"proxy_memory_mb[{label}] rss/peak"] = f"{rss} / {hwm}"
+
+    async def _proxy_back(self, old: int) -> bool:
+        return self.proxy_pid() not in (None, old)
+
+    async def run(self) -> None:
+        big = 3000 if self.quick else 10000
+        self.up()
+        try:
+            await self.setup()
+            print(f"cluster {self.name} up; pods ready", flush=True)
+            await self.throughput_and_rate()
+            base = await self.first_packet(f"{self.services} Services")
+            await self.grow_to(1000)
+            await self.network_programming("1000 Services")
+            await self.grow_to(big)
+            scaled = await self.first_packet(f"{big} Services")
+            self.results[f"first_packet_ratio[{big}/few]"] = round(scaled / base, 3)
+            await self.network_programming(f"{big} Services")
+            await self.full_sync(f"{big} Services x 2 endpoints")
+        finally:
+            with contextlib.suppress(Exception):
+                await self.api.close()
+            self.down()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="3,000 Services, fewer samples (under 2 minutes)")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    if os.geteuid() != 0 or not shutil.which("iperf3") or not shutil.which("nft"):
+        sys.exit("bench_proxy needs root, iperf3 and nft")
+    bench = Bench(args.quick)
+    started = time.perf_counter()
+    asyncio.run(bench.run())
+    print(f"\nkubelite proxy benchmark ({'quick' if args.quick else 'full'}, {time.perf_counter() - started:.0f} s, "
+          f"{os.cpu_count()} CPUs, {os.uname().release})")
+    for k, v in bench.results.items():
+        print(f"  {k:58} {v}")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(bench.results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

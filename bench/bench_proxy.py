@@ -53,7 +53,8 @@ while True:
     c, _ = s.accept(); c.close()
 """
 
-# Inside the client pod: "rate IP PORT SECONDS" -> connections/s; "connect IP PORT N" ->
+# Inside the client pod: "rate IP PORT SECONDS" -> connections/s, each one complete (the
+# server's close seen, so a proxy must have reached the server); "connect IP PORT N" ->
 # connect times in seconds; "wait IP PORT" -> wall time of the first HTTP 200 from IP:PORT.
 CLIENT = r"""
 import json, socket, struct, sys, time
@@ -65,7 +66,10 @@ cmd, ip, port, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 if cmd == "rate":
     end = time.perf_counter() + float(arg); n = 0
     while time.perf_counter() < end:
-        conn(ip, port).close(); n += 1
+        s = conn(ip, port)
+        while s.recv(100):
+            pass
+        s.close(); n += 1
     print(n / float(arg))
 elif cmd == "connect":
     for _ in range(200):
@@ -88,7 +92,9 @@ else:
 
 # The userspace proxy for contrast: what a few lines of asyncio do with every byte.
 USERSPACE_PROXY = r"""
-import asyncio, sys
+import asyncio, resource, sys
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 host, pairs = sys.argv[1], [p.split(":") for p in sys.argv[2:]]
 async def pipe(r, w):
     try:
@@ -258,10 +264,12 @@ class Bench:
             f"15201:{self.srv_ip}:5201", f"19000:{self.srv_ip}:9000", stdout=asyncio.subprocess.PIPE)
         try:
             assert proc.stdout is not None
-            await asyncio.wait_for(proc.stdout.readline(), 10)
+            if await asyncio.wait_for(proc.stdout.readline(), 10) != b"ready\n":
+                raise RuntimeError("the userspace proxy did not start")
             yield node_ip
         finally:
-            proc.terminate()
+            with contextlib.suppress(ProcessLookupError):
+                proc.terminate()
             await proc.wait()
 
     async def iperf(self, ip: str, port: int, seconds: int) -> float:

@@ -412,8 +412,8 @@ class Proxier:
                 self._fragments[key] = frag
                 self._ports[key] = ports[key]
         self.last_sync = SyncResult(full, time.perf_counter() - started, len(keys))
-        log.debug("%s sync of %d services in %.1f ms", "full" if full else "partial", len(keys),
-                  self.last_sync.seconds * 1000)
+        log.log(logging.INFO if full else logging.DEBUG, "%s sync of %d services in %.1f ms",
+                "full" if full else "partial", len(keys), self.last_sync.seconds * 1000)
         self.synced.set()
         filters = [f for key, old in before.items() for f in conntrack.stale_udp_filters(old, ports.get(key, []))]
         if filters:

@@ -10,13 +10,14 @@ alphabet Kubernetes uses (no vowels, so no words).
 from __future__ import annotations
 
 import datetime as dt
-import secrets
+import random
 import time
 import uuid
 from typing import Any
 
 # utilrand's alphabet: consonants and digits without look-alikes.
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_random = random.Random()
 SERVER_OWNED = ("uid", "creationTimestamp", "resourceVersion", "generation", "selfLink")
 
 
@@ -41,7 +42,9 @@ def generate_name(prefix: str) -> str:
     # Kubernetes trims the prefix so that the result stays a valid 63-character name.
     if len(prefix) > 58:
         prefix = prefix[:58]
-    return prefix + "".join(secrets.choice(_ALPHABET) for _ in range(5))
+    # A plain PRNG, as Kubernetes' utilrand: these names need to differ, not to be secret
+    # (collisions are retried), and SystemRandom costs a syscall per character.
+    return prefix + "".join(_random.choices(_ALPHABET, k=5))
 
 
 def new_uid() -> str:

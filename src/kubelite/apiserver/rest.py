@@ -62,6 +62,7 @@ PATCH_TYPES = {
     "application/apply-patch+yaml": "apply",
 }
 BOOKMARK_INTERVAL = 60.0
+EVENT_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True)
@@ -306,6 +307,8 @@ class RestHandlers:
         self._strategies: dict[ResourceType, Strategy] = {}
         self.watchers: set[asyncio.Task[Any]] = set()
         self.services: ServiceAllocation | None = None
+        self._decode_cache: dict[tuple[str, int], dict[str, Any]] = {}
+        self._line_cache: dict[tuple[str, int, str], bytes] = {}
         # Signs service-account tokens (set by the server: it holds the key).
         self.token_issuer: Any = None
 
@@ -505,38 +508,37 @@ class RestHandlers:
                     await resp.write(bytes(buf))
                 if _flag(q, "sendInitialEvents") and bookmarks:
                     await resp.write(encode("BOOKMARK", _bookmark(rt, start_rev, initial_end=True)))
-            events = self.store.watch(prefix, start_rev).__aiter__()
-            last_rev = start_rev
-            next_bookmark = loop.time() + BOOKMARK_INTERVAL
-            while True:
-                now = loop.time()
-                if now >= deadline:
-                    break
-                wait = min(deadline, next_bookmark if bookmarks else deadline) - now
-                try:
-                    ev = await asyncio.wait_for(events.__anext__(), timeout=max(wait, 0.001))
-                except TimeoutError:
-                    if bookmarks and loop.time() >= next_bookmark:
-                        await resp.write(encode("BOOKMARK", _bookmark(rt, max(last_rev, self.store.revision))))
-                        next_bookmark = loop.time() + BOOKMARK_INTERVAL
-                    continue
-                except StopAsyncIteration:
-                    break
-                last_rev = ev.kv.mod_revision
-                new = decode_kv(ev.kv)
-                old = decode_kv(ev.prev) if ev.prev is not None else None
-                if ev.type == "DELETED":
-                    if visible(new):
-                        await resp.write(encode("DELETED", new))
-                    continue
-                now_in = visible(new)
-                was_in = old is not None and visible(old)
-                if now_in and (ev.type == "ADDED" or not was_in):
-                    await resp.write(encode("ADDED", new))
-                elif now_in:
-                    await resp.write(encode("MODIFIED", new))
-                elif was_in:
-                    await resp.write(encode("DELETED", new))
+            last_rev = [start_rev]
+
+            async def send_bookmarks() -> None:
+                while True:
+                    await asyncio.sleep(BOOKMARK_INTERVAL)
+                    await resp.write(encode("BOOKMARK", _bookmark(rt, max(last_rev[0], self.store.revision))))
+
+            bookmarker = asyncio.create_task(send_bookmarks()) if bookmarks else None
+            try:
+                # One deadline for the whole stream, no per-event timers or tasks.
+                async with asyncio.timeout_at(deadline):
+                    async for ev in self.store.watch(prefix, start_rev):
+                        last_rev[0] = ev.kv.mod_revision
+                        new = self._decoded(ev.kv)
+                        if ev.type == "DELETED":
+                            if visible(new):
+                                await resp.write(self._event_line(ev.kv, "DELETED", new, encode, table))
+                            continue
+                        now_in = visible(new)
+                        was_in = ev.prev is not None and visible(self._decoded(ev.prev))
+                        if now_in and (ev.type == "ADDED" or not was_in):
+                            await resp.write(self._event_line(ev.kv, "ADDED", new, encode, table))
+                        elif now_in:
+                            await resp.write(self._event_line(ev.kv, "MODIFIED", new, encode, table))
+                        elif was_in:
+                            await resp.write(self._event_line(ev.kv, "DELETED", new, encode, table))
+            except TimeoutError:
+                pass
+            finally:
+                if bookmarker is not None:
+                    bookmarker.cancel()
         except CompactedError as e:
             err = errors.gone(f"too old resource version: {e.requested} ({e.compacted})")
             await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
@@ -553,6 +555,28 @@ class RestHandlers:
         except (ConnectionResetError, RuntimeError):
             pass
         return resp
+
+    # Watch events are shared by every watcher of a prefix: decode and encode each once.
+    def _decoded(self, kv: KeyValue) -> dict[str, Any]:
+        key = (kv.key, kv.mod_revision)
+        obj = self._decode_cache.get(key)
+        if obj is None:
+            if len(self._decode_cache) > EVENT_CACHE_SIZE:
+                self._decode_cache.clear()
+            obj = self._decode_cache[key] = decode_kv(kv)
+        return obj
+
+    def _event_line(self, kv: KeyValue, ev_type: str, obj: dict[str, Any],
+                    encode: Callable[[str, dict[str, Any]], bytes], table: bool) -> bytes:
+        if table:  # rendered per watcher (columns, includeObject)
+            return encode(ev_type, obj)
+        key = (kv.key, kv.mod_revision, ev_type)
+        line = self._line_cache.get(key)
+        if line is None:
+            if len(self._line_cache) > EVENT_CACHE_SIZE:
+                self._line_cache.clear()
+            line = self._line_cache[key] = encode(ev_type, obj)
+        return line
 
     # -- writes
 

@@ -104,7 +104,7 @@ async def test_setup_creates_node_namespace_with_bridge_and_forwarding(net: Node
     # br_netfilter, where loaded, must not switch DNATed frames past the node's routing.
     for table in ("iptables", "ip6tables", "arptables"):
         with in_netns(net.netns_path):
-            loaded = os.path.exists(f"/proc/sys/net/bridge/bridge-nf-call-{table}")
+            loaded = os.path.exists(f"/proc/sys/net/bridge/bridge-nf-call-{table}")  # noqa: ASYNC240 - a /proc check
         if loaded:
             assert read_sysctl_in(net.netns_path, f"/proc/sys/net/bridge/bridge-nf-call-{table}") == "0"
     # The sysctl was written in the node namespace only.

@@ -89,7 +89,24 @@ def _under_tmp(path: str) -> bool:
     return real == "/tmp" or real.startswith("/tmp/")
 
 
-def _mount_all(mounts: list[tuple[str, str, bool]]) -> None:
+def _needs_host_tmp(argv: list[str], env: dict[str, str]) -> bool:
+    """Whether the container's program lives under the host's /tmp (a virtualenv or a checkout
+    there): a private /tmp would hide it, so the container keeps the host's."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    paths = [sys.executable, package_root]
+    if argv:
+        prog = argv[0]
+        if "/" not in prog:
+            for d in env.get("PATH", "").split(":"):
+                candidate = os.path.join(d, prog)
+                if d and os.access(candidate, os.X_OK):
+                    prog = candidate
+                    break
+        paths.append(prog)
+    return any(_under_tmp(p) for p in paths)
+
+
+def _mount_all(mounts: list[tuple[str, str, bool]], private_tmp: bool = True) -> None:
     """The pod's bind mounts, and a private tmpfs at /tmp.
 
     Each container has its own /tmp, as it would in its image's filesystem: what it writes
@@ -99,6 +116,10 @@ def _mount_all(mounts: list[tuple[str, str, bool]]) -> None:
     elsewhere; then sources needed under /tmp are bound to a staging place in the
     container's private /dev/shm; then /tmp is mounted; then the staged binds go in.
     """
+    if not private_tmp:
+        for source, target, read_only in mounts:
+            _bind_mount(source, target, read_only)
+        return
     later: list[tuple[str, str, bool]] = []
     for source, target, read_only in mounts:
         if _under_tmp(target):
@@ -241,7 +262,7 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
                 nsutil.MS_NOSUID | nsutil.MS_NODEV | nsutil.MS_NOEXEC,
                 "mode=1777,size=65536k",
             )
-        _mount_all(spec["mounts"])
+        _mount_all(spec["mounts"], private_tmp=not _needs_host_tmp(spec["argv"], spec["env"]))
         if spec["hostname"]:
             socket.sethostname(spec["hostname"])
         workdir = spec["workdir"] or "/"

@@ -11,8 +11,9 @@ path, ``ndots:5``), so every query goes pod → kube-dns ClusterIP (nftables DNA
   ``RES_OPTIONS=use-vc`` makes the same lookups over TCP;
 - dnspython (``dns.query.udp`` / ``dns.query.tcp`` to 10.96.0.10) for exact records;
 - the official Kubernetes Python client with its in-cluster configuration.
-The Python clients run the interpreter running these tests (pods see the host's files), which
-has dnspython and the client installed.
+The Python clients run the interpreter running these tests, which has dnspython and the client
+installed (pods see the host's files; a virtualenv under /tmp is mounted in, as containers have
+their own /tmp). The ``python`` image's own ``python3`` is the system one, without them.
 
 No query may leave this machine: before any pod asks anything, the ``coredns`` Deployment is
 pointed (``--upstream``) at a fake resolver the test runs on the node's address inside the

@@ -469,8 +469,6 @@ def test_service_account_token_reaches_the_api_through_the_kubernetes_service(en
     assert {"bb", "py", "peer-a"} <= set(names)
 
 
-@pytest.mark.xfail(strict=True, reason="the API server accepts only 'Bearer <token>'; the Python client sends "
-                                       "'bearer <token>' (kube-apiserver compares the scheme case-insensitively)")
 def test_official_python_client_in_cluster_lists_pods(env: Env) -> None:
     names = env.py(script=INCLUSTER).split()
     assert {"bb", "py", "peer-a"} <= set(names)

@@ -134,9 +134,11 @@ class APIServer:
             user = user_from_peercert(transport.get_extra_info("peercert"))
             if user is not None:
                 return user
-        auth = request.headers.get("Authorization", "")
-        if auth.startswith("Bearer "):
-            return self.tokens.verify(auth[7:].strip())
+        # The scheme is case-insensitive, as kube-apiserver reads it: the official Python
+        # client's in-cluster config sends "bearer".
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return self.tokens.verify(token.strip())
         return None
 
     # ------------------------------------------------------------------ plain endpoints

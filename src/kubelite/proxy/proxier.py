@@ -35,7 +35,6 @@ import ctypes
 import ctypes.util
 import ipaddress
 import logging
-import signal
 import socket
 import time
 from collections.abc import Iterable
@@ -527,30 +526,22 @@ async def main(args: argparse.Namespace) -> int:
             await cleanup(netns_path)
         return 0
     client = Client.from_kubeconfig(args.kubeconfig, user_agent="kube-proxy/kubelite")
-    task = asyncio.create_task(run(
-        client, cluster=args.cluster_name, node_name=args.node_name or f"{args.cluster_name}-node",
-        netns_path=netns_path, service_cidrs=[c.strip() for c in args.service_cidr.split(",") if c.strip()],
-        min_sync_period=args.min_sync_period,
-    ))
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
     try:
-        await task
-    except asyncio.CancelledError:
-        pass
+        await run(
+            client, cluster=args.cluster_name, node_name=args.node_name or f"{args.cluster_name}-node",
+            netns_path=netns_path, service_cidrs=[c.strip() for c in args.service_cidr.split(",") if c.strip()],
+            min_sync_period=args.min_sync_period,
+        )
     finally:
         await client.close()
     return 0
 
 
 if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="kubelite proxy", description="kubelite's service proxy (kube-proxy)")
-    _parser.add_argument("-v", "--verbose", action="count", default=0)
-    add_arguments(_parser)
-    _args = _parser.parse_args()
-    logging.basicConfig(level=logging.WARNING - 10 * min(_args.verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pyroute2").setLevel(logging.WARNING)
-    with contextlib.suppress(KeyboardInterrupt):
-        raise SystemExit(asyncio.run(main(_args)))
+    # `python -m kubelite.proxy.proxier ...` is `kubelite proxy ...` (signals, logging, parent death).
+    import sys
+
+    from kubelite.cli.main import main as cli_main
+
+    verbosity = [a for a in sys.argv[1:] if a.startswith("-v") and set(a[1:]) == {"v"}]
+    raise SystemExit(cli_main([*verbosity, "proxy", *[a for a in sys.argv[1:] if a not in verbosity]]))

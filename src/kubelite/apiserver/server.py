@@ -34,6 +34,8 @@ from kubelite.store import Store
 log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+# Who is calling, for handlers that need it (authorization will read it).
+USER_KEY = web.RequestKey("user", object)
 
 
 @dataclass
@@ -107,7 +109,7 @@ class APIServer:
             user = self._authenticate(request)
             if user is None and request.path not in OPEN_PATHS and not request.path.startswith(("/livez/", "/readyz/", "/healthz/")):
                 raise errors.unauthorized()
-            request["user"] = user
+            request[USER_KEY] = user
             resp: web.StreamResponse = await handler(request)
             return resp
         except StatusError as e:
@@ -210,7 +212,6 @@ class APIServer:
         target = parse_path(request.path)
         if target is None:
             raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
-        request["target"] = target
         return await self.rest.handle(request, target)
 
     # ------------------------------------------------------------------ lifecycle

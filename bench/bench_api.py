@@ -20,7 +20,6 @@ import pathlib
 import re
 import shutil
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -32,13 +31,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from harness import free_port
 from kubelite.apiserver.auth import TokenSigner
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:

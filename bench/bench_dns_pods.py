@@ -27,7 +27,6 @@ import pathlib
 import random
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from typing import Any
 import dns.message
 import dns.rrset
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from harness import KubeliteProcess
 from kubelite.client import CONFIGMAPS, ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ApiError, Client
 from kubelite.node.network import in_netns
 
@@ -136,57 +137,13 @@ def outside_queries() -> list[str]:
     return [f"host{i}.example.test A" for i in range(OUTSIDE)]
 
 
-class Bench:
+class Bench(KubeliteProcess):
     def __init__(self, seconds: float, rate: int) -> None:
         self.seconds, self.rate = seconds, rate
-        self.name = f"klbd-{secrets.token_hex(3)}"
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="kl-bench-dns-"))
-        self.kubeconfig = self.dir / "kubeconfig"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(f"klbd-{secrets.token_hex(3)}", pathlib.Path(tempfile.mkdtemp(prefix="kl-bench-dns-")))
         self.results: dict[str, Any] = {}
         self.dns_pod: Obj = {}
 
-    # -- plumbing (as bench_proxy.py)
-
-    def up(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        log = self.dir / "up.log"
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kubelite", "up", "--name", self.name, "--data-dir", str(self.dir),
-                 "--api-port", str(port)], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while "is ready" not in log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("kubelite up failed:\n" + log.read_text())
-            time.sleep(0.05)
-
-    def down(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        subprocess.run([sys.executable, "-m", "kubelite", "down", "--name", self.name, "--data-dir", str(self.dir)],
-                       capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    @property
-    def netns(self) -> str:
-        return f"/run/netns/{self.name}-node"
-
-    async def sh(self, *argv: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
-        async with asyncio.timeout(300):
-            out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv[:4])}... failed: {err.decode()}")
-        return out.decode()
 
     async def wait(self, what: str, check: Callable[[], Awaitable[Any]], limit: float = 120) -> Any:
         deadline = time.monotonic() + limit

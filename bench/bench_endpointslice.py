@@ -22,7 +22,6 @@ import pathlib
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,17 +30,13 @@ import threading
 import time
 from typing import Any
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from harness import free_port
 from kubelite.client import ENDPOINTSLICES, LEASES, NAMESPACES, NODES, PODS, SERVICES, Client
 
 NS = "bench"
 NODE = "bench-node"
 PODS_PER_SERVICE = 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Cluster:

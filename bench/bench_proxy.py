@@ -30,15 +30,15 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from harness import KubeliteProcess
 from kubelite.client import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ApiError, Client
 from kubelite.proxy.proxier import Proxier
 
@@ -134,56 +134,12 @@ def pct(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round((len(ordered) - 1) * p))]
 
 
-class Bench:
+class Bench(KubeliteProcess):
     def __init__(self, quick: bool) -> None:
         self.quick = quick
-        self.name = f"klbp-{secrets.token_hex(3)}"
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="kl-bench-proxy-"))
-        self.kubeconfig = self.dir / "kubeconfig"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(f"klbp-{secrets.token_hex(3)}", pathlib.Path(tempfile.mkdtemp(prefix="kl-bench-proxy-")))
         self.results: dict[str, Any] = {}
 
-    # -- plumbing
-
-    def up(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        log = self.dir / "up.log"
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kubelite", "up", "--name", self.name, "--data-dir", str(self.dir),
-                 "--api-port", str(port)], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while "is ready" not in log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("kubelite up failed:\n" + log.read_text())
-            time.sleep(0.05)
-
-    def down(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        subprocess.run([sys.executable, "-m", "kubelite", "down", "--name", self.name, "--data-dir", str(self.dir)],
-                       capture_output=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    @property
-    def netns(self) -> str:
-        return f"/run/netns/{self.name}-node"
-
-    async def sh(self, *argv: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)})
-        async with asyncio.timeout(300):
-            out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(argv[:4])}... failed: {err.decode()}")
-        return out.decode()
 
     async def client_run(self, *args: str) -> str:
         return await self.sh("kubectl", "exec", "client", "--", "python3", "-c", CLIENT, *args)

@@ -50,13 +50,14 @@ def read_sysctl_in(netns_path: str, path: str) -> str:
 
 
 def host_snapshot(own_cluster: str) -> tuple[str, str, list[str]]:
-    """The host's links and addresses, and the namespaces not owned by a concurrent e2e test.
+    """The host's links and addresses, and the network namespaces of our cluster.
 
-    Other e2e tests may run at the same time on this machine, each with its own
-    ``kle2e-*`` cluster: their namespaces come and go and are not ours to compare.
+    Other tests and benchmarks may run at the same time on this machine, each with clusters
+    of their own: their namespaces come and go and are not ours to compare. Every namespace
+    a cluster makes is named with its name as prefix, so that is what we compare.
     """
-    others = [n for n in netns_names() if not n.startswith("kle2e-") or n.startswith(f"{own_cluster}-")]
-    return ip("-o", "link", "show"), ip("-o", "addr", "show"), others
+    ours = [n for n in netns_names() if n.startswith(f"{own_cluster}-")]
+    return ip("-o", "link", "show"), ip("-o", "addr", "show"), ours
 
 
 @pytest.fixture

@@ -61,11 +61,17 @@ class Cluster:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 30.0, extra: list[str] | None = None, agent: bool = False) -> None:
-        """Start `kubelite up`; without ``agent`` only the control plane runs (no pods, no root)."""
+    def start(self, timeout: float = 30.0, extra: list[str] | None = None, agent: bool = False,
+              merge: bool = False, env: dict[str, str] | None = None) -> None:
+        """Start `kubelite up`; without ``agent`` only the control plane runs (no pods, no root).
+
+        Without ``merge`` the user's kubeconfig is left alone: tests use the cluster's own.
+        """
         cmd = [sys.executable, "-m", "kubelite", "up", "--name", self.name, "--data-dir", str(self.data_dir),
-               "--api-port", str(self.port), *([] if agent else ["--no-agent"]), *(extra or [])]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+               "--api-port", str(self.port), *([] if agent else ["--no-agent"]),
+               *([] if merge else ["--no-kubeconfig-merge"]), *(extra or [])]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                     env={**os.environ, **(env or {})})
         ready = threading.Event()
 
         def pump() -> None:

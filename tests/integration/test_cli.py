@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
+import yaml
 
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import KUBECTL, Cluster, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -55,3 +59,66 @@ def test_port_in_use_is_a_clear_error(fresh_cluster: Cluster) -> None:
         res = kubelite("up", "--name", c.name, "--data-dir", str(c.data_dir), "--api-port", str(c.port))
     assert res.returncode == 1
     assert f"port {c.port} on 127.0.0.1 is already in use" in res.stderr
+
+
+def test_up_shows_progress_and_merges_its_context_until_it_stops(fresh_cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    """`kubelite up` says what it does, merges a context into the user's kubeconfig so plain
+    kubectl works, and takes it out again on a clean stop, on `down` after a crash, and
+    restores the context that was current before."""
+    c = fresh_cluster
+    home = tmp_path / "home"
+    (home / ".kube").mkdir(parents=True)
+    user_config = home / ".kube" / "config"
+    user_config.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: prod\n  cluster: {server: 'https://10.0.0.1:6443'}\n"
+        "contexts:\n- name: prod\n  context: {cluster: prod, user: me}\nusers:\n- name: me\n  user: {token: t}\n"
+        "current-context: prod\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "SUDO_USER")}
+    env["HOME"] = str(home)
+
+    def plain_kubectl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([KUBECTL, *args], capture_output=True, text=True, env=env, timeout=60)
+
+    c.start(merge=True, env={"HOME": str(home), "KUBECONFIG": ""})
+    deadline = time.monotonic() + 5
+    while "Ctrl-C here" not in "".join(c.output) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the summary follows the ready line
+    out = "".join(c.output)
+    assert f'kubelite: starting cluster "{c.name}"' in out
+    assert f"API server serving at {c.server}" in out
+    assert f'context "{c.name}" merged into {user_config} and made current' in out
+    assert f'context "{c.name}" (current) in {user_config}' in out
+    assert f"export KUBECONFIG={c.kubeconfig}" in out
+    assert f"kubelite down --name {c.name} --data-dir {c.data_dir}" in out
+    res = plain_kubectl("get", "namespace", "default", "-o", "name")
+    assert res.returncode == 0 and res.stdout.strip() == "namespace/default", res.stderr
+    assert plain_kubectl("config", "current-context").stdout.strip() == c.name
+
+    assert c.stop() == 0  # a clean stop takes the context out and gives `prod` back
+    cfg = yaml.safe_load(user_config.read_text())
+    assert [x["name"] for x in cfg["contexts"]] == ["prod"] and cfg["current-context"] == "prod"
+    assert [x["name"] for x in cfg["users"]] == ["me"]
+
+    c.start(merge=True, env={"HOME": str(home), "KUBECONFIG": ""})  # crash: `down` cleans up
+    assert plain_kubectl("config", "current-context").stdout.strip() == c.name
+    c.stop(signal.SIGKILL)
+    assert c.name in [x["name"] for x in yaml.safe_load(user_config.read_text())["contexts"]]
+    res = subprocess.run([sys.executable, "-m", "kubelite", "down", "--name", c.name, "--data-dir", str(c.data_dir)],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 0, res.stderr
+    cfg = yaml.safe_load(user_config.read_text())
+    assert [x["name"] for x in cfg["contexts"]] == ["prod"] and cfg["current-context"] == "prod"
+
+
+def test_missing_prerequisites_are_clear_errors(tmp_path: pathlib.Path) -> None:
+    """Without the conntrack tool, `up` says what is missing and how to get it, before it
+    starts anything. (Not root and nftables missing take the same path, in check_node_prerequisites.)"""
+    common = ["up", "--name", "kl-prereq", "--data-dir", str(tmp_path / "d"), "--api-port", str(free_port())]
+    res = subprocess.run([sys.executable, "-m", "kubelite", *common], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PATH": str(tmp_path)})  # a PATH where no conntrack is
+    assert res.returncode == 1
+    if os.geteuid() == 0:
+        assert "conntrack is not installed" in res.stderr and "apt-get install conntrack" in res.stderr
+    else:
+        assert "kubelite up needs root" in res.stderr and "--no-agent" in res.stderr
+    assert not (tmp_path / "d").exists()  # nothing was started or written

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import errno
 import gc
@@ -27,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import yaml
 
+from kubelite.cli import kubeconfig as kcfg
+from kubelite.cli.progress import Progress
 from kubelite.cli.supervisor import Child, die_with_parent
 
 if TYPE_CHECKING:
-    from kubelite.apiserver.pki import PKI
     from kubelite.apiserver.server import APIServer
 
 # Each component is a sub-command run in its own process: importing only what the chosen
@@ -47,36 +47,6 @@ def default_data_dir(name: str) -> pathlib.Path:
 
 class CLIError(Exception):
     """A problem the user can act on: printed as one line, exit code 1."""
-
-
-# ---------------------------------------------------------------------------- kubeconfig
-
-
-def kubeconfig(name: str, server: str, pki: PKI) -> dict[str, Any]:
-    def b64(p: pathlib.Path) -> str:
-        return base64.b64encode(p.read_bytes()).decode()
-
-    user = f"{name}-admin"
-    return {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "preferences": {},
-        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": b64(pki.ca_cert)}}],
-        "users": [
-            {"name": user, "user": {"client-certificate-data": b64(pki.admin_cert), "client-key-data": b64(pki.admin_key)}}
-        ],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
-        "current-context": name,
-    }
-
-
-def write_private(path: pathlib.Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------- run file
@@ -128,40 +98,40 @@ async def run_up(args: argparse.Namespace) -> int:
 
     name: str = args.name
     try:
-        first_ip = ServiceCIDR.parse(args.service_cidr).nth(1)
+        service_cidr = ServiceCIDR.parse(args.service_cidr)
     except ValueError as e:
         raise CLIError(f"invalid --service-cidr {args.service_cidr!r}: {e}") from None
     data_dir = pathlib.Path(args.data_dir or default_data_dir(name)).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     run = read_run(data_dir)
     if run and pid_alive(int(run.get("pid", 0))) and run.get("pid") != os.getpid():
         raise CLIError(
             f'cluster "{name}" is already running (pid {run["pid"]}, API {run.get("server")}); '
             f"stop it with: kubelite down --name {name} --data-dir {data_dir}"
         )
-    if run:
-        log.info("cleaning up after a previous run that did not stop cleanly (pid %s)", run.get("pid"))
-        cleanup(data_dir, name)
-    if not args.no_agent and os.geteuid() != 0:
-        raise CLIError(
-            "kubelite up needs root: pods run in network namespaces it creates "
-            "(run with sudo, or use --no-agent for the API server and controllers only)"
-        )
+    if not args.no_agent:
+        check_node_prerequisites()
     host = "127.0.0.1"
     if not port_free(host, args.api_port):
         raise CLIError(f"port {args.api_port} on {host} is already in use: pick another with --api-port")
 
-    started = time.perf_counter()
+    progress = Progress()
+    progress.line(f'kubelite: starting cluster "{name}" (state in {data_dir})')
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if run:
+        cleanup(data_dir, name)
+        progress.done(f"cleaned up after a previous run that did not stop cleanly (pid {run.get('pid')})")
     store = open_store(str(data_dir / "state.db"))
     await store.start()
-    pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=first_ip)
+    pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=service_cidr.nth(1))
     server_url = f"https://{host}:{args.api_port}"
     kc_path = data_dir / "kubeconfig"
-    write_private(kc_path, yaml.safe_dump(kubeconfig(name, server_url, pki), sort_keys=False).encode())
+    config = kcfg.build(name, server_url, pki)
+    kcfg.write_private(kc_path, yaml.safe_dump(config, sort_keys=False).encode())
     api = APIServer(
         store, pki, ServerConfig(host=host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr)
     )
     children: list[Child] = []
+    merged: pathlib.Path | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -172,10 +142,14 @@ async def run_up(args: argparse.Namespace) -> int:
         # the garbage collector from walking it again and again (long GC pauses show in p99).
         gc.collect()
         gc.freeze()
-        write_private(
-            data_dir / "run.json",
-            orjson.dumps({"pid": os.getpid(), "name": name, "server": server_url, "kubeconfig": str(kc_path)}),
-        )
+        progress.done(f"API server serving at {server_url}")
+        previous = ""
+        if not args.no_kubeconfig_merge:
+            merged, previous = merge_kubeconfig(config, progress)
+        write_private_json(data_dir / "run.json", {
+            "pid": os.getpid(), "name": name, "server": server_url, "kubeconfig": str(kc_path),
+            **({"mergedInto": str(merged), "previousContext": previous} if merged else {}),
+        })
         verbosity = ["-" + "v" * args.verbose] if args.verbose else []
         children = [Child("controllers", [*verbosity, "controllers", "--kubeconfig", str(kc_path)])]
         if not args.no_agent:
@@ -190,18 +164,27 @@ async def run_up(args: argparse.Namespace) -> int:
             ]))
         for child in children:
             child.start()
+        progress.done("started " + ", ".join(child.name for child in children))
         if not args.no_agent:
             await install_dns_addon(api, args.service_cidr)
-            await wait_node_ready(store, node_name(name), stop)
-            await wait_dns(name, str(ServiceCIDR.parse(args.service_cidr).nth(10)), stop)
-        elapsed = time.perf_counter() - started
-        print(
-            f'kubelite cluster "{name}" is ready in {elapsed:.2f}s: API {server_url}, '
-            f"kubeconfig {kc_path} (export KUBECONFIG={kc_path})",
-            flush=True,
-        )
+            node = node_name(name)
+            async with progress.waiting(f"node {node} to register and be Ready", f"node {node} is Ready") as step:
+                if not await wait_node_ready(store, node, stop):
+                    step.warning = f"node {node} is not Ready after 30s; serving anyway (see the agent's log above)"
+            dns_ip = str(service_cidr.nth(10))
+            async with progress.waiting(f"cluster DNS (coredns pod behind kube-dns {dns_ip})",
+                                        f"cluster DNS answers at {dns_ip}") as step:
+                if not await wait_dns(name, dns_ip, stop):
+                    step.warning = f"cluster DNS at {dns_ip} does not answer after 30s; serving anyway"
+        if stop.is_set():
+            return 0
+        # One write: whoever waits for the ready line finds the summary with it.
+        progress.line("\n".join([
+            f'kubelite cluster "{name}" is ready in {progress.elapsed():.2f}s: API {server_url}, kubeconfig {kc_path}',
+            *summary(name, kc_path, merged, data_dir, args.data_dir is not None, args.no_agent),
+        ]))
         await stop.wait()
-        print(f'kubelite cluster "{name}" is stopping', flush=True)
+        progress.line(f'kubelite cluster "{name}" is stopping')
     finally:
         for child in reversed(children):
             await child.stop()
@@ -211,12 +194,86 @@ async def run_up(args: argparse.Namespace) -> int:
     return 0
 
 
+def summary(name: str, kc_path: pathlib.Path, merged: pathlib.Path | None, data_dir: pathlib.Path,
+            explicit_dir: bool, no_agent: bool) -> list[str]:
+    """How to use the cluster: printed once it is ready."""
+    where = f" --data-dir {data_dir}" if explicit_dir else ""
+    example = "kubectl get namespaces" if no_agent else "kubectl get nodes,pods -A"
+    lines = []
+    if merged is not None:
+        lines.append(f'  kubectl     context "{name}" (current) in {merged}: try `{example}`')
+        lines.append(f"              or, without it: export KUBECONFIG={kc_path}")
+    else:
+        lines.append(f"  kubectl     export KUBECONFIG={kc_path}; then try `{example}`")
+    lines.append(f"  stop        Ctrl-C here, or `kubelite down --name {name}{where}` from another terminal")
+    return lines
+
+
+def merge_kubeconfig(config: dict[str, Any], progress: Progress) -> tuple[pathlib.Path | None, str]:
+    """Merge the cluster's context into the user's kubeconfig (returns where, and the context
+    that was current); a problem there is a warning, not a failure: the cluster's own
+    kubeconfig works regardless."""
+    target, owner = kcfg.default_target()
+    try:
+        previous = kcfg.merge(target, config, owner)
+    except (kcfg.KubeconfigError, OSError) as e:
+        progress.warn(f"kubeconfig not merged: {e}")
+        return None, ""
+    progress.done(f'context "{config["current-context"]}" merged into {target} and made current')
+    return target, previous
+
+
+def unmerge_kubeconfig(data_dir: pathlib.Path, name: str, run: dict[str, Any] | None) -> None:
+    from kubelite.apiserver.pki import PKI
+
+    if not run or not run.get("mergedInto"):
+        return
+    pki = PKI(data_dir / "pki")
+    try:
+        kcfg.unmerge(pathlib.Path(run["mergedInto"]), kcfg.build(name, "", pki), run.get("previousContext") or "")
+    except (kcfg.KubeconfigError, OSError) as e:
+        log.warning("could not remove the context from %s: %s", run["mergedInto"], e)
+
+
+def write_private_json(path: pathlib.Path, obj: dict[str, Any]) -> None:
+    kcfg.write_private(path, orjson.dumps(obj))
+
+
+def check_node_prerequisites() -> None:
+    """What the node agent and the proxy need from this machine, checked before anything starts
+    (each failure would otherwise surface later as a component crashing in a restart loop)."""
+    import ctypes
+    import shutil
+
+    if os.geteuid() != 0:
+        raise CLIError(
+            "kubelite up needs root: pods run in network namespaces it creates "
+            "(run it with sudo, or use --no-agent for the API server and controllers only)"
+        )
+    try:
+        ctypes.CDLL("libnftables.so.1")
+    except OSError:
+        raise CLIError(
+            "nftables is not installed (libnftables.so.1 not found): the service proxy programs "
+            "ClusterIPs with the kernel's nftables. Install it (Debian/Ubuntu: apt-get install nftables), "
+            "or use --no-agent"
+        ) from None
+    if shutil.which("conntrack") is None:
+        raise CLIError(
+            "conntrack is not installed: the service proxy clears stale UDP flows with it when a "
+            "Service's endpoints change. Install it (Debian/Ubuntu: apt-get install conntrack), or use --no-agent"
+        )
+    if not os.path.exists("/proc/self/ns/net"):
+        raise CLIError("this kernel has no network namespaces (/proc/self/ns/net): pods cannot run here; use --no-agent")
+
+
 def node_name(cluster: str) -> str:
     return f"{cluster}-node"
 
 
-async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, limit: float = 30.0) -> None:
-    """Block until the node agent has registered its Node with Ready=True (or we are stopped)."""
+async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, limit: float = 30.0) -> bool:
+    """Block until the node agent has registered its Node with Ready=True; False if it did not
+    within ``limit`` (True when we are stopped meanwhile: nothing to warn about)."""
     key = f"/registry/core/nodes/{name}"
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
@@ -226,10 +283,9 @@ async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, limit: flo
             node = orjson.loads(kv.value)
             if any(c.get("type") == "Ready" and c.get("status") == "True"
                    for c in (node.get("status") or {}).get("conditions") or []):
-                return
+                return True
         await asyncio.sleep(0.02)
-    if not stop.is_set():
-        log.warning("node %s is not Ready after %.0fs; serving anyway", name, limit)
+    return stop.is_set()
 
 
 async def install_dns_addon(api: APIServer, service_cidr: str) -> None:
@@ -250,8 +306,9 @@ async def install_dns_addon(api: APIServer, service_cidr: str) -> None:
                 raise
 
 
-async def wait_dns(cluster: str, dns_ip: str, stop: asyncio.Event, limit: float = 30.0) -> None:
-    """Block until cluster DNS answers at its ClusterIP, asked from inside the node's namespace."""
+async def wait_dns(cluster: str, dns_ip: str, stop: asyncio.Event, limit: float = 30.0) -> bool:
+    """Block until cluster DNS answers at its ClusterIP, asked from inside the node's namespace;
+    False if it did not within ``limit``."""
     from kubelite.dns import manifests as dns_manifests
     from kubelite.node.network import socket_in
 
@@ -261,17 +318,19 @@ async def wait_dns(cluster: str, dns_ip: str, stop: asyncio.Event, limit: float 
     while not stop.is_set() and loop.time() < deadline:
         try:
             if await dns_manifests.probe(dns_ip, within=0.3, sock=socket_in(netns, socket.AF_INET, socket.SOCK_DGRAM)):
-                return
+                return True
         except OSError:
             pass
         await asyncio.sleep(0.05)
-    if not stop.is_set():
-        log.warning("cluster DNS at %s does not answer after %.0fs; serving anyway", dns_ip, limit)
+    return stop.is_set()
 
 
 def cleanup(data_dir: pathlib.Path, cluster: str | None = None) -> None:
     """Remove what a run leaves behind outside the persistent state (the store and the PKI):
-    container processes, pod and node network namespaces, the run file."""
+    container processes, pod and node network namespaces, the context merged into the user's
+    kubeconfig, the run file."""
+    if cluster is not None:
+        unmerge_kubeconfig(data_dir, cluster, read_run(data_dir))
     if cluster is not None and os.geteuid() == 0:
         from kubelite.node.network import cleanup_cluster
         from kubelite.node.runtime import kill_all
@@ -339,6 +398,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     up.add_argument("--pod-cidr", default="10.244.0.0/24", help="the node's pod CIDR (default: 10.244.0.0/24)")
     up.add_argument("--no-agent", action="store_true",
                     help="run only the control plane (API server, controllers): no pods run; no root needed")
+    up.add_argument("--no-kubeconfig-merge", action="store_true",
+                    help="do not merge the cluster's context into ~/.kube/config (or $KUBECONFIG's first file)")
     down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
     common(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")

@@ -6,16 +6,20 @@ the cluster's own network namespaces:
 * throughput (iperf3, pod to pod) and new TCP connections per second through the
   ClusterIP, divided by the same straight to the pod IP (goals >= 0.95 and >= 0.90); the
   same through a userspace asyncio TCP proxy on the node, for contrast;
-* first-packet latency (TCP connect through the ClusterIP) with ~10 Services and with
-  10,000 (goal <= 1.1x: one verdict-map lookup whatever the number of Services);
+* first-packet latency (TCP connect through the ClusterIP) at each number of Services,
+  with the same straight to the pod IP interleaved round by round; and, at the largest
+  scale, an A/B in the kernel: the table of all Services and the table of the cluster's own
+  few, swapped back and forth with the proxy paused, so both see the same machine (goal
+  <= 1.1x: one verdict-map lookup whatever the number of Services);
 * network programming latency, pod Ready -> first request served through its Service,
-  p50/p99 with 1,000 and 10,000 Services (goals p99 <= 100 ms and <= 250 ms);
-* a full sync of 10,000 Services x 2 endpoints (goal <= 5 s) and the proxy's memory.
+  p50/p99 at each scale (goals p99 <= 100 ms at 1,000 and <= 250 ms at 10,000);
+* a full sync of the largest scale x 2 endpoints (goal <= 5 s at 10,000) and the proxy's memory.
 
 Synthetic Services are selectorless, with hand-made EndpointSlices of two endpoints that
-never receive traffic. ``--quick`` (under 2 minutes) uses 3,000 instead of 10,000 and fewer
-samples. Needs root, iperf3 and nft. Usage:
-``python bench/bench_proxy.py [--quick] [--json out.json]``
+never receive traffic. Scales are visited in increasing order (Services are only added).
+Needs root, iperf3 and nft. Usage (flags also in ``--help``):
+``python bench/bench_proxy.py [--services 10,100,1000,10000] [--json out.json] [--skip-throughput]
+[--skip-full-sync] [--samples N] [--quick]``
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ from typing import Any
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from harness import KubeliteProcess
 from kubelite.client import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ApiError, Client
-from kubelite.proxy.proxier import Proxier
+from kubelite.proxy.proxier import NFTables, Proxier, service_ports
+from kubelite.proxy.ruleset import full_transaction, render_service
 
 Obj = dict[str, Any]
 
@@ -135,11 +140,15 @@ def pct(samples: list[float], p: float) -> float:
 
 
 class Bench(KubeliteProcess):
-    def __init__(self, quick: bool) -> None:
-        self.quick = quick
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.quick = args.quick
+        self.scales: list[int] = args.services
+        self.samples: int = args.samples
+        self.do_throughput = not args.skip_throughput
+        self.do_full_sync = not args.skip_full_sync
         super().__init__(f"klbp-{secrets.token_hex(3)}", pathlib.Path(tempfile.mkdtemp(prefix="kl-bench-proxy-")))
         self.results: dict[str, Any] = {}
-
+        self.per_scale: list[dict[str, Any]] = []
 
     async def client_run(self, *args: str) -> str:
         return await self.sh("kubectl", "exec", "client", "--", "python3", "-c", CLIENT, *args)
@@ -234,37 +243,120 @@ class Bench(KubeliteProcess):
         return float(json.loads(out)["end"]["sum_received"]["bits_per_second"])
 
     async def throughput_and_rate(self) -> None:
-        secs, rounds = (2, 1) if self.quick else (5, 3)
-        gbps: dict[str, list[float]] = {"pod IP": [], "ClusterIP": [], "userspace": []}
-        rate: dict[str, list[float]] = {"pod IP": [], "ClusterIP": [], "userspace": []}
+        """Interleaved rounds (pod IP, ClusterIP, userspace, in a rotating order); each round
+        gives a ratio, and the figure is the median of the rounds' ratios with their spread,
+        so a burst of load from elsewhere spoils one round rather than one side."""
+        secs, rounds = (2, 2) if self.quick else (3, 6)
+        labels = ["pod IP", "ClusterIP", "userspace"]
+        gbps: dict[str, list[float]] = {label: [] for label in labels}
+        rate: dict[str, list[float]] = {label: [] for label in labels}
         async with self.userspace_proxy() as node:
             targets = {"pod IP": (self.srv_ip, 5201, 9000), "ClusterIP": (self.srv_vip, 5201, 9000),
                        "userspace": (node, 15201, 19000)}
-            for _ in range(rounds):  # interleaved, so drifts of the machine hit all alike
-                for label, (ip, iperf_port, accept_port) in targets.items():
+            for r in range(rounds):
+                order = labels[r % 3:] + labels[:r % 3]
+                for label in order:
+                    ip, iperf_port, _ = targets[label]
                     gbps[label].append(await self.iperf(ip, iperf_port, secs) / 1e9)
+                for label in order:
+                    ip, _, accept_port = targets[label]
                     rate[label].append(float(await self.client_run("rate", ip, str(accept_port), str(secs))))
-        for label in gbps:
+        for label in labels:
             self.results[f"throughput_gbps[{label}]"] = round(statistics.median(gbps[label]), 2)
             self.results[f"connections_per_s[{label}]"] = round(statistics.median(rate[label]))
         for label in ("ClusterIP", "userspace"):
-            self.results[f"throughput_ratio[{label}/pod IP]"] = round(
-                statistics.median(gbps[label]) / statistics.median(gbps["pod IP"]), 3)
-            self.results[f"connection_rate_ratio[{label}/pod IP]"] = round(
-                statistics.median(rate[label]) / statistics.median(rate["pod IP"]), 3)
+            for name, values in (("throughput_ratio", gbps), ("connection_rate_ratio", rate)):
+                ratios = [a / b for a, b in zip(values[label], values["pod IP"], strict=True)]
+                self.results[f"{name}[{label}/pod IP] median (min-max of {rounds} rounds)"] = (
+                    f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
 
-    async def first_packet(self, label: str) -> float:
-        """Connect latency through the ClusterIP: median (and p99) over a few rounds."""
-        n, rounds = (1000, 3) if self.quick else (3000, 5)
+    async def connect_times(self, ip: str, n: int) -> list[float]:
+        """``n`` TCP connect times (seconds) from the client pod to ``ip``:9000."""
+        return [float(x) for x in json.loads(await self.client_run("connect", ip, "9000", str(n)))]
+
+    async def first_packet(self, label: str) -> dict[str, Any]:
+        """Connect latency through the ClusterIP and, interleaved, straight to the pod IP.
+
+        Medians over rounds of per-round p50/p99; the pod-IP figures say how much of a change
+        between scales is the machine's load rather than the datapath.
+        """
+        n, rounds = (500, 4) if self.quick else (1000, 8)
         await asyncio.sleep(2)  # let the control plane settle after a burst of creates
-        p50s, p99s = [], []
-        for _ in range(rounds):
-            samples = json.loads(await self.client_run("connect", self.srv_vip, "9000", str(n)))
-            p50s.append(statistics.median(samples) * 1e6)
-            p99s.append(pct(samples, 0.99) * 1e6)
-        p50, p99 = statistics.median(p50s), statistics.median(p99s)
-        self.results[f"first_packet_us[{label}] p50/p99"] = f"{p50:.0f} / {p99:.0f}"
-        return p50
+        stats: dict[str, list[float]] = {"p50": [], "p99": [], "pod_ip_p50": [], "pod_ip_p99": [], "ratio": []}
+        for i in range(rounds):
+            # Alternate which goes first, so a drift within a round hits both alike.
+            order = [(self.srv_vip, ""), (self.srv_ip, "pod_ip_")]
+            got: dict[str, list[float]] = {}
+            for ip, prefix in order if i % 2 == 0 else order[::-1]:
+                got[prefix] = await self.connect_times(ip, n)
+            for prefix, samples in got.items():
+                stats[f"{prefix}p50"].append(statistics.median(samples) * 1e6)
+                stats[f"{prefix}p99"].append(pct(samples, 0.99) * 1e6)
+            stats["ratio"].append(statistics.median(got[""]) / statistics.median(got["pod_ip_"]))
+        out: dict[str, Any] = {k: round(statistics.median(v), 1) for k, v in stats.items() if k != "ratio"}
+        out["ratio_to_pod_ip"] = round(statistics.median(stats["ratio"]), 3)
+        out["ratio_to_pod_ip_spread"] = [round(min(stats["ratio"]), 3), round(max(stats["ratio"]), 3)]
+        self.results[f"first_packet_us[{label}] p50/p99 (pod IP p50/p99)"] = (
+            f"{out['p50']:.0f} / {out['p99']:.0f} ({out['pod_ip_p50']:.0f} / {out['pod_ip_p99']:.0f})")
+        return out
+
+    async def first_packet_ab(self, label: str) -> dict[str, Any]:
+        """First-packet latency with all Services vs the cluster's own few, swapped in the kernel.
+
+        The proxy is paused; an in-process renderer writes the full table of all Services
+        (what the proxy wrote) and the table of only the non-synthetic ones, alternately,
+        measuring connect latency through the ClusterIP after each swap. Both tables see the
+        same machine at nearly the same moment, which measurements minutes apart (while other
+        work shares the CPUs) cannot promise. The last table written is the full one, so the
+        proxy's in-memory copy still matches the kernel when it resumes.
+        """
+        rounds, n = (2, 500) if self.quick else (4, 1000)
+        services = (await self.api.list(SERVICES))["items"]
+        slices = (await self.api.list(ENDPOINTSLICES))["items"]
+        by_service: dict[str, list[Obj]] = {}
+        for sl in slices:
+            owner = (sl["metadata"].get("labels") or {}).get("kubernetes.io/service-name")
+            by_service.setdefault(f"{sl['metadata']['namespace']}/{owner}", []).append(sl)
+        frags_all, frags_few = [], []
+        for svc in services:
+            key = f"{svc['metadata']['namespace']}/{svc['metadata']['name']}"
+            ports = service_ports(svc, by_service.get(key, []), f"{self.name}-node")
+            if ports:
+                frag = render_service(ports)
+                frags_all.append(frag)
+                if svc["metadata"]["namespace"] != "syn":
+                    frags_few.append(frag)
+        cidrs = ["10.96.0.0/12"]
+        texts = {"few": full_transaction(cidrs, frags_few), "all": full_transaction(cidrs, frags_all)}
+        pid = self.proxy_pid()
+        assert pid is not None
+        nft = NFTables(self.netns)
+        p50: dict[str, list[float]] = {"few": [], "all": []}
+        p99: dict[str, list[float]] = {"few": [], "all": []}
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            for _ in range(rounds):
+                for which in ("few", "all"):
+                    await nft.run(texts[which])
+                    await asyncio.sleep(0.5)
+                    samples = await self.connect_times(self.srv_vip, n)
+                    p50[which].append(statistics.median(samples) * 1e6)
+                    p99[which].append(pct(samples, 0.99) * 1e6)
+        finally:
+            await nft.run(texts["all"])
+            nft.close()
+            os.kill(pid, signal.SIGCONT)
+        ratios = [a / f for a, f in zip(p50["all"], p50["few"], strict=True)]
+        out = {
+            "services_few": len(frags_few), "services_all": len(frags_all),
+            "p50_few": round(statistics.median(p50["few"]), 1), "p50_all": round(statistics.median(p50["all"]), 1),
+            "p99_few": round(statistics.median(p99["few"]), 1), "p99_all": round(statistics.median(p99["all"]), 1),
+            "ratio_p50": round(statistics.median(ratios), 3), "ratio_p50_spread": [round(min(ratios), 3),
+                                                                                  round(max(ratios), 3)],
+        }
+        self.results[f"first_packet_ab_us[{label}] p50 few/all, ratio (spread)"] = (
+            f"{out['p50_few']:.0f} / {out['p50_all']:.0f}, {out['ratio_p50']} {out['ratio_p50_spread']}")
+        return out
 
     async def grow_to(self, total: int) -> None:
         """Synthetic Services + EndpointSlices up to ``total`` Services, then wait until programmed."""
@@ -295,8 +387,8 @@ class Bench(KubeliteProcess):
         await asyncio.sleep(0.5)
         return await self.programmed() >= total
 
-    async def network_programming(self, label: str) -> None:
-        n = 8 if self.quick else 30
+    async def network_programming(self, label: str) -> dict[str, Any]:
+        n = self.samples
         state = self.dir / "agent" / "pods" / (await self.pod("np"))["metadata"]["uid"] / "volumes" / "state"
         flag = state / "ready"
         latencies = []
@@ -313,7 +405,10 @@ class Bench(KubeliteProcess):
             served_at = float((await waiter).strip())
             latencies.append(served_at - ready_at)
         ms = [x * 1000 for x in latencies]
-        self.results[f"network_programming_ms[{label}] p50/p99"] = f"{statistics.median(ms):.0f} / {pct(ms, 0.99):.0f}"
+        self.results[f"network_programming_ms[{label}] p50/p99 (max)"] = (
+            f"{statistics.median(ms):.0f} / {pct(ms, 0.99):.0f} ({max(ms):.0f})")
+        return {"p50": round(statistics.median(ms), 1), "p99": round(pct(ms, 0.99), 1), "n": n,
+                "samples": [round(x, 1) for x in ms]}
 
     async def _not_ready(self, name: str) -> bool:
         return await self.ready(name) is None
@@ -349,42 +444,78 @@ class Bench(KubeliteProcess):
         return self.proxy_pid() not in (None, old)
 
     async def run(self) -> None:
-        big = 3000 if self.quick else 10000
         self.up()
         try:
             await self.setup()
-            print(f"cluster {self.name} up; pods ready", flush=True)
-            await self.throughput_and_rate()
-            base = await self.first_packet(f"{self.services} Services")
-            await self.grow_to(1000)
-            await self.network_programming("1000 Services")
-            await self.grow_to(big)
-            scaled = await self.first_packet(f"{big} Services")
-            self.results[f"first_packet_ratio[{big}/few]"] = round(scaled / base, 3)
-            await self.network_programming(f"{big} Services")
-            await self.full_sync(f"{big} Services x 2 endpoints")
+            print(f"cluster {self.name} up ({self.services} Services); pods ready", flush=True)
+            if self.do_throughput:
+                await self.throughput_and_rate()
+            for total in self.scales:
+                if total > self.services:
+                    await self.grow_to(total)
+                label = f"{self.services} Services"
+                fp = await self.first_packet(label)
+                prog = await self.network_programming(label)
+                self.per_scale.append({"services": self.services, "programming_ms": prog, "first_packet_us": fp})
+                print(f"  {label}: first packet p50 {fp['p50']:.0f} us (pod IP {fp['pod_ip_p50']:.0f}), "
+                      f"programming p50/p99 {prog['p50']:.0f}/{prog['p99']:.0f} ms", flush=True)
+            if len(self.per_scale) > 1:
+                lo, hi = self.per_scale[0], self.per_scale[-1]
+                raw = hi["first_packet_us"]["p50"] / lo["first_packet_us"]["p50"]
+                norm = hi["first_packet_us"]["ratio_to_pod_ip"] / lo["first_packet_us"]["ratio_to_pod_ip"]
+                self.results[f"first_packet_ratio[{hi['services']}/{lo['services']}] raw / vs pod IP"] = (
+                    f"{raw:.3f} / {norm:.3f}")
+            label = f"{self.services} Services"
+            if len(self.scales) > 1 or self.services > 100:
+                self.per_scale[-1]["first_packet_ab_us"] = await self.first_packet_ab(label)
+            if self.do_full_sync:
+                await self.full_sync(f"{label} x 2 endpoints")
         finally:
             with contextlib.suppress(Exception):
                 await self.api.close()
             self.down()
 
 
+def scales(text: str) -> list[int]:
+    return [int(x) for x in text.replace(",", " ").split()]
+
+
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="3,000 Services, fewer samples (under 2 minutes)")
-    ap.add_argument("--json", default=None, help="also write the results here")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    ap.add_argument("--quick", action="store_true",
+                    help="fewer samples; default scales 10,1000,3000 (a few minutes)")
+    ap.add_argument("--services", action="append", type=scales, default=None,
+                    help="numbers of Services to measure at, comma-separated or repeated "
+                         "(default 10,1000,10000)")
+    ap.add_argument("--samples", type=int, default=None,
+                    help="network programming samples per scale (default 40, quick 10)")
+    ap.add_argument("--skip-throughput", action="store_true", help="no throughput / connection-rate ratios")
+    ap.add_argument("--skip-full-sync", action="store_true", help="no full sync and memory at the largest scale")
+    ap.add_argument("--json", default=None, help="also write the results here (per scale under 'scales')")
     args = ap.parse_args()
+    args.services = sorted({n for group in args.services for n in group}) if args.services else (
+        [10, 1000, 3000] if args.quick else [10, 1000, 10000])
+    if args.samples is None:
+        args.samples = 10 if args.quick else 40
     if os.geteuid() != 0 or not shutil.which("iperf3") or not shutil.which("nft"):
         sys.exit("bench_proxy needs root, iperf3 and nft")
-    bench = Bench(args.quick)
+    bench = Bench(args)
     started = time.perf_counter()
+    load_start = os.getloadavg()
     asyncio.run(bench.run())
+    load_end = os.getloadavg()
     print(f"\nkubelite proxy benchmark ({'quick' if args.quick else 'full'}, {time.perf_counter() - started:.0f} s, "
-          f"{os.cpu_count()} CPUs, {os.uname().release})")
+          f"{os.cpu_count()} CPUs, {os.uname().release}, load {load_start[0]:.1f} -> {load_end[0]:.1f})")
     for k, v in bench.results.items():
-        print(f"  {k:58} {v}")
+        print(f"  {k:64} {v}")
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(bench.results, indent=2) + "\n")
+        pathlib.Path(args.json).write_text(json.dumps({
+            "scales": bench.per_scale,
+            "results": bench.results,
+            "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                        "loadavg_start": [round(x, 2) for x in load_start],
+                        "loadavg_end": [round(x, 2) for x in load_end]},
+        }, indent=2) + "\n")
 
 
 if __name__ == "__main__":

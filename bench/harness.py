@@ -1,19 +1,30 @@
-"""What every benchmark needs to run a real cluster: start `kubelite up`, stop it, clean up.
+"""What every benchmark needs to run a real cluster: start `kubelite up`, stop it, clean up,
+and find and measure the cluster's processes.
 
 One copy, so that a change to how clusters start (flags, readiness) reaches every benchmark.
+Clusters get unique names and free ports (several benchmarks and test runs share the machine),
+never touch the user's kubeconfig, and are torn down with ``kubelite down`` also on failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import pathlib
+import re
+import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
+from typing import Any
 
 
 def free_port() -> int:
@@ -22,41 +33,222 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class KubeliteProcess:
-    """A `kubelite up` named ``name`` with its data in ``dir`` (as root: with the node agent)."""
+def unique_name(prefix: str = "klb") -> str:
+    """A cluster name no other run on this machine uses (namespaces are named after it)."""
+    return f"{prefix}-{secrets.token_hex(3)}"
 
-    def __init__(self, name: str, directory: pathlib.Path) -> None:
+
+# ---------------------------------------------------------------------------- /proc
+
+
+def _stat_fields(pid: int) -> list[str]:
+    stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    # Fields after the parenthesised command name (which may itself hold spaces or parentheses).
+    return stat[stat.rindex(")") + 2:].split()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far (utime and stime are fields 14 and 15)."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_ticks(pid: int) -> int:
+    """When ``pid`` started (field 22): with the pid, identifies a process across pid reuse."""
+    return int(_stat_fields(pid)[19])
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of ``pid`` in KiB, from smaps_rollup. PSS shares each page among the processes
+    mapping it, so summing it over processes counts shared libraries and fork-shared memory once."""
+    rss = pss = 0
+    for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Rss:"):
+            rss = int(line.split()[1])
+        elif line.startswith("Pss:"):
+            pss = int(line.split()[1])
+    return rss, pss
+
+
+def cmdline(pid: int) -> list[str]:
+    raw = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes()
+    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it, from /proc/PID/task/*/children."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for task in pathlib.Path(f"/proc/{p}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+    return out
+
+
+@dataclass
+class Proc:
+    pid: int
+    start: int  # start time in clock ticks: (pid, start) names one process for good
+    component: str
+    argv: list[str]
+
+    def alive(self) -> bool:
+        try:
+            return start_ticks(self.pid) == self.start and _stat_fields(self.pid)[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+
+# ---------------------------------------------------------------------------- clusters
+
+
+class KubeliteProcess:
+    """A `kubelite up` named ``name`` with its data in ``directory`` (as root: with the node agent)."""
+
+    def __init__(self, name: str, directory: pathlib.Path, *, agent: bool | None = None) -> None:
         self.name = name
         self.dir = directory
         self.kubeconfig = self.dir / "kubeconfig"
+        self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
+        # Without root there are no network namespaces, so no agent: the control plane only.
+        self.agent = os.geteuid() == 0 if agent is None else agent
+        self.ready_line = ""
+        self.ready_after = 0.0  # seconds from exec to the ready line, seen from outside
+        self.seen: dict[tuple[int, int], Proc] = {}  # every cluster process ever listed by processes()
 
-    def up(self) -> None:
-        log = self.dir / "up.log"
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kubelite", "up", "--name", self.name, "--data-dir", str(self.dir),
-                 "--api-port", str(free_port())], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while "is ready" not in log.read_text():
+    @property
+    def log(self) -> pathlib.Path:
+        return self.dir / "up.log"
+
+    def up(self, timeout: float = 90) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        argv = [sys.executable, "-m", "kubelite", "up", "--name", self.name, "--data-dir", str(self.dir),
+                "--api-port", str(self.port), "--no-kubeconfig-merge"]
+        if not self.agent:
+            argv.append("--no-agent")
+        with open(self.log, "wb") as out:
+            started = time.monotonic()
+            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = started + timeout
+        while True:
+            text = self.log.read_text(errors="replace")
+            if "is ready" in text:
+                self.ready_after = time.monotonic() - started
+                self.ready_line = next(line for line in text.splitlines() if "is ready" in line)
+                return
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("kubelite up failed:\n" + log.read_text())
-            time.sleep(0.05)
+                raise RuntimeError(f"kubelite up {self.name} failed:\n{text[-4000:]}")
+            time.sleep(0.01)
 
     def down(self) -> None:
-        if self.proc is not None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.processes()  # remember the shims and pods too, for leftover checks
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)
         subprocess.run([sys.executable, "-m", "kubelite", "down", "--name", self.name, "--data-dir", str(self.dir)],
-                       capture_output=True)
+                       capture_output=True, timeout=120)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     @property
     def netns(self) -> str:
         return f"/run/netns/{self.name}-node"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def processes(self) -> list[Proc]:
+        """Every live process of the cluster: `kubelite up` and its descendants, plus the
+        container shims and containers, which detach from the agent (double fork, new session)
+        so that they survive it: those are found from the runtime's own records."""
+        if self.proc is None:
+            return []
+        roots = [self.proc.pid]
+        containers = self.dir / "agent" / "containers"
+        pod_of: dict[int, str] = {}
+        if containers.is_dir():
+            for cdir in containers.iterdir():
+                label = "pod"
+                with contextlib.suppress(OSError, ValueError):
+                    spec = json.loads((cdir / "spec.json").read_text())
+                    label = "coredns pod" if any("kubelite.dns" in a for a in spec.get("argv", [])) else "pods"
+                for f, kind in (("shim.pid", "shims"), ("status.json", label)):
+                    with contextlib.suppress(OSError, ValueError):
+                        text = (cdir / f).read_text()
+                        pid = int(text) if f == "shim.pid" else int(json.loads(text).get("pid") or 0)
+                        if pid > 0:
+                            roots.append(pid)
+                            pod_of[pid] = kind
+        out: dict[int, Proc] = {}
+        for root in roots:
+            for pid in descendants(root):
+                if pid in out:
+                    continue
+                try:
+                    argv, start = cmdline(pid), start_ticks(pid)
+                except (OSError, IndexError):
+                    continue
+                if not argv:  # a zombie or a kernel thread
+                    continue
+                out[pid] = Proc(pid, start, self._component(pid, argv, pod_of), argv)
+        for p in out.values():
+            self.seen[(p.pid, p.start)] = p
+        return list(out.values())
+
+    def _component(self, pid: int, argv: list[str], pod_of: dict[int, str]) -> str:
+        if self.proc is not None and pid == self.proc.pid:
+            return "apiserver (up)"
+        if pid in pod_of:  # before the argv test: a shim forked from the zygote keeps the zygote's argv
+            return pod_of[pid]
+        joined = " ".join(argv)
+        for sub in ("controllers", "agent", "proxy"):
+            if re.search(rf"-m kubelite (-v+ )?{sub}\b", joined):
+                return sub
+        if "kubelite.node.shim" in joined:
+            return "shim zygote" if "--zygote" in argv else "shims"
+        if "kubelite.dns" in joined:
+            return "coredns pod"
+        return "other"
+
+    def memory(self) -> dict[str, Any]:
+        """RSS and PSS of every cluster process, summed by component (KiB)."""
+        by: dict[str, dict[str, int]] = {}
+        for p in self.processes():
+            try:
+                rss, pss = memory_kib(p.pid)
+            except OSError:
+                continue
+            c = by.setdefault(p.component, {"processes": 0, "rss_kib": 0, "pss_kib": 0})
+            c["processes"] += 1
+            c["rss_kib"] += rss
+            c["pss_kib"] += pss
+        return {
+            "pss_total_kib": sum(c["pss_kib"] for c in by.values()),
+            "rss_total_kib": sum(c["rss_kib"] for c in by.values()),
+            "processes": sum(c["processes"] for c in by.values()),
+            "by_component": dict(sorted(by.items(), key=lambda kv: -kv[1]["pss_kib"])),
+        }
+
+    def component_pid(self, component: str) -> int:
+        for p in self.processes():
+            if p.component == component:
+                return p.pid
+        raise RuntimeError(f"no {component} process in cluster {self.name}")
+
+    def leftovers(self) -> list[str]:
+        """What this cluster left behind after ``down()``: live processes, network namespaces."""
+        left = [f"process {p.pid} ({p.component}): {' '.join(p.argv)[:120]}" for p in self.seen.values() if p.alive()]
+        with contextlib.suppress(FileNotFoundError):
+            left += [f"netns {n}" for n in os.listdir("/run/netns") if n.startswith(f"{self.name}-")]
+        return left
 
     async def sh(self, *argv: str) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -67,3 +259,45 @@ class KubeliteProcess:
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(argv[:4])}... failed: {err.decode()}")
         return out.decode()
+
+
+class Cluster(KubeliteProcess):
+    """A throw-away cluster for one benchmark: ``with Cluster() as c: ...``.
+
+    Also what HTTP benchmarks need to talk to its API server directly: the CA, and a
+    service-account token (a bearer token keeps client certificates out of the load generator).
+    """
+
+    def __init__(self, prefix: str = "klb", *, agent: bool | None = None) -> None:
+        super().__init__(unique_name(prefix), pathlib.Path(tempfile.mkdtemp(prefix=f"kl-bench-{prefix}-")),
+                         agent=agent)
+        self._token = ""
+
+    def __enter__(self) -> Cluster:
+        try:
+            self.up()
+        except BaseException:
+            self.down()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    @property
+    def token(self) -> str:
+        if not self._token:
+            from kubelite.apiserver.auth import TokenSigner
+
+            signer = TokenSigner((self.dir / "pki" / "sa.key").read_bytes())
+            self._token, _ = signer.issue("default", "bench", "bench-uid", expiration_seconds=3600)
+        return self._token
+
+    def ssl(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+
+    def controllers_pid(self) -> int:
+        return self.component_pid("controllers")

@@ -59,6 +59,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid`` and its live descendants (``kubelite up`` runs its components as children)."""
+    children: dict[int, list[int]] = {}
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(p)
+        todo.extend(children.get(p, []))
+    return total
+
+
 def shim_pids(state_dir: pathlib.Path) -> list[int]:
     pids = []
     for f in state_dir.glob("containers/*/shim.pid"):
@@ -74,7 +90,8 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-async def measure(kubeconfig: pathlib.Path, node: str, count: int, serial: int) -> dict[str, Any]:
+async def measure(kubeconfig: pathlib.Path, node: str, count: int, serial: int,
+                  trace: list[tuple[float, str, str]] | None = None) -> dict[str, Any]:
     client = Client.from_kubeconfig(kubeconfig, max_connections=64)
     sent: dict[str, float] = {}
     ready: dict[str, float] = {}
@@ -85,6 +102,9 @@ async def measure(kubeconfig: pathlib.Path, node: str, count: int, serial: int) 
         async for kind, pod in client.watch(PODS, NS, label_selector="bench=pods"):
             name = pod["metadata"]["name"]
             conds = (pod.get("status") or {}).get("conditions") or []
+            if trace is not None and name in sent:
+                state = ",".join(c["type"] + "=" + c["status"] for c in conds)
+                trace.append((time.perf_counter() - sent[name], name, f"{kind} {state}"))
             if kind != "DELETED" and name in waiting and any(
                     c["type"] == "Ready" and c["status"] == "True" for c in conds):
                 ready[name] = time.perf_counter()
@@ -144,6 +164,8 @@ def main() -> None:
     parser.add_argument("--serial", type=int, default=10, help="pods started one at a time first (idle latency)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--agent-log", default=None, help="write the agent's debug log here")
+    parser.add_argument("--trace", default=None, help="write every watch event seen, with its delay since create")
+    parser.add_argument("--py-spy", default=None, help="record the agent with py-spy as collapsed stacks (raw) during the run")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_pods needs root (network namespaces)")
@@ -186,7 +208,22 @@ def main() -> None:
                 sys.exit("the agent's node did not become Ready")
         idle_rss, idle_pss = memory_kib(agent.pid)
         cpu_before = cpu_seconds(agent.pid)
-        result = asyncio.run(measure(base / "kubeconfig", node, args.pods, args.serial))
+        spy = None
+        if args.py_spy:
+            spy = subprocess.Popen(["py-spy", "record", "--idle", "-f", "raw", "-r", "200", "-p", str(agent.pid),
+                                    "-o", args.py_spy], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        trace: list[tuple[float, str, str]] | None = [] if args.trace else None
+        api_cpu_before = tree_cpu_seconds(up.pid)
+        try:
+            result = asyncio.run(measure(base / "kubeconfig", node, args.pods, args.serial, trace))
+        finally:
+            if spy is not None:
+                spy.send_signal(signal.SIGINT)
+                spy.wait(30)
+        if args.trace and trace is not None:
+            pathlib.Path(args.trace).write_text("".join(f"{t:8.3f} {n} {what}\n" for t, n, what in trace))
+        result["control_plane_cpu_s"] = round(tree_cpu_seconds(up.pid) - api_cpu_before, 2)
+        result["load_avg_1m"] = os.getloadavg()[0]
         result["agent_cpu_s"] = round(cpu_seconds(agent.pid) - cpu_before, 2)
         result["cpus"] = os.cpu_count()
         time.sleep(2)

@@ -77,6 +77,7 @@ MIN_GRACE = 2  # the kubelet never gives SIGTERM less than this before SIGKILL
 # get SIGTERM only after this much (bounded by half the grace period). See PodWorker.terminate.
 DRAIN_DELAY = 1.5
 HOOK_TIMEOUT = 60.0
+IMAGE_CACHE_SECONDS = 60.0  # a host program installed or removed is seen within this time
 OWNED_STATUS = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime",
                 "initContainerStatuses", "containerStatuses", "qosClass")
 
@@ -372,9 +373,12 @@ class PodWorker:
         if self.sandbox_ready and self.net is not None:
             return True
         try:
+            t0 = time.monotonic()
             self.net = await self.agent.network.add_pod(self.uid)
+            t1 = time.monotonic()
             self.write_etc_files()
             await self.refresh_volumes(raise_errors=True)
+            log.debug("pod %s: network %.3fs, files and volumes %.3fs", self.name, t1 - t0, time.monotonic() - t1)
         except volumes.VolumeError as e:
             self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e}")
             return False
@@ -853,6 +857,7 @@ class Agent:
         self._leftovers: dict[str, list[tuple[str, ContainerStatus]]] = {}
         self._leftover_nets: dict[str, PodNetwork] = {}
         self._node_conditions: list[Obj] = []
+        self._images: dict[tuple[str, int], tuple[images.Image, float]] = {}
         self._ca = client.config.ca_data or b""
         self.ready = asyncio.Event()
 
@@ -879,7 +884,19 @@ class Agent:
         return ip if ip and ip != "None" else podspec.DEFAULT_DNS_IP
 
     def resolve_image(self, name: str) -> images.Image:
-        return images.resolve(name, self.image_catalog)
+        # Resolving may run a program (busybox --list) and read the catalog file: once per
+        # image name and catalog version, not once per container start (the event loop waits).
+        try:
+            catalog_mtime = self.image_catalog.stat().st_mtime_ns if self.image_catalog else 0
+        except OSError:
+            catalog_mtime = -1
+        key = (name, catalog_mtime)
+        cached = self._images.get(key)
+        if cached is not None and time.monotonic() - cached[1] < IMAGE_CACHE_SECONDS:
+            return cached[0]
+        image = images.resolve(name, self.image_catalog)  # ImageNotFound is not cached
+        self._images[key] = (image, time.monotonic())
+        return image
 
     def allocatable(self) -> dict[str, str]:
         return self._resources()[1]
@@ -1222,6 +1239,7 @@ class Agent:
 
     async def run(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
+        await self.runtime.prepare()
         await self.network.setup()
         relay = Relay(self.network.netns_path, self.node_ip, self.api_port)
         await relay.start()
@@ -1266,6 +1284,7 @@ class Agent:
             if dns_relay is not None:
                 await dns_relay.stop()
             await streaming.cleanup()
+            await self.runtime.close()
 
 
 def _version() -> str:

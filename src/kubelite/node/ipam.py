@@ -7,8 +7,11 @@ of lowest-free-first: a pod that is recreated gets a *new* IP and a just-freed a
 stays unused for as long as possible, so stale clients and caches (endpoints, conntrack)
 do not reach a different pod through it. Kubernetes' host-local plugin does the same.
 
-The trade-off: one small file rewritten per allocation (a few hundred bytes per pod) rather
-than a database; a node holds at most a few hundred pods.
+The trade-off: one small file rewritten per change (a few hundred bytes per pod) rather
+than a database; a node holds at most a few hundred pods. An owner that allocates from
+several threads at once (:class:`kubelite.node.network.NodeNetwork`) turns autosave off and
+writes once for every change made while the previous write was under way ("group commit"),
+so a burst of pod starts does not queue behind one fsync per pod.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ class IPAMError(Exception):
 class IPAM:
     """Allocations of one pod CIDR, keyed by pod UID. Not thread-safe: one owner calls it."""
 
-    def __init__(self, pod_cidr: str, path: pathlib.Path) -> None:
+    def __init__(self, pod_cidr: str, path: pathlib.Path, *, autosave: bool = True) -> None:
         self.network = ipaddress.IPv4Network(pod_cidr, strict=True)
         if self.network.prefixlen > 30:
             raise IPAMError(f"pod CIDR {pod_cidr} is too small: at least a /30 is needed")
         # The first address is the node's gateway on the bridge; never a pod's.
         self.gateway = self.network.network_address + 1
         self.path = path
+        # Without autosave the owner calls save() itself, e.g. once for a burst of changes.
+        self.autosave = autosave
+        self.generation = 0  # bumped by every change; see save()
         self._allocations: dict[str, str] = {}
         self._last: ipaddress.IPv4Address = self.gateway
         self._load()
@@ -61,7 +67,7 @@ class IPAM:
             if ip not in used:
                 self._allocations[uid] = ip
                 self._last = ipaddress.IPv4Address(candidate)
-                self._save()
+                self._changed()
                 return ip
         # host-local's text, as Kubernetes users see it in FailedCreatePodSandBox events.
         raise IPAMError(
@@ -71,7 +77,7 @@ class IPAM:
 
     def release(self, uid: str) -> None:
         if self._allocations.pop(uid, None) is not None:
-            self._save()
+            self._changed()
 
     def retain(self, uids: set[str]) -> None:
         """Free every allocation whose pod is not in ``uids`` (garbage collection)."""
@@ -79,7 +85,7 @@ class IPAM:
         if stale:
             for uid in stale:
                 del self._allocations[uid]
-            self._save()
+            self._changed()
 
     def _load(self) -> None:
         try:
@@ -98,8 +104,17 @@ class IPAM:
         if last is not None and ipaddress.IPv4Address(last) in self.network:
             self._last = ipaddress.IPv4Address(last)
 
-    def _save(self) -> None:
-        data = {"cidr": str(self.network), "last": str(self._last), "allocations": self._allocations}
+    def _changed(self) -> None:
+        self.generation += 1
+        if self.autosave:
+            self.write(self.snapshot())
+
+    def snapshot(self) -> dict[str, object]:
+        """The state to write, as of now (take it under the owner's lock, write it outside)."""
+        return {"cidr": str(self.network), "last": str(self._last), "allocations": dict(self._allocations)}
+
+    def write(self, data: dict[str, object]) -> None:
+        """Write a :meth:`snapshot` durably (fsync of the file and of the directory)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:

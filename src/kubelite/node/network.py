@@ -53,7 +53,7 @@ import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2 import netns as pyroute2_netns
@@ -67,6 +67,7 @@ POD_IFNAME = "eth0"
 # A pod's own address is a host route: it reaches every other address through the node.
 POD_PREFIXLEN = 32
 RTNH_F_ONLINK = 4
+LOOPBACK_IFINDEX = 1  # the kernel registers lo first in every network namespace
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -228,9 +229,20 @@ def _remove_netns(name: str) -> None:
         pass
 
 
+def _get_link(ipr: IPRoute, ifname: str) -> Any | None:
+    # One RTM_GETLINK for that name; pyroute2's link_lookup dumps every link of the
+    # namespace, which the node's namespace with a veth per pod makes O(pods) per call.
+    try:
+        return ipr.link("get", ifname=ifname)[0]
+    except NetlinkError as e:
+        if e.code == errno.ENODEV:
+            return None
+        raise
+
+
 def _link_index(ipr: IPRoute, ifname: str) -> int | None:
-    found = ipr.link_lookup(ifname=ifname)
-    return found[0] if found else None
+    link = _get_link(ipr, ifname)
+    return None if link is None else int(link["index"])
 
 
 def _delete_link(ipr: IPRoute, ifname: str) -> None:
@@ -295,10 +307,17 @@ class NodeNetwork:
     def __init__(self, cluster: str, pod_cidr: str, state_dir: pathlib.Path) -> None:
         _check_cluster_name(cluster)
         self.cluster = cluster
-        self._ipam = IPAM(pod_cidr, state_dir / "ipam.json")
+        self._ipam = IPAM(pod_cidr, state_dir / "ipam.json", autosave=False)
         self._gateway_if = ipaddress.IPv4Interface(f"{self._ipam.gateway}/{self._ipam.network.prefixlen}")
-        # Guards the IPAM, used from worker threads.
+        # Guards the IPAM in memory, used from worker threads; the file is written under
+        # _save_lock only (see _commit), so allocating never waits for a disk write.
         self._ipam_lock = threading.Lock()
+        self._save_lock = threading.Lock()
+        self._saved_generation = self._ipam.generation
+        # Per worker thread: a netlink handle in the node namespace, and the bridge's index
+        # and MTU, reused across pods (creating a handle and looking the bridge up cost more
+        # than the pod's own requests).
+        self._local = threading.local()
         # Pods with an operation under way or waiting (only touched on the event loop): their
         # allocations must survive pods()' garbage collection even before the namespace exists.
         self._pod_locks: dict[str, asyncio.Lock] = {}
@@ -342,6 +361,7 @@ class NodeNetwork:
                 if (pod := self._pod(uid, ip)).netns in existing
             }
             self._ipam.retain(set(alive) | set(self._pending))
+        self._commit()
         return alive
 
     async def teardown(self) -> None:
@@ -352,6 +372,7 @@ class NodeNetwork:
         await asyncio.to_thread(cleanup_cluster, self.cluster)
         with self._ipam_lock:
             self._ipam.retain(set())
+        self._commit()
 
     async def _for_pod(self, uid: str, fn: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         self._pending[uid] += 1
@@ -427,6 +448,7 @@ class NodeNetwork:
         with self._ipam_lock:
             self._check_unique(uid)
             pod = self._pod(uid, self._ipam.allocate(uid))
+        self._commit()  # on disk before anything uses the address
         if os.path.exists(pod.netns_path):
             if self._is_complete(pod):
                 return pod
@@ -437,8 +459,27 @@ class NodeNetwork:
             self._detach(pod)
             with self._ipam_lock:
                 self._ipam.release(uid)
+            self._commit()
             raise
         return pod
+
+    def _commit(self) -> None:
+        """Return once every IPAM change made so far is on disk (group commit).
+
+        While one thread writes, the changes of others pile up; the next writer saves them
+        all with one fsync, and whoever finds its change already saved returns at once.
+        """
+        with self._ipam_lock:
+            wanted = self._ipam.generation
+        if self._saved_generation >= wanted:
+            return
+        with self._save_lock:
+            if self._saved_generation >= wanted:
+                return
+            with self._ipam_lock:
+                generation, data = self._ipam.generation, self._ipam.snapshot()
+            self._ipam.write(data)
+            self._saved_generation = generation
 
     def _remove_pod(self, uid: str) -> None:
         with self._ipam_lock:
@@ -447,6 +488,7 @@ class NodeNetwork:
         self._detach(self._pod(uid, ip or ""))
         with self._ipam_lock:
             self._ipam.release(uid)
+        self._commit()
 
     def _check_unique(self, uid: str) -> None:
         # Two UIDs sharing 48 bits would share a namespace name; refuse rather than let one
@@ -462,25 +504,23 @@ class NodeNetwork:
         _create_netns(pod.netns)
         pod_fd = os.open(pod.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            with _iproute(self.netns_path) as node:
-                bridge = _link_index(node, BRIDGE)
-                if bridge is None:
-                    raise RuntimeError(f"bridge {BRIDGE} missing in {self.netns}: setup() first")
-                mtu = node.get_links(bridge)[0].get("mtu")
+            with self._node_rtnl() as (node, bridge, mtu):
                 # Sent in the node namespace; the kernel creates the peer directly in the
-                # pod's namespace under its final name.
+                # pod's namespace under its final name, and the node end already enslaved
+                # to the bridge and up (one request instead of three).
                 node.link(
                     "add",
                     ifname=pod.host_veth,
                     kind="veth",
                     mtu=mtu,
+                    master=bridge,
+                    state="up",
                     peer={"ifname": POD_IFNAME, "mtu": mtu, "net_ns_fd": pod_fd},
                 )
-                node.link("set", index=_link_index(node, pod.host_veth), master=bridge, state="up")
         finally:
             os.close(pod_fd)
         with _iproute(pod.netns_path) as ipr:
-            ipr.link("set", index=_link_index(ipr, "lo"), state="up")
+            ipr.link("set", index=LOOPBACK_IFINDEX, state="up")
             eth0 = _link_index(ipr, POD_IFNAME)
             ipr.addr("add", index=eth0, address=pod.ip, prefixlen=pod.prefixlen)
             ipr.link("set", index=eth0, state="up")
@@ -508,6 +548,37 @@ class NodeNetwork:
         # As CNI's DEL does: delete the veth explicitly (both ends go), so the pod is cut from
         # the bridge at once even while some process still holds its namespace.
         if os.path.exists(self.netns_path):
-            with _iproute(self.netns_path) as node:
+            with self._node_rtnl() as (node, _, _):
                 _delete_link(node, pod.host_veth)
         _remove_netns(pod.netns)
+
+    @contextlib.contextmanager
+    def _node_rtnl(self) -> Iterator[tuple[IPRoute, int, int]]:
+        """This thread's netlink handle in the node namespace, with the bridge's index and MTU.
+
+        Kept while the node namespace is the same one (its inode); dropped after any error,
+        so that a handle in an unknown state or a stale bridge index is never used twice.
+        """
+        inode = os.stat(self.netns_path).st_ino
+        cached = getattr(self._local, "node", None)
+        if cached is None or cached[0] != inode:
+            if cached is not None:
+                cached[1].close()
+                self._local.node = None
+            with in_netns(self.netns_path):
+                sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+            ipr = IPRoute(fileno=sock.detach())
+            try:
+                bridge = _get_link(ipr, BRIDGE)
+                if bridge is None:
+                    raise RuntimeError(f"bridge {BRIDGE} missing in {self.netns}: setup() first")
+            except BaseException:
+                ipr.close()
+                raise
+            cached = self._local.node = (inode, ipr, int(bridge["index"]), int(bridge.get_attr("IFLA_MTU")))
+        try:
+            yield cached[1], cached[2], cached[3]
+        except BaseException:
+            cached[1].close()
+            self._local.node = None
+            raise

@@ -1,8 +1,10 @@
 """kubelite's container runtime: the part of containerd + runc that the kubelet talks to over CRI.
 
 A container is a host process in the pod's network namespace with its own mount, UTS, IPC
-and PID namespaces (see :mod:`kubelite.node.shim`). Each one is run by a detached shim, so
-the agent keeps no state in memory that matters: everything lives under
+and PID namespaces (see :mod:`kubelite.node.shim`). Each one is run by a detached shim,
+forked by a long-lived fork server (the "zygote", started once per agent) so that a
+container start costs a fork instead of a new interpreter. The agent keeps no state in
+memory that matters: everything lives under
 ``<state_dir>/containers/<id>/`` (``spec.json``, ``status.json``, ``shim.pid``,
 ``shim.log``, and the ``stdin`` FIFO of containers with ``stdin: true``), and a new
 :class:`Runtime` after an agent restart finds every container, running or exited, with
@@ -10,7 +12,8 @@ the agent keeps no state in memory that matters: everything lives under
 
 The trade-off: there is no image filesystem, so the "image" is the host's own filesystem
 plus the pod's mounts (see :mod:`kubelite.images`); and the runtime polls the status file
-instead of being notified, which costs a few milliseconds of latency and no sockets.
+for exits instead of being notified (a start is notified: the shim closes a socket once the
+command runs), which costs a few milliseconds of latency on stop and no long-lived sockets.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ import pathlib
 import secrets
 import shutil
 import signal
+import socket
 import struct
+import subprocess
 import sys
 import termios
 import time
@@ -180,6 +185,88 @@ class ExecProcess:
             self._master = None
 
 
+class _Zygote:
+    """The agent's handle on the shims' fork server (``shim --zygote``, see :func:`shim.serve_zygote`).
+
+    Started on first use and restarted if it died; it exits by itself when the agent closes
+    its socket or exits. Requests are single datagrams (the spec path, plus the shim's
+    start-notification descriptor) so no framing and no reply are needed.
+    """
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+        self._lock = asyncio.Lock()
+
+    def _alive(self) -> bool:
+        return self._proc is not None and self._sock is not None and self._proc.poll() is None
+
+    async def ensure(self) -> socket.socket:
+        async with self._lock:
+            if not self._alive():
+                self._stop()
+                ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+                try:
+                    # Started from the event loop's thread on purpose: its parent-death signal
+                    # follows the thread that forked it, and worker threads come and go.
+                    self._proc = subprocess.Popen(  # noqa: ASYNC220 - once per agent, a few ms
+                        [*SHIM_COMMAND, "--zygote"], stdin=theirs.fileno(), stdout=subprocess.DEVNULL,
+                        stderr=None, start_new_session=True, close_fds=True,
+                    )
+                finally:
+                    theirs.close()
+                ours.setblocking(False)
+                self._sock = ours
+            assert self._sock is not None
+            return self._sock
+
+    async def request(self, message: bytes, fd: int) -> None:
+        for attempt in range(2):
+            sock = await self.ensure()
+            try:
+                while True:
+                    try:
+                        socket.send_fds(sock, [message], [fd])
+                        return
+                    except BlockingIOError:  # a burst filled the socket: wait until it drains
+                        writable = asyncio.get_running_loop().create_future()
+                        asyncio.get_running_loop().add_writer(sock, writable.set_result, None)
+                        try:
+                            await writable
+                        finally:
+                            asyncio.get_running_loop().remove_writer(sock)
+            except (BrokenPipeError, ConnectionResetError):
+                if attempt:
+                    raise
+                async with self._lock:
+                    self._stop()  # it died: start a new one and send again
+
+    def _stop(self) -> None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(1)  # it exits at EOF of its socket, at once
+            if self._proc.poll() is None:
+                self._proc.kill()
+                self._proc.wait()
+            self._proc = None
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+            proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                await asyncio.to_thread(proc.wait, 5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+
+
 def _hex(container_id: str) -> str:
     return container_id.removeprefix(ID_PREFIX)
 
@@ -198,6 +285,11 @@ def _read_json(path: pathlib.Path) -> dict[str, Any] | None:
 class Runtime:
     def __init__(self, state_dir: pathlib.Path) -> None:
         self.containers_dir = pathlib.Path(state_dir) / "containers"
+        self._zygote = _Zygote()
+
+    async def prepare(self) -> None:
+        """Start the shims' fork server now rather than at the first container start."""
+        await self._zygote.ensure()
 
     def container_dir(self, container_id: str) -> pathlib.Path:
         return self.containers_dir / _hex(container_id)
@@ -216,34 +308,26 @@ class Runtime:
         data["container_dir"] = str(cdir)
         spec_path = cdir / "spec.json"
         spec_path.write_text(json.dumps(data))
-        with open(cdir / "shim.log", "ab") as shim_log:  # noqa: ASYNC230 - a local file, created empty
-            proc = await asyncio.create_subprocess_exec(
-                *SHIM_COMMAND,
-                str(spec_path),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=shim_log,
-                stderr=shim_log,
-                start_new_session=True,
-            )
-        first_exit = await proc.wait()  # the shim daemonizes: this is its short-lived first process
-        deadline = time.monotonic() + _START_TIMEOUT
-        while not (cdir / "status.json").exists():
-            if first_exit != 0 or not self._shim_alive(cdir) or time.monotonic() > deadline:
-                if (cdir / "status.json").exists():  # it finished between the two checks
-                    break
-                log = (cdir / "shim.log").read_text(errors="replace").strip()
-                raise RuntimeError(f"container shim failed for {spec.name}: {log or 'no status after start'}")
-            await asyncio.sleep(_POLL / 4)
+        (cdir / "shim.log").touch(mode=0o600)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with theirs:
+                await self._zygote.request(str(spec_path).encode(), theirs.fileno())
+            ours.setblocking(False)
+            # The shim closes its end once status.json is written; EOF also if it died first.
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                async with asyncio.timeout(_START_TIMEOUT):
+                    await asyncio.get_running_loop().sock_recv(ours, 1)
+        finally:
+            ours.close()
+        if not (cdir / "status.json").exists():
+            log = (cdir / "shim.log").read_text(errors="replace").strip()
+            raise RuntimeError(f"container shim failed for {spec.name}: {log or 'no status after start'}")
         return ID_PREFIX + hexid
 
-    @staticmethod
-    def _shim_alive(cdir: pathlib.Path) -> bool:
-        """Until the shim has written its pid it counts as starting, hence alive."""
-        try:
-            pid = int((cdir / "shim.pid").read_text())
-        except (OSError, ValueError):
-            return True
-        return os.path.exists(f"/proc/{pid}")
+    async def close(self) -> None:
+        """Stop the fork server (running containers and their shims are not affected)."""
+        await self._zygote.close()
 
     def _status(self, cdir: pathlib.Path) -> ContainerStatus:
         raw = _read_json(cdir / "status.json")

@@ -25,6 +25,10 @@ finish time. It reads the exit status with ``waitid(WNOWAIT)`` and writes it *be
 reaping, so while ``status.json`` has no exit code the pid cannot have been reused: the
 agent may signal it without racing.
 
+``python -m kubelite.node.shim --zygote`` is the fork server the agent starts once: it
+reads shim requests from its stdin (a socket) and forks a shim per container from its
+already-initialised interpreter (see :func:`serve_zygote`).
+
 ``python -m kubelite.node.shim --exec <container-dir> <error-fd> <tty 0|1> -- argv...`` is
 the exec helper: it enters the running container's namespaces (a fresh process is
 single-threaded, which ``setns`` into a mount namespace requires), forks into its PID
@@ -354,12 +358,18 @@ def _exit_code(status: os.waitid_result) -> int:
     return 128 + status.si_status  # killed by a signal, as shells and containerd report it
 
 
-def run(spec_path: Path) -> None:
+def run(spec_path: Path, started_fd: int | None = None) -> None:
+    """Run the container of ``spec_path``; ``started_fd`` is closed once its start is recorded.
+
+    The agent waits for EOF on the other end of ``started_fd`` (a socket) instead of polling
+    for ``status.json``: by then the command has been exec'd, or its StartError is written.
+    """
     spec = json.loads(spec_path.read_text())
     cdir = Path(spec["container_dir"])
     status_path = cdir / "status.json"
 
-    # Detach: the agent's direct child exits at once, the shim lives on in its own session.
+    # Detach: the agent's (or the zygote's) direct child exits at once, the shim lives on in
+    # its own session, reparented to init, so that it outlives the agent.
     if os.fork():
         os._exit(0)
     os.setsid()
@@ -421,6 +431,8 @@ def run(spec_path: Path) -> None:
                 "message": _CREATE_PREFIX + start_error.decode(errors="replace") + ": unknown",
             },
         )
+        if started_fd is not None:
+            os.close(started_fd)
         return
 
     status: dict[str, Any] = {
@@ -435,6 +447,8 @@ def run(spec_path: Path) -> None:
         "message": "",
     }
     write_json_atomic(status_path, status)
+    if started_fd is not None:
+        os.close(started_fd)
 
     _copy_output(outputs, log, stdin_fd, tty_master)
     result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
@@ -506,7 +520,71 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
     )
 
 
+def serve_zygote(requests: socket.socket) -> int:
+    """The fork server: one shim per request, forked from this already-initialised interpreter.
+
+    Starting a shim as a new interpreter costs ~40 ms of CPU and ~6 MiB of private memory;
+    forking this process, which has imported the shim's code once, costs about a millisecond
+    and shares the interpreter's pages copy-on-write with every shim. Each request is one
+    datagram on ``requests`` (a SOCK_SEQPACKET socket from the agent): the spec path, with
+    one file descriptor attached whose closing tells the agent the start is recorded (see
+    :func:`run`). The zygote stays single-threaded (``fork`` and ``setns`` need that) and
+    exits when the agent closes its end.
+    """
+    # The request socket comes as stdin: move it off fd 0, so that in a forked shim the
+    # descriptors 0-2 are what they claim to be whatever is opened or closed later.
+    requests = socket.socket(fileno=os.dup(requests.detach()))
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    while True:
+        try:
+            message, fds, _flags, _addr = socket.recv_fds(requests, 4096, 1)
+        except InterruptedError:
+            continue
+        except (ConnectionResetError, OSError) as e:
+            if isinstance(e, ConnectionResetError) or e.errno in (errno.ECONNRESET, errno.EPIPE):
+                return 0
+            raise
+        if not message:
+            return 0
+        for fd in fds:
+            os.set_inheritable(fd, False)  # never into the container
+        spec_path = Path(os.fsdecode(message))
+        started_fd = fds[0] if fds else None
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                requests.close()
+                log = os.open(spec_path.parent / "shim.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                os.dup2(log, 1)
+                os.dup2(log, 2)
+                os.close(log)
+                os.close(devnull)
+                run(spec_path, started_fd)
+            except BaseException:
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            finally:
+                with contextlib.suppress(BaseException):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
+                os._exit(code)
+        if started_fd is not None:
+            os.close(started_fd)
+        # It only forks the shim proper and exits: reaping it here takes no time.
+        os.waitpid(pid, 0)
+
+
 def main(argv: list[str]) -> int:
+    if argv == ["--zygote"]:
+        # The agent's end of the request socket is our stdin; die with the agent if EOF is missed.
+        nsutil.set_parent_death_signal(signal.SIGKILL)
+        for sig in (signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        return serve_zygote(socket.socket(fileno=0))
     if argv and argv[0] == "--exec":
         container_dir, err_fd, tty, sep, *command = argv[1:]
         if sep != "--":

@@ -279,18 +279,21 @@ def test_ruleset_has_kube_proxys_structure(env: Env) -> None:
         "map service-ips {", "map no-endpoint-services {", "set cluster-ips {", "chain reject-chain {",
         "chain cluster-ips-check {", "ip daddr @cluster-ips goto reject-chain", "ip daddr 10.96.0.0/12 drop",
         "chain mark-for-masquerade {", "masquerade fully-random", "set endpoint-stats {",
+        "set hairpin-connections {",
+        "ip saddr . ip daddr . ct original ip daddr @hairpin-connections jump mark-for-masquerade",
     ):
         assert expected in text, expected
     pods = env.ready_pods("app=web")
     svc_chain = next(line.split()[1] for line in text.splitlines() if line.strip().startswith("chain service-")
                      and line.strip().endswith("-default/web/tcp/http {"))
     assert f"{ip} . tcp . 80 : goto {svc_chain}" in text
+    # A plain ClusterIP port DNATs in its service chain (no endpoint chains: see ruleset).
+    assert "-default/web/tcp/http__" not in text
     for p in pods:
         pod_ip = p["status"]["podIP"]
-        assert f"-default/web/tcp/http__{pod_ip}/80 {{" in text
-        assert f"ip saddr {pod_ip} jump mark-for-masquerade" in text
+        assert f"{pod_ip} . {pod_ip} . {ip}" in text  # hairpin
         assert f"meta l4proto tcp dnat to {pod_ip}:80" in text
-    assert re.search(r"numgen random mod 3 (== )?0 goto endpoint-", text)
+    assert re.search(r"numgen random mod 3 (== )?0 meta l4proto tcp dnat to ", text)
 
 
 def test_endpoint_counters_count_every_packet(env: Env) -> None:
@@ -614,7 +617,7 @@ async def history_then_full(env: Env) -> None:
         assert proxier.last_sync is not None and proxier.last_sync.full
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        assert "-default/hist-0/udp/p__10.244.0.203/8080" in partial
+        assert '{"dnat": {"addr": "10.244.0.203", "port": 8080}}' in partial  # hist-0's new endpoint
         assert "-default/hist-2/" not in partial
         assert canonical(partial) == canonical(full)
     finally:

@@ -20,6 +20,7 @@ from kubelite.proxy.proxier import service_ports
 from kubelite.proxy.ruleset import (
     CLUSTER_IPS,
     EMPTY,
+    HAIRPIN_CONNECTIONS,
     NO_ENDPOINT_NODEPORTS,
     NO_ENDPOINT_SERVICES,
     SERVICE_IPS,
@@ -105,7 +106,7 @@ class Table:
             chains, sets = self._refs()
             if missing := (chains - set(self.chains)) | (sets - set(self.sets) - set(self.elements)):
                 raise NftError(f"rule refers to missing {missing}")
-        elif (kind == "set" and name in ("cluster-ips", "endpoint-stats")) or kind == "map":
+        elif (kind == "set" and name in ("cluster-ips", "endpoint-stats", "hairpin-connections")) or kind == "map":
             self.elements.setdefault(name, {})
         elif kind == "set":
             if verb == "add":
@@ -171,18 +172,26 @@ def test_a_service_picks_uniformly_among_ready_endpoints_and_dnats() -> None:
     assert f.elements == {
         (CLUSTER_IPS, "10.96.0.10"): "",
         (SERVICE_IPS, "10.96.0.10 . tcp . 80"): f"goto {SVC}",
+        # Hairpin (a pod reaching itself through the Service) is masqueraded after DNAT.
+        (HAIRPIN_CONNECTIONS, "10.244.0.2 . 10.244.0.2 . 10.96.0.10"): "",
+        (HAIRPIN_CONNECTIONS, "10.244.0.3 . 10.244.0.3 . 10.96.0.10"): "",
+        (HAIRPIN_CONNECTIONS, "10.244.0.4 . 10.244.0.4 . 10.96.0.10"): "",
     }
-    assert f.chains[SVC] == (
-        f"numgen random mod 3 == 0 goto {ep_chain(A)}",
-        f"numgen random mod 2 == 0 goto {ep_chain(B)}",
-        f"goto {ep_chain(C)}",
-    )
-    assert f.chains[ep_chain(A)] == (
-        "ip saddr 10.244.0.2 jump mark-for-masquerade",  # hairpin only
-        "meta l4proto tcp dnat to 10.244.0.2:8080",
-    )
-    assert set(f.chains) == {SVC, ep_chain(A), ep_chain(B), ep_chain(C)}
+    # A plain ClusterIP port DNATs in its service chain: no chain per endpoint.
+    assert f.chains == {SVC: (
+        "numgen random mod 3 == 0 meta l4proto tcp dnat to 10.244.0.2:8080",
+        "numgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.0.3:8080",
+        "meta l4proto tcp dnat to 10.244.0.4:8080",
+    )}
     assert f.sets == {}
+
+
+def test_affinity_and_nodeports_keep_an_endpoint_chain_that_marks_hairpin_and_dnats() -> None:
+    for f in (render_service([port(A, B, affinity_seconds=30)]), render_service([port(A, B, node_port=30080)])):
+        assert f.chains[ep_chain(A)][0] == "ip saddr 10.244.0.2 jump mark-for-masquerade"  # hairpin only
+        assert f.chains[ep_chain(A)][-1] == "meta l4proto tcp dnat to 10.244.0.2:8080"
+        assert f.chains[SVC][-1] == f"goto {ep_chain(B)}"
+        assert not [key for key in f.elements if key[0] == HAIRPIN_CONNECTIONS]
 
 
 def test_no_usable_endpoint_rejects_and_writes_no_chain() -> None:
@@ -204,8 +213,8 @@ def test_internal_traffic_policy_local() -> None:
     local = hashed_name("local-", "ns/web/tcp/http")
     f = render_service([port(A, C, internal_local=True)])
     assert f.elements[(SERVICE_IPS, "10.96.0.10 . tcp . 80")] == f"goto {local}"
-    assert f.chains[local] == (f"goto {ep_chain(A)}",)
-    assert set(f.chains) == {local, ep_chain(A)}
+    assert f.chains[local] == ("meta l4proto tcp dnat to 10.244.0.2:8080",)
+    assert set(f.chains) == {local}
     # Endpoints elsewhere only: dropped, not refused.
     f = render_service([port(C, internal_local=True)])
     assert f.chains == {}
@@ -244,6 +253,10 @@ def test_full_transaction_is_accepted_by_the_model_and_holds_everything() -> Non
     assert t.chains["cluster-ips-check"] == ["ip daddr @cluster-ips goto reject-chain", "ip daddr { 10.96.0.0/12 } drop"]
     assert t.chains["reject-chain"] == ["meta l4proto tcp reject with tcp reset", "reject"]
     assert t.elements[SERVICE_IPS] == {"10.96.0.10 . tcp . 80": f"goto {SVC}"}
+    assert t.chains["masquerading"][0] == ("ip saddr . ip daddr . ct original ip daddr @hairpin-connections "
+                                           "jump mark-for-masquerade")
+    assert set(t.elements[HAIRPIN_CONNECTIONS]) == {"10.244.0.2 . 10.244.0.2 . 10.96.0.10",
+                                                     "10.244.0.3 . 10.244.0.3 . 10.96.0.10"}
     t.apply(full_transaction(CIDRS, []))  # again, from an existing table: starts over
     assert t.elements[SERVICE_IPS] == {} and SVC not in t.chains
 
@@ -292,8 +305,8 @@ def test_partial_sync_histories_end_where_a_full_sync_starts(seed: int) -> None:
 
 
 def test_a_partial_sync_touches_only_what_changed() -> None:
-    before = render_service([port(A, B)])
-    after = render_service([port(A, B, C)])
+    before = render_service([port(A, B, node_port=30080)])
+    after = render_service([port(A, B, C, node_port=30080)])
     tx = partial_transaction([(before, after)])
     lines = tx.text.splitlines()
     assert f"add chain ip kube-proxy {ep_chain(C)}" in lines
@@ -303,9 +316,19 @@ def test_a_partial_sync_touches_only_what_changed() -> None:
     assert partial_transaction([(after, after)]).text == ""
 
     tx = partial_transaction([(after, EMPTY)])
-    assert tx.stale_chains == {SVC, ep_chain(A), ep_chain(B), ep_chain(C)}
+    assert tx.stale_chains == {SVC, hashed_name("external-", "ns/web/tcp/http"), ep_chain(A), ep_chain(B), ep_chain(C)}
     assert "delete element ip kube-proxy service-ips { 10.96.0.10 . tcp . 80 }" in tx.text.splitlines()
     assert "delete chain" not in tx.text  # only later: see ruleset's docstring
+
+    # Inline DNAT: one chain flushed and rewritten, one hairpin element added.
+    tx = partial_transaction([(render_service([port(A, B)]), render_service([port(A, B, C)]))])
+    assert tx.text.splitlines() == [
+        f"flush chain ip kube-proxy {SVC}",
+        f"add rule ip kube-proxy {SVC} numgen random mod 3 == 0 meta l4proto tcp dnat to 10.244.0.2:8080",
+        f"add rule ip kube-proxy {SVC} numgen random mod 2 == 0 meta l4proto tcp dnat to 10.244.0.3:8080",
+        f"add rule ip kube-proxy {SVC} meta l4proto tcp dnat to 10.244.0.4:8080",
+        "add element ip kube-proxy hairpin-connections { 10.244.0.4 . 10.244.0.4 . 10.96.0.10 }",
+    ]
 
 
 def test_changing_the_affinity_timeout_replaces_the_sets_and_rewrites_their_users() -> None:

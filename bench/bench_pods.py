@@ -96,6 +96,7 @@ async def measure(kubeconfig: pathlib.Path, node: str, count: int, serial: int,
     sent: dict[str, float] = {}
     ready: dict[str, float] = {}
     waiting: set[str] = set()
+    gone: set[str] = set()
     done_event = asyncio.Event()
 
     async def watch() -> None:
@@ -105,6 +106,8 @@ async def measure(kubeconfig: pathlib.Path, node: str, count: int, serial: int,
             if trace is not None and name in sent:
                 state = ",".join(c["type"] + "=" + c["status"] for c in conds)
                 trace.append((time.perf_counter() - sent[name], name, f"{kind} {state}"))
+            if kind == "DELETED":
+                gone.add(name)
             if kind != "DELETED" and name in waiting and any(
                     c["type"] == "Ready" and c["status"] == "True" for c in conds):
                 ready[name] = time.perf_counter()
@@ -140,6 +143,10 @@ async def measure(kubeconfig: pathlib.Path, node: str, count: int, serial: int,
         await run([name])
     for name in serial_names:
         await client.delete(PODS, name, NS)
+    # The burst starts on a node with nothing else to do: not while it tears those down.
+    async with asyncio.timeout(60):
+        while not gone.issuperset(serial_names):
+            await asyncio.sleep(0.05)
     bulk = [f"bench-{i:04d}" for i in range(count)]
     create_time, total = await run(bulk)
     watcher.cancel()
@@ -165,7 +172,7 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     parser.add_argument("--agent-log", default=None, help="write the agent's debug log here")
     parser.add_argument("--trace", default=None, help="write every watch event seen, with its delay since create")
-    parser.add_argument("--py-spy", default=None, help="record the agent with py-spy as collapsed stacks (raw) during the run")
+    parser.add_argument("--py-spy", default=None, help="record the agent with py-spy as collapsed stacks of on-CPU samples during the run")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_pods needs root (network namespaces)")
@@ -210,7 +217,7 @@ def main() -> None:
         cpu_before = cpu_seconds(agent.pid)
         spy = None
         if args.py_spy:
-            spy = subprocess.Popen(["py-spy", "record", "--idle", "-f", "raw", "-r", "200", "-p", str(agent.pid),
+            spy = subprocess.Popen(["py-spy", "record", "-f", "raw", "-r", "200", "-p", str(agent.pid),
                                     "-o", args.py_spy], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         trace: list[tuple[float, str, str]] | None = [] if args.trace else None
         api_cpu_before = tree_cpu_seconds(up.pid)

@@ -77,6 +77,7 @@ MIN_GRACE = 2  # the kubelet never gives SIGTERM less than this before SIGKILL
 # get SIGTERM only after this much (bounded by half the grace period). See PodWorker.terminate.
 DRAIN_DELAY = 1.5
 HOOK_TIMEOUT = 60.0
+EVENT_CONCURRENCY = 4  # event writes in flight at once
 IMAGE_CACHE_SECONDS = 60.0  # a host program installed or removed is seen within this time
 OWNED_STATUS = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime",
                 "initContainerStatuses", "containerStatuses", "qosClass")
@@ -374,9 +375,14 @@ class PodWorker:
             return True
         try:
             t0 = time.monotonic()
-            self.net = await self.agent.network.add_pod(self.uid)
+            token = asyncio.ensure_future(volumes.prefetch_token(pod, self.agent.volume_sources(pod, None)))
+            try:
+                self.net = await self.agent.network.add_pod(self.uid)
+            finally:
+                with contextlib.suppress(Exception):
+                    await token  # errors come again, and are reported, from refresh_volumes
             t1 = time.monotonic()
-            self.write_etc_files()
+            await self.write_etc_files()
             await self.refresh_volumes(raise_errors=True)
             log.debug("pod %s: network %.3fs, files and volumes %.3fs", self.name, t1 - t0, time.monotonic() - t1)
         except volumes.VolumeError as e:
@@ -388,22 +394,18 @@ class PodWorker:
         self.sandbox_ready = True
         return True
 
-    def write_etc_files(self) -> None:
+    async def write_etc_files(self) -> None:
         pod = self.pod
         assert pod is not None and self.net is not None
-        etc = self.dir / "etc"
-        etc.mkdir(parents=True, exist_ok=True)
         files = {
             "hosts": podspec.hosts_file(pod, [self.net.ip]),
             "resolv.conf": podspec.resolv_conf(pod, cluster_dns=self.agent.cluster_dns(),
                                                host=self.agent.host_resolv),
             "hostname": podspec.uts_hostname(pod) + "\n",
         }
-        for name, text in files.items():
-            tmp = etc / f".{name}.tmp"
-            tmp.write_text(text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, etc / name)
+        # Creating files can take milliseconds on a busy disk: not on the event loop, which
+        # serves every other pod's start meanwhile.
+        await asyncio.to_thread(_write_files, self.dir / "etc", files)
 
     async def refresh_volumes(self, raise_errors: bool = False) -> None:
         pod = self.pod
@@ -505,7 +507,6 @@ class PodWorker:
             tty=bool(c.get("tty")),
             stdin=bool(c.get("stdin")),
         )
-        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.event("Normal", "Pulled", f'Container image "{image_name}" already present on machine')
         try:
             cid = await agent.runtime.start(spec)
@@ -768,6 +769,16 @@ class PodWorker:
 # ---------------------------------------------------------------------------------- the agent
 
 
+def _write_files(directory: pathlib.Path, files: dict[str, str]) -> None:
+    """Replace each file atomically (mode 0644), so a container never reads half of one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        tmp = directory / f".{name}.tmp"
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, directory / name)
+
+
 def _meminfo_kib() -> int:
     with open("/proc/meminfo") as f:
         for line in f:
@@ -858,6 +869,8 @@ class Agent:
         self._leftover_nets: dict[str, PodNetwork] = {}
         self._node_conditions: list[Obj] = []
         self._images: dict[tuple[str, int], tuple[images.Image, float]] = {}
+        self._event_slots = asyncio.Semaphore(EVENT_CONCURRENCY)
+        self._allocatable: tuple[dict[str, str], float] | None = None
         self._ca = client.config.ca_data or b""
         self.ready = asyncio.Event()
 
@@ -868,7 +881,14 @@ class Agent:
     # -- helpers used by pod workers
 
     def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
-        self._spawn(self.recorder.event(obj, type_, reason, message))
+        async def record() -> None:
+            # Like the kubelet's rate-limited event broadcaster: a burst of pod starts makes
+            # three or four events per pod, which must not crowd out the status writes and
+            # token requests that the pods' start waits for (they share the connection pool).
+            async with self._event_slots:
+                await self.recorder.event(obj, type_, reason, message)
+
+        self._spawn(record())
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
         async def run() -> None:
@@ -899,7 +919,12 @@ class Agent:
         return image
 
     def allocatable(self) -> dict[str, str]:
-        return self._resources()[1]
+        # Read for every container's env and downward API: /proc/meminfo and statvfs once a
+        # while, not per container.
+        now = time.monotonic()
+        if self._allocatable is None or now - self._allocatable[1] > 10:
+            self._allocatable = (self._resources()[1], now)
+        return self._allocatable[0]
 
     async def _get_optional(self, rt: Any, name: str, namespace: str) -> Obj | None:
         try:
@@ -926,7 +951,9 @@ class Agent:
             if audience:
                 spec["audiences"] = [audience]
             body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+            started = time.monotonic()
             out = await self.client.create(SERVICEACCOUNTS, body, ns, subresource="token", name=sa)
+            log.debug("token for pod %s/%s in %.3fs", ns, meta["name"], time.monotonic() - started)
             self._tokens[key] = (str(out["status"]["token"]), time.monotonic() + 0.8 * seconds)
             return self._tokens[key][0]
 

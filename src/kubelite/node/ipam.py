@@ -1,7 +1,7 @@
 """Pod IP allocation for one node: the host-local IPAM of CNI, persisted in one JSON file.
 
 A pod IP must never be handed out twice while its pod still lives, also across agent
-restarts, so every change is written to disk (temp file, fsync, rename) before the caller
+restarts, so every change is written to the file (temp file, rename) before the caller
 uses the address. New addresses are taken round-robin after the last one allocated instead
 of lowest-free-first: a pod that is recreated gets a *new* IP and a just-freed address
 stays unused for as long as possible, so stale clients and caches (endpoints, conntrack)
@@ -11,7 +11,7 @@ The trade-off: one small file rewritten per change (a few hundred bytes per pod)
 than a database; a node holds at most a few hundred pods. An owner that allocates from
 several threads at once (:class:`kubelite.node.network.NodeNetwork`) turns autosave off and
 writes once for every change made while the previous write was under way ("group commit"),
-so a burst of pod starts does not queue behind one fsync per pod.
+so a burst of pod starts does not queue behind one write per pod.
 """
 
 from __future__ import annotations
@@ -114,14 +114,20 @@ class IPAM:
         return {"cidr": str(self.network), "last": str(self._last), "allocations": dict(self._allocations)}
 
     def write(self, data: dict[str, object]) -> None:
-        """Write a :meth:`snapshot` durably (fsync of the file and of the directory)."""
+        """Write a :meth:`snapshot` atomically (temp file, rename).
+
+        No fsync, on purpose: what must survive is a crash or kill of the *agent*, and a
+        renamed file is in the kernel's page cache from the moment ``rename`` returns. After
+        a crash of the machine itself every pod's namespace (under /run, a tmpfs) and
+        process is gone too, so an allocation lost with the page cache names no live pod;
+        :meth:`retain` frees whatever the file still holds for vanished pods. Under a busy
+        disk an fsync costs tens of milliseconds, paid by every pod start.
+        """
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(data, f, indent=1, sort_keys=True)
-                f.flush()
-                os.fsync(f.fileno())
             os.replace(tmp, self.path)
         except BaseException:
             try:
@@ -129,9 +135,3 @@ class IPAM:
             except FileNotFoundError:
                 pass
             raise
-        # The rename itself must survive a crash too.
-        dirfd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)

@@ -42,9 +42,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import ctypes
 import errno
+import functools
 import ipaddress
 import os
 import pathlib
@@ -67,6 +69,9 @@ POD_IFNAME = "eth0"
 # A pod's own address is a host route: it reaches every other address through the node.
 POD_PREFIXLEN = 32
 RTNH_F_ONLINK = 4
+# The kernel serialises most of a sandbox's setup (RTNL, namespace creation); a few threads
+# overlap the Python side of one pod with the kernel side of another.
+NETLINK_THREADS = 4
 LOOPBACK_IFINDEX = 1  # the kernel registers lo first in every network namespace
 
 _P = ParamSpec("_P")
@@ -318,6 +323,9 @@ class NodeNetwork:
         # and MTU, reused across pods (creating a handle and looking the bridge up cost more
         # than the pod's own requests).
         self._local = threading.local()
+        # Threads of their own: pod network setup must not queue behind (or hold up) the
+        # agent's other blocking work in the default executor (file writes, exec output).
+        self._executor = concurrent.futures.ThreadPoolExecutor(NETLINK_THREADS, thread_name_prefix="netlink")
         # Pods with an operation under way or waiting (only touched on the event loop): their
         # allocations must survive pods()' garbage collection even before the namespace exists.
         self._pod_locks: dict[str, asyncio.Lock] = {}
@@ -379,7 +387,8 @@ class NodeNetwork:
         lock = self._pod_locks.setdefault(uid, asyncio.Lock())
         try:
             async with lock:
-                return await asyncio.to_thread(fn, *args, **kwargs)
+                return await asyncio.get_running_loop().run_in_executor(
+                    self._executor, functools.partial(fn, *args, **kwargs))
         finally:
             self._pending[uid] -= 1
             if not self._pending[uid]:
@@ -467,7 +476,7 @@ class NodeNetwork:
         """Return once every IPAM change made so far is on disk (group commit).
 
         While one thread writes, the changes of others pile up; the next writer saves them
-        all with one fsync, and whoever finds its change already saved returns at once.
+        all with one write, and whoever finds its change already saved returns at once.
         """
         with self._ipam_lock:
             wanted = self._ipam.generation

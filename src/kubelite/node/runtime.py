@@ -286,6 +286,7 @@ class Runtime:
     def __init__(self, state_dir: pathlib.Path) -> None:
         self.containers_dir = pathlib.Path(state_dir) / "containers"
         self._zygote = _Zygote()
+        self._idents: dict[str, dict[str, Any]] = {}
 
     async def prepare(self) -> None:
         """Start the shims' fork server now rather than at the first container start."""
@@ -302,13 +303,11 @@ class Runtime:
         """
         hexid = secrets.token_hex(32)
         cdir = self.containers_dir / hexid
-        cdir.mkdir(parents=True, mode=0o700)
         data = asdict(spec)
         data["log_path"] = str(spec.log_path)
         data["container_dir"] = str(cdir)
         spec_path = cdir / "spec.json"
-        spec_path.write_text(json.dumps(data))
-        (cdir / "shim.log").touch(mode=0o600)
+        await asyncio.to_thread(_write_container_dir, cdir, json.dumps(data))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with theirs:
@@ -329,17 +328,27 @@ class Runtime:
         """Stop the fork server (running containers and their shims are not affected)."""
         await self._zygote.close()
 
+    def _ident(self, cdir: pathlib.Path) -> dict[str, Any]:
+        # A container's spec never changes: read it once, not at every status poll.
+        ident = self._idents.get(cdir.name)
+        if ident is None:
+            spec = _read_json(cdir / "spec.json") or {}
+            ident = {
+                "pod_uid": spec.get("pod_uid", ""),
+                "name": spec.get("name", ""),
+                "restart_count": spec.get("restart_count", 0),
+                "log_path": spec.get("log_path", ""),
+            }
+            if spec:
+                self._idents[cdir.name] = ident
+        return ident
+
     def _status(self, cdir: pathlib.Path) -> ContainerStatus:
         raw = _read_json(cdir / "status.json")
-        spec = _read_json(cdir / "spec.json") or {}
         if raw is None:
+            self._idents.pop(cdir.name, None)
             raise ContainerNotFound(cdir.name)
-        ident = {
-            "pod_uid": spec.get("pod_uid", ""),
-            "name": spec.get("name", ""),
-            "restart_count": spec.get("restart_count", 0),
-            "log_path": spec.get("log_path", ""),
-        }
+        ident = self._ident(cdir)
         if raw["exit_code"] is not None:
             return ContainerStatus(
                 "exited", raw["pid"], raw["exit_code"], raw["started_at"], raw["finished_at"],
@@ -392,6 +401,7 @@ class Runtime:
         if self._status(cdir).state == "running":
             await self.stop(container_id, 0)
         shutil.rmtree(cdir, ignore_errors=True)
+        self._idents.pop(cdir.name, None)
 
     def list(self) -> builtins.dict[str, ContainerStatus]:
         found: dict[str, ContainerStatus] = {}
@@ -463,6 +473,12 @@ class Runtime:
         if tty:
             await process._attach_tty()
         return process
+
+
+def _write_container_dir(cdir: pathlib.Path, spec: str) -> None:
+    cdir.mkdir(parents=True, mode=0o700)
+    (cdir / "spec.json").write_text(spec)
+    (cdir / "shim.log").touch(mode=0o600)
 
 
 def _read_to_eof(fd: int) -> bytes:

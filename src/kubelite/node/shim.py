@@ -155,11 +155,15 @@ def process_start_time(pid: int) -> int | None:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` atomically: readers see the old or the new content, never half.
+
+    Not fsync'd: the record must outlive the agent and the shim, which the page cache does;
+    a machine crash takes the containers with it (containerd keeps its task state on a
+    tmpfs for the same reason), and on a busy disk an fsync would delay every start.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
         json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

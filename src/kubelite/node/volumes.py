@@ -12,6 +12,7 @@ token directory that kube-apiserver's admission would add as the projected
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import pathlib
@@ -26,6 +27,7 @@ Obj = dict[str, Any]
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_MODE = 0o644
+SA_TOKEN_SECONDS = 3607  # what the kubelet asks for the kube-api-access volume
 
 
 class VolumeError(Exception):
@@ -75,6 +77,11 @@ def _write_files(target: pathlib.Path, files: Mapping[str, tuple[bytes, int]]) -
                 p.unlink()
         if pathlib.Path(root) != target and not os.listdir(root):
             os.rmdir(root)
+
+
+async def _write_files_async(target: pathlib.Path, files: Mapping[str, tuple[bytes, int]]) -> None:
+    # File creation waits for the disk's journal on a busy machine: keep it off the event loop.
+    await asyncio.to_thread(_write_files, target, files)
 
 
 def _object_data(obj: Obj, secret: bool) -> dict[str, bytes]:
@@ -157,27 +164,35 @@ async def setup(pod: Obj, pod_dir: pathlib.Path, sources: Sources) -> None:
             _check_host_path(vol["hostPath"])
         elif vol.get("configMap") is not None:
             src = vol["configMap"]
-            _write_files(target, await _object_files(sources, "configmap", src, _mode(src)))
+            await _write_files_async(target, await _object_files(sources, "configmap", src, _mode(src)))
         elif vol.get("secret") is not None:
             src = vol["secret"]
-            _write_files(target, await _object_files(sources, "secret", src, _mode(src)))
+            await _write_files_async(target, await _object_files(sources, "secret", src, _mode(src)))
         elif vol.get("downwardAPI") is not None:
             src = vol["downwardAPI"]
-            _write_files(target, _downward_files(pod, sources, src.get("items") or [], _mode(src)))
+            await _write_files_async(target, _downward_files(pod, sources, src.get("items") or [], _mode(src)))
         elif vol.get("projected") is not None:
-            _write_files(target, await _projected_files(pod, sources, vol["projected"]))
+            await _write_files_async(target, await _projected_files(pod, sources, vol["projected"]))
         else:
             kinds = [k for k in vol if k != "name"]
             raise VolumeError(f"volume {vol['name']!r}: unsupported volume type {', '.join(kinds) or 'none'}")
     if wants_sa_mount(pod):
         sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
-        token = await sources.token(sa, 3607, "")
+        token = await sources.token(sa, SA_TOKEN_SECONDS, "")
         ns = (pod.get("metadata") or {}).get("namespace", "")
-        _write_files(sa_dir(pod_dir), {
+        await _write_files_async(sa_dir(pod_dir), {
             "token": (token.encode(), DEFAULT_MODE),
             "ca.crt": (sources.ca_crt, DEFAULT_MODE),
             "namespace": (ns.encode(), DEFAULT_MODE),
         })
+
+
+async def prefetch_token(pod: Obj, sources: Sources) -> None:
+    """Ask for the implicit service-account token early (``sources.token`` caches it), so
+    that the round trip overlaps the sandbox's network setup; :func:`setup` reports errors."""
+    if wants_sa_mount(pod):
+        sa = (pod.get("spec") or {}).get("serviceAccountName") or "default"
+        await sources.token(sa, SA_TOKEN_SECONDS, "")
 
 
 def _mode(source: Obj, default: int = DEFAULT_MODE) -> int:

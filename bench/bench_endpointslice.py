@@ -17,79 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import pathlib
 import random
-import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import free_port
+from harness import Cluster, cpu_seconds
 from kubelite.client import ENDPOINTSLICES, LEASES, NAMESPACES, NODES, PODS, SERVICES, Client
 
 NS = "bench"
 NODE = "bench-node"
 PODS_PER_SERVICE = 10
-
-
-class Cluster:
-    def __init__(self) -> None:
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="kl-bench-es-"))
-        self.port = free_port()
-        self.proc: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> Cluster:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelite", "up", "--name", f"bench-es-{self.port}", "--data-dir", str(self.dir),
-             "--api-port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if "is ready" in line:
-                break
-        else:
-            raise RuntimeError("kubelite up failed")
-        # Keep draining its output so that a chatty child never blocks on a full pipe.
-        out = self.proc.stdout
-        threading.Thread(target=lambda: [None for _ in out], daemon=True).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    @property
-    def kubeconfig(self) -> pathlib.Path:
-        return self.dir / "kubeconfig"
-
-    def controllers_pid(self) -> int:
-        """The ``kubelite controllers`` child of this ``kubelite up``."""
-        assert self.proc is not None
-        for pid in pathlib.Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split():
-            cmd = pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"controllers" in cmd:
-                return int(pid)
-        raise RuntimeError("no controllers process found")
-
-
-def cpu_seconds(pid: int) -> float:
-    # Fields after the parenthesised command name: utime and stime are fields 14 and 15.
-    stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_of(pid: int) -> int:
@@ -277,7 +218,7 @@ def main() -> None:
     args = ap.parse_args()
     services = args.services or (100 if args.quick else 1000)
     samples = args.samples or (100 if args.quick else 300)
-    with Cluster() as c:
+    with Cluster("klbes") as c:
         r = asyncio.run(run(c, services, samples))
     rows = [
         ("store", f"{r['services']} Services x {PODS_PER_SERVICE} pods = {r['pods']} pods"),

@@ -4,7 +4,7 @@ Creates N Services one after another on a real ``kubelite up`` and compares the 
 create latency of the first 100 with that of the last 100 (same run, side by side), and
 the same for a /16 nearly full, where random probing has to work hardest.
 
-Usage: python bench/bench_services.py [--quick] [--json out.json]
+Usage: python bench/bench_services.py [--quick] [--services N] [--json out.json]
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from bench_api import Cluster
+from harness import Cluster
 
 
 async def create_many(c: Cluster, n: int) -> list[float]:
@@ -42,10 +42,11 @@ async def create_many(c: Cluster, n: int) -> list[float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--services", type=int, default=None, help="default 10,000 (2,000 with --quick; at least 200)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
-    n = 2000 if args.quick else 10000
-    with Cluster() as c:
+    n = max(200, args.services or (2000 if args.quick else 10000))
+    with Cluster("klbsv") as c:
         times = asyncio.run(create_many(c, n))
     first = statistics.median(times[:100]) * 1000
     last = statistics.median(times[-100:]) * 1000

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import pathlib
 import re
 import shutil
@@ -44,7 +45,7 @@ class Cluster:
 
     def __enter__(self) -> Cluster:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelite", "up", "--name", "bench", "--data-dir", str(self.dir),
+            [sys.executable, "-m", "kubelite", "up", "--name", f"bench{os.getpid()}", "--data-dir", str(self.dir),
              "--api-port", str(self.port)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )

@@ -502,3 +502,50 @@ async def test_open_store_urls(tmp_path: Path) -> None:
         open_store("https://127.0.0.1:2379")
     with pytest.raises(ValueError):
         open_store("mysql://db")
+
+
+async def test_large_mixed_batches_commit_and_reload(tmp_path: Path) -> None:
+    """Hundreds of writes in one commit (multi-row statements in power-of-two chunks), with
+    the same key created, updated and deleted inside the batch, land as they were acknowledged."""
+    path = tmp_path / "state.db"
+    s = await reopen(path)
+    expected: dict[str, bytes] = {}
+    for rnd in range(3):
+        writes = []
+        for i in range(300 + rnd):  # 300 = 128 + 128 + 32 + 8 + 4
+            writes.append(s.create(f"/r/{rnd}/{i}", b"%d" % i))
+            expected[f"/r/{rnd}/{i}"] = b"%d" % i
+        await asyncio.gather(*writes)
+        kv = await s.update(f"/r/{rnd}/0", b"u")
+        expected[f"/r/{rnd}/0"] = b"u"
+        ops = [s.update(f"/r/{rnd}/{i}", b"v%d" % i) for i in range(1, 200)]
+        ops += [s.delete(f"/r/{rnd}/{i}") for i in range(200, 300)]
+        await asyncio.gather(*ops)
+        for i in range(1, 200):
+            expected[f"/r/{rnd}/{i}"] = b"v%d" % i
+        for i in range(200, 300):
+            del expected[f"/r/{rnd}/{i}"]
+        assert kv.value == b"u"
+    batches = s.watch_batches("/r/", 1)
+    first = await anext(batches)
+    assert first and all(isinstance(ev, WatchEvent) for ev in first)
+    await batches.aclose()
+    rev = s.revision
+    await s.close()
+    s = await reopen(path)
+    try:
+        assert s.revision == rev
+        kvs, _, _ = await s.list("/r/")
+        assert {kv.key: kv.value for kv in kvs} == expected
+        replayed = [ev async for ev in _until(s.watch("/r/", 1), rev)]
+        assert len(replayed) == rev - 1
+    finally:
+        await s.close()
+
+
+async def _until(it: AsyncIterator[WatchEvent], rev: int) -> AsyncIterator[WatchEvent]:
+    async with asyncio.timeout(5):
+        async for ev in it:
+            yield ev
+            if ev.kv.mod_revision >= rev:
+                return

@@ -20,6 +20,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from kubelite.api.schema import deref
 
 Path = tuple[str, ...]
@@ -561,6 +563,16 @@ def update_managed_fields(
         return  # skipNonAppliedManager: nothing tracked yet, and updates do not start it
 
     ignored = reset_fields(subresource)
+    if old is None and not entries:
+        created = _created_entry(new, schema, ignored)
+        if created is not None:
+            if created[0]:
+                meta["managedFields"] = [{
+                    "manager": manager, "operation": operation, "apiVersion": api_version, "time": now,
+                    "fieldsType": "FieldsV1", "fieldsV1": orjson.loads(created[0]),
+                    **({"subresource": subresource} if subresource else {}),
+                }]
+            return
     diff = compare(_without_managed(old), new, schema).without(ignored)
     taken = diff.added | diff.modified
     for e in entries:
@@ -576,6 +588,44 @@ def update_managed_fields(
             prev.time = now
             prev.api_version = api_version
     set_managed_fields(new, cap_update_managers([e for e in entries if e.fields]))
+
+
+# A create's entry depends only on the object's skeleton (see _skeleton): objects made
+# from one template (a ReplicaSet's pods, a client's ConfigMaps) share it, so the field
+# walk, which is most of a create's cost, runs once per shape. Bounded; cleared when full.
+_CREATED_CACHE_SIZE = 1024
+_created: dict[tuple[int, tuple[Path, ...], Any], tuple[dict[str, Any] | None, bytes]] = {}
+
+
+def _skeleton(v: Any) -> Any:
+    """What ``compare(None, v)`` reads of ``v``: every map key and the nesting, whether a
+    leaf is null (a filler compares with null), and lists whole (their items' path elements
+    are made of values)."""
+    if isinstance(v, dict):
+        return tuple([(k, _skeleton(x)) for k, x in v.items()])
+    if isinstance(v, list):
+        return orjson.dumps(v)
+    return v is None
+
+
+def _created_entry(
+    new: dict[str, Any], schema: dict[str, Any] | None, ignored: tuple[Path, ...]
+) -> tuple[bytes] | None:
+    """The fieldsV1 (as JSON; empty when nothing is owned) of a create's entry, or None
+    when the object cannot be keyed (the slow path then computes it)."""
+    try:
+        key = (id(schema), ignored, _skeleton(new))
+        hash(key)
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    hit = _created.get(key)
+    if hit is None or hit[0] is not schema:  # the schema is kept so that its id stays its own
+        diff = compare(None, new, schema)
+        mine = recursive_difference(diff.added | diff.modified, ignored) - STRIPPED
+        if len(_created) >= _CREATED_CACHE_SIZE:
+            _created.clear()
+        hit = _created[key] = (schema, orjson.dumps(to_fields_v1(mine)) if mine else b"")
+    return (hit[1],)
 
 
 def _decode_or_empty(managed: Any) -> list[Entry]:

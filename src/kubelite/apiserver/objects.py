@@ -10,9 +10,9 @@ alphabet Kubernetes uses (no vowels, so no words).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import time
-import uuid
 from typing import Any
 
 # utilrand's alphabet: consonants and digits without look-alikes.
@@ -43,12 +43,26 @@ def generate_name(prefix: str) -> str:
     if len(prefix) > 58:
         prefix = prefix[:58]
     # A plain PRNG, as Kubernetes' utilrand: these names need to differ, not to be secret
-    # (collisions are retried), and SystemRandom costs a syscall per character.
-    return prefix + "".join(_random.choices(_ALPHABET, k=5))
+    # (collisions are retried), and SystemRandom costs a syscall per character. One draw
+    # gives all five characters (27**5 < 2**32; the modulo bias is 0.3%, harmless here).
+    n = _random.getrandbits(32) % _NAME_SPACE
+    chars = []
+    for _ in range(5):
+        n, i = divmod(n, 27)
+        chars.append(_ALPHABET[i])
+    return prefix + "".join(chars)
+
+
+_NAME_SPACE = len(_ALPHABET) ** 5
 
 
 def new_uid() -> str:
-    return str(uuid.uuid4())
+    """A random (version 4) UUID, formatted without building a uuid.UUID (a tenth of the cost)."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
+
+
+_VARIANT = "89ab"  # RFC 4122 variant bits 10xx
 
 
 def spec_changed(new: dict[str, Any], old: dict[str, Any]) -> bool:

@@ -19,6 +19,7 @@ import copy
 import datetime as dt
 import logging
 import random
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ from kubelite.store import (
     KeyValue,
     Store,
     StoreError,
+    WatchEvent,
 )
 
 log = logging.getLogger(__name__)
@@ -115,10 +117,37 @@ def decode_kv(kv: KeyValue) -> dict[str, Any]:
     return obj
 
 
+# Stored objects begin with apiVersion, kind and metadata (encode_for_store puts them first),
+# so that the resourceVersion can be spliced into the stored bytes on the way out: gets,
+# lists, watch events and write responses are then served without a parse and a re-encode.
+# apiVersion and kind are plain strings (no quote, no backslash), which is what makes the
+# match exact: the metadata it finds is the top-level one.
+_STORED_HEAD = re.compile(rb'\{"apiVersion":"[^"\\]*","kind":"[^"\\]*","metadata":\{')
+_HEAD_KEYS = ("apiVersion", "kind", "metadata")
+
+
+def object_bytes(kv: KeyValue) -> bytes:
+    """The object's JSON as served (with its resourceVersion), from the stored bytes."""
+    value = kv.value
+    m = _STORED_HEAD.match(value)
+    if m is None:  # written in another shape (an older version): take the long way
+        return orjson.dumps(decode_kv(kv))
+    end = m.end()
+    rv = b'"resourceVersion":"%d"' % kv.mod_revision
+    if value[end : end + 1] == b"}":
+        return value[:end] + rv + value[end:]
+    return value[:end] + rv + b"," + value[end:]
+
+
 def encode_for_store(obj: dict[str, Any]) -> bytes:
     meta = obj.get("metadata", {})
     rv = meta.pop("resourceVersion", None)
     try:
+        keys = iter(obj)
+        if (
+            next(keys, None) != "apiVersion" or next(keys, None) != "kind" or next(keys, None) != "metadata"
+        ) and all(k in obj for k in _HEAD_KEYS):
+            return orjson.dumps({k: obj[k] for k in _HEAD_KEYS} | obj)
         return orjson.dumps(obj)
     finally:
         if rv is not None:
@@ -241,6 +270,9 @@ def check_object_body(obj: Any, rt: ResourceType, expect_kind: str | None = None
     return obj
 
 
+_EVENT_HEADS = {t: b'{"type":"%s","object":' % t.encode() for t in ("ADDED", "MODIFIED", "DELETED")}
+
+
 # ---------------------------------------------------------------------------- list helpers
 
 
@@ -361,12 +393,12 @@ class RestHandlers:
         return decode_kv(kv), kv
 
     async def get(self, request: web.Request, target: Target) -> web.StreamResponse:
-        obj, _ = await self._get_obj(target)
+        obj, kv = await self._get_obj(target)
         if wants_table(request):
             return json_response(self._table(request, target, [obj], obj["metadata"]["resourceVersion"]))
         if wants_partial_metadata(request):
             return json_response(_partial(obj))
-        return json_response(obj)
+        return json_response(object_bytes(kv))
 
     def _table(
         self, request: web.Request, target: Target, objs: list[dict[str, Any]], rv: str, cont: str = ""
@@ -394,21 +426,40 @@ class RestHandlers:
         if q.get("continue"):
             _, start = _decode_continue(q["continue"])
         prefix = rt.key_prefix(target.namespace)
-        items: list[dict[str, Any]] = []
+        # A plain JSON list is spliced together from the stored bytes; objects are decoded
+        # only to test a selector or to render a Table or metadata.
+        as_bytes = not wants_table(request) and not wants_partial_metadata(request)
+        decode = not (as_bytes and flt.trivial)
+        matched: list[KeyValue] = []
+        decoded: list[dict[str, Any]] = []
         more, last_key = False, start
         rev = self.store.revision
         # With a selector, a page is filled by scanning further: the limit counts matches.
         while True:
-            chunk_limit = 0 if limit <= 0 else max(limit - len(items), 64 if not flt.trivial else limit - len(items))
+            chunk_limit = 0 if limit <= 0 else max(limit - len(matched), 64 if not flt.trivial else limit - len(matched))
             kvs, rev, more = await self.store.list(prefix, start_after=last_key, limit=chunk_limit)
+            if not decode:
+                take = kvs if limit <= 0 else kvs[: limit - len(matched)]
+                matched += take
+                if take:
+                    last_key = take[-1].key
+                if limit > 0 and len(matched) >= limit:
+                    more = more or len(take) < len(kvs)
+                    if not more:
+                        more = bool((await self.store.list(prefix, start_after=last_key, limit=1))[0])
+                    break
+                if not more:
+                    break
+                continue
             for kv in kvs:
                 last_key = kv.key
                 obj = decode_kv(kv)
                 if flt.matches(obj):
-                    items.append(obj)
-                    if limit > 0 and len(items) >= limit:
+                    matched.append(kv)
+                    decoded.append(obj)
+                    if limit > 0 and len(matched) >= limit:
                         break
-            if limit > 0 and len(items) >= limit:
+            if limit > 0 and len(matched) >= limit:
                 more = more or last_key != (kvs[-1].key if kvs else last_key)
                 if not more:
                     # Are there more matches after the last key we returned?
@@ -422,17 +473,18 @@ class RestHandlers:
             cont = _encode_continue(rev, last_key)
             list_meta["continue"] = cont
         if wants_table(request):
-            return json_response(self._table(request, target, items, str(rev), cont))
+            return json_response(self._table(request, target, decoded, str(rev), cont))
         if wants_partial_metadata(request):
             return json_response(
                 {
                     "kind": "PartialObjectMetadataList",
                     "apiVersion": "meta.k8s.io/v1",
                     "metadata": list_meta,
-                    "items": [_partial(o) for o in items],
+                    "items": [_partial(o) for o in decoded],
                 }
             )
-        body = {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta, "items": items}
+        head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta})
+        body = b"".join((head[:-1], b',"items":[', b",".join([object_bytes(kv) for kv in matched]), b"]}"))
         return json_response(body)
 
     # -- watch
@@ -486,6 +538,8 @@ class RestHandlers:
                 obj = t
             return orjson.dumps({"type": ev_type, "object": obj}) + b"\n"
 
+        everything = name_filter is None and flt.trivial and not table
+
         def visible(obj: dict[str, Any]) -> bool:
             if name_filter is not None and obj.get("metadata", {}).get("name") != name_filter:
                 return False
@@ -519,21 +573,31 @@ class RestHandlers:
             try:
                 # One deadline for the whole stream, no per-event timers or tasks.
                 async with asyncio.timeout_at(deadline):
-                    async for ev in self.store.watch(prefix, start_rev):
-                        last_rev[0] = ev.kv.mod_revision
-                        new = self._decoded(ev.kv)
-                        if ev.type == "DELETED":
-                            if visible(new):
-                                await resp.write(self._event_line(ev.kv, "DELETED", new, encode, table))
-                            continue
-                        now_in = visible(new)
-                        was_in = ev.prev is not None and visible(self._decoded(ev.prev))
-                        if now_in and (ev.type == "ADDED" or not was_in):
-                            await resp.write(self._event_line(ev.kv, "ADDED", new, encode, table))
-                        elif now_in:
-                            await resp.write(self._event_line(ev.kv, "MODIFIED", new, encode, table))
-                        elif was_in:
-                            await resp.write(self._event_line(ev.kv, "DELETED", new, encode, table))
+                    # What one commit changed goes out in one write (one TLS record, one
+                    # send), and an unfiltered watch never decodes: its lines are spliced
+                    # from the stored bytes once and shared by every such watcher.
+                    async for batch in self.store.watch_batches(prefix, start_rev):
+                        lines: list[bytes] = []
+                        for ev in batch:
+                            if everything:
+                                lines.append(self._raw_line(ev))
+                                continue
+                            new = self._decoded(ev.kv)
+                            if ev.type == "DELETED":
+                                if visible(new):
+                                    lines.append(self._event_line(ev.kv, "DELETED", new, encode, table))
+                                continue
+                            now_in = visible(new)
+                            was_in = ev.prev is not None and visible(self._decoded(ev.prev))
+                            if now_in and (ev.type == "ADDED" or not was_in):
+                                lines.append(self._event_line(ev.kv, "ADDED", new, encode, table))
+                            elif now_in:
+                                lines.append(self._event_line(ev.kv, "MODIFIED", new, encode, table))
+                            elif was_in:
+                                lines.append(self._event_line(ev.kv, "DELETED", new, encode, table))
+                        last_rev[0] = batch[-1].kv.mod_revision
+                        if lines:
+                            await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
             except TimeoutError:
                 pass
             finally:
@@ -565,6 +629,19 @@ class RestHandlers:
                 self._decode_cache.clear()
             obj = self._decode_cache[key] = decode_kv(kv)
         return obj
+
+    def _raw_line(self, ev: WatchEvent) -> bytes:
+        """The event as an unfiltered watch sends it, from the stored bytes."""
+        kv = ev.kv
+        key = (kv.key, kv.mod_revision, ev.type)
+        line = self._line_cache.get(key)
+        if line is None:
+            if len(self._line_cache) > EVENT_CACHE_SIZE:
+                self._line_cache.clear()
+            line = self._line_cache[key] = b"".join(
+                (_EVENT_HEADS[ev.type], object_bytes(kv), b"}\n")
+            )
+        return line
 
     def _event_line(self, kv: KeyValue, ev_type: str, obj: dict[str, Any],
                     encode: Callable[[str, dict[str, Any]], bytes], table: bool) -> bytes:
@@ -659,10 +736,11 @@ class RestHandlers:
             raise errors.method_not_allowed()
         obj, warnings = self._decode_object(request, rt, await read_body(request))
         dry_run = _dry_run(request.query)
-        created = await self.create_object(
+        created = await self.store_new(
             rt, target.namespace, obj, manager=self._field_manager(request), dry_run=dry_run
         )
-        return json_response(created, 201, _warning_headers(warnings))
+        body = object_bytes(created) if isinstance(created, KeyValue) else created
+        return json_response(body, 201, _warning_headers(warnings))
 
     async def create_object(
         self,
@@ -675,6 +753,20 @@ class RestHandlers:
         managed: builtins.list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Create path shared by POST, apply-creates and create-on-update."""
+        created = await self.store_new(rt, namespace, obj, manager=manager, dry_run=dry_run, managed=managed)
+        return decode_kv(created) if isinstance(created, KeyValue) else created
+
+    async def store_new(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        obj: dict[str, Any],
+        *,
+        manager: str,
+        dry_run: bool = False,
+        managed: builtins.list[dict[str, Any]] | None = None,
+    ) -> KeyValue | dict[str, Any]:
+        """The create itself: the stored KeyValue, or the object that would be (dry run)."""
         strat = self.strategy(rt)
         meta = obj["metadata"]
         body_ns = meta.get("namespace")
@@ -729,7 +821,7 @@ class RestHandlers:
                         continue
                     raise errors.already_exists(rt.plural, name, rt.group) from None
                 raise
-            return decode_kv(kv)
+            return kv
         raise errors.already_exists(rt.plural, meta["name"], rt.group)
 
     async def guaranteed_update(

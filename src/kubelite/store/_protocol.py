@@ -122,4 +122,9 @@ class Store(Protocol):
         """
         ...
 
+    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncIterator[builtins.list[WatchEvent]]:
+        """``watch``, in the batches the events were committed in (never empty), so that a
+        watcher can send what one commit changed in one write."""
+        ...
+
     async def compact(self, revision: int) -> None: ...

@@ -61,7 +61,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -119,6 +119,47 @@ _WATCH_CHUNK = 1024
 # Seconds between background checkpoints while writes keep coming: each one costs an fsync
 # of the WAL and of the database file, so they are paced rather than run after every commit.
 _CHECKPOINT_PAUSE = 0.05
+
+
+# Each SQLite step in a statement gives up the GIL and must take it back, which can take a
+# whole switch interval (5 ms) while the event loop is busy: executemany's one step per row
+# made a commit of 50 writes wait for the GIL 100 times. So a batch's rows go in as
+# multi-row statements, in chunks of powers of two so that few distinct statements exist
+# (the connection's statement cache keeps them prepared).
+_INSERT_LOG = "INSERT INTO log VALUES "
+_UPSERT_KV = "INSERT INTO kv VALUES "
+_UPSERT_KV_TAIL = (
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+    " create_revision = excluded.create_revision, mod_revision = excluded.mod_revision"
+)
+_DELETE_KV = "DELETE FROM kv WHERE key IN ("
+_ROW_SQL = {n: "(" + ", ".join("?" * n) + ")" for n in (4, 7)}
+_MAX_CHUNK = 128  # rows per statement: 896 parameters at most, far below SQLite's limit
+
+
+def _many_rows(
+    head: str, rows: Sequence[tuple[object, ...]], row_sql: str, tail: str = "", *, sep: str = ", "
+) -> builtins.list[tuple[str, builtins.list[object]]]:
+    """(sql, flat parameters) statements that insert ``rows`` (power-of-two chunks)."""
+    out = []
+    i = 0
+    while i < len(rows):
+        n = min(_MAX_CHUNK, 1 << ((len(rows) - i).bit_length() - 1))
+        params = [v for row in rows[i : i + n] for v in row]
+        out.append((_statement(head, row_sql, tail, sep, n), params))
+        i += n
+    return out
+
+
+_statements: dict[tuple[str, str, str, str, int], str] = {}
+
+
+def _statement(head: str, row_sql: str, tail: str, sep: str, n: int) -> str:
+    key = (head, row_sql, tail, sep, n)
+    sql = _statements.get(key)
+    if sql is None:
+        sql = _statements[key] = head + sep.join([row_sql] * n) + tail
+    return sql
 
 
 class _State(Enum):
@@ -487,14 +528,12 @@ class SqliteStore:
         deletes = [(ev.kv.key,) for ev in last.values() if ev.type == "DELETED"]
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-            db.executemany(
-                "INSERT INTO kv VALUES (?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
-                " value = excluded.value, create_revision = excluded.create_revision,"
-                " mod_revision = excluded.mod_revision",
-                upserts,
-            )
-            db.executemany("DELETE FROM kv WHERE key = ?", deletes)
+            for sql, params in _many_rows(_INSERT_LOG, rows, _ROW_SQL[7]):
+                db.execute(sql, params)
+            for sql, params in _many_rows(_UPSERT_KV, upserts, _ROW_SQL[4], _UPSERT_KV_TAIL):
+                db.execute(sql, params)
+            for sql, params in _many_rows(_DELETE_KV, deletes, "?", ")", sep=","):
+                db.execute(sql, params)
             db.execute("UPDATE meta SET value = ? WHERE name = 'revision'", (events[-1].kv.mod_revision,))
             db.execute("COMMIT")
         except BaseException:
@@ -551,9 +590,18 @@ class SqliteStore:
     def watch(self, prefix: str, from_revision: int = 0) -> AsyncIterator[WatchEvent]:
         # "From now" is decided here, not at the first iteration, so that nothing written
         # between the call and the consumer's first read is lost.
+        return self._watch_events(self._watch(prefix, from_revision, from_revision or self._revision))
+
+    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncIterator[builtins.list[WatchEvent]]:
         return self._watch(prefix, from_revision, from_revision or self._revision)
 
-    async def _watch(self, prefix: str, requested: int, cursor: int) -> AsyncIterator[WatchEvent]:
+    @staticmethod
+    async def _watch_events(batches: AsyncIterator[builtins.list[WatchEvent]]) -> AsyncIterator[WatchEvent]:
+        async for batch in batches:
+            for ev in batch:
+                yield ev
+
+    async def _watch(self, prefix: str, requested: int, cursor: int) -> AsyncIterator[builtins.list[WatchEvent]]:
         self._check_usable()
         if requested and requested < self._compacted:
             raise CompactedError(requested, self._compacted)
@@ -574,8 +622,9 @@ class SqliteStore:
                     )
                 chunk = self._history[first : first + _WATCH_CHUNK]
                 cursor = chunk[-1].kv.mod_revision
-                for ev in [ev for ev in chunk if ev.kv.key.startswith(prefix)]:
-                    yield ev
+                batch = [ev for ev in chunk if ev.kv.key.startswith(prefix)]
+                if batch:
+                    yield batch
         finally:
             self._watchers.discard(wake)
 

@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,9 @@ from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from harness import cmdline, container_pids, session_of, start_ticks  # noqa: E402
+
 Json = dict[str, Any]
 
 
@@ -54,23 +58,23 @@ class Bench:
 
 # The proxy's scales are visited in one cluster, in increasing order (one run gives the curve).
 PROXY_SCALES_FULL = "10,100,1000,10000"
-PROXY_SCALES_QUICK = "10,100,1000"
+PROXY_SCALES_QUICK = "10,300"
 
 BENCHES = [
-    Bench("startup", "bench_startup.py", [], ["--quick"], root=True,
+    Bench("startup", "bench_startup.py", [], ["--runs", "2", "--idle", "3"], root=True,
           what="cold start of a whole cluster and its idle memory"),
     Bench("api", "bench_api.py", [], ["--quick"], root=True, tools=["wrk"],
           what="API writes (wrk, 1 and 50 clients), watch fan-out, big lists"),
-    Bench("endpointslice", "bench_endpointslice.py", [], ["--services", "20", "--samples", "30"], root=True,
+    Bench("endpointslice", "bench_endpointslice.py", [], ["--services", "10", "--samples", "20"], root=True,
           what="pod Ready flip -> EndpointSlice"),
-    Bench("services", "bench_services.py", [], ["--quick"], root=True,
+    Bench("services", "bench_services.py", [], ["--services", "300"], root=True,
           what="ClusterIP allocation stays O(1)"),
-    Bench("pods", "bench_pods.py", ["--pods", "100"], ["--pods", "20", "--serial", "3"], root=True,
+    Bench("pods", "bench_pods.py", ["--pods", "100"], ["--pods", "10", "--serial", "2"], root=True,
           what="pod create -> Ready"),
     Bench("proxy", "bench_proxy.py", ["--services", PROXY_SCALES_FULL],
           ["--quick", "--services", PROXY_SCALES_QUICK, "--samples", "5"], root=True, tools=["nft", "iperf3"],
           what="the Service datapath: ClusterIP vs pod IP, programming latency, first packet, full sync"),
-    Bench("dns", "bench_dns_pods.py", [], ["--seconds", "2"], root=True, tools=["dnsperf"],
+    Bench("dns", "bench_dns_pods.py", [], ["--seconds", "1"], root=True, tools=["dnsperf"],
           what="cluster DNS from a pod (dnsperf)"),
     Bench("scale", "bench_scale.py", [], ["--quick"], root=True,
           what="10,000 Services x 5 endpoints: create time, memory per component"),
@@ -183,7 +187,7 @@ FIGURES = [
            lambda r: r.get("ratio_last_vs_first"), "x", ("<=", 1.1), "O(1)", digits=3),
     Figure("pod_ready_serial_p50_ms", "pod create -> Ready, one at a time, p50", "pods",
            lambda r: r.get("serial_ready_p50_ms"), "ms", digits=0),
-    Figure("pod_ready_burst_p99_ms", "pod create -> Ready, burst (100; quick 20), p99", "pods",
+    Figure("pod_ready_burst_p99_ms", "pod create -> Ready, burst (100; quick 10), p99", "pods",
            lambda r: r.get("ready_p99_ms"), "ms", ("<=", 500), "SLO: pod start-up p99 <= 5 s", digits=0),
     Figure("throughput_ratio", "throughput ClusterIP / pod IP", "proxy",
            lambda r: labelled(r, r"^throughput_ratio\[ClusterIP"), "x", (">=", 0.95), digits=3),
@@ -264,6 +268,77 @@ def skip_reason(b: Bench) -> str | None:
     return None
 
 
+class Tracker(threading.Thread):
+    """What one benchmark starts, seen from outside: every process of its session (it runs in a
+    session of its own), the clusters they are (``kubelite up --name N --data-dir D``, an agent's
+    ``--cluster-name N``) and those clusters' container shims and containers, which detach into
+    sessions of their own. Afterwards, whatever of it still lives or still has a network
+    namespace is a leftover: reported, then removed (``kubelite down``, SIGKILL) since it is ours."""
+
+    def __init__(self, sid: int) -> None:
+        super().__init__(daemon=True)
+        self.sid = sid
+        self.procs: dict[tuple[int, int], str] = {}
+        self.clusters: dict[str, str | None] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.3):
+            self.scan()
+
+    def _record(self, pid: int) -> list[str] | None:
+        try:
+            argv, start = cmdline(pid), start_ticks(pid)
+        except (OSError, IndexError, ValueError):
+            return None
+        if argv:
+            self.procs[(pid, start)] = " ".join(argv)[:160]
+        return argv
+
+    def scan(self) -> None:
+        for entry in pathlib.Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            pid = int(entry.name)
+            try:
+                if session_of(pid) != self.sid:
+                    continue
+            except (OSError, IndexError, ValueError):
+                continue
+            argv = self._record(pid) or []
+            for flag in ("--name", "--cluster-name"):
+                if flag in argv[:-1] and ("up" in argv or flag == "--cluster-name"):
+                    name = argv[argv.index(flag) + 1]
+                    d = argv[argv.index("--data-dir") + 1] if "--data-dir" in argv[:-1] else None
+                    if d or name not in self.clusters:
+                        self.clusters[name] = d
+        for d in [d for d in self.clusters.values() if d]:
+            for pid in container_pids(pathlib.Path(d)):
+                self._record(pid)
+
+    def leftovers(self) -> list[str]:
+        left = []
+        for (pid, start), cmd in self.procs.items():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+                if start_ticks(pid) == start and stat[stat.rindex(")") + 2] != "Z":
+                    left.append(f"process {pid}: {cmd}")
+        with contextlib.suppress(FileNotFoundError):
+            left += [f"netns {n}" for n in sorted(os.listdir("/run/netns"))
+                     if any(n.startswith(f"{c}-") for c in self.clusters)]
+        return left
+
+    def clean(self) -> None:
+        for name, d in self.clusters.items():
+            argv = [sys.executable, "-m", "kubelite", "down", "--name", name, *(["--data-dir", d] if d else [])]
+            with contextlib.suppress(subprocess.SubprocessError):
+                subprocess.run(argv, cwd=ROOT, capture_output=True, timeout=120)
+        for (pid, start) in list(self.procs):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if start_ticks(pid) == start:
+                    os.kill(pid, signal.SIGKILL)
+
+
 def run_one(b: Bench, quick: bool, logdir: pathlib.Path, attempt: int) -> Json:
     """One benchmark as a subprocess in its own process group; its JSON, or why there is none."""
     with tempfile.NamedTemporaryFile(prefix=f"bench-{b.name}-", suffix=".json", delete=False) as f:
@@ -276,6 +351,8 @@ def run_one(b: Bench, quick: bool, logdir: pathlib.Path, attempt: int) -> Json:
     with open(log, "wb") as logf:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
+        tracker = Tracker(proc.pid)
+        tracker.start()
         try:
             code = proc.wait(timeout)
         except (subprocess.TimeoutExpired, KeyboardInterrupt) as e:
@@ -289,9 +366,20 @@ def run_one(b: Bench, quick: bool, logdir: pathlib.Path, attempt: int) -> Json:
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             if isinstance(e, KeyboardInterrupt):
+                tracker.clean()
                 raise
             code = None
+        finally:
+            tracker.done.set()
+            tracker.join()
     entry["seconds"] = round(time.monotonic() - started, 1)
+    entry["clusters"] = tracker.clusters
+    entry["processes_seen"] = len(tracker.procs)
+    time.sleep(0.5)  # processes SIGKILLed by the benchmark's own clean-up may take a moment to be reaped
+    entry["leftovers"] = tracker.leftovers()
+    if entry["leftovers"]:
+        tracker.clean()
+        entry["left_after_clean"] = tracker.leftovers()
     entry["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     try:
         entry["result"] = json.loads(out.read_text()) if out.stat().st_size else None
@@ -303,6 +391,8 @@ def run_one(b: Bench, quick: bool, logdir: pathlib.Path, attempt: int) -> Json:
     elif code != 0 or entry["result"] is None:
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         entry["status"], entry["reason"] = "failed", f"exit code {code}: " + " | ".join(tail)[-300:]
+    elif entry["leftovers"]:
+        entry["status"], entry["reason"] = "failed", f"left behind: {'; '.join(entry['leftovers'])[:300]}"
     else:
         entry["status"] = "ok"
     return entry

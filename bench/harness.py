@@ -58,6 +58,11 @@ def start_ticks(pid: int) -> int:
     return int(_stat_fields(pid)[19])
 
 
+def session_of(pid: int) -> int:
+    """The session id of ``pid`` (field 6): the processes a benchmark starts share its session."""
+    return int(_stat_fields(pid)[3])
+
+
 def memory_kib(pid: int) -> tuple[int, int]:
     """(RSS, PSS) of ``pid`` in KiB, from smaps_rollup. PSS shares each page among the processes
     mapping it, so summing it over processes counts shared libraries and fork-shared memory once."""
@@ -99,6 +104,29 @@ class Proc:
             return start_ticks(self.pid) == self.start and _stat_fields(self.pid)[0] != "Z"
         except (OSError, IndexError):
             return False
+
+
+def container_pids(data_dir: pathlib.Path) -> dict[int, str]:
+    """The container shims and container processes a cluster's agent started, from the runtime's
+    records (``<data-dir>/agent/containers/*/{shim.pid,status.json}``): they detach from the agent
+    (double fork, new session) so that they survive it, so no process tree leads to them."""
+    out: dict[int, str] = {}
+    containers = data_dir / "agent" / "containers"
+    if not containers.is_dir():
+        return out
+    for cdir in containers.iterdir():
+        label = "pods"
+        with contextlib.suppress(OSError, ValueError):
+            spec = json.loads((cdir / "spec.json").read_text())
+            if any("kubelite.dns" in a for a in spec.get("argv", [])):
+                label = "coredns pod"
+        with contextlib.suppress(OSError, ValueError):
+            out[int((cdir / "shim.pid").read_text())] = "shims"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(json.loads((cdir / "status.json").read_text()).get("pid") or 0)
+            if pid > 0:
+                out[pid] = label
+    return out
 
 
 # ---------------------------------------------------------------------------- clusters
@@ -171,22 +199,8 @@ class KubeliteProcess:
         so that they survive it: those are found from the runtime's own records."""
         if self.proc is None:
             return []
-        roots = [self.proc.pid]
-        containers = self.dir / "agent" / "containers"
-        pod_of: dict[int, str] = {}
-        if containers.is_dir():
-            for cdir in containers.iterdir():
-                label = "pod"
-                with contextlib.suppress(OSError, ValueError):
-                    spec = json.loads((cdir / "spec.json").read_text())
-                    label = "coredns pod" if any("kubelite.dns" in a for a in spec.get("argv", [])) else "pods"
-                for f, kind in (("shim.pid", "shims"), ("status.json", label)):
-                    with contextlib.suppress(OSError, ValueError):
-                        text = (cdir / f).read_text()
-                        pid = int(text) if f == "shim.pid" else int(json.loads(text).get("pid") or 0)
-                        if pid > 0:
-                            roots.append(pid)
-                            pod_of[pid] = kind
+        pod_of = container_pids(self.dir)
+        roots = [self.proc.pid, *pod_of]
         out: dict[int, Proc] = {}
         for root in roots:
             for pid in descendants(root):

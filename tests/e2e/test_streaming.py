@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import http.server
+import json
 import os
 import pathlib
 import pty
@@ -39,7 +40,7 @@ from aiohttp import web
 from kubelite.apiserver import proxy
 from kubelite.apiserver.pki import ensure_pki
 from kubelite.apiserver.server import APIServer, ServerConfig
-from kubelite.cli.main import kubeconfig
+from kubelite.cli.kubeconfig import build as kubeconfig
 from kubelite.node.streaming import ContainerRef, StreamingError, make_app
 from kubelite.store import open_store
 from tests.conftest import require
@@ -158,6 +159,9 @@ class FakeRuntime:
 
     async def status(self, container_id: str) -> FakeStatus:
         return FakeStatus("running" if self.containers[container_id].running else "exited")
+
+    async def attach_stdin(self, container_id: str) -> None:
+        return None  # the fake containers have no stdin: attach reads and drops input
 
 
 class FakeAgent:
@@ -720,3 +724,96 @@ def test_real_agent_cp_and_port_forward(real_node: RealNode, version: str | None
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _overrides(node: RealNode, **spec: Any) -> str:
+    # No scheduler and no default ServiceAccount here: bind to the real node, mount no token.
+    return json.dumps({"apiVersion": "v1", "spec": {"nodeName": node.name, "automountServiceAccountToken": False,
+                                                    "terminationGracePeriodSeconds": 1, **spec}})
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_real_agent_run_with_stdin(real_node: RealNode, version: str | None) -> None:
+    """`kubectl run -i --rm`: stdin reaches the container, its end (stdinOnce) ends `cat`, the pod goes."""
+    need(version)
+    name = unique("run-i")
+    res = real_node.stack.kubectl(
+        "run", name, "-i", "--rm", "--restart=Never", "--image=busybox", f"--overrides={_overrides(real_node)}",
+        "--", "sh", "-c", "cat; echo done", input="hello\nworld\n", version=version, timeout=60,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "hello\nworld\ndone\n" in res.stdout, (res.stdout, res.stderr)
+    assert f'pod "{name}" deleted' in res.stdout + res.stderr
+    gone = real_node.stack.kubectl("get", "pod", name)
+    assert "NotFound" in gone.stderr
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_real_agent_attach_stdin_stays_open(real_node: RealNode, version: str | None) -> None:
+    """Without stdinOnce, an attach session's end leaves the container's stdin open for the next."""
+    need(version)
+    name = unique("attach-i")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": real_node.name, "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", "image": "busybox", "stdin": True,
+                                    "command": ["sh", "-c", "while read line; do echo got $line; done; echo eof"]}]}}
+    k = real_node.stack.kubectl
+    k("apply", "-f", "-", input=yaml.safe_dump(pod), check=True)
+    try:
+        real_node.wait_running(name)
+        binary = kubectl_binary(version)
+        assert binary
+        env = {**os.environ, "KUBECONFIG": str(real_node.stack.cluster.kubeconfig)}
+        for word in ("one", "two"):
+            proc = subprocess.Popen([binary, "attach", "-i", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, env=env)
+            try:
+                assert proc.stdin is not None and proc.stdout is not None
+                time.sleep(1.0)  # attached (what is written before attaching is not replayed)
+                proc.stdin.write(f"{word}\n".encode())
+                proc.stdin.flush()
+                deadline = time.monotonic() + 20
+                line = b""
+                while time.monotonic() < deadline and not line.startswith(b"got"):
+                    ready, _, _ = select.select([proc.stdout], [], [], 1)
+                    if ready:
+                        line = proc.stdout.readline()
+                assert line == f"got {word}\n".encode()
+            finally:
+                proc.kill()
+                proc.wait()
+        assert k("get", "pod", name, "-o", "jsonpath={.status.phase}").stdout == "Running"
+        assert "eof" not in k("logs", name).stdout
+    finally:
+        k("delete", "pod", name, "--wait=false")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_real_agent_attach_tty(real_node: RealNode, version: str | None) -> None:
+    """`kubectl attach -it` to a shell on a terminal: its prompt (a partial line), typed input, resize."""
+    need(version)
+    name = unique("attach-t")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": real_node.name, "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", "image": "busybox", "stdin": True, "tty": True,
+                                    "command": ["sh"]}]}}
+    k = real_node.stack.kubectl
+    k("apply", "-f", "-", input=yaml.safe_dump(pod), check=True)
+    try:
+        real_node.wait_running(name)
+        binary = kubectl_binary(version)
+        assert binary
+        env = {**os.environ, "KUBECONFIG": str(real_node.stack.cluster.kubeconfig), "TERM": "xterm"}
+        # kubectl attach shows no prompt until something is typed ("If you don't see a command
+        # prompt, try pressing enter."): press enter, then the shell's prompt must come alone.
+        out = _run_in_pty(
+            [binary, "attach", "-it", name], env,
+            [(b"pressing enter", b"\r"), (b"# ", b"stty size; echo $((6*7))\r"), (b"42", b"exit\r")],
+            timeout=30,
+        )
+        assert b"33 101" in out
+        assert b"42" in out
+    finally:
+        k("delete", "pod", name, "--wait=false")

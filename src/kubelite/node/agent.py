@@ -506,6 +506,7 @@ class PodWorker:
             log_path=self.dir / "logs" / c["name"] / f"{restart}.log",
             tty=bool(c.get("tty")),
             stdin=bool(c.get("stdin")),
+            stdin_once=bool(c.get("stdinOnce")),
         )
         self.event("Normal", "Pulled", f'Container image "{image_name}" already present on machine')
         try:

@@ -37,7 +37,14 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from kubelite.node.shim import process_start_time
+from kubelite.node.shim import (
+    STDIN_DATA,
+    STDIN_EOF,
+    STDIN_FRAME_MAX,
+    STDIN_RESIZE,
+    process_start_time,
+    stdin_frame,
+)
 
 ID_PREFIX = "kubelite://"
 _START_TIMEOUT = 30.0
@@ -72,6 +79,7 @@ class ContainerSpec:
     log_path: pathlib.Path
     tty: bool = False
     stdin: bool = False
+    stdin_once: bool = False  # the first attach session that ends its stdin closes the container's
 
 
 @dataclass
@@ -267,6 +275,59 @@ class _Zygote:
                 await asyncio.to_thread(proc.wait)
 
 
+class ContainerStdin:
+    """One attach session's writer to a container's stdin FIFO (see :class:`shim._StdinPump`).
+
+    Each frame is written whole or not at all (at most PIPE_BUF bytes, O_NONBLOCK), waiting
+    for room when the container reads slowly, so sessions writing at once never mix frames.
+    """
+
+    def __init__(self, fd: int, framed: bool) -> None:
+        self._fd: int | None = fd
+        self._framed = framed
+
+    async def _write(self, frame: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        while self._fd is not None:
+            try:
+                os.write(self._fd, frame)
+                return
+            except BlockingIOError:
+                room: asyncio.Future[None] = loop.create_future()
+
+                def wake(room: asyncio.Future[None] = room) -> None:
+                    if not room.done():
+                        room.set_result(None)
+
+                loop.add_writer(self._fd, wake)
+                try:
+                    await room
+                finally:
+                    if self._fd is not None:
+                        loop.remove_writer(self._fd)
+
+    async def write(self, data: bytes) -> None:
+        if not self._framed:
+            await self._write(data)
+            return
+        for i in range(0, len(data), STDIN_FRAME_MAX):
+            await self._write(stdin_frame(STDIN_DATA, data[i : i + STDIN_FRAME_MAX]))
+
+    async def close_stdin(self) -> None:
+        """This session's stdin has ended: the container's ends too if it has ``stdinOnce``."""
+        if self._framed:
+            await self._write(stdin_frame(STDIN_EOF))
+
+    async def resize(self, width: int, height: int) -> None:
+        if self._framed:
+            await self._write(stdin_frame(STDIN_RESIZE, struct.pack(">HH", width & 0xFFFF, height & 0xFFFF)))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def _hex(container_id: str) -> str:
     return container_id.removeprefix(ID_PREFIX)
 
@@ -306,6 +367,7 @@ class Runtime:
         data = asdict(spec)
         data["log_path"] = str(spec.log_path)
         data["container_dir"] = str(cdir)
+        data["stdin_framed"] = True  # the stdin FIFO speaks shim.stdin_frame (older shims: raw bytes)
         spec_path = cdir / "spec.json"
         await asyncio.to_thread(_write_container_dir, cdir, json.dumps(data))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -416,6 +478,20 @@ class Runtime:
         """The FIFO feeding the stdin of a container started with ``stdin=True`` (for attach)."""
         fifo = self.container_dir(container_id) / "stdin"
         return fifo if fifo.exists() else None
+
+    async def attach_stdin(self, container_id: str) -> ContainerStdin | None:
+        """A writer to the stdin of a running container started with ``stdin=True``, else None."""
+        cdir = self.container_dir(container_id)
+        fifo = self.stdin_path(container_id)
+        if fifo is None:
+            return None
+        try:
+            # Non-blocking: a FIFO without a reader (the shim is gone) fails with ENXIO at once.
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            return None
+        framed = bool((_read_json(cdir / "spec.json") or {}).get("stdin_framed"))
+        return ContainerStdin(fd, framed)
 
     async def exec(
         self, container_id: str, argv: builtins.list[str], *, tty: bool, stdin: bool

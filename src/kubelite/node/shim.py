@@ -51,6 +51,7 @@ import selectors
 import signal
 import socket
 import stat
+import struct
 import sys
 import termios
 import time
@@ -316,6 +317,17 @@ class CriLogWriter:
         if records:
             os.write(self._fd, b"".join(records))
 
+    def has_partial(self) -> bool:
+        return any(self._pending.values())
+
+    def flush_partial(self) -> None:
+        """Write what is pending of an unfinished line as a partial ("P") record now."""
+        stamp = rfc3339_nano(time.time_ns()).encode()
+        records = [b"%s %s P %s\n" % (stamp, stream.encode(), rest) for stream, rest in self._pending.items() if rest]
+        self._pending = {stream: b"" for stream in self._pending}
+        if records:
+            os.write(self._fd, b"".join(records))
+
     def close_stream(self, stream: str) -> None:
         """At EOF an unterminated last line is a full record, as containerd writes it."""
         rest, self._pending[stream] = self._pending[stream], b""
@@ -324,35 +336,152 @@ class CriLogWriter:
             os.write(self._fd, b"%s %s F %s\n" % (stamp, stream.encode(), rest.removesuffix(b"\r")))
 
 
+# The stdin FIFO carries frames, so that an attach can say more than bytes: ``kind`` (one
+# byte), payload length (two bytes, big-endian), payload. A frame is at most PIPE_BUF bytes,
+# so that writes of several attach sessions at once never interleave inside a frame.
+STDIN_DATA, STDIN_EOF, STDIN_RESIZE = b"D", b"E", b"R"
+STDIN_FRAME_HEADER = struct.Struct(">cH")
+STDIN_FRAME_MAX = 4096 - STDIN_FRAME_HEADER.size  # payload bytes per frame
+# Interactive containers: a partial line (a shell's prompt) reaches the log, and so attach,
+# after this long without a newline, as a partial ("P") record.
+PARTIAL_FLUSH = 0.05
+
+
+def stdin_frame(kind: bytes, payload: bytes = b"") -> bytes:
+    return STDIN_FRAME_HEADER.pack(kind, len(payload)) + payload
+
+
+class _StdinPump:
+    """Frames from the stdin FIFO into the container's stdin (a pipe, or the terminal).
+
+    Never blocks the shim: bytes the container does not read yet wait in ``pending`` and go
+    out when ``target`` is writable. ``stdinOnce``: the first end-of-stdin (an attach session
+    that closed its stdin) closes the container's stdin for good, as the kubelet does.
+    """
+
+    def __init__(self, fifo: int, target: int, tty: bool, once: bool) -> None:
+        self.fifo, self.target, self.tty, self.once = fifo, target, tty, once
+        self.pending = b""
+        self._frames = b""
+        self._eof = False  # an end-of-stdin waits for the pending bytes to go out first
+        self.closed = False  # the container's stdin is closed: input is read and dropped
+
+    def readable(self) -> None:
+        try:
+            data = os.read(self.fifo, 65536)
+        except BlockingIOError:
+            return
+        self._frames += data
+        header = STDIN_FRAME_HEADER.size
+        while len(self._frames) >= header:
+            kind, size = STDIN_FRAME_HEADER.unpack_from(self._frames)
+            if len(self._frames) < header + size:
+                break
+            payload = self._frames[header : header + size]
+            self._frames = self._frames[header + size :]
+            if kind == STDIN_DATA and not self.closed and not self._eof:
+                self.pending += payload
+            elif kind == STDIN_EOF and self.once:
+                self._eof = True
+            elif kind == STDIN_RESIZE and self.tty and len(payload) == 4:
+                width, height = struct.unpack(">HH", payload)
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(self.target, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        if self._eof and not self.pending:
+            self._close()
+
+    def writable(self) -> None:
+        try:
+            written = os.write(self.target, self.pending)
+        except BlockingIOError:
+            return
+        except OSError:  # EPIPE: nobody reads the container's stdin any more; EIO: terminal gone
+            self.pending = b""
+            self._close()
+            return
+        self.pending = self.pending[written:]
+        if self._eof and not self.pending:
+            self._close()
+
+    def _close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._eof = False
+        if self.tty:
+            # A terminal has no half-close: end-of-file is Ctrl-D, as for `kubectl exec -it`.
+            with contextlib.suppress(OSError):
+                os.write(self.target, b"\x04")
+        else:
+            os.close(self.target)
+
+
 def _copy_output(
-    outputs: dict[int, str], log: CriLogWriter, stdin_fifo: int | None, tty_master: int | None
+    outputs: dict[int, str], log: CriLogWriter, stdin: _StdinPump | None, flush_partial: bool
 ) -> None:
-    """Copy the container's output into the log until every output reaches EOF."""
+    """Copy the container's output into the log until every output reaches EOF; feed its stdin."""
     sel = selectors.DefaultSelector()
+    registered: dict[int, int] = {}
+
+    def update(fd: int) -> None:
+        want = selectors.EVENT_READ if fd in outputs else 0
+        if stdin is not None and fd == stdin.fifo:
+            want |= selectors.EVENT_READ
+        if stdin is not None and fd == stdin.target and stdin.pending and not stdin.closed:
+            want |= selectors.EVENT_WRITE
+        have = registered.get(fd, 0)
+        if want == have:
+            return
+        if not want:
+            sel.unregister(fd)
+            del registered[fd]
+        elif have:
+            sel.modify(fd, want)
+            registered[fd] = want
+        else:
+            sel.register(fd, want)
+            registered[fd] = want
+
     for fd in outputs:
-        sel.register(fd, selectors.EVENT_READ)
-    if stdin_fifo is not None and tty_master is not None:
-        sel.register(stdin_fifo, selectors.EVENT_READ)
+        update(fd)
+    if stdin is not None:
+        update(stdin.fifo)
     while outputs:
-        for key, _ in sel.select():
+        timeout = PARTIAL_FLUSH if flush_partial and log.has_partial() else None
+        ready = sel.select(timeout)
+        if not ready:
+            log.flush_partial()
+            continue
+        for key, events in ready:
             fd = int(key.fd)
+            if stdin is not None and fd == stdin.target and events & selectors.EVENT_WRITE:
+                stdin.writable()
+            if not events & selectors.EVENT_READ:
+                continue
+            if stdin is not None and fd == stdin.fifo:
+                stdin.readable()
+                continue
+            if fd not in outputs:
+                continue
             try:
                 data = os.read(fd, 65536)
+            except BlockingIOError:
+                continue
             except OSError as e:
                 if e.errno != errno.EIO:  # EIO: the last holder of the pty's slave side is gone
                     raise
                 data = b""
-            if fd == stdin_fifo:
-                if data and tty_master is not None:
-                    os.write(tty_master, data)
-                continue
             if data:
                 log.write(outputs[fd], data)
             else:
                 log.close_stream(outputs[fd])
-                sel.unregister(fd)
-                os.close(fd)
                 del outputs[fd]
+                update(fd)
+                if stdin is None or fd != stdin.target:
+                    os.close(fd)
+        stdin_target = (stdin.target,) if stdin is not None and not stdin.closed else ()
+        for fd in {*outputs, *registered, *stdin_target}:
+            update(fd)
     sel.close()
 
 
@@ -385,25 +514,35 @@ def run(spec_path: Path, started_fd: int | None = None) -> None:
 
     log = CriLogWriter(Path(spec["log_path"]))
     tty = bool(spec["tty"])
-    stdin_fd: int | None = None
+    fifo_fd: int | None = None
     if spec["stdin"]:
         fifo = cdir / "stdin"
         os.mkfifo(fifo, 0o600)
-        # Held read-write so the container never sees EOF when an attach client leaves.
-        stdin_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
-    tty_master: int | None = None
+        # Held read-write so that the shim never reads EOF when an attach client leaves:
+        # the end of stdin is a frame (see _StdinPump), not the FIFO's EOF.
+        fifo_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC | os.O_NONBLOCK)
+    stdin: _StdinPump | None = None
     if tty:
         tty_master, slave = os.openpty()
+        os.set_blocking(tty_master, False)
         stdio = (slave, slave, slave)
         outputs = {tty_master: "stdout"}
         child_side = [slave]
+        if fifo_fd is not None:
+            stdin = _StdinPump(fifo_fd, tty_master, True, bool(spec.get("stdin_once")))
     else:
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        stdio = (stdin_fd if stdin_fd is not None else devnull, out_w, err_w)
-        outputs = {out_r: "stdout", err_r: "stderr"}
         child_side = [out_w, err_w, devnull]
+        stdin_r = devnull
+        if fifo_fd is not None:
+            stdin_r, stdin_w = os.pipe()
+            os.set_blocking(stdin_w, False)
+            child_side.append(stdin_r)
+            stdin = _StdinPump(fifo_fd, stdin_w, False, bool(spec.get("stdin_once")))
+        stdio = (stdin_r, out_w, err_w)
+        outputs = {out_r: "stdout", err_r: "stderr"}
     start_r, start_w = os.pipe()
 
     nsutil.unshare(nsutil.CLONE_NEWPID)  # applies to the next child: it becomes PID 1
@@ -454,7 +593,7 @@ def run(spec_path: Path, started_fd: int | None = None) -> None:
     if started_fd is not None:
         os.close(started_fd)
 
-    _copy_output(outputs, log, stdin_fd, tty_master)
+    _copy_output(outputs, log, stdin, flush_partial=tty or stdin is not None)
     result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     assert result is not None
     code = _exit_code(result)

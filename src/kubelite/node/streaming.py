@@ -106,8 +106,22 @@ class ContainerStatusLike(Protocol):
     def state(self) -> str: ...  # "running" | "exited"
 
 
+class ContainerStdinLike(Protocol):
+    """An attach session's writer to a container's stdin (kubelite.node.runtime.ContainerStdin)."""
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None: ...  # the session's stdin ended (stdinOnce closes the container's)
+
+    async def resize(self, width: int, height: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class RuntimeLike(Protocol):
     async def exec(self, container_id: str, argv: list[str], *, tty: bool, stdin: bool) -> ExecProcess: ...
+
+    async def attach_stdin(self, container_id: str) -> ContainerStdinLike | None: ...
 
     async def status(self, container_id: str) -> ContainerStatusLike: ...
 
@@ -378,12 +392,20 @@ class _Channels:
             await self.ws.close()
 
 
-def _resize(proc: ExecProcess, data: bytes) -> None:
+def _parse_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a resize channel message, ``{"Width": W, "Height": H}``."""
     try:
         size = orjson.loads(data)
-        proc.resize(int(size.get("Width", 0)), int(size.get("Height", 0)))
-    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError, OSError):
-        pass
+        return int(size.get("Width", 0)), int(size.get("Height", 0))
+    except (orjson.JSONDecodeError, AttributeError, TypeError, ValueError):
+        return None
+
+
+def _resize(proc: ExecProcess, data: bytes) -> None:
+    size = _parse_size(data)
+    if size is not None:
+        with contextlib.suppress(OSError):
+            proc.resize(*size)
 
 
 def _spawn(coro: Awaitable[None]) -> asyncio.Future[None]:
@@ -527,10 +549,14 @@ class StreamingServer:
             proc.close()
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
-        """Attach to the container's output as it is written (its log), until it stops.
+        """Attach to the container's output as it is written (its log) and to its stdin.
 
-        The runtime's shims own the containers' stdio and only record it in the log, so
-        attach follows the log from now on; stdin is not connected (it is read and dropped).
+        The runtime's shims own the containers' stdio: output is recorded in the log, which
+        attach follows from now on (a line still being written shows up once complete or,
+        in a container with stdin or a tty, after a short pause as a partial line); input
+        goes to the shim's stdin FIFO when the container has ``stdin: true``, else it is
+        read and dropped. The end of the session's stdin (the CLOSE channel) closes the
+        container's stdin if it has ``stdinOnce``; terminal resizes reach its tty.
         """
         q = request.query
         tty = _flag(q, "tty")
@@ -546,15 +572,31 @@ class StreamingServer:
             await channels.finish(internal_error_status(f"unable to upgrade connection: {e.message}"))
             return ws
         want = {"stdout": _flag(q, "stdout"), "stderr": _flag(q, "stderr")}
-        await channels.send(STDOUT if want["stdout"] else STDERR if want["stderr"] else ERROR, b"")
+        stdin = await self.agent.runtime.attach_stdin(ref.container_id) if _flag(q, "stdin") else None
         reader = _LogReader(ref.log_path, LogOptions())
         await asyncio.to_thread(reader.open, True)
+        await channels.send(STDOUT if want["stdout"] else STDERR if want["stderr"] else ERROR, b"")
 
-        async def drain_input() -> None:
-            async for _ in ws:
-                pass
+        async def feed() -> None:
+            stdin_open = True
+            async for msg in ws:
+                if stdin is None or msg.type != WSMsgType.BINARY or not msg.data:
+                    continue
+                channel, data = msg.data[0], msg.data[1:]
+                try:
+                    if channel == STDIN and data and stdin_open:
+                        await stdin.write(data)
+                    elif channel == RESIZE:
+                        size = _parse_size(data)
+                        if size is not None:
+                            await stdin.resize(*size)
+                    elif channel == CLOSE and data[:1] == bytes((STDIN,)) and stdin_open:
+                        stdin_open = False
+                        await stdin.close_stdin()
+                except OSError:
+                    pass  # the shim is gone: the container has stopped, which the loop below sees
 
-        feeder = _spawn(drain_input())
+        feeder = _spawn(feed())
         try:
             while not feeder.done():
                 running = await self._running(ref.container_id)
@@ -569,6 +611,8 @@ class StreamingServer:
         finally:
             feeder.cancel()
             reader.close()
+            if stdin is not None:
+                stdin.close()
         return ws
 
     # -- port-forward

@@ -105,6 +105,22 @@ def _stable_key(pod: Obj, name: str) -> str:
     return f"{meta.get('uid', '')}/{name}"
 
 
+# A unix socket's path must fit sun_path (107 bytes): a deep --state-dir (a long home
+# directory, a test's temporary directory) must not keep the agent from starting.
+SHORT_SOCKET_DIR = pathlib.Path("/run/kubelite")
+
+
+def kubelet_socket_path(state_dir: pathlib.Path, node_name: str) -> pathlib.Path:
+    """Where the agent serves its streaming API: in its state directory if the path fits,
+    else in a private directory under /run named after the node (removed by `kubelite down`)."""
+    path = state_dir / "kubelet.sock"
+    if len(os.fsencode(path)) <= 107:
+        return path
+    short = SHORT_SOCKET_DIR / node_name
+    short.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return short / "kubelet.sock"
+
+
 # ---------------------------------------------------------------------------------- container state
 
 
@@ -862,7 +878,7 @@ class Agent:
         self.host_resolv = dataclasses.replace(
             upstream, nameservers=(self.node_ip,) if self.dns_upstream else upstream.nameservers
         )
-        self.socket_path = self.state_dir / "kubelet.sock"
+        self.socket_path = kubelet_socket_path(self.state_dir, node_name)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._node_uid = ""
         self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}

@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import sys
@@ -243,7 +244,6 @@ def check_node_prerequisites() -> None:
     """What the node agent and the proxy need from this machine, checked before anything starts
     (each failure would otherwise surface later as a component crashing in a restart loop)."""
     import ctypes
-    import shutil
 
     if os.geteuid() != 0:
         raise CLIError(
@@ -339,6 +339,9 @@ def cleanup(data_dir: pathlib.Path, cluster: str | None = None) -> None:
         if agent_dir.exists():
             kill_all(agent_dir)
         cleanup_cluster(cluster)
+        from kubelite.node.agent import SHORT_SOCKET_DIR
+
+        shutil.rmtree(SHORT_SOCKET_DIR / node_name(cluster), ignore_errors=True)
     (data_dir / "run.json").unlink(missing_ok=True)
 
 

@@ -165,3 +165,48 @@ async def test_worker_waits_for_initial_delay_and_gate(server: tuple[int, dict[s
         assert changes == [("readiness", True)]
     finally:
         task.cancel()
+
+
+async def test_a_starting_server_is_found_ready_without_waiting_a_period() -> None:
+    """The first readiness probe runs at once, usually before the server listens: during the
+    container's first period it is retried soon, silently, so the pod is Ready as soon as the
+    server is (not a whole period later); after the first period the cadence is the period."""
+    port = closed_port()
+    changes: list[tuple[str, bool]] = []
+    failures: list[str] = []
+    probe = {"tcpSocket": {"port": port}, "periodSeconds": 10}
+    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=time.monotonic(),
+                                on_change=lambda k, ok: changes.append((k, ok)),
+                                on_failure=lambda k, msg: failures.append(msg))
+    task = asyncio.create_task(worker.run())
+    listener = None
+    try:
+        await asyncio.sleep(0.3)
+        assert changes == [] and worker.result is False
+        listener = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", port)
+        for _ in range(60):
+            if changes:
+                break
+            await asyncio.sleep(0.05)
+        assert changes == [("readiness", True)]  # seconds before the 10 s period
+        assert failures == []  # the attempts before the server listened are not reported
+    finally:
+        task.cancel()
+        if listener is not None:
+            listener.close()
+
+
+async def test_exec_readiness_probes_keep_their_period() -> None:
+    """An exec probe starts a process per attempt: it is not repeated early."""
+    changes: list[tuple[str, bool]] = []
+    failures: list[str] = []
+    probe = {"exec": {"command": ["false"]}, "periodSeconds": 10}
+    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=time.monotonic(),
+                                on_change=lambda k, ok: changes.append((k, ok)),
+                                on_failure=lambda k, msg: failures.append(msg))
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        task.cancel()
+    assert len(failures) == 1 and worker.result is False

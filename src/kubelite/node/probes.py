@@ -273,11 +273,13 @@ class ProbeState:
     result: bool | None  # the settled result (None: not yet known)
     _last: Result | None = None
     _run: int = 0
+    succeeded_once: bool = False
 
     def observe(self, raw: Result) -> bool:
         """Record one raw result; True when the settled result changed."""
         if raw == "unknown":
             return False
+        self.succeeded_once |= raw == "success"
         if raw == self._last:
             self._run += 1
         else:
@@ -293,6 +295,7 @@ class ProbeState:
 
 
 KIND_TITLE = {"readiness": "Readiness", "liveness": "Liveness", "startup": "Startup"}
+WARM_UP_RETRY = 0.05  # seconds between readiness attempts of a container in its first period
 
 
 @dataclass
@@ -331,9 +334,18 @@ class ProbeWorker:
         timeout = max(1, int(self.probe.get("timeoutSeconds") or 1))
         delay = int(self.probe.get("initialDelaySeconds") or 0)
         await asyncio.sleep(max(0.0, self.started_at + delay - time.monotonic()))
+        first_period_ends = time.monotonic() + period
         while True:
             if self.kind == "startup" or self.gate():
                 raw, output = await run_handler(self.target, self.probe, timeout)
+                if self.warming_up(raw, first_period_ends):
+                    # A server needs a moment to listen after its process starts, and the first
+                    # probe runs at once: instead of leaving the pod unready for a whole period
+                    # (one second at best: CoreDNS, and so every cluster start), a not-yet-ready
+                    # container is probed again soon during its first period. The failures are
+                    # not counted or reported: a readiness result starts out as failed anyway.
+                    await asyncio.sleep(WARM_UP_RETRY)
+                    continue
                 if raw == "failure":
                     self.on_failure(self.kind, f"{KIND_TITLE[self.kind]} probe failed: {output.strip()}")
                 elif raw == "unknown":
@@ -345,3 +357,9 @@ class ProbeWorker:
                     if self.kind == "startup" and self.state.result:
                         return  # started: the kubelet stops running the startup probe
             await asyncio.sleep(period)
+
+    def warming_up(self, raw: str, first_period_ends: float) -> bool:
+        """Whether a failed readiness attempt falls in the container's start-up grace."""
+        return (self.kind == "readiness" and raw != "success" and not self.state.succeeded_once
+                and "exec" not in self.probe  # a network probe is cheap to repeat; a process is not
+                and time.monotonic() + WARM_UP_RETRY < first_period_ends)

@@ -23,3 +23,19 @@ def test_generated_names_take_five_characters_of_the_alphabet() -> None:
     for n in names:
         assert n.startswith("web-") and len(n) == 9 and set(n[4:]) <= set(objects._ALPHABET)
     assert len(objects.generate_name("x" * 70)) == 63
+
+
+def test_a_forked_child_draws_its_own_uids() -> None:
+    import os
+
+    objects.new_uid()  # the parent's pool is filled
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        os.write(w, objects.new_uid().encode())
+        os._exit(0)
+    os.close(w)
+    child = os.read(r, 64).decode()
+    os.waitpid(pid, 0)
+    os.close(r)
+    assert child != objects.new_uid()

@@ -491,19 +491,21 @@ def _exit_code(status: os.waitid_result) -> int:
     return 128 + status.si_status  # killed by a signal, as shells and containerd report it
 
 
-def run(spec_path: Path, started_fd: int | None = None) -> None:
+def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) -> None:
     """Run the container of ``spec_path``; ``started_fd`` is closed once its start is recorded.
 
     The agent waits for EOF on the other end of ``started_fd`` (a socket) instead of polling
     for ``status.json``: by then the command has been exec'd, or its StartError is written.
+    ``detach``: fork once more so that the caller's child exits at once (a shim started
+    directly by the agent); a shim forked by the zygote is its child already, and is
+    reparented to init when the zygote goes.
     """
     spec = json.loads(spec_path.read_text())
     cdir = Path(spec["container_dir"])
     status_path = cdir / "status.json"
 
-    # Detach: the agent's (or the zygote's) direct child exits at once, the shim lives on in
-    # its own session, reparented to init, so that it outlives the agent.
-    if os.fork():
+    # The shim lives on in its own session, so that it outlives the agent.
+    if detach and os.fork():
         os._exit(0)
     os.setsid()
     os.chdir("/")  # never pin the agent's working directory (or its mount) for the container's life
@@ -679,6 +681,14 @@ def serve_zygote(requests: socket.socket) -> int:
     requests = socket.socket(fileno=os.dup(requests.detach()))
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
+
+    def reap(_signum: int, _frame: object) -> None:
+        # The shims are the zygote's children while it lives: reap each as it exits.
+        with contextlib.suppress(ChildProcessError):
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+
+    signal.signal(signal.SIGCHLD, reap)
     while True:
         try:
             message, fds, _flags, _addr = socket.recv_fds(requests, 4096, 1)
@@ -698,13 +708,15 @@ def serve_zygote(requests: socket.socket) -> int:
         if pid == 0:
             code = 0
             try:
+                # The shim waits for its container itself (waitid): no reaping handler here.
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                 requests.close()
                 log = os.open(spec_path.parent / "shim.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
                 os.dup2(log, 1)
                 os.dup2(log, 2)
                 os.close(log)
                 os.close(devnull)
-                run(spec_path, started_fd)
+                run(spec_path, started_fd, detach=False)
             except BaseException:
                 import traceback
 
@@ -717,8 +729,6 @@ def serve_zygote(requests: socket.socket) -> int:
                 os._exit(code)
         if started_fd is not None:
             os.close(started_fd)
-        # It only forks the shim proper and exits: reaping it here takes no time.
-        os.waitpid(pid, 0)
 
 
 def main(argv: list[str]) -> int:

@@ -234,6 +234,10 @@ def main() -> None:
         result["agent_cpu_s"] = round(cpu_seconds(agent.pid) - cpu_before, 2)
         result["cpus"] = os.cpu_count()
         time.sleep(2)
+        # What N running pods cost the agent at rest (status polls, probes, heartbeats).
+        cpu_rest = cpu_seconds(agent.pid)
+        time.sleep(5)
+        result["agent_cpu_pct_at_rest"] = round((cpu_seconds(agent.pid) - cpu_rest) / 5 * 100, 1)
         rss, pss = memory_kib(agent.pid)
         shims = [memory_kib(pid) for pid in shim_pids(state_dir)]
         result.update({

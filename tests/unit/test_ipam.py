@@ -116,3 +116,17 @@ def test_a_different_pod_cidr_on_the_same_state_is_refused(path: pathlib.Path) -
     IPAM("10.244.0.0/24", path).allocate("a")
     with pytest.raises(IPAMError, match=r"holds allocations for pod CIDR 10.244.0.0/24, not 10.244.1.0/24"):
         IPAM("10.244.1.0/24", path)
+
+
+def test_without_autosave_changes_reach_the_file_only_when_written(path: pathlib.Path) -> None:
+    # The node network's group commit: allocate under its lock, write once for many changes.
+    ipam = IPAM("10.244.0.0/24", path, autosave=False)
+    before = ipam.generation
+    ipam.allocate("a")
+    ipam.allocate("b")
+    assert ipam.generation == before + 2
+    assert not path.exists()
+    ipam.write(ipam.snapshot())
+    assert IPAM("10.244.0.0/24", path).allocations == {"a": "10.244.0.2", "b": "10.244.0.3"}
+    ipam.release("a")
+    assert IPAM("10.244.0.0/24", path).allocations == {"a": "10.244.0.2", "b": "10.244.0.3"}

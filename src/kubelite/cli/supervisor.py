@@ -3,6 +3,11 @@
 Each component is its own process (as in Kubernetes), so a crash in one leaves the others
 serving; ``kubelite up`` supervises them, restarting with back-off, and stops them in
 order on shutdown (SIGTERM, then SIGKILL after a grace period).
+
+The first start of each component is a fork of ``up`` made before ``up`` has an event loop
+or threads (see ``kubelite.cli.main.fork_components``): it shares ``up``'s imports instead
+of loading them again. A restart is a fresh ``python -m kubelite ...``: forking a process
+that runs an event loop and threads is not safe.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import os
 import signal
 import sys
 import time
+import traceback
+from collections.abc import Callable
 
 PR_SET_PDEATHSIG = 1
 
@@ -27,29 +34,92 @@ def die_with_parent(expected_parent: int) -> None:
     if os.getppid() != expected_parent:  # the parent died before prctl took effect
         os.kill(os.getpid(), signal.SIGTERM)
 
+
 log = logging.getLogger(__name__)
+
+
+def command_line(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "kubelite", *args]
+
+
+async def wait_pid(pid: int) -> int:
+    """Wait for our child ``pid`` to exit, without a thread (a pidfd becomes readable then);
+    its exit code, negative for a signal as in subprocess."""
+    loop = asyncio.get_running_loop()
+    fd = os.pidfd_open(pid)
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, readable)
+    try:
+        await exited
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+    _, status = os.waitpid(pid, os.WNOHANG)  # noqa: ASYNC222 (it has exited: the pidfd said so)
+    return os.waitstatus_to_exitcode(status)
 
 
 class Child:
     def __init__(self, name: str, args: list[str]) -> None:
         self.name = name
         self.args = args
-        self.proc: asyncio.subprocess.Process | None = None
+        self.pid: int | None = None
+        self._forked: int | None = None  # a first instance forked before supervision began
+        self._exited: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
 
+    def fork(self, entry: Callable[[list[str]], int]) -> None:
+        """Start the first instance as a fork running ``entry(args)`` (call before any event
+        loop or thread exists in this process)."""
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into the parent's code
+            code = 1
+            try:
+                os.environ["KUBELITE_PARENT_PID"] = str(parent)
+                with contextlib.suppress(ImportError):
+                    import setproctitle
+
+                    # `ps` and the benchmarks tell components apart by their command line.
+                    setproctitle.setproctitle(" ".join(command_line(self.args)))
+                code = entry(self.args)
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else 1
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        self._forked = self.pid = pid
+
     def start(self) -> None:
+        self._exited = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"supervise-{self.name}")
 
     async def _run(self) -> None:
+        assert self._exited is not None
         backoff = 0.5
         while not self._stopping:
             started = time.monotonic()
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "kubelite", *self.args, stdin=asyncio.subprocess.DEVNULL,
-                env={**os.environ, "KUBELITE_PARENT_PID": str(os.getpid())},
-            )
-            code = await self.proc.wait()
+            self._exited.clear()
+            if self._forked is not None:
+                self.pid, self._forked = self._forked, None
+                code = await wait_pid(self.pid)
+            else:
+                proc = await asyncio.create_subprocess_exec(
+                    *command_line(self.args), stdin=asyncio.subprocess.DEVNULL,
+                    env={**os.environ, "KUBELITE_PARENT_PID": str(os.getpid())},
+                )
+                self.pid = proc.pid
+                code = await proc.wait()
+            self.pid = None
+            self._exited.set()
             if self._stopping:
                 return
             log.warning("%s exited with %s; restarting in %.1fs", self.name, code, backoff)
@@ -58,17 +128,26 @@ class Child:
 
     async def stop(self, grace: float = 5.0) -> None:
         self._stopping = True
-        proc = self.proc
-        if proc is not None and proc.returncode is None:
+        pid = self.pid
+        if pid is not None and self._exited is not None and not self._exited.is_set():
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+                os.kill(pid, signal.SIGTERM)
             try:
-                await asyncio.wait_for(proc.wait(), grace)
+                await asyncio.wait_for(self._exited.wait(), grace)
             except TimeoutError:
                 with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+                    os.kill(pid, signal.SIGKILL)
+                await self._exited.wait()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+    def kill_now(self) -> None:
+        """Last resort when `up` fails before or outside supervision: no instance left behind."""
+        pid = self._forked
+        if pid is not None:
+            with contextlib.suppress(ChildProcessError, ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            self._forked = None

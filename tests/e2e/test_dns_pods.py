@@ -283,7 +283,7 @@ def use_fake_upstream(env: Env) -> None:
     env.kubectl("-n", "kube-system", "delete", "pod", *old, "--grace-period=0", "--force")
     new_ip = new[0]["status"]["podIP"]
     wait_for("kube-dns through the new pod only", lambda: (t := env.table()) and
-             f"kube-dns/udp/dns__{new_ip}/53" in t and not any(f"__{ip}/" in t for ip in old.values()))
+             f"{new_ip}:53" in t and not any(f"{ip}:" in t for ip in old.values()))
 
 
 @pytest.fixture(scope="module")

@@ -388,27 +388,59 @@ class Bench(KubeliteProcess):
         return await self.programmed() >= total
 
     async def network_programming(self, label: str) -> dict[str, Any]:
+        """Pod Ready -> first request served through its Service, ``self.samples`` times.
+
+        A watch on the Service's EndpointSlice splits each sample in two: Ready -> the slice
+        shows the endpoint ready (kubelet, EndpointSlice controller, API; not the proxy's doing)
+        and slice -> served (the proxy's informer, its sync and nft, the client's next try).
+        """
         n = self.samples
         state = self.dir / "agent" / "pods" / (await self.pod("np"))["metadata"]["uid"] / "volumes" / "state"
         flag = state / "ready"
-        latencies = []
-        for _ in range(n):
-            flag.unlink(missing_ok=True)
-            await self.wait("np not ready", lambda: self._not_ready("np"))
-            # The Service has no endpoint now: the client is refused until it has one.
-            waiter = asyncio.create_task(self.client_run("wait", self.np_vip, "80", "15"))
-            await asyncio.sleep(0.4)
-            flag.touch()
-            while not await self.ready("np"):
-                await asyncio.sleep(0.002)
-            ready_at = time.time()
-            served_at = float((await waiter).strip())
-            latencies.append(served_at - ready_at)
+        slice_ready: list[float] = []
+
+        async def watch_slices() -> None:
+            async for _, obj in self.api.watch(ENDPOINTSLICES, "default", allow_bookmarks=False,
+                                               label_selector="kubernetes.io/service-name=np"):
+                if any((e.get("conditions") or {}).get("ready") for e in obj.get("endpoints") or []):
+                    slice_ready.append(time.time())
+
+        watcher = asyncio.create_task(watch_slices())
+        latencies, controller, proxy = [], [], []
+        try:
+            for _ in range(n):
+                flag.unlink(missing_ok=True)
+                await self.wait("np not ready", lambda: self._not_ready("np"))
+                # The Service has no endpoint now: the client is refused until it has one.
+                waiter = asyncio.create_task(self.client_run("wait", self.np_vip, "80", "15"))
+                await asyncio.sleep(0.4)
+                touched = time.time()
+                flag.touch()
+                while not await self.ready("np"):
+                    await asyncio.sleep(0.002)
+                ready_at = time.time()
+                served_at = float((await waiter).strip())
+                latencies.append(served_at - ready_at)
+                sliced = next((t for t in slice_ready if t > touched), None)
+                if sliced is not None:
+                    controller.append(sliced - ready_at)
+                    proxy.append(served_at - sliced)
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
         ms = [x * 1000 for x in latencies]
+        c_ms, p_ms = [x * 1000 for x in controller], [x * 1000 for x in proxy]
         self.results[f"network_programming_ms[{label}] p50/p99 (max)"] = (
             f"{statistics.median(ms):.0f} / {pct(ms, 0.99):.0f} ({max(ms):.0f})")
-        return {"p50": round(statistics.median(ms), 1), "p99": round(pct(ms, 0.99), 1), "n": n,
-                "samples": [round(x, 1) for x in ms]}
+        out: dict[str, Any] = {"p50": round(statistics.median(ms), 1), "p99": round(pct(ms, 0.99), 1), "n": n,
+                               "samples": [round(x, 1) for x in ms]}
+        if p_ms:
+            self.results[f"  of which slice -> served p50/p99; Ready -> slice p50/p99 [{label}]"] = (
+                f"{statistics.median(p_ms):.0f} / {pct(p_ms, 0.99):.0f}; "
+                f"{statistics.median(c_ms):.0f} / {pct(c_ms, 0.99):.0f}")
+            out["slice_to_served_ms"] = {"p50": round(statistics.median(p_ms), 1), "p99": round(pct(p_ms, 0.99), 1)}
+            out["ready_to_slice_ms"] = {"p50": round(statistics.median(c_ms), 1), "p99": round(pct(c_ms, 0.99), 1)}
+        return out
 
     async def _not_ready(self, name: str) -> bool:
         return await self.ready(name) is None

@@ -72,8 +72,13 @@ PROXY_NAME_LABEL = "service.kubernetes.io/service-proxy-name"
 DEFAULT_AFFINITY_SECONDS = 10800
 
 MIN_SYNC_PERIOD = 0.01
-# Chains and counters dropped by a sync are deleted this much later (see ruleset's docstring).
+# Chains dropped by a sync are deleted at least this much later (see ruleset's docstring),
+# in the next sync that has changes to write anyway, or on their own once no sync happened
+# for STALE_IDLE: at 10,000 Services any transaction costs tens of milliseconds (nft lists
+# every chain first, the kernel validates the table), and a cleanup running on its own when
+# a pod turns Ready would delay that pod's traffic by one more.
 STALE_DELAY = 1.0
+STALE_IDLE = 3.0
 RETRY_AFTER_FAILURE = 1.0
 
 
@@ -332,6 +337,7 @@ class Proxier:
         self._changed: set[str] = set()
         self._needs_full = True
         self._stale_chains: dict[str, float] = {}  # name -> when it fell out of use
+        self._last_write = float("-inf")  # loop time of the last sync that wrote changes
         self._wake = asyncio.Event()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -366,11 +372,15 @@ class Proxier:
     async def sync(self) -> None:
         """Write what changed since the last sync (everything after a failure)."""
         loop = asyncio.get_running_loop()
-        if not self._needs_full:
-            await self._delete_stale(loop.time())
+        now = loop.time()
         changed, self._changed = self._changed, set()
         full = self._needs_full
+        due = [] if full else [c for c, t in self._stale_chains.items() if now - t >= STALE_DELAY]
         if not full and not changed:
+            if due and now - self._last_write >= STALE_IDLE:
+                await self._delete_stale(due)
+            elif due:
+                loop.call_later(self._last_write + STALE_IDLE - now, self._wake.set)
             return
         started = time.perf_counter()
         keys = [key_of(s) for s in self.services.list()] if full else sorted(changed)
@@ -382,8 +392,11 @@ class Proxier:
                 await self.nft.run(text)
             else:
                 tx = partial_transaction((self._fragments.get(k, EMPTY), fragments[k]) for k in keys)
-                if tx.text:
-                    await self.nft.run(tx.text)
+                # Stale chains ride along, except those this sync puts back in use.
+                reused = {c for k in keys for c in fragments[k].chains}
+                due = [c for c in due if c not in reused]
+                if tx.text or due:
+                    await self.nft.run(tx.text + cleanup_transaction(due))
         except NFTError as e:
             log.error("nftables %s sync failed, retrying with a full sync: %s", "full" if full else "partial", _short(e))
             self._needs_full = True
@@ -396,9 +409,12 @@ class Proxier:
             self._stale_chains.clear()
             self._needs_full = False
         else:
+            for c in due:
+                self._stale_chains.pop(c, None)
             self._stale_chains.update(dict.fromkeys(tx.stale_chains, loop.time()))
             if tx.stale_chains:
-                loop.call_later(STALE_DELAY, self._wake.set)
+                loop.call_later(STALE_IDLE, self._wake.set)
+        self._last_write = loop.time()
         for key in keys:
             frag = fragments[key]
             # A chain back in use before its deletion is no longer stale.
@@ -420,10 +436,7 @@ class Proxier:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _delete_stale(self, now: float) -> None:
-        chains = [c for c, t in self._stale_chains.items() if now - t >= STALE_DELAY]
-        if not chains:
-            return
+    async def _delete_stale(self, chains: list[str]) -> None:
         try:
             await self.nft.run(cleanup_transaction(chains))
         except NFTError as e:

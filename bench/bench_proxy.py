@@ -139,6 +139,21 @@ def pct(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round((len(ordered) - 1) * p))]
 
 
+
+def proxy_process(kubeconfig: object) -> int | None:
+    """The pid of the process that runs the proxy for the cluster of ``kubeconfig``: a
+    standalone `kubelite proxy`, or the node agent `up` starts with ``--with-proxy``. Command
+    lines come NUL-separated (exec) or as one string (forked by `up`, with setproctitle)."""
+    for entry in pathlib.Path("/proc").iterdir():
+        try:
+            joined = " ".join(a for a in (entry / "cmdline").read_bytes().decode().split("\0") if a)
+        except OSError:
+            continue
+        if f"kubelite proxy --kubeconfig {kubeconfig}" in joined or (
+                f"kubelite agent --kubeconfig {kubeconfig}" in joined and "--with-proxy" in joined.split()):
+            return int(entry.name)
+    return None
+
 class Bench(KubeliteProcess):
     def __init__(self, args: argparse.Namespace) -> None:
         self.quick = args.quick
@@ -173,13 +188,8 @@ class Bench(KubeliteProcess):
         return p if ok else None
 
     def proxy_pid(self) -> int | None:
-        wanted = ["proxy", "--kubeconfig", str(self.kubeconfig)]
-        for entry in pathlib.Path("/proc").iterdir():
-            with contextlib.suppress(OSError):
-                args = (entry / "cmdline").read_bytes().decode().split("\0")
-                if any(args[i:i + 3] == wanted for i in range(len(args))):
-                    return int(entry.name)
-        return None
+        """The process running the proxy: `up`'s node agent (``agent ... --with-proxy``)."""
+        return proxy_process(self.kubeconfig)
 
     async def programmed(self) -> int:
         """How many entries the kernel's service-ips map holds (read back: benchmark only)."""
@@ -328,12 +338,15 @@ class Bench(KubeliteProcess):
                     frags_few.append(frag)
         cidrs = ["10.96.0.0/12"]
         texts = {"few": full_transaction(cidrs, frags_few), "all": full_transaction(cidrs, frags_all)}
+        # Paused when the proxy is a process of its own; otherwise (it runs inside another
+        # component) left running: it never reads the table back, so with nothing changing in
+        # the API meanwhile it does not notice the swaps.
         pid = self.proxy_pid()
-        assert pid is not None
         nft = NFTables(self.netns)
         p50: dict[str, list[float]] = {"few": [], "all": []}
         p99: dict[str, list[float]] = {"few": [], "all": []}
-        os.kill(pid, signal.SIGSTOP)
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
         try:
             for _ in range(rounds):
                 for which in ("few", "all"):
@@ -345,7 +358,8 @@ class Bench(KubeliteProcess):
         finally:
             await nft.run(texts["all"])
             nft.close()
-            os.kill(pid, signal.SIGCONT)
+            if pid is not None:
+                os.kill(pid, signal.SIGCONT)
         ratios = [a / f for a, f in zip(p50["all"], p50["few"], strict=True)]
         out = {
             "services_few": len(frags_few), "services_all": len(frags_all),
@@ -446,10 +460,11 @@ class Bench(KubeliteProcess):
         return await self.ready(name) is None
 
     async def full_sync(self, label: str) -> None:
-        """A full sync in a fresh in-process proxier (the supervised one paused meanwhile)."""
+        """A full sync in a fresh in-process proxier (the supervised one paused meanwhile, if
+        it is a process of its own; then restarted, to read its memory after a rebuild)."""
         pid = self.proxy_pid()
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
+        if pid is not None:
+            os.kill(pid, signal.SIGSTOP)
         try:
             proxier = Proxier(self.api, node_name=f"{self.name}-node", netns_path=self.netns)
             started = time.perf_counter()
@@ -462,7 +477,12 @@ class Bench(KubeliteProcess):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         finally:
-            os.kill(pid, signal.SIGCONT)
+            if pid is not None:
+                os.kill(pid, signal.SIGCONT)
+        if pid is None:
+            print("  no `kubelite proxy` process (the proxy runs inside another component): no memory figure",
+                  flush=True)
+            return
         # The supervised proxy restarts from scratch and rebuilds the table: its memory then.
         os.kill(pid, signal.SIGTERM)
         await self.wait("the proxy back", lambda: self._proxy_back(pid))

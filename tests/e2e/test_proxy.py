@@ -102,6 +102,21 @@ def nft(netns: str, *args: str) -> str:
                           check=True, capture_output=True, text=True).stdout
 
 
+
+def proxy_process(kubeconfig: object) -> int | None:
+    """The pid of the process that runs the proxy for the cluster of ``kubeconfig``: a
+    standalone `kubelite proxy`, or the node agent `up` starts with ``--with-proxy``. Command
+    lines come NUL-separated (exec) or as one string (forked by `up`, with setproctitle)."""
+    for entry in pathlib.Path("/proc").iterdir():
+        try:
+            joined = " ".join(a for a in (entry / "cmdline").read_bytes().decode().split("\0") if a)
+        except OSError:
+            continue
+        if f"kubelite proxy --kubeconfig {kubeconfig}" in joined or (
+                f"kubelite agent --kubeconfig {kubeconfig}" in joined and "--with-proxy" in joined.split()):
+            return int(entry.name)
+    return None
+
 @dataclass
 class Env:
     cluster: Cluster
@@ -118,15 +133,8 @@ class Env:
     # -- the proxy process (a child of `kubelite up`, restarted by it when it exits)
 
     def proxy_pid(self) -> int | None:
-        wanted = ["proxy", "--kubeconfig", str(self.cluster.kubeconfig)]
-        for entry in pathlib.Path("/proc").iterdir():
-            try:
-                args = (entry / "cmdline").read_bytes().decode().split("\0")
-            except OSError:
-                continue
-            if any(args[i:i + 3] == wanted for i in range(len(args))):
-                return int(entry.name)
-        return None
+        """The process running the proxy: `up`'s node agent (``agent ... --with-proxy``)."""
+        return proxy_process(self.cluster.kubeconfig)
 
     def table_handle(self) -> str | None:
         res = subprocess.run(["nsenter", f"--net=/run/netns/{self.node_netns}", "nft", "-a", "list", "table",
@@ -408,7 +416,8 @@ def test_internal_traffic_policy_local_uses_only_this_nodes_endpoints(env: Env) 
 
 def test_publish_not_ready_addresses_reaches_unready_pods(env: Env) -> None:
     unready = agnhost("unready", {"app": "unready"}, "--http-port=80")
-    unready["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/no-such-path"
+    # Never ready: nothing listens on the probed port (agnhost's netexec answers 200 on any path).
+    unready["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"] = 81
     env.apply(
         unready,
         service("unready", [{"port": 80}], {"app": "unready"}, publishNotReadyAddresses=True),

@@ -152,10 +152,7 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
             *verbosity, "agent", "--kubeconfig", str(kc_path), "--cluster-name", name,
             "--node-name", node_name(name), "--state-dir", str(data_dir / "agent"),
             "--pod-cidr", args.pod_cidr, "--api-port", str(args.api_port),
-        ]))
-        plan.children.append(Child("proxy", [
-            *verbosity, "proxy", "--kubeconfig", str(kc_path), "--cluster-name", name,
-            "--node-name", node_name(name), "--service-cidr", args.service_cidr,
+            "--with-proxy", "--service-cidr", args.service_cidr,
         ]))
     return plan
 
@@ -474,7 +471,11 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
         from kubelite.node import agent as node_agent
 
         node_agent.add_arguments(agent)
-    proxy = sub.add_parser("proxy", help="run the service proxy: the nftables ClusterIP datapath (started by `up`)")
+        agent.add_argument("--with-proxy", action="store_true",
+                           help="run the service proxy in this process too (as `up` does)")
+        agent.add_argument("--service-cidr", default="10.96.0.0/12",
+                           help="with --with-proxy: ClusterIP range(s), comma-separated (default: 10.96.0.0/12)")
+    proxy = sub.add_parser("proxy", help="run the service proxy: the nftables ClusterIP datapath on its own")
     if command == "proxy":
         from kubelite.proxy import proxier
 
@@ -483,6 +484,31 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
     return p
+
+
+async def node_with_proxy(args: argparse.Namespace) -> int:
+    """The node's two components in one process, as DESIGN's "node agent (kubelet + proxy)":
+    the kubelet and kube-proxy. One interpreter less (about 20 MiB, and its start-up CPU); the
+    proxy's heavy work (libnftables) runs on its own thread outside the GIL, so pods do not
+    wait for it. If either fails, the process ends and `up` restarts both."""
+    from kubelite.node import agent as node_agent
+    from kubelite.proxy import proxier
+
+    proxy_args = argparse.Namespace(
+        kubeconfig=args.kubeconfig, cluster_name=args.cluster_name, node_name=args.node_name,
+        service_cidr=args.service_cidr, min_sync_period=proxier.MIN_SYNC_PERIOD, cleanup=False,
+    )
+    tasks = [asyncio.create_task(node_agent.main(args), name="kubelet"),
+             asyncio.create_task(proxier.main(proxy_args), name="proxy")]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()  # a failure ends the process (the supervisor restarts it)
+        return 1  # neither returns while it runs
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _run_component(coro: Any, kubeconfig: str) -> int:
@@ -560,6 +586,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "agent":
             from kubelite.node import agent as node_agent
 
+            if args.with_proxy:
+                return _run_component(node_with_proxy(args), args.kubeconfig)
             return _run_component(node_agent.main(args), args.kubeconfig)
         if args.command == "proxy":
             from kubelite.proxy import proxier

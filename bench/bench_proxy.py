@@ -59,10 +59,13 @@ while True:
 """
 
 # Inside the client pod: "rate IP PORT SECONDS" -> connections/s, each one complete (the
-# server's close seen, so a proxy must have reached the server); "connect IP PORT N" ->
+# server's close seen, so a proxy must have reached the server), and the client's CPU time
+# per connection in microseconds (user + system: the kernel's work for the packets it sends,
+# conntrack and NAT in the node included, mostly runs in the sender's context, and CPU time
+# does not count the waits other processes cause); "connect IP PORT N" ->
 # connect times in seconds; "wait IP PORT" -> wall time of the first HTTP 200 from IP:PORT.
 CLIENT = r"""
-import json, socket, struct, sys, time
+import json, resource, socket, struct, sys, time
 LINGER0 = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT, no port exhaustion
 def conn(ip, port):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
@@ -70,12 +73,15 @@ def conn(ip, port):
 cmd, ip, port, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 if cmd == "rate":
     end = time.perf_counter() + float(arg); n = 0
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     while time.perf_counter() < end:
         s = conn(ip, port)
         while s.recv(100):
             pass
         s.close(); n += 1
-    print(n / float(arg))
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / n * 1e6
+    print(n / float(arg), cpu)
 elif cmd == "connect":
     for _ in range(200):
         conn(ip, port).close()
@@ -260,6 +266,7 @@ class Bench(KubeliteProcess):
         labels = ["pod IP", "ClusterIP", "userspace"]
         gbps: dict[str, list[float]] = {label: [] for label in labels}
         rate: dict[str, list[float]] = {label: [] for label in labels}
+        cpu: dict[str, list[float]] = {label: [] for label in labels}
         async with self.userspace_proxy() as node:
             targets = {"pod IP": (self.srv_ip, 5201, 9000), "ClusterIP": (self.srv_vip, 5201, 9000),
                        "userspace": (node, 15201, 19000)}
@@ -270,12 +277,16 @@ class Bench(KubeliteProcess):
                     gbps[label].append(await self.iperf(ip, iperf_port, secs) / 1e9)
                 for label in order:
                     ip, _, accept_port = targets[label]
-                    rate[label].append(float(await self.client_run("rate", ip, str(accept_port), str(secs))))
+                    per_s, cpu_us = (await self.client_run("rate", ip, str(accept_port), str(secs))).split()
+                    rate[label].append(float(per_s))
+                    cpu[label].append(float(cpu_us))
         for label in labels:
             self.results[f"throughput_gbps[{label}]"] = round(statistics.median(gbps[label]), 2)
             self.results[f"connections_per_s[{label}]"] = round(statistics.median(rate[label]))
+            self.results[f"client_cpu_us_per_connection[{label}]"] = round(statistics.median(cpu[label]), 1)
         for label in ("ClusterIP", "userspace"):
-            for name, values in (("throughput_ratio", gbps), ("connection_rate_ratio", rate)):
+            for name, values in (("throughput_ratio", gbps), ("connection_rate_ratio", rate),
+                                 ("client_cpu_per_connection_ratio", cpu)):
                 ratios = [a / b for a, b in zip(values[label], values["pod IP"], strict=True)]
                 self.results[f"{name}[{label}/pod IP] median (min-max of {rounds} rounds)"] = (
                     f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})")

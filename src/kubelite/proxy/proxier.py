@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
-import ipaddress
 import logging
 import socket
 import time
@@ -87,9 +86,10 @@ RETRY_AFTER_FAILURE = 1.0
 
 def _ipv4(ip: str) -> bool:
     try:
-        return isinstance(ipaddress.ip_address(ip), ipaddress.IPv4Address)
-    except ValueError:
+        socket.inet_pton(socket.AF_INET, ip)  # strict dotted quad, and ~10x ipaddress's speed
+    except OSError:
         return False
+    return True
 
 
 def service_ports(service: Obj, slices: Iterable[Obj], node_name: str) -> list[ServicePort]:
@@ -133,8 +133,8 @@ def service_ports(service: Obj, slices: Iterable[Obj], node_name: str) -> list[S
     return ports
 
 
-def _endpoint_order(ep: Endpoint) -> tuple[int, int]:
-    return int(ipaddress.IPv4Address(ep.ip)), ep.port
+def _endpoint_order(ep: Endpoint) -> tuple[bytes, int]:
+    return socket.inet_pton(socket.AF_INET, ep.ip), ep.port  # big-endian: bytes order is numeric
 
 
 def _slice_endpoints(slices: Iterable[Obj], node_name: str) -> dict[tuple[str, str], dict[tuple[str, int], Endpoint]]:

@@ -228,7 +228,10 @@ EMPTY = Fragment()
 
 def hashed_name(prefix: str, name: str) -> str:
     """``<prefix><8 base32 of sha256(name)>-<name>``, truncated as kube-proxy truncates."""
-    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()[:8]
+    # Base32 turns each 5 bytes into 8 characters on their own: encoding only the first 5
+    # gives the same 8 as kube-proxy's encode-then-truncate, at a fraction of the cost
+    # (Python 3.11's b32encode is pure Python; a full sync names ~30,000 chains and sets).
+    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()[:5]).decode()
     base = f"{digest}-{name}"
     if len(base) > _NAME_BASE_MAX:
         base = base[: _NAME_BASE_MAX - 3] + "..."
@@ -292,11 +295,12 @@ def _render_port(
     elements: dict[tuple[str, str], str],
 ) -> None:
     proto = sp.proto
-    cluster_chain = hashed_name(SERVICE_CHAIN_PREFIX, sp.chain_base)
-    local_chain = hashed_name(LOCAL_CHAIN_PREFIX, sp.chain_base)
-    external_chain = hashed_name(EXTERNAL_CHAIN_PREFIX, sp.chain_base)
     externally_accessible = sp.node_port != 0
     use = endpoints_in_use(sp)
+    # Only the names this port uses (hashing is most of the rendering time).
+    cluster_chain = hashed_name(SERVICE_CHAIN_PREFIX, sp.chain_base)
+    local_chain = hashed_name(LOCAL_CHAIN_PREFIX, sp.chain_base) if use.uses_local else ""
+    external_chain = hashed_name(EXTERNAL_CHAIN_PREFIX, sp.chain_base) if externally_accessible else ""
     has_any, local_eps, reachable = use.has_any, use.local, use.reachable
     has_internal = has_any and (not sp.internal_local or bool(local_eps))
     has_external = has_any and (not sp.external_local or bool(local_eps))
@@ -308,7 +312,8 @@ def _render_port(
     inline = not sp.affinity_seconds and not externally_accessible
     ep_chain = {} if inline else {
         ep: hashed_name(ENDPOINT_CHAIN_PREFIX, endpoint_name(sp, ep)) for ep in reachable}
-    affinity = {ep: hashed_name(AFFINITY_SET_PREFIX, endpoint_name(sp, ep)) for ep in reachable}
+    affinity = {ep: hashed_name(AFFINITY_SET_PREFIX, endpoint_name(sp, ep))
+                for ep in reachable} if sp.affinity_seconds else {}
 
     service_key = f"{sp.cluster_ip} . {proto} . {sp.port}"
     elements[(CLUSTER_IPS, sp.cluster_ip)] = ""

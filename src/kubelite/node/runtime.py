@@ -3,7 +3,7 @@
 A container is a host process in the pod's network namespace with its own mount, UTS, IPC
 and PID namespaces (see :mod:`kubelite.node.shim`). Each one is run by a detached shim,
 forked by a long-lived fork server (the "zygote", started once per agent) so that a
-container start costs a fork instead of a new interpreter. The agent keeps no state in
+container start, and an exec, costs a fork instead of a new interpreter. The agent keeps no state in
 memory that matters: everything lives under
 ``<state_dir>/containers/<id>/`` (``spec.json``, ``status.json``, ``shim.pid``,
 ``shim.log``, and the ``stdin`` FIFO of containers with ``stdin: true``), and a new
@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from kubelite.node.shim import (
+    EXEC_REQUEST,
     STDIN_DATA,
     STDIN_EOF,
     STDIN_FRAME_MAX,
@@ -118,7 +119,7 @@ class ExecProcess:
     as with ``kubectl exec``). Call ``close()`` when done to release the terminal.
     """
 
-    def __init__(self, proc: asyncio.subprocess.Process, tty_master: int | None) -> None:
+    def __init__(self, proc: _ExecHelper, tty_master: int | None) -> None:
         self._proc = proc
         self._master = tty_master
         self.tty = tty_master is not None
@@ -228,13 +229,13 @@ class _Zygote:
             assert self._sock is not None
             return self._sock
 
-    async def request(self, message: bytes, fd: int) -> None:
+    async def request(self, message: bytes, *fds: int) -> None:
         for attempt in range(2):
             sock = await self.ensure()
             try:
                 while True:
                     try:
-                        socket.send_fds(sock, [message], [fd])
+                        socket.send_fds(sock, [message], list(fds))
                         return
                     except BlockingIOError:  # a burst filled the socket: wait until it drains
                         writable = asyncio.get_running_loop().create_future()
@@ -504,51 +505,135 @@ class Runtime:
         cdir = self.container_dir(container_id)
         if not (cdir / "status.json").exists():
             raise ContainerNotFound(container_id)
-        err_r, err_w = os.pipe()
+        loop = asyncio.get_running_loop()
+        # (our end, the helper's end) of each of its stdio; the helper's ends go to the zygote.
+        ours: list[int] = []
+        theirs: list[int] = []
         master: int | None = None
-        cmd = [
-            *SHIM_COMMAND,
-            "--exec",
-            str(cdir),
-            str(err_w),
-            "1" if tty else "0",
-            "--",
-        ]
+        status_ours, status_theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        err_r, err_w = os.pipe()
         try:
             if tty:
                 master, slave = os.openpty()
-                try:
-                    proc = await asyncio.create_subprocess_exec(
-                        *cmd, *argv, stdin=slave, stdout=slave, stderr=slave, pass_fds=(err_w,)
-                    )
-                finally:
-                    os.close(slave)
+                theirs += [slave, slave, slave]
             else:
-                proc = await asyncio.create_subprocess_exec(
-                    *cmd,
-                    *argv,
-                    stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=asyncio.subprocess.PIPE,
-                    pass_fds=(err_w,),
-                )
+                if stdin:
+                    stdin_r, stdin_w = os.pipe()
+                    ours.append(stdin_w)
+                    theirs.append(stdin_r)
+                else:
+                    theirs.append(os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC))
+                for _ in range(2):
+                    out_r, out_w = os.pipe()
+                    ours.append(out_r)
+                    theirs.append(out_w)
+            request = EXEC_REQUEST + json.dumps({"container_dir": str(cdir), "tty": tty, "argv": argv}).encode()
+            await self._zygote.request(request, *theirs, err_w, status_theirs.fileno())
         except BaseException:
-            os.close(err_r)
+            for fd in {*ours, err_r, *((master,) if master is not None else ())}:
+                os.close(fd)
+            status_ours.close()
+            raise
+        finally:
+            for fd in {*theirs, err_w}:
+                os.close(fd)
+            status_theirs.close()
+        status_ours.setblocking(False)
+        helper = _ExecHelper(status_ours)
+        try:
+            await helper.started()
+            error = await asyncio.to_thread(_read_to_eof, err_r)
+        except BaseException:
+            helper.kill()
+            for fd in ours:
+                os.close(fd)
             if master is not None:
                 os.close(master)
             raise
-        finally:
-            os.close(err_w)
-        error = await asyncio.to_thread(_read_to_eof, err_r)
         if error:
-            await proc.wait()
+            await helper.wait()
+            for fd in ours:
+                os.close(fd)
             if master is not None:
                 os.close(master)
             raise ExecStartError(error.decode(errors="replace"))
-        process = ExecProcess(proc, master)
+        if not tty:
+            await helper.connect(loop, stdin=ours[0] if stdin else None, stdout=ours[-2], stderr=ours[-1])
+        process = ExecProcess(helper, master)
         if tty:
             await process._attach_tty()
         return process
+
+
+class _ExecHelper:
+    """The exec helper forked by the zygote, as much of an ``asyncio.subprocess.Process`` as
+    :class:`ExecProcess` uses: its pipes as streams, ``wait()``, ``returncode``, ``kill()``.
+
+    Not the agent's child, so its end is learnt from its status socket (its pid first, its
+    exit code last; EOF without a code means it was killed) and it is signalled by pidfd,
+    which cannot hit a reused pid.
+    """
+
+    def __init__(self, status: socket.socket) -> None:
+        self._status = status
+        self._buffer = b""
+        self._pidfd: int | None = None
+        self._done: asyncio.Future[int] | None = None
+        self.returncode: int | None = None
+        self.stdin: asyncio.StreamWriter | None = None
+        self.stdout: asyncio.StreamReader | None = None
+        self.stderr: asyncio.StreamReader | None = None
+
+    async def _line(self) -> bytes | None:
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self._buffer:
+            chunk = await loop.sock_recv(self._status, 64)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    async def started(self) -> None:
+        line = await self._line()
+        if line is None:
+            raise ExecStartError("the exec helper exited before it started")
+        with contextlib.suppress(OSError):  # already gone: nothing left to kill
+            self._pidfd = os.pidfd_open(int(line))
+
+    async def connect(self, loop: asyncio.AbstractEventLoop, *, stdin: int | None, stdout: int, stderr: int) -> None:
+        if stdin is not None:
+            transport, protocol = await loop.connect_write_pipe(
+                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), os.fdopen(stdin, "wb", buffering=0))
+            self.stdin = asyncio.StreamWriter(transport, protocol, None, loop)
+        self.stdout = await self._reader(loop, stdout)
+        self.stderr = await self._reader(loop, stderr)
+
+    @staticmethod
+    async def _reader(loop: asyncio.AbstractEventLoop, fd: int) -> asyncio.StreamReader:
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
+        return reader
+
+    async def _wait(self) -> int:
+        line = await self._line()
+        code = int(line) if line else 128 + signal.SIGKILL
+        self.returncode = code
+        self._status.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+        return code
+
+    async def wait(self) -> int:
+        if self._done is None:
+            self._done = asyncio.ensure_future(self._wait())
+        return await asyncio.shield(self._done)
+
+    def kill(self) -> None:
+        if self._pidfd is not None and self.returncode is None:
+            with contextlib.suppress(ProcessLookupError, OSError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
 
 
 def _write_container_dir(cdir: pathlib.Path, spec: str) -> None:

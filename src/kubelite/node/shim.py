@@ -26,8 +26,9 @@ reaping, so while ``status.json`` has no exit code the pid cannot have been reus
 agent may signal it without racing.
 
 ``python -m kubelite.node.shim --zygote`` is the fork server the agent starts once: it
-reads shim requests from its stdin (a socket) and forks a shim per container from its
-already-initialised interpreter (see :func:`serve_zygote`).
+reads requests from its stdin (a socket) and forks a shim per container, or an exec helper
+per ``kubectl exec``, exec probe or hook, from its already-initialised interpreter (see
+:func:`serve_zygote`).
 
 ``python -m kubelite.node.shim --exec <container-dir> <error-fd> <tty 0|1> -- argv...`` is
 the exec helper: it enters the running container's namespaces (a fresh process is
@@ -665,6 +666,36 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
     )
 
 
+EXEC_REQUEST = b"exec\0"  # then JSON {"container_dir", "tty", "argv"}; fds: stdin, stdout, stderr, error, status
+
+
+def _fork_exec_helper(message: bytes, fds: list[int]) -> None:
+    """The exec helper (:func:`exec_in_container`), forked instead of started as an interpreter.
+
+    Its stdio are the first three descriptors; it reports start errors on the fourth, and on
+    the fifth (a socket) first its pid, so that the agent can kill it, then its exit code.
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = START_ERROR_EXIT_CODE
+        try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            request = json.loads(message[len(EXEC_REQUEST) :])
+            stdio, err_fd, status_fd = fds[:3], fds[3], fds[4]
+            for target, fd in enumerate(stdio):
+                os.dup2(fd, target)
+            for fd in stdio:
+                if fd > 2:
+                    os.close(fd)
+            os.write(status_fd, b"%d\n" % os.getpid())
+            code = exec_in_container(Path(request["container_dir"]), err_fd, bool(request["tty"]), request["argv"])
+            os.write(status_fd, b"%d\n" % code)
+        finally:
+            os._exit(code)
+    for fd in fds:
+        os.close(fd)
+
+
 def serve_zygote(requests: socket.socket) -> int:
     """The fork server: one shim per request, forked from this already-initialised interpreter.
 
@@ -691,7 +722,7 @@ def serve_zygote(requests: socket.socket) -> int:
     signal.signal(signal.SIGCHLD, reap)
     while True:
         try:
-            message, fds, _flags, _addr = socket.recv_fds(requests, 4096, 1)
+            message, fds, _flags, _addr = socket.recv_fds(requests, 65536, 8)
         except InterruptedError:
             continue
         except (ConnectionResetError, OSError) as e:
@@ -702,6 +733,9 @@ def serve_zygote(requests: socket.socket) -> int:
             return 0
         for fd in fds:
             os.set_inheritable(fd, False)  # never into the container
+        if message.startswith(EXEC_REQUEST):
+            _fork_exec_helper(message, fds)
+            continue
         spec_path = Path(os.fsdecode(message))
         started_fd = fds[0] if fds else None
         pid = os.fork()

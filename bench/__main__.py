@@ -58,7 +58,7 @@ class Bench:
 
 # The proxy's scales are visited in one cluster, in increasing order (one run gives the curve).
 PROXY_SCALES_FULL = "10,100,1000,10000"
-PROXY_SCALES_QUICK = "10,300"
+PROXY_SCALES_QUICK = "10,1000"
 
 BENCHES = [
     Bench("startup", "bench_startup.py", [], ["--runs", "2", "--idle", "3"], root=True,
@@ -156,8 +156,13 @@ class Figure:
     digits: int = 1
 
 
-def component_pss(component: str) -> Callable[[Json], float | None]:
-    return lambda r: number(dig(r, "memory_loaded", "by_component", component, "pss_mib"))
+def component_pss(*components: str) -> Callable[[Json], float | None]:
+    """PSS at scale of one component (the sum if it goes by several names, e.g. agent and agent+proxy)."""
+    def get(r: Json) -> float | None:
+        found = [number(dig(r, "memory_loaded", "by_component", c, "pss_mib")) for c in components]
+        values = [v for v in found if v is not None]
+        return sum(values) if values else None
+    return get
 
 
 MB = 1e6 / 2**20  # bench_startup reports MiB; the goal and the anchors are in MB
@@ -223,8 +228,13 @@ FIGURES = [
            lambda r: r.get("programmed_after_s"), "s"),
     Figure("scale_memory_mib", "memory at that scale, whole cluster (PSS)", "scale",
            lambda r: dig(r, "memory_loaded", "pss_total_mib"), "MiB", digits=0),
-    *(Figure(f"scale_memory_{c.split()[0]}_mib", f"  {c} (PSS)", "scale", component_pss(c), "MiB", digits=0)
-      for c in ("apiserver (up)", "controllers", "agent", "proxy", "coredns pod")),
+    Figure("scale_memory_apiserver_mib", "  apiserver (up) (PSS)", "scale", component_pss("apiserver (up)"), "MiB",
+           digits=0),
+    Figure("scale_memory_controllers_mib", "  controllers (PSS)", "scale", component_pss("controllers"), "MiB",
+           digits=0),
+    Figure("scale_memory_agent_mib", "  node agent, with the proxy when it hosts it (PSS)", "scale",
+           component_pss("agent", "agent+proxy"), "MiB", digits=0),
+    Figure("scale_memory_coredns_mib", "  coredns pod (PSS)", "scale", component_pss("coredns pod"), "MiB", digits=0),
 ]
 
 
@@ -472,14 +482,14 @@ def plot(results: dict[str, Json], path: pathlib.Path, title: str) -> bool:
     n = [s["services"] for s in scales]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     for key, style in (("p50", "o-"), ("p99", "s--")):
-        ax1.plot(n, [dig(s, "programming_ms", key) for s in scales], style, label=f"{key}")
-        ax2.plot(n, [dig(s, "first_packet_us", key) for s in scales], style, label=f"ClusterIP {key}")
-        ax2.plot(n, [dig(s, "first_packet_us", f"pod_ip_{key}") for s in scales], style, alpha=0.45,
-                 label=f"pod IP {key} (same rounds)")
-    ax1.axhline(100, color="grey", lw=0.8, ls=":")
-    ax1.text(n[0], 100, " goal p99 at 1,000 Services", va="bottom", fontsize=8, color="grey")
+        ax1.plot(n, [dig(s, "programming_ms", key) for s in scales], style, color="tab:blue", label=key)
+        ax2.plot(n, [dig(s, "first_packet_us", key) for s in scales], style, color="tab:blue",
+                 label=f"through the ClusterIP, {key}")
+        ax2.plot(n, [dig(s, "first_packet_us", f"pod_ip_{key}") for s in scales], style, color="tab:grey",
+                 alpha=0.6, label=f"straight to the pod IP, {key}")
+    ax1.plot([1000, 10000], [100, 250], "rv", ms=7, ls="none", label="goal for p99")
     ax1.set(title="network programming: pod Ready -> served via its Service", ylabel="ms")
-    ax2.set(title="first packet: TCP connect from a pod", ylabel="µs")
+    ax2.set(title="first-packet latency: TCP connect from a pod", ylabel="µs")
     for ax in (ax1, ax2):
         ax.set_xscale("log")
         ax.set_xlabel("Services in the cluster")
@@ -534,7 +544,9 @@ def main() -> int:
         if reason:
             print(f"== {b.name}: SKIPPED: {reason}", flush=True)
             results[b.name] = {"status": "skipped", "reason": reason, "runs": []}
-            failed |= ci
+            # CI is meant to run as root: a root-only figure skipped there hides a broken setup.
+            # A missing load generator (wrk, dnsperf, iperf3) is not installed by scripts/test.
+            failed |= ci and b.root and os.geteuid() != 0
             continue
         runs = []
         for i in range(args.repeat):

@@ -225,7 +225,8 @@ class KubeliteProcess:
         joined = " ".join(argv)
         for sub in ("controllers", "agent", "proxy"):
             if re.search(rf"-m kubelite (-v+ )?{sub}\b", joined):
-                return sub
+                # The node agent may host the service proxy in its own process (kubelet + kube-proxy).
+                return "agent+proxy" if sub == "agent" and "--with-proxy" in argv else sub
         if "kubelite.node.shim" in joined:
             return "shim zygote" if "--zygote" in argv else "shims"
         if "kubelite.dns" in joined:

@@ -16,16 +16,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import pathlib
 import re
 import shutil
-import signal
-import ssl
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from typing import Any
 
@@ -33,51 +29,7 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import free_port
-from kubelite.apiserver.auth import TokenSigner
-
-
-class Cluster:
-    def __init__(self) -> None:
-        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="kl-bench-"))
-        self.port = free_port()
-        self.proc: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> Cluster:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelite", "up", "--name", f"bench{os.getpid()}", "--data-dir", str(self.dir),
-             "--api-port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if "is ready" in line:
-                break
-        else:
-            raise RuntimeError("kubelite up failed")
-        signer = TokenSigner((self.dir / "pki" / "sa.key").read_bytes())
-        self.token, _ = signer.issue("default", "bench", "bench-uid", expiration_seconds=3600)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def ssl(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))
-
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
-
+from harness import Cluster
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -180,7 +132,7 @@ def main() -> None:
     args = ap.parse_args()
     secs = 3 if args.quick else 10
     results: dict[str, Any] = {}
-    with Cluster() as c:
+    with Cluster("klbapi") as c:
         if shutil.which("wrk"):
             wrk_writes(c, 1, 1)  # warm-up
             results["writes_1_client"] = wrk_writes(c, 1, secs)

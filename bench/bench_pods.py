@@ -6,11 +6,18 @@ to the agent's node, as fast as the API takes them, and watches them. For each p
 measures the time from sending its create request to the watch delivering it with
 ``Ready=True``: everything a pod start costs (sandbox netns + veth + IP, etc files, token,
 shim and process start, status write). It reports p50/p99, the creation rate the API took,
-the rate pods became Ready, and the agent's memory (RSS and PSS from smaps_rollup) with all
-N pods running, plus the shims' total (one per container, outside the agent). Everything
-is cleaned up, also on failure.
+the rate pods became Ready, the CPU the agent and the control plane spent meanwhile (with
+the 1-minute load average: on a shared machine the latencies follow the load), the agent's
+CPU at rest with N pods, and the agent's memory (RSS and PSS from smaps_rollup) with all N
+pods running, plus the shims' total (one per container, outside the agent). Everything is
+cleaned up, also on failure.
 
 Usage: sudo python bench/bench_pods.py [--pods 100] [--json out.json]
+       [--trace events.txt] (every watch event, with its delay since the pod's create)
+       [--py-spy stacks.txt] [--agent-log agent.log] (where the agent spends its time)
+
+To compare two versions side by side, run this same script against the other checkout's
+sources: ``PYTHONPATH=/path/to/other/src python bench/bench_pods.py``.
 """
 
 from __future__ import annotations

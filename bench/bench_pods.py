@@ -30,7 +30,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,15 +38,10 @@ import threading
 import time
 from typing import Any
 
+from harness import free_port
 from kubelite.client import PODS, Client
 
 NS = "default"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def memory_kib(pid: int) -> tuple[int, int]:

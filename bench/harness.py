@@ -222,13 +222,15 @@ class KubeliteProcess:
             return "apiserver (up)"
         if pid in pod_of:  # before the argv test: a shim forked from the zygote keeps the zygote's argv
             return pod_of[pid]
+        # setproctitle (forked components) rewrites the command line as one space-separated string.
         joined = " ".join(argv)
+        words = joined.split()
         for sub in ("controllers", "agent", "proxy"):
             if re.search(rf"-m kubelite (-v+ )?{sub}\b", joined):
                 # The node agent may host the service proxy in its own process (kubelet + kube-proxy).
-                return "agent+proxy" if sub == "agent" and "--with-proxy" in argv else sub
+                return "agent+proxy" if sub == "agent" and "--with-proxy" in words else sub
         if "kubelite.node.shim" in joined:
-            return "shim zygote" if "--zygote" in argv else "shims"
+            return "shim zygote" if "--zygote" in words else "shims"
         if "kubelite.dns" in joined:
             return "coredns pod"
         return "other"

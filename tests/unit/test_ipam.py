@@ -130,3 +130,12 @@ def test_without_autosave_changes_reach_the_file_only_when_written(path: pathlib
     assert IPAM("10.244.0.0/24", path).allocations == {"a": "10.244.0.2", "b": "10.244.0.3"}
     ipam.release("a")
     assert IPAM("10.244.0.0/24", path).allocations == {"a": "10.244.0.2", "b": "10.244.0.3"}
+
+
+@pytest.mark.parametrize("content", ["", '{"cidr": "10.244.0.0/24", "allocations": {"a": '])
+def test_a_file_cut_short_by_a_machine_crash_starts_empty(path: pathlib.Path, content: str) -> None:
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    ipam = IPAM("10.244.0.0/24", path)
+    assert ipam.allocations == {}
+    assert ipam.allocate("b") == "10.244.0.2"

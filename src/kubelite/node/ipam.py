@@ -92,6 +92,10 @@ class IPAM:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return
+        except ValueError:
+            # Empty or cut short: the file is written without fsync (see write), so a crash of
+            # the machine may leave it so on some filesystems; that crash also ended every pod.
+            return
         if data.get("cidr") != str(self.network):
             # Addresses handed out from another range may still be in use by running pods:
             # silently re-numbering would give two pods one IP.

@@ -549,3 +549,12 @@ async def _until(it: AsyncIterator[WatchEvent], rev: int) -> AsyncIterator[Watch
             yield ev
             if ev.kv.mod_revision >= rev:
                 return
+
+
+async def test_a_closed_watch_leaves_no_watcher_behind(store: SqliteStore) -> None:
+    await store.create("/w/a", b"1")
+    for it in (store.watch("/w/", 1), store.watch_batches("/w/", 1)):
+        assert await anext(it)
+        assert store._watchers
+        await it.aclose()  # type: ignore[attr-defined]
+        assert not store._watchers

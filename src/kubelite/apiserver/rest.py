@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import builtins
+import contextlib
 import copy
 import datetime as dt
 import logging
@@ -572,11 +573,12 @@ class RestHandlers:
             bookmarker = asyncio.create_task(send_bookmarks()) if bookmarks else None
             try:
                 # One deadline for the whole stream, no per-event timers or tasks.
-                async with asyncio.timeout_at(deadline):
-                    # What one commit changed goes out in one write (one TLS record, one
-                    # send), and an unfiltered watch never decodes: its lines are spliced
-                    # from the stored bytes once and shared by every such watcher.
-                    async for batch in self.store.watch_batches(prefix, start_rev):
+                # What one commit changed goes out in one write (one TLS record, one send),
+                # and an unfiltered watch never decodes: its lines are spliced from the
+                # stored bytes once and shared by every such watcher.
+                batches = self.store.watch_batches(prefix, start_rev)
+                async with asyncio.timeout_at(deadline), contextlib.aclosing(batches):
+                    async for batch in batches:
                         lines: list[bytes] = []
                         for ev in batch:
                             if everything:

@@ -10,7 +10,7 @@ that makes older revisions unreachable (the API server answers those with 410 Go
 from __future__ import annotations
 
 import builtins
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Literal, Protocol
 
 import msgspec
@@ -127,7 +127,7 @@ class Store(Protocol):
         """
         ...
 
-    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncIterator[builtins.list[WatchEvent]]:
+    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncGenerator[builtins.list[WatchEvent], None]:
         """``watch``, in the batches the events were committed in (never empty), so that a
         watcher can send what one commit changed in one write."""
         ...

@@ -61,7 +61,7 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import Enum
@@ -592,16 +592,19 @@ class SqliteStore:
         # between the call and the consumer's first read is lost.
         return self._watch_events(self._watch(prefix, from_revision, from_revision or self._revision))
 
-    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncIterator[builtins.list[WatchEvent]]:
+    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncGenerator[builtins.list[WatchEvent], None]:
         return self._watch(prefix, from_revision, from_revision or self._revision)
 
     @staticmethod
-    async def _watch_events(batches: AsyncIterator[builtins.list[WatchEvent]]) -> AsyncIterator[WatchEvent]:
-        async for batch in batches:
-            for ev in batch:
-                yield ev
+    async def _watch_events(batches: AsyncGenerator[builtins.list[WatchEvent], None]) -> AsyncIterator[WatchEvent]:
+        async with contextlib.aclosing(batches):  # the watcher leaves the set when its consumer does
+            async for batch in batches:
+                for ev in batch:
+                    yield ev
 
-    async def _watch(self, prefix: str, requested: int, cursor: int) -> AsyncIterator[builtins.list[WatchEvent]]:
+    async def _watch(
+        self, prefix: str, requested: int, cursor: int
+    ) -> AsyncGenerator[builtins.list[WatchEvent], None]:
         self._check_usable()
         if requested and requested < self._compacted:
             raise CompactedError(requested, self._compacted)

@@ -54,11 +54,14 @@ def name_validator_for(group: str, kind: str) -> NameValidator:
     return _NAME_VALIDATORS.get((group, kind), name_is_dns_subdomain)
 
 
+_NAMESPACED = {(r.group, r.kind): r.namespaced for r in reversed(RESOURCES)}  # first entry wins
+
+
 def _namespaced(group: str, kind: str) -> bool:
-    for r in RESOURCES:
-        if r.group == group and r.kind == kind:
-            return r.namespaced
-    raise KeyError(f"no served kind {kind!r} in group {group!r}")
+    try:
+        return _NAMESPACED[(group, kind)]
+    except KeyError:
+        raise KeyError(f"no served kind {kind!r} in group {group!r}") from None
 
 
 def _default_validator(group: str, kind: str, namespaced: bool) -> KindValidator:

@@ -817,3 +817,40 @@ def test_real_agent_attach_tty(real_node: RealNode, version: str | None) -> None
         assert b"42" in out
     finally:
         k("delete", "pod", name, "--wait=false")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_real_agent_stdin_once_ends_when_the_client_goes(real_node: RealNode, version: str | None) -> None:
+    """stdinOnce: a session that ends without closing its stdin (kubectl killed) still ends the container's."""
+    need(version)
+    name = unique("once")
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+           "spec": {"nodeName": real_node.name, "automountServiceAccountToken": False, "restartPolicy": "Never",
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": "c", "image": "busybox", "stdin": True, "stdinOnce": True,
+                                    "command": ["sh", "-c", "cat; echo stdin-closed"]}]}}
+    k = real_node.stack.kubectl
+    k("apply", "-f", "-", input=yaml.safe_dump(pod), check=True)
+    try:
+        real_node.wait_running(name)
+        binary = kubectl_binary(version)
+        assert binary
+        proc = subprocess.Popen([binary, "attach", "-i", name], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE,
+                                env={**os.environ, "KUBECONFIG": str(real_node.stack.cluster.kubeconfig)})
+        try:
+            assert proc.stdin is not None and proc.stdout is not None
+            time.sleep(1.0)
+            proc.stdin.write(b"typed\n")
+            proc.stdin.flush()
+            assert proc.stdout.readline() == b"typed\n"
+        finally:
+            proc.kill()  # no end-of-stdin is sent: the connection just goes
+            proc.wait()
+        deadline = time.monotonic() + 20
+        while k("get", "pod", name, "-o", "jsonpath={.status.phase}").stdout != "Succeeded":
+            assert time.monotonic() < deadline, k("get", "pod", name, "-o", "yaml").stdout
+            time.sleep(0.2)
+        assert k("logs", name).stdout == "typed\nstdin-closed\n"
+    finally:
+        k("delete", "pod", name, "--wait=false")

@@ -595,6 +595,11 @@ class StreamingServer:
                         await stdin.close_stdin()
                 except OSError:
                     pass  # the shim is gone: the container has stopped, which the loop below sees
+            if stdin is not None and stdin_open:
+                # The session ended without closing its stdin (the client went away): for
+                # stdinOnce that ends the container's stdin all the same, as in the kubelet.
+                with contextlib.suppress(OSError):
+                    await stdin.close_stdin()
 
         feeder = _spawn(feed())
         try:

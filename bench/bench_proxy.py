@@ -197,6 +197,12 @@ class Bench(KubeliteProcess):
         """The process running the proxy: `up`'s node agent (``agent ... --with-proxy``)."""
         return proxy_process(self.kubeconfig)
 
+    def standalone(self, pid: int) -> bool:
+        """Whether ``pid`` is a `kubelite proxy` of its own (else the agent hosts the proxy)."""
+        with contextlib.suppress(OSError):
+            return " proxy " in (pathlib.Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")).decode()
+        return False
+
     async def programmed(self) -> int:
         """How many entries the kernel's service-ips map holds (read back: benchmark only)."""
         out = await self.sh("nsenter", f"--net={self.netns}", "nft", "-j", "list", "map", "ip", "kube-proxy",
@@ -349,10 +355,12 @@ class Bench(KubeliteProcess):
                     frags_few.append(frag)
         cidrs = ["10.96.0.0/12"]
         texts = {"few": full_transaction(cidrs, frags_few), "all": full_transaction(cidrs, frags_all)}
-        # Paused when the proxy is a process of its own; otherwise (it runs inside another
-        # component) left running: it never reads the table back, so with nothing changing in
-        # the API meanwhile it does not notice the swaps.
+        # Paused when the proxy is a process of its own; otherwise (it runs inside the node
+        # agent, which must keep serving `kubectl exec`) left running: it never reads the table
+        # back, so with nothing changing in the API meanwhile it does not notice the swaps.
         pid = self.proxy_pid()
+        if pid is not None and not self.standalone(pid):
+            pid = None
         nft = NFTables(self.netns)
         p50: dict[str, list[float]] = {"few": [], "all": []}
         p99: dict[str, list[float]] = {"few": [], "all": []}
@@ -501,7 +509,8 @@ class Bench(KubeliteProcess):
         new = self.proxy_pid()
         assert new is not None
         rss, hwm = memory_mb(new)
-        self.results[f"proxy_memory_mb[{label}] rss/peak"] = f"{rss} / {hwm}"
+        who = "proxy" if self.standalone(new) else "agent+proxy"
+        self.results[f"{who}_memory_mb[{label}] rss/peak"] = f"{rss} / {hwm}"
 
     async def _proxy_back(self, old: int) -> bool:
         return self.proxy_pid() not in (None, old)
@@ -565,20 +574,24 @@ def main() -> None:
     bench = Bench(args)
     started = time.perf_counter()
     load_start = os.getloadavg()
-    asyncio.run(bench.run())
-    load_end = os.getloadavg()
-    print(f"\nkubelite proxy benchmark ({'quick' if args.quick else 'full'}, {time.perf_counter() - started:.0f} s, "
-          f"{os.cpu_count()} CPUs, {os.uname().release}, load {load_start[0]:.1f} -> {load_end[0]:.1f})")
-    for k, v in bench.results.items():
-        print(f"  {k:64} {v}")
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps({
-            "scales": bench.per_scale,
-            "results": bench.results,
-            "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
-                        "loadavg_start": [round(x, 2) for x in load_start],
-                        "loadavg_end": [round(x, 2) for x in load_end]},
-        }, indent=2) + "\n")
+    try:
+        asyncio.run(bench.run())
+    finally:
+        # Whatever was measured before a failure is still worth having.
+        load_end = os.getloadavg()
+        print(f"\nkubelite proxy benchmark ({'quick' if args.quick else 'full'}, "
+              f"{time.perf_counter() - started:.0f} s, {os.cpu_count()} CPUs, {os.uname().release}, "
+              f"load {load_start[0]:.1f} -> {load_end[0]:.1f})")
+        for k, v in bench.results.items():
+            print(f"  {k:64} {v}")
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps({
+                "scales": bench.per_scale,
+                "results": bench.results,
+                "machine": {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                            "loadavg_start": [round(x, 2) for x in load_start],
+                            "loadavg_end": [round(x, 2) for x in load_end]},
+            }, indent=2) + "\n")
 
 
 if __name__ == "__main__":

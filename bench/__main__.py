@@ -413,7 +413,9 @@ def figures_of(results: dict[str, Json], quick: bool) -> list[Json]:
     for f in FIGURES:
         bench = results.get(f.bench)
         row: Json = {"key": f.key, "label": f.label.strip(), "bench": f.bench, "unit": f.unit,
-                     "goal": f"{f.goal[0]} {f.goal[1]:g} {f.unit}" if f.goal else None, "anchor": f.anchor or None,
+                     "goal": f"{f.goal[0]} {f.goal[1]:g} {f.unit}" if f.goal else None,
+                     "goal_op": f.goal[0] if f.goal else None, "goal_value": f.goal[1] if f.goal else None,
+                     "anchor": f.anchor or None,
                      "value": None, "status": "n/a"}
         if bench is None:
             continue

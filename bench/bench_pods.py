@@ -92,7 +92,8 @@ def percentile(values: list[float], p: float) -> float:
 
 
 async def measure(kubeconfig: pathlib.Path, node: str, count: int, serial: int,
-                  trace: list[tuple[float, str, str]] | None = None) -> dict[str, Any]:
+                  trace: list[tuple[float, str, str]] | None = None, paced: int = 0,
+                  rate: float = 10.0) -> dict[str, Any]:
     client = Client.from_kubeconfig(kubeconfig, max_connections=64)
     sent: dict[str, float] = {}
     ready: dict[str, float] = {}
@@ -150,6 +151,20 @@ async def measure(kubeconfig: pathlib.Path, node: str, count: int, serial: int,
             await asyncio.sleep(0.05)
     bulk = [f"bench-{i:04d}" for i in range(count)]
     create_time, total = await run(bulk)
+    # Then pods created at a steady rate on the node that runs the burst's pods: how the
+    # Kubernetes density test measures pod startup latency against its SLO (latency pods
+    # created at a fixed rate in a cluster already full of pods), as opposed to a burst.
+    paced_names = [f"paced-{i:04d}" for i in range(paced)]
+    if paced:
+        waiting.update(paced_names)
+        done_event.clear()
+        start = time.perf_counter()
+        creates = []
+        for i, name in enumerate(paced_names):
+            await asyncio.sleep(max(0.0, start + i / rate - time.perf_counter()))
+            creates.append(asyncio.create_task(create(name)))
+        await asyncio.gather(*creates)
+        await asyncio.wait_for(done_event.wait(), 180)
     watcher.cancel()
     await client.close()
     serial_lat = [ready[n] - sent[n] for n in serial_names]
@@ -163,6 +178,11 @@ async def measure(kubeconfig: pathlib.Path, node: str, count: int, serial: int,
         "ready_max_ms": round(max(latencies) * 1000, 1),
         "created_per_s": round(count / create_time, 1),
         "ready_per_s": round(count / total, 1),
+        **({
+            "paced_pods": paced, "paced_rate_per_s": rate,
+            "paced_ready_p50_ms": round(statistics.median(pl := [ready[n] - sent[n] for n in paced_names]) * 1000, 1),
+            "paced_ready_p99_ms": round(percentile(pl, 99) * 1000, 1),
+        } if paced else {}),
     }
 
 
@@ -170,6 +190,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pods", type=int, default=100)
     parser.add_argument("--serial", type=int, default=10, help="pods started one at a time first (idle latency)")
+    parser.add_argument("--paced", type=int, default=100,
+                        help="then pods created at --rate beside the burst's (the density test's latency pods)")
+    parser.add_argument("--rate", type=float, default=10.0, help="creation rate of the paced pods (pods/s)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--agent-log", default=None, help="write the agent's debug log here")
     parser.add_argument("--trace", default=None, help="write every watch event seen, with its delay since create")
@@ -223,7 +246,8 @@ def main() -> None:
         trace: list[tuple[float, str, str]] | None = [] if args.trace else None
         api_cpu_before = tree_cpu_seconds(up.pid)
         try:
-            result = asyncio.run(measure(base / "kubeconfig", node, args.pods, args.serial, trace))
+            result = asyncio.run(measure(base / "kubeconfig", node, args.pods, args.serial, trace, args.paced,
+                                         args.rate))
         finally:
             if spy is not None:
                 spy.send_signal(signal.SIGINT)

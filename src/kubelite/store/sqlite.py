@@ -44,7 +44,8 @@ Why it is shaped this way (and what it trades):
   vacuum when much of the file is free, logs failures and retries on the next tick.
   ``last_compaction`` and ``last_compaction_error`` show whether it is healthy.
 * **Watch fan-out.** All watchers read the one shared history list through their own
-  cursor; a commit only wakes them. A watcher whose consumer does not keep up costs no
+  cursor; a commit only wakes them, and each takes what it committed as one batch
+  (``watch_batches``), so the API server sends one write per commit, not per event. A watcher whose consumer does not keep up costs no
   memory of its own; once compaction drops events it has not read yet, its iterator ends
   with "too slow" and the client re-watches (or relists on 410), as with etcd.
 """

@@ -113,7 +113,8 @@ def test_up_shows_progress_and_merges_its_context_until_it_stops(fresh_cluster: 
 def test_missing_prerequisites_are_clear_errors(tmp_path: pathlib.Path) -> None:
     """Without the conntrack tool, `up` says what is missing and how to get it, before it
     starts anything. (Not root and nftables missing take the same path, in check_node_prerequisites.)"""
-    common = ["up", "--name", "kl-prereq", "--data-dir", str(tmp_path / "d"), "--api-port", str(free_port())]
+    common = ["up", "--name", f"kl-prereq-{os.getpid()}", "--data-dir", str(tmp_path / "d"), "--api-port",
+              str(free_port()), "--no-kubeconfig-merge"]
     res = subprocess.run([sys.executable, "-m", "kubelite", *common], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PATH": str(tmp_path)})  # a PATH where no conntrack is
     assert res.returncode == 1

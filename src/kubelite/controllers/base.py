@@ -20,13 +20,16 @@ class Context:
     def __init__(self, client: Client, component: str = "kube-controller-manager") -> None:
         self.client = client
         self.recorder = EventRecorder(client, component)
-        self._informers: dict[ResourceType, Informer] = {}
+        self._informers: dict[tuple[ResourceType, str], Informer] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
-    def informer(self, rt: ResourceType, indexers: dict[str, Callable[[dict[str, Any]], Any]] | None = None) -> Informer:
-        inf = self._informers.get(rt)
+    def informer(self, rt: ResourceType, indexers: dict[str, Callable[[dict[str, Any]], Any]] | None = None,
+                 field_selector: str = "") -> Informer:
+        """The shared informer of ``rt`` (one per field selector: a controller that needs one
+        object per namespace watches only those, not every write of the kind)."""
+        inf = self._informers.get((rt, field_selector))
         if inf is None:
-            inf = self._informers[rt] = Informer(self.client, rt)
+            inf = self._informers[(rt, field_selector)] = Informer(self.client, rt, field_selector=field_selector)
         for name, fn in (indexers or {}).items():
             if name not in inf.indexers:
                 inf.indexers[name] = fn

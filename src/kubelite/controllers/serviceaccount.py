@@ -47,8 +47,10 @@ class ServiceAccountController(Controller):
         super().__init__(ctx)
         self.root_ca = (self.client.config.ca_data or b"").decode()
         self.namespaces = ctx.informer(NAMESPACES)
-        self.service_accounts = ctx.informer(SERVICEACCOUNTS)
-        self.configmaps = ctx.informer(CONFIGMAPS)
+        # Only the objects this controller keeps: not every ConfigMap and ServiceAccount write
+        # of the cluster (each one decoded here cost CPU the API server's writes shared).
+        self.service_accounts = ctx.informer(SERVICEACCOUNTS, field_selector=f"metadata.name={DEFAULT_SERVICE_ACCOUNT}")
+        self.configmaps = ctx.informer(CONFIGMAPS, field_selector=f"metadata.name={ROOT_CA_CONFIGMAP}")
         self.namespaces.add_handler(self._on_namespace)
         self.service_accounts.add_handler(self._on_service_account)
         self.configmaps.add_handler(self._on_configmap)

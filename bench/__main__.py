@@ -465,11 +465,32 @@ def print_table(rows: list[Json]) -> None:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, [*widths, 0], strict=True)).rstrip())
 
 
+SCALE_LINE = re.compile(r"^\s*(\d+) Services: first packet p50 ([\d.]+) us \(pod IP ([\d.]+)\), "
+                        r"programming p50/p99 ([\d.]+)/([\d.]+) ms")
+
+
+def scales_from_log(log: pathlib.Path) -> list[Json]:
+    out = []
+    with contextlib.suppress(OSError):
+        for line in log.read_text(errors="replace").splitlines():
+            if m := SCALE_LINE.match(line):
+                out.append({"services": int(m[1]), "programming_ms": {"p50": float(m[4]), "p99": float(m[5])},
+                            "first_packet_us": {"p50": float(m[2]), "pod_ip_p50": float(m[3])}})
+    return out
+
+
 def plot(results: dict[str, Json], path: pathlib.Path, title: str) -> bool:
     """Network programming and first-packet latency against the number of Services (bench_proxy)."""
     proxy = results.get("proxy")
     runs = [r["result"] for r in (proxy or {}).get("runs", []) if r.get("status") == "ok"]
     scales = [s for s in (runs[-1].get("scales") or []) if s.get("services")] if runs else []
+    if not scales and proxy and proxy.get("runs"):
+        # bench_proxy writes its JSON only at the end: after a late failure, its progress lines
+        # still hold each scale's p50s (minutes of work), so plot those, and say so.
+        scales = scales_from_log(pathlib.Path(proxy["runs"][-1]["log"]))
+        if scales:
+            proxy["plot_from_log"] = scales
+            title += " (from bench_proxy's progress lines: it failed later)"
     if not scales:
         print(f"no plot: bench_proxy gave no per-scale results ({'not run' if not proxy else proxy['status']})")
         return False
@@ -483,12 +504,17 @@ def plot(results: dict[str, Json], path: pathlib.Path, title: str) -> bool:
         return False
     n = [s["services"] for s in scales]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    def series(*path: str) -> list[float] | None:
+        ys = [dig(s, *path) for s in scales]
+        return None if any(y is None for y in ys) else ys
+
     for key, style in (("p50", "o-"), ("p99", "s--")):
-        ax1.plot(n, [dig(s, "programming_ms", key) for s in scales], style, color="tab:blue", label=key)
-        ax2.plot(n, [dig(s, "first_packet_us", key) for s in scales], style, color="tab:blue",
-                 label=f"through the ClusterIP, {key}")
-        ax2.plot(n, [dig(s, "first_packet_us", f"pod_ip_{key}") for s in scales], style, color="tab:grey",
-                 alpha=0.6, label=f"straight to the pod IP, {key}")
+        if (ys := series("programming_ms", key)) is not None:
+            ax1.plot(n, ys, style, color="tab:blue", label=key)
+        if (ys := series("first_packet_us", key)) is not None:
+            ax2.plot(n, ys, style, color="tab:blue", label=f"through the ClusterIP, {key}")
+        if (ys := series("first_packet_us", f"pod_ip_{key}")) is not None:
+            ax2.plot(n, ys, style, color="tab:grey", alpha=0.6, label=f"straight to the pod IP, {key}")
     ax1.plot([1000, 10000], [100, 250], "rv", ms=7, ls="none", label="goal for p99")
     ax1.set(title="network programming: pod Ready -> served via its Service", ylabel="ms")
     ax2.set(title="first-packet latency: TCP connect from a pod", ylabel="µs")

@@ -124,7 +124,10 @@ class Child:
                 return
             log.warning("%s exited with %s; restarting in %.1fs", self.name, code, backoff)
             await asyncio.sleep(backoff)
-            backoff = 0.5 if time.monotonic() - started > 60 else min(backoff * 2, 10.0)
+            # Back off only while it keeps failing: a clean exit (stopped by a signal from
+            # outside, say) or a failure after a good run is no crash loop.
+            crashing = code != 0 and time.monotonic() - started < 60
+            backoff = min(backoff * 2, 10.0) if crashing else 0.5
 
     async def stop(self, grace: float = 5.0) -> None:
         self._stopping = True

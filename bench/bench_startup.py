@@ -10,7 +10,8 @@ Idle memory: after the cluster has idled, PSS (``/proc/PID/smaps_rollup``) summe
 process of the cluster: ``kubelite up`` (the API server), its components, the container shims
 (detached from the agent, found through the runtime's records) and the coredns pod. PSS, not
 RSS: the shims are forked from one zygote and share most pages, which RSS would count again
-for each of them.
+for each of them. PSS also shares a library's pages with every *other* process mapping it
+(other clusters' interpreters too), so a busy machine reads lower: take the figure on a quiet one.
 
 Needs root (the agent's network namespaces). Usage:
 ``python bench/bench_startup.py [--runs 5] [--idle 10] [--quick] [--json out.json]``

@@ -81,6 +81,7 @@ class Child:
         if pid == 0:  # the child: never returns into the parent's code
             code = 1
             try:
+                os.setpgid(0, 0)  # see start(): Ctrl-C is for `up`, which stops us in order
                 os.environ["KUBELITE_PARENT_PID"] = str(parent)
                 with contextlib.suppress(ImportError):
                     import setproctitle
@@ -115,6 +116,10 @@ class Child:
                 proc = await asyncio.create_subprocess_exec(
                     *command_line(self.args), stdin=asyncio.subprocess.DEVNULL,
                     env={**os.environ, "KUBELITE_PARENT_PID": str(os.getpid())},
+                    # A process group of its own: a terminal's Ctrl-C (sent to the whole
+                    # foreground group) reaches only `up`, which stops the components in order
+                    # instead of each one quitting and being restarted meanwhile.
+                    process_group=0,
                 )
                 self.pid = proc.pid
                 code = await proc.wait()

@@ -64,6 +64,10 @@ class Relay:
                 await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
             finally:
                 up_writer.close()
+        except asyncio.CancelledError:
+            # stop() cancels open connections; this is the connection's own top-level task,
+            # so ending quietly here keeps asyncio from logging the cancellation as an error.
+            pass
         finally:
             writer.close()
             if task is not None:

@@ -179,8 +179,9 @@ class Bench(KubeliteProcess):
 
         async def only_new() -> bool:
             table = await self.sh("nsenter", f"--net={self.netns}", "nft", "list", "table", "ip", "kube-proxy")
-            return (f"kube-dns/udp/dns__{new['status']['podIP']}/53" in table
-                    and not any(f"__{ip}/" in table for ip in old.values()))
+            # Plain ClusterIP ports DNAT in their service chain (no endpoint chains).
+            return (f"{new['status']['podIP']}:53" in table
+                    and not any(f"{ip}:" in table for ip in old.values()))
 
         await self.wait("kube-dns through the new pod only", only_new)
         self.dns_pod = new

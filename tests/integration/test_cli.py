@@ -123,3 +123,36 @@ def test_missing_prerequisites_are_clear_errors(tmp_path: pathlib.Path) -> None:
     else:
         assert "kubelite up needs root" in res.stderr and "--no-agent" in res.stderr
     assert not (tmp_path / "d").exists()  # nothing was started or written
+
+
+def component_pids(kubeconfig: pathlib.Path, component: str) -> list[int]:
+    """Processes of ``kubelite <component> --kubeconfig K`` (forked ones carry it as their title)."""
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        try:
+            joined = " ".join(a for a in (entry / "cmdline").read_bytes().decode().split("\0") if a)
+        except OSError:
+            continue
+        if f"kubelite {component} --kubeconfig {kubeconfig}" in joined:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_a_component_that_dies_is_restarted(fresh_cluster: Cluster) -> None:
+    """The controllers are forked by `up` at start; killed, they come back as a fresh process
+    (exec), in a session of their own, and do their work again."""
+    c = fresh_cluster
+    c.start()
+    [first] = component_pids(c.kubeconfig, "controllers")
+    assert os.getsid(first) == first  # not in `up`'s session: a terminal's Ctrl-C is for `up`
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not (pids := [p for p in component_pids(c.kubeconfig, "controllers") if p != first]):
+        assert time.monotonic() < deadline, "the controllers were not restarted:\n" + "".join(c.output)
+        time.sleep(0.05)
+    assert os.getsid(pids[0]) == pids[0]
+    c.kubectl("create", "deployment", "after-restart", "--image=busybox", check=True)
+    while "after-restart-" not in c.kubectl("get", "replicasets", "-o", "name").stdout:
+        assert time.monotonic() < deadline, "the restarted controllers do not work"
+        time.sleep(0.1)
+    assert "restarting in 0.5s" in "".join(c.output)  # the first failure restarts at once

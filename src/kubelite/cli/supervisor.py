@@ -81,7 +81,7 @@ class Child:
         if pid == 0:  # the child: never returns into the parent's code
             code = 1
             try:
-                os.setpgid(0, 0)  # see start(): Ctrl-C is for `up`, which stops us in order
+                os.setsid()  # see _run(): a terminal's Ctrl-C is for `up`, which stops us in order
                 os.environ["KUBELITE_PARENT_PID"] = str(parent)
                 with contextlib.suppress(ImportError):
                     import setproctitle
@@ -109,20 +109,24 @@ class Child:
         while not self._stopping:
             started = time.monotonic()
             self._exited.clear()
-            if self._forked is not None:
-                self.pid, self._forked = self._forked, None
-                code = await wait_pid(self.pid)
-            else:
-                proc = await asyncio.create_subprocess_exec(
-                    *command_line(self.args), stdin=asyncio.subprocess.DEVNULL,
-                    env={**os.environ, "KUBELITE_PARENT_PID": str(os.getpid())},
-                    # A process group of its own: a terminal's Ctrl-C (sent to the whole
-                    # foreground group) reaches only `up`, which stops the components in order
-                    # instead of each one quitting and being restarted meanwhile.
-                    process_group=0,
-                )
-                self.pid = proc.pid
-                code = await proc.wait()
+            try:
+                if self._forked is not None:
+                    self.pid, self._forked = self._forked, None
+                    code = await wait_pid(self.pid)
+                else:
+                    proc = await asyncio.create_subprocess_exec(
+                        *command_line(self.args), stdin=asyncio.subprocess.DEVNULL,
+                        env={**os.environ, "KUBELITE_PARENT_PID": str(os.getpid())},
+                        # A session of its own: a terminal's Ctrl-C (sent to the whole
+                        # foreground group) reaches only `up`, which stops the components in
+                        # order instead of each one quitting and being restarted meanwhile.
+                        start_new_session=True,
+                    )
+                    self.pid = proc.pid
+                    code = await proc.wait()
+            except OSError as e:  # could not start it (out of processes, say): try again
+                log.error("cannot start %s: %s", self.name, e)
+                code = 1
             self.pid = None
             self._exited.set()
             if self._stopping:

@@ -33,6 +33,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import logging
 import socket
 import time
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pyroute2 import IPRoute
+from pyroute2 import IPRoute, NetlinkError
 
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client, Informer, key_of
 from kubelite.node.network import BRIDGE, in_netns
@@ -499,7 +500,13 @@ async def _route_service_cidrs(netns_path: str, cidrs: Iterable[str]) -> None:
             return
         except (FileNotFoundError, LookupError) as e:
             log.info("waiting for the node network: %s", e)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.05)
+        except NetlinkError as e:
+            if e.code != errno.ENETDOWN:
+                raise
+            # The bridge exists but the agent has not brought it up yet (both start together).
+            log.info("waiting for the node bridge to come up")
+            await asyncio.sleep(0.05)
 
 
 async def run(

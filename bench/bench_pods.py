@@ -38,21 +38,10 @@ import threading
 import time
 from typing import Any
 
-from harness import free_port
+from harness import free_port, memory_kib
 from kubelite.client import PODS, Client
 
 NS = "default"
-
-
-def memory_kib(pid: int) -> tuple[int, int]:
-    """(RSS, PSS) in KiB from /proc/<pid>/smaps_rollup."""
-    rss = pss = 0
-    for line in pathlib.Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Rss:"):
-            rss = int(line.split()[1])
-        elif line.startswith("Pss:"):
-            pss = int(line.split()[1])
-    return rss, pss
 
 
 def cpu_seconds(pid: int) -> float:

@@ -43,6 +43,7 @@ from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from harness import KubeliteProcess
+from kubelite.cli.supervisor import component_pids
 from kubelite.client import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ApiError, Client
 from kubelite.proxy.proxier import NFTables, Proxier, service_ports
 from kubelite.proxy.ruleset import full_transaction, render_service
@@ -147,18 +148,9 @@ def pct(samples: list[float], p: float) -> float:
 
 
 def proxy_process(kubeconfig: object) -> int | None:
-    """The pid of the process that runs the proxy for the cluster of ``kubeconfig``: a
-    standalone `kubelite proxy`, or the node agent `up` starts with ``--with-proxy``. Command
-    lines come NUL-separated (exec) or as one string (forked by `up`, with setproctitle)."""
-    for entry in pathlib.Path("/proc").iterdir():
-        try:
-            joined = " ".join(a for a in (entry / "cmdline").read_bytes().decode().split("\0") if a)
-        except OSError:
-            continue
-        if f"kubelite proxy --kubeconfig {kubeconfig}" in joined or (
-                f"kubelite agent --kubeconfig {kubeconfig}" in joined and "--with-proxy" in joined.split()):
-            return int(entry.name)
-    return None
+    """The pid of the process that runs the proxy of the cluster of ``kubeconfig``."""
+    return next(iter(component_pids(kubeconfig, "proxy")), None)
+
 
 class Bench(KubeliteProcess):
     def __init__(self, args: argparse.Namespace) -> None:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import json
 import os
-import pathlib
 import re
 import shutil
 import signal
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kubelite.cli.supervisor import component_pids
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client
 from kubelite.node.network import in_netns, open_connection_in
 from kubelite.proxy.proxier import NFTables, Proxier, endpoint_counters
@@ -104,18 +104,9 @@ def nft(netns: str, *args: str) -> str:
 
 
 def proxy_process(kubeconfig: object) -> int | None:
-    """The pid of the process that runs the proxy for the cluster of ``kubeconfig``: a
-    standalone `kubelite proxy`, or the node agent `up` starts with ``--with-proxy``. Command
-    lines come NUL-separated (exec) or as one string (forked by `up`, with setproctitle)."""
-    for entry in pathlib.Path("/proc").iterdir():
-        try:
-            joined = " ".join(a for a in (entry / "cmdline").read_bytes().decode().split("\0") if a)
-        except OSError:
-            continue
-        if f"kubelite proxy --kubeconfig {kubeconfig}" in joined or (
-                f"kubelite agent --kubeconfig {kubeconfig}" in joined and "--with-proxy" in joined.split()):
-            return int(entry.name)
-    return None
+    """The pid of the process that runs the proxy of the cluster of ``kubeconfig``."""
+    return next(iter(component_pids(kubeconfig, "proxy")), None)
+
 
 @dataclass
 class Env:

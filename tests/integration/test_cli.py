@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from kubelite.cli.supervisor import component_pids
 from tests.integration.cluster import KUBECTL, Cluster, free_port
 
 pytestmark = pytest.mark.integration
@@ -31,6 +32,7 @@ def test_status_down_and_crash_recovery(fresh_cluster: Cluster) -> None:
     res = kubelite("status", *common)
     assert res.returncode == 0
     assert f"API {c.server}" in res.stdout and str(c.kubeconfig) in res.stdout
+    assert "components: controllers (pid " in res.stdout
     # A second `up` on the same data dir refuses clearly.
     res = kubelite("up", *common, "--api-port", str(c.port + 1))
     assert res.returncode == 1 and "is already running" in res.stderr
@@ -123,19 +125,6 @@ def test_missing_prerequisites_are_clear_errors(tmp_path: pathlib.Path) -> None:
     else:
         assert "kubelite up needs root" in res.stderr and "--no-agent" in res.stderr
     assert not (tmp_path / "d").exists()  # nothing was started or written
-
-
-def component_pids(kubeconfig: pathlib.Path, component: str) -> list[int]:
-    """Processes of ``kubelite <component> --kubeconfig K`` (forked ones carry it as their title)."""
-    pids = []
-    for entry in pathlib.Path("/proc").iterdir():
-        try:
-            joined = " ".join(a for a in (entry / "cmdline").read_bytes().decode().split("\0") if a)
-        except OSError:
-            continue
-        if f"kubelite {component} --kubeconfig {kubeconfig}" in joined:
-            pids.append(int(entry.name))
-    return pids
 
 
 def test_a_component_that_dies_is_restarted(fresh_cluster: Cluster) -> None:

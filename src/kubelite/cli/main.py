@@ -431,6 +431,12 @@ def run_status(args: argparse.Namespace) -> int:
     run = read_run(data_dir)
     if run and pid_alive(int(run["pid"])):
         print(f'kubelite cluster "{args.name}" is running: pid {run["pid"]}, API {run["server"]}, kubeconfig {run["kubeconfig"]}')
+        from kubelite.cli.supervisor import component_pids
+
+        parts = [f"{c} (pid {', '.join(map(str, pids))})" for c in ("controllers", "agent")
+                 if (pids := component_pids(run["kubeconfig"], c))]
+        if parts:
+            print("  components: " + ", ".join(parts).replace("agent (", "agent with the proxy (", 1))
         return 0
     if run:
         print(f'kubelite cluster "{args.name}" is not running (a previous run crashed; `kubelite down` cleans up)')

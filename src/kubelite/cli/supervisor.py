@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import pathlib
 import signal
 import sys
 import time
@@ -40,6 +41,25 @@ log = logging.getLogger(__name__)
 
 def command_line(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "kubelite", *args]
+
+
+def component_pids(kubeconfig: object, component: str) -> list[int]:
+    """The processes running ``component`` ("controllers", "agent", "proxy") for the cluster of
+    ``kubeconfig``; the proxy is also found in an agent started ``--with-proxy`` (as `up` does).
+    Command lines come NUL-separated (exec) or as one title string (forked, setproctitle)."""
+    own = f"kubelite {component} --kubeconfig {kubeconfig}"
+    host = f"kubelite agent --kubeconfig {kubeconfig}"
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            joined = " ".join(a for a in (entry / "cmdline").read_bytes().decode().split("\0") if a)
+        except OSError:
+            continue
+        if own in joined or (component == "proxy" and host in joined and "--with-proxy" in joined.split()):
+            pids.append(int(entry.name))
+    return pids
 
 
 async def wait_pid(pid: int) -> int:

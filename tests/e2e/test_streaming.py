@@ -300,6 +300,15 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
+def interactive_pod(name: str, node: str, command: list[str], restart: str = "Always", **container: Any) -> dict[str, Any]:
+    """A busybox pod with stdin on ``node`` for the attach tests (``container``: stdinOnce, tty)."""
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "automountServiceAccountToken": False, "restartPolicy": restart,
+                     "terminationGracePeriodSeconds": 1,
+                     "containers": [{"name": "c", "image": "busybox", "stdin": True, **container,
+                                     "command": command}]}}
+
+
 # ---------------------------------------------------------------------------- logs
 
 
@@ -753,11 +762,7 @@ def test_real_agent_attach_stdin_stays_open(real_node: RealNode, version: str | 
     """Without stdinOnce, an attach session's end leaves the container's stdin open for the next."""
     need(version)
     name = unique("attach-i")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-           "spec": {"nodeName": real_node.name, "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{"name": "c", "image": "busybox", "stdin": True,
-                                    "command": ["sh", "-c", "while read line; do echo got $line; done; echo eof"]}]}}
+    pod = interactive_pod(name, real_node.name, ["sh", "-c", "while read line; do echo got $line; done; echo eof"])
     k = real_node.stack.kubectl
     k("apply", "-f", "-", input=yaml.safe_dump(pod), check=True)
     try:
@@ -794,11 +799,7 @@ def test_real_agent_attach_tty(real_node: RealNode, version: str | None) -> None
     """`kubectl attach -it` to a shell on a terminal: its prompt (a partial line), typed input, resize."""
     need(version)
     name = unique("attach-t")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-           "spec": {"nodeName": real_node.name, "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{"name": "c", "image": "busybox", "stdin": True, "tty": True,
-                                    "command": ["sh"]}]}}
+    pod = interactive_pod(name, real_node.name, ["sh"], tty=True)
     k = real_node.stack.kubectl
     k("apply", "-f", "-", input=yaml.safe_dump(pod), check=True)
     try:
@@ -824,11 +825,8 @@ def test_real_agent_stdin_once_ends_when_the_client_goes(real_node: RealNode, ve
     """stdinOnce: a session that ends without closing its stdin (kubectl killed) still ends the container's."""
     need(version)
     name = unique("once")
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"},
-           "spec": {"nodeName": real_node.name, "automountServiceAccountToken": False, "restartPolicy": "Never",
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{"name": "c", "image": "busybox", "stdin": True, "stdinOnce": True,
-                                    "command": ["sh", "-c", "cat; echo stdin-closed"]}]}}
+    pod = interactive_pod(name, real_node.name, ["sh", "-c", "cat; echo stdin-closed"], restart="Never",
+                          stdinOnce=True)
     k = real_node.stack.kubectl
     k("apply", "-f", "-", input=yaml.safe_dump(pod), check=True)
     try:

@@ -135,9 +135,11 @@ def container_pids(data_dir: pathlib.Path) -> dict[int, str]:
 class KubeliteProcess:
     """A `kubelite up` named ``name`` with its data in ``directory`` (as root: with the node agent)."""
 
-    def __init__(self, name: str, directory: pathlib.Path, *, agent: bool | None = None) -> None:
+    def __init__(self, name: str, directory: pathlib.Path, *, agent: bool | None = None,
+                 up_args: tuple[str, ...] = ()) -> None:
         self.name = name
         self.dir = directory
+        self.up_args = up_args  # more `kubelite up` options (--api-workers N, say)
         self.kubeconfig = self.dir / "kubeconfig"
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
@@ -155,7 +157,7 @@ class KubeliteProcess:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         argv = [sys.executable, "-m", "kubelite", "up", "--name", self.name, "--data-dir", str(self.dir),
-                "--api-port", str(self.port), "--no-kubeconfig-merge"]
+                "--api-port", str(self.port), "--no-kubeconfig-merge", *self.up_args]
         if not self.agent:
             argv.append("--no-agent")
         with open(self.log, "wb") as out:
@@ -225,9 +227,11 @@ class KubeliteProcess:
         # setproctitle (forked components) rewrites the command line as one space-separated string.
         joined = " ".join(argv)
         words = joined.split()
-        for sub in ("controllers", "agent", "proxy"):
+        for sub in ("controllers", "agent", "proxy", "apiserver"):
             if re.search(rf"-m kubelite (-v+ )?{sub}\b", joined):
                 # The node agent may host the service proxy in its own process (kubelet + kube-proxy).
+                if sub == "apiserver":
+                    return "apiserver workers"
                 return "agent+proxy" if sub == "agent" and "--with-proxy" in words else sub
         if "kubelite.node.shim" in joined:
             return "shim zygote" if "--zygote" in words else "shims"
@@ -285,9 +289,9 @@ class Cluster(KubeliteProcess):
     service-account token (a bearer token keeps client certificates out of the load generator).
     """
 
-    def __init__(self, prefix: str = "klb", *, agent: bool | None = None) -> None:
+    def __init__(self, prefix: str = "klb", *, agent: bool | None = None, up_args: tuple[str, ...] = ()) -> None:
         super().__init__(unique_name(prefix), pathlib.Path(tempfile.mkdtemp(prefix=f"kl-bench-{prefix}-")),
-                         agent=agent)
+                         agent=agent, up_args=up_args)
         self._token = ""
 
     def __enter__(self) -> Cluster:

@@ -32,7 +32,7 @@ def test_status_down_and_crash_recovery(fresh_cluster: Cluster) -> None:
     res = kubelite("status", *common)
     assert res.returncode == 0
     assert f"API {c.server}" in res.stdout and str(c.kubeconfig) in res.stdout
-    assert "components: controllers (pid " in res.stdout
+    assert "controllers (pid " in res.stdout
     # A second `up` on the same data dir refuses clearly.
     res = kubelite("up", *common, "--api-port", str(c.port + 1))
     assert res.returncode == 1 and "is already running" in res.stderr

@@ -1,4 +1,5 @@
-"""The SQLite store against the store protocol: CRUD, CAS, paging, watch, compaction, crashes."""
+"""The store protocol, on the SQLite store and on it served over a socket (RemoteStore):
+CRUD, CAS, paging, watch, compaction; and the SQLite store's own persistence and crashes."""
 
 from __future__ import annotations
 
@@ -21,19 +22,37 @@ from kubelite.store import (
     KeyExistsError,
     KeyNotFoundError,
     KeyValue,
+    RemoteStore,
     SqliteStore,
+    Store,
     StoreError,
+    StoreServer,
     WatchEvent,
     open_store,
 )
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     s = SqliteStore(str(tmp_path / "state.db"))
     await s.start()
     yield s
     await s.close()
+
+
+@pytest.fixture(params=["sqlite", "remote"])
+async def store(request: pytest.FixtureRequest, sqlite_store: SqliteStore, tmp_path: Path) -> AsyncIterator[Store]:
+    """Every protocol test runs on the SQLite store itself and on it served to a RemoteStore."""
+    if request.param == "sqlite":
+        yield sqlite_store
+        return
+    server = StoreServer(sqlite_store, str(tmp_path / "store.sock"))
+    await server.start()
+    remote = RemoteStore(server.path)
+    await remote.start()
+    yield remote
+    await remote.close()
+    await server.close()
 
 
 async def reopen(path: Path, **opts: object) -> SqliteStore:
@@ -59,7 +78,7 @@ def disk_usage(path: Path) -> int:
     return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
-async def test_crud(store: SqliteStore) -> None:
+async def test_crud(store: Store) -> None:
     assert store.revision == 1
     assert await store.get("/registry/pods/default/a") is None
 
@@ -91,7 +110,7 @@ async def test_crud(store: SqliteStore) -> None:
     assert recreated.create_revision == recreated.mod_revision == 5
 
 
-async def test_compare_and_swap(store: SqliteStore) -> None:
+async def test_compare_and_swap(store: Store) -> None:
     kv = await store.create("/k", b"1")
     newer = await store.update("/k", b"2", expected_mod_revision=kv.mod_revision)
 
@@ -118,7 +137,7 @@ async def test_compare_and_swap(store: SqliteStore) -> None:
     assert await store.get("/k") is None
 
 
-async def test_refusals_wait_for_the_write_that_caused_them(store: SqliteStore) -> None:
+async def test_refusals_wait_for_the_write_that_caused_them(store: Store) -> None:
     kv = await store.create("/k", b"0")
     winner = asyncio.ensure_future(store.update("/k", b"1", kv.mod_revision))
     await asyncio.sleep(0)  # the winner is accepted, its commit still running
@@ -141,7 +160,7 @@ async def test_refusals_wait_for_the_write_that_caused_them(store: SqliteStore) 
     assert await store.get("/k") == await creating
 
 
-async def test_list_paging_and_count(store: SqliteStore) -> None:
+async def test_list_paging_and_count(store: Store) -> None:
     names = [f"/registry/pods/ns{n}/p{i:02d}" for n in range(2) for i in range(10)]
     for name in reversed(names):
         await store.create(name, name.encode())
@@ -229,7 +248,7 @@ async def test_watch_history_survives_reopen(tmp_path: Path) -> None:
         await s.close()
 
 
-async def test_watch_replays_then_goes_live_without_gaps(store: SqliteStore) -> None:
+async def test_watch_replays_then_goes_live_without_gaps(store: Store) -> None:
     writes: list[tuple[str, KeyValue]] = []
     for i in range(30):
         kv = await store.create(f"/registry/c/{i}", b"0")
@@ -278,7 +297,7 @@ async def test_watch_replays_then_goes_live_without_gaps(store: SqliteStore) -> 
     assert revisions == sorted(set(revisions))
 
 
-async def test_watch_prefix_prev_and_live_from_now(store: SqliteStore) -> None:
+async def test_watch_prefix_prev_and_live_from_now(store: Store) -> None:
     await store.create("/registry/pods/x", b"old")
     live = store.watch("/registry/pods/")  # from now on: the create above is not replayed
     services = store.watch("/registry/services/")
@@ -297,7 +316,7 @@ async def test_watch_prefix_prev_and_live_from_now(store: SqliteStore) -> None:
     assert await take(services, 1) == [WatchEvent("ADDED", svc, None)]
 
 
-async def test_compaction_expires_old_revisions(store: SqliteStore) -> None:
+async def test_compaction_expires_old_revisions(store: Store) -> None:
     kvs = [await store.create(f"/k{i}", b"x") for i in range(10)]
     await store.compact(kvs[4].mod_revision)
     assert store.compacted_revision == kvs[4].mod_revision
@@ -551,7 +570,8 @@ async def _until(it: AsyncIterator[WatchEvent], rev: int) -> AsyncIterator[Watch
                 return
 
 
-async def test_a_closed_watch_leaves_no_watcher_behind(store: SqliteStore) -> None:
+async def test_a_closed_watch_leaves_no_watcher_behind(sqlite_store: SqliteStore) -> None:
+    store = sqlite_store
     await store.create("/w/a", b"1")
     for it in (store.watch("/w/", 1), store.watch_batches("/w/", 1)):
         assert await anext(it)

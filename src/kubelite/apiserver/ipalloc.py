@@ -156,7 +156,8 @@ def ipaddress_object(ip: str, svc: dict[str, Any]) -> dict[str, Any]:
 
 
 class NodePortAllocator:
-    """Node ports from a range (30000-32767 by default); the Services are the record."""
+    """Picks node ports from a range (30000-32767 by default); ``taken`` is a hint, the claims
+    in the store are the record (see kubelite.apiserver.services)."""
 
     def __init__(self, low: int = 30000, high: int = 32767) -> None:
         self.low, self.high = low, high
@@ -166,11 +167,14 @@ class NodePortAllocator:
     def range_text(self) -> str:
         return f"{self.low}-{self.high}"
 
-    def reserve(self, port: int) -> None:
+    def check(self, port: int) -> None:
         if not self.low <= port <= self.high:
             raise NotInRange(
                 f"provided port is not in the valid range. The range of valid ports is {self.range_text}"
             )
+
+    def reserve(self, port: int) -> None:
+        self.check(port)
         if port in self.taken:
             raise AlreadyAllocated("provided port is already allocated")
         self.taken.add(port)

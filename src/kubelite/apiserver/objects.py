@@ -18,6 +18,9 @@ from typing import Any
 # utilrand's alphabet: consonants and digits without look-alikes.
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _random = random.Random()
+# API server workers are forks of `up`: without a fresh seed each would draw the same
+# names as the others, and every generateName create would collide across processes.
+os.register_at_fork(after_in_child=_random.seed)
 SERVER_OWNED = ("uid", "creationTimestamp", "resourceVersion", "generation", "selfLink")
 
 

@@ -307,11 +307,24 @@ class Filter:
         except SelectorError as e:
             raise errors.bad_request(str(e)) from None
         try:
-            self.fields = parse_field_selector(query.get("fieldSelector", ""))
-            self.fields.validate_for(rt.group, rt.kind)
+            # In internal names: a Pod's old ``spec.host`` selects on ``spec.nodeName``.
+            self.fields = parse_field_selector(query.get("fieldSelector", "")).validate_for(rt.group, rt.kind)
         except SelectorError as e:
             raise errors.bad_request(str(e)) from None
         self.trivial = self.labels.empty and self.fields.empty
+        # Terms a store key answers (it ends in [namespace/]name): checked before decoding, so
+        # that a watch for one object by name does not decode every write of its kind.
+        self._key_terms = [r for r in self.fields.requirements if r.field in ("metadata.name", "metadata.namespace")]
+        self._prefix_len = len(rt.key_prefix())
+
+    def key_excludes(self, key: str) -> bool:
+        """True when the key alone shows the object does not match."""
+        if not self._key_terms:
+            return False
+        rest = key[self._prefix_len:]
+        ns, _, name = rest.partition("/") if self.rt.namespaced else ("", "", rest)
+        fields = {"metadata.name": name, "metadata.namespace": ns}
+        return not all(r.matches(fields) for r in self._key_terms)
 
     def matches(self, obj: dict[str, Any]) -> bool:
         if self.trivial:
@@ -340,11 +353,70 @@ def _dry_run(query: Any) -> bool:
 WriteFn = Callable[[dict[str, Any] | None], Awaitable[dict[str, Any] | None]]
 
 
+NAMESPACES_PREFIX = "/registry/core/namespaces/"
+
+
+class ActiveNamespaces:
+    """The namespaces that exist and are not terminating, kept current from a watch.
+
+    kube-apiserver's NamespaceLifecycle admission reads namespaces from an informer the same
+    way and looks up live only what the cache does not vouch for. Here it spares every
+    namespaced create a store round trip, which for an API server worker is a trip through
+    the owner's event loop. A namespace that started terminating a moment ago may still
+    admit a create for as long as its event takes to arrive, as in Kubernetes; the
+    namespace controller deletes such stragglers with the rest.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.names: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        rev = await self._relist()
+        self._task = asyncio.create_task(self._follow(rev), name="active-namespaces")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _relist(self) -> int:
+        kvs, rev, _ = await self.store.list(NAMESPACES_PREFIX)
+        self.names = {kv.key[len(NAMESPACES_PREFIX):] for kv in kvs if b'"deletionTimestamp"' not in kv.value}
+        return rev
+
+    async def _follow(self, rev: int) -> None:
+        while True:
+            try:
+                async with contextlib.aclosing(self.store.watch_batches(NAMESPACES_PREFIX, rev)) as batches:
+                    async for batch in batches:
+                        for ev in batch:
+                            name = ev.kv.key[len(NAMESPACES_PREFIX):]
+                            # A timestamp mentioned elsewhere only costs a live lookup.
+                            if ev.type == "DELETED" or b'"deletionTimestamp"' in ev.kv.value:
+                                self.names.discard(name)
+                            else:
+                                self.names.add(name)
+                            rev = ev.kv.mod_revision
+            except StoreError as e:  # compacted past us, or fell behind: start over
+                self.names = set()
+                log.info("namespace cache: %s; relisting", e)
+                await asyncio.sleep(0.1)
+                try:
+                    rev = await self._relist()
+                except StoreError:
+                    continue
+
+
 class RestHandlers:
     """The generic verbs. ``server`` gives access to the store and to cluster-wide hooks."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.namespaces = ActiveNamespaces(store)
         self._strategies: dict[ResourceType, Strategy] = {}
         self.watchers: set[asyncio.Task[Any]] = set()
         self.services: ServiceAllocation | None = None
@@ -462,6 +534,8 @@ class RestHandlers:
                 continue
             for kv in kvs:
                 last_key = kv.key
+                if flt.key_excludes(kv.key):
+                    continue
                 obj = decode_kv(kv)
                 if flt.matches(obj):
                     matched.append(kv)
@@ -592,6 +666,8 @@ class RestHandlers:
                             if everything:
                                 lines.append(self._raw_line(ev))
                                 continue
+                            if flt.key_excludes(ev.kv.key):
+                                continue  # the key never changes: it was not in view before either
                             new = self._decoded(ev.kv)
                             if ev.type == "DELETED":
                                 if visible(new):
@@ -721,9 +797,9 @@ class RestHandlers:
         return obj, warnings
 
     async def _ensure_namespace(self, rt: ResourceType, ns: str | None, *, creating: bool) -> None:
-        if not rt.namespaced or ns is None:
+        if not rt.namespaced or ns is None or ns in self.namespaces.names:
             return
-        kv = await self.store.get(f"/registry/core/namespaces/{ns}")
+        kv = await self.store.get(f"{NAMESPACES_PREFIX}{ns}")
         if kv is None:
             raise errors.not_found_error("namespaces", ns)
         if creating and b'"deletionTimestamp"' in kv.value:
@@ -812,7 +888,7 @@ class RestHandlers:
         # RetryGenerateName (GA in 1.32): a generated name that collides is drawn again.
         for attempt in range(8 if generated else 1):
             name = meta["name"]
-            if await self.store.get(rt.key(namespace, name)) is not None:
+            if (strat.allocates or dry_run) and await self.store.get(rt.key(namespace, name)) is not None:
                 if generated and attempt < 7:
                     meta["name"] = objects.generate_name(meta["generateName"])
                     continue

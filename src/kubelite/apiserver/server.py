@@ -66,10 +66,17 @@ def version_info() -> dict[str, str]:
 
 
 class APIServer:
-    def __init__(self, store: Store, pki: PKI, config: ServerConfig) -> None:
+    """One API server process. The *primary* owns the store and bootstraps the cluster's
+    objects; *workers* (``primary=False``) serve the same API on the same port (SO_REUSEPORT:
+    the kernel spreads connections over the processes) with the primary's store opened
+    through kubelite.store.remote. Everything an API server keeps across requests lives in
+    the store, so any process can serve any request."""
+
+    def __init__(self, store: Store, pki: PKI, config: ServerConfig, *, primary: bool = True) -> None:
         self.store = store
         self.pki = pki
         self.config = config
+        self.primary = primary
         self.rest = RestHandlers(store)
         self.cidr = ServiceCIDR.parse(config.service_cidr)
         self.rest.services = ServiceAllocation(self.rest, self.cidr, NodePortAllocator(*config.node_port_range))
@@ -245,19 +252,26 @@ class APIServer:
         return ctx
 
     async def start(self) -> None:
-        await self.bootstrap()
+        if self.primary:
+            await self.bootstrap()
+        else:
+            assert self.rest.services is not None
+            await self.rest.services.load_hints()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
+        await self.rest.namespaces.start()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.ssl_context(), backlog=1024,
-            reuse_address=True,
+            reuse_address=True, reuse_port=True,
         )
         await site.start()
         self.ready = True
-        log.info("API server serving on https://%s:%d", self.config.host, self.config.port)
+        log.info("API server %sserving on https://%s:%d", "" if self.primary else "worker ",
+                 self.config.host, self.config.port)
 
     async def stop(self) -> None:
         self.ready = False
+        await self.rest.namespaces.stop()
         for task in list(self.rest.watchers):
             task.cancel()
         if self._runner is not None:

@@ -5,8 +5,14 @@ as kube-apiserver's service REST storage does: a requested ClusterIP or NodePort
 or refused with Kubernetes' message, a missing one is allocated, and everything claimed is
 given back if the Service is not stored after all (conflict, dry run, failure). Updates
 claim only what is new and release what the new object no longer uses; deletes release
-everything. A crash between a claim and the Service write leaks at most an IPAddress, which
-the repair pass at start-up deletes.
+everything. A crash between a claim and the Service write leaks at most an IPAddress or a
+node port claim, which the repair pass at start-up deletes.
+
+Every claim is a create in the store (an IPAddress object per ClusterIP, as kube-apiserver's
+IPAddress allocator does; a key under ``/registry/ranges/servicenodeports/`` per node port),
+so that API server processes sharing one store can never hand out the same address or
+port: the store's create-if-absent decides. What each process keeps in memory of what is
+taken is only a hint for picking candidates; a stale hint costs a retry, never a duplicate.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from kubelite.api import defaults, errors
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
 from kubelite.apiserver.ipalloc import (
-    AlreadyAllocated,
     ClusterIPAllocator,
     NodePortAllocator,
     NotInRange,
@@ -27,6 +34,7 @@ from kubelite.apiserver.ipalloc import (
     ServiceCIDR,
     ipaddress_object,
 )
+from kubelite.store import KeyExistsError
 
 if TYPE_CHECKING:
     from kubelite.apiserver.rest import RestHandlers
@@ -40,6 +48,8 @@ SERVICECIDRS = lookup("networking.k8s.io", "v1", "servicecidrs")
 ENDPOINTS = lookup("", "v1", "endpoints")
 ENDPOINTSLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
 MANAGER = "kube-apiserver"
+# Where node port claims live: the path of kube-apiserver's node port range allocation.
+NODE_PORT_CLAIMS = "/registry/ranges/servicenodeports/"
 
 
 def _cluster_ip(spec: dict[str, Any]) -> str:
@@ -56,6 +66,10 @@ def _needs_node_ports(spec: dict[str, Any]) -> bool:
     if t == "NodePort":
         return True
     return t == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts", True) is not False
+
+
+def _port_key(port: int) -> str:
+    return f"{NODE_PORT_CLAIMS}{port}"
 
 
 def _node_ports(spec: dict[str, Any]) -> set[int]:
@@ -100,6 +114,36 @@ class ServiceAllocation:
         except Exception as e:  # already gone is fine; anything else is repaired at start-up
             log.debug("releasing %s: %s", ip, e)
 
+    async def _claim_port(self, port: int, svc: dict[str, Any]) -> bool:
+        """Record ``port`` as ``svc``'s; False when another Service holds it."""
+        meta = svc.get("metadata") or {}
+        self.ports.taken.add(port)
+        try:
+            await self.rest.store.create(
+                _port_key(port), orjson.dumps({"namespace": meta.get("namespace", ""), "name": meta.get("name", "")})
+            )
+        except KeyExistsError:
+            return False
+        return True
+
+    async def release_port(self, port: int) -> None:
+        self.ports.release(port)
+        try:
+            await self.rest.store.delete(_port_key(port))
+        except Exception as e:  # already gone is fine; anything else is repaired at start-up
+            log.debug("releasing node port %d: %s", port, e)
+
+    async def load_hints(self) -> None:
+        """What is taken, from the store: for a process that did not run the repair."""
+        assert IPADDRESSES is not None
+        store = self.rest.store
+        ips, _, _ = await store.list(IPADDRESSES.key_prefix())
+        self.ips.taken.clear()
+        for kv in ips:
+            self.ips.mark(kv.key.rpartition("/")[2])
+        claims, _, _ = await store.list(NODE_PORT_CLAIMS)
+        self.ports.taken = {int(kv.key.rpartition("/")[2]) for kv in claims}
+
     async def allocate(self, svc: dict[str, Any], old: dict[str, Any] | None, dry_run: bool) -> Rollback:
         """Claim what ``svc`` needs and ``old`` did not have; returns how to undo the claims."""
         spec = svc.setdefault("spec", {})
@@ -111,7 +155,7 @@ class ServiceAllocation:
             for ip in claimed_ips:
                 await self.release_ip(ip)
             for port in claimed_ports:
-                self.ports.release(port)
+                await self.release_port(port)
 
         try:
             if _needs_cluster_ip(spec) and not (old is not None and _needs_cluster_ip(old_spec) and _cluster_ip(old_spec)):
@@ -123,7 +167,7 @@ class ServiceAllocation:
             if spec.get("type") != "ExternalName":
                 defaults.default_ip_families(svc)
             if _needs_node_ports(spec):
-                claimed_ports += self._allocate_node_ports(svc, old_spec if old else {}, dry_run)
+                claimed_ports += await self._allocate_node_ports(svc, old_spec if old else {}, dry_run)
         except BaseException:
             await rollback()
             raise
@@ -137,62 +181,102 @@ class ServiceAllocation:
                 self.ips.check_requested(requested)
             except NotInRange as e:
                 raise self._invalid(svc, [errors.invalid("spec.clusterIPs", [requested], f"failed to allocate IP {requested}: {e}")]) from None
-            taken = requested in self._taken_now()
-            if taken or (not dry_run and not await self._claim_ip(requested, svc)):
+            if dry_run:
+                assert IPADDRESSES is not None
+                taken = await self.rest.store.get(IPADDRESSES.key(None, requested)) is not None
+            else:
+                taken = not await self._claim_ip(requested, svc)
+            if taken:
                 raise self._invalid(svc, [errors.invalid(
                     "spec.clusterIPs", [requested], f"failed to allocate IP {requested}: provided IP is already allocated"
                 )])
             return requested
+        reloaded = False
         for _ in range(16):
             try:
                 candidates = self.ips.candidates()
             except RangeFull:
-                raise errors.internal_error("failed to allocate a serviceIP: range is full") from None
+                # Full by this process's hint; another process may have released addresses.
+                if reloaded:
+                    break
+                await self.load_hints()
+                reloaded = True
+                continue
             for ip in candidates:
                 if dry_run or await self._claim_ip(ip, svc):
                     return ip
         raise errors.internal_error("failed to allocate a serviceIP: range is full")
 
-    def _taken_now(self) -> set[str]:
-        return {self.cidr.address(o) for o in self.ips.taken}
+    async def _next_port(self, svc: dict[str, Any], dry_run: bool) -> int:
+        """A free node port, claimed unless ``dry_run``."""
+        reloaded = False
+        while True:
+            try:
+                port = self.ports.next()
+            except RangeFull:
+                if reloaded:
+                    raise
+                await self.load_hints()
+                reloaded = True
+                continue
+            if dry_run:
+                self.ports.release(port)
+                return port
+            if await self._claim_port(port, svc):
+                return port
 
-    def _allocate_node_ports(self, svc: dict[str, Any], old_spec: dict[str, Any], dry_run: bool) -> list[int]:
+    async def _allocate_node_ports(self, svc: dict[str, Any], old_spec: dict[str, Any], dry_run: bool) -> list[int]:
         spec = svc["spec"]
         old_ports = _node_ports(old_spec)
         claimed: list[int] = []
         errs: list[errors.FieldError] = []
         ports = [p for p in spec.get("ports") or [] if isinstance(p, dict)]
+
+        async def give_back() -> None:
+            for port in claimed:
+                await self.release_port(port)
+
         # Requested ports first, so a dynamic pick never takes a port asked for later in the list.
         for i, p in enumerate(ports):
             np = p.get("nodePort")
             if not np or np in old_ports:
                 continue
+            port = int(np)
             try:
-                self.ports.reserve(int(np))
-                claimed.append(int(np))
-            except (NotInRange, AlreadyAllocated) as e:
+                self.ports.check(port)
+            except NotInRange as e:
                 errs.append(errors.invalid(f"spec.ports[{i}].nodePort", np, str(e)))
+                continue
+            if port in claimed:
+                taken = True
+            elif dry_run:
+                taken = await self.rest.store.get(_port_key(port)) is not None
+            else:
+                taken = not await self._claim_port(port, svc)
+                if not taken:
+                    claimed.append(port)
+            if taken:
+                errs.append(errors.invalid(f"spec.ports[{i}].nodePort", np, "provided port is already allocated"))
         if errs:
-            for port in claimed:
-                self.ports.release(port)
+            await give_back()
             raise self._invalid(svc, errs)
         try:
             for p in ports:
                 if not p.get("nodePort"):
-                    p["nodePort"] = self.ports.next()
-                    claimed.append(p["nodePort"])
+                    p["nodePort"] = await self._next_port(svc, dry_run)
+                    if not dry_run:
+                        claimed.append(p["nodePort"])
             if (spec.get("type") == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local"
                     and not spec.get("healthCheckNodePort")):
-                spec["healthCheckNodePort"] = self.ports.next()
-                claimed.append(spec["healthCheckNodePort"])
+                spec["healthCheckNodePort"] = await self._next_port(svc, dry_run)
+                if not dry_run:
+                    claimed.append(spec["healthCheckNodePort"])
         except RangeFull:
-            for port in claimed:
-                self.ports.release(port)
+            await give_back()
             raise errors.internal_error("failed to allocate a nodePort: range is full") from None
-        if dry_run:
-            for port in claimed:
-                self.ports.release(port)
-            return []
+        except BaseException:
+            await give_back()
+            raise
         return claimed
 
     async def release_unused(self, new: dict[str, Any] | None, old: dict[str, Any]) -> None:
@@ -204,7 +288,7 @@ class ServiceAllocation:
         if old_ip and old_ip != new_ip:
             await self.release_ip(old_ip)
         for port in _node_ports(old_spec) - (_node_ports(new_spec) if new is not None else set()):
-            self.ports.release(port)
+            await self.release_port(port)
 
     # ------------------------------------------------------------------ start-up
 
@@ -217,15 +301,16 @@ class ServiceAllocation:
         from kubelite.apiserver.rest import decode_kv
 
         services = [decode_kv(kv) for kv in svcs]
+        port_owners: dict[int, dict[str, Any]] = {}
         for svc in services:
             spec = svc.get("spec") or {}
             meta = svc["metadata"]
             if _needs_cluster_ip(spec) and _cluster_ip(spec):
                 owners[_cluster_ip(spec)] = (meta.get("namespace", ""), meta["name"])
             for port in _node_ports(spec):
-                if port in self.ports.taken:
+                if port in port_owners:
                     log.warning("node port %d is used by more than one Service", port)
-                self.ports.taken.add(port)
+                port_owners[port] = svc
         ips, _, _ = await store.list(IPADDRESSES.key_prefix())
         present = set()
         for kv in ips:
@@ -246,6 +331,15 @@ class ServiceAllocation:
             if _needs_cluster_ip(spec) and ip and ip not in present:
                 log.info("repair: recording ClusterIP %s of %s/%s", ip, svc["metadata"].get("namespace"), svc["metadata"]["name"])
                 await self._claim_ip(ip, svc)
+        claims, _, _ = await store.list(NODE_PORT_CLAIMS)
+        claimed = {int(kv.key.rpartition("/")[2]) for kv in claims}
+        for port in claimed - port_owners.keys():
+            log.info("repair: releasing leaked node port %d", port)
+            await store.delete(_port_key(port))
+        for port, svc in port_owners.items():
+            if port not in claimed:
+                await self._claim_port(port, svc)
+        self.ports.taken = set(port_owners)
 
 
 # ---------------------------------------------------------------------- the `kubernetes` Service

@@ -76,6 +76,11 @@ class Strategy:
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
         return validation.validate(self.rt.group, self.rt.kind, obj, old)
 
+    # Whether allocate() claims anything: only then must a create look before it leaps (an
+    # existing object must not cost a claim and its rollback); other kinds let the store's
+    # create-if-absent answer AlreadyExists, one store call fewer.
+    allocates = False
+
     async def allocate(self, obj: dict[str, Any], old: dict[str, Any] | None, dry_run: bool) -> Rollback | None:
         """Claim shared resources (ClusterIPs, node ports) after validation, before the write."""
         return None
@@ -128,6 +133,8 @@ class ServiceStrategy(Strategy):
     def defaults(self, obj: dict[str, Any]) -> None:
         super().defaults(obj)
         defaults.default_ip_families(obj)
+
+    allocates = True
 
     async def allocate(self, obj: dict[str, Any], old: dict[str, Any] | None, dry_run: bool) -> Rollback | None:
         if self.services is None:

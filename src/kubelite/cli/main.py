@@ -106,6 +106,26 @@ class UpPlan:
     dns_ip: str
     progress: Progress
     children: list[Child] = field(default_factory=list)
+    # Where `up` serves its store to the API server workers (None: no workers).
+    store_socket: pathlib.Path | None = None
+
+
+def default_api_workers() -> int:
+    """API server processes besides `up`'s own: one per further core, up to 4 in all (past
+    that the single store writer, not HTTP, is the limit)."""
+    return max(0, min(os.cpu_count() or 1, 4) - 1)
+
+
+def store_socket_path(data_dir: pathlib.Path, name: str) -> pathlib.Path:
+    """The store's socket, in the data dir if the path fits in a unix socket address."""
+    path = data_dir / "store.sock"
+    if len(os.fsencode(path)) <= 107:
+        return path
+    from kubelite.node.agent import SHORT_SOCKET_DIR
+
+    short = SHORT_SOCKET_DIR / f"store-{name}"
+    short.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return short / "store.sock"
 
 
 def prepare_up(args: argparse.Namespace) -> UpPlan:
@@ -146,7 +166,20 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     kcfg.write_private(kc_path, yaml.safe_dump(config, sort_keys=False).encode())
     plan = UpPlan(args, name, data_dir, host, server_url, kc_path, config, str(service_cidr.nth(10)), progress)
     verbosity = ["-" + "v" * args.verbose] if args.verbose else []
-    plan.children = [Child("controllers", [*verbosity, "controllers", "--kubeconfig", str(kc_path)])]
+    workers = default_api_workers() if args.api_workers is None else args.api_workers
+    if workers < 0:
+        raise CLIError(f"--api-workers must be 0 or more, not {workers}")
+    plan.store_socket = store_socket_path(data_dir, name) if workers else None
+    # Workers first: stopped last (in reverse), while the store they use is still served.
+    plan.children = [
+        Child("apiserver" if workers == 1 else f"apiserver-{i + 1}", [
+            *verbosity, "apiserver", "--kubeconfig", str(kc_path), "--store", f"unix://{plan.store_socket}",
+            "--pki-dir", str(data_dir / "pki"), "--api-port", str(args.api_port),
+            "--service-cidr", args.service_cidr,
+        ])
+        for i in range(workers)
+    ]
+    plan.children.append(Child("controllers", [*verbosity, "controllers", "--kubeconfig", str(kc_path)]))
     if not args.no_agent:
         plan.children.append(Child("agent", [
             *verbosity, "agent", "--kubeconfig", str(kc_path), "--cluster-name", name,
@@ -181,6 +214,7 @@ def preload_shared_modules() -> None:
     import aiohttp.web  # noqa: F401
     import pyroute2  # noqa: F401
 
+    import kubelite.apiserver.server  # the API server workers
     import kubelite.client  # noqa: F401
 
     with contextlib.suppress(ImportError):
@@ -189,12 +223,13 @@ def preload_shared_modules() -> None:
 
 async def run_up(plan: UpPlan) -> int:
     from kubelite.apiserver.server import APIServer, ServerConfig
-    from kubelite.store import open_store
+    from kubelite.store import StoreServer, open_store
 
     args, name, progress, data_dir, kc_path = plan.args, plan.name, plan.progress, plan.data_dir, plan.kc_path
     children = plan.children
     store = open_store(str(data_dir / "state.db"))
     api: APIServer | None = None
+    store_server: StoreServer | None = None
     merged: pathlib.Path | None = None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -211,10 +246,16 @@ async def run_up(plan: UpPlan) -> int:
             ServerConfig(host=plan.host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr),
         )
         await api.start()
+        if plan.store_socket is not None:
+            # After the bootstrap and repair: workers start serving only once they are done.
+            store_server = StoreServer(store, str(plan.store_socket))
+            await store_server.start()
         # Everything loaded so far (the store's index, schemas) lives for the whole run: keep
         # the garbage collector from walking it again and again (long GC pauses show in p99).
         gc.collect()
         gc.freeze()
+        if os.environ.get("KL_GC"):
+            gc.set_threshold(*map(int, os.environ["KL_GC"].split(",")))
         progress.done(f"API server serving at {plan.server_url}")
         previous = ""
         if not args.no_kubeconfig_merge:
@@ -248,6 +289,8 @@ async def run_up(plan: UpPlan) -> int:
             await child.stop()
         if api is not None:
             await api.stop()
+        if store_server is not None:
+            await store_server.close()
         await store.close()
         cleanup(data_dir, name)
     return 0
@@ -400,6 +443,11 @@ def cleanup(data_dir: pathlib.Path, cluster: str | None = None) -> None:
         from kubelite.node.agent import SHORT_SOCKET_DIR
 
         shutil.rmtree(SHORT_SOCKET_DIR / node_name(cluster), ignore_errors=True)
+    if cluster is not None:
+        from kubelite.node.agent import SHORT_SOCKET_DIR
+
+        shutil.rmtree(SHORT_SOCKET_DIR / f"store-{cluster}", ignore_errors=True)
+    (data_dir / "store.sock").unlink(missing_ok=True)
     (data_dir / "run.json").unlink(missing_ok=True)
 
 
@@ -433,10 +481,11 @@ def run_status(args: argparse.Namespace) -> int:
         print(f'kubelite cluster "{args.name}" is running: pid {run["pid"]}, API {run["server"]}, kubeconfig {run["kubeconfig"]}')
         from kubelite.cli.supervisor import component_pids
 
-        parts = [f"{c} (pid {', '.join(map(str, pids))})" for c in ("controllers", "agent")
+        labels = {"apiserver": "API server workers", "controllers": "controllers", "agent": "agent with the proxy"}
+        parts = [f"{label} (pid {', '.join(map(str, pids))})" for c, label in labels.items()
                  if (pids := component_pids(run["kubeconfig"], c))]
         if parts:
-            print("  components: " + ", ".join(parts).replace("agent (", "agent with the proxy (", 1))
+            print("  components: " + ", ".join(parts))
         return 0
     if run:
         print(f'kubelite cluster "{args.name}" is not running (a previous run crashed; `kubelite down` cleans up)')
@@ -467,6 +516,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="run only the control plane (API server, controllers): no pods run; no root needed")
     up.add_argument("--no-kubeconfig-merge", action="store_true",
                     help="do not merge the cluster's context into ~/.kube/config (or $KUBECONFIG's first file)")
+    up.add_argument("--api-workers", type=int, default=None, metavar="N",
+                    help="API server processes besides up's own, sharing its port and store "
+                         f"(default: one per further core, up to 3; here {default_api_workers()})")
     down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
     common(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")
@@ -486,6 +538,12 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
         from kubelite.proxy import proxier
 
         proxier.add_arguments(proxy)
+    apiserver = sub.add_parser("apiserver", help="run an API server worker on up's store and port (started by `up`)")
+    apiserver.add_argument("--kubeconfig", required=True, help="the cluster's kubeconfig (names the cluster)")
+    apiserver.add_argument("--store", required=True, help="the store: unix://SOCKET where `up` serves it")
+    apiserver.add_argument("--pki-dir", required=True, help="the cluster's PKI directory (serving certificate, CA)")
+    apiserver.add_argument("--api-port", type=int, default=6443)
+    apiserver.add_argument("--service-cidr", default="10.96.0.0/12")
     ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
@@ -517,7 +575,30 @@ async def node_with_proxy(args: argparse.Namespace) -> int:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-def _run_component(coro: Any, kubeconfig: str) -> int:
+async def api_worker(args: argparse.Namespace) -> int:
+    """An API server worker: serves until stopped, or fails when it loses the store."""
+    from kubelite.apiserver.pki import PKI
+    from kubelite.apiserver.server import APIServer, ServerConfig
+    from kubelite.store import RemoteStore, open_store
+
+    store = open_store(args.store)
+    if not isinstance(store, RemoteStore):
+        raise CLIError(f"an API server worker needs the store `up` serves (unix://SOCKET), not {args.store!r}")
+    await store.start()
+    api = APIServer(store, PKI(pathlib.Path(args.pki_dir)),
+                    ServerConfig(port=args.api_port, service_cidr=args.service_cidr), primary=False)
+    try:
+        await api.start()
+        gc.collect()
+        gc.freeze()
+        await store.lost.wait()
+        return 1  # its supervisor starts it again, on the store `up` serves again
+    finally:
+        await api.stop()
+        await store.close()
+
+
+def _run_component(coro: Any, kubeconfig: str | None) -> int:
     """Run a component until SIGTERM/SIGINT (its parent, `kubelite up`, stops it that way)."""
 
     parent = os.environ.get("KUBELITE_PARENT_PID")
@@ -525,7 +606,7 @@ def _run_component(coro: Any, kubeconfig: str) -> int:
         die_with_parent(int(parent))
 
     async def main() -> int:
-        if parent:
+        if parent and kubeconfig:
             # Started by `up` while its API server is still starting: wait for it to listen
             # rather than fail the first requests and back off.
             await wait_for_api(kubeconfig)
@@ -534,10 +615,10 @@ def _run_component(coro: Any, kubeconfig: str) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
         try:
-            await task
+            code = await task
         except asyncio.CancelledError:
-            pass
-        return 0
+            return 0
+        return code if isinstance(code, int) else 0
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(main())
@@ -599,6 +680,8 @@ def main(argv: list[str] | None = None) -> int:
             from kubelite.proxy import proxier
 
             return _run_component(proxier.main(args), args.kubeconfig)
+        if args.command == "apiserver":
+            return _run_component(api_worker(args), None)
         if args.command == "controllers":
             from kubelite.controllers import manager as controller_manager
 

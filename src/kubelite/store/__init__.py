@@ -20,6 +20,7 @@ from kubelite.store._protocol import (
     StoreError,
     WatchEvent,
 )
+from kubelite.store.remote import RemoteStore, StoreServer
 from kubelite.store.sqlite import SqliteStore
 
 __all__ = [
@@ -29,9 +30,11 @@ __all__ = [
     "KeyExistsError",
     "KeyNotFoundError",
     "KeyValue",
+    "RemoteStore",
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreServer",
     "WatchEvent",
     "open_store",
 ]
@@ -43,6 +46,8 @@ def open_store(url_or_path: str, **opts: Any) -> Store:
     * a plain path, or ``sqlite://`` followed by a path (``sqlite:///var/lib/kubelite/state.db``
       is the absolute path ``/var/lib/kubelite/state.db``, as in kine): the embedded SQLite
       backend; ``opts`` are SqliteStore's keyword arguments.
+    * ``unix://`` followed by a socket path: the store another process serves there with
+      ``StoreServer`` (how API server workers share the `up` process's store).
     * ``etcd://`` / ``http://`` / ``https://`` endpoints: a real etcd v3 cluster (not
       implemented yet; it goes here, behind the same protocol).
     """
@@ -53,6 +58,10 @@ def open_store(url_or_path: str, **opts: Any) -> Store:
         if not rest:
             raise ValueError(f"no database path in {url_or_path!r}")
         return SqliteStore(rest, **opts)
+    if scheme == "unix":
+        if not rest:
+            raise ValueError(f"no socket path in {url_or_path!r}")
+        return RemoteStore(rest, **opts)
     if scheme in ("etcd", "http", "https"):
         raise NotImplementedError(f"the etcd backend is not implemented yet: {url_or_path}")
-    raise ValueError(f"unsupported store URL {url_or_path!r}: use a path or sqlite://PATH")
+    raise ValueError(f"unsupported store URL {url_or_path!r}: use a path, sqlite://PATH or unix://SOCKET")

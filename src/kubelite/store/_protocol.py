@@ -23,8 +23,9 @@ EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 # that a full collection would otherwise walk every time (pauses of 50-100 ms at 30,000
 # objects, straight into the API's p99). They hold only strings, bytes, ints and each
 # other, so they can never be part of a reference cycle. Construction is 20x cheaper
-# than a frozen dataclass's, too.
-class KeyValue(msgspec.Struct, frozen=True, gc=False):
+# than a frozen dataclass's, too, and they cross to API server workers as compact
+# msgpack arrays (kubelite.store.remote).
+class KeyValue(msgspec.Struct, frozen=True, gc=False, array_like=True):
     key: str
     # The object JSON as the API server stored it; it carries no resourceVersion, the
     # revisions below are the truth.
@@ -34,7 +35,7 @@ class KeyValue(msgspec.Struct, frozen=True, gc=False):
     mod_revision: int
 
 
-class WatchEvent(msgspec.Struct, frozen=True, gc=False):
+class WatchEvent(msgspec.Struct, frozen=True, gc=False, array_like=True):
     type: EventType
     # The new value; for DELETED the last value, with mod_revision = the delete's revision.
     kv: KeyValue

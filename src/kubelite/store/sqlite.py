@@ -396,6 +396,11 @@ class SqliteStore:
         return self._compacted
 
     async def get(self, key: str) -> KeyValue | None:
+        return self.get_now(key)
+
+    # Reads are served from memory and never wait: these synchronous forms let the store
+    # server (kubelite.store.remote) answer them without a task per call.
+    def get_now(self, key: str) -> KeyValue | None:
         self._check_usable()
         return self._kvs.get(key)
 
@@ -405,6 +410,11 @@ class SqliteStore:
         return bisect.bisect_left(keys, prefix), len(keys) if end is None else bisect.bisect_left(keys, end)
 
     async def list(
+        self, prefix: str, *, start_after: str = "", limit: int = 0
+    ) -> tuple[builtins.list[KeyValue], int, bool]:
+        return self.list_now(prefix, start_after=start_after, limit=limit)
+
+    def list_now(
         self, prefix: str, *, start_after: str = "", limit: int = 0
     ) -> tuple[builtins.list[KeyValue], int, bool]:
         self._check_usable()
@@ -418,6 +428,9 @@ class SqliteStore:
         return [kvs[key] for key in self._keys[lo:hi]], self._revision, more
 
     async def count(self, prefix: str) -> int:
+        return self.count_now(prefix)
+
+    def count_now(self, prefix: str) -> int:
         self._check_usable()
         lo, hi = self._range(prefix)
         return hi - lo

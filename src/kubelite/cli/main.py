@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import errno
 import gc
+import importlib
 import logging
 import os
 import pathlib
@@ -111,9 +112,24 @@ class UpPlan:
 
 
 def default_api_workers() -> int:
-    """API server processes besides `up`'s own: one per further core, up to 4 in all (past
-    that the single store writer, not HTTP, is the limit)."""
-    return max(0, min(os.cpu_count() or 1, 4) - 1)
+    """None by default: measured on 2 cores, one process serves as many writes at the same
+    p99 as two or three sharing the port (README, "API server workers"): a write served by
+    a worker costs the store's owner about 100 µs of its own loop, which eats the second
+    core's gain. Worth trying with --api-workers on a machine with more cores."""
+    return 0
+
+
+async def wait_workers(server: Any, count: int, stop: asyncio.Event, limit: float = 10.0) -> bool:
+    """Until ``count`` API server workers said they serve (see api_worker)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while server.notes.count("serving") < count:
+        server.noted.clear()
+        if stop.is_set() or loop.time() > deadline:
+            return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(server.noted.wait(), 0.1)
+    return True
 
 
 def store_socket_path(data_dir: pathlib.Path, name: str) -> pathlib.Path:
@@ -199,7 +215,7 @@ def fork_components(plan: UpPlan) -> None:
     (PSS, summed over the processes) go down. A component that dies later is started afresh
     with exec by the supervisor; only the first start is forked.
     """
-    preload_shared_modules()
+    preload_shared_modules(plan.store_socket is not None)
     gc.collect()
     gc.freeze()  # the children's collections never walk (and so never copy) the shared objects
     sys.stdout.flush()
@@ -209,13 +225,15 @@ def fork_components(plan: UpPlan) -> None:
     plan.progress.done("started " + ", ".join(child.name for child in plan.children))
 
 
-def preload_shared_modules() -> None:
+def preload_shared_modules(api_workers: bool) -> None:
     """What `up` and every component import: loaded once, before the fork."""
     import aiohttp.web  # noqa: F401
     import pyroute2  # noqa: F401
 
-    import kubelite.apiserver.server  # the API server workers
     import kubelite.client  # noqa: F401
+
+    if api_workers:  # they serve the API: share its modules too
+        importlib.import_module("kubelite.apiserver.server")
 
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401
@@ -254,9 +272,13 @@ async def run_up(plan: UpPlan) -> int:
         # the garbage collector from walking it again and again (long GC pauses show in p99).
         gc.collect()
         gc.freeze()
-        if os.environ.get("KL_GC"):
-            gc.set_threshold(*map(int, os.environ["KL_GC"].split(",")))
         progress.done(f"API server serving at {plan.server_url}")
+        if store_server is not None:
+            workers = sum(1 for child in children if child.name.startswith("apiserver"))
+            async with progress.waiting(f"{workers} API server worker(s) to serve",
+                                        f"{workers} API server worker(s) serving too") as step:
+                if not await wait_workers(store_server, workers, stop):
+                    step.warning = "API server workers are not serving after 10s; serving without them"
         previous = ""
         if not args.no_kubeconfig_merge:
             merged, previous = merge_kubeconfig(plan.config, progress)
@@ -517,8 +539,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     up.add_argument("--no-kubeconfig-merge", action="store_true",
                     help="do not merge the cluster's context into ~/.kube/config (or $KUBECONFIG's first file)")
     up.add_argument("--api-workers", type=int, default=None, metavar="N",
-                    help="API server processes besides up's own, sharing its port and store "
-                         f"(default: one per further core, up to 3; here {default_api_workers()})")
+                    help="API server processes besides up's own, sharing its port and store (default: 0)")
     down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
     common(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")
@@ -589,6 +610,7 @@ async def api_worker(args: argparse.Namespace) -> int:
                     ServerConfig(port=args.api_port, service_cidr=args.service_cidr), primary=False)
     try:
         await api.start()
+        await store.note("serving")  # `up` waits for this before it says the cluster is ready
         gc.collect()
         gc.freeze()
         await store.lost.wait()

@@ -185,6 +185,9 @@ class StoreServer:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._encoder = msgspec.msgpack.Encoder()
         self._requests = msgspec.msgpack.Decoder(Request)
+        # Notes clients send about themselves ("serving": an API server worker listens).
+        self.notes: builtins.list[str] = []
+        self.noted = asyncio.Event()
 
     async def start(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -253,6 +256,9 @@ class StoreServer:
                 reply.n = await store.count(req.key)
             elif op == "compact":
                 await store.compact(req.n)
+            elif op == "note":
+                self.notes.append(req.key)
+                self.noted.set()
             elif op != "hello":
                 raise StoreError(f"unknown store operation {op!r}")
         except StoreError as e:
@@ -520,6 +526,10 @@ class RemoteStore:
 
     async def compact(self, revision: int) -> None:
         await self._call(Request(0, "compact", n=revision))
+
+    async def note(self, text: str) -> None:
+        """Tell the owner something about this client (StoreServer.notes)."""
+        await self._call(Request(0, "note", text))
 
     def watch(self, prefix: str, from_revision: int = 0) -> AsyncIterator[WatchEvent]:
         return self._events(self.watch_batches(prefix, from_revision))

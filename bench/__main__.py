@@ -274,6 +274,23 @@ def machine() -> Json:
     }
 
 
+def cpu_check() -> float:
+    """Milliseconds for a fixed pure-Python loop, best of 5: how fast a core is right now.
+
+    Load average sees only this machine; on a shared host, other tenants slow every core
+    without showing there (here the same loop took 60 ms at best and 110 ms minutes later,
+    and the API's writes/s moved with it, 4,600 against 2,600). Recorded before and after
+    each run so that figures from different runs can be told apart."""
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        x = 0
+        for i in range(2_000_000):
+            x += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
+
+
 def skip_reason(b: Bench) -> str | None:
     if b.root and os.geteuid() != 0:
         return "needs root (network namespaces)"
@@ -361,7 +378,8 @@ def run_one(b: Bench, quick: bool, logdir: pathlib.Path, attempt: int) -> Json:
     log = logdir / f"{b.name}{'' if attempt == 0 else f'.{attempt + 1}'}.log"
     argv = [sys.executable, str(HERE / b.script), *(b.quick if quick else b.full), "--json", str(out)]
     timeout = b.timeout / 6 if quick else b.timeout
-    entry: Json = {"argv": argv[1:], "log": str(log), "loadavg_before": [round(x, 2) for x in os.getloadavg()]}
+    entry: Json = {"argv": argv[1:], "log": str(log), "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+                   "cpu_check_ms_before": cpu_check()}
     started = time.monotonic()
     with open(log, "wb") as logf:
         proc = subprocess.Popen(argv, cwd=ROOT, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -396,6 +414,7 @@ def run_one(b: Bench, quick: bool, logdir: pathlib.Path, attempt: int) -> Json:
         tracker.clean()
         entry["left_after_clean"] = tracker.leftovers()
     entry["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    entry["cpu_check_ms_after"] = cpu_check()
     try:
         entry["result"] = json.loads(out.read_text()) if out.stat().st_size else None
     except (OSError, ValueError):
@@ -565,11 +584,13 @@ def main() -> int:
     ci = os.environ.get("CI") == "true"
     suite: Json = {"date": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "quick": args.quick,
                    "repeat": args.repeat, "benchmarks_run": [b.name for b in selected], "machine": machine(),
-                   "loadavg_before": [round(x, 2) for x in os.getloadavg()], "logs": str(logdir)}
+                   "loadavg_before": [round(x, 2) for x in os.getloadavg()], "logs": str(logdir),
+                   "cpu_check_ms_before": cpu_check()}
     m = suite["machine"]
     print(f"kubelite benchmarks{' (quick)' if args.quick else ''}: {m['nproc']} CPUs ({m['cpu']}), {m['ram_gib']} GiB, "
           f"Linux {m['kernel']}, Python {m['python']}, commit {m['commit'][:10]}{'+dirty' if m['dirty'] else ''}, "
-          f"load {suite['loadavg_before']}", flush=True)
+          f"load {suite['loadavg_before']}, CPU check {suite['cpu_check_ms_before']} ms "
+          "(2M-step Python loop; ~60 when the host is quiet)", flush=True)
     results: dict[str, Json] = {}
     failed = False
     for b in selected:
@@ -586,7 +607,8 @@ def main() -> int:
             print(f"== {b.name}{f' ({i + 1}/{args.repeat})' if args.repeat > 1 else ''}: {b.what} ...", end=" ",
                   flush=True)
             r = run_one(b, args.quick, logdir, i)
-            print(f"{r['status']} in {r['seconds']:.0f} s (load {r['loadavg_before'][0]} -> {r['loadavg_after'][0]})"
+            print(f"{r['status']} in {r['seconds']:.0f} s (load {r['loadavg_before'][0]} -> {r['loadavg_after'][0]}, "
+                  f"CPU check {r['cpu_check_ms_before']} -> {r['cpu_check_ms_after']} ms)"
                   + (f": {r['reason']}" if r["status"] != "ok" else ""), flush=True)
             runs.append(r)
         ok = [r for r in runs if r["status"] == "ok"]
@@ -594,6 +616,7 @@ def main() -> int:
                            "reason": None if ok else runs[-1].get("reason")}
         failed |= not ok
     suite["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+    suite["cpu_check_ms_after"] = cpu_check()
     rows = figures_of(results, args.quick)
     plot_path = pathlib.Path(args.plot) if args.plot else json_path.with_suffix(".png")
     title = (f"kubelite {m['commit'][:10]}, {suite['date'][:10]}, {m['nproc']} CPUs, Linux {m['kernel']}, "
@@ -603,7 +626,8 @@ def main() -> int:
     json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     print()
     print_table(rows)
-    print(f"\nload average before/after: {suite['loadavg_before']} / {suite['loadavg_after']} on {m['nproc']} CPUs")
+    print(f"\nload average before/after: {suite['loadavg_before']} / {suite['loadavg_after']} on {m['nproc']} CPUs; "
+          f"CPU check {suite['cpu_check_ms_before']} / {suite['cpu_check_ms_after']} ms")
     print(f"results: {json_path}{f'; plot: {plot_path}' if drew else ''}; logs: {logdir}")
     return 1 if failed else 0
 

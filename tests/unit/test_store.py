@@ -547,7 +547,8 @@ async def test_large_mixed_batches_commit_and_reload(tmp_path: Path) -> None:
         assert kv.value == b"u"
     batches = s.watch_batches("/r/", 1)
     first = await anext(batches)
-    assert first and all(isinstance(ev, WatchEvent) for ev in first)
+    assert first.events and all(isinstance(ev, WatchEvent) for ev in first.events)
+    assert first.revision == first.events[-1].kv.mod_revision
     await batches.aclose()
     rev = s.revision
     await s.close()
@@ -578,3 +579,37 @@ async def test_a_closed_watch_leaves_no_watcher_behind(sqlite_store: SqliteStore
         assert store._watchers
         await it.aclose()  # type: ignore[attr-defined]
         assert not store._watchers
+
+
+async def test_progress_batches_tell_an_idle_watcher_how_far_it_has_seen(tmp_path: Path) -> None:
+    """What a bookmark's resourceVersion is made from: a watcher whose prefix sees nothing
+    still learns that nothing of its own happened up to the store's revision, and never of
+    a revision whose events it has not been given yet."""
+    s = SqliteStore(str(tmp_path / "state.db"), progress_interval=0.05)
+    await s.start()
+    try:
+        start = s.revision
+        mine = s.watch_batches("/mine/", start)
+        await s.create("/other/1", b"x")
+        first = await asyncio.wait_for(anext(mine), 5)
+        if first.events:  # not expected: nothing was written under /mine/
+            raise AssertionError(first)
+        assert start < first.revision <= s.revision
+        kv = await s.create("/mine/a", b"1")
+        for i in range(20):
+            await s.create(f"/other/{i + 2}", b"x")
+        seen = []
+        async with asyncio.timeout(5):
+            async for batch in mine:
+                seen.append(batch)
+                if batch.revision >= s.revision:
+                    break
+        # Progress never passes an event of ours before delivering it.
+        delivered_at = next(i for i, b in enumerate(seen) if b.events)
+        assert seen[delivered_at].events[0].kv == kv
+        assert all(b.revision < kv.mod_revision for b in seen[:delivered_at])
+        revisions = [b.revision for b in seen]
+        assert revisions == sorted(revisions)
+        await mine.aclose()
+    finally:
+        await s.close()

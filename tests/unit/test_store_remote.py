@@ -66,7 +66,7 @@ async def test_a_watch_the_worker_closes_leaves_no_watcher_on_the_owner(
     owner, _, remote = served
     await remote.create("/w/a", b"1")
     it = remote.watch_batches("/w/", 1)
-    assert [ev.kv.key for ev in await anext(it)] == ["/w/a"]
+    assert [ev.kv.key for ev in (await anext(it)).events] == ["/w/a"]
     assert owner._watchers
     await it.aclose()
     for _ in range(500):  # the owner learns of it when the connection closes
@@ -83,7 +83,7 @@ async def test_a_watch_that_is_not_read_falls_behind_instead_of_filling_memory(
     it = remote.watch_batches("/big/", 0)
     first = asyncio.ensure_future(anext(it))
     await remote.create("/big/0", b"x")
-    assert [ev.kv.key for ev in await asyncio.wait_for(first, 5)] == ["/big/0"]
+    assert [ev.kv.key for ev in (await asyncio.wait_for(first, 5)).events] == ["/big/0"]
     # Nobody reads while 2,000 events of 64 KiB are written: far more than any buffer on
     # the way holds. The owner stops sending, compacts past the watcher, and ends it.
     value = b"v" * 65536

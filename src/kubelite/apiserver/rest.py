@@ -393,14 +393,14 @@ class ActiveNamespaces:
             try:
                 async with contextlib.aclosing(self.store.watch_batches(NAMESPACES_PREFIX, rev)) as batches:
                     async for batch in batches:
-                        for ev in batch:
+                        for ev in batch.events:
                             name = ev.kv.key[len(NAMESPACES_PREFIX):]
                             # A timestamp mentioned elsewhere only costs a live lookup.
                             if ev.type == "DELETED" or b'"deletionTimestamp"' in ev.kv.value:
                                 self.names.discard(name)
                             else:
                                 self.names.add(name)
-                            rev = ev.kv.mod_revision
+                        rev = batch.revision
             except StoreError as e:  # compacted past us, or fell behind: start over
                 self.names = set()
                 log.info("namespace cache: %s; relisting", e)
@@ -648,9 +648,12 @@ class RestHandlers:
             last_rev = [start_rev]
 
             async def send_bookmarks() -> None:
+                # The revision this stream has delivered everything up to (progress batches
+                # move it while other keys change), never the store's newest: events of a
+                # commit not yet sent here would be skipped by a client resuming from it.
                 while True:
                     await asyncio.sleep(BOOKMARK_INTERVAL)
-                    await resp.write(encode("BOOKMARK", _bookmark(rt, max(last_rev[0], self.store.revision))))
+                    await resp.write(encode("BOOKMARK", _bookmark(rt, last_rev[0])))
 
             bookmarker = asyncio.create_task(send_bookmarks()) if bookmarks else None
             try:
@@ -662,7 +665,7 @@ class RestHandlers:
                 async with asyncio.timeout_at(deadline), contextlib.aclosing(batches):
                     async for batch in batches:
                         lines: list[bytes] = []
-                        for ev in batch:
+                        for ev in batch.events:
                             if everything:
                                 lines.append(self._raw_line(ev))
                                 continue
@@ -681,7 +684,7 @@ class RestHandlers:
                                 lines.append(self._event_line(ev.kv, "MODIFIED", new, encode, table))
                             elif was_in:
                                 lines.append(self._event_line(ev.kv, "DELETED", new, encode, table))
-                        last_rev[0] = batch[-1].kv.mod_revision
+                        last_rev[0] = batch.revision
                         if lines:
                             await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
             except TimeoutError:

@@ -18,6 +18,7 @@ from kubelite.store._protocol import (
     KeyValue,
     Store,
     StoreError,
+    WatchBatch,
     WatchEvent,
 )
 from kubelite.store.remote import RemoteStore, StoreServer
@@ -35,6 +36,7 @@ __all__ = [
     "Store",
     "StoreError",
     "StoreServer",
+    "WatchBatch",
     "WatchEvent",
     "open_store",
 ]

@@ -44,6 +44,16 @@ class WatchEvent(msgspec.Struct, frozen=True, gc=False, array_like=True):
     prev: KeyValue | None
 
 
+class WatchBatch(msgspec.Struct, frozen=True, gc=False, array_like=True):
+    """What one step of a watch delivers: the events one commit made under the prefix, and
+    the revision the watcher has now seen everything up to (events under other prefixes
+    included). An empty batch is a progress notification, as etcd's: nothing of ours
+    happened up to ``revision``; it is what makes a watch bookmark's resourceVersion safe."""
+
+    events: builtins.list[WatchEvent]
+    revision: int
+
+
 class StoreError(Exception):
     """Any storage failure; subclasses are the ones the API server maps to a Status."""
 
@@ -128,9 +138,10 @@ class Store(Protocol):
         """
         ...
 
-    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncGenerator[builtins.list[WatchEvent], None]:
-        """``watch``, in the batches the events were committed in (never empty), so that a
-        watcher can send what one commit changed in one write."""
+    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncGenerator[WatchBatch, None]:
+        """``watch``, in the batches the events were committed in, so that a watcher can send
+        what one commit changed in one write. Between them come empty batches (progress, see
+        WatchBatch) while commits under other prefixes go by, about once a second."""
         ...
 
     async def compact(self, revision: int) -> None: ...

@@ -55,6 +55,7 @@ from kubelite.store._protocol import (
     KeyValue,
     Store,
     StoreError,
+    WatchBatch,
     WatchEvent,
 )
 from kubelite.store.sqlite import SqliteStore
@@ -275,7 +276,7 @@ class StoreServer:
         try:
             async with contextlib.aclosing(store.watch_batches(req.key, req.n)) as batches:
                 async for batch in batches:
-                    conn.transport.write(_frame(enc, WatchFrame(batch, store.revision)))
+                    conn.transport.write(_frame(enc, WatchFrame(batch.events, batch.revision)))
                     await conn.drained()
         except (CompactedError, StoreError) as e:
             frame = WatchFrame([], store.revision, type(e).__name__, str(e))
@@ -535,19 +536,19 @@ class RemoteStore:
         return self._events(self.watch_batches(prefix, from_revision))
 
     @staticmethod
-    async def _events(batches: AsyncGenerator[builtins.list[WatchEvent], None]) -> AsyncIterator[WatchEvent]:
+    async def _events(batches: AsyncGenerator[WatchBatch, None]) -> AsyncIterator[WatchEvent]:
         async with contextlib.aclosing(batches):
             async for batch in batches:
-                for ev in batch:
+                for ev in batch.events:
                     yield ev
 
-    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncGenerator[builtins.list[WatchEvent], None]:
+    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncGenerator[WatchBatch, None]:
         # "From now" is the newest revision this process has seen, fixed at the call.
         return self._watch(prefix, from_revision, from_revision or self._revision)
 
     async def _watch(
         self, prefix: str, requested: int, start: int
-    ) -> AsyncGenerator[builtins.list[WatchEvent], None]:
+    ) -> AsyncGenerator[WatchBatch, None]:
         if self._failure is not None:
             raise self._failure
         if requested and requested < self._compacted:
@@ -569,7 +570,7 @@ class RemoteStore:
                 self._seen(frame.revision, frame.compacted)
                 if frame.error:
                     _raise(frame.error, frame.message, prefix, None, frame.requested, frame.compacted)
-                yield frame.events
+                yield WatchBatch(frame.events, frame.revision)
         finally:
             self._watches.discard(transport)
             transport.close()

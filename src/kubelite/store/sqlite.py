@@ -80,6 +80,7 @@ from kubelite.store._protocol import (
     KeyNotFoundError,
     KeyValue,
     StoreError,
+    WatchBatch,
     WatchEvent,
 )
 
@@ -199,6 +200,8 @@ class SqliteStore:
     kept; compaction drops what is older than the window or beyond the count.
     ``compact_interval``: seconds between background compactions (and retries).
     ``busy_timeout``: how long ``start`` waits for another process to let go of the store.
+    ``progress_interval``: how often at most a watcher with nothing under its prefix gets a
+    progress batch while other keys change.
     """
 
     def __init__(
@@ -210,6 +213,7 @@ class SqliteStore:
         history_max_events: int = 20_000,
         compact_interval: float = 30.0,
         busy_timeout: float = 1.0,
+        progress_interval: float = 1.0,
     ) -> None:
         if synchronous not in ("NORMAL", "FULL"):
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
@@ -219,6 +223,7 @@ class SqliteStore:
         self._history_max_events = history_max_events
         self._compact_interval = compact_interval
         self._busy_timeout = busy_timeout
+        self._progress_interval = progress_interval
         # Compaction runs early when the history outgrows its bound by this much, so that
         # it trims in steps rather than after every commit.
         self._history_slack = max(history_max_events // 10, 100)
@@ -603,30 +608,42 @@ class SqliteStore:
         # between the call and the consumer's first read is lost.
         return self._watch_events(self._watch(prefix, from_revision, from_revision or self._revision))
 
-    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncGenerator[builtins.list[WatchEvent], None]:
+    def watch_batches(self, prefix: str, from_revision: int = 0) -> AsyncGenerator[WatchBatch, None]:
         return self._watch(prefix, from_revision, from_revision or self._revision)
 
     @staticmethod
-    async def _watch_events(batches: AsyncGenerator[builtins.list[WatchEvent], None]) -> AsyncIterator[WatchEvent]:
+    async def _watch_events(batches: AsyncGenerator[WatchBatch, None]) -> AsyncIterator[WatchEvent]:
         async with contextlib.aclosing(batches):  # the watcher leaves the set when its consumer does
             async for batch in batches:
-                for ev in batch:
+                for ev in batch.events:
                     yield ev
 
     async def _watch(
         self, prefix: str, requested: int, cursor: int
-    ) -> AsyncGenerator[builtins.list[WatchEvent], None]:
+    ) -> AsyncGenerator[WatchBatch, None]:
         self._check_usable()
         if requested and requested < self._compacted:
             raise CompactedError(requested, self._compacted)
         wake = asyncio.Event()
         self._watchers.add(wake)
+        reported = time.monotonic()
+        unreported = False  # the cursor moved past other prefixes' events since the last batch
         try:
             while True:
                 self._check_usable()
                 if cursor >= self._revision:
                     wake.clear()
-                    await wake.wait()
+                    if not unreported:
+                        await wake.wait()
+                        continue
+                    # Caught up with progress not told yet: tell it when the interval is up.
+                    left = self._progress_interval - (time.monotonic() - reported)
+                    if left > 0:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), left)
+                        continue
+                    yield WatchBatch([], cursor)
+                    reported, unreported = time.monotonic(), False
                     continue
                 first = cursor - self._compacted
                 if first < 0:
@@ -638,7 +655,13 @@ class SqliteStore:
                 cursor = chunk[-1].kv.mod_revision
                 batch = [ev for ev in chunk if ev.kv.key.startswith(prefix)]
                 if batch:
-                    yield batch
+                    yield WatchBatch(batch, cursor)
+                    reported, unreported = time.monotonic(), False
+                elif time.monotonic() - reported >= self._progress_interval:
+                    yield WatchBatch([], cursor)
+                    reported, unreported = time.monotonic(), False
+                else:
+                    unreported = True
         finally:
             self._watchers.discard(wake)
 

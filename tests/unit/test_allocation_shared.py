@@ -18,7 +18,8 @@ from kubelite.api.errors import StatusError
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
 from kubelite.apiserver.rest import RestHandlers
 from kubelite.apiserver.services import NODE_PORT_CLAIMS, ServiceAllocation
-from kubelite.store import RemoteStore, SqliteStore, StoreServer
+from kubelite.store import SqliteStore
+from tests.unit.served_store import served_store
 
 PORTS = (30000, 30009)  # ten node ports
 CIDR = "10.96.0.0/28"  # fourteen usable addresses
@@ -34,22 +35,14 @@ def service(name: str, node_port: int | None = None) -> dict[str, Any]:
 
 @pytest.fixture
 async def two(tmp_path: Path) -> AsyncIterator[tuple[ServiceAllocation, ServiceAllocation, SqliteStore]]:
-    owner = SqliteStore(str(tmp_path / "state.db"))
-    await owner.start()
-    server = StoreServer(owner, str(tmp_path / "store.sock"))
-    await server.start()
-    remote = RemoteStore(server.path)
-    await remote.start()
     cidr = ServiceCIDR.parse(CIDR)
-    allocs = []
-    for store in (owner, remote):
-        rest = RestHandlers(store)
-        rest.services = ServiceAllocation(rest, cidr, NodePortAllocator(*PORTS))
-        allocs.append(rest.services)
-    yield allocs[0], allocs[1], owner
-    await remote.close()
-    await server.close()
-    await owner.close()
+    async with served_store(tmp_path) as (owner, _, remote):
+        allocs = []
+        for store in (owner, remote):
+            rest = RestHandlers(store)
+            rest.services = ServiceAllocation(rest, cidr, NodePortAllocator(*PORTS))
+            allocs.append(rest.services)
+        yield allocs[0], allocs[1], owner
 
 
 async def test_two_processes_never_hand_out_the_same_port_or_address(

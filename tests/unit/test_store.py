@@ -22,14 +22,13 @@ from kubelite.store import (
     KeyExistsError,
     KeyNotFoundError,
     KeyValue,
-    RemoteStore,
     SqliteStore,
     Store,
     StoreError,
-    StoreServer,
     WatchEvent,
     open_store,
 )
+from tests.unit.served_store import served_store
 
 
 @pytest.fixture
@@ -42,17 +41,14 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 @pytest.fixture(params=["sqlite", "remote"])
 async def store(request: pytest.FixtureRequest, sqlite_store: SqliteStore, tmp_path: Path) -> AsyncIterator[Store]:
+    # The remote case serves a store of its own: the SQLite one above then idles.
     """Every protocol test runs on the SQLite store itself and on it served to a RemoteStore."""
     if request.param == "sqlite":
         yield sqlite_store
         return
-    server = StoreServer(sqlite_store, str(tmp_path / "store.sock"))
-    await server.start()
-    remote = RemoteStore(server.path)
-    await remote.start()
-    yield remote
-    await remote.close()
-    await server.close()
+    (tmp_path / "served").mkdir()
+    async with served_store(tmp_path / "served") as (_, _, remote):
+        yield remote
 
 
 async def reopen(path: Path, **opts: object) -> SqliteStore:

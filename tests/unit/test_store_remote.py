@@ -12,20 +12,13 @@ from pathlib import Path
 import pytest
 
 from kubelite.store import RemoteStore, SqliteStore, StoreError, StoreServer, open_store
+from tests.unit.served_store import served_store
 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, StoreServer, RemoteStore]]:
-    owner = SqliteStore(str(tmp_path / "state.db"), history_max_events=200, compact_interval=0.05)
-    await owner.start()
-    server = StoreServer(owner, str(tmp_path / "store.sock"))
-    await server.start()
-    remote = RemoteStore(server.path)
-    await remote.start()
-    yield owner, server, remote
-    await remote.close()
-    await server.close()
-    await owner.close()
+    async with served_store(tmp_path, history_max_events=200, compact_interval=0.05) as stores:
+        yield stores
 
 
 async def test_socket_is_private_and_open_store_speaks_unix(served: tuple[SqliteStore, StoreServer, RemoteStore]) -> None:
@@ -39,13 +32,10 @@ async def test_socket_is_private_and_open_store_speaks_unix(served: tuple[Sqlite
     await other.close()
 
 
-async def test_losing_the_owner_fails_every_call_and_sets_lost(tmp_path: Path) -> None:
-    owner = SqliteStore(str(tmp_path / "state.db"))
-    await owner.start()
-    server = StoreServer(owner, str(tmp_path / "store.sock"))
-    await server.start()
-    remote = RemoteStore(server.path)
-    await remote.start()
+async def test_losing_the_owner_fails_every_call_and_sets_lost(
+    served: tuple[SqliteStore, StoreServer, RemoteStore],
+) -> None:
+    _, server, remote = served
     await remote.create("/a", b"1")
     # The owner goes away (its process died): the connection breaks.
     assert remote._conn is not None and remote._conn.transport is not None
@@ -56,8 +46,6 @@ async def test_losing_the_owner_fails_every_call_and_sets_lost(tmp_path: Path) -
     await asyncio.wait_for(remote.lost.wait(), 5)
     with pytest.raises(StoreError, match="lost"):
         await remote.get("/a")
-    await remote.close()
-    await owner.close()
 
 
 async def test_a_watch_the_worker_closes_leaves_no_watcher_on_the_owner(
@@ -117,18 +105,10 @@ def test_under_uvloop(tmp_path: Path) -> None:
     uvloop = pytest.importorskip("uvloop")
 
     async def scenario() -> None:
-        owner = SqliteStore(str(tmp_path / "state.db"))
-        await owner.start()
-        server = StoreServer(owner, str(tmp_path / "store.sock"))
-        await server.start()
-        remote = RemoteStore(server.path)
-        await remote.start()
-        it = remote.watch("/u/")
-        kv = await remote.create("/u/a", b"1")
-        assert (await anext(it)).kv == kv == await remote.get("/u/a")
-        await it.aclose()  # type: ignore[attr-defined]
-        await remote.close()
-        await server.close()
-        await owner.close()
+        async with served_store(tmp_path) as (_, _, remote):
+            it = remote.watch("/u/")
+            kv = await remote.create("/u/a", b"1")
+            assert (await anext(it)).kv == kv == await remote.get("/u/a")
+            await it.aclose()  # type: ignore[attr-defined]
 
     uvloop.run(scenario())

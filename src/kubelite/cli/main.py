@@ -111,12 +111,11 @@ class UpPlan:
     store_socket: pathlib.Path | None = None
 
 
-def default_api_workers() -> int:
-    """None by default: measured on 2 cores, one process serves as many writes at the same
-    p99 as two or three sharing the port (README, "API server workers"): a write served by
-    a worker costs the store's owner about 100 µs of its own loop, which eats the second
-    core's gain. Worth trying with --api-workers on a machine with more cores."""
-    return 0
+# None by default: measured on 2 cores, one process serves as many writes at the same p99
+# as two or three sharing the port (README, "API server workers"): a write served by a
+# worker costs the store's owner about 100 µs of its own loop, which eats the second core's
+# gain. Worth trying with --api-workers on a machine with more cores.
+DEFAULT_API_WORKERS = 0
 
 
 async def wait_workers(server: Any, count: int, stop: asyncio.Event, limit: float = 10.0) -> bool:
@@ -182,7 +181,7 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     kcfg.write_private(kc_path, yaml.safe_dump(config, sort_keys=False).encode())
     plan = UpPlan(args, name, data_dir, host, server_url, kc_path, config, str(service_cidr.nth(10)), progress)
     verbosity = ["-" + "v" * args.verbose] if args.verbose else []
-    workers = default_api_workers() if args.api_workers is None else args.api_workers
+    workers = DEFAULT_API_WORKERS if args.api_workers is None else args.api_workers
     if workers < 0:
         raise CLIError(f"--api-workers must be 0 or more, not {workers}")
     plan.store_socket = store_socket_path(data_dir, name) if workers else None
@@ -538,7 +537,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="run only the control plane (API server, controllers): no pods run; no root needed")
     up.add_argument("--no-kubeconfig-merge", action="store_true",
                     help="do not merge the cluster's context into ~/.kube/config (or $KUBECONFIG's first file)")
-    up.add_argument("--api-workers", type=int, default=None, metavar="N",
+    up.add_argument("--api-workers", type=int, default=None, metavar="N",  # None: DEFAULT_API_WORKERS
                     help="API server processes besides up's own, sharing its port and store (default: 0)")
     down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
     common(down)

@@ -296,7 +296,6 @@ class _ServerConnection(asyncio.Protocol):
         self.transport: asyncio.WriteTransport
         self.frames = _Frames()
         self.watch: asyncio.Task[None] | None = None
-        self.calls: set[asyncio.Task[None]] = set()
         self._writable = asyncio.Event()
         self._writable.set()
         self._closed = False
@@ -322,9 +321,7 @@ class _ServerConnection(asyncio.Protocol):
                     continue
                 # Calls start in arrival order: each runs until its first real wait (a
                 # write's commit) before the next is looked at, as if made locally.
-                task = server._spawn(self._call(req))
-                self.calls.add(task)
-                task.add_done_callback(self.calls.discard)
+                server._spawn(self._call(req))
         except (msgspec.DecodeError, StoreError) as e:
             log.warning("closing a store connection that sent garbage: %s", e)
             self.transport.close()

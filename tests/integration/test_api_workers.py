@@ -33,9 +33,21 @@ def listening_inodes(port: int) -> set[str]:
 
 
 def listens(pid: int, port: int) -> bool:
+    """Whether ``pid`` holds a socket listening on ``port`` (its fds come and go meanwhile:
+    a process that is starting opens and closes files as we look)."""
     wanted = {f"socket:[{inode}]" for inode in listening_inodes(port)}
     fd_dir = f"/proc/{pid}/fd"
-    return any(os.readlink(f"{fd_dir}/{fd}") in wanted for fd in os.listdir(fd_dir))
+    try:
+        fds = os.listdir(fd_dir)
+    except FileNotFoundError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"{fd_dir}/{fd}") in wanted:
+                return True
+        except FileNotFoundError:
+            continue
+    return False
 
 
 def test_two_api_processes_serve_one_cluster(fresh_cluster: Cluster) -> None:

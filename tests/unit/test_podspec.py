@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import decimal
 from typing import Any
 
 import pytest
 
+from kubelite.api.resource import parse_quantity
 from kubelite.node import podspec
 
 Obj = dict[str, Any]
@@ -196,7 +198,7 @@ def test_downward_labels_and_annotations_format() -> None:
     ("1", "1"), ("250m", "0.25"), ("1Gi", "1073741824"), ("64Mi", "67108864"), ("1k", "1000"), ("1e3", "1000"),
 ])
 def test_parse_quantity(text: str, value: str) -> None:
-    assert podspec.parse_quantity(text) == podspec.decimal.Decimal(value)
+    assert parse_quantity(text) == decimal.Decimal(value)
 
 
 # ---------------------------------------------------------------------------------- command and args

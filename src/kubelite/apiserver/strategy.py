@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kubelite.api import defaults, validation
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import ResourceType
+from kubelite.api.resource import pod_qos_class
 
 if TYPE_CHECKING:
     from kubelite.apiserver.services import ServiceAllocation
@@ -103,22 +104,8 @@ class NamespaceStrategy(Strategy):
 
 class PodStrategy(Strategy):
     def prepare_create(self, obj: dict[str, Any]) -> None:
-        obj["status"] = {"phase": "Pending", "qosClass": qos_class(obj.get("spec") or {})}
+        obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec") or {})}
         defaults.admit_pod_create(obj)
-
-
-def qos_class(spec: dict[str, Any]) -> str:
-    """The pod's QoS class, as the API server computes it at creation."""
-    containers = list(spec.get("containers") or []) + list(spec.get("initContainers") or [])
-    requests: list[dict[str, Any]] = [((c.get("resources") or {}).get("requests") or {}) for c in containers]
-    limits: list[dict[str, Any]] = [((c.get("resources") or {}).get("limits") or {}) for c in containers]
-    if not any(r.get(k) for r in requests + limits for k in ("cpu", "memory")):
-        return "BestEffort"
-    guaranteed = all(
-        lim.get(k) and (req.get(k) in (None, lim.get(k))) for req, lim in zip(requests, limits, strict=True)
-        for k in ("cpu", "memory")
-    )
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 class ServiceStrategy(Strategy):

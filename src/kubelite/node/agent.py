@@ -40,6 +40,7 @@ from urllib.parse import urlparse
 from aiohttp import web
 
 from kubelite import images
+from kubelite.api.resource import pod_qos_class
 from kubelite.client import (
     CONFIGMAPS,
     LEASES,
@@ -208,28 +209,6 @@ def container_status(spec: Obj, cs: ContainerState, default_waiting: str) -> Obj
         out["containerID"] = cid
     out["started"] = cs.started
     return out
-
-
-def qos_class(pod: Obj) -> str:
-    """v1qos.GetPodQOS for cpu and memory."""
-    spec = pod.get("spec") or {}
-    containers = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
-    requests: list[Obj] = []
-    limits: list[Obj] = []
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        req = {k: v for k, v in (res.get("requests") or {}).items() if k in ("cpu", "memory")}
-        lim = {k: v for k, v in (res.get("limits") or {}).items() if k in ("cpu", "memory")}
-        requests.append(req)
-        limits.append(lim)
-        if set(lim) != {"cpu", "memory"} or any(
-            podspec.parse_quantity(req.get(k, lim[k])) != podspec.parse_quantity(lim[k]) for k in lim
-        ):
-            guaranteed = False
-    if not any(requests) and not any(limits):
-        return "BestEffort"
-    return "Guaranteed" if guaranteed else "Burstable"
 
 
 # ---------------------------------------------------------------------------------- pod worker
@@ -662,7 +641,7 @@ class PodWorker:
             "hostIPs": [{"ip": self.agent.node_ip}],
             "startTime": self.start_time or now_rfc3339(),
             "containerStatuses": statuses,
-            "qosClass": qos_class(pod),
+            "qosClass": pod_qos_class(pod.get("spec") or {}),
         }
         if self.net is not None:
             status["podIP"] = self.net.ip

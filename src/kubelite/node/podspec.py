@@ -14,10 +14,11 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import math
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from kubelite.api.resource import parse_quantity
 
 Obj = dict[str, Any]
 
@@ -151,27 +152,6 @@ def service_env(services: Sequence[Obj], namespace: str, enable_service_links: b
     for svc in chosen.values():
         env.update(_service_vars(svc))
     return env
-
-
-# ---------------------------------------------------------------------------------- quantities
-
-_SUFFIX: dict[str, int | decimal.Decimal] = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": decimal.Decimal("1e-9"), "u": decimal.Decimal("1e-6"), "m": decimal.Decimal("1e-3"), "": 1,
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
-}
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E)?)$")
-
-
-def parse_quantity(text: str | int | float) -> decimal.Decimal:
-    """A resource.Quantity as an exact decimal (``500m`` → 0.5, ``1Gi`` → 1073741824)."""
-    m = _QUANTITY.match(str(text).strip())
-    if not m:
-        raise ValueError(f"quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {text!r}")
-    number = decimal.Decimal(m.group(1))
-    if m.group(2):
-        return number * decimal.Decimal("1" + m.group(2))
-    return number * decimal.Decimal(_SUFFIX[m.group(3) or ""])
 
 
 def resource_field_value(container: Obj, ref: Obj, allocatable: Mapping[str, str]) -> str:

@@ -135,6 +135,8 @@ def _lookup_walk(path: str) -> list[str]:
 def _interpreter(program: str, path_env: str) -> str | None:
     """The interpreter a ``#!`` script names (``/usr/bin/env NAME`` looked up as env does)."""
     try:
+        if not stat.S_ISREG(os.stat(program).st_mode):
+            return None  # opening a FIFO would wait for a writer
         with open(program, "rb") as f:
             first = f.readline(256)
     except OSError:

@@ -1,6 +1,6 @@
 """Node agent benchmark: pod create → Ready latency, pod start throughput, agent memory.
 
-Runs a real ``kubelite up`` and a real agent process (``python -m kubelite.node.agent``, as
+Runs a real ``kubelite up`` and a real agent process (``python -m kubelite.node``, as
 root: it makes network namespaces), then creates N pods (busybox ``sleep``, no probes) bound
 to the agent's node, as fast as the API takes them, and watches them. For each pod it
 measures the time from sending its create request to the watch delivering it with
@@ -214,7 +214,7 @@ def main() -> None:
         threading.Thread(target=lambda: [None for _ in up.stdout], daemon=True).start()  # type: ignore[union-attr]
         log = open(args.agent_log, "wb") if args.agent_log else subprocess.DEVNULL  # noqa: SIM115
         agent = subprocess.Popen(
-            [sys.executable, "-m", "kubelite.node.agent", *(["-vv"] if args.agent_log else []),
+            [sys.executable, "-m", "kubelite.node", *(["-vv"] if args.agent_log else []),
              "--kubeconfig", str(base / "kubeconfig"),
              "--cluster-name", agent_cluster, "--node-name", node, "--state-dir", str(state_dir)],
             stdout=log, stderr=log,

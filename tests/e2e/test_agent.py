@@ -1,6 +1,6 @@
 """The node agent end to end: a real ``kubelite up``, a real agent process, real pods.
 
-The agent runs as its own process (``python -m kubelite.node.agent``) next to ``kubelite up
+The agent runs as its own process (``python -m kubelite.node``) next to ``kubelite up
 --no-agent``, so the tests can kill and restart it; it has a cluster name of its own, so its
 namespaces never collide with anything else, and its pods are bound to its node by
 ``spec.nodeName``. Whatever happens, teardown kills the
@@ -56,7 +56,7 @@ class Node:
     def start_agent(self) -> None:
         log = open(self.state_dir.parent / f"{self.name}-agent.log", "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "kubelite.node.agent", "-v", "--kubeconfig", str(self.cluster.kubeconfig),
+            [sys.executable, "-m", "kubelite.node", "-v", "--kubeconfig", str(self.cluster.kubeconfig),
              "--cluster-name", self.name, "--node-name", self.node, "--state-dir", str(self.state_dir),
              *(["--dns-upstream", self.dns_upstream] if self.dns_upstream else [])],
             stdout=log, stderr=subprocess.STDOUT,

@@ -13,6 +13,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 
@@ -26,6 +27,7 @@ from tests.conftest import require
 from tests.e2e.conftest import require_root_netns
 
 POD_HOSTS = "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n10.244.0.9\tweb-0\n"
+REAL_PYTHON = os.path.realpath(sys.executable)  # the interpreter, not a venv's link to it
 
 
 @pytest.fixture
@@ -42,12 +44,16 @@ def netns(cluster_name: str) -> Iterator[str]:
 
 @pytest.fixture
 async def runtime(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Runtime]:
-    monkeypatch.setenv("KUBELITE_CACHE_DIR", str(tmp_path / "cache"))
+    # The image cache (busybox's applet links) outside /tmp, as /var/cache/kubelite is: a
+    # program under /tmp keeps the container on the host's /tmp (shim._needs_host_tmp).
+    cache = tempfile.mkdtemp(prefix="kubelite-e2e-cache-", dir="/var/tmp")
+    monkeypatch.setenv("KUBELITE_CACHE_DIR", cache)
     state = tmp_path / "state"
     try:
         yield Runtime(state)
     finally:
         kill_all(state)
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 @pytest.fixture
@@ -304,6 +310,26 @@ async def test_python_container_pid_1_runs_agnhost_pause(
     await wait_log(spec.log_path, "Paused")
     await runtime.stop(cid, 10)
     assert (await runtime.status(cid)).exit_code == 2
+
+
+async def test_program_linked_from_tmp_to_outside_runs(runtime: Runtime, netns: str, pod_dir: pathlib.Path) -> None:
+    # Issue 14: kubelite in a venv under /tmp never got DNS. The DNS pod runs
+    # /tmp/venv/bin/python3, a link to an interpreter outside /tmp; the container was given a
+    # private /tmp because the link's target is outside, and the program was gone
+    # ("stat /tmp/venv/bin/python3: no such file or directory").
+    require(not REAL_PYTHON.startswith("/tmp/"), "this Python itself lives under /tmp")
+    venv = pathlib.Path(tempfile.mkdtemp(prefix="kubelite-e2e-venv-", dir="/tmp"))
+    try:
+        python3 = venv / "bin" / "python3"
+        python3.parent.mkdir()
+        python3.symlink_to(REAL_PYTHON)
+        spec = busybox_spec(netns, pod_dir, "", argv=[str(python3), "-c", "print('hello from the venv')"],
+                            env={"PATH": shim.DEFAULT_PATH})
+        status = await wait_exited(runtime, await runtime.start(spec))
+        assert (status.exit_code, status.message) == (0, "")
+        assert log_lines(spec.log_path) == ["hello from the venv"]
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
 
 
 def test_cri_log_format(tmp_path: pathlib.Path) -> None:

@@ -667,7 +667,7 @@ def real_node(stack: Stack) -> Iterator[RealNode]:
     state.mkdir()
     log = open(stack.base / "real-agent.log", "ab")  # noqa: SIM115 - owned by the child
     proc = subprocess.Popen(
-        [sys.executable, "-m", "kubelite.node.agent", "-v", "--kubeconfig", str(stack.cluster.kubeconfig),
+        [sys.executable, "-m", "kubelite.node", "-v", "--kubeconfig", str(stack.cluster.kubeconfig),
          "--cluster-name", cluster, "--node-name", f"{cluster}-node", "--state-dir", str(state)],
         stdout=log, stderr=subprocess.STDOUT,
     )

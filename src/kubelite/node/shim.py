@@ -95,21 +95,98 @@ def _under_tmp(path: str) -> bool:
     return real == "/tmp" or real.startswith("/tmp/")
 
 
-def _needs_host_tmp(argv: list[str], env: dict[str, str]) -> bool:
-    """Whether the container's program lives under the host's /tmp (a virtualenv or a checkout
-    there): a private /tmp would hide it, so the container keeps the host's."""
+# Linux follows at most 40 symlinks in one lookup (ELOOP) and nests #! interpreters at
+# most 4 deep (BINPRM_MAX_RECURSION, counting the program itself).
+_MAX_SYMLINKS = 40
+_MAX_INTERPRETERS = 4
+
+
+def _lookup_walk(path: str) -> list[str]:
+    """Every path the kernel visits looking ``path`` up: each component as reached, so every
+    symlink on the way, the places they point to, and the file itself. The container sees
+    ``path`` only if all of them are there; ``realpath`` alone shows the last one only."""
+    visited: list[str] = []
+    pending = [c for c in path.split("/") if c]
+    resolved = "/"  # a prefix already free of symlinks
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == ".":
+            continue
+        if part == "..":
+            resolved = os.path.dirname(resolved)
+            continue
+        here = os.path.join(resolved, part)
+        visited.append(here)
+        try:
+            target = os.readlink(here)
+        except OSError:  # not a symlink (or not there): the lookup goes on from it
+            resolved = here
+            continue
+        hops += 1
+        if hops > _MAX_SYMLINKS:
+            break
+        if target.startswith("/"):
+            resolved = "/"
+        pending[:0] = [c for c in target.split("/") if c]
+    return visited
+
+
+def _interpreter(program: str, path_env: str) -> str | None:
+    """The interpreter a ``#!`` script names (``/usr/bin/env NAME`` looked up as env does)."""
+    try:
+        if not stat.S_ISREG(os.stat(program).st_mode):
+            return None  # opening a FIFO would wait for a writer
+        with open(program, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode(errors="replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env" and len(words) > 1 and not words[1].startswith("-"):
+        try:
+            return look_path(words[1], path_env)
+        except StartError:
+            return words[0]
+    return words[0]
+
+
+def _install_paths() -> list[str]:
+    """Where the Python kubelite runs from lives: kubelite's own images (agnhost, pause, dns,
+    the redis and mariadb entrypoints) run this interpreter with this package."""
     package_root = str(Path(__file__).resolve().parents[2])
-    paths = [sys.executable, package_root]
-    if argv:
-        prog = argv[0]
-        if "/" not in prog:
-            for d in env.get("PATH", "").split(":"):
-                candidate = os.path.join(d, prog)
-                if d and os.access(candidate, os.X_OK):
-                    prog = candidate
-                    break
-        paths.append(prog)
-    return any(_under_tmp(p) for p in paths)
+    return [sys.executable, sys.prefix, sys.exec_prefix, sys.base_prefix, package_root]
+
+
+def _needs_host_tmp(argv: list[str], env: dict[str, str], install: list[str] | None = None) -> bool:
+    """Whether the container's program needs something under the host's /tmp (a virtualenv
+    or a checkout there, an image's program directory): a private /tmp would hide it, so the
+    container keeps the host's.
+
+    What the exec needs is what the kernel looks up: the program found as the exec finds it
+    (through PATH), every symlink on the way to it (a venv's ``bin/python3`` under /tmp is a
+    link to an interpreter outside: resolving it first, as this once did, hid the link
+    itself), and the same for a script's ``#!`` interpreters; and the Python installation
+    in ``install`` (by default this one). The container's environment is not searched
+    (a PYTHONPATH under /tmp names the container's own /tmp, as in an image)."""
+    paths = _install_paths() if install is None else list(install)
+    path_env = env.get("PATH", DEFAULT_PATH)
+    program = argv[0] if argv else ""
+    for _ in range(_MAX_INTERPRETERS):
+        if not program:
+            break
+        try:
+            program = look_path(program, path_env)
+        except StartError:
+            pass  # the start fails anyway, with runc's message; the name is still worth a look
+        if not program.startswith("/"):
+            break  # relative to the working directory: the container's own
+        paths.append(program)
+        program = _interpreter(program, path_env) or ""
+    return any(p == "/tmp" or p.startswith("/tmp/") for path in paths for p in _lookup_walk(path))
 
 
 def _mount_all(mounts: list[tuple[str, str, bool]], private_tmp: bool = True) -> None:

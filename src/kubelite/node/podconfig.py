@@ -1,0 +1,194 @@
+"""What a pod's containers are started with: the kubelet's container options.
+
+A pod worker decides *when* a container starts; this module says *with what*: the image
+(resolved from kubelite's catalog, cached), the environment (ConfigMaps, Secrets, Service
+links, the downward API), the command line after Kubernetes' entrypoint rules, the mounts,
+the sources of the pod's volumes (ConfigMaps, Secrets, service-account tokens from the
+TokenRequest API, reused as the kubelet's token manager reuses them) and the pod's DNS
+(the cluster's DNS Service, or the host's resolvers for dnsPolicy Default). In the kubelet
+these are ``GenerateRunContainerOptions``, the DNS configurer and the token manager; they
+share the node's view of the API (the Services informer, a client), so they live together,
+apart from the pod workers that use them and from the Node's own status.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubelite import images
+from kubelite.client import CONFIGMAPS, SECRETS, SERVICEACCOUNTS, ApiError, Client, Informer
+from kubelite.node import podspec, volumes
+from kubelite.node.network import PodNetwork
+from kubelite.node.nodestatus import read_first
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+IMAGE_CACHE_SECONDS = 60.0  # a host program installed or removed is seen within this time
+
+# A container's bind mounts: (host source, container target, read-only).
+Mounts = list[tuple[str, str, bool]]
+EventFn = Callable[[Obj, str, str, str], None]  # (object, type, reason, message)
+
+
+def host_resolv() -> podspec.ResolvConf:
+    """The host's resolver for dnsPolicy Default; systemd-resolved's stub is unreachable from a pod."""
+    conf = podspec.parse_resolv_conf(read_first("/etc/resolv.conf"))
+    if any(ns.startswith("127.") for ns in conf.nameservers):
+        upstream = podspec.parse_resolv_conf(read_first("/run/systemd/resolve/resolv.conf"))
+        if upstream.nameservers:
+            return upstream
+    return conf
+
+
+class PodConfigurer:
+    """Images, environment, command, mounts, volume sources and DNS of the pods of one node."""
+
+    def __init__(
+        self,
+        client: Client,
+        services: Informer,
+        *,
+        node_ip: str,
+        host_resolv: podspec.ResolvConf,
+        image_catalog: pathlib.Path | None,
+        allocatable: Callable[[], dict[str, str]],
+        event: EventFn,
+    ) -> None:
+        self.client = client
+        self.services = services
+        self.node_ip = node_ip
+        self.host_resolv = host_resolv  # what dnsPolicy Default pods resolve with
+        self.image_catalog = image_catalog
+        self._allocatable = allocatable
+        self._event = event
+        self._ca = client.config.ca_data or b""
+        self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
+        self._images: dict[tuple[str, int], tuple[images.Image, float]] = {}
+
+    def cluster_dns(self) -> str:
+        svc = self.services.get("kube-system/kube-dns")
+        ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
+        return ip if ip and ip != "None" else podspec.DEFAULT_DNS_IP
+
+    def resolve_image(self, name: str) -> images.Image:
+        # Resolving may run a program (busybox --list) and read the catalog file: once per
+        # image name and catalog version, not once per container start (the event loop waits).
+        try:
+            catalog_mtime = self.image_catalog.stat().st_mtime_ns if self.image_catalog else 0
+        except OSError:
+            catalog_mtime = -1
+        key = (name, catalog_mtime)
+        cached = self._images.get(key)
+        if cached is not None and time.monotonic() - cached[1] < IMAGE_CACHE_SECONDS:
+            return cached[0]
+        image = images.resolve(name, self.image_catalog)  # ImageNotFound is not cached
+        self._images[key] = (image, time.monotonic())
+        return image
+
+    async def _get_optional(self, rt: Any, name: str, namespace: str) -> Obj | None:
+        try:
+            return await self.client.get(rt, name, namespace)
+        except ApiError as e:
+            if e.not_found:
+                return None
+            raise
+
+    def volume_sources(self, pod: Obj, net: PodNetwork | None) -> volumes.Sources:
+        meta = pod["metadata"]
+        ns = meta["namespace"]
+
+        async def token(sa: str, seconds: int, audience: str) -> str:
+            # As the kubelet's token manager: reuse a token until 80% of its lifetime has passed.
+            key = (meta["uid"], sa, seconds, audience)
+            cached = self._tokens.get(key)
+            if cached is not None and time.monotonic() < cached[1]:
+                return cached[0]
+            spec: Obj = {
+                "expirationSeconds": seconds,
+                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+            }
+            if audience:
+                spec["audiences"] = [audience]
+            body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+            started = time.monotonic()
+            out = await self.client.create(SERVICEACCOUNTS, body, ns, subresource="token", name=sa)
+            log.debug("token for pod %s/%s in %.3fs", ns, meta["name"], time.monotonic() - started)
+            self._tokens[key] = (str(out["status"]["token"]), time.monotonic() + 0.8 * seconds)
+            return self._tokens[key][0]
+
+        return volumes.Sources(
+            configmap=lambda name: self._get_optional(CONFIGMAPS, name, ns),
+            secret=lambda name: self._get_optional(SECRETS, name, ns),
+            token=token,
+            ca_crt=self._ca,
+            pod_ips=[net.ip] if net else [],
+            host_ips=[self.node_ip],
+            allocatable=self._allocatable(),
+        )
+
+    def forget_tokens(self, pod_uid: str) -> None:
+        for key in [k for k in self._tokens if k[0] == pod_uid]:
+            del self._tokens[key]
+
+    async def container_config(self, pod: Obj, c: Obj, image: images.Image, net: PodNetwork,
+                               pod_dir: pathlib.Path) -> tuple[dict[str, str], list[str], Mounts]:
+        """(env, argv, mounts) of a container about to start."""
+        ns = pod["metadata"]["namespace"]
+        spec = pod.get("spec") or {}
+        cms: dict[str, Obj | None] = {}
+        secrets: dict[str, Obj | None] = {}
+        for source in c.get("envFrom") or []:
+            if source.get("configMapRef"):
+                cms[source["configMapRef"].get("name", "")] = None
+            if source.get("secretRef"):
+                secrets[source["secretRef"].get("name", "")] = None
+        for var in c.get("env") or []:
+            vf = var.get("valueFrom") or {}
+            if vf.get("configMapKeyRef"):
+                cms[vf["configMapKeyRef"].get("name", "")] = None
+            if vf.get("secretKeyRef"):
+                secrets[vf["secretKeyRef"].get("name", "")] = None
+        for name in cms:
+            cms[name] = await self._get_optional(CONFIGMAPS, name, ns)
+        for name in secrets:
+            secrets[name] = await self._get_optional(SECRETS, name, ns)
+
+        def cm_data(name: str) -> dict[str, str] | None:
+            obj = cms.get(name)
+            return None if obj is None else {k: str(v) for k, v in (obj.get("data") or {}).items()}
+
+        def secret_data(name: str) -> dict[str, str] | None:
+            obj = secrets.get(name)
+            if obj is None:
+                return None
+            return {k: base64.b64decode(v).decode(errors="replace") for k, v in (obj.get("data") or {}).items()}
+
+        service_vars = podspec.service_env(self.services.list(), ns, spec.get("enableServiceLinks", True) is not False)
+        result = podspec.container_env(
+            pod, c, service_vars=service_vars, configmaps=cm_data, secrets=secret_data,
+            pod_ips=[net.ip], host_ips=[self.node_ip], allocatable=self._allocatable(),
+        )
+        for source, keys in result.invalid_keys.items():
+            kind, _, name = source.partition(" ")
+            self._event(pod, "Warning", "InvalidEnvironmentVariableNames",
+                        f"Keys [{', '.join(keys)}] from the EnvFrom {kind} {name} were skipped since they are "
+                        "considered invalid environment variable names.")
+        # HOME as runc sets it from the image's passwd (root's, or / for other users).
+        sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
+        home = "/" if sc.get("runAsUser") else "/root"
+        env = {"HOSTNAME": podspec.uts_hostname(pod), "HOME": home, **image.env, **result.env}
+        argv = image.host_argv(podspec.container_argv(c, image.entrypoint, image.cmd, result.env))
+        if not argv:
+            raise podspec.EnvError("no command specified")
+        etc = pod_dir / "etc"
+        mounts = [(str(etc / "hosts"), "/etc/hosts", False), (str(etc / "resolv.conf"), "/etc/resolv.conf", False),
+                  (str(etc / "hostname"), "/etc/hostname", False)]
+        mounts += volumes.container_mounts(pod, c, pod_dir)
+        return env, argv, mounts

@@ -1,0 +1,790 @@
+"""Pod workers: one sync loop per pod, the kubelet's pod workers and ``SyncPod``.
+
+Each pod bound to the node has one :class:`PodWorker` (keyed by UID) running a
+level-triggered sync: the desired state is the Pod object, the actual state is what the
+runtime and the network report, and every sync converges one onto the other and reports
+the result through pods/status. It makes the sandbox (network namespace, the pod's
+/etc/hosts, resolv.conf and hostname, its volumes), runs init containers one by one and
+then the containers, with probes, restarts with back-off, graceful termination and status
+reports following the kubelet's rules (kept pure in :mod:`kubelite.node.podspec`).
+
+A worker reaches the rest of the node only through :class:`PodHost`, which names each
+collaborator it uses: the runtime, the pod network, the API client (its own pod's status
+and final deletion), the container configuration (:mod:`kubelite.node.podconfig`), the
+event recorder and the directory pods live in. The agent that dispatches pods to workers
+(:mod:`kubelite.node.agent`) is one such host; nothing here depends on how it is built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import logging
+import math
+import os
+import pathlib
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kubelite import images
+from kubelite.api.resource import pod_qos_class
+from kubelite.client import PODS, ApiError, Client
+from kubelite.node import podspec, probes, volumes
+from kubelite.node.network import NodeNetwork, PodNetwork
+from kubelite.node.podconfig import PodConfigurer
+from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+POLL = 1.0  # how often running containers are checked for exits
+RETRY = 2.0  # retry of a sandbox or config that could not be made yet
+MIN_GRACE = 2  # the kubelet never gives SIGTERM less than this before SIGKILL
+# A terminating pod first reports Ready=False and leaves the Service datapath; its processes
+# get SIGTERM only after this much (bounded by half the grace period). See PodWorker.terminate.
+DRAIN_DELAY = 1.5
+HOOK_TIMEOUT = 60.0
+OWNED_STATUS = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime",
+                "initContainerStatuses", "containerStatuses", "qosClass")
+
+
+class PodHost(Protocol):
+    """What a pod worker needs from the node agent that runs it, and nothing else."""
+
+    @property
+    def client(self) -> Client:
+        """Writes the pod's status and, once it has terminated, deletes it."""
+
+    @property
+    def runtime(self) -> Runtime:
+        """Starts, stops, inspects and removes the pod's containers."""
+
+    @property
+    def network(self) -> NodeNetwork:
+        """Makes and removes the pod's network namespace (its sandbox)."""
+
+    @property
+    def config(self) -> PodConfigurer:
+        """Images, environment, command, mounts, volume sources and DNS of the pod."""
+
+    @property
+    def pods_dir(self) -> pathlib.Path:
+        """Where each pod has its directory (named by UID): etc files, volumes, logs."""
+
+    @property
+    def node_ip(self) -> str:
+        """The pod's hostIP."""
+
+    def event(self, obj: Obj, type_: str, reason: str, message: str) -> None:
+        """Record an Event about ``obj`` (without waiting for it to be written)."""
+
+    def pod_worker_done(self, worker: PodWorker) -> None:
+        """``worker``'s loop has ended: its pod is gone and everything of it removed."""
+
+
+async def exec_in(runtime: Runtime, container_id: str, argv: list[str], seconds: float) -> tuple[int, bytes]:
+    """Run a command in a container and collect its output (exec probes and hooks)."""
+    try:
+        proc = await runtime.exec(container_id, argv, tty=False, stdin=False)
+    except ExecStartError as e:
+        return 126, str(e).encode()
+
+    async def drain(read: Callable[[], Awaitable[bytes]]) -> bytes:
+        out = b""
+        while chunk := await read():
+            out += chunk
+        return out
+
+    try:
+        async with asyncio.timeout(seconds):
+            out, err = await asyncio.gather(drain(proc.read_stdout), drain(proc.read_stderr))
+            code = await proc.wait()
+    except TimeoutError:
+        proc.kill()
+        raise
+    finally:
+        proc.close()
+    return code, out + err
+
+
+def now_rfc3339() -> str:
+    return podspec.now_rfc3339()
+
+
+def _epoch(ts: str | None) -> float:
+    if not ts:
+        return time.time()
+    try:
+        return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
+
+
+def _stable_key(pod: Obj, name: str) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('uid', '')}/{name}"
+
+
+# ---------------------------------------------------------------------------------- container state
+
+
+@dataclass
+class ContainerState:
+    """What the agent knows of one container of a pod: its current and previous instance."""
+
+    name: str
+    init: bool
+    restart_count: int = 0
+    current: str = ""  # container id of the current (possibly exited) instance
+    status: ContainerStatus | None = None
+    previous: str = ""
+    prev_status: ContainerStatus | None = None
+    waiting: tuple[str, str] | None = None  # (reason, message) when not running for a known reason
+    image_id: str = ""
+    image: str = ""  # the normalised image reference, once resolved
+    ready: bool = False
+    started: bool = False
+    started_mono: float = 0.0
+    probes: dict[str, probes.ProbeWorker] = field(default_factory=dict)
+    probe_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    backoff_reported: str = ""  # the exited instance a BackOff event was recorded for
+
+    @property
+    def running(self) -> bool:
+        return self.status is not None and self.status.state == "running"
+
+    @property
+    def exited(self) -> bool:
+        return self.status is not None and self.status.state == "exited"
+
+    def stop_probes(self) -> None:
+        for t in self.probe_tasks:
+            t.cancel()
+        self.probe_tasks.clear()
+        self.probes.clear()
+
+
+def _terminated(cid: str, st: ContainerStatus) -> Obj:
+    out: Obj = {
+        "exitCode": st.exit_code if st.exit_code is not None else 0,
+        "reason": st.reason or podspec.terminated_reason(st.exit_code or 0),
+        "startedAt": st.started_at or st.finished_at,
+        "finishedAt": st.finished_at,
+        "containerID": cid,
+    }
+    if st.message:
+        out["message"] = st.message
+    return out
+
+
+def container_status(spec: Obj, cs: ContainerState, default_waiting: str) -> Obj:
+    """One entry of containerStatuses / initContainerStatuses, as the kubelet reports it."""
+    last: Obj = {}
+    state: Obj
+    cid = cs.current
+    if cs.waiting is not None:
+        reason, message = cs.waiting
+        state = {"waiting": {"reason": reason, **({"message": message} if message else {})}}
+        if cs.exited and cs.status is not None:
+            last = {"terminated": _terminated(cs.current, cs.status)}
+        elif cs.prev_status is not None and cs.prev_status.state == "exited":
+            last = {"terminated": _terminated(cs.previous, cs.prev_status)}
+    elif cs.status is None:
+        state = {"waiting": {"reason": default_waiting}}
+    else:
+        if cs.status.state == "running":
+            state = {"running": {"startedAt": cs.status.started_at}}
+        else:
+            state = {"terminated": _terminated(cs.current, cs.status)}
+        if cs.prev_status is not None and cs.prev_status.state == "exited":
+            last = {"terminated": _terminated(cs.previous, cs.prev_status)}
+    out: Obj = {
+        "name": cs.name,
+        "state": state,
+        "lastState": last,
+        "ready": cs.ready,
+        "restartCount": cs.restart_count,
+        "image": cs.image or spec.get("image", ""),
+        "imageID": cs.image_id,
+    }
+    if cid:
+        out["containerID"] = cid
+    out["started"] = cs.started
+    return out
+
+
+# ---------------------------------------------------------------------------------- pod worker
+
+
+class PodWorker:
+    """The sync loop of one pod (the kubelet's pod worker + SyncPod)."""
+
+    def __init__(self, host: PodHost, pod: Obj) -> None:
+        self.host = host
+        self.pod: Obj | None = pod
+        self.uid: str = pod["metadata"]["uid"]
+        self.dir = host.pods_dir / self.uid
+        self.wake = asyncio.Event()
+        self.net: PodNetwork | None = None
+        self.sandbox_ready = False
+        self.volumes_refreshed = 0.0
+        self.start_time: str = (pod.get("status") or {}).get("startTime") or ""
+        self.containers: dict[str, ContainerState] = {}
+        self.init_containers: dict[str, ContainerState] = {}
+        self.terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+        self.terminating = False
+        self.done = False
+        self.task: asyncio.Task[None] | None = None
+        # Crash-loop back-off (keyed by <uid>/<container>) and image pull back-off: the
+        # kubelet keeps one of each for all pods, but their keys are this pod's alone.
+        self._backoff = podspec.Backoff()
+        self._image_backoff = podspec.Backoff()
+        self._tasks: set[asyncio.Task[None]] = set()  # kills of unhealthy containers
+        self._born = time.monotonic()
+
+    # -- state from the runtime (adoption after an agent restart)
+
+    def adopt(self, instances: list[tuple[str, ContainerStatus]], net: PodNetwork | None) -> None:
+        pod = self.pod or {}
+        spec = pod.get("spec") or {}
+        status = pod.get("status") or {}
+        reported = {s.get("containerID"): s for s in [*(status.get("containerStatuses") or []),
+                                                      *(status.get("initContainerStatuses") or [])]}
+        by_name: dict[str, list[tuple[str, ContainerStatus]]] = {}
+        for cid, st in instances:
+            by_name.setdefault(st.name, []).append((cid, st))
+        init_names = {c["name"] for c in spec.get("initContainers") or []}
+        for name, found in by_name.items():
+            found.sort(key=lambda x: x[1].restart_count)
+            cs = self._state(name, name in init_names)
+            cid, st = found[-1]
+            cs.current, cs.status, cs.restart_count = cid, st, st.restart_count
+            if len(found) > 1:
+                cs.previous, cs.prev_status = found[-2]
+            old = reported.get(cid) or {}
+            cs.image_id, cs.image = old.get("imageID", ""), old.get("image", "")
+            cs.ready = bool(old.get("ready")) and st.state == "running"
+            cs.started = bool(old.get("started")) and st.state == "running"
+            cs.started_mono = time.monotonic() - max(0.0, time.time() - _epoch(st.started_at))
+        if net is not None:
+            self.net = net
+            self.sandbox_ready = (self.dir / "etc" / "hosts").exists()
+
+    def _state(self, name: str, init: bool) -> ContainerState:
+        table = self.init_containers if init else self.containers
+        cs = table.get(name)
+        if cs is None:
+            cs = table[name] = ContainerState(name, init)
+        return cs
+
+    # -- the loop
+
+    def update(self, pod: Obj | None) -> None:
+        self.pod = pod
+        self.wake.set()
+
+    async def loop(self) -> None:
+        while not self.done:
+            self.wake.clear()
+            try:
+                delay = await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("syncing pod %s", self.name)
+                delay = RETRY
+            if self.done:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), delay)
+        self.host.pod_worker_done(self)
+
+    @property
+    def name(self) -> str:
+        meta = (self.pod or {}).get("metadata") or {}
+        return f"{meta.get('namespace', '')}/{meta.get('name', self.uid)}"
+
+    def event(self, type_: str, reason: str, message: str) -> None:
+        if self.pod is not None:
+            self.host.event(self.pod, type_, reason, message)
+
+    async def sync(self) -> float:
+        pod = self.pod
+        if pod is None:  # gone from the API (force deletion, or after our own final DELETE)
+            await self.kill_all(MIN_GRACE)
+            await self.cleanup(remove_dir=True)
+            self.done = True
+            return 0
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            await self.terminate()
+            return 0
+        if self.terminal:
+            await self.finish()
+            return 3600
+        if not self.start_time:
+            self.start_time = now_rfc3339()
+        if not self.sandbox_ready:
+            if not await self.ensure_sandbox():
+                await self.report()
+                return RETRY
+            log.debug("pod %s: sandbox ready after %.3fs", self.name, time.monotonic() - self._born)
+        delays = [POLL]
+        await self.refresh()
+        spec = pod.get("spec") or {}
+        initialized = True
+        for c in spec.get("initContainers") or []:
+            cs = self._state(c["name"], True)
+            if cs.exited and cs.status is not None and cs.status.exit_code == 0:
+                continue
+            initialized = False
+            if cs.running:
+                break
+            if cs.exited and cs.status is not None:
+                if spec.get("restartPolicy") == "Never":
+                    break  # the pod fails (pod_phase reports it)
+                delays.append(await self.restart_or_wait(c, cs))
+            else:
+                delays.append(await self.start(c, cs))
+            break
+        if initialized:
+            for c in spec.get("containers") or []:
+                cs = self._state(c["name"], False)
+                if cs.running:
+                    continue
+                if cs.exited and cs.status is not None:
+                    if podspec.should_restart(spec.get("restartPolicy") or "Always", cs.status.exit_code or 0):
+                        delays.append(await self.restart_or_wait(c, cs))
+                    continue
+                delays.append(await self.start(c, cs))
+        phase = await self.report()
+        log.debug("pod %s: synced after %.3fs", self.name, time.monotonic() - self._born)
+        if phase in ("Succeeded", "Failed"):
+            self.terminal = True
+            await self.finish()
+            await self.report(terminal=True)  # PodReadyToStartContainers goes False with the sandbox
+            return 3600
+        if time.monotonic() - self.volumes_refreshed > 60:
+            await self.refresh_volumes()
+        return max(0.05, min(delays))
+
+    # -- sandbox
+
+    async def ensure_sandbox(self) -> bool:
+        pod = self.pod
+        assert pod is not None
+        if self.sandbox_ready and self.net is not None:
+            return True
+        try:
+            t0 = time.monotonic()
+            token = asyncio.ensure_future(volumes.prefetch_token(pod, self.host.config.volume_sources(pod, None)))
+            try:
+                self.net = await self.host.network.add_pod(self.uid)
+            finally:
+                with contextlib.suppress(Exception):
+                    await token  # errors come again, and are reported, from refresh_volumes
+            t1 = time.monotonic()
+            await self.write_etc_files()
+            await self.refresh_volumes(raise_errors=True)
+            log.debug("pod %s: network %.3fs, files and volumes %.3fs", self.name, t1 - t0, time.monotonic() - t1)
+        except volumes.VolumeError as e:
+            self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e}")
+            return False
+        except ApiError as e:
+            self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e.status.get('message', e)}")
+            return False
+        self.sandbox_ready = True
+        return True
+
+    async def write_etc_files(self) -> None:
+        pod = self.pod
+        assert pod is not None and self.net is not None
+        files = {
+            "hosts": podspec.hosts_file(pod, [self.net.ip]),
+            "resolv.conf": podspec.resolv_conf(pod, cluster_dns=self.host.config.cluster_dns(),
+                                               host=self.host.config.host_resolv),
+            "hostname": podspec.uts_hostname(pod) + "\n",
+        }
+        # Creating files can take milliseconds on a busy disk: not on the event loop, which
+        # serves every other pod's start meanwhile.
+        await asyncio.to_thread(_write_files, self.dir / "etc", files)
+
+    async def refresh_volumes(self, raise_errors: bool = False) -> None:
+        pod = self.pod
+        assert pod is not None
+        self.volumes_refreshed = time.monotonic()
+        try:
+            await volumes.setup(pod, self.dir, self.host.config.volume_sources(pod, self.net))
+        except (volumes.VolumeError, ApiError):
+            if raise_errors:
+                raise
+            log.info("refreshing volumes of %s failed", self.name, exc_info=True)
+
+    # -- containers
+
+    async def refresh(self) -> None:
+        for cs in [*self.init_containers.values(), *self.containers.values()]:
+            if cs.current and (cs.status is None or cs.status.state == "running"):
+                try:
+                    cs.status = await self.host.runtime.status(cs.current)
+                except ContainerNotFound:
+                    cs.status = ContainerStatus("exited", None, 137, "", now_rfc3339(), "ContainerStatusUnknown",
+                                                "The container could not be located when the pod was terminated")
+                if cs.exited:
+                    cs.ready = cs.started = False
+                    cs.stop_probes()
+
+    async def restart_or_wait(self, c: Obj, cs: ContainerState) -> float:
+        """An exited container that the restart policy restarts: now, or after its back-off."""
+        pod = self.pod
+        assert pod is not None and cs.status is not None
+        key = _stable_key(pod, c["name"])
+        finished = _epoch(cs.status.finished_at)
+        backoff = self._backoff
+        now = time.time()
+        if backoff.in_backoff_since(key, finished, now):
+            delay = backoff.get(key)
+            cs.waiting = ("CrashLoopBackOff", podspec.crashloop_message(delay, c["name"], pod))
+            if cs.backoff_reported != cs.current:
+                cs.backoff_reported = cs.current
+                self.event("Warning", "BackOff",
+                           f"Back-off restarting failed container {c['name']} in pod {podspec.pod_ref(pod)}")
+            return max(0.05, backoff.remaining(key, finished, now))
+        backoff.next(key, now)
+        return await self.start(c, cs)
+
+    async def start(self, c: Obj, cs: ContainerState) -> float:
+        """Start a new instance of container ``c``; returns when to sync next."""
+        pod = self.pod
+        assert pod is not None and self.net is not None
+        host = self.host
+        image_name = c.get("image", "")
+        image_key = _stable_key(pod, c["name"]) + "/image"
+        now = time.time()
+        try:
+            image = host.config.resolve_image(image_name)
+        except images.ImageNotFound as e:
+            message = str(e)
+            if cs.waiting and cs.waiting[0] in ("ErrImagePull", "ImagePullBackOff") and \
+                    self._image_backoff.in_backoff_since(image_key, now, now):
+                cs.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image_name}": ErrImagePull: {message}')
+                self.event("Normal", "BackOff", f'Back-off pulling image "{image_name}"')
+                self.event("Warning", "Failed", "Error: ImagePullBackOff")
+                return max(0.05, self._image_backoff.get(image_key))
+            self._image_backoff.next(image_key, now)
+            cs.waiting = ("ErrImagePull", message)
+            self.event("Warning", "Failed", message)
+            self.event("Warning", "Failed", "Error: ErrImagePull")
+            return 1.0
+        cs.image_id, cs.image = image.image_id, image.name
+        try:
+            env, argv, mounts = await host.config.container_config(pod, c, image, self.net, self.dir)
+        except (podspec.EnvError, volumes.VolumeError) as e:
+            cs.waiting = ("CreateContainerConfigError", str(e))
+            self.event("Warning", "Failed", f"Error: {e}")
+            return RETRY
+        restart = cs.restart_count + 1 if cs.current else 0
+        sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
+        if sc.get("runAsNonRoot") and not sc.get("runAsUser"):
+            # Every catalog image runs as root unless told otherwise, as the kubelet checks it.
+            meta = pod.get("metadata") or {}
+            msg = (f'container has runAsNonRoot and image will run as root (pod: "{meta.get("name")}_'
+                   f'{meta.get("namespace")}({self.uid})", container: {c["name"]})')
+            cs.waiting = ("CreateContainerConfigError", msg)
+            self.event("Warning", "Failed", f"Error: {msg}")
+            return RETRY
+        spec = ContainerSpec(
+            pod_uid=self.uid,
+            name=c["name"],
+            restart_count=restart,
+            argv=argv,
+            env=env,
+            workdir=c.get("workingDir") or image.workdir,
+            netns_path=self.net.netns_path,
+            hostname=podspec.uts_hostname(pod),
+            mounts=mounts,
+            uid=sc.get("runAsUser"),
+            gid=sc.get("runAsGroup"),
+            log_path=self.dir / "logs" / c["name"] / f"{restart}.log",
+            tty=bool(c.get("tty")),
+            stdin=bool(c.get("stdin")),
+            stdin_once=bool(c.get("stdinOnce")),
+        )
+        self.event("Normal", "Pulled", f'Container image "{image_name}" already present on machine')
+        try:
+            cid = await host.runtime.start(spec)
+        except Exception as e:
+            cs.waiting = ("RunContainerError", str(e))
+            self.event("Warning", "Failed", f"Error: {e}")
+            return RETRY
+        # Keep the current and the previous instance (lastState), as the kubelet's container GC.
+        if cs.previous:
+            with contextlib.suppress(Exception):
+                await host.runtime.remove(cs.previous)
+        if cs.current:
+            cs.previous, cs.prev_status = cs.current, cs.status
+        cs.current, cs.restart_count, cs.waiting = cid, restart, None
+        cs.status = await host.runtime.status(cid)
+        cs.started_mono = time.monotonic()
+        self.event("Normal", "Created", f"Created container: {c['name']}")
+        if cs.status.state == "exited" and cs.status.reason == "StartError":
+            self.event("Warning", "Failed", f"Error: {cs.status.message}")
+            return POLL
+        self.event("Normal", "Started", f"Started container {c['name']}")
+        post_start = (c.get("lifecycle") or {}).get("postStart")
+        if post_start and cs.running:
+            ok, output = await self.run_hook(c, cs, post_start, HOOK_TIMEOUT)
+            if not ok:
+                self.event("Warning", "FailedPostStartHook", f"PostStartHook failed: {output}".strip())
+                self.event("Normal", "Killing", f"FailedPostStartHook: Stopping container {c['name']}")
+                await host.runtime.stop(cid, self.grace_for(c))
+                cs.status = await host.runtime.status(cid)
+                return 0.05
+        if not cs.init:
+            self.start_probes(c, cs)
+        return POLL
+
+    def grace_for(self, c: Obj, probe: Obj | None = None) -> int:
+        spec = (self.pod or {}).get("spec") or {}
+        if probe and probe.get("terminationGracePeriodSeconds") is not None:
+            return int(probe["terminationGracePeriodSeconds"])
+        return int(spec.get("terminationGracePeriodSeconds", 30))
+
+    def _target(self, c: Obj, cs: ContainerState) -> probes.Target:
+        assert self.net is not None
+        return probes.Target(self.net.ip, c, cs.current, self.host.network.netns_path,
+                             functools.partial(exec_in, self.host.runtime))
+
+    async def run_hook(self, c: Obj, cs: ContainerState, handler: Obj, seconds: float) -> tuple[bool, str]:
+        if handler.get("sleep") is not None:
+            await asyncio.sleep(min(seconds, float(handler["sleep"].get("seconds") or 0)))
+            return True, ""
+        try:
+            async with asyncio.timeout(seconds):
+                result, output = await probes.run_handler(self._target(c, cs), handler, seconds)
+        except TimeoutError:
+            return False, "timed out"
+        return result == "success", output
+
+    # -- probes
+
+    def start_probes(self, c: Obj, cs: ContainerState, adopted: bool = False) -> None:
+        cs.stop_probes()
+        has_startup = c.get("startupProbe") is not None
+        if not has_startup:
+            cs.started = True
+        if c.get("readinessProbe") is None:
+            cs.ready = cs.started
+        target = self._target(c, cs)
+        for kind in ("startup", "readiness", "liveness"):
+            probe = c.get(f"{kind}Probe")
+            if probe is None:
+                continue
+            initial: bool | None = None
+            if adopted and kind == "readiness":
+                initial = cs.ready
+            if adopted and kind == "startup" and cs.started:
+                continue
+            worker = probes.ProbeWorker(
+                kind=kind, probe=probe, target=target, started_at=cs.started_mono,
+                on_change=functools.partial(self.on_probe, c, cs),
+                on_failure=self.on_probe_failure,
+                gate=functools.partial(getattr, cs, "started"), initial=initial,
+            )
+            cs.probes[kind] = worker
+            cs.probe_tasks.append(asyncio.create_task(worker.run(), name=f"probe-{kind}-{c['name']}"))
+
+    def on_probe_failure(self, _kind: str, message: str) -> None:
+        self.event("Warning", "Unhealthy", message)
+
+    def on_probe(self, c: Obj, cs: ContainerState, kind: str, ok: bool) -> None:
+        if kind == "readiness":
+            cs.ready = ok and cs.started
+        elif kind == "startup" and ok:
+            cs.started = True
+            cs.ready = c.get("readinessProbe") is None or bool(
+                cs.probes.get("readiness") and cs.probes["readiness"].result)
+        elif kind in ("liveness", "startup") and not ok:
+            self._spawn(self.kill_unhealthy(c, cs, kind))
+        self.wake.set()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        # Kept referenced until done: the event loop holds tasks only weakly.
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def kill_unhealthy(self, c: Obj, cs: ContainerState, kind: str) -> None:
+        cid = cs.current
+        self.event("Normal", "Killing", f"Container {c['name']} failed {kind} probe, will be restarted")
+        cs.ready = False
+        with contextlib.suppress(Exception):
+            await self.host.runtime.stop(cid, self.grace_for(c, c.get(f"{kind}Probe")))
+        self.wake.set()
+
+    # -- status
+
+    def build_status(self, *, force_unready: bool = False, terminal: bool = False) -> Obj:
+        pod = self.pod
+        assert pod is not None
+        spec = pod.get("spec") or {}
+        has_init = bool(spec.get("initContainers"))
+        init_statuses = [
+            container_status(c, self._state(c["name"], True), "PodInitializing")
+            for c in spec.get("initContainers") or []
+        ]
+        for s in init_statuses:
+            term = s["state"].get("terminated") or {}
+            s["ready"] = bool(term) and term.get("exitCode") == 0
+        statuses = [
+            container_status(c, self._state(c["name"], False), "PodInitializing" if has_init else "ContainerCreating")
+            for c in spec.get("containers") or []
+        ]
+        if force_unready:
+            for s in statuses:
+                s["ready"] = False
+        phase = podspec.pod_phase(pod, init_statuses, statuses, terminal)
+        status: Obj = {
+            "phase": phase,
+            "conditions": podspec.pod_conditions(
+                pod, phase, init_statuses, statuses, sandbox_ready=self.sandbox_ready and not terminal,
+                now=now_rfc3339(), force_unready=force_unready,
+            ),
+            "hostIP": self.host.node_ip,
+            "hostIPs": [{"ip": self.host.node_ip}],
+            "startTime": self.start_time or now_rfc3339(),
+            "containerStatuses": statuses,
+            "qosClass": pod_qos_class(pod.get("spec") or {}),
+        }
+        if self.net is not None:
+            status["podIP"] = self.net.ip
+            status["podIPs"] = [{"ip": self.net.ip}]
+        if init_statuses:
+            status["initContainerStatuses"] = init_statuses
+        return status
+
+    async def report(self, **kw: bool) -> str:
+        """Compute the status and write it through pods/status when it changed; returns the phase."""
+        pod = self.pod
+        assert pod is not None
+        status = self.build_status(**kw)
+        current = pod.get("status") or {}
+        changed = {k: status.get(k) for k in OWNED_STATUS if status.get(k) != current.get(k)}
+        if changed:
+            meta = pod["metadata"]
+            try:
+                new = await self.host.client.patch(PODS, meta["name"], {"status": changed}, meta["namespace"],
+                                                    subresource="status")
+            except ApiError as e:
+                if not e.not_found:
+                    raise
+            else:
+                if new.get("metadata", {}).get("uid") == self.uid and self.pod is pod:
+                    self.pod = new
+        return str(status["phase"])
+
+    # -- the end of a pod
+
+    async def finish(self) -> None:
+        """A pod that has run to completion: stop probes, free its network; logs stay."""
+        for cs in [*self.init_containers.values(), *self.containers.values()]:
+            cs.stop_probes()
+        await self.kill_all(MIN_GRACE)
+        if self.net is not None or self.uid in self.host.network.pods():
+            await self.host.network.remove_pod(self.uid)
+            self.net = None
+        self.sandbox_ready = False
+
+    async def kill_all(self, grace: int) -> None:
+        running = [cs for cs in [*self.init_containers.values(), *self.containers.values()] if cs.running]
+        for cs in running:
+            cs.stop_probes()
+        await asyncio.gather(*(self.host.runtime.stop(cs.current, grace) for cs in running),
+                             return_exceptions=True)
+        await self.refresh()
+
+    async def terminate(self) -> None:
+        """Graceful deletion: leave the Service datapath, preStop, SIGTERM, SIGKILL after grace, DELETE."""
+        pod = self.pod
+        assert pod is not None
+        meta = pod["metadata"]
+        grace = int(meta.get("deletionGracePeriodSeconds", (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
+        deadline = time.monotonic() + grace
+        self.terminating = True
+        pod_spec = pod.get("spec") or {}
+        containers = {c["name"]: c for c in [*(pod_spec.get("initContainers") or []),
+                                             *(pod_spec.get("containers") or [])]}
+        await self.refresh()
+        running = [cs for cs in [*self.init_containers.values(), *self.containers.values()] if cs.running]
+        if running and not self.terminal:
+            # Issue 8: clients must stop being sent here before the processes start shutting
+            # down. Reporting Ready=False makes the EndpointSlice controller mark the endpoint
+            # not ready (terminating) and the proxy drop it from the Service; the short wait
+            # lets that happen before SIGTERM (overlapping the preStop hooks, which serve the
+            # same purpose in real deployments), bounded by half the grace period.
+            for cs in running:
+                cs.ready = False
+            with contextlib.suppress(ApiError):
+                await self.report(force_unready=True)
+            drain = min(DRAIN_DELAY, grace / 2)
+            hooks = []
+            for cs in running:
+                pre_stop = (containers.get(cs.name, {}).get("lifecycle") or {}).get("preStop")
+                if pre_stop:
+                    hooks.append(self._pre_stop(containers[cs.name], cs, pre_stop, max(0.0, deadline - time.monotonic())))
+            await asyncio.gather(asyncio.sleep(drain), *hooks)
+            for cs in running:
+                cs.stop_probes()
+                self.event("Normal", "Killing", f"Stopping container {cs.name}")
+            remaining = max(MIN_GRACE, math.ceil(deadline - time.monotonic()))
+            await asyncio.gather(*(self.host.runtime.stop(cs.current, remaining) for cs in running),
+                                 return_exceptions=True)
+            await self.refresh()
+            with contextlib.suppress(ApiError):
+                await self.report(terminal=True)
+        await self.cleanup(remove_dir=False)
+        try:
+            await self.host.client.delete(PODS, meta["name"], meta["namespace"], grace_period_seconds=0,
+                                          preconditions={"uid": self.uid})
+        except ApiError as e:
+            if not (e.not_found or e.code == 409):
+                raise
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.done = True
+
+    async def _pre_stop(self, c: Obj, cs: ContainerState, handler: Obj, seconds: float) -> None:
+        ok, output = await self.run_hook(c, cs, handler, seconds)
+        if not ok:
+            self.event("Warning", "FailedPreStopHook", f"PreStopHook failed: {output}".strip())
+
+    async def cleanup(self, remove_dir: bool) -> None:
+        """Remove every container instance and the sandbox."""
+        for cs in [*self.init_containers.values(), *self.containers.values()]:
+            cs.stop_probes()
+            for cid in (cs.current, cs.previous):
+                if cid:
+                    with contextlib.suppress(Exception):
+                        await self.host.runtime.remove(cid)
+        await self.host.network.remove_pod(self.uid)
+        self.net = None
+        self.sandbox_ready = False
+        volumes.remove(self.dir)
+        self._backoff.forget(self.uid + "/")
+        self.host.config.forget_tokens(self.uid)
+        if remove_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _write_files(directory: pathlib.Path, files: dict[str, str]) -> None:
+    """Replace each file atomically (mode 0644), so a container never reads half of one."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        tmp = directory / f".{name}.tmp"
+        tmp.write_text(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, directory / name)

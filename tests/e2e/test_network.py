@@ -13,15 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from kubelite.linux.netns import BRIDGE, in_netns, open_connection_in, start_server_in
 from kubelite.node.ipam import IPAMError
-from kubelite.node.network import (
-    BRIDGE,
-    NodeNetwork,
-    cleanup_cluster,
-    in_netns,
-    open_connection_in,
-    start_server_in,
-)
+from kubelite.node.network import NodeNetwork, cleanup_cluster
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 

@@ -30,7 +30,7 @@ import yaml
 
 from kubelite.cli.supervisor import component_pids
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client
-from kubelite.node.network import in_netns, open_connection_in
+from kubelite.linux.netns import in_netns, open_connection_in
 from kubelite.proxy.proxier import NFTables, Proxier, endpoint_counters
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns

@@ -46,7 +46,7 @@ import orjson
 from pyroute2 import IPRoute, NetlinkError
 
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client, Informer, key_of
-from kubelite.node.network import BRIDGE, in_netns
+from kubelite.linux.netns import BRIDGE, in_netns, node_netns_path
 from kubelite.proxy import conntrack
 from kubelite.proxy.ruleset import (
     EMPTY,
@@ -540,7 +540,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    netns_path = f"/run/netns/{args.cluster_name}-node"
+    netns_path = node_netns_path(args.cluster_name)
     if args.cleanup:
         with contextlib.suppress(FileNotFoundError, NFTError):
             await cleanup(netns_path)

@@ -556,12 +556,3 @@ async def main(args: argparse.Namespace) -> int:
         await client.close()
     return 0
 
-
-if __name__ == "__main__":
-    # `python -m kubelite.proxy.proxier ...` is `kubelite proxy ...` (signals, logging, parent death).
-    import sys
-
-    from kubelite.cli.main import main as cli_main
-
-    verbosity = [a for a in sys.argv[1:] if a.startswith("-v") and set(a[1:]) == {"v"}]
-    raise SystemExit(cli_main([*verbosity, "proxy", *[a for a in sys.argv[1:] if a not in verbosity]]))

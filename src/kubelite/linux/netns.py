@@ -64,12 +64,24 @@ def _setns(fd: int) -> None:
         raise OSError(err, f"setns(CLONE_NEWNET): {os.strerror(err)}")
 
 
-def _is_namespace(fd: int) -> bool:
+def _namespace_type(fd: int) -> int | None:
+    """The CLONE_NEW* type of the namespace file ``fd``; None for any other file."""
     try:
-        fcntl.ioctl(fd, NS_GET_NSTYPE)
+        return fcntl.ioctl(fd, NS_GET_NSTYPE)
     except OSError:
-        return False  # ENOTTY: a plain file, not nsfs
-    return True
+        return None  # ENOTTY: a plain file, not nsfs
+
+
+def is_netns(path: str) -> bool:
+    """Whether a network namespace is mounted at ``path`` (not for nothing or an empty mount point)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        return _namespace_type(fd) == CLONE_NEWNET
+    finally:
+        os.close(fd)
 
 
 def _thread_netns_inode() -> int:
@@ -110,9 +122,8 @@ def in_netns(netns_path: str) -> Iterator[None]:
             except OSError as e:
                 # Told apart only on failure: the check costs a syscall, and in_netns is on
                 # every pod's path.
-                if e.errno == errno.EINVAL and not _is_namespace(target):
-                    raise NotANamespace(errno.EINVAL, f"{netns_path} is not a network namespace (not mounted yet?)",
-                                        netns_path) from None
+                if e.errno == errno.EINVAL and _namespace_type(target) is None:
+                    raise NotANamespace(errno.EINVAL, "not a network namespace (not mounted yet?)", netns_path) from None
                 raise
             if _thread_netns_inode() != os.fstat(target).st_ino:
                 raise OSError(errno.EINVAL, f"setns did not enter {netns_path}")

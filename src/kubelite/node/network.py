@@ -69,6 +69,7 @@ from kubelite.linux.netns import (
     NETNS_DIR,
     create_netns,
     in_netns,
+    is_netns,
     named_netns_path,
     remove_netns,
 )
@@ -345,7 +346,10 @@ class NodeNetwork:
         )
 
     def _setup(self) -> None:
-        if not os.path.exists(self.netns_path):
+        if not is_netns(self.netns_path):
+            # Missing, or only the empty mount point of a creation an agent crash cut short
+            # (see NotANamespace): that one would fail every start, so it is made again.
+            remove_netns(self.netns)
             create_netns(self.netns)
         with _iproute(self.netns_path) as ipr:
             ipr.link("set", index=_link_index(ipr, "lo"), state="up")
@@ -393,9 +397,9 @@ class NodeNetwork:
             pod = self._pod(uid, self._ipam.allocate(uid))
         self._commit()  # on disk before anything uses the address
         if os.path.exists(pod.netns_path):
-            if self._is_complete(pod):
+            if is_netns(pod.netns_path) and self._is_complete(pod):
                 return pod
-            self._detach(pod)  # left half-made by a crash
+            self._detach(pod)  # left half-made by a crash (maybe only its mount point)
         try:
             self._attach(pod)
         except BaseException:

@@ -42,7 +42,7 @@ import dns.rrset
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 from harness import KubeliteProcess
 from kubelite.client import CONFIGMAPS, ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ApiError, Client
-from kubelite.node.network import in_netns
+from kubelite.linux.netns import in_netns
 
 Obj = dict[str, Any]
 SERVICES_N, HEADLESS, NAMESPACES_N, OUTSIDE = 1000, 50, 10, 1000

@@ -20,7 +20,8 @@ import tempfile
 import time
 import uuid
 
-from kubelite.node.network import BRIDGE, NodeNetwork, cleanup_cluster
+from kubelite.linux.netns import BRIDGE
+from kubelite.node.network import NodeNetwork, cleanup_cluster
 
 
 def pct(samples: list[float], p: float) -> float:

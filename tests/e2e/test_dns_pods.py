@@ -40,7 +40,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kubelite.node.network import in_netns
+from kubelite.linux.netns import in_netns
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import KUBECTL, Cluster, Raw, kubectl_binary, new_cluster

@@ -13,15 +13,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from kubelite.linux.netns import BRIDGE, in_netns, open_connection_in, start_server_in
 from kubelite.node.ipam import IPAMError
-from kubelite.node.network import (
-    BRIDGE,
-    NodeNetwork,
-    cleanup_cluster,
-    in_netns,
-    open_connection_in,
-    start_server_in,
-)
+from kubelite.node.network import NodeNetwork, cleanup_cluster
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 
@@ -188,6 +182,41 @@ async def test_add_pod_repairs_a_half_made_pod(net: NodeNetwork) -> None:
     assert await net.add_pod(uid) == pod
     assert v4_addresses(links(pod.netns)["eth0"]) == {f"{pod.ip}/32"}
     assert links(net.netns)[pod.host_veth]["master"] == BRIDGE
+
+
+def leave_only_the_mount_point(path: str) -> None:
+    """What an agent killed between pyroute2's two steps (create the file, mount the namespace
+    on it) leaves: an empty file where the namespace should be."""
+    if os.path.exists(path):
+        ip("netns", "delete", os.path.basename(path))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "x"):
+        pass
+
+
+async def test_add_pod_remakes_a_pod_whose_namespace_is_only_its_mount_point(net: NodeNetwork) -> None:
+    uid = str(uuid.uuid4())
+    pod = await net.add_pod(uid)
+    await asyncio.to_thread(leave_only_the_mount_point, pod.netns_path)
+    assert await net.add_pod(uid) == pod
+    assert v4_addresses(links(pod.netns)["eth0"]) == {f"{pod.ip}/32"}
+    assert links(net.netns)[pod.host_veth]["master"] == BRIDGE
+
+
+async def test_setup_remakes_a_node_namespace_that_is_only_its_mount_point(
+    cluster_name: str, tmp_path: pathlib.Path
+) -> None:
+    # Before, every later start failed: the path existed, so setup entered it (EINVAL).
+    require_root_netns()
+    network = NodeNetwork(cluster_name, CIDR, tmp_path)
+    await asyncio.to_thread(leave_only_the_mount_point, network.netns_path)
+    try:
+        await network.setup()
+        assert "UP" in links(network.netns)[BRIDGE]["flags"]
+        pod = await network.add_pod(str(uuid.uuid4()))
+        assert v4_addresses(links(pod.netns)["eth0"]) == {f"{pod.ip}/32"}
+    finally:
+        await network.teardown()
 
 
 async def test_remove_pod_deletes_everything_and_its_ip_is_not_reused_at_once(

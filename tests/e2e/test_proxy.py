@@ -27,11 +27,21 @@ from typing import Any
 
 import pytest
 import yaml
+from pyroute2 import IPRoute
 
 from kubelite.cli.supervisor import component_pids
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client
-from kubelite.node.network import in_netns, open_connection_in
-from kubelite.proxy.proxier import NFTables, Proxier, endpoint_counters
+from kubelite.linux import syscalls
+from kubelite.linux.netns import (
+    BRIDGE,
+    NETNS_DIR,
+    in_netns,
+    named_netns_path,
+    open_connection_in,
+    remove_netns,
+    returning_netns,
+)
+from kubelite.proxy.proxier import NFTables, Proxier, _route_service_cidrs, endpoint_counters
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import KUBECTL, Cluster, Raw, new_cluster
@@ -630,3 +640,43 @@ def test_cleanup_removes_the_table(env: Env) -> None:
                         str(env.cluster.kubeconfig), "--cluster-name", env.cluster.name], check=True)
         assert "kube-proxy" not in nft(env.node_netns, "list", "tables")
     assert env.bodies("client", env.cluster_ip("web"), 80, "/hostname", 1)[0] in web_names(env)
+
+
+def _mount_point(path: str) -> None:
+    """The empty file a named namespace is until the namespace is mounted on it."""
+    os.makedirs(NETNS_DIR, exist_ok=True)
+    with open(path, "x"):
+        pass
+
+
+def _mount_node_namespace(path: str) -> None:
+    """What the agent's NodeNetwork.setup does, late: a new namespace with ``kl-br0`` up,
+    bind-mounted on ``path`` (which exists already, as pyroute2 and ``ip netns add`` leave it)."""
+    with returning_netns():
+        syscalls.unshare(syscalls.CLONE_NEWNET)  # this thread only; returning_netns takes it back
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, socket.NETLINK_ROUTE)
+        with IPRoute(fileno=sock.detach()) as ipr:
+            ipr.link("add", ifname=BRIDGE, kind="bridge")
+            ipr.link("set", index=ipr.link_lookup(ifname=BRIDGE)[0], state="up")
+        syscalls.mount("/proc/thread-self/ns/net", path, None, syscalls.MS_BIND)
+
+
+async def test_the_proxy_waits_while_the_node_namespace_is_only_its_mount_point(cluster_name: str) -> None:
+    """Regression: pyroute2 (as ``ip netns add``) creates /run/netns/<name> as an empty file,
+    then bind-mounts the namespace on it. A proxy looking in between failed with
+    ``setns(CLONE_NEWNET): Invalid argument`` and took the agent's process down with it (seen
+    on a fresh machine, where making /run/netns a shared mount first widens the gap)."""
+    require_root_netns()
+    path = named_netns_path(f"{cluster_name}-node")
+    _mount_point(path)
+    try:
+        task = asyncio.create_task(_route_service_cidrs(path, ["10.96.0.0/12"]))
+        await asyncio.sleep(0.5)
+        assert not task.done(), task.exception()
+        await asyncio.to_thread(_mount_node_namespace, path)
+        await asyncio.wait_for(task, 10)
+        routes = (await asyncio.to_thread(subprocess.run, ["ip", "-n", f"{cluster_name}-node", "route", "show"],
+                                          check=True, capture_output=True, text=True)).stdout
+        assert re.search(rf"^10\.96\.0\.0/12 dev {BRIDGE} .*scope link", routes, re.M), routes
+    finally:
+        remove_netns(f"{cluster_name}-node")

@@ -432,9 +432,9 @@ async def wait_dns(cluster: str, dns_ip: str, stop: asyncio.Event, limit: float 
     """Block until cluster DNS answers at its ClusterIP, asked from inside the node's namespace;
     False if it did not within ``limit``."""
     from kubelite.dns import manifests as dns_manifests
-    from kubelite.node.network import socket_in
+    from kubelite.linux.netns import node_netns_path, socket_in
 
-    netns = f"/run/netns/{cluster}-node"
+    netns = node_netns_path(cluster)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + limit
     while not stop.is_set() and loop.time() < deadline:

@@ -269,14 +269,14 @@ def _mount_points() -> set[str]:
 
 def private_dirs(datadir: Path, socket_dir: Path) -> None:
     """Keep the host's database and socket out of reach: tmpfs over both, unless a volume holds the data."""
-    from kubelite.node import nsutil
+    from kubelite.linux import syscalls
 
     points = _mount_points()
     for path in (socket_dir, datadir):
         if str(path) in points or (path == datadir and (path == Path("/tmp") or Path("/tmp") in path.parents)):
             continue  # a volume of the pod, or the container's own /tmp
         path.mkdir(parents=True, exist_ok=True)
-        nsutil.mount("tmpfs", str(path), "tmpfs", nsutil.MS_NOSUID | nsutil.MS_NODEV, "mode=0755")
+        syscalls.mount("tmpfs", str(path), "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV, "mode=0755")
     datadir.mkdir(parents=True, exist_ok=True)
     try:
         mysql = pwd.getpwnam("mysql")

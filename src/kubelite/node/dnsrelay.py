@@ -17,7 +17,7 @@ import logging
 import socket
 from typing import cast
 
-from kubelite.node.network import socket_in
+from kubelite.linux.netns import socket_in
 from kubelite.node.relay import Relay
 
 log = logging.getLogger(__name__)

@@ -29,9 +29,9 @@ has ``br_netfilter`` loaded it is switched off in the node's namespace (see ``_s
 
 The veth pair is created by a netlink request sent *inside the node namespace*, with the
 peer placed straight into the pod namespace as ``eth0``: no interface ever exists in the
-host namespace, not even for a moment. Every switch into a namespace checks the kernel
-agrees (namespace inode) before anything is changed, so a failed switch cannot make the
-host's network the target.
+host namespace, not even for a moment. Switching namespaces (:func:`in_netns`, checked
+against the kernel before anything is changed) and named namespaces live in
+:mod:`kubelite.linux.netns`, which the proxy uses too.
 
 pyroute2 calls are synchronous: the public coroutines run them in worker threads (netns
 switching is per thread, so the event loop's thread never changes namespace for more than
@@ -44,7 +44,6 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
-import ctypes
 import errno
 import functools
 import ipaddress
@@ -54,23 +53,28 @@ import re
 import socket
 import struct
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
 from pyroute2 import IPRoute, NetlinkError
-from pyroute2 import netns as pyroute2_netns
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST, NLMSG_ERROR
 from pyroute2.netlink.rtnl import RTM_NEWADDR, RTM_NEWLINK, RTM_NEWROUTE
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from kubelite.linux.netns import (
+    BRIDGE,
+    NETNS_DIR,
+    create_netns,
+    in_netns,
+    is_netns,
+    named_netns_path,
+    remove_netns,
+)
 from kubelite.node.ipam import IPAM
 
-# ``ip netns`` keeps named namespaces as bind mounts here; pyroute2 uses the same place.
-NETNS_DIR = pathlib.Path("/run/netns")
-BRIDGE = "kl-br0"
 POD_IFNAME = "eth0"
 # A pod's own address is a host route: it reaches every other address through the node.
 POD_PREFIXLEN = 32
@@ -87,8 +91,6 @@ _NLMSGERR = struct.Struct("=LHHLLi")
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
 _CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 
@@ -101,99 +103,6 @@ class PodNetwork:
     gateway: str
     prefixlen: int  # of ``ip`` on the pod's eth0: 32, everything else is reached via the gateway
     host_veth: str
-
-
-# --- namespace switching --------------------------------------------------------------------
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns(CLONE_NEWNET): {os.strerror(err)}")
-
-
-def _thread_netns_inode() -> int:
-    # /proc/self is the thread-group leader; the namespace being switched is this thread's.
-    return os.stat("/proc/thread-self/ns/net").st_ino
-
-
-@contextlib.contextmanager
-def _returning_netns() -> Iterator[None]:
-    """Put the calling thread back into its current network namespace on exit, whatever happens."""
-    original = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        yield
-    finally:
-        try:
-            _setns(original)
-        finally:
-            os.close(original)
-
-
-@contextlib.contextmanager
-def in_netns(netns_path: str) -> Iterator[None]:
-    """Run the block with the calling thread inside the network namespace at ``netns_path``.
-
-    Meant for short, synchronous work: create a socket (listening or connecting) inside,
-    leave, and use the socket from anywhere afterwards; a socket stays in the namespace it
-    was created in. Never ``await`` inside the block: other coroutines would run in the
-    namespace too. Other threads are not affected (the switch is per thread).
-    """
-    with _returning_netns():
-        target = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-            if _thread_netns_inode() != os.fstat(target).st_ino:
-                raise OSError(errno.EINVAL, f"setns did not enter {netns_path}")
-        finally:
-            os.close(target)
-        yield
-
-
-def socket_in(netns_path: str, family: int = socket.AF_INET, type: int = socket.SOCK_STREAM) -> socket.socket:
-    """A non-blocking socket that belongs to the network namespace at ``netns_path``."""
-    with in_netns(netns_path):
-        sock = socket.socket(family, type)
-    sock.setblocking(False)
-    return sock
-
-
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
-
-
-async def open_connection_in(
-    netns_path: str, host: str, port: int
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """``asyncio.open_connection`` from inside a namespace; ``host`` is an IP address.
-
-    Probes, port-forward and the API relay use it; wrap it in a timeout as needed.
-    """
-    sock = socket_in(netns_path, _family(host))
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, (host, port))
-    except BaseException:
-        sock.close()
-        raise
-    return await asyncio.open_connection(sock=sock)
-
-
-async def start_server_in(
-    netns_path: str,
-    handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None] | None],
-    host: str,
-    port: int,
-) -> asyncio.Server:
-    """``asyncio.start_server`` listening on ``host:port`` inside a namespace (``host`` is an IP)."""
-    sock = socket_in(netns_path, _family(host))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(socket.SOMAXCONN)
-    except BaseException:
-        sock.close()
-        raise
-    return await asyncio.start_server(handler, sock=sock)
 
 
 # --- netlink helpers (synchronous, called from a worker thread) -----------------------------
@@ -210,38 +119,6 @@ def _iproute(netns_path: str) -> Iterator[IPRoute]:
         yield ipr
     finally:
         ipr.close()
-
-
-def _netns_path(name: str) -> str:
-    return str(NETNS_DIR / name)
-
-
-def _create_netns(name: str) -> None:
-    """Create the named namespace (visible in ``ip netns list``) without leaving this thread in it."""
-    with _returning_netns():
-        if _libc.unshare(_CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"unshare(CLONE_NEWNET): {os.strerror(err)}")
-        try:
-            # pyroute2.netns.create would fork a child to unshare; unsharing this thread is
-            # cheaper and safe in a threaded process. "thread-self" makes pyroute2 bind-mount
-            # /proc/thread-self/ns/net, the namespace just made, not the main thread's.
-            pyroute2_netns.attach(name, "thread-self")
-        except FileExistsError:
-            raise  # someone else's namespace of that name: not ours to remove
-        except BaseException:
-            _remove_netns(name)
-            raise
-
-
-def _remove_netns(name: str) -> None:
-    path = NETNS_DIR / name
-    if not path.exists():
-        return
-    try:
-        pyroute2_netns.remove(name)
-    except FileNotFoundError:
-        pass
 
 
 def _get_link(ipr: IPRoute, ifname: str) -> Any | None:
@@ -349,7 +226,7 @@ def cleanup_cluster(cluster: str) -> None:
     node = f"{cluster}-node"
     # Pods first, the node last: an interrupted cleanup still finds the rest by the node.
     for name in sorted((n for n in names if pattern.match(n)), key=lambda n: n == node):
-        _remove_netns(name)
+        remove_netns(name)
 
 
 def _check_cluster_name(cluster: str) -> None:
@@ -395,7 +272,7 @@ class NodeNetwork:
 
     @property
     def netns_path(self) -> str:
-        return _netns_path(self.netns)
+        return named_netns_path(self.netns)
 
     @property
     def gateway(self) -> str:
@@ -461,7 +338,7 @@ class NodeNetwork:
         return PodNetwork(
             uid=uid,
             netns=name,
-            netns_path=_netns_path(name),
+            netns_path=named_netns_path(name),
             ip=ip,
             gateway=self.gateway,
             prefixlen=POD_PREFIXLEN,
@@ -469,8 +346,11 @@ class NodeNetwork:
         )
 
     def _setup(self) -> None:
-        if not os.path.exists(self.netns_path):
-            _create_netns(self.netns)
+        if not is_netns(self.netns_path):
+            # Missing, or only the empty mount point of a creation an agent crash cut short
+            # (see NotANamespace): that one would fail every start, so it is made again.
+            remove_netns(self.netns)
+            create_netns(self.netns)
         with _iproute(self.netns_path) as ipr:
             ipr.link("set", index=_link_index(ipr, "lo"), state="up")
             bridge = _link_index(ipr, BRIDGE)
@@ -517,9 +397,9 @@ class NodeNetwork:
             pod = self._pod(uid, self._ipam.allocate(uid))
         self._commit()  # on disk before anything uses the address
         if os.path.exists(pod.netns_path):
-            if self._is_complete(pod):
+            if is_netns(pod.netns_path) and self._is_complete(pod):
                 return pod
-            self._detach(pod)  # left half-made by a crash
+            self._detach(pod)  # left half-made by a crash (maybe only its mount point)
         try:
             self._attach(pod)
         except BaseException:
@@ -568,7 +448,7 @@ class NodeNetwork:
                 )
 
     def _attach(self, pod: PodNetwork) -> None:
-        _create_netns(pod.netns)
+        create_netns(pod.netns)
         pod_fd = os.open(pod.netns_path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             with self._node_rtnl() as (node, bridge, mtu):
@@ -611,7 +491,7 @@ class NodeNetwork:
         if os.path.exists(self.netns_path):
             with self._node_rtnl() as (node, _, _):
                 _delete_link(node, pod.host_veth)
-        _remove_netns(pod.netns)
+        remove_netns(pod.netns)
 
     @contextlib.contextmanager
     def _node_rtnl(self) -> Iterator[tuple[IPRoute, int, int]]:

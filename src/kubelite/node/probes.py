@@ -63,7 +63,7 @@ async def _connect(target: Target, host: str, port: int, seconds: float,
                    tls: bool = False) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if target.netns_path:
-        from kubelite.node.network import socket_in
+        from kubelite.linux.netns import socket_in
 
         sock = socket_in(target.netns_path, family)
     else:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 
-from kubelite.node.network import start_server_in
+from kubelite.linux.netns import start_server_in
 
 log = logging.getLogger(__name__)
 CHUNK = 65536

@@ -60,7 +60,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
-from kubelite.node import nsutil
+from kubelite.linux import syscalls
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # containerd splits longer lines into partial ("P") records of this size.
@@ -214,7 +214,7 @@ def _mount_all(mounts: list[tuple[str, str, bool]], private_tmp: bool = True) ->
         stage = f"/dev/shm/.kubelite-stage-{i}"
         _bind_mount(source, stage, False)
         staged.append((stage, target, read_only))
-    nsutil.mount("tmpfs", "/tmp", "tmpfs", nsutil.MS_NOSUID | nsutil.MS_NODEV, "mode=1777")
+    syscalls.mount("tmpfs", "/tmp", "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV, "mode=1777")
     for stage, target, read_only in staged:
         _bind_mount(stage, target, read_only)
 
@@ -307,9 +307,9 @@ def _bind_mount(source: str, target: str, read_only: bool) -> None:
         if not os.path.exists(source):
             raise FileNotFoundError(errno.ENOENT, f"stat {source}: no such file or directory")
         real = _make_mount_target(target, is_dir)
-        nsutil.mount(source, real, None, nsutil.MS_BIND | nsutil.MS_REC)
+        syscalls.mount(source, real, None, syscalls.MS_BIND | syscalls.MS_REC)
         if read_only:
-            nsutil.mount(None, real, None, nsutil.MS_BIND | nsutil.MS_REMOUNT | nsutil.MS_RDONLY)
+            syscalls.mount(None, real, None, syscalls.MS_BIND | syscalls.MS_REMOUNT | syscalls.MS_RDONLY)
     except OSError as e:
         reason = (
             e.strerror if e.strerror and e.strerror.startswith("stat ") else os.strerror(e.errno or 0).lower()
@@ -331,22 +331,22 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
         _reset_signals()
         try:
             netns = os.open(spec["netns_path"], os.O_RDONLY | os.O_CLOEXEC)
-            nsutil.setns(netns, nsutil.CLONE_NEWNET)
+            syscalls.setns(netns, syscalls.CLONE_NEWNET)
             os.close(netns)
         except OSError as e:
             raise StartError(
                 f"error during container init: joining network namespace {spec['netns_path']}: {e}"
             ) from None
-        nsutil.unshare(nsutil.CLONE_NEWNS | nsutil.CLONE_NEWUTS | nsutil.CLONE_NEWIPC)
+        syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC)
         # Nothing mounted from here on may propagate back to the host.
-        nsutil.mount(None, "/", None, nsutil.MS_REC | nsutil.MS_PRIVATE)
-        nsutil.mount("proc", "/proc", "proc", nsutil.MS_NOSUID | nsutil.MS_NODEV | nsutil.MS_NOEXEC)
+        syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
+        syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
         if os.path.isdir("/dev/shm"):
-            nsutil.mount(
+            syscalls.mount(
                 "shm",
                 "/dev/shm",
                 "tmpfs",
-                nsutil.MS_NOSUID | nsutil.MS_NODEV | nsutil.MS_NOEXEC,
+                syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
                 "mode=1777,size=65536k",
             )
         _mount_all(spec["mounts"], private_tmp=not _needs_host_tmp(spec["argv"], spec["env"]))
@@ -625,7 +625,7 @@ def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) 
         outputs = {out_r: "stdout", err_r: "stderr"}
     start_r, start_w = os.pipe()
 
-    nsutil.unshare(nsutil.CLONE_NEWPID)  # applies to the next child: it becomes PID 1
+    syscalls.unshare(syscalls.CLONE_NEWPID)  # applies to the next child: it becomes PID 1
     pid = os.fork()
     if pid == 0:
         os.close(start_r)
@@ -693,15 +693,15 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
             raise StartError("cannot exec in a stopped container")
         # Open every namespace before entering any: after the mount namespace /proc is the container's.
         order = (
-            ("ipc", nsutil.CLONE_NEWIPC),
-            ("uts", nsutil.CLONE_NEWUTS),
-            ("net", nsutil.CLONE_NEWNET),
-            ("pid", nsutil.CLONE_NEWPID),
-            ("mnt", nsutil.CLONE_NEWNS),
+            ("ipc", syscalls.CLONE_NEWIPC),
+            ("uts", syscalls.CLONE_NEWUTS),
+            ("net", syscalls.CLONE_NEWNET),
+            ("pid", syscalls.CLONE_NEWPID),
+            ("mnt", syscalls.CLONE_NEWNS),
         )
         fds = [(os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC), flag) for name, flag in order]
         for fd, flag in fds:
-            nsutil.setns(fd, flag)
+            syscalls.setns(fd, flag)
             os.close(fd)
         os.chdir(spec["workdir"] or "/")
     except (StartError, OSError) as e:
@@ -717,7 +717,7 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
             _reset_signals()
             _drop_privileges(spec["uid"], spec["gid"])
             # After the uid change (which clears it): die with the helper, so killing it ends the exec.
-            nsutil.set_parent_death_signal(signal.SIGKILL)
+            syscalls.set_parent_death_signal(signal.SIGKILL)
             _exec(argv, spec["env"])
         except StartError as e:
             message = str(e)
@@ -845,7 +845,7 @@ def serve_zygote(requests: socket.socket) -> int:
 def main(argv: list[str]) -> int:
     if argv == ["--zygote"]:
         # The agent's end of the request socket is our stdin; die with the agent if EOF is missed.
-        nsutil.set_parent_death_signal(signal.SIGKILL)
+        syscalls.set_parent_death_signal(signal.SIGKILL)
         for sig in (signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         return serve_zygote(socket.socket(fileno=0))

@@ -40,7 +40,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 from aiohttp import WSMsgType, web
 
-from kubelite.node.network import open_connection_in
+from kubelite.linux.netns import open_connection_in
 
 log = logging.getLogger(__name__)
 

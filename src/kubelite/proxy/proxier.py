@@ -46,7 +46,7 @@ import orjson
 from pyroute2 import IPRoute, NetlinkError
 
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client, Informer, key_of
-from kubelite.node.network import BRIDGE, in_netns
+from kubelite.linux.netns import BRIDGE, NotANamespace, in_netns, node_netns_path
 from kubelite.proxy import conntrack
 from kubelite.proxy.ruleset import (
     EMPTY,
@@ -80,6 +80,11 @@ MIN_SYNC_PERIOD = 0.01
 STALE_DELAY = 1.0
 STALE_IDLE = 3.0
 RETRY_AFTER_FAILURE = 1.0
+# The agent makes the node namespace and bridge within a second of starting; a proxy started
+# alongside waits for them, looking again after 10 ms, then twice as long each time up to
+# 0.5 s, and fails after NODE_NETWORK_WAIT so that a node that never comes up is reported.
+NODE_NETWORK_POLL = (0.01, 0.5)
+NODE_NETWORK_WAIT = 60.0
 
 
 # --------------------------------------------------------------------------- API objects -> state
@@ -492,21 +497,38 @@ class Proxier:
         return out
 
 
-async def _route_service_cidrs(netns_path: str, cidrs: Iterable[str]) -> None:
-    """The agent makes the node namespace and bridge; a proxy started first waits for them."""
+async def _route_service_cidrs(netns_path: str, cidrs: Iterable[str], limit: float = NODE_NETWORK_WAIT) -> None:
+    """The agent makes the node namespace and bridge; a proxy started first waits for them.
+
+    "Made" means all of it: the namespace mounted at ``netns_path`` (the path exists a moment
+    earlier as an empty file, see :class:`NotANamespace`), the bridge in it, and the bridge up.
+    Polled with a growing interval, logged once, and given up after ``limit`` seconds: the
+    process then ends with the reason, and its supervisor starts it again.
+    """
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    delay, reason = NODE_NETWORK_POLL[0], ""
     while True:
         try:
             await asyncio.to_thread(_ensure_route, netns_path, cidrs)
-            return
-        except (FileNotFoundError, LookupError) as e:
-            log.info("waiting for the node network: %s", e)
-            await asyncio.sleep(0.05)
+        except (FileNotFoundError, NotANamespace, LookupError) as e:
+            waiting = str(e)
         except NetlinkError as e:
             if e.code != errno.ENETDOWN:
                 raise
             # The bridge exists but the agent has not brought it up yet (both start together).
-            log.info("waiting for the node bridge to come up")
-            await asyncio.sleep(0.05)
+            waiting = f"bridge {BRIDGE} is down in {netns_path}"
+        else:
+            if reason:
+                log.info("node network ready after %.2f s", loop.time() - started)
+            return
+        if not reason:
+            log.info("waiting for the node network: %s", waiting)
+        reason = waiting
+        if loop.time() - started + delay > limit:
+            raise TimeoutError(f"the node network is not ready after {limit:g} s: {reason}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, NODE_NETWORK_POLL[1])
 
 
 async def run(
@@ -540,7 +562,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 async def main(args: argparse.Namespace) -> int:
-    netns_path = f"/run/netns/{args.cluster_name}-node"
+    netns_path = node_netns_path(args.cluster_name)
     if args.cleanup:
         with contextlib.suppress(FileNotFoundError, NFTError):
             await cleanup(netns_path)
@@ -556,12 +578,3 @@ async def main(args: argparse.Namespace) -> int:
         await client.close()
     return 0
 
-
-if __name__ == "__main__":
-    # `python -m kubelite.proxy.proxier ...` is `kubelite proxy ...` (signals, logging, parent death).
-    import sys
-
-    from kubelite.cli.main import main as cli_main
-
-    verbosity = [a for a in sys.argv[1:] if a.startswith("-v") and set(a[1:]) == {"v"}]
-    raise SystemExit(cli_main([*verbosity, "proxy", *[a for a in sys.argv[1:] if a not in verbosity]]))

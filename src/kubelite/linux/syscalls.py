@@ -1,9 +1,10 @@
 """Linux namespace and mount syscalls that Python 3.11's ``os`` module lacks.
 
-The container runtime needs ``setns``, ``unshare`` and ``mount`` (``os.setns`` and
-``os.unshare`` only arrived in 3.12). They are thin ctypes wrappers over libc that raise
-``OSError`` with the real errno, so callers report the kernel's own reason ("Operation not
-permitted", "No such file or directory") instead of a generic failure.
+The container runtime's shim needs ``setns``, ``unshare`` and ``mount`` (``os.setns`` and
+``os.unshare`` only arrived in 3.12), and image entrypoints mount private directories
+(mariadb's). They are thin ctypes wrappers over libc that raise ``OSError`` with the real
+errno, so callers report the kernel's own reason ("Operation not permitted", "No such file
+or directory") instead of a generic failure.
 """
 
 from __future__ import annotations

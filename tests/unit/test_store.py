@@ -409,7 +409,7 @@ async def test_close_ends_watchers(tmp_path: Path) -> None:
     s = await reopen(tmp_path / "state.db")
     it = s.watch("/")
     pending = asyncio.ensure_future(anext(it))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: bool(s._watchers))  # the watcher is waiting when the store closes
     await s.close()
     with pytest.raises(StoreError, match="closed"):
         await pending

@@ -319,6 +319,7 @@ class Tracker(threading.Thread):
             self.scan()
 
     def _record(self, pid: int) -> list[str] | None:
+        argv: list[str]  # harness is imported by path, so mypy does not see its types
         try:
             argv, start = cmdline(pid), start_ticks(pid)
         except (OSError, IndexError, ValueError):

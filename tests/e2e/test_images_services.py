@@ -131,7 +131,8 @@ def test_mysql_image_checks_its_variables_and_keeps_data_in_a_volume(cluster: Cl
 
     def crashed() -> Obj | None:
         statuses = ((get_pod(cluster, "nopw") or {}).get("status") or {}).get("containerStatuses") or [{}]
-        last = statuses[0].get("lastState", {}).get("terminated") or statuses[0].get("state", {}).get("terminated")
+        last: Obj | None = (statuses[0].get("lastState", {}).get("terminated")
+                            or statuses[0].get("state", {}).get("terminated"))
         return last
 
     assert wait_for("the entrypoint to refuse", crashed)["exitCode"] == 1

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -30,11 +31,11 @@ def read(path: str | pathlib.Path) -> str:
     return pathlib.Path(path).read_text()
 
 
-def links(netns: str) -> dict[str, dict]:
+def links(netns: str) -> dict[str, dict[str, Any]]:
     return {link["ifname"]: link for link in json.loads(ip("-n", netns, "-j", "addr", "show"))}
 
 
-def v4_addresses(link: dict) -> set[str]:
+def v4_addresses(link: dict[str, Any]) -> set[str]:
     return {f"{a['local']}/{a['prefixlen']}" for a in link["addr_info"] if a["family"] == "inet"}
 
 

@@ -187,12 +187,14 @@ class Env:
         return [p for p in body.get("items", []) if is_ready(p)]
 
     def wait_ready(self, selector: str, count: int) -> list[Obj]:
-        return wait_for(f"{count} ready pods {selector}", lambda: (p := self.ready_pods(selector)) and
-                        len(p) == count and p)
+        pods: list[Obj] = wait_for(f"{count} ready pods {selector}", lambda: (p := self.ready_pods(selector)) and
+                                   len(p) == count and p)
+        return pods
 
     def client(self, pod: str, *args: str, timeout: float = 60.0) -> list[list[Any]]:
         out = self.cluster.kubectl("exec", pod, "--", "python3", "-c", CLIENT, *args, check=True, timeout=timeout)
-        return json.loads(out.stdout)
+        result: list[list[Any]] = json.loads(out.stdout)
+        return result
 
     def bodies(self, pod: str, ip: str, port: int, path: str, count: int, timeout: float = 2.0) -> list[str]:
         return [r[0] for r in self.client(pod, "http", ip, str(port), path, str(count), str(timeout))]

@@ -54,8 +54,8 @@ def test_garbage_input_gets_4xx_and_server_keeps_serving(cluster: Cluster) -> No
     assert status == 400
     status, _ = raw.request("GET", "/api/v1/nosuchthing")
     assert status == 404
-    status, body = raw.request("GET", "/api/v1/namespaces")
-    assert status == 200 and body["kind"] == "NamespaceList"
+    status, listing = raw.request("GET", "/api/v1/namespaces")
+    assert status == 200 and listing["kind"] == "NamespaceList"
 
 
 def test_official_python_client_lists_creates_watches(cluster: Cluster) -> None:
@@ -84,9 +84,9 @@ def test_official_python_client_lists_creates_watches(cluster: Cluster) -> None:
     time.sleep(0.5)
     body = client.V1ConfigMap(metadata=client.V1ObjectMeta(name=name, labels={"via": "python"}), data={"x": "y"})
     created = v1.create_namespaced_config_map("default", body)
-    assert created.metadata.uid
+    assert created.metadata and created.metadata.uid
     listed = v1.list_namespaced_config_map("default", label_selector="via=python")
-    assert name in [i.metadata.name for i in listed.items]
+    assert name in [i.metadata.name for i in listed.items if i.metadata]
     v1.patch_namespaced_config_map(name, "default", {"data": {"x": "z"}})
     v1.delete_namespaced_config_map(name, "default")
     t.join(15)

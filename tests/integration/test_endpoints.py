@@ -53,7 +53,7 @@ async def node(api: Client) -> str:
 async def wait_for(fn: Callable[[], Awaitable[T | None]], within: float = 10.0, what: str = "") -> T:
     """Poll until ``fn`` returns something truthy; fail with the last value seen."""
     deadline = time.monotonic() + within
-    last: Any = None
+    last: T | None = None
     while True:
         last = await fn()
         if last:

@@ -102,9 +102,10 @@ def test_get_output_formats_and_selectors(cluster: Cluster) -> None:
     for i, env in enumerate(["prod", "dev", "test"]):
         cluster.kubectl("create", "-n", ns, "-f", "-",
                         input=cm_yaml(f"c{i}", {"i": str(i)}, {"env": env, "tier": "web" if i else "db"}), check=True)
-    names = lambda *sel: sorted(  # noqa: E731
-        cluster.kubectl("get", "cm", "-n", ns, "-o", "name", *sel, check=True).stdout.split()
-    )
+
+    def names(*sel: str) -> list[str]:
+        return sorted(cluster.kubectl("get", "cm", "-n", ns, "-o", "name", *sel, check=True).stdout.split())
+
     assert names("-l", "env in (prod,dev)") == ["configmap/c0", "configmap/c1"]
     # notin also matches objects without the key, such as kube-root-ca.crt.
     assert names("-l", "env notin (prod)") == ["configmap/c1", "configmap/c2", "configmap/kube-root-ca.crt"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import signal
+import subprocess
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -112,8 +113,10 @@ def test_several_errors_reported_at_once(cluster: Cluster) -> None:
 
 def test_cluster_ip_requests_and_immutability(cluster: Cluster) -> None:
     ns = ns_of(cluster)
-    create = lambda name, ip: cluster.kubectl(  # noqa: E731
-        "create", "-n", ns, "-f", "-", input=svc_manifest(name, ports=[{"port": 80}], clusterIP=ip))
+
+    def create(name: str, ip: str) -> subprocess.CompletedProcess[str]:
+        return cluster.kubectl("create", "-n", ns, "-f", "-", input=svc_manifest(name, ports=[{"port": 80}], clusterIP=ip))
+
     assert create("a", "10.96.200.7").returncode == 0
     res = create("b", "10.96.200.7")
     assert res.returncode == 1

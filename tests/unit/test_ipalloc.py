@@ -34,14 +34,14 @@ def test_well_known_addresses() -> None:
 def test_dynamic_allocation_prefers_upper_band_then_falls_back() -> None:
     c = ServiceCIDR.parse("10.0.0.0/24")
     alloc = ClusterIPAllocator(c)
-    static_last = ipaddress.ip_address("10.0.0.0") + c.static_size
+    static_last = ipaddress.IPv4Address("10.0.0.0") + c.static_size
     for ip in alloc.candidates():
-        assert ipaddress.ip_address(ip) > static_last
+        assert ipaddress.IPv4Address(ip) > static_last
     # Fill the whole upper band: candidates come from the static band.
     for off in range(c.first + c.static_size, c.last + 1):
         alloc.taken.add(off)
     cands = alloc.candidates()
-    assert cands and all(ipaddress.ip_address(ip) <= static_last for ip in cands)
+    assert cands and all(ipaddress.IPv4Address(ip) <= static_last for ip in cands)
     for off in range(c.first, c.last + 1):
         alloc.taken.add(off)
     with pytest.raises(RangeFull):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pathlib
 import threading
+from typing import Any
 
 import pytest
 import yaml
@@ -17,7 +18,7 @@ import yaml
 from kubelite.cli import kubeconfig as kcfg
 
 
-def ours(name: str = "demo", ca: str = "Q0E=", cert: str = "Q0VSVA==", server: str = "https://127.0.0.1:6443") -> dict:
+def ours(name: str = "demo", ca: str = "Q0E=", cert: str = "Q0VSVA==", server: str = "https://127.0.0.1:6443") -> dict[str, Any]:
     return {
         "apiVersion": "v1", "kind": "Config", "preferences": {},
         "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": ca}}],
@@ -44,8 +45,9 @@ current-context: prod
 """
 
 
-def load(p: pathlib.Path) -> dict:
-    return yaml.safe_load(p.read_text())
+def load(p: pathlib.Path) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(p.read_text())
+    return config
 
 
 def test_merge_into_a_missing_file_creates_it_private(tmp_path: pathlib.Path) -> None:

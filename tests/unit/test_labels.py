@@ -6,6 +6,8 @@ answers), never computed with the code under test.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from kubelite.api.labels import (
@@ -135,7 +137,7 @@ def test_label_selector_object() -> None:
         ({"matchLabels": {"a_": "b"}}, f'key: Invalid value: "a_": {QUALIFIED_NAME_PART}'),
     ],
 )
-def test_label_selector_object_errors(obj: dict, message: str) -> None:
+def test_label_selector_object_errors(obj: dict[str, Any], message: str) -> None:
     with pytest.raises(SelectorError) as e:
         selector_from_label_selector(obj)
     assert str(e.value) == message

@@ -61,8 +61,8 @@ def test_create_entry_is_the_full_comparison(
 
 def test_objects_of_one_shape_share_an_entry_but_not_its_dicts() -> None:
     sch = schema.schema_for("", "v1", "ConfigMap")
-    a = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1"}}
-    b = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}, "data": {"k": "2"}}
+    a: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1"}}
+    b: dict[str, Any] = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "b"}, "data": {"k": "2"}}
     for o in (a, b):
         managedfields.update_managed_fields(None, o, manager="m", api_version="v1", now="t", schema=sch)
     assert a["metadata"]["managedFields"] == b["metadata"]["managedFields"]

@@ -1,10 +1,15 @@
-"""Probe handlers and thresholds (kubelite.node.probes) against real local servers."""
+"""Probe handlers and thresholds (kubelite.node.probes) against real local servers.
+
+Periods, initial delays and timeouts run on a fake clock (``@pytest.mark.looptime``): the event
+loop's time jumps to its next timer whenever nothing else can run, so a test of a 1 s period
+takes no real second and cannot miss its moment on a busy machine. The workers read that same
+clock (``clock=loop.time``). Tests that wait on a real process keep the real clock.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -54,6 +59,7 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.looptime  # /slow answers after 2 s, the probe gives up after 1 s: on the loop's fake clock
 async def test_http_get_results(server: tuple[int, dict[str, int]]) -> None:
     port, _ = server
     t = target()
@@ -126,13 +132,15 @@ def test_probe_thresholds(success: int, failure: int, initial: bool | None, raws
     assert seen == settled
 
 
+@pytest.mark.looptime
 async def test_worker_reports_changes_and_stops_after_liveness_failure(server: tuple[int, dict[str, int]]) -> None:
     port, state = server
     changes: list[tuple[str, bool]] = []
     failures: list[str] = []
     probe = {"httpGet": {"path": "/health", "port": port}, "periodSeconds": 1, "failureThreshold": 2}
-    worker = probes.ProbeWorker(kind="liveness", probe=probe, target=target(), started_at=time.monotonic(),
-                                on_change=lambda k, ok: changes.append((k, ok)),
+    loop = asyncio.get_running_loop()
+    worker = probes.ProbeWorker(kind="liveness", probe=probe, target=target(), started_at=loop.time(),
+                                clock=loop.time, on_change=lambda k, ok: changes.append((k, ok)),
                                 on_failure=lambda k, msg: failures.append(msg))
     task = asyncio.create_task(worker.run())
     await asyncio.sleep(0.3)
@@ -143,13 +151,15 @@ async def test_worker_reports_changes_and_stops_after_liveness_failure(server: t
     assert failures[-1] == "Liveness probe failed: HTTP probe failed with statuscode: 503"
 
 
+@pytest.mark.looptime
 async def test_worker_waits_for_initial_delay_and_gate(server: tuple[int, dict[str, int]]) -> None:
     port, state = server
     started = {"ok": False}
     changes: list[tuple[str, bool]] = []
     probe = {"httpGet": {"path": "/ok", "port": port}, "periodSeconds": 1, "initialDelaySeconds": 1}
-    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=time.monotonic(),
-                                on_change=lambda k, ok: changes.append((k, ok)), on_failure=lambda k, m: None,
+    loop = asyncio.get_running_loop()
+    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=loop.time(),
+                                clock=loop.time, on_change=lambda k, ok: changes.append((k, ok)), on_failure=lambda k, m: None,
                                 gate=lambda: started["ok"])
     task = asyncio.create_task(worker.run())
     try:
@@ -167,6 +177,7 @@ async def test_worker_waits_for_initial_delay_and_gate(server: tuple[int, dict[s
         task.cancel()
 
 
+@pytest.mark.looptime
 async def test_a_starting_server_is_found_ready_without_waiting_a_period() -> None:
     """The first readiness probe runs at once, usually before the server listens: during the
     container's first period it is retried soon, silently, so the pod is Ready as soon as the
@@ -175,8 +186,9 @@ async def test_a_starting_server_is_found_ready_without_waiting_a_period() -> No
     changes: list[tuple[str, bool]] = []
     failures: list[str] = []
     probe = {"tcpSocket": {"port": port}, "periodSeconds": 10}
-    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=time.monotonic(),
-                                on_change=lambda k, ok: changes.append((k, ok)),
+    loop = asyncio.get_running_loop()
+    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=loop.time(),
+                                clock=loop.time, on_change=lambda k, ok: changes.append((k, ok)),
                                 on_failure=lambda k, msg: failures.append(msg))
     task = asyncio.create_task(worker.run())
     listener = None
@@ -196,13 +208,15 @@ async def test_a_starting_server_is_found_ready_without_waiting_a_period() -> No
             listener.close()
 
 
+@pytest.mark.looptime
 async def test_exec_readiness_probes_keep_their_period() -> None:
     """An exec probe starts a process per attempt: it is not repeated early."""
     changes: list[tuple[str, bool]] = []
     failures: list[str] = []
     probe = {"exec": {"command": ["false"]}, "periodSeconds": 10}
-    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=time.monotonic(),
-                                on_change=lambda k, ok: changes.append((k, ok)),
+    loop = asyncio.get_running_loop()
+    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=loop.time(),
+                                clock=loop.time, on_change=lambda k, ok: changes.append((k, ok)),
                                 on_failure=lambda k, msg: failures.append(msg))
     task = asyncio.create_task(worker.run())
     try:

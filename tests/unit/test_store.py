@@ -11,8 +11,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -408,7 +409,7 @@ async def test_close_ends_watchers(tmp_path: Path) -> None:
     s = await reopen(tmp_path / "state.db")
     it = s.watch("/")
     pending = asyncio.ensure_future(anext(it))
-    await asyncio.sleep(0.01)
+    await wait_until(lambda: bool(s._watchers))  # the watcher is waiting when the store closes
     await s.close()
     with pytest.raises(StoreError, match="closed"):
         await pending
@@ -573,7 +574,8 @@ async def test_a_closed_watch_leaves_no_watcher_behind(sqlite_store: SqliteStore
     for it in (store.watch("/w/", 1), store.watch_batches("/w/", 1)):
         assert await anext(it)
         assert store._watchers
-        await it.aclose()  # type: ignore[attr-defined]
+        # The protocol promises watch() only an AsyncIterator; SQLite's is an async generator.
+        await cast("AsyncGenerator[object, None]", it).aclose()
         assert not store._watchers
 
 

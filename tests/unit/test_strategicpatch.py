@@ -40,7 +40,8 @@ def smp(original: dict[str, Any], patch: dict[str, Any], schema: Any = POD) -> d
 
 
 def containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    return obj["spec"]["containers"]
+    result: list[dict[str, Any]] = obj["spec"]["containers"]
+    return result
 
 
 def test_containers_merge_by_name() -> None:

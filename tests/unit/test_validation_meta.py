@@ -199,7 +199,7 @@ def test_update_rules() -> None:
 # -- kinds, through the entry point ---------------------------------------------------------
 
 
-def obj(kind_fields: dict[str, Any], name: str = "x", namespace: str | None = "default", **meta: Any) -> dict:
+def obj(kind_fields: dict[str, Any], name: str = "x", namespace: str | None = "default", **meta: Any) -> dict[str, Any]:
     m: dict[str, Any] = {"name": name, **meta}
     if namespace is not None:
         m["namespace"] = namespace

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import pathlib
+from typing import Any
 
 import orjson
 
@@ -52,7 +53,7 @@ def test_json_stream_decodes_go_encoder_output_in_pieces() -> None:
 # ---------------------------------------------------------------------------- API server checks
 
 
-def pod(*names: str, init: tuple[str, ...] = ()) -> dict:
+def pod(*names: str, init: tuple[str, ...] = ()) -> dict[str, Any]:
     return {"metadata": {"name": "web"}, "spec": {"containers": [{"name": n} for n in names],
                                                   "initContainers": [{"name": n} for n in init]}}
 

@@ -237,7 +237,7 @@ def server_side_apply(
     previous = next((e for e in entries if e.ident == me.ident), None)
     others = [e for e in entries if e is not previous]
 
-    new = merge(live_obj if live_obj is not None else _ABSENT, config, schema)
+    new: dict[str, Any] = merge(live_obj if live_obj is not None else _ABSENT, config, schema)
     if previous is not None and previous.fields:
         # The full applied set (metadata.name included) keeps the object's identity owned.
         owned = mf.fields_of(config, schema) | mf.STRIPPED

@@ -186,7 +186,7 @@ def _scalar(r: _Reader, wire: int, type_: str, field: str) -> Any:
 
 
 def _is_zero(v: Any) -> bool:
-    return v == 0 or v == ""  # False == 0 too
+    return bool(v == 0 or v == "")  # False == 0 too
 
 
 def _value(r: _Reader, wire: int, type_: str, field: str) -> Any:

@@ -108,7 +108,8 @@ def resolve_fenceposts(max_surge: int | str | None, max_unavailable: int | str |
 
 
 def is_rolling_update(d: Obj) -> bool:
-    return (_spec(d).get("strategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
+    strategy: str = (_spec(d).get("strategy") or {}).get("type", "RollingUpdate")
+    return strategy == "RollingUpdate"
 
 
 def _rolling(d: Obj) -> Obj:

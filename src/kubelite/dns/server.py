@@ -341,7 +341,7 @@ async def run(opts: Options, *, on_ready: Callable[[int], None] | None = None) -
     upstreams = _upstreams(opts, (host, port))
     forwarder = Forwarder(upstreams, metrics=metrics, timeout=opts.timeout)
     informers = watch_cluster(client, state, pods=opts.pods == "verified")
-    synced = lambda: all(i.synced for i in informers)  # noqa: E731
+    synced: Callable[[], bool] = lambda: all(i.synced for i in informers)  # noqa: E731
     server = DNSServer(resolver, forwarder, metrics, synced=synced)
     stopping = asyncio.Event()
     # CoreDNS in lame duck: /health still says OK, /ready does not, so endpoints drop us first.

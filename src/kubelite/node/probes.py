@@ -311,11 +311,12 @@ class ProbeWorker:
     kind: str
     probe: Obj
     target: Target
-    started_at: float  # monotonic time the container started
+    started_at: float  # when the container started, on ``clock``
     on_change: Callable[[str, bool], None]
     on_failure: Callable[[str, str], None]
     gate: Callable[[], bool] = lambda: True
     initial: bool | None = None
+    clock: Callable[[], float] = time.monotonic  # tests pass a fake event loop's clock
     state: ProbeState = field(init=False)
 
     def __post_init__(self) -> None:
@@ -333,8 +334,8 @@ class ProbeWorker:
         period = max(1, int(self.probe.get("periodSeconds") or 10))
         timeout = max(1, int(self.probe.get("timeoutSeconds") or 1))
         delay = int(self.probe.get("initialDelaySeconds") or 0)
-        await asyncio.sleep(max(0.0, self.started_at + delay - time.monotonic()))
-        first_period_ends = time.monotonic() + period
+        await asyncio.sleep(max(0.0, self.started_at + delay - self.clock()))
+        first_period_ends = self.clock() + period
         while True:
             if self.kind == "startup" or self.gate():
                 raw, output = await run_handler(self.target, self.probe, timeout)
@@ -362,4 +363,4 @@ class ProbeWorker:
         """Whether a failed readiness attempt falls in the container's start-up grace."""
         return (self.kind == "readiness" and raw != "success" and not self.state.succeeded_once
                 and "exec" not in self.probe  # a network probe is cheap to repeat; a process is not
-                and time.monotonic() + WARM_UP_RETRY < first_period_ends)
+                and self.clock() + WARM_UP_RETRY < first_period_ends)

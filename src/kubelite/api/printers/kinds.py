@@ -136,7 +136,8 @@ def _has_true_condition(conditions: list[Obj], type_: str) -> bool:
 
 def _terminated_reason(terminated: Obj, prefix: str) -> str:
     if terminated.get("reason"):
-        return prefix + terminated["reason"]
+        reason: str = terminated["reason"]
+        return prefix + reason
     if terminated.get("signal"):
         return f"{prefix}Signal:{terminated['signal']}"
     return f"{prefix}ExitCode:{terminated.get('exitCode', 0)}"

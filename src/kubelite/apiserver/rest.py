@@ -36,8 +36,8 @@ from kubelite.api import decoding, errors, managedfields, printers, protobuf, sc
 from kubelite.api.errors import StatusError
 from kubelite.api.fields import object_fields, parse_field_selector
 from kubelite.api.labels import SelectorError, parse_selector
-from kubelite.api.registry import ResourceType, lookup
-from kubelite.apiserver import objects
+from kubelite.api.registry import SUBRESOURCES, ResourceType, lookup
+from kubelite.apiserver import eviction, objects
 from kubelite.apiserver.strategy import Strategy, strategy_for
 
 if TYPE_CHECKING:
@@ -335,6 +335,14 @@ class Filter:
         return self.fields.empty or self.fields.matches(object_fields(self.rt.group, self.rt.kind, obj))
 
 
+def request_verb(method: str, target: Target, query: Any) -> str:
+    """The Kubernetes verb of a request (as RBAC and discovery name it), "" for none."""
+    if target.name is None:
+        return {"GET": "watch" if _flag(query, "watch") else "list", "POST": "create",
+                "DELETE": "deletecollection"}.get(method, "")
+    return {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, "")
+
+
 def _flag(query: Any, name: str) -> bool:
     return str(query.get(name, "")).lower() in ("1", "true")
 
@@ -424,6 +432,7 @@ class RestHandlers:
         self._line_cache: dict[tuple[str, int, str], bytes] = {}
         # Signs service-account tokens (set by the server: it holds the key).
         self.token_issuer: Any = None
+        self._subresources = self.subresource_handlers()
 
     def strategy(self, rt: ResourceType) -> Strategy:
         s = self._strategies.get(rt)
@@ -433,36 +442,43 @@ class RestHandlers:
 
     # -- entry point
 
+    def subresource_handlers(self) -> dict[str, Callable[[web.Request, Target], Awaitable[web.StreamResponse]]]:
+        """Who serves each subresource of registry.SUBRESOURCES; the verbs come from that table."""
+        from kubelite.apiserver.proxy import StreamingProxy
+
+        streaming = StreamingProxy(self)
+        return {
+            "status": self._main,
+            "finalize": self._main,
+            "scale": self.scale,
+            "binding": self.bind,
+            "eviction": self.evict,
+            "token": self.token_request,
+            "log": lambda request, _target: streaming.log(request),
+            "exec": lambda request, _target: streaming.exec(request),
+            "attach": lambda request, _target: streaming.attach(request),
+            "portforward": lambda request, _target: streaming.port_forward(request),
+        }
+
     async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
-        method = request.method
-        q = request.query
         sub = target.subresource
-        if sub == "scale" and target.name is not None:
-            return await self.scale(request, target)
-        if sub == "binding" and method == "POST":
-            return await self.bind(request, target)
-        if sub == "token" and method == "POST" and self.token_issuer is not None:
-            return await self.token_request(request, target)
-        if sub in (None, "status", "finalize"):
-            if target.name is None:
-                if method == "GET":
-                    if _flag(q, "watch"):
-                        return await self.watch(request, target)
-                    return await self.list(request, target)
-                if method == "POST":
-                    return await self.create(request, target)
-                if method == "DELETE":
-                    return await self.delete_collection(request, target)
-            else:
-                if method == "GET":
-                    return await self.get(request, target)
-                if method == "PUT":
-                    return await self.update(request, target)
-                if method == "PATCH":
-                    return await self.patch(request, target)
-                if method == "DELETE" and sub is None:
-                    return await self.delete(request, target)
-        raise errors.method_not_allowed()
+        if sub is None:
+            return await self._main(request, target)
+        # The verbs discovery advertises for the subresource are the ones dispatched, and no others.
+        if request_verb(request.method, target, request.query) not in SUBRESOURCES[sub].verbs:
+            raise errors.method_not_allowed()
+        return await self._subresources[sub](request, target)
+
+    async def _main(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """The verbs of the resource itself, and of the status and finalize subresources."""
+        verb = request_verb(request.method, target, request.query)
+        handler = {
+            "list": self.list, "watch": self.watch, "create": self.create, "deletecollection": self.delete_collection,
+            "get": self.get, "update": self.update, "patch": self.patch, "delete": self.delete,
+        }.get(verb)
+        if handler is None or (verb == "delete" and target.subresource is not None):
+            raise errors.method_not_allowed()
+        return await handler(request, target)
 
     # -- reads
 
@@ -1280,6 +1296,62 @@ class RestHandlers:
         }
         return json_response(out, 201)
 
+    async def evict(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """``pods/<name>/eviction``: a policy/v1 (or v1beta1) Eviction, answered as eviction.go does."""
+        raw = await read_body(request)
+        ctype = request.content_type.lower()
+        if ctype == PROTOBUF:
+            try:
+                body: Any = protobuf.decode_envelope(raw)
+            except protobuf.ProtobufError as e:
+                raise errors.bad_request(f"the body of the request could not be decoded as protobuf: {e}") from None
+        else:
+            body = parse_body(raw, ctype or JSON)
+        body = check_eviction_body(body)
+        if (body.get("metadata") or {}).get("name") != target.name:
+            raise errors.bad_request("name in URL does not match name in Eviction object")
+        opts = body.get("deleteOptions") or {}
+        if not isinstance(opts, dict):
+            raise errors.bad_request("deleteOptions must be an object")
+        opts = dict(opts)
+        query_dry_run = _dry_run(request.query)
+        body_dry_run = bool(opts.get("dryRun"))
+        if query_dry_run and opts.get("dryRun") not in (None, [], ["All"]):
+            raise errors.bad_request(
+                f"Non-matching dry-run options in request and content: [All] and {opts.get('dryRun')}"
+            )
+        opts["dryRun"] = query_dry_run or body_dry_run
+        assert target.name is not None and target.namespace is not None
+        result = await eviction.evict(self, target.namespace, target.name, opts)
+        # The create handler's rule for a returned Status: its code is the HTTP status, 201
+        # when it has none.
+        code = int(result.setdefault("code", 201))
+        return json_response(result, code)
+
+    # -- what the eviction subresource needs of the registry (eviction.EvictionStorage)
+
+    async def get_object(self, rt: ResourceType, namespace: str | None, name: str) -> dict[str, Any]:
+        obj, _ = await self._get_obj(Target(rt, namespace, name, None))
+        return obj
+
+    async def list_objects(self, rt: ResourceType, namespace: str | None) -> builtins.list[dict[str, Any]]:
+        kvs, _, _ = await self.store.list(rt.key_prefix(namespace))
+        return [decode_kv(kv) for kv in kvs]
+
+    async def delete_named(
+        self, rt: ResourceType, namespace: str | None, name: str, opts: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
+        return await self.delete_object(Target(rt, namespace, name, None), opts)
+
+    async def update_status(
+        self, rt: ResourceType, namespace: str | None, name: str,
+        compute: Callable[[dict[str, Any]], dict[str, Any]], *, manager: str, dry_run: bool,
+    ) -> dict[str, Any]:
+        result, _ = await self.guaranteed_update(
+            Target(rt, namespace, name, "status"), compute, manager=manager, dry_run=dry_run
+        )
+        return result
+
     # -- deletes
 
     async def _delete_options(self, request: web.Request) -> dict[str, Any]:
@@ -1432,6 +1504,24 @@ class RestHandlers:
         return json_response(
             {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted}
         )
+
+
+def check_eviction_body(body: Any) -> dict[str, Any]:
+    """An Eviction of policy/v1 or v1beta1 (EvictionREST accepts both group versions)."""
+    if not isinstance(body, dict):
+        raise errors.bad_request("an Eviction is required")
+    kind, api_version = body.get("kind"), body.get("apiVersion")
+    if kind in (None, "") and api_version in (None, ""):
+        body["kind"], body["apiVersion"] = "Eviction", "policy/v1"
+    elif api_version not in eviction.EVICTION_API_VERSIONS:
+        raise errors.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version (policy/v1)"
+        )
+    elif kind != "Eviction":
+        raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind (Eviction)")
+    if not isinstance(body.get("metadata") or {}, dict):
+        raise errors.bad_request("metadata must be an object")
+    return body
 
 
 def is_dns1123_subdomain_ok(name: str) -> bool:

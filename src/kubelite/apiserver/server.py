@@ -23,7 +23,7 @@ from kubelite import __version__
 from kubelite.api import errors, openapi, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
-from kubelite.apiserver import discovery, proxy
+from kubelite.apiserver import discovery
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
 from kubelite.apiserver.pki import PKI
@@ -104,8 +104,6 @@ class APIServer:
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/openapi/v3", self._openapi_index)
         r.add_get("/openapi/v3/{path:.*}", self._openapi_doc)
-        # pods/log|exec|attach|portforward: upgraded and streamed to the node agent.
-        proxy.register(app, self.rest)
         r.add_route("*", "/api/v1/{tail:.*}", self._resource)
         r.add_route("*", "/apis/{group}/{version}/{tail:.*}", self._resource)
         return app

@@ -159,6 +159,15 @@ class EndpointsStrategy(Strategy):
     allow_create_on_update = True
 
 
+class PodDisruptionBudgetStrategy(Strategy):
+    """A budget starts with an empty status (zeros are not omitted in policy/v1) at generation 1."""
+
+    tracks_generation = True
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
+
+
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
@@ -169,6 +178,7 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("discovery.k8s.io", "EndpointSlice"): GenerationStrategy,
     ("", "Event"): EventStrategy,
     ("", "Endpoints"): EndpointsStrategy,
+    ("policy", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,
 }
 
 

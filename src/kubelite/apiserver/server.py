@@ -23,7 +23,7 @@ from kubelite import __version__
 from kubelite.api import errors, openapi, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
-from kubelite.apiserver import discovery
+from kubelite.apiserver import discovery, healthz
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
 from kubelite.apiserver.pki import PKI
@@ -153,12 +153,29 @@ class APIServer:
     async def _version_handler(self, request: web.Request) -> web.Response:
         return json_response(self._version)
 
+    def health_checks(self, path: str) -> list[healthz.Check]:
+        """The checks of ``/healthz``, ``/livez`` or ``/readyz`` (kube-apiserver's names where it has them)."""
+        etcd, compaction = healthz.store_checks(self.store)
+        checks = [healthz.PING, etcd]
+        if path == "readyz":
+
+            async def bootstrapped() -> str | None:
+                return None if self.ready else "not finished"
+
+            checks += [compaction, healthz.Check("poststarthook/bootstrap-controller", bootstrapped)]
+        return checks
+
     async def _health(self, request: web.Request) -> web.Response:
-        if request.path.startswith("/readyz") and not self.ready:
-            return web.Response(status=500, text="[-]bootstrap-controller failed: not finished\nreadyz check failed")
-        if request.query.get("verbose"):
-            return web.Response(text=f"[+]ping ok\n[+]etcd ok\n{request.path.strip('/')} check passed\n")
-        return web.Response(text="ok")
+        path, _, check = request.path.strip("/").partition("/")
+        checks = self.health_checks(path)
+        if check:
+            answer = await healthz.single(checks, check)
+            if answer is None:
+                raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
+        else:
+            answer = await healthz.root(path, checks, request.query, request.query.getall("exclude", []))
+        return web.Response(status=answer.status, text=answer.text, content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"})
 
     async def _api(self, request: web.Request) -> web.Response:
         agg = discovery.aggregated_version_wanted(request.headers.get("Accept", ""))

@@ -29,7 +29,7 @@ from kubelite.api import errors
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
 from kubelite.apiserver import wsstream
-from kubelite.apiserver.rest import RestHandlers, decode_kv, parse_path
+from kubelite.apiserver.registry import Registry, parse_path
 from kubelite.apiserver.spdy import SpdySession, SpdyStream
 
 SOCKET_ANNOTATION = "kubelite.io/kubelet-socket"
@@ -40,10 +40,11 @@ FINISH_TIMEOUT = 10.0  # how long a finished session waits for the client to han
 AGENT = "http://kubelet"  # host part of URLs on the agent's socket (any name does)
 
 
-def register(app: web.Application, rest: RestHandlers) -> None:
-    """Add the routes. aiohttp resolves the longest static prefix first, so these win over
-    the generic ``/api/v1/{tail:.*}`` route wherever they are added."""
-    proxy = StreamingProxy(rest)
+def register(app: web.Application, registry: Registry) -> None:
+    """Routes of their own for the streaming subresources, for an app without the generic
+    dispatch (which serves them too, from the subresource table). aiohttp resolves the
+    longest static prefix first, so these win over ``/api/v1/{tail:.*}`` wherever they are added."""
+    proxy = StreamingProxy(registry)
     base = "/api/v1/namespaces/{namespace}/pods/{name}/"
     app.router.add_get(base + "log", proxy.log)
     for sub, handler in (("exec", proxy.exec), ("attach", proxy.attach), ("portforward", proxy.port_forward)):
@@ -260,14 +261,18 @@ class _SpdyConnection:
 
 
 class StreamingProxy:
-    def __init__(self, rest: RestHandlers) -> None:
-        self.rest = rest
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
 
     async def _get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         rt = lookup("", "v1", plural)
         assert rt is not None
-        kv = await self.rest.store.get(rt.key(namespace, name))
-        return decode_kv(kv) if kv is not None else None
+        try:
+            return await self.registry.get_object(rt, namespace, name)
+        except StatusError as e:
+            if e.code == 404:
+                return None
+            raise
 
     async def _pod(self, request: web.Request) -> dict[str, Any]:
         namespace, name = _pod_ref(request)

@@ -25,9 +25,10 @@ from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
 from kubelite.apiserver import discovery, healthz
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
+from kubelite.apiserver.handlers import JSON, RestHandlers, json_response, status_response
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
 from kubelite.apiserver.pki import PKI
-from kubelite.apiserver.rest import JSON, RestHandlers, json_response, parse_path, status_response
+from kubelite.apiserver.registry import Registry, parse_path
 from kubelite.apiserver.services import ServiceAllocation, bootstrap_kubernetes_service
 from kubelite.store import Store
 
@@ -77,11 +78,13 @@ class APIServer:
         self.pki = pki
         self.config = config
         self.primary = primary
-        self.rest = RestHandlers(store)
         self.cidr = ServiceCIDR.parse(config.service_cidr)
-        self.rest.services = ServiceAllocation(self.rest, self.cidr, NodePortAllocator(*config.node_port_range))
         self.tokens = TokenSigner(pki.sa_key.read_bytes())
-        self.rest.token_issuer = self.tokens
+        # The allocator writes IPAddress objects through a registry of its own (they need no
+        # allocation); the registry that serves the API is then built with both collaborators.
+        self.services = ServiceAllocation(store, Registry(store), self.cidr, NodePortAllocator(*config.node_port_range))
+        self.registry = Registry(store, services=self.services, tokens=self.tokens)
+        self.rest = RestHandlers(self.registry)
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._version = orjson.dumps(version_info())
@@ -246,14 +249,13 @@ class APIServer:
             if await self.store.get(ns_rt.key(None, ns)) is None:
                 obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
                 try:
-                    await self.rest.create_object(ns_rt, None, obj, manager="kube-apiserver")
+                    await self.registry.create_object(ns_rt, None, obj, manager="kube-apiserver")
                 except StatusError as e:
                     if e.code != 409:
                         raise
-        assert self.rest.services is not None
-        await self.rest.services.repair()
+        await self.services.repair()
         await bootstrap_kubernetes_service(
-            self.rest, self.cidr, self.config.advertise_address, self.config.port
+            self.registry, self.cidr, self.config.advertise_address, self.config.port
         )
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -270,11 +272,10 @@ class APIServer:
         if self.primary:
             await self.bootstrap()
         else:
-            assert self.rest.services is not None
-            await self.rest.services.load_hints()
+            await self.services.load_hints()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        await self.rest.namespaces.start()
+        await self.registry.namespaces.start()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.ssl_context(), backlog=1024,
             reuse_address=True, reuse_port=True,
@@ -286,7 +287,7 @@ class APIServer:
 
     async def stop(self) -> None:
         self.ready = False
-        await self.rest.namespaces.stop()
+        await self.registry.namespaces.stop()
         for task in list(self.rest.watchers):
             task.cancel()
         if self._runner is not None:

@@ -19,7 +19,7 @@ from kubelite.api.registry import ResourceType
 from kubelite.api.resource import pod_qos_class
 
 if TYPE_CHECKING:
-    from kubelite.apiserver.services import ServiceAllocation
+    from kubelite.apiserver.registry import ServiceAllocator
 
 Rollback = Callable[[], Awaitable[None]]
 
@@ -33,7 +33,7 @@ class Strategy:
     # EndpointSlices here; a ConfigMap has none, as on a real cluster).
     tracks_generation = False
 
-    def __init__(self, rt: ResourceType, services: ServiceAllocation | None = None) -> None:
+    def __init__(self, rt: ResourceType, services: ServiceAllocator | None = None) -> None:
         self.rt = rt
         self.has_status = "status" in rt.subresources
         self.services = services
@@ -182,5 +182,5 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
 }
 
 
-def strategy_for(rt: ResourceType, services: ServiceAllocation | None = None) -> Strategy:
+def strategy_for(rt: ResourceType, services: ServiceAllocator | None = None) -> Strategy:
     return STRATEGIES.get((rt.group, rt.kind), Strategy)(rt, services)

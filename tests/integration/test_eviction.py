@@ -160,6 +160,12 @@ def test_pdb_defaults_validation_and_columns(cluster: Cluster) -> None:
     res = cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(too_much))
     assert res.returncode != 0 and "must not be greater than 100%" in res.stderr
 
+    # kubectl's typed create (protobuf since 1.32) gives the same object.
+    cluster.kubectl("create", "pdb", "typed", "-n", ns, "--selector=app=typed", "--max-unavailable=25%", check=True)
+    typed = get(cluster, "pdb", "typed", ns)
+    assert typed is not None
+    assert typed["spec"] == {"maxUnavailable": "25%", "selector": {"matchLabels": {"app": "typed"}}}
+
     # The status subresource leaves the spec alone; a spec change moves the generation.
     set_pdb_status(cluster, ns, "web", disruptionsAllowed=3)
     body = get(cluster, "pdb", "web", ns)

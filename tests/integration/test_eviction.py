@@ -252,9 +252,13 @@ def test_eviction_honours_the_budget(cluster: Cluster, nodes: list[str]) -> None
     assert {"type": "DisruptionAllowed", "status": "False", "reason": "InsufficientPods"}.items() <= \
         after["status"]["conditions"][0].items()
     assert get(cluster, "pod", "a", ns)["metadata"].get("deletionTimestamp")  # type: ignore[index]
-    # The budget is spent: the next pod stays.
+    # The budget is spent: the next pod stays, and kubectl drain says why while it retries.
     status, body = evict(raw, ns, "b")
     assert status == 429
+    res = cluster.kubectl("drain", node, "--force", "--pod-selector=app=web", "--timeout=2s")
+    assert res.returncode != 0
+    assert (f'error when evicting pods/"b" -n "{ns}" (will retry after 5s): Cannot evict pod as it would '
+            "violate the pod's disruption budget.") in res.stderr + res.stdout
 
     # A pod that is not running is evicted without consulting budgets.
     pending = pod("pending")

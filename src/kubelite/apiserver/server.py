@@ -2,10 +2,12 @@
 
 This module wires the pieces together: TLS with client-certificate verification against
 the cluster CA (a request without credentials is a 401, never served), the discovery and
-OpenAPI documents kubectl needs before it sends anything, health endpoints, and the generic
-REST handlers for every resource. A request that raises a :class:`StatusError` is answered
-with that Status; anything else is a bug, logged, and answered 500 without taking the
-server down.
+OpenAPI documents kubectl needs before it sends anything, health endpoints (apiserver.healthz),
+and the REST API: the HTTP layer (apiserver.handlers) over the generic registry
+(apiserver.registry), which is built here with its collaborators, Service allocation
+(apiserver.services) and the token signer (apiserver.auth). A request that raises a
+:class:`StatusError` is answered with that Status; anything else is a bug, logged, and
+answered 500 without taking the server down.
 """
 
 from __future__ import annotations

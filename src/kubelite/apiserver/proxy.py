@@ -40,27 +40,11 @@ FINISH_TIMEOUT = 10.0  # how long a finished session waits for the client to han
 AGENT = "http://kubelet"  # host part of URLs on the agent's socket (any name does)
 
 
-def register(app: web.Application, registry: Registry) -> None:
-    """Routes of their own for the streaming subresources, for an app without the generic
-    dispatch (which serves them too, from the subresource table). aiohttp resolves the
-    longest static prefix first, so these win over ``/api/v1/{tail:.*}`` wherever they are added."""
-    proxy = StreamingProxy(registry)
-    base = "/api/v1/namespaces/{namespace}/pods/{name}/"
-    app.router.add_get(base + "log", proxy.log)
-    for sub, handler in (("exec", proxy.exec), ("attach", proxy.attach), ("portforward", proxy.port_forward)):
-        app.router.add_get(base + sub, handler)
-        app.router.add_post(base + sub, handler)
-
-
 # ---------------------------------------------------------------------------- pure helpers
 
 
 def _pod_ref(request: web.Request) -> tuple[str, str]:
-    """(namespace, name) of the pod a request names, routed here by register() or by the
-    generic dispatch (which resolves the same URL through parse_path)."""
-    info = request.match_info
-    if "namespace" in info and "name" in info:
-        return info["namespace"], info["name"]
+    """(namespace, name) of the pod a request names (the generic dispatch routed it here)."""
     target = parse_path(request.path)
     assert target is not None and target.name is not None
     return target.namespace or "", target.name

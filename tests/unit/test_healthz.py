@@ -4,10 +4,10 @@ Kubernetes' healthz format, as do a store that is gone and the per-check paths."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pathlib
 from collections.abc import AsyncIterator
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from kubelite.apiserver.pki import ensure_pki
@@ -15,6 +15,7 @@ from kubelite.apiserver.server import APIServer, ServerConfig
 from kubelite.store import SqliteStore
 
 
+@contextlib.asynccontextmanager
 async def _client(tmp_path: pathlib.Path, store: SqliteStore) -> AsyncIterator[tuple[APIServer, TestClient]]:
     pki = ensure_pki(tmp_path / "pki", cluster_name="health", service_ip="10.96.0.1")
     api = APIServer(store, pki, ServerConfig(port=0))
@@ -32,7 +33,7 @@ def test_readyz_reports_a_failing_compaction(tmp_path: pathlib.Path) -> None:
         store = SqliteStore(str(tmp_path / "state.db"), compact_interval=0.01)
         await store.start()
         try:
-            async for api, client in _client(tmp_path, store):
+            async with _client(tmp_path, store) as (api, client):
                 api.ready = True
                 assert await _get(client, "/readyz") == (200, "ok")
                 assert await _get(client, "/readyz?verbose") == (200, (
@@ -83,7 +84,7 @@ def test_readyz_before_bootstrap(tmp_path: pathlib.Path) -> None:
         store = SqliteStore(str(tmp_path / "state.db"))
         await store.start()
         try:
-            async for _api, client in _client(tmp_path, store):
+            async with _client(tmp_path, store) as (_api, client):
                 status, text = await _get(client, "/readyz")
                 assert status == 500
                 assert text.endswith("[-]poststarthook/bootstrap-controller failed: reason withheld\n"
@@ -93,5 +94,3 @@ def test_readyz_before_bootstrap(tmp_path: pathlib.Path) -> None:
 
     asyncio.run(main())
 
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -62,6 +62,7 @@ ROOTS = {
     ("networking.k8s.io/v1", "IPAddress"): "k8s.io.api.networking.v1.IPAddress",
     ("networking.k8s.io/v1", "ServiceCIDR"): "k8s.io.api.networking.v1.ServiceCIDR",
     ("policy/v1", "Eviction"): "k8s.io.api.policy.v1.Eviction",
+    ("policy/v1", "PodDisruptionBudget"): "k8s.io.api.policy.v1.PodDisruptionBudget",
     ("authentication.k8s.io/v1", "TokenRequest"): "k8s.io.api.authentication.v1.TokenRequest",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "k8s.io.api.authentication.v1.SelfSubjectReview",
     (
@@ -207,6 +208,7 @@ POINTERS: dict[str, list[str]] = {
         "preferredHolder",
     ],
     "k8s.io.api.authentication.v1.TokenRequestSpec": ["expirationSeconds"],
+    "k8s.io.api.policy.v1.PodDisruptionBudgetSpec": ["unhealthyPodEvictionPolicy"],
 }
 
 _FIELD = re.compile(r"^(optional|repeated)\s+([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;$")

@@ -45,6 +45,7 @@ ROOTS = [
     "io.k8s.api.networking.v1.ServiceCIDR",
     "io.k8s.api.authentication.v1.TokenRequest",
     "io.k8s.api.policy.v1.Eviction",
+    "io.k8s.api.policy.v1.PodDisruptionBudget",
     "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
     "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
     "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent",

@@ -228,8 +228,6 @@ class Stack:
         server = f"https://127.0.0.1:{self.port}"
         (self.base / "kubeconfig").write_text(yaml.safe_dump(kubeconfig("stream", server, pki)))
         api = APIServer(store, pki, ServerConfig(port=self.port, cluster_name="stream"))
-        if not any(r.canonical.endswith("/exec") for r in api.app.router.resources()):
-            proxy.register(api.app, api.rest)  # until server.py wires it in
         agent_runner = web.AppRunner(make_app(self.agent), handle_signals=False, shutdown_timeout=1.0)
         await agent_runner.setup()
         await web.UnixSite(agent_runner, str(self.sock)).start()

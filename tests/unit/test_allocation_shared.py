@@ -16,7 +16,7 @@ import pytest
 
 from kubelite.api.errors import StatusError
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
-from kubelite.apiserver.rest import RestHandlers
+from kubelite.apiserver.registry import Registry
 from kubelite.apiserver.services import NODE_PORT_CLAIMS, ServiceAllocation
 from kubelite.store import SqliteStore
 from tests.unit.served_store import served_store
@@ -39,9 +39,7 @@ async def two(tmp_path: Path) -> AsyncIterator[tuple[ServiceAllocation, ServiceA
     async with served_store(tmp_path) as (owner, _, remote):
         allocs = []
         for store in (owner, remote):
-            rest = RestHandlers(store)
-            rest.services = ServiceAllocation(rest, cidr, NodePortAllocator(*PORTS))
-            allocs.append(rest.services)
+            allocs.append(ServiceAllocation(store, Registry(store), cidr, NodePortAllocator(*PORTS)))
         yield allocs[0], allocs[1], owner
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelite.store import RemoteStore, SqliteStore, StoreError, StoreServer, open_store
+from kubelite.store import RemoteStore, SqliteStore, StoreError, StoreHealth, StoreServer, open_store
 from tests.unit.served_store import served_store
 
 
@@ -112,3 +112,28 @@ def test_under_uvloop(tmp_path: Path) -> None:
             await it.aclose()  # type: ignore[attr-defined]
 
     uvloop.run(scenario())
+
+
+async def test_health_relays_the_owners_compaction_and_a_lost_connection(
+    served: tuple[SqliteStore, StoreServer, RemoteStore],
+) -> None:
+    owner, server, remote = served
+    assert await remote.health() == StoreHealth()
+
+    def broken(revision: int) -> None:
+        raise OSError("disk I/O error")
+
+    owner._compact_disk = broken  # type: ignore[method-assign]
+    for _ in range(300):
+        if owner.last_compaction_error:
+            break
+        await asyncio.sleep(0.01)
+    assert await remote.health() == StoreHealth(compaction_error="OSError: disk I/O error")
+    assert remote._conn is not None and remote._conn.transport is not None
+    for conn in list(server._tasks):
+        conn.cancel()
+    await server.close()
+    remote._conn.transport.abort()
+    await asyncio.wait_for(remote.lost.wait(), 5)
+    health = await remote.health()
+    assert health.error is not None and health.error.startswith("connection to the store lost")

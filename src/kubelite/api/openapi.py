@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from kubelite.api import schema
-from kubelite.api.registry import GROUP_ORDER, RESOURCES, ResourceType
+from kubelite.api.registry import GROUP_ORDER, RESOURCES, SUBRESOURCES, ResourceType
 
 _META = "io.k8s.apimachinery.pkg.apis.meta.v1."
 _PATCH_SCHEMA = _META + "Patch"
@@ -258,26 +258,6 @@ _STREAM_PARAMS = {
     ],
     "portforward": [_query("ports", "integer", "List of ports to forward Required when using WebSockets")],
 }
-_CONNECT_VERBS = {
-    "exec": ("get", "post"),
-    "attach": ("get", "post"),
-    "portforward": ("get", "post"),
-    "proxy": ("delete", "get", "head", "options", "patch", "post", "put"),
-}
-_OPTIONS_KIND = {
-    "exec": "PodExecOptions",
-    "attach": "PodAttachOptions",
-    "portforward": "PodPortForwardOptions",
-}
-# Subresources whose object is another kind: (group, version, kind) and its schema.
-_SUBRESOURCE_KIND = {
-    "scale": ("autoscaling", "v1", "Scale"),
-    "binding": ("", "v1", "Binding"),
-    "eviction": ("policy", "v1", "Eviction"),
-    "token": ("authentication.k8s.io", "v1", "TokenRequest"),
-}
-
-
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": schema.REF_PREFIX + name}
 
@@ -535,8 +515,9 @@ class _Builder:
     ) -> None:
         path = f"{item}/{sub}"
         noun = ns + r.kind + _camel(sub)
-        if sub in _SUBRESOURCE_KIND:
-            group, version, kind = _SUBRESOURCE_KIND[sub]
+        spec = SUBRESOURCES[sub]
+        if spec.kind is not None and spec.kind[2] and not spec.connect:
+            group, version, kind = spec.kind
             target = schema.definition_name(group, version, kind)
             if target is None:
                 raise LookupError(f"no OpenAPI schema for {group}/{version} {kind}")
@@ -546,7 +527,10 @@ class _Builder:
         self.path_params(path, [_path_param("name", f"name of the {kind}"), *scope_params, _PRETTY])
         write_body = {"content": {"*/*": {"schema": _ref(target)}}, "required": True}
         patch_body = {"content": {m: {"schema": _ref(_PATCH_SCHEMA)} for m in _PATCH_MEDIA}, "required": True}
-        if sub in ("status", "scale", "ephemeralcontainers"):
+        verbs = set(spec.verbs)
+        if spec.connect:
+            self.connect_subresource(r, sub, path, noun, scope_params)
+        elif verbs == {"get", "patch", "update"}:
             self.op(
                 path,
                 "get",
@@ -581,7 +565,7 @@ class _Builder:
                 _PATCH_PARAMS,
                 patch_body,
             )
-        elif sub == "finalize":
+        elif verbs == {"update"}:
             self.op(
                 path,
                 "put",
@@ -594,7 +578,7 @@ class _Builder:
                 _WRITE_PARAMS,
                 write_body,
             )
-        elif sub in ("binding", "eviction", "token"):
+        elif verbs == {"create"}:
             self.op(
                 path,
                 "post",
@@ -607,7 +591,7 @@ class _Builder:
                 _WRITE_PARAMS,
                 write_body,
             )
-        elif sub == "log":
+        elif verbs == {"get"} and spec.kind == ("", "", ""):
             self.op(
                 path,
                 "get",
@@ -619,56 +603,31 @@ class _Builder:
                 _responses(None, "200", media=("application/json", "application/yaml", "text/plain")),
                 _LOG_PARAMS,
             )
-        elif sub in _CONNECT_VERBS:
-            options = _OPTIONS_KIND.get(sub, r.kind + "ProxyOptions")
-            options_gvk = _gvk(r.group, r.version, options)
-            params = _STREAM_PARAMS.get(
-                sub,
-                [
-                    _query(
-                        "path",
-                        "string",
-                        f"Path is the URL path to use for the current proxy request to {r.kind.lower()}.",
-                    )
-                ],
-            )
-            plain = _responses(None, "200", media=("*/*",))
-            self.paths[path] = {"parameters": [_path_param("name", f"name of the {options}"), *scope_params]}
-            for method in _CONNECT_VERBS[sub]:
-                self.op(
-                    path,
-                    method,
-                    "connect",
-                    _camel(method) + noun,
-                    "connect",
-                    options_gvk,
-                    f"connect {method.upper()} requests to {sub} of {r.kind}",
-                    plain,
-                    params,
-                )
-            if sub == "proxy":
-                with_path = path + "/{path}"
-                self.paths[with_path] = {
-                    "parameters": [
-                        _path_param("name", f"name of the {options}"),
-                        *scope_params,
-                        _path_param("path", "path to the resource"),
-                        params[0],
-                    ]
-                }
-                for method in _CONNECT_VERBS[sub]:
-                    self.op(
-                        with_path,
-                        method,
-                        "connect",
-                        _camel(method) + noun + "WithPath",
-                        "connect",
-                        options_gvk,
-                        f"connect {method.upper()} requests to {sub} of {r.kind}",
-                        plain,
-                    )
         else:
             raise LookupError(f"no OpenAPI shape for subresource {r.plural}/{sub}")
+
+    def connect_subresource(
+        self, r: ResourceType, sub: str, path: str, noun: str, scope_params: list[dict[str, Any]]
+    ) -> None:
+        """exec, attach, portforward: connect operations, one per HTTP method the stream accepts."""
+        spec = SUBRESOURCES[sub]
+        options = spec.options_kind or r.kind + "ProxyOptions"
+        options_gvk = _gvk(r.group, r.version, options)
+        params = _STREAM_PARAMS[sub]
+        plain = _responses(None, "200", media=("*/*",))
+        self.paths[path] = {"parameters": [_path_param("name", f"name of the {options}"), *scope_params]}
+        for method in spec.connect:
+            self.op(
+                path,
+                method,
+                "connect",
+                _camel(method) + noun,
+                "connect",
+                options_gvk,
+                f"connect {method.upper()} requests to {sub} of {r.kind}",
+                plain,
+                params,
+            )
 
     def discovery_path(self) -> None:
         self.op(

@@ -1,7 +1,8 @@
-"""The resource registry: which kinds the API serves, and how each is named.
+"""The resource registry: which kinds and subresources the API serves, and how each is named.
 
-Discovery, OpenAPI paths, REST routing, ``kubectl api-resources`` and short names all read
-this one table, so registering a kind is one entry. Names, short names, categories and
+Discovery (legacy and aggregated), OpenAPI paths, REST dispatch, ``kubectl api-resources``
+and short names all read these tables, so registering a kind is one entry, and nothing is
+advertised that the API server does not route (a test walks discovery against dispatch). Names, short names, categories and
 verbs are those of a real kube-apiserver (kubectl's ``get all`` relies on the ``all``
 category, ``get svc`` on the short name).
 """
@@ -11,6 +12,44 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class Subresource:
+    """A subresource as discovery and OpenAPI describe it and the API server dispatches it.
+
+    ``kind`` is (group, version, kind) when the subresource reads or writes another kind than
+    its parent (a Scale, an Eviction), ``None`` when it is the parent's own kind (status),
+    and ("", "", "") when it has no kind at all (a log is plain text). ``connect`` lists the
+    HTTP methods of a streaming subresource (exec, attach, portforward), which OpenAPI
+    describes as connect operations.
+    """
+
+    name: str
+    verbs: tuple[str, ...]
+    kind: tuple[str, str, str] | None = None
+    connect: tuple[str, ...] = ()
+    options_kind: str = ""
+
+
+SUBRESOURCES: dict[str, Subresource] = {
+    s.name: s
+    for s in (
+        Subresource("status", ("get", "patch", "update")),
+        Subresource("scale", ("get", "patch", "update"), ("autoscaling", "v1", "Scale")),
+        Subresource("finalize", ("update",)),
+        Subresource("binding", ("create",), ("", "v1", "Binding")),
+        Subresource("eviction", ("create",), ("policy", "v1", "Eviction")),
+        Subresource("token", ("create",), ("authentication.k8s.io", "v1", "TokenRequest")),
+        Subresource("log", ("get",), ("", "", "")),
+        Subresource("exec", ("create", "get"), ("", "v1", "PodExecOptions"), ("get", "post"), "PodExecOptions"),
+        Subresource("attach", ("create", "get"), ("", "v1", "PodAttachOptions"), ("get", "post"), "PodAttachOptions"),
+        Subresource(
+            "portforward", ("create", "get"), ("", "v1", "PodPortForwardOptions"), ("get", "post"),
+            "PodPortForwardOptions",
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -58,16 +97,17 @@ class ResourceType:
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), subresources=("status", "finalize"),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+    # Not (yet) served, so not listed: pods/ephemeralcontainers, services/proxy, nodes/proxy.
     ResourceType("", "v1", "Pod", "pods", True, ("po",), ("all",),
-                 ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "ephemeralcontainers")),
-    ResourceType("", "v1", "Service", "services", True, ("svc",), ("all",), ("status", "proxy"),
+                 ("status", "log", "exec", "attach", "portforward", "binding", "eviction")),
+    ResourceType("", "v1", "Service", "services", True, ("svc",), ("all",), ("status",),
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     ResourceType("", "v1", "Endpoints", "endpoints", True, ("ep",)),
     ResourceType("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
     ResourceType("", "v1", "Secret", "secrets", True),
     ResourceType("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), subresources=("token",)),
     ResourceType("", "v1", "Event", "events", True, ("ev",)),
-    ResourceType("", "v1", "Node", "nodes", False, ("no",), subresources=("status", "proxy")),
+    ResourceType("", "v1", "Node", "nodes", False, ("no",), subresources=("status",)),
     ResourceType("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("all",), ("status", "scale")),
     ResourceType("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("all",), ("status", "scale")),
     ResourceType("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
@@ -75,10 +115,12 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True),
     ResourceType("networking.k8s.io", "v1", "IPAddress", "ipaddresses", False, ("ip",)),
     ResourceType("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", False, subresources=("status",)),
+    ResourceType("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",),
+                 subresources=("status",)),
 )
 
 # Preferred order of API groups in discovery, as kube-apiserver orders them.
-GROUP_ORDER = ("", "apps", "events.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "networking.k8s.io")
+GROUP_ORDER = ("", "apps", "events.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "networking.k8s.io", "policy")
 
 
 def by_group_version() -> dict[str, list[ResourceType]]:

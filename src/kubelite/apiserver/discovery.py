@@ -15,34 +15,7 @@ from typing import Any
 
 import orjson
 
-from kubelite.api.registry import GROUP_ORDER, RESOURCES, ResourceType, by_group_version
-
-SUBRESOURCE_VERBS = {
-    "status": ("get", "patch", "update"),
-    "scale": ("get", "patch", "update"),
-    "finalize": ("update",),
-    "binding": ("create",),
-    "eviction": ("create",),
-    "token": ("create",),
-    "ephemeralcontainers": ("get", "patch", "update"),
-    "log": ("get",),
-    "exec": ("create", "get"),
-    "attach": ("create", "get"),
-    "portforward": ("create", "get"),
-    "proxy": ("create", "delete", "get", "patch", "update"),
-}
-# Subresources whose response is another kind than the parent.
-SUBRESOURCE_KIND = {
-    "scale": ("autoscaling", "v1", "Scale"),
-    "binding": ("", "v1", "Binding"),
-    "eviction": ("policy", "v1", "Eviction"),
-    "token": ("authentication.k8s.io", "v1", "TokenRequest"),
-    "log": ("", "", ""),
-    "exec": ("", "v1", "PodExecOptions"),
-    "attach": ("", "v1", "PodAttachOptions"),
-    "portforward": ("", "v1", "PodPortForwardOptions"),
-    "proxy": ("", "v1", "PodProxyOptions"),
-}
+from kubelite.api.registry import GROUP_ORDER, RESOURCES, SUBRESOURCES, ResourceType, by_group_version
 
 
 def _storage_hash(r: ResourceType) -> str:
@@ -119,15 +92,16 @@ def api_resource_list(group_version: str) -> bytes | None:
         item["storageVersionHash"] = _storage_hash(r)
         items.append(item)
         for sub in r.subresources:
-            g, v, k = SUBRESOURCE_KIND.get(sub, (r.group, r.version, r.kind))
+            spec = SUBRESOURCES[sub]
+            g, v, k = spec.kind or (r.group, r.version, r.kind)
             entry: dict[str, Any] = {
                 "name": f"{r.plural}/{sub}",
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": k,
-                "verbs": list(SUBRESOURCE_VERBS.get(sub, ("get",))),
+                "verbs": list(spec.verbs),
             }
-            if sub in SUBRESOURCE_KIND and g != r.group:
+            if spec.kind is not None and g != r.group:
                 entry["group"], entry["version"] = g, v
             items.append(entry)
     return orjson.dumps(
@@ -149,8 +123,9 @@ def _aggregated_resource(r: ResourceType) -> dict[str, Any]:
         d["categories"] = list(r.categories)
     subs = []
     for sub in r.subresources:
-        g, v, k = SUBRESOURCE_KIND.get(sub, (r.group, r.version, r.kind))
-        entry: dict[str, Any] = {"subresource": sub, "verbs": list(SUBRESOURCE_VERBS.get(sub, ("get",)))}
+        spec = SUBRESOURCES[sub]
+        g, v, k = spec.kind or (r.group, r.version, r.kind)
+        entry: dict[str, Any] = {"subresource": sub, "verbs": list(spec.verbs)}
         if k:
             entry["responseKind"] = {"group": g, "version": v, "kind": k}
         subs.append(entry)

@@ -35,10 +35,6 @@ class NotInRange(Exception):
     pass
 
 
-class AlreadyAllocated(Exception):
-    pass
-
-
 @dataclass(frozen=True)
 class ServiceCIDR:
     """A service CIDR and its static/dynamic bands."""
@@ -172,12 +168,6 @@ class NodePortAllocator:
             raise NotInRange(
                 f"provided port is not in the valid range. The range of valid ports is {self.range_text}"
             )
-
-    def reserve(self, port: int) -> None:
-        self.check(port)
-        if port in self.taken:
-            raise AlreadyAllocated("provided port is already allocated")
-        self.taken.add(port)
 
     def next(self) -> int:
         n = self.high - self.low + 1

@@ -9,7 +9,6 @@ alphabet Kubernetes uses (no vowels, so no words).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import random
 import time
@@ -34,11 +33,6 @@ def now_rfc3339() -> str:
         _last_second[0] = second
         _last_second[1] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
     return str(_last_second[1])
-
-
-def now_micro() -> str:
-    """metav1.MicroTime, for Events and Leases."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def generate_name(prefix: str) -> str:

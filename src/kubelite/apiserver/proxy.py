@@ -29,7 +29,7 @@ from kubelite.api import errors
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
 from kubelite.apiserver import wsstream
-from kubelite.apiserver.rest import RestHandlers, decode_kv
+from kubelite.apiserver.registry import Registry, parse_path
 from kubelite.apiserver.spdy import SpdySession, SpdyStream
 
 SOCKET_ANNOTATION = "kubelite.io/kubelet-socket"
@@ -40,18 +40,14 @@ FINISH_TIMEOUT = 10.0  # how long a finished session waits for the client to han
 AGENT = "http://kubelet"  # host part of URLs on the agent's socket (any name does)
 
 
-def register(app: web.Application, rest: RestHandlers) -> None:
-    """Add the routes. aiohttp resolves the longest static prefix first, so these win over
-    the generic ``/api/v1/{tail:.*}`` route wherever they are added."""
-    proxy = StreamingProxy(rest)
-    base = "/api/v1/namespaces/{namespace}/pods/{name}/"
-    app.router.add_get(base + "log", proxy.log)
-    for sub, handler in (("exec", proxy.exec), ("attach", proxy.attach), ("portforward", proxy.port_forward)):
-        app.router.add_get(base + sub, handler)
-        app.router.add_post(base + sub, handler)
-
-
 # ---------------------------------------------------------------------------- pure helpers
+
+
+def _pod_ref(request: web.Request) -> tuple[str, str]:
+    """(namespace, name) of the pod a request names (the generic dispatch routed it here)."""
+    target = parse_path(request.path)
+    assert target is not None and target.name is not None
+    return target.namespace or "", target.name
 
 
 def container_names(pod: dict[str, Any]) -> list[str]:
@@ -249,18 +245,22 @@ class _SpdyConnection:
 
 
 class StreamingProxy:
-    def __init__(self, rest: RestHandlers) -> None:
-        self.rest = rest
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
 
     async def _get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         rt = lookup("", "v1", plural)
         assert rt is not None
-        kv = await self.rest.store.get(rt.key(namespace, name))
-        return decode_kv(kv) if kv is not None else None
+        try:
+            return await self.registry.get_object(rt, namespace, name)
+        except StatusError as e:
+            if e.code == 404:
+                return None
+            raise
 
     async def _pod(self, request: web.Request) -> dict[str, Any]:
-        name = request.match_info["name"]
-        pod = await self._get("pods", request.match_info["namespace"], name)
+        namespace, name = _pod_ref(request)
+        pod = await self._get("pods", namespace, name)
         if pod is None:
             raise errors.not_found_error("pods", name)
         return pod
@@ -284,7 +284,7 @@ class StreamingProxy:
     # -- log
 
     async def log(self, request: web.Request) -> web.StreamResponse:
-        ns, name = request.match_info["namespace"], request.match_info["name"]
+        ns, name = _pod_ref(request)
         params = log_params(request.query, name)
         pod = await self._pod(request)
         container = validate_container(pod, request.query.get("container", ""))
@@ -351,7 +351,7 @@ class StreamingProxy:
         params: list[tuple[str, str]] = [(k, "1") for k, v in flags.items() if v]
         if op == "exec":
             params += [("command", c) for c in q.getall("command", [])]
-        url = f"{AGENT}/{op}/{request.match_info['namespace']}/{pod['metadata']['name']}/{container}"
+        url = f"{AGENT}/{op}/{_pod_ref(request)[0]}/{pod['metadata']['name']}/{container}"
         async with _agent_session(sock) as http:
             try:
                 agent = await http.ws_connect(url, params=params, protocols=(wsstream.V5,), max_msg_size=0)
@@ -446,7 +446,7 @@ class StreamingProxy:
             conn, resp = await _SpdyConnection.upgrade(request, PORT_FORWARD)
         else:
             raise errors.bad_request("Upgrade request required")
-        url = f"{AGENT}/portForward/{request.match_info['namespace']}/{pod['metadata']['name']}"
+        url = f"{AGENT}/portForward/{_pod_ref(request)[0]}/{pod['metadata']['name']}"
         pending: dict[str, dict[str, SpdyStream]] = {}
         forwards: set[asyncio.Future[None]] = set()
         try:

@@ -2,10 +2,12 @@
 
 This module wires the pieces together: TLS with client-certificate verification against
 the cluster CA (a request without credentials is a 401, never served), the discovery and
-OpenAPI documents kubectl needs before it sends anything, health endpoints, and the generic
-REST handlers for every resource. A request that raises a :class:`StatusError` is answered
-with that Status; anything else is a bug, logged, and answered 500 without taking the
-server down.
+OpenAPI documents kubectl needs before it sends anything, health endpoints (apiserver.healthz),
+and the REST API: the HTTP layer (apiserver.handlers) over the generic registry
+(apiserver.registry), which is built here with its collaborators, Service allocation
+(apiserver.services) and the token signer (apiserver.auth). A request that raises a
+:class:`StatusError` is answered with that Status; anything else is a bug, logged, and
+answered 500 without taking the server down.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from kubelite import __version__
 from kubelite.api import errors, openapi, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
-from kubelite.apiserver import discovery, proxy
+from kubelite.apiserver import discovery, healthz
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
+from kubelite.apiserver.handlers import JSON, RestHandlers, json_response, status_response
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
 from kubelite.apiserver.pki import PKI
-from kubelite.apiserver.rest import JSON, RestHandlers, json_response, parse_path, status_response
+from kubelite.apiserver.registry import Registry, parse_path
 from kubelite.apiserver.services import ServiceAllocation, bootstrap_kubernetes_service
 from kubelite.store import Store
 
@@ -77,11 +80,13 @@ class APIServer:
         self.pki = pki
         self.config = config
         self.primary = primary
-        self.rest = RestHandlers(store)
         self.cidr = ServiceCIDR.parse(config.service_cidr)
-        self.rest.services = ServiceAllocation(self.rest, self.cidr, NodePortAllocator(*config.node_port_range))
         self.tokens = TokenSigner(pki.sa_key.read_bytes())
-        self.rest.token_issuer = self.tokens
+        # The allocator writes IPAddress objects through a registry of its own (they need no
+        # allocation); the registry that serves the API is then built with both collaborators.
+        self.services = ServiceAllocation(store, Registry(store), self.cidr, NodePortAllocator(*config.node_port_range))
+        self.registry = Registry(store, services=self.services, tokens=self.tokens)
+        self.rest = RestHandlers(self.registry)
         self.ready = False
         self._runner: web.AppRunner | None = None
         self._version = orjson.dumps(version_info())
@@ -104,8 +109,6 @@ class APIServer:
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/openapi/v3", self._openapi_index)
         r.add_get("/openapi/v3/{path:.*}", self._openapi_doc)
-        # pods/log|exec|attach|portforward: upgraded and streamed to the node agent.
-        proxy.register(app, self.rest)
         r.add_route("*", "/api/v1/{tail:.*}", self._resource)
         r.add_route("*", "/apis/{group}/{version}/{tail:.*}", self._resource)
         return app
@@ -155,12 +158,29 @@ class APIServer:
     async def _version_handler(self, request: web.Request) -> web.Response:
         return json_response(self._version)
 
+    def health_checks(self, path: str) -> list[healthz.Check]:
+        """The checks of ``/healthz``, ``/livez`` or ``/readyz`` (kube-apiserver's names where it has them)."""
+        etcd, compaction = healthz.store_checks(self.store)
+        checks = [healthz.PING, etcd]
+        if path == "readyz":
+
+            async def bootstrapped() -> str | None:
+                return None if self.ready else "not finished"
+
+            checks += [compaction, healthz.Check("poststarthook/bootstrap-controller", bootstrapped)]
+        return checks
+
     async def _health(self, request: web.Request) -> web.Response:
-        if request.path.startswith("/readyz") and not self.ready:
-            return web.Response(status=500, text="[-]bootstrap-controller failed: not finished\nreadyz check failed")
-        if request.query.get("verbose"):
-            return web.Response(text=f"[+]ping ok\n[+]etcd ok\n{request.path.strip('/')} check passed\n")
-        return web.Response(text="ok")
+        path, _, check = request.path.strip("/").partition("/")
+        checks = self.health_checks(path)
+        if check:
+            answer = await healthz.single(checks, check)
+            if answer is None:
+                raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
+        else:
+            answer = await healthz.root(path, checks, request.query, request.query.getall("exclude", []))
+        return web.Response(status=answer.status, text=answer.text, content_type="text/plain",
+                            headers={"X-Content-Type-Options": "nosniff"})
 
     async def _api(self, request: web.Request) -> web.Response:
         agg = discovery.aggregated_version_wanted(request.headers.get("Accept", ""))
@@ -231,14 +251,13 @@ class APIServer:
             if await self.store.get(ns_rt.key(None, ns)) is None:
                 obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
                 try:
-                    await self.rest.create_object(ns_rt, None, obj, manager="kube-apiserver")
+                    await self.registry.create_object(ns_rt, None, obj, manager="kube-apiserver")
                 except StatusError as e:
                     if e.code != 409:
                         raise
-        assert self.rest.services is not None
-        await self.rest.services.repair()
+        await self.services.repair()
         await bootstrap_kubernetes_service(
-            self.rest, self.cidr, self.config.advertise_address, self.config.port
+            self.registry, self.cidr, self.config.advertise_address, self.config.port
         )
 
     def ssl_context(self) -> ssl.SSLContext:
@@ -255,11 +274,10 @@ class APIServer:
         if self.primary:
             await self.bootstrap()
         else:
-            assert self.rest.services is not None
-            await self.rest.services.load_hints()
+            await self.services.load_hints()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        await self.rest.namespaces.start()
+        await self.registry.namespaces.start()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.ssl_context(), backlog=1024,
             reuse_address=True, reuse_port=True,
@@ -271,7 +289,7 @@ class APIServer:
 
     async def stop(self) -> None:
         self.ready = False
-        await self.rest.namespaces.stop()
+        await self.registry.namespaces.stop()
         for task in list(self.rest.watchers):
             task.cancel()
         if self._runner is not None:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from kubelite.api import defaults, errors
 from kubelite.api.errors import StatusError
-from kubelite.api.registry import lookup
+from kubelite.api.registry import ResourceType, lookup
 from kubelite.apiserver.ipalloc import (
     ClusterIPAllocator,
     NodePortAllocator,
@@ -34,10 +34,8 @@ from kubelite.apiserver.ipalloc import (
     ServiceCIDR,
     ipaddress_object,
 )
-from kubelite.store import KeyExistsError
-
-if TYPE_CHECKING:
-    from kubelite.apiserver.rest import RestHandlers
+from kubelite.apiserver.registry import Registry, Target, decode_kv
+from kubelite.store import KeyExistsError, Store
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +77,26 @@ def _node_ports(spec: dict[str, Any]) -> set[int]:
     return out
 
 
+class ObjectCreator(Protocol):
+    """Creates API objects through the generic create path (a Registry)."""
+
+    async def create_object(
+        self, rt: ResourceType, namespace: str | None, obj: dict[str, Any], *, manager: str,
+    ) -> dict[str, Any]: ...
+
+
 class ServiceAllocation:
-    def __init__(self, rest: RestHandlers, cidr: ServiceCIDR, node_ports: NodePortAllocator) -> None:
-        self.rest = rest
+    """The registry's ServiceAllocator: claims in ``store``, IPAddress objects through ``objects``.
+
+    kube-apiserver's IPAddress allocator writes its IPAddress objects through a client, not
+    through the Service storage it serves; here ``objects`` is a registry of its own
+    (without allocation: an IPAddress needs none), so that the Service registry and its
+    allocator are built one after the other, each handed what it needs.
+    """
+
+    def __init__(self, store: Store, objects: ObjectCreator, cidr: ServiceCIDR, node_ports: NodePortAllocator) -> None:
+        self.store = store
+        self.objects = objects
         self.cidr = cidr
         self.ips = ClusterIPAllocator(cidr)
         self.ports = node_ports
@@ -95,7 +110,7 @@ class ServiceAllocation:
         """Create the IPAddress object; False when it exists already."""
         assert IPADDRESSES is not None
         try:
-            await self.rest.create_object(IPADDRESSES, None, ipaddress_object(ip, svc), manager=MANAGER)
+            await self.objects.create_object(IPADDRESSES, None, ipaddress_object(ip, svc), manager=MANAGER)
         except StatusError as e:
             if e.code == 409:
                 self.ips.mark(ip)
@@ -110,7 +125,7 @@ class ServiceAllocation:
             return
         self.ips.unmark(ip)
         try:
-            await self.rest.store.delete(IPADDRESSES.key(None, ip))
+            await self.store.delete(IPADDRESSES.key(None, ip))
         except Exception as e:  # already gone is fine; anything else is repaired at start-up
             log.debug("releasing %s: %s", ip, e)
 
@@ -119,7 +134,7 @@ class ServiceAllocation:
         meta = svc.get("metadata") or {}
         self.ports.taken.add(port)
         try:
-            await self.rest.store.create(
+            await self.store.create(
                 _port_key(port), orjson.dumps({"namespace": meta.get("namespace", ""), "name": meta.get("name", "")})
             )
         except KeyExistsError:
@@ -129,14 +144,14 @@ class ServiceAllocation:
     async def release_port(self, port: int) -> None:
         self.ports.release(port)
         try:
-            await self.rest.store.delete(_port_key(port))
+            await self.store.delete(_port_key(port))
         except Exception as e:  # already gone is fine; anything else is repaired at start-up
             log.debug("releasing node port %d: %s", port, e)
 
     async def load_hints(self) -> None:
         """What is taken, from the store: for a process that did not run the repair."""
         assert IPADDRESSES is not None
-        store = self.rest.store
+        store = self.store
         ips, _, _ = await store.list(IPADDRESSES.key_prefix())
         self.ips.taken.clear()
         for kv in ips:
@@ -183,7 +198,7 @@ class ServiceAllocation:
                 raise self._invalid(svc, [errors.invalid("spec.clusterIPs", [requested], f"failed to allocate IP {requested}: {e}")]) from None
             if dry_run:
                 assert IPADDRESSES is not None
-                taken = await self.rest.store.get(IPADDRESSES.key(None, requested)) is not None
+                taken = await self.store.get(IPADDRESSES.key(None, requested)) is not None
             else:
                 taken = not await self._claim_ip(requested, svc)
             if taken:
@@ -250,7 +265,7 @@ class ServiceAllocation:
             if port in claimed:
                 taken = True
             elif dry_run:
-                taken = await self.rest.store.get(_port_key(port)) is not None
+                taken = await self.store.get(_port_key(port)) is not None
             else:
                 taken = not await self._claim_port(port, svc)
                 if not taken:
@@ -295,10 +310,9 @@ class ServiceAllocation:
     async def repair(self) -> None:
         """Reconcile IPAddresses and node ports with the stored Services (kube-apiserver's repair loops)."""
         assert IPADDRESSES is not None and SERVICES is not None
-        store = self.rest.store
+        store = self.store
         svcs, _, _ = await store.list(SERVICES.key_prefix())
         owners: dict[str, tuple[str, str]] = {}
-        from kubelite.apiserver.rest import decode_kv
 
         services = [decode_kv(kv) for kv in svcs]
         port_owners: dict[int, dict[str, Any]] = {}
@@ -345,15 +359,13 @@ class ServiceAllocation:
 # ---------------------------------------------------------------------- the `kubernetes` Service
 
 
-async def _put(rest: RestHandlers, rt: Any, namespace: str | None, obj: dict[str, Any]) -> None:
+async def _put(registry: Registry, rt: ResourceType, namespace: str | None, obj: dict[str, Any]) -> None:
     """Create ``obj``, or replace its spec-like content when it differs (kept correct across restarts)."""
-    from kubelite.apiserver.rest import Target
-
     name = obj["metadata"]["name"]
-    current = await rest.store.get(rt.key(namespace, name))
+    current = await registry.store.get(rt.key(namespace, name))
     if current is None:
         try:
-            await rest.create_object(rt, namespace, obj, manager=MANAGER)
+            await registry.create_object(rt, namespace, obj, manager=MANAGER)
         except StatusError as e:
             if e.code != 409:
                 raise
@@ -366,17 +378,17 @@ async def _put(rest: RestHandlers, rt: Any, namespace: str | None, obj: dict[str
         old["metadata"].setdefault("labels", {}).update(obj["metadata"].get("labels") or {})
         return old
 
-    await rest.guaranteed_update(Target(rt, namespace, name, None), compute, manager=MANAGER)
+    await registry.guaranteed_update(Target(rt, namespace, name, None), compute, manager=MANAGER)
 
 
-async def bootstrap_kubernetes_service(rest: RestHandlers, cidr: ServiceCIDR, address: str, port: int) -> None:
+async def bootstrap_kubernetes_service(registry: Registry, cidr: ServiceCIDR, address: str, port: int) -> None:
     """The ServiceCIDR, and `default/kubernetes` at the range's first address with its endpoints.
 
     The Service has no selector: like kube-apiserver's endpoint reconciler, the API server
     itself writes its Endpoints and EndpointSlice, pointing at where pods reach it.
     """
     assert SERVICECIDRS and SERVICES and ENDPOINTS and ENDPOINTSLICES
-    await _put(rest, SERVICECIDRS, None, {
+    await _put(registry, SERVICECIDRS, None, {
         "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
         "metadata": {"name": "kubernetes"}, "spec": {"cidrs": [str(cidr.network)]},
     })
@@ -390,20 +402,20 @@ async def bootstrap_kubernetes_service(rest: RestHandlers, cidr: ServiceCIDR, ad
             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
         },
     }
-    current = await rest.store.get(SERVICES.key("default", "kubernetes"))
+    current = await registry.store.get(SERVICES.key("default", "kubernetes"))
     if current is None:
-        await _put(rest, SERVICES, "default", svc)
+        await _put(registry, SERVICES, "default", svc)
     else:
         svc["spec"].pop("clusterIP")
         svc["spec"].pop("clusterIPs")
-        await _put(rest, SERVICES, "default", svc)
-    await _put(rest, ENDPOINTS, "default", {
+        await _put(registry, SERVICES, "default", svc)
+    await _put(registry, ENDPOINTS, "default", {
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": "kubernetes", "namespace": "default",
                      "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
         "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     })
-    await _put(rest, ENDPOINTSLICES, "default", {
+    await _put(registry, ENDPOINTSLICES, "default", {
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": "kubernetes", "namespace": "default",
                      "labels": {"kubernetes.io/service-name": "kubernetes",

@@ -19,7 +19,7 @@ from kubelite.api.registry import ResourceType
 from kubelite.api.resource import pod_qos_class
 
 if TYPE_CHECKING:
-    from kubelite.apiserver.services import ServiceAllocation
+    from kubelite.apiserver.registry import ServiceAllocator
 
 Rollback = Callable[[], Awaitable[None]]
 
@@ -33,7 +33,7 @@ class Strategy:
     # EndpointSlices here; a ConfigMap has none, as on a real cluster).
     tracks_generation = False
 
-    def __init__(self, rt: ResourceType, services: ServiceAllocation | None = None) -> None:
+    def __init__(self, rt: ResourceType, services: ServiceAllocator | None = None) -> None:
         self.rt = rt
         self.has_status = "status" in rt.subresources
         self.services = services
@@ -159,6 +159,15 @@ class EndpointsStrategy(Strategy):
     allow_create_on_update = True
 
 
+class PodDisruptionBudgetStrategy(Strategy):
+    """A budget starts with an empty status (zeros are not omitted in policy/v1) at generation 1."""
+
+    tracks_generation = True
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
+
+
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
@@ -169,8 +178,9 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("discovery.k8s.io", "EndpointSlice"): GenerationStrategy,
     ("", "Event"): EventStrategy,
     ("", "Endpoints"): EndpointsStrategy,
+    ("policy", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,
 }
 
 
-def strategy_for(rt: ResourceType, services: ServiceAllocation | None = None) -> Strategy:
+def strategy_for(rt: ResourceType, services: ServiceAllocator | None = None) -> Strategy:
     return STRATEGIES.get((rt.group, rt.kind), Strategy)(rt, services)

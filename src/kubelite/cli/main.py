@@ -422,7 +422,7 @@ async def install_dns_addon(api: APIServer, service_cidr: str) -> None:
         if await api.store.get(rt.key("kube-system", obj["metadata"]["name"])) is not None:
             continue
         try:
-            await api.rest.create_object(rt, "kube-system", obj, manager="kubelite")
+            await api.registry.create_object(rt, "kube-system", obj, manager="kubelite")
         except StatusError as e:
             if e.code != 409:
                 raise

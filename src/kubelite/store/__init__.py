@@ -18,6 +18,7 @@ from kubelite.store._protocol import (
     KeyValue,
     Store,
     StoreError,
+    StoreHealth,
     WatchBatch,
     WatchEvent,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "SqliteStore",
     "Store",
     "StoreError",
+    "StoreHealth",
     "StoreServer",
     "WatchBatch",
     "WatchEvent",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import msgspec
@@ -90,6 +91,16 @@ class CompactedError(StoreError):
         self.compacted = compacted
 
 
+@dataclass(frozen=True)
+class StoreHealth:
+    """What a store can tell of its own state: None where all is well, else the reason."""
+
+    # The store cannot serve (closed; for a worker, its connection to the owner is lost).
+    error: str | None = None
+    # The last background compaction failed (history and the file grow until one succeeds).
+    compaction_error: str | None = None
+
+
 class Store(Protocol):
     async def start(self) -> None: ...
 
@@ -145,3 +156,7 @@ class Store(Protocol):
         ...
 
     async def compact(self, revision: int) -> None: ...
+
+    async def health(self) -> StoreHealth:
+        """The store's state, for the API server's health checks."""
+        ...

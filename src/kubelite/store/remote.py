@@ -55,6 +55,7 @@ from kubelite.store._protocol import (
     KeyValue,
     Store,
     StoreError,
+    StoreHealth,
     WatchBatch,
     WatchEvent,
 )
@@ -257,6 +258,11 @@ class StoreServer:
                 reply.n = await store.count(req.key)
             elif op == "compact":
                 await store.compact(req.n)
+            elif op == "health":
+                health = await store.health()
+                if health.error is not None:
+                    raise StoreError(health.error)
+                reply.message = health.compaction_error or ""
             elif op == "note":
                 self.notes.append(req.key)
                 self.noted.set()
@@ -524,6 +530,16 @@ class RemoteStore:
 
     async def compact(self, revision: int) -> None:
         await self._call(Request(0, "compact", n=revision))
+
+    async def health(self) -> StoreHealth:
+        """The owner's store as the owner sees it, or why this worker cannot reach it."""
+        if self._failure is not None:
+            return StoreHealth(error=f"connection to the store lost: {self._failure}")
+        try:
+            reply = await self._call(Request(0, "health"))
+        except (StoreError, ConnectionError) as e:
+            return StoreHealth(error=str(e))
+        return StoreHealth(compaction_error=reply.message or None)
 
     async def note(self, text: str) -> None:
         """Tell the owner something about this client (StoreServer.notes)."""

@@ -80,6 +80,7 @@ from kubelite.store._protocol import (
     KeyNotFoundError,
     KeyValue,
     StoreError,
+    StoreHealth,
     WatchBatch,
     WatchEvent,
 )
@@ -666,6 +667,11 @@ class SqliteStore:
             self._watchers.discard(wake)
 
     # -- compaction --------------------------------------------------------------------
+
+    async def health(self) -> StoreHealth:
+        if self._state is not _State.OPEN:
+            return StoreHealth(error=f"store {self.path} is {self._state.value}")
+        return StoreHealth(compaction_error=self.last_compaction_error)
 
     async def compact(self, revision: int) -> None:
         """Forget the history at and below ``revision``; watches from below it get CompactedError."""

@@ -727,7 +727,24 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("CIDRs", "string", _doc("api.networking.v1.ServiceCIDRSpec", "cidrs")),
             _age_col(),
         ),
+        ("policy", "PodDisruptionBudget"): p(
+            _pdb_row,
+            _name_col(),
+            _col("Min Available", "string", "The minimum number of pods that must be available, "
+                 "either as an absolute number or a percentage."),
+            _col("Max Unavailable", "string", "The maximum number of pods that may be unavailable, "
+                 "either as an absolute number or a percentage."),
+            _col("Allowed Disruptions", "integer", "Number of pod disruptions that are currently allowed."),
+            _age_col(),
+        ),
     }
+
+
+def _pdb_row(pdb: Obj, now: datetime) -> Row:
+    """printPodDisruptionBudget: an unset bound prints N/A, an IntOrString as it was given."""
+    spec, status = pdb.get("spec") or {}, pdb.get("status") or {}
+    bounds = ["N/A" if spec.get(k) is None else str(spec[k]) for k in ("minAvailable", "maxUnavailable")]
+    return _cells(_name(pdb), *bounds, int(status.get("disruptionsAllowed") or 0), _age(pdb, now))
 
 
 def _default_row(obj: Obj, now: datetime) -> Row:

@@ -76,7 +76,7 @@ def _validate_selector_and_template(spec: Obj, kind: str) -> list[FieldError]:
     return errs
 
 
-def _int_or_percent(value: int | str) -> tuple[int, bool]:
+def int_or_percent(value: int | str) -> tuple[int, bool]:
     """getIntOrPercentValue: a percent's number, else the int (a non-numeric string counts 0)."""
     if isinstance(value, str):
         if value.endswith("%") and value[:-1].isdigit():
@@ -85,7 +85,7 @@ def _int_or_percent(value: int | str) -> tuple[int, bool]:
     return value, False
 
 
-def _validate_positive_int_or_percent(value: int | str, path: str) -> list[FieldError]:
+def validate_positive_int_or_percent(value: int | str, path: str) -> list[FieldError]:
     if isinstance(value, str):
         if not (value.endswith("%") and value[:-1].isdigit()):
             # An IntOrString prints through its String(): unquoted.
@@ -115,12 +115,12 @@ def _validate_strategy(strategy: Obj) -> list[FieldError]:
         return [required("spec.strategy.rollingUpdate", "this should be defaulted and never be nil")]
     path = "spec.strategy.rollingUpdate"
     unavailable, surge = rolling.get("maxUnavailable", 0), rolling.get("maxSurge", 0)
-    errs = _validate_positive_int_or_percent(unavailable, f"{path}.maxUnavailable")
-    errs += _validate_positive_int_or_percent(surge, f"{path}.maxSurge")
-    if _int_or_percent(unavailable)[0] == 0 and _int_or_percent(surge)[0] == 0:
+    errs = validate_positive_int_or_percent(unavailable, f"{path}.maxUnavailable")
+    errs += validate_positive_int_or_percent(surge, f"{path}.maxSurge")
+    if int_or_percent(unavailable)[0] == 0 and int_or_percent(surge)[0] == 0:
         errs.append(go_literal(ErrorType.INVALID, f"{path}.maxUnavailable", str(unavailable),
                                "may not be 0 when `maxSurge` is 0"))
-    number, is_percent = _int_or_percent(unavailable)
+    number, is_percent = int_or_percent(unavailable)
     if is_percent and number > 100:
         errs.append(go_literal(ErrorType.INVALID, f"{path}.maxUnavailable", str(unavailable),
                                "must not be greater than 100%"))

@@ -1,10 +1,19 @@
-"""Generic REST handlers: every verb on every served resource, as kube-apiserver answers it.
+"""The generic registry: every verb on every served resource, against the store, without HTTP.
 
-One implementation serves all kinds (the registry says which exist, the strategy what is
-special about each), the way kube-apiserver's generic registry does. The write paths follow
-its ``GuaranteedUpdate`` loop: read the current object, compute the new one, validate, then
-compare-and-swap on the revision, retrying when another writer got in between, unless the
-client itself named the resourceVersion it expects, in which case the conflict is theirs.
+kube-apiserver splits its REST API in two: ``endpoints/handlers`` decode requests and
+encode answers, and ``registry/generic/registry/store.go`` does the work against etcd. This
+module is the second half. One implementation serves all kinds (kubelite.api.registry says
+which exist, apiserver.strategy what is special about each, apiserver.services and
+apiserver.eviction what some kinds and subresources do beyond storing), and nothing here
+knows of aiohttp: the HTTP layer (apiserver.handlers) turns a request into a call here and
+the result into a response.
+
+The write paths follow ``GuaranteedUpdate``: read the current object, compute the new one,
+validate, then compare-and-swap on the revision, retrying when another writer got in
+between, unless the client itself named the resourceVersion it expects, in which case the
+conflict is theirs. A create runs: strategy (reset, defaults), validation, namespace
+lifecycle, managed fields, allocation (a Service's ClusterIP and node ports, given back if
+the write fails), then the store's create-if-absent.
 
 Objects are stored without ``metadata.resourceVersion``; the store's revision is the
 resourceVersion and is put in on the way out, so the two can never disagree.
@@ -19,53 +28,58 @@ import contextlib
 import copy
 import datetime as dt
 import logging
-import random
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 import jsonpatch
 import orjson
-import yaml
-from aiohttp import web
-from multidict import CIMultiDict
 
 from kubelite.api import apply as ssa
-from kubelite.api import decoding, errors, managedfields, printers, protobuf, schema, strategicpatch
+from kubelite.api import decoding, errors, managedfields, schema, strategicpatch
 from kubelite.api.errors import StatusError
 from kubelite.api.fields import object_fields, parse_field_selector
-from kubelite.api.labels import SelectorError, parse_selector
+from kubelite.api.labels import SelectorError, parse_selector, selector_from_label_selector
 from kubelite.api.registry import ResourceType, lookup
-from kubelite.apiserver import objects
-from kubelite.apiserver.strategy import Strategy, strategy_for
-
-if TYPE_CHECKING:
-    from kubelite.apiserver.services import ServiceAllocation
+from kubelite.api.validation.names import is_dns1123_subdomain
+from kubelite.apiserver import eviction, objects
+from kubelite.apiserver.strategy import Rollback, Strategy, strategy_for
 from kubelite.store import (
-    CompactedError,
     ConflictError,
     KeyExistsError,
     KeyNotFoundError,
     KeyValue,
     Store,
     StoreError,
-    WatchEvent,
+    WatchBatch,
 )
 
 log = logging.getLogger(__name__)
 
-JSON = "application/json"
-PROTOBUF = "application/vnd.kubernetes.protobuf"
-MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
-PATCH_TYPES = {
-    "application/json-patch+json": "json",
-    "application/merge-patch+json": "merge",
-    "application/strategic-merge-patch+json": "strategic",
-    "application/apply-patch+yaml": "apply",
-}
-BOOKMARK_INTERVAL = 60.0
-EVENT_CACHE_SIZE = 4096
+Obj = dict[str, Any]
+PatchType = Literal["json", "merge", "strategic"]
+
+
+# ---------------------------------------------------------------------------- what the registry is given
+
+
+class ServiceAllocator(Protocol):
+    """ClusterIP and node port allocation for Services (apiserver.services.ServiceAllocation)."""
+
+    async def allocate(self, svc: Obj, old: Obj | None, dry_run: bool) -> Rollback: ...
+
+    async def release_unused(self, new: Obj | None, old: Obj) -> None: ...
+
+
+class TokenIssuer(Protocol):
+    """Signs service account tokens (apiserver.auth.TokenSigner: it holds the key)."""
+
+    def issue(
+        self, namespace: str, service_account: str, sa_uid: str, *, expiration_seconds: int = ...,
+        pod: tuple[str, str] | None = None, audiences: builtins.list[str] | None = None,
+    ) -> tuple[str, int]: ...
+
 
 
 @dataclass(frozen=True)
@@ -91,9 +105,9 @@ def parse_path(path: str) -> Target | None:
     if len(rest) >= 3 and rest[0] == "namespaces":
         # /namespaces/{ns}/{plural}[/{name}[/{sub}]]; but /namespaces/{name}/status|finalize
         # names the namespace's own subresource.
-        if len(rest) == 3 and rest[2] in ("status", "finalize") and lookup(group, version, rest[2]) is None:
-            pass
-        else:
+        namespace_subresource = len(rest) == 3 and rest[2] in ("status", "finalize") and lookup(
+            group, version, rest[2]) is None
+        if not namespace_subresource:
             namespace, rest = rest[1], rest[2:]
     if not rest or len(rest) > 3:
         return None
@@ -155,98 +169,6 @@ def encode_for_store(obj: dict[str, Any]) -> bytes:
             meta["resourceVersion"] = rv
 
 
-def json_response(body: Any, status: int = 200, headers: Any = None) -> web.Response:
-    data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return web.Response(body=data, status=status, content_type=JSON, headers=headers)
-
-
-def status_response(err: StatusError) -> web.Response:
-    return json_response(err.status(), err.code, err.headers or None)
-
-
-def success_status(rt: ResourceType, name: str, uid: str) -> dict[str, Any]:
-    details: dict[str, Any] = {"name": name, "kind": rt.plural}
-    if rt.group:
-        details["group"] = rt.group
-    if uid:
-        details["uid"] = uid
-    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details}
-
-
-def _accept_params(accept: str) -> list[dict[str, str]]:
-    out = []
-    for part in accept.split(","):
-        bits = part.strip().split(";")
-        params = {"type": bits[0].strip()}
-        for b in bits[1:]:
-            k, _, v = b.strip().partition("=")
-            params[k] = v
-        out.append(params)
-    return out
-
-
-def wants_table(request: web.Request) -> bool:
-    for p in _accept_params(request.headers.get("Accept", "")):
-        if p.get("as") == "Table" and p.get("g") == "meta.k8s.io":
-            return True
-        if p["type"] in ("application/json", "*/*", "application/*") and "as" not in p:
-            return False
-    return False
-
-
-def wants_partial_metadata(request: web.Request) -> bool:
-    for p in _accept_params(request.headers.get("Accept", "")):
-        if p.get("as", "").startswith("PartialObjectMetadata"):
-            return True
-        if p["type"] in ("application/json", "*/*") and "as" not in p:
-            return False
-    return False
-
-
-async def read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise errors.too_large()
-    content = request.content
-    if content.is_eof():
-        # The whole body has arrived (a small request always has, with its headers): take
-        # it as it is, without the async iteration below.
-        data = content.read_nowait()
-        if len(data) > MAX_BODY:
-            raise errors.too_large()
-        return data
-    # read() of the whole body: content.read(n) returns only what has arrived so far.
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_any():
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise errors.too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def parse_body(data: bytes, content_type: str) -> Any:
-    """Decode a JSON or YAML request body; junk gets a 400, never a 500."""
-    if not data.strip():
-        raise errors.bad_request("the body of the request was empty")
-    ctype = content_type.split(";")[0].strip().lower()
-    if ctype.endswith("yaml"):
-        try:
-            return yaml.safe_load(data)
-        except yaml.YAMLError as e:
-            raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
-        except (UnicodeDecodeError, ValueError) as e:
-            raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
-
-
-def _qualified_kind(rt: ResourceType) -> str:
-    return rt.kind
-
-
 def check_object_body(obj: Any, rt: ResourceType, expect_kind: str | None = None) -> dict[str, Any]:
     """The body must be an object of the kind and version the URL names."""
     if not isinstance(obj, dict):
@@ -277,9 +199,6 @@ def check_object_body(obj: Any, rt: ResourceType, expect_kind: str | None = None
             f"json: cannot unmarshal {type(meta).__name__} into Go struct field {kind}.metadata of type v1.ObjectMeta"
         )
     return obj
-
-
-_EVENT_HEADS = {t: b'{"type":"%s","object":' % t.encode() for t in ("ADDED", "MODIFIED", "DELETED")}
 
 
 # ---------------------------------------------------------------------------- list helpers
@@ -335,22 +254,8 @@ class Filter:
         return self.fields.empty or self.fields.matches(object_fields(self.rt.group, self.rt.kind, obj))
 
 
-def _flag(query: Any, name: str) -> bool:
-    return str(query.get(name, "")).lower() in ("1", "true")
 
-
-def _dry_run(query: Any) -> bool:
-    values = query.getall("dryRun", [])
-    for v in values:
-        if v != "All":
-            raise errors.bad_request(f'Invalid value: "{v}": supported values: "All"')
-    return bool(values)
-
-
-# ---------------------------------------------------------------------------- the handlers
-
-
-WriteFn = Callable[[dict[str, Any] | None], Awaitable[dict[str, Any] | None]]
+# ---------------------------------------------------------------------------- namespaces
 
 
 NAMESPACES_PREFIX = "/registry/core/namespaces/"
@@ -411,19 +316,50 @@ class ActiveNamespaces:
                     continue
 
 
-class RestHandlers:
-    """The generic verbs. ``server`` gives access to the store and to cluster-wide hooks."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.namespaces = ActiveNamespaces(store)
-        self._strategies: dict[ResourceType, Strategy] = {}
-        self.watchers: set[asyncio.Task[Any]] = set()
-        self.services: ServiceAllocation | None = None
-        self._decode_cache: dict[tuple[str, int], dict[str, Any]] = {}
-        self._line_cache: dict[tuple[str, int, str], bytes] = {}
-        # Signs service-account tokens (set by the server: it holds the key).
-        self.token_issuer: Any = None
+
+# ---------------------------------------------------------------------------- the registry
+
+
+@dataclass
+class ListPage:
+    """One page of a list: the stored objects, decoded where a selector needed them."""
+
+    kvs: builtins.list[KeyValue]
+    decoded: builtins.list[Obj]
+    revision: int
+    continue_token: str
+
+
+@dataclass(frozen=True)
+class ListOptions:
+    """What a list or watch asks for beyond the resource: selectors, paging."""
+
+    filter: Filter
+    limit: int = 0
+    continue_token: str = ""
+    # Whether the caller needs the decoded objects (a Table, metadata only): otherwise a
+    # list without selectors is served from the stored bytes.
+    decode: bool = False
+
+
+@dataclass
+class Registry:
+    """Store access for every resource; per-kind behaviour comes from the strategies.
+
+    ``services`` and ``tokens`` are handed in by whoever builds the API server (constructor
+    injection, narrow protocols): a registry without them serves everything but Service
+    allocation and TokenRequests, which is what the IPAddress objects of the allocator need.
+    """
+
+    store: Store
+    services: ServiceAllocator | None = None
+    tokens: TokenIssuer | None = None
+    namespaces: ActiveNamespaces = field(init=False)
+    _strategies: dict[ResourceType, Strategy] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.namespaces = ActiveNamespaces(self.store)
 
     def strategy(self, rt: ResourceType) -> Strategy:
         s = self._strategies.get(rt)
@@ -431,91 +367,36 @@ class RestHandlers:
             s = self._strategies[rt] = strategy_for(rt, self.services)
         return s
 
-    # -- entry point
-
-    async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
-        method = request.method
-        q = request.query
-        sub = target.subresource
-        if sub == "scale" and target.name is not None:
-            return await self.scale(request, target)
-        if sub == "binding" and method == "POST":
-            return await self.bind(request, target)
-        if sub == "token" and method == "POST" and self.token_issuer is not None:
-            return await self.token_request(request, target)
-        if sub in (None, "status", "finalize"):
-            if target.name is None:
-                if method == "GET":
-                    if _flag(q, "watch"):
-                        return await self.watch(request, target)
-                    return await self.list(request, target)
-                if method == "POST":
-                    return await self.create(request, target)
-                if method == "DELETE":
-                    return await self.delete_collection(request, target)
-            else:
-                if method == "GET":
-                    return await self.get(request, target)
-                if method == "PUT":
-                    return await self.update(request, target)
-                if method == "PATCH":
-                    return await self.patch(request, target)
-                if method == "DELETE" and sub is None:
-                    return await self.delete(request, target)
-        raise errors.method_not_allowed()
-
     # -- reads
 
-    async def _get_obj(self, target: Target) -> tuple[dict[str, Any], KeyValue]:
+    async def get(self, target: Target) -> tuple[Obj, KeyValue]:
+        """The object and its stored form (served as is, without a re-encode)."""
         assert target.name is not None
         kv = await self.store.get(target.rt.key(target.namespace, target.name))
         if kv is None:
             raise errors.not_found_error(target.rt.plural, target.name, target.rt.group)
         return decode_kv(kv), kv
 
-    async def get(self, request: web.Request, target: Target) -> web.StreamResponse:
-        obj, kv = await self._get_obj(target)
-        if wants_table(request):
-            return json_response(self._table(request, target, [obj], obj["metadata"]["resourceVersion"]))
-        if wants_partial_metadata(request):
-            return json_response(_partial(obj))
-        return json_response(object_bytes(kv))
+    async def get_object(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
+        obj, _ = await self.get(Target(rt, namespace, name, None))
+        return obj
 
-    def _table(
-        self, request: web.Request, target: Target, objs: list[dict[str, Any]], rv: str, cont: str = ""
-    ) -> dict[str, Any]:
-        list_meta: dict[str, Any] = {"resourceVersion": rv}
-        if cont:
-            list_meta["continue"] = cont
-        return printers.to_table(
-            target.rt.group,
-            target.rt.kind,
-            objs,
-            now=dt.datetime.now(dt.UTC),
-            include_object=request.query.get("includeObject", "Metadata"),
-            list_meta=list_meta,
-        )
+    async def list_objects(self, rt: ResourceType, namespace: str | None) -> builtins.list[Obj]:
+        kvs, _, _ = await self.store.list(rt.key_prefix(namespace))
+        return [decode_kv(kv) for kv in kvs]
 
-    async def list(self, request: web.Request, target: Target) -> web.StreamResponse:
-        rt, q = target.rt, request.query
-        flt = Filter(rt, q)
-        try:
-            limit = int(q.get("limit", "0") or 0)
-        except ValueError:
-            raise errors.bad_request(f"invalid limit: {q.get('limit')}") from None
+    async def list(self, target: Target, opts: ListOptions) -> ListPage:
+        """A page of objects matching the selectors; with a selector the limit counts matches."""
+        rt, flt, limit = target.rt, opts.filter, opts.limit
         start = ""
-        if q.get("continue"):
-            _, start = _decode_continue(q["continue"])
+        if opts.continue_token:
+            _, start = _decode_continue(opts.continue_token)
         prefix = rt.key_prefix(target.namespace)
-        # A plain JSON list is spliced together from the stored bytes; objects are decoded
-        # only to test a selector or to render a Table or metadata.
-        as_bytes = not wants_table(request) and not wants_partial_metadata(request)
-        decode = not (as_bytes and flt.trivial)
-        matched: list[KeyValue] = []
-        decoded: list[dict[str, Any]] = []
+        decode = opts.decode or not flt.trivial
+        matched: builtins.list[KeyValue] = []
+        decoded: builtins.list[Obj] = []
         more, last_key = False, start
         rev = self.store.revision
-        # With a selector, a page is filled by scanning further: the limit counts matches.
         while True:
             chunk_limit = 0 if limit <= 0 else max(limit - len(matched), 64 if not flt.trivial else limit - len(matched))
             kvs, rev, more = await self.store.list(prefix, start_after=last_key, limit=chunk_limit)
@@ -550,254 +431,19 @@ class RestHandlers:
                 break
             if not more:
                 break
-        list_meta: dict[str, Any] = {"resourceVersion": str(rev)}
-        cont = ""
-        if limit > 0 and more:
-            cont = _encode_continue(rev, last_key)
-            list_meta["continue"] = cont
-        if wants_table(request):
-            return json_response(self._table(request, target, decoded, str(rev), cont))
-        if wants_partial_metadata(request):
-            return json_response(
-                {
-                    "kind": "PartialObjectMetadataList",
-                    "apiVersion": "meta.k8s.io/v1",
-                    "metadata": list_meta,
-                    "items": [_partial(o) for o in decoded],
-                }
-            )
-        head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta})
-        body = b"".join((head[:-1], b',"items":[', b",".join([object_bytes(kv) for kv in matched]), b"]}"))
-        return json_response(body)
+        cont = _encode_continue(rev, last_key) if limit > 0 and more else ""
+        return ListPage(matched, decoded, rev, cont)
 
-    # -- watch
+    def watch_batches(self, target: Target, from_revision: int) -> AsyncGenerator[WatchBatch, None]:
+        """The store's change batches under the target's prefix (the HTTP layer filters and streams)."""
+        return self.store.watch_batches(target.rt.key_prefix(target.namespace), from_revision)
 
-    async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
-        rt, q = target.rt, request.query
-        flt = Filter(rt, q)
-        name_filter = target.name
-        rv_param = q.get("resourceVersion", "")
-        send_initial = _flag(q, "sendInitialEvents") or rv_param in ("", "0")
-        if _flag(q, "sendInitialEvents") and q.get("resourceVersionMatch") != "NotOlderThan":
-            raise errors.invalid_error(
-                "ListOptions", "",
-                [errors.forbidden("resourceVersionMatch", "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")],
-            )
-        bookmarks = _flag(q, "allowWatchBookmarks")
-        try:
-            timeout = float(q.get("timeoutSeconds", "0") or 0)
-        except ValueError:
-            raise errors.bad_request(f"invalid timeoutSeconds: {q.get('timeoutSeconds')}") from None
-        if timeout <= 0:
-            timeout = 1800 * (1 + random.random())
-        try:
-            start_rev = int(rv_param) if rv_param and not send_initial else 0
-        except ValueError:
-            raise errors.bad_request(f'invalid resource version "{rv_param}"') from None
-        table = wants_table(request)
-        prefix = rt.key_prefix(target.namespace)
-        if start_rev and start_rev < self.store.compacted_revision:
-            # Kubernetes answers a too-old resourceVersion with a 200 stream holding one ERROR.
-            pass
+    async def initial(self, target: Target) -> tuple[builtins.list[KeyValue], int]:
+        """Everything under the target's prefix and the revision it reflects (a watch's ADDED events)."""
+        kvs, rev, _ = await self.store.list(target.rt.key_prefix(target.namespace))
+        return kvs, rev
 
-        resp = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
-        resp.enable_chunked_encoding()
-        await resp.prepare(request)
-        task = asyncio.current_task()
-        if task:
-            self.watchers.add(task)
-        first_table = [True]
-
-        def encode(ev_type: str, obj: dict[str, Any]) -> bytes:
-            if table and ev_type in ("ADDED", "MODIFIED", "DELETED"):
-                include = request.query.get("includeObject", "Metadata")
-                t = printers.to_table(
-                    rt.group, rt.kind, [obj], now=dt.datetime.now(dt.UTC), include_object=include,
-                    list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
-                )
-                if not first_table[0]:
-                    t["columnDefinitions"] = []
-                first_table[0] = False
-                obj = t
-            return orjson.dumps({"type": ev_type, "object": obj}) + b"\n"
-
-        everything = name_filter is None and flt.trivial and not table
-
-        def visible(obj: dict[str, Any]) -> bool:
-            if name_filter is not None and obj.get("metadata", {}).get("name") != name_filter:
-                return False
-            return flt.matches(obj)
-
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        try:
-            if send_initial:
-                kvs, start_rev, _ = await self.store.list(prefix)
-                buf = bytearray()
-                for kv in kvs:
-                    obj = decode_kv(kv)
-                    if visible(obj):
-                        buf += encode("ADDED", obj)
-                        if len(buf) > 256 * 1024:
-                            await resp.write(bytes(buf))
-                            buf.clear()
-                if buf:
-                    await resp.write(bytes(buf))
-                if _flag(q, "sendInitialEvents") and bookmarks:
-                    await resp.write(encode("BOOKMARK", _bookmark(rt, start_rev, initial_end=True)))
-            last_rev = [start_rev]
-
-            async def send_bookmarks() -> None:
-                # The revision this stream has delivered everything up to (progress batches
-                # move it while other keys change), never the store's newest: events of a
-                # commit not yet sent here would be skipped by a client resuming from it.
-                while True:
-                    await asyncio.sleep(BOOKMARK_INTERVAL)
-                    await resp.write(encode("BOOKMARK", _bookmark(rt, last_rev[0])))
-
-            bookmarker = asyncio.create_task(send_bookmarks()) if bookmarks else None
-            try:
-                # One deadline for the whole stream, no per-event timers or tasks.
-                # What one commit changed goes out in one write (one TLS record, one send),
-                # and an unfiltered watch never decodes: its lines are spliced from the
-                # stored bytes once and shared by every such watcher.
-                batches = self.store.watch_batches(prefix, start_rev)
-                async with asyncio.timeout_at(deadline), contextlib.aclosing(batches):
-                    async for batch in batches:
-                        lines: list[bytes] = []
-                        for ev in batch.events:
-                            if everything:
-                                lines.append(self._raw_line(ev))
-                                continue
-                            if flt.key_excludes(ev.kv.key):
-                                continue  # the key never changes: it was not in view before either
-                            new = self._decoded(ev.kv)
-                            if ev.type == "DELETED":
-                                if visible(new):
-                                    lines.append(self._event_line(ev.kv, "DELETED", new, encode, table))
-                                continue
-                            now_in = visible(new)
-                            was_in = ev.prev is not None and visible(self._decoded(ev.prev))
-                            if now_in and (ev.type == "ADDED" or not was_in):
-                                lines.append(self._event_line(ev.kv, "ADDED", new, encode, table))
-                            elif now_in:
-                                lines.append(self._event_line(ev.kv, "MODIFIED", new, encode, table))
-                            elif was_in:
-                                lines.append(self._event_line(ev.kv, "DELETED", new, encode, table))
-                        last_rev[0] = batch.revision
-                        if lines:
-                            await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
-            except TimeoutError:
-                pass
-            finally:
-                if bookmarker is not None:
-                    bookmarker.cancel()
-        except CompactedError as e:
-            err = errors.gone(f"too old resource version: {e.requested} ({e.compacted})")
-            await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
-        except StoreError as e:
-            # A watcher too slow to keep up: end the stream, the client re-watches from its last RV.
-            log.info("closing watch on %s: %s", prefix, e)
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
-        finally:
-            if task:
-                self.watchers.discard(task)
-        try:
-            await resp.write_eof()
-        except (ConnectionResetError, RuntimeError):
-            pass
-        return resp
-
-    # Watch events are shared by every watcher of a prefix: decode and encode each once.
-    def _decoded(self, kv: KeyValue) -> dict[str, Any]:
-        key = (kv.key, kv.mod_revision)
-        obj = self._decode_cache.get(key)
-        if obj is None:
-            if len(self._decode_cache) > EVENT_CACHE_SIZE:
-                self._decode_cache.clear()
-            obj = self._decode_cache[key] = decode_kv(kv)
-        return obj
-
-    def _raw_line(self, ev: WatchEvent) -> bytes:
-        """The event as an unfiltered watch sends it, from the stored bytes."""
-        kv = ev.kv
-        key = (kv.key, kv.mod_revision, ev.type)
-        line = self._line_cache.get(key)
-        if line is None:
-            if len(self._line_cache) > EVENT_CACHE_SIZE:
-                self._line_cache.clear()
-            line = self._line_cache[key] = b"".join(
-                (_EVENT_HEADS[ev.type], object_bytes(kv), b"}\n")
-            )
-        return line
-
-    def _event_line(self, kv: KeyValue, ev_type: str, obj: dict[str, Any],
-                    encode: Callable[[str, dict[str, Any]], bytes], table: bool) -> bytes:
-        if table:  # rendered per watcher (columns, includeObject)
-            return encode(ev_type, obj)
-        key = (kv.key, kv.mod_revision, ev_type)
-        line = self._line_cache.get(key)
-        if line is None:
-            if len(self._line_cache) > EVENT_CACHE_SIZE:
-                self._line_cache.clear()
-            line = self._line_cache[key] = encode(ev_type, obj)
-        return line
-
-    # -- writes
-
-    def _field_manager(self, request: web.Request, *, apply: bool = False) -> str:
-        fm = request.query.get("fieldManager", "")
-        if fm:
-            if len(fm) > 128:
-                raise errors.invalid_error("PatchOptions", "", [errors.too_long("fieldManager", fm, 128)])
-            return fm
-        if apply:
-            raise errors.invalid_error(
-                "PatchOptions", "", [errors.required("fieldManager", "is required for apply patch")], "meta.k8s.io"
-            )
-        return managedfields.default_manager(request.headers.get("User-Agent", ""))
-
-    @staticmethod
-    def _validation_directive(request: web.Request) -> str:
-        mode = request.query.get("fieldValidation", "") or "Warn"
-        if mode not in ("Ignore", "Warn", "Strict"):
-            raise errors.bad_request(
-                f'fieldValidation: Unsupported value: "{mode}": supported values: "Ignore", "Strict", "Warn"'
-            )
-        return mode
-
-    def _decode_object(self, request: web.Request, rt: ResourceType, raw: bytes) -> tuple[dict[str, Any], builtins.list[str]]:
-        """Parse a create/update body and apply strict decoding; returns (object, warnings)."""
-        directive = self._validation_directive(request)
-        ctype = request.content_type.lower()
-        if ctype in ("application/json", "", "application/octet-stream") or ctype.endswith("+json"):
-            if not raw.strip():
-                raise errors.bad_request("the body of the request was empty")
-            try:
-                obj, result = decoding.decode(rt.group, rt.version, rt.kind, raw)
-            except orjson.JSONDecodeError as e:
-                raise errors.bad_request(f"couldn't get version/kind; json parse error: {e}") from None
-        elif ctype.endswith("yaml"):
-            obj = parse_body(raw, ctype)
-            result = None
-        elif ctype == PROTOBUF:
-            # kubectl 1.32+ sends its typed-client writes (create configmap, namespace...) as protobuf.
-            try:
-                obj = protobuf.decode_envelope(raw)
-            except protobuf.ProtobufError as e:
-                raise errors.bad_request(f"the body of the request could not be decoded as protobuf: {e}") from None
-            result = None
-        else:
-            raise errors.unsupported_media_type(["application/json", "application/yaml", PROTOBUF])
-        obj = check_object_body(obj, rt)
-        if result is None:
-            result = decoding.check(rt.group, rt.version, rt.kind, obj)
-        body_version = str(obj.get("apiVersion", rt.api_version)).rpartition("/")[2]
-        warnings = decoding.enforce(
-            result, directive, body_kind=str(obj.get("kind", rt.kind)), body_version=body_version, kind=rt.kind
-        )
-        return obj, warnings
+    # -- creates and updates
 
     async def _ensure_namespace(self, rt: ResourceType, ns: str | None, *, creating: bool) -> None:
         if not rt.namespaced or ns is None or ns in self.namespaces.names:
@@ -819,17 +465,14 @@ class RestHandlers:
         name = obj.get("metadata", {}).get("name") or ""
         return errors.invalid_error(rt.kind, name, errs, rt.group)
 
-    async def create(self, request: web.Request, target: Target) -> web.StreamResponse:
-        rt = target.rt
+
+    async def create(
+        self, target: Target, obj: Obj, *, manager: str, dry_run: bool = False
+    ) -> KeyValue | Obj:
+        """POST on a collection: the stored KeyValue, or the object that would be (dry run)."""
         if target.subresource:
             raise errors.method_not_allowed()
-        obj, warnings = self._decode_object(request, rt, await read_body(request))
-        dry_run = _dry_run(request.query)
-        created = await self.store_new(
-            rt, target.namespace, obj, manager=self._field_manager(request), dry_run=dry_run
-        )
-        body = object_bytes(created) if isinstance(created, KeyValue) else created
-        return json_response(body, 201, _warning_headers(warnings))
+        return await self.store_new(target.rt, target.namespace, obj, manager=manager, dry_run=dry_run)
 
     async def create_object(
         self,
@@ -1025,16 +668,15 @@ class RestHandlers:
             return False  # the node agent deletes it once its processes are gone
         return True
 
-    async def update(self, request: web.Request, target: Target) -> web.StreamResponse:
+
+    async def update(self, target: Target, obj: Obj, *, manager: str, dry_run: bool) -> tuple[Obj, bool]:
+        """PUT: replace the object (or its status, or a namespace's finalizers); (object, created)."""
         rt = target.rt
         if target.subresource == "scale":
             raise errors.method_not_allowed()
-        obj, warnings = self._decode_object(request, rt, await read_body(request))
-        manager = self._field_manager(request)
-        dry_run = _dry_run(request.query)
         strat = self.strategy(rt)
 
-        async def create_missing() -> dict[str, Any]:
+        async def create_missing() -> Obj:
             if not strat.allow_create_on_update or target.subresource:
                 raise errors.not_found_error(rt.plural, target.name or "", rt.group)
             fresh = copy.deepcopy(obj)
@@ -1042,56 +684,34 @@ class RestHandlers:
             return await self.create_object(rt, target.namespace, fresh, manager=manager, dry_run=dry_run)
 
         if target.subresource == "finalize":
-            def compute(old: dict[str, Any]) -> dict[str, Any]:
+            def compute(old: Obj) -> Obj:
                 old["spec"] = obj.get("spec", {})
                 return old
         else:
-            def compute(old: dict[str, Any]) -> dict[str, Any]:
+            def compute(old: Obj) -> Obj:
                 new = copy.deepcopy(obj)
                 new["metadata"].setdefault("managedFields", old["metadata"].get("managedFields"))
                 if new["metadata"]["managedFields"] is None:
                     del new["metadata"]["managedFields"]
                 return new
 
-        result, created = await self.guaranteed_update(
+        return await self.guaranteed_update(
             target, compute, manager=manager, dry_run=dry_run, create_missing=create_missing,
             precondition_rv=obj["metadata"].get("resourceVersion") or None,
         )
-        return json_response(result, 201 if created else 200, _warning_headers(warnings))
 
-    async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def patch(
+        self, target: Target, ptype: PatchType, patch: Any, *, manager: str, directive: str, dry_run: bool
+    ) -> tuple[Obj, builtins.list[str]]:
+        """A JSON, merge or strategic merge patch; returns the object and strict decoding's warnings."""
         rt = target.rt
-        ctype = request.content_type.lower()
-        ptype = PATCH_TYPES.get(ctype)
-        if ptype is None:
-            raise errors.unsupported_media_type(list(PATCH_TYPES))
-        raw = await read_body(request)
-        patch = parse_body(raw, "application/yaml" if ptype == "apply" else JSON)
-        dry_run = _dry_run(request.query)
-        if ptype == "json":
-            if not isinstance(patch, list):
-                raise errors.bad_request(
-                    "json: cannot unmarshal object into Go value of type jsonpatch.Patch"
-                )
-        elif not isinstance(patch, dict):
-            raise errors.bad_request(
-                f"json: cannot unmarshal {type(patch).__name__} into Go value of type map[string]interface {{}}"
-            )
-        warnings: list[str] = []
-        if ptype == "apply":
-            return await self._apply(request, target, patch, dry_run)
-        if "force" in request.query:
-            raise errors.invalid_error(
-                "PatchOptions", "", [errors.forbidden("force", "may not be specified for non-apply patch")], "meta.k8s.io"
-            )
-        manager = self._field_manager(request)
-        directive = self._validation_directive(request)
         kind_schema = schema.schema_for(rt.group, rt.version, rt.kind) or {}
         precondition = None
         if isinstance(patch, dict):
             precondition = (patch.get("metadata") or {}).get("resourceVersion") if isinstance(patch.get("metadata"), dict) else None
+        warnings: builtins.list[str] = []
 
-        def compute(old: dict[str, Any]) -> dict[str, Any]:
+        def compute(old: Obj) -> Obj:
             nonlocal warnings
             try:
                 if ptype == "json":
@@ -1118,24 +738,17 @@ class RestHandlers:
         result, _ = await self.guaranteed_update(
             target, compute, manager=manager, precondition_rv=precondition, dry_run=dry_run,
         )
-        return json_response(result, 200, _warning_headers(warnings))
+        return result, warnings
 
-    async def _apply(
-        self, request: web.Request, target: Target, applied: dict[str, Any], dry_run: bool
-    ) -> web.StreamResponse:
+    async def apply(
+        self, target: Target, applied: Obj, *, manager: str, force: bool, dry_run: bool
+    ) -> tuple[Obj, bool]:
+        """Server-side apply of an already checked object; (object, created)."""
         rt = target.rt
-        manager = self._field_manager(request, apply=True)
-        force = _flag(request.query, "force")
-        applied = check_object_body(applied, rt)
-        body_version = str(applied.get("apiVersion", rt.api_version)).rpartition("/")[2]
-        warnings = decoding.enforce(
-            decoding.check(rt.group, rt.version, rt.kind, applied), self._validation_directive(request),
-            body_kind=str(applied.get("kind")), body_version=body_version, kind=rt.kind,
-        )
         kind_schema = schema.schema_for(rt.group, rt.version, rt.kind) or {}
         now = objects.now_rfc3339()
 
-        def run(live: dict[str, Any] | None) -> dict[str, Any]:
+        def run(live: Obj | None) -> Obj:
             try:
                 return ssa.server_side_apply(
                     live, applied, manager=manager, force=force, schema=kind_schema,
@@ -1144,7 +757,7 @@ class RestHandlers:
             except strategicpatch.PatchError as e:
                 raise e.status_error() from None
 
-        async def create_missing() -> dict[str, Any]:
+        async def create_missing() -> Obj:
             obj = run(None)
             obj["metadata"]["name"] = target.name
             managed = obj["metadata"].get("managedFields")
@@ -1152,51 +765,35 @@ class RestHandlers:
                 rt, target.namespace, obj, manager=manager, dry_run=dry_run, managed=managed
             )
 
-        result, created = await self.guaranteed_update(
+        return await self.guaranteed_update(
             target, run, manager=manager, operation="Apply", dry_run=dry_run,
             create_missing=create_missing, track_fields=False,
         )
-        return json_response(result, 201 if created else 200, _warning_headers(warnings))
+
+    async def update_status(
+        self, rt: ResourceType, namespace: str | None, name: str,
+        compute: Callable[[Obj], Obj], *, manager: str, dry_run: bool,
+    ) -> Obj:
+        """A read-modify-write of the status subresource (what eviction does to a budget)."""
+        result, _ = await self.guaranteed_update(
+            Target(rt, namespace, name, "status"), compute, manager=manager, dry_run=dry_run
+        )
+        return result
 
     # -- subresources
 
-    @staticmethod
-    def _scale_of(obj: dict[str, Any]) -> dict[str, Any]:
-        meta = obj["metadata"]
-        sel = ((obj.get("spec") or {}).get("selector") or {})
-        from kubelite.api.labels import selector_from_label_selector
+    async def get_scale(self, target: Target) -> Obj:
+        obj, _ = await self.get(Target(target.rt, target.namespace, target.name, None))
+        return scale_of(obj)
 
-        return {
-            "kind": "Scale",
-            "apiVersion": "autoscaling/v1",
-            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-                         if k in meta},
-            "spec": {"replicas": int((obj.get("spec") or {}).get("replicas", 1))},
-            "status": {"replicas": int((obj.get("status") or {}).get("replicas", 0)),
-                       "selector": str(selector_from_label_selector(sel))},
-        }
+    async def update_scale(
+        self, target: Target, wanted_of: Callable[[Obj], Any], *, manager: str, precondition_rv: str | None,
+        dry_run: bool,
+    ) -> Obj:
+        """``deployments/scale``, ``replicasets/scale``: ``wanted_of`` maps the current Scale to the wanted one."""
 
-    async def scale(self, request: web.Request, target: Target) -> web.StreamResponse:
-        """``deployments/scale`` and ``replicasets/scale``: the autoscaling/v1 Scale view of replicas."""
-        if request.method == "GET":
-            obj, _ = await self._get_obj(target)
-            return json_response(self._scale_of(obj))
-        if request.method not in ("PUT", "PATCH"):
-            raise errors.method_not_allowed()
-        raw = await read_body(request)
-        ctype = request.content_type.lower()
-        body = parse_body(raw, "application/yaml" if ctype.endswith("yaml") else JSON)
-        if not isinstance(body, (dict, list)):
-            raise errors.bad_request("the body of the request must be a Scale object or a patch")
-
-        def compute(old: dict[str, Any]) -> dict[str, Any]:
-            current = self._scale_of(old)
-            if request.method == "PUT":
-                wanted = body
-            elif ctype == "application/json-patch+json":
-                wanted = jsonpatch.apply_patch(current, body)
-            else:
-                wanted = merge_patch(current, body)
+        def compute(old: Obj) -> Obj:
+            wanted = wanted_of(scale_of(old))
             replicas = (wanted.get("spec") or {}).get("replicas") if isinstance(wanted, dict) else None
             if not isinstance(replicas, int) or isinstance(replicas, bool):
                 raise errors.invalid_error("Scale", target.name or "", [errors.invalid("spec.replicas", replicas, "must be an integer")], "autoscaling")
@@ -1205,26 +802,23 @@ class RestHandlers:
             old.setdefault("spec", {})["replicas"] = replicas
             return old
 
-        rv = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) and isinstance(body.get("metadata"), dict) else None
-        sub_target = Target(target.rt, target.namespace, target.name, None)
         result, _ = await self.guaranteed_update(
-            sub_target, compute, manager=self._field_manager(request), precondition_rv=rv or None,
-            dry_run=_dry_run(request.query),
+            Target(target.rt, target.namespace, target.name, None), compute, manager=manager,
+            precondition_rv=precondition_rv, dry_run=dry_run,
         )
-        return json_response(self._scale_of(result))
+        return scale_of(result)
 
-    async def bind(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def bind(self, target: Target, binding: Obj, *, manager: str) -> None:
         """``pods/<name>/binding``: the scheduler's way to set spec.nodeName, once."""
-        body = parse_body(await read_body(request), request.content_type or JSON)
-        if not isinstance(body, dict) or not isinstance(body.get("target"), dict):
+        if not isinstance(binding.get("target"), dict):
             raise errors.bad_request("a Binding with a target is required")
-        node = body["target"].get("name")
-        name = target.name or (body.get("metadata") or {}).get("name")
+        node = binding["target"].get("name")
+        name = target.name or (binding.get("metadata") or {}).get("name")
         if not node or not name:
             raise errors.invalid_error("Binding", name or "", [errors.required("target.name")])
         pod_target = Target(target.rt, target.namespace, name, None)
 
-        def compute(old: dict[str, Any]) -> dict[str, Any]:
+        def compute(old: Obj) -> Obj:
             if old["metadata"].get("deletionTimestamp"):
                 raise errors.conflict("pods/binding", name, f"pod {name} is being deleted, cannot be assigned to a host")
             current = (old.get("spec") or {}).get("nodeName")
@@ -1237,26 +831,16 @@ class RestHandlers:
             old.setdefault("status", {})["conditions"] = conds
             return old
 
-        if not is_dns1123_subdomain_ok(node):
+        if is_dns1123_subdomain(node):
             raise errors.invalid_error("Binding", name, [errors.invalid("target.name", node, "a lowercase RFC 1123 subdomain")])
-        await self.guaranteed_update(pod_target, compute, manager=self._field_manager(request), internal=True)
-        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+        await self.guaranteed_update(pod_target, compute, manager=manager, internal=True)
 
-    async def token_request(self, request: web.Request, target: Target) -> web.StreamResponse:
+    async def create_token(self, target: Target, request: Obj) -> Obj:
         """``serviceaccounts/<name>/token``: a TokenRequest answered with a signed, bound token."""
-        sa, _ = await self._get_obj(target)
-        raw = await read_body(request)
-        ctype = request.content_type.lower()
-        if ctype == PROTOBUF:
-            try:
-                body: Any = protobuf.decode_envelope(raw)
-            except protobuf.ProtobufError as e:
-                raise errors.bad_request(f"the body of the request could not be decoded as protobuf: {e}") from None
-        else:
-            body = parse_body(raw, ctype or JSON)
-        if not isinstance(body, dict):
-            raise errors.bad_request("a TokenRequest is required")
-        spec = body.get("spec") or {}
+        if self.tokens is None:
+            raise errors.method_not_allowed()
+        sa, _ = await self.get(target)
+        spec = request.get("spec") or {}
         seconds = spec.get("expirationSeconds") or 3600
         if not isinstance(seconds, int) or seconds < 600:
             raise errors.invalid_error(
@@ -1267,60 +851,49 @@ class RestHandlers:
         seconds = min(seconds, 2**32)
         bound = spec.get("boundObjectRef") or {}
         pod = (bound.get("name", ""), bound.get("uid", "")) if bound.get("kind") == "Pod" else None
-        token, exp = self.token_issuer.issue(
+        token, exp = self.tokens.issue(
             target.namespace or "default", target.name or "", sa["metadata"].get("uid", ""),
             expiration_seconds=seconds, pod=pod, audiences=spec.get("audiences") or None,
         )
-        out = {
+        return {
             "kind": "TokenRequest",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"name": target.name, "namespace": target.namespace, "creationTimestamp": None},
             "spec": {**spec, "expirationSeconds": seconds},
             "status": {"token": token, "expirationTimestamp": dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
         }
-        return json_response(out, 201)
+
+    async def evict(self, target: Target, body: Obj, *, dry_run: bool) -> Obj:
+        """``pods/<name>/eviction`` (apiserver.eviction); the Status to answer, its code the HTTP status."""
+        if (body.get("metadata") or {}).get("name") != target.name:
+            raise errors.bad_request("name in URL does not match name in Eviction object")
+        opts = body.get("deleteOptions") or {}
+        if not isinstance(opts, dict):
+            raise errors.bad_request("deleteOptions must be an object")
+        opts = dict(opts)
+        if dry_run and opts.get("dryRun") not in (None, [], ["All"]):
+            raise errors.bad_request(
+                f"Non-matching dry-run options in request and content: [All] and {opts.get('dryRun')}"
+            )
+        opts["dryRun"] = dry_run or bool(opts.get("dryRun"))
+        assert target.name is not None and target.namespace is not None
+        result = await eviction.evict(self, target.namespace, target.name, opts)
+        # The create handler's rule for a returned Status: its code is the HTTP status, 201
+        # when it has none.
+        result.setdefault("code", 201)
+        return result
 
     # -- deletes
 
-    async def _delete_options(self, request: web.Request) -> dict[str, Any]:
-        opts: dict[str, Any] = {}
-        raw = await read_body(request)
-        if raw.strip():
-            body = parse_body(raw, request.content_type or JSON)
-            if not isinstance(body, dict):
-                raise errors.bad_request("DeleteOptions must be an object")
-            opts.update(body)
-        q = request.query
-        if "gracePeriodSeconds" in q:
-            try:
-                opts["gracePeriodSeconds"] = int(q["gracePeriodSeconds"])
-            except ValueError:
-                raise errors.bad_request(f"invalid gracePeriodSeconds: {q['gracePeriodSeconds']}") from None
-        if "propagationPolicy" in q:
-            opts["propagationPolicy"] = q["propagationPolicy"]
-        if q.get("orphanDependents") in ("true", "false") and "propagationPolicy" not in opts:
-            opts["propagationPolicy"] = "Orphan" if q["orphanDependents"] == "true" else "Background"
-        policy = opts.get("propagationPolicy")
-        if policy not in (None, "Orphan", "Foreground", "Background"):
-            raise errors.invalid_error(
-                "DeleteOptions", "",
-                [errors.not_supported("propagationPolicy", policy, ["Foreground", "Background", "Orphan", "nil"])],
-            )
-        if q.getall("dryRun", []) or opts.get("dryRun"):
-            opts["dryRun"] = True
-        return opts
-
-    async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
-        opts = await self._delete_options(request)
-        obj, status = await self.delete_object(target, opts)
-        return json_response(obj, status)
+    async def delete_named(self, rt: ResourceType, namespace: str | None, name: str, opts: Obj) -> tuple[Obj, int]:
+        return await self.delete_object(Target(rt, namespace, name, None), opts)
 
     async def delete_object(self, target: Target, opts: dict[str, Any]) -> tuple[dict[str, Any], int]:
         rt = target.rt
         assert target.name is not None
         key = rt.key(target.namespace, target.name)
         for _attempt in range(64):
-            obj, kv = await self._get_obj(target)
+            obj, kv = await self.get(target)
             meta = obj["metadata"]
             pre = opts.get("preconditions") or {}
             if pre.get("uid") and pre["uid"] != meta.get("uid"):
@@ -1410,10 +983,10 @@ class RestHandlers:
             new.setdefault("status", {})["phase"] = "Terminating"
         return new
 
-    async def delete_collection(self, request: web.Request, target: Target) -> web.StreamResponse:
+
+    async def delete_collection(self, target: Target, flt: Filter, opts: Obj) -> Obj:
+        """DELETE on a collection: each matching object as a delete of its own would go."""
         rt = target.rt
-        flt = Filter(rt, request.query)
-        opts = await self._delete_options(request)
         kvs, _rev, _ = await self.store.list(rt.key_prefix(target.namespace))
         deleted = []
         for kv in kvs:
@@ -1429,37 +1002,46 @@ class RestHandlers:
                     continue
                 raise
             deleted.append(out)
-        return json_response(
-            {"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted}
+        return {"kind": rt.list_kind, "apiVersion": rt.api_version,
+                "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted}
+
+
+def scale_of(obj: Obj) -> Obj:
+    """The autoscaling/v1 Scale view of a workload's replicas."""
+    meta = obj["metadata"]
+    sel = ((obj.get("spec") or {}).get("selector") or {})
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                     if k in meta},
+        "spec": {"replicas": int((obj.get("spec") or {}).get("replicas", 1))},
+        "status": {"replicas": int((obj.get("status") or {}).get("replicas", 0)),
+                   "selector": str(selector_from_label_selector(sel))},
+    }
+
+
+def check_eviction_body(body: Any) -> Obj:
+    """An Eviction of policy/v1 or v1beta1 (EvictionREST accepts both group versions)."""
+    if not isinstance(body, dict):
+        raise errors.bad_request("an Eviction is required")
+    kind, api_version = body.get("kind"), body.get("apiVersion")
+    if kind in (None, "") and api_version in (None, ""):
+        body["kind"], body["apiVersion"] = "Eviction", "policy/v1"
+    elif api_version not in eviction.EVICTION_API_VERSIONS:
+        raise errors.bad_request(
+            f"the API version in the data ({api_version}) does not match the expected API version (policy/v1)"
         )
-
-
-def is_dns1123_subdomain_ok(name: str) -> bool:
-    from kubelite.api.validation.names import is_dns1123_subdomain
-
-    return not is_dns1123_subdomain(name)
+    elif kind != "Eviction":
+        raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind (Eviction)")
+    if not isinstance(body.get("metadata") or {}, dict):
+        raise errors.bad_request("metadata must be an object")
+    return body
 
 
 def _ts_in(seconds: int) -> str:
     t = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _bookmark(rt: ResourceType, rev: int, initial_end: bool = False) -> dict[str, Any]:
-    meta: dict[str, Any] = {"resourceVersion": str(rev)}
-    if initial_end:
-        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
-    return {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": meta}
-
-
-def _partial(obj: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
-
-
-def _warning_headers(warnings: list[str]) -> CIMultiDict[str] | None:
-    if not warnings:
-        return None
-    return CIMultiDict(("Warning", f"299 - {orjson.dumps(w).decode()}") for w in warnings)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

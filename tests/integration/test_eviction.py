@@ -9,6 +9,7 @@ through ``poddisruptionbudgets/status``), as Kubernetes' own eviction tests do.
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
 from collections.abc import Iterator
 from typing import Any
@@ -94,8 +95,14 @@ def test_aggregated_discovery_lists_what_the_legacy_documents_list(cluster: Clus
     raw = Raw(cluster)
     legacy = {(prefix, r["name"], tuple(r["verbs"])) for prefix, doc in _resource_lists(raw)
               for r in doc["resources"]}
+    def core(g: str, v: str) -> str:
+        return f"/api/{v}"
+
+    def grouped(g: str, v: str) -> str:
+        return f"/apis/{g}/{v}"
+
     aggregated = set()
-    for root, prefix_of in (("/api", lambda g, v: f"/api/{v}"), ("/apis", lambda g, v: f"/apis/{g}/{v}")):
+    for root, prefix_of in (("/api", core), ("/apis", grouped)):
         r = raw.http.request("GET", raw.base + root, headers={
             "Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"})
         for item in json.loads(r.data)["items"]:
@@ -120,13 +127,17 @@ def pdb(name: str, labels: Obj, **spec: Any) -> Obj:
             "spec": {"selector": {"matchLabels": labels}, **spec}}
 
 
-def set_pdb_status(cluster: Cluster, ns: str, name: str, **status: Any) -> None:
-    current = get(cluster, "pdb", name, ns)
-    assert current is not None
-    status.setdefault("observedGeneration", current["metadata"]["generation"])
-    full = {"currentHealthy": 1, "desiredHealthy": 1, "expectedPods": 1, **status}
-    cluster.kubectl("patch", "pdb", name, "-n", ns, "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": full}), check=True)
+def wait_budget(cluster: Cluster, ns: str, name: str, timeout: float = 20.0, **expected: Any) -> Obj:
+    """The budget once the disruption controller's status has the expected values."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = get(cluster, "pdb", name, ns)
+        status = (current or {}).get("status") or {}
+        if current is not None and all(status.get(k) == v for k, v in expected.items()):
+            return current
+        if time.monotonic() > deadline:
+            raise AssertionError(f"budget {ns}/{name}: status {status} never had {expected}")
+        time.sleep(0.1)
 
 
 def test_policy_v1_lists_poddisruptionbudgets(cluster: Cluster) -> None:
@@ -166,13 +177,18 @@ def test_pdb_defaults_validation_and_columns(cluster: Cluster) -> None:
     assert typed is not None
     assert typed["spec"] == {"maxUnavailable": "25%", "selector": {"matchLabels": {"app": "typed"}}}
 
-    # The status subresource leaves the spec alone; a spec change moves the generation.
-    set_pdb_status(cluster, ns, "web", disruptionsAllowed=3)
-    body = get(cluster, "pdb", "web", ns)
-    assert body is not None and body["status"]["disruptionsAllowed"] == 3 and body["metadata"]["generation"] == 1
+    # The status subresource leaves the spec alone; a spec change moves the generation, which the
+    # disruption controller then observes.
+    res = cluster.kubectl("patch", "pdb", "web", "-n", ns, "--subresource=status", "--type=merge", "-o", "json",
+                          "-p", json.dumps({"status": {"disruptionsAllowed": 3, "spec": {"minAvailable": 9}}}),
+                          check=True)
+    written = json.loads(res.stdout)
+    assert written["status"]["disruptionsAllowed"] == 3
+    assert written["spec"]["minAvailable"] == 1 and written["metadata"]["generation"] == 1
     cluster.kubectl("patch", "pdb", "web", "-n", ns, "--type=merge", "-p", '{"spec":{"minAvailable":2}}', check=True)
     body = get(cluster, "pdb", "web", ns)
-    assert body is not None and body["metadata"]["generation"] == 2 and body["status"]["disruptionsAllowed"] == 3
+    assert body is not None and body["metadata"]["generation"] == 2
+    wait_budget(cluster, ns, "web", observedGeneration=2, disruptionsAllowed=0)
 
 
 # ---------------------------------------------------------------------- eviction
@@ -226,35 +242,28 @@ def test_eviction_honours_the_budget(cluster: Cluster, nodes: list[str]) -> None
     apply(cluster, pdb("web-pdb", {"app": "web"}, minAvailable=1), ns)
     raw = Raw(cluster)
 
-    # The controller has not observed the budget yet: "still being processed", retry in 10 s.
-    status, body = evict(raw, ns, "a")
-    assert status == 429, body
-    assert body["reason"] == "TooManyRequests"
-    assert body["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
-    assert body["details"] == {"causes": [{"reason": "DisruptionBudget", "message":
-                               "The disruption budget web-pdb is still being processed by the server."}],
-                               "retryAfterSeconds": 10}
-
-    set_pdb_status(cluster, ns, "web-pdb", disruptionsAllowed=0, currentHealthy=1, desiredHealthy=1)
-    status, body = evict(raw, ns, "a")
-    assert status == 429
-    assert body["details"] == {"causes": [{"reason": "DisruptionBudget", "message":
-                               "The disruption budget web-pdb needs 1 healthy pods and has 1 currently"}]}
-    assert get(cluster, "pod", "a", ns)["metadata"].get("deletionTimestamp") is None  # type: ignore[index]
-
-    set_pdb_status(cluster, ns, "web-pdb", disruptionsAllowed=1, currentHealthy=2, desiredHealthy=1)
+    # The disruption controller counts two healthy pods of which one must stay: one disruption.
+    # (Before it has observed the budget, evictions get "still being processed": see
+    # tests/unit/test_eviction_checks.py.)
+    wait_budget(cluster, ns, "web-pdb", disruptionsAllowed=1, currentHealthy=2, desiredHealthy=1, expectedPods=2)
     status, body = evict(raw, ns, "a")
     assert status == 201, body
     after = get(cluster, "pdb", "web-pdb", ns)
     assert after is not None
     assert after["status"]["disruptionsAllowed"] == 0
-    assert set(after["status"]["disruptedPods"]) == {"a"}
+    # disruptedPods held "a" until the controller saw it terminating (tests/unit/test_eviction_checks.py).
     assert {"type": "DisruptionAllowed", "status": "False", "reason": "InsufficientPods"}.items() <= \
         after["status"]["conditions"][0].items()
     assert get(cluster, "pod", "a", ns)["metadata"].get("deletionTimestamp")  # type: ignore[index]
-    # The budget is spent: the next pod stays, and kubectl drain says why while it retries.
+    # No kubelet runs on this node, so "a" stays terminating: not healthy, and no longer disrupted.
+    wait_budget(cluster, ns, "web-pdb", disruptionsAllowed=0, currentHealthy=1, desiredHealthy=1)
     status, body = evict(raw, ns, "b")
     assert status == 429
+    assert body["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert body["details"] == {"causes": [{"reason": "DisruptionBudget", "message":
+                               "The disruption budget web-pdb needs 1 healthy pods and has 1 currently"}]}
+    assert get(cluster, "pod", "b", ns)["metadata"].get("deletionTimestamp") is None  # type: ignore[index]
+    # The budget is spent: kubectl drain says why while it retries.
     res = cluster.kubectl("drain", node, "--force", "--pod-selector=app=web", "--timeout=2s")
     assert res.returncode != 0
     assert (f'error when evicting pods/"b" -n "{ns}" (will retry after 5s): Cannot evict pod as it would '

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import pathlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -16,14 +17,14 @@ from kubelite.store import SqliteStore
 
 
 @contextlib.asynccontextmanager
-async def _client(tmp_path: pathlib.Path, store: SqliteStore) -> AsyncIterator[tuple[APIServer, TestClient]]:
+async def _client(tmp_path: pathlib.Path, store: SqliteStore) -> AsyncIterator[tuple[APIServer, TestClient[Any, Any]]]:
     pki = ensure_pki(tmp_path / "pki", cluster_name="health", service_ip="10.96.0.1")
     api = APIServer(store, pki, ServerConfig(port=0))
     async with TestClient(TestServer(api.app)) as client:
         yield api, client
 
 
-async def _get(client: TestClient, path: str) -> tuple[int, str]:
+async def _get(client: TestClient[Any, Any], path: str) -> tuple[int, str]:
     resp = await client.get(path)
     return resp.status, await resp.text()
 

@@ -30,9 +30,10 @@ ENDPOINTSLICES = _rt("discovery.k8s.io", "v1", "endpointslices")
 DEPLOYMENTS = _rt("apps", "v1", "deployments")
 REPLICASETS = _rt("apps", "v1", "replicasets")
 LEASES = _rt("coordination.k8s.io", "v1", "leases")
+PODDISRUPTIONBUDGETS = _rt("policy", "v1", "poddisruptionbudgets")
 
 __all__ = [
     "CONFIGMAPS", "DEPLOYMENTS", "ENDPOINTS", "ENDPOINTSLICES", "EVENTS", "LEASES", "NAMESPACES", "NODES",
-    "PODS", "REPLICASETS", "SECRETS", "SERVICEACCOUNTS", "SERVICES",
+    "PODDISRUPTIONBUDGETS", "PODS", "REPLICASETS", "SECRETS", "SERVICEACCOUNTS", "SERVICES",
     "ApiError", "Client", "Config", "Informer", "ResourceType", "WorkQueue", "key_of", "run_workers",
 ]

@@ -29,16 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector
-from kubelite.api.registry import lookup
-from kubelite.client import DEPLOYMENTS, PODS, REPLICASETS, ApiError
+from kubelite.client import DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS, REPLICASETS, ApiError
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-# TODO(integrate): the client constant once the API serves policy/v1.
-PODDISRUPTIONBUDGETS = lookup("policy", "v1", "poddisruptionbudgets")
 
 Obj = dict[str, Any]
 
@@ -224,7 +220,6 @@ class DisruptionController(Controller):
 
     def __init__(self, ctx: Context, clock: Callable[[], dt.datetime] = podutil.now) -> None:
         super().__init__(ctx)
-        assert PODDISRUPTIONBUDGETS is not None
         self.recorder = EventRecorder(ctx.client, "controllermanager")
         self.clock = clock
         self.pdbs = ctx.informer(PODDISRUPTIONBUDGETS)
@@ -298,7 +293,6 @@ class DisruptionController(Controller):
         if _same(pdb.get("status") or {}, status):
             return
         new = {**pdb, "status": status}
-        assert PODDISRUPTIONBUDGETS is not None
         try:
             await self.client.update_status(PODDISRUPTIONBUDGETS, new, field_manager="kube-controller-manager")
         except ApiError as e:

@@ -27,6 +27,7 @@ CONTROLLERS: dict[str, str] = {
     "scheduler": "kubelite.controllers.scheduler:Scheduler",
     "serviceaccount": "kubelite.controllers.serviceaccount:ServiceAccountController",
     "nodelifecycle": "kubelite.controllers.nodelifecycle:NodeLifecycleController",
+    "disruption": "kubelite.controllers.disruption:DisruptionController",
 }
 
 

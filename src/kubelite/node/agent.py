@@ -165,7 +165,7 @@ class Agent:
         if not instances and net is None:
             return
         worker.adopt(instances, net)
-        pod = worker.pod or {}
+        pod = worker.pod
         spec_of = {c["name"]: c for c in (pod.get("spec") or {}).get("containers") or []}
         for cs in worker.containers.values():
             if cs.running and cs.name in spec_of and worker.net is not None:

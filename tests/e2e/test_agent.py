@@ -9,6 +9,8 @@ agent, every container it started, the cluster, and removes the network namespac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import pathlib
 import shutil
@@ -363,3 +365,58 @@ def test_default_dns_policy_resolves_through_the_node_relay(node: Node) -> None:
     out = node.log(done, "c")
     assert "nameserver 10.244.0.1" in out, out
     assert "192.0.2.44" in out, out
+
+
+async def test_pods_deleted_while_their_workers_sync_leave_no_traceback(node: Node) -> None:
+    """Issue 15: pods deleted while their worker syncs (while the sandbox is made, as they
+    complete) end cleanly, without a traceback in the agent's log. Deleted through the API
+    directly, within milliseconds: as a client does that waits for Succeeded, then deletes."""
+    from kubelite.client import PODS, ApiError, Client
+
+    log_path = node.state_dir.parent / f"{node.name}-agent.log"
+    offset = log_path.stat().st_size
+    label = f"churn-{int(time.time() * 1000) % 100000}"
+    deleted: set[str] = set()
+    uids: list[str] = []
+
+    async def delete(client: Client, name: str) -> None:
+        deleted.add(name)
+        with contextlib.suppress(ApiError):
+            await client.delete(PODS, name, "default", grace_period_seconds=0)
+
+    async def delete_when_done(client: Client) -> None:
+        # A pod that has Succeeded is deleted at once (no grace): while its worker frees the sandbox.
+        async for _, obj in client.watch(PODS, "default", label_selector=f"churn={label}"):
+            name = obj["metadata"]["name"]
+            if (obj.get("status") or {}).get("phase") == "Succeeded" and name not in deleted:
+                await delete(client, name)
+
+    def manifest(name: str, command: list[str]) -> Obj:
+        obj = pod(name, [{"name": "c", "image": "busybox", "command": command}], restartPolicy="Never",
+                  terminationGracePeriodSeconds=1, nodeName=node.node)
+        obj["metadata"]["labels"] = {"churn": label}
+        return obj
+
+    async with Client.from_kubeconfig(node.cluster.kubeconfig) as client:
+        watcher = asyncio.create_task(delete_when_done(client))
+        try:
+            for i in range(10):
+                done = await client.create(PODS, manifest(f"{label}-done-{i}", ["true"]), "default")
+                sleeper = await client.create(PODS, manifest(f"{label}-gone-{i}", ["sleep", "3600"]), "default")
+                uids += [done["metadata"]["uid"], sleeper["metadata"]["uid"]]
+                await asyncio.sleep(0.01 * i)  # force-deleted at a different moment of its sandbox each
+                await delete(client, sleeper["metadata"]["name"])
+            deadline = time.monotonic() + 30
+            while (await client.list(PODS, "default", label_selector=f"churn={label}"))["items"]:
+                assert time.monotonic() < deadline, "pods not gone after 30s"
+                await asyncio.sleep(0.2)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ApiError):
+                await watcher
+    wait_for("their directories removed", lambda: not any((node.state_dir / "pods" / uid).exists() for uid in uids),
+             timeout=15)
+    with log_path.open("rb") as f:
+        f.seek(offset)
+        log = f.read().decode(errors="replace")
+    assert "Traceback" not in log, log

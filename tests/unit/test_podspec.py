@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import decimal
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 
 from kubelite.api.resource import parse_quantity
+from kubelite.client import Client, Informer
 from kubelite.node import podspec
+from kubelite.node.podconfig import PodConfigurer
 
 Obj = dict[str, Any]
 
@@ -291,6 +294,23 @@ def test_resolv_conf_none_and_dns_config_merge() -> None:
         "options ndots:1\n"
     )
 
+
+
+def test_cluster_dns_is_the_kube_dns_service_else_the_node_flag() -> None:
+    """The kubelet's --cluster-dns is the fallback while kube-dns is not known: the cluster's
+    own (`up` passes the tenth address of its service CIDR), not 10.96.0.10 whatever the range."""
+    cache: dict[str, Obj] = {}
+    services = SimpleNamespace(get=cache.get)
+    client = SimpleNamespace(config=SimpleNamespace(ca_data=b""))
+
+    def configurer(**kw: Any) -> PodConfigurer:
+        return PodConfigurer(cast(Client, client), cast(Informer, services), node_ip="10.245.0.1", host_resolv=HOST,
+                             image_catalog=None, allocatable=dict, event=lambda *_: None, **kw)
+
+    assert configurer().cluster_dns() == "10.96.0.10"
+    assert configurer(cluster_dns="10.128.0.10").cluster_dns() == "10.128.0.10"
+    cache["kube-system/kube-dns"] = svc("kube-dns", "kube-system", "10.128.0.53")
+    assert configurer(cluster_dns="10.128.0.10").cluster_dns() == "10.128.0.53"
 
 # ---------------------------------------------------------------------------------- back-off
 

@@ -106,6 +106,9 @@ class UpPlan:
     config: dict[str, Any]
     dns_ip: str
     progress: Progress
+    # Where pods reach the API server: the node's gateway in --pod-cidr (the node agent relays
+    # it to the API server's loopback port); the `kubernetes` Service's endpoint.
+    advertise_address: str = ""
     children: list[Child] = field(default_factory=list)
     # Where `up` serves its store to the API server workers (None: no workers).
     store_socket: pathlib.Path | None = None
@@ -155,6 +158,12 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         service_cidr = ServiceCIDR.parse(args.service_cidr)
     except ValueError as e:
         raise CLIError(f"invalid --service-cidr {args.service_cidr!r}: {e}") from None
+    from kubelite.node.ipam import node_gateway
+
+    try:
+        advertise_address = str(node_gateway(args.pod_cidr))
+    except ValueError as e:
+        raise CLIError(f"invalid --pod-cidr {args.pod_cidr!r}: {e}") from None
     data_dir = pathlib.Path(args.data_dir or default_data_dir(name)).resolve()
     run = read_run(data_dir)
     if run and pid_alive(int(run.get("pid", 0))) and run.get("pid") != os.getpid():
@@ -179,7 +188,8 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     kc_path = data_dir / "kubeconfig"
     config = kcfg.build(name, server_url, pki)
     kcfg.write_private(kc_path, yaml.safe_dump(config, sort_keys=False).encode())
-    plan = UpPlan(args, name, data_dir, host, server_url, kc_path, config, str(service_cidr.nth(10)), progress)
+    plan = UpPlan(args, name, data_dir, host, server_url, kc_path, config, str(service_cidr.nth(10)), progress,
+                  advertise_address=advertise_address)
     verbosity = ["-" + "v" * args.verbose] if args.verbose else []
     workers = DEFAULT_API_WORKERS if args.api_workers is None else args.api_workers
     if workers < 0:
@@ -190,7 +200,7 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         Child("apiserver" if workers == 1 else f"apiserver-{i + 1}", [
             *verbosity, "apiserver", "--kubeconfig", str(kc_path), "--store", f"unix://{plan.store_socket}",
             "--pki-dir", str(data_dir / "pki"), "--api-port", str(args.api_port),
-            "--service-cidr", args.service_cidr,
+            "--service-cidr", args.service_cidr, "--advertise-address", advertise_address,
         ])
         for i in range(workers)
     ]
@@ -200,7 +210,7 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
             *verbosity, "agent", "--kubeconfig", str(kc_path), "--cluster-name", name,
             "--node-name", node_name(name), "--state-dir", str(data_dir / "agent"),
             "--pod-cidr", args.pod_cidr, "--api-port", str(args.api_port),
-            "--with-proxy", "--service-cidr", args.service_cidr,
+            "--with-proxy", "--service-cidr", args.service_cidr, "--cluster-dns", plan.dns_ip,
         ]))
     return plan
 
@@ -260,7 +270,8 @@ async def run_up(plan: UpPlan) -> int:
 
         api = APIServer(
             store, PKI(data_dir / "pki"),
-            ServerConfig(host=plan.host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr),
+            ServerConfig(host=plan.host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr,
+                         advertise_address=plan.advertise_address),
         )
         await api.start()
         if plan.store_socket is not None:
@@ -564,6 +575,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     apiserver.add_argument("--pki-dir", required=True, help="the cluster's PKI directory (serving certificate, CA)")
     apiserver.add_argument("--api-port", type=int, default=6443)
     apiserver.add_argument("--service-cidr", default="10.96.0.0/12")
+    apiserver.add_argument("--advertise-address", default="10.244.0.1",
+                           help="where pods reach the API server: the node's gateway in its pod CIDR")
     ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
@@ -606,7 +619,8 @@ async def api_worker(args: argparse.Namespace) -> int:
         raise CLIError(f"an API server worker needs the store `up` serves (unix://SOCKET), not {args.store!r}")
     await store.start()
     api = APIServer(store, PKI(pathlib.Path(args.pki_dir)),
-                    ServerConfig(port=args.api_port, service_cidr=args.service_cidr), primary=False)
+                    ServerConfig(port=args.api_port, service_cidr=args.service_cidr,
+                                 advertise_address=args.advertise_address), primary=False)
     try:
         await api.start()
         await store.note("serving")  # `up` waits for this before it says the cluster is ready

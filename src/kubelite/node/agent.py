@@ -32,6 +32,7 @@ from aiohttp import web
 
 from kubelite.client import PODS, SERVICES, Client, Informer
 from kubelite.client.events import EventRecorder
+from kubelite.node import podspec
 from kubelite.node.dnsrelay import DnsRelay
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.nodestatus import KUBELET_VERSION, NodeStatus
@@ -80,6 +81,7 @@ class Agent:
         runtime: Runtime | None = None,
         image_catalog: pathlib.Path | None = None,
         dns_upstream: str = "",
+        cluster_dns: str = podspec.DEFAULT_DNS_IP,
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -106,7 +108,7 @@ class Agent:
             client, self.services, node_ip=self.node_ip, image_catalog=image_catalog,
             host_resolv=dataclasses.replace(
                 upstream, nameservers=(self.node_ip,) if self.dns_upstream else upstream.nameservers),
-            allocatable=self.node_status.allocatable, event=self.event,
+            allocatable=self.node_status.allocatable, event=self.event, cluster_dns=cluster_dns,
         )
         self._tasks: set[asyncio.Task[Any]] = set()
         self._leftovers: dict[str, list[tuple[str, ContainerStatus]]] = {}
@@ -163,7 +165,7 @@ class Agent:
         if not instances and net is None:
             return
         worker.adopt(instances, net)
-        pod = worker.pod or {}
+        pod = worker.pod
         spec_of = {c["name"]: c for c in (pod.get("spec") or {}).get("containers") or []}
         for cs in worker.containers.values():
             if cs.running and cs.name in spec_of and worker.net is not None:
@@ -279,6 +281,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-catalog", default=None, help="YAML file mapping more image names")
     parser.add_argument("--dns-upstream", default="",
                         help="resolver (ip[:port]) the node's DNS relay forwards to (default: the host's resolv.conf)")
+    parser.add_argument("--cluster-dns", default=podspec.DEFAULT_DNS_IP,
+                        help="the cluster DNS's Service IP, while the kube-dns Service is not known "
+                             f"(default: {podspec.DEFAULT_DNS_IP})")
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -293,6 +298,7 @@ async def main(args: argparse.Namespace) -> int:
         api_port=api_port,
         image_catalog=pathlib.Path(args.image_catalog) if args.image_catalog else None,
         dns_upstream=args.dns_upstream,
+        cluster_dns=args.cluster_dns,
     )
     try:
         await agent.run()

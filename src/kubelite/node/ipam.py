@@ -27,6 +27,12 @@ class IPAMError(Exception):
     """The pod CIDR cannot give an address (exhausted) or does not match the saved state."""
 
 
+def node_gateway(pod_cidr: str) -> ipaddress.IPv4Address:
+    """The node's address in its pod CIDR (the first one, on the bridge): pods' default route,
+    and where they reach the API server (the ``kubernetes`` Service's endpoint)."""
+    return ipaddress.IPv4Network(pod_cidr, strict=True).network_address + 1
+
+
 class IPAM:
     """Allocations of one pod CIDR, keyed by pod UID. Not thread-safe: one owner calls it."""
 
@@ -35,7 +41,7 @@ class IPAM:
         if self.network.prefixlen > 30:
             raise IPAMError(f"pod CIDR {pod_cidr} is too small: at least a /30 is needed")
         # The first address is the node's gateway on the bridge; never a pod's.
-        self.gateway = self.network.network_address + 1
+        self.gateway = node_gateway(pod_cidr)
         self.path = path
         # Without autosave the owner calls save() itself, e.g. once for a burst of changes.
         self.autosave = autosave

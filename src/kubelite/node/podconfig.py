@@ -60,6 +60,7 @@ class PodConfigurer:
         image_catalog: pathlib.Path | None,
         allocatable: Callable[[], dict[str, str]],
         event: EventFn,
+        cluster_dns: str = podspec.DEFAULT_DNS_IP,
     ) -> None:
         self.client = client
         self.services = services
@@ -68,6 +69,9 @@ class PodConfigurer:
         self.image_catalog = image_catalog
         self._allocatable = allocatable
         self._event = event
+        # The kubelet's --cluster-dns: what ClusterFirst pods resolve with while the kube-dns
+        # Service is not (yet) in the cache; `up` passes the tenth address of its service CIDR.
+        self._cluster_dns = cluster_dns
         self._ca = client.config.ca_data or b""
         self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
         self._images: dict[tuple[str, int], tuple[images.Image, float]] = {}
@@ -75,7 +79,7 @@ class PodConfigurer:
     def cluster_dns(self) -> str:
         svc = self.services.get("kube-system/kube-dns")
         ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
-        return ip if ip and ip != "None" else podspec.DEFAULT_DNS_IP
+        return ip if ip and ip != "None" else self._cluster_dns
 
     def resolve_image(self, name: str) -> images.Image:
         # Resolving may run a program (busybox --list) and read the catalog file: once per

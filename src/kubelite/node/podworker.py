@@ -227,7 +227,12 @@ class PodWorker:
 
     def __init__(self, host: PodHost, pod: Obj) -> None:
         self.host = host
-        self.pod: Obj | None = pod
+        # The pod as the API last gave it, never None: a sync runs across many awaits, during
+        # which the agent may deliver a newer object or the pod's deletion. A deleted pod keeps
+        # its last object (for the sync under way, names, the final status write) and sets
+        # ``gone`` instead, which only the start of a sync reads: it tears down then.
+        self.pod: Obj = pod
+        self.gone = False
         self.uid: str = pod["metadata"]["uid"]
         self.dir = host.pods_dir / self.uid
         self.wake = asyncio.Event()
@@ -251,7 +256,7 @@ class PodWorker:
     # -- state from the runtime (adoption after an agent restart)
 
     def adopt(self, instances: list[tuple[str, ContainerStatus]], net: PodNetwork | None) -> None:
-        pod = self.pod or {}
+        pod = self.pod
         spec = pod.get("spec") or {}
         status = pod.get("status") or {}
         reported = {s.get("containerID"): s for s in [*(status.get("containerStatuses") or []),
@@ -286,7 +291,12 @@ class PodWorker:
     # -- the loop
 
     def update(self, pod: Obj | None) -> None:
-        self.pod = pod
+        """The pod's newest object, or None once it is deleted from the API. A UID is never
+        reused, so a deleted pod stays deleted (a late update for it changes nothing)."""
+        if pod is None:
+            self.gone = True
+        elif not self.gone:
+            self.pod = pod
         self.wake.set()
 
     async def loop(self) -> None:
@@ -307,20 +317,20 @@ class PodWorker:
 
     @property
     def name(self) -> str:
-        meta = (self.pod or {}).get("metadata") or {}
+        meta = self.pod.get("metadata") or {}
         return f"{meta.get('namespace', '')}/{meta.get('name', self.uid)}"
 
     def event(self, type_: str, reason: str, message: str) -> None:
-        if self.pod is not None:
+        if not self.gone:
             self.host.event(self.pod, type_, reason, message)
 
     async def sync(self) -> float:
-        pod = self.pod
-        if pod is None:  # gone from the API (force deletion, or after our own final DELETE)
+        if self.gone:  # gone from the API (force deletion, or after our own final DELETE)
             await self.kill_all(MIN_GRACE)
             await self.cleanup(remove_dir=True)
             self.done = True
             return 0
+        pod = self.pod
         if (pod.get("metadata") or {}).get("deletionTimestamp"):
             await self.terminate()
             return 0
@@ -334,6 +344,8 @@ class PodWorker:
                 await self.report()
                 return RETRY
             log.debug("pod %s: sandbox ready after %.3fs", self.name, time.monotonic() - self._born)
+            if self.gone:
+                return 0  # deleted meanwhile: start nothing, the next sync tears down
         delays = [POLL]
         await self.refresh()
         spec = pod.get("spec") or {}
@@ -377,7 +389,6 @@ class PodWorker:
 
     async def ensure_sandbox(self) -> bool:
         pod = self.pod
-        assert pod is not None
         if self.sandbox_ready and self.net is not None:
             return True
         try:
@@ -403,7 +414,7 @@ class PodWorker:
 
     async def write_etc_files(self) -> None:
         pod = self.pod
-        assert pod is not None and self.net is not None
+        assert self.net is not None
         files = {
             "hosts": podspec.hosts_file(pod, [self.net.ip]),
             "resolv.conf": podspec.resolv_conf(pod, cluster_dns=self.host.config.cluster_dns(),
@@ -416,7 +427,6 @@ class PodWorker:
 
     async def refresh_volumes(self, raise_errors: bool = False) -> None:
         pod = self.pod
-        assert pod is not None
         self.volumes_refreshed = time.monotonic()
         try:
             await volumes.setup(pod, self.dir, self.host.config.volume_sources(pod, self.net))
@@ -442,7 +452,7 @@ class PodWorker:
     async def restart_or_wait(self, c: Obj, cs: ContainerState) -> float:
         """An exited container that the restart policy restarts: now, or after its back-off."""
         pod = self.pod
-        assert pod is not None and cs.status is not None
+        assert cs.status is not None
         key = _stable_key(pod, c["name"])
         finished = _epoch(cs.status.finished_at)
         backoff = self._backoff
@@ -461,7 +471,7 @@ class PodWorker:
     async def start(self, c: Obj, cs: ContainerState) -> float:
         """Start a new instance of container ``c``; returns when to sync next."""
         pod = self.pod
-        assert pod is not None and self.net is not None
+        assert self.net is not None
         host = self.host
         image_name = c.get("image", "")
         image_key = _stable_key(pod, c["name"]) + "/image"
@@ -550,7 +560,7 @@ class PodWorker:
         return POLL
 
     def grace_for(self, c: Obj, probe: Obj | None = None) -> int:
-        spec = (self.pod or {}).get("spec") or {}
+        spec = self.pod.get("spec") or {}
         if probe and probe.get("terminationGracePeriodSeconds") is not None:
             return int(probe["terminationGracePeriodSeconds"])
         return int(spec.get("terminationGracePeriodSeconds", 30))
@@ -631,7 +641,6 @@ class PodWorker:
 
     def build_status(self, *, force_unready: bool = False, terminal: bool = False) -> Obj:
         pod = self.pod
-        assert pod is not None
         spec = pod.get("spec") or {}
         has_init = bool(spec.get("initContainers"))
         init_statuses = [
@@ -671,7 +680,6 @@ class PodWorker:
     async def report(self, **kw: bool) -> str:
         """Compute the status and write it through pods/status when it changed; returns the phase."""
         pod = self.pod
-        assert pod is not None
         status = self.build_status(**kw)
         current = pod.get("status") or {}
         changed = {k: status.get(k) for k in OWNED_STATUS if status.get(k) != current.get(k)}
@@ -711,7 +719,6 @@ class PodWorker:
     async def terminate(self) -> None:
         """Graceful deletion: leave the Service datapath, preStop, SIGTERM, SIGKILL after grace, DELETE."""
         pod = self.pod
-        assert pod is not None
         meta = pod["metadata"]
         grace = int(meta.get("deletionGracePeriodSeconds", (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
         deadline = time.monotonic() + grace

@@ -7,20 +7,16 @@ controller retrying must not flood the store.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
 from typing import Any
 
+from kubelite.api import timeutil
 from kubelite.api.registry import lookup
 from kubelite.client.rest import ApiError, Client
 
 log = logging.getLogger(__name__)
 EVENTS = lookup("", "v1", "events")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventRecorder:
@@ -44,7 +40,7 @@ class EventRecorder:
             "resourceVersion": meta.get("resourceVersion", ""),
         }
         digest = hashlib.sha1(f"{ref['uid']}|{reason}|{message}|{type_}".encode()).hexdigest()[:10]
-        now = _now()
+        now = timeutil.now_rfc3339()
         try:
             prev = self._seen.get(digest)
             if prev is not None:

@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubelite.api.timeutil import format_nano, parse_time
+
 Obj = dict[str, Any]
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
@@ -552,24 +554,6 @@ def finish_slice(s: Obj, trigger_time: str) -> Obj:
 # ---------------------------------------------------------------------------------- trigger time
 
 
-def parse_time(ts: str | None) -> dt.datetime | None:
-    if not ts:
-        return None
-    try:
-        return dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def format_time(t: dt.datetime) -> str:
-    """Go's RFC3339Nano in UTC: fractional seconds only when there are any, trailing zeros cut."""
-    t = t.astimezone(dt.UTC)
-    s = t.strftime("%Y-%m-%dT%H:%M:%S")
-    if t.microsecond:
-        s += "." + f"{t.microsecond:06d}".rstrip("0")
-    return s + "Z"
-
-
 class TriggerTimeTracker:
     """The ``last-change-trigger-time`` annotation: when the change being published happened.
 
@@ -601,8 +585,8 @@ class TriggerTimeTracker:
             earliest = svc_time if earliest is None or svc_time < earliest else earliest
         self._states[key] = (svc_time, pod_times)
         if not known:
-            return format_time(svc_time) if svc_time else ""
-        return format_time(earliest) if earliest else ""
+            return format_nano(svc_time) if svc_time else ""
+        return format_nano(earliest) if earliest else ""
 
     def forget(self, key: str) -> None:
         self._states.pop(key, None)

@@ -19,10 +19,10 @@ pods created together spread over nodes instead of all counting the same stale n
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
+from kubelite.api import timeutil
 from kubelite.client import NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers.base import Context, Controller
@@ -183,10 +183,6 @@ def _schedulability(node: Obj) -> tuple[Any, ...]:
     )
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # ---------------------------------------------------------------------- the controller
 
 
@@ -276,7 +272,7 @@ class Scheduler(Controller):
         wanted = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
         if current is None or any(current.get(k) != v for k, v in wanted.items()):
             since = current.get("lastTransitionTime") if current and current.get("status") == "False" else None
-            cond = {**wanted, "lastProbeTime": None, "lastTransitionTime": since or _now()}
+            cond = {**wanted, "lastProbeTime": None, "lastTransitionTime": since or timeutil.now_rfc3339()}
             try:
                 await self.client.patch(PODS, meta["name"], {"status": {"conditions": [cond]}}, meta["namespace"],
                                         type="strategic", subresource="status")

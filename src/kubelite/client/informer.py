@@ -14,14 +14,13 @@ import builtins
 import logging
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from kubelite.api.registry import ResourceType
+from kubelite.api.types import Obj
 from kubelite.client.rest import ApiError, Client
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 Handler = Callable[[str, Obj, Obj | None], None]  # (ADDED|MODIFIED|DELETED, obj, old)
 IndexFunc = Callable[[Obj], Iterable[str]]
 

@@ -26,18 +26,16 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Iterable
-from typing import Any
 
 from kubelite.api import timeutil
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector
+from kubelite.api.types import Obj
 from kubelite.client import DEPLOYMENTS, PODS, REPLICASETS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"

@@ -15,8 +15,8 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
-from typing import Any
 
+from kubelite.api.types import Obj
 from kubelite.client import ENDPOINTS, ApiError, key_of
 from kubelite.controllers import endpointutil as eu
 from kubelite.controllers.base import Context, Controller
@@ -31,7 +31,6 @@ from kubelite.controllers.endpointslice import (
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 
 class EndpointsController(Controller):

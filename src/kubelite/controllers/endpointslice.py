@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
 
+from kubelite.api.types import Obj
 from kubelite.client import ENDPOINTSLICES, NODES, PODS, SERVICES, ApiError, Informer, key_of
 from kubelite.controllers import endpointutil as eu
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 # endpointSliceChangeMinSyncDelay: a slice changed by someone else is looked at after this.
 SLICE_CHANGE_DELAY = 1.0

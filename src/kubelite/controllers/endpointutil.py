@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubelite.api.timeutil import format_nano, parse_time
-
-Obj = dict[str, Any]
+from kubelite.api.types import Obj
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_SLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"

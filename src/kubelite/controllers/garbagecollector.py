@@ -25,15 +25,13 @@ being deleted in the foreground) are removed from it instead.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from kubelite.api.registry import RESOURCES, ResourceType
+from kubelite.api.types import Obj
 from kubelite.client import ApiError, Informer
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"

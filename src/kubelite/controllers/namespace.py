@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
 from kubelite.api import timeutil
 from kubelite.api.registry import RESOURCES, ResourceType
+from kubelite.api.types import Obj
 from kubelite.client import NAMESPACES, PODS, ApiError, Informer
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 FINALIZER = "kubernetes"
 # Kubernetes' finalizerEstimateSeconds: how long to give other controllers' finalizers.

@@ -11,15 +11,13 @@ Taints and evictions are left out: with one node there is nowhere to move pods t
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from kubelite.api import timeutil
+from kubelite.api.types import Obj
 from kubelite.client import LEASES, NODES, PODS, ApiError
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 LEASE_NAMESPACE = "kube-node-lease"
 GRACE_PERIOD = 40.0

@@ -24,8 +24,7 @@ from typing import Any
 import orjson
 
 from kubelite.api.timeutil import ZERO_TIME, parse_time
-
-Obj = dict[str, Any]
+from kubelite.api.types import Obj
 
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"

@@ -20,18 +20,16 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from kubelite.api import timeutil
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector, selector_from_map
+from kubelite.api.types import Obj
 from kubelite.client import PODS, REPLICASETS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 BURST_REPLICAS = 500  # most pods created or deleted by one sync (the controller-manager's default)
 EXPECTATIONS_TIMEOUT = 300.0  # controller.ExpectationsTimeout

@@ -23,13 +23,12 @@ import logging
 from typing import Any
 
 from kubelite.api import timeutil
+from kubelite.api.types import Obj
 from kubelite.client import NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 SCHEDULER_NAME = "default-scheduler"
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"

@@ -14,14 +14,12 @@ alone: the API server refuses new content there anyway.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from kubelite.api.types import Obj
 from kubelite.client import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS, ApiError, ResourceType
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 DEFAULT_SERVICE_ACCOUNT = "default"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"

@@ -32,7 +32,6 @@ import ipaddress
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import dns.name
 import dns.rdata
@@ -47,9 +46,8 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
+from kubelite.api.types import Obj
 from kubelite.dns.wire import NOERROR, NXDOMAIN, RR
-
-Obj = dict[str, Any]
 
 A, NS, CNAME, SOA, PTR, TXT, AAAA, SRV = (dns.rdatatype.A, dns.rdatatype.NS, dns.rdatatype.CNAME, dns.rdatatype.SOA,
                                           dns.rdatatype.PTR, dns.rdatatype.TXT, dns.rdatatype.AAAA, dns.rdatatype.SRV)

@@ -15,12 +15,10 @@ import decimal
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from kubelite.api import timeutil
 from kubelite.api.resource import parse_quantity
-
-Obj = dict[str, Any]
+from kubelite.api.types import Obj
 
 CLUSTER_DOMAIN = "cluster.local"
 DEFAULT_DNS_IP = "10.96.0.10"

@@ -40,11 +40,11 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from pyroute2 import IPRoute, NetlinkError
 
+from kubelite.api.types import Obj
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client, Informer, key_of
 from kubelite.node.network import BRIDGE, in_netns
 from kubelite.proxy import conntrack
@@ -63,8 +63,6 @@ from kubelite.proxy.ruleset import (
 )
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 
 from kubelite.api import timeutil
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector
-from kubelite.api.types import Obj
+from kubelite.api.types import EventType, Obj
 from kubelite.client import DEPLOYMENTS, PODS, REPLICASETS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
@@ -613,7 +613,7 @@ class DeploymentController(Controller):
                 out.append(d)
         return out
 
-    def _on_replicaset(self, kind: str, rs: Obj, old: Obj | None) -> None:
+    def _on_replicaset(self, kind: EventType, rs: Obj, old: Obj | None) -> None:
         ns = _meta(rs).get("namespace", "")
         ref = podutil.controller_ref(rs)
         if kind == "DELETED" or _meta(rs).get("deletionTimestamp"):
@@ -638,7 +638,7 @@ class DeploymentController(Controller):
             for d in self._matching_deployments(rs):
                 self.enqueue(d)
 
-    def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         # Only Recreate cares about pods: it waits for the old ones to be gone.
         if kind != "DELETED":
             return

@@ -16,7 +16,7 @@ import copy
 import logging
 from collections.abc import Mapping
 
-from kubelite.api.types import Obj
+from kubelite.api.types import EventType, Obj
 from kubelite.client import ENDPOINTS, ApiError, key_of
 from kubelite.controllers import endpointutil as eu
 from kubelite.controllers.base import Context, Controller
@@ -49,7 +49,7 @@ class EndpointsController(Controller):
         self.pods.add_handler(self._on_pod)
         self.endpoints.add_handler(self._on_endpoints)
 
-    def _on_pod(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind == "ADDED":
             keys = eu.services_to_sync(None, obj, self._lookup)
         elif kind == "DELETED":
@@ -62,7 +62,7 @@ class EndpointsController(Controller):
     def _lookup(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
         return lookup_services(self.services, namespace, labels)
 
-    def _on_endpoints(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_endpoints(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind == "DELETED":
             self.enqueue(obj)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
-from kubelite.api.types import Obj
+from kubelite.api.types import EventType, Obj
 from kubelite.client import ENDPOINTSLICES, NODES, PODS, SERVICES, ApiError, Informer, key_of
 from kubelite.controllers import endpointutil as eu
 from kubelite.controllers.base import Context, Controller
@@ -103,10 +103,10 @@ class EndpointSliceController(Controller):
 
     # ------------------------------------------------------------------ events
 
-    def _on_service(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_service(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         self.enqueue(obj)
 
-    def _on_pod(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind == "ADDED":
             keys = eu.services_to_sync(None, obj, self._lookup)
         elif kind == "DELETED":
@@ -124,7 +124,7 @@ class EndpointSliceController(Controller):
         return bool(s) and ((s or {}).get("metadata", {}).get("labels") or {}).get(
             eu.LABEL_SLICE_MANAGED_BY) == eu.SLICE_CONTROLLER_NAME
 
-    def _on_slice(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_slice(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind == "DELETED":
             if self._managed(obj) and not self.tracker.handle_deletion(obj):
                 self._resync_owner(obj)

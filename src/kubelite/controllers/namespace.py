@@ -24,7 +24,7 @@ import logging
 
 from kubelite.api import timeutil
 from kubelite.api.registry import RESOURCES, ResourceType
-from kubelite.api.types import Obj
+from kubelite.api.types import EventType, Obj
 from kubelite.client import NAMESPACES, PODS, ApiError, Informer
 from kubelite.controllers.base import Context, Controller
 
@@ -117,11 +117,11 @@ class NamespaceController(Controller):
             self.content[rt] = inf = ctx.informer(rt)
             inf.add_handler(self._on_content)
 
-    def _on_namespace(self, kind: str, ns: Obj, old: Obj | None) -> None:
+    def _on_namespace(self, kind: EventType, ns: Obj, old: Obj | None) -> None:
         if kind != "DELETED" and (ns.get("metadata") or {}).get("deletionTimestamp"):
             self.enqueue(ns)
 
-    def _on_content(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_content(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind != "DELETED":
             return
         ns = self.namespaces.get(str((obj.get("metadata") or {}).get("namespace") or ""))

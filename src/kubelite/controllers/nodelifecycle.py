@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from kubelite.api import timeutil
-from kubelite.api.types import Obj
+from kubelite.api.types import EventType, Obj
 from kubelite.client import LEASES, NODES, PODS, ApiError
 from kubelite.controllers.base import Context, Controller
 
@@ -54,7 +54,7 @@ class NodeLifecycleController(Controller):
         self.nodes.add_handler(lambda kind, node, old: self.enqueue(node) if kind != "DELETED" else None)
         self.leases.add_handler(self._on_lease)
 
-    def _on_lease(self, kind: str, lease: Obj, old: Obj | None) -> None:
+    def _on_lease(self, kind: EventType, lease: Obj, old: Obj | None) -> None:
         meta = lease.get("metadata") or {}
         if meta.get("namespace") == LEASE_NAMESPACE and kind != "DELETED":
             self.queue.add(str(meta.get("name", "")))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from kubelite.api import timeutil
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector, selector_from_map
-from kubelite.api.types import Obj
+from kubelite.api.types import EventType, Obj
 from kubelite.client import PODS, REPLICASETS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
@@ -129,7 +129,7 @@ class ReplicaSetController(Controller):
 
     # ------------------------------------------------------------------ event handlers
 
-    def _on_replicaset(self, kind: str, rs: Obj, old: Obj | None) -> None:
+    def _on_replicaset(self, kind: EventType, rs: Obj, old: Obj | None) -> None:
         if kind == "DELETED":
             self.expectations.forget(key_of(rs))
         self.enqueue(rs)
@@ -162,7 +162,7 @@ class ReplicaSetController(Controller):
             self.expectations.deletion_observed(key_of(rs), key_of(pod))
             self.enqueue(rs)
 
-    def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         ns = _meta(pod).get("namespace", "")
         if kind == "DELETED":
             self._pod_gone(pod)

@@ -23,7 +23,7 @@ import logging
 from typing import Any
 
 from kubelite.api import timeutil
-from kubelite.api.types import Obj
+from kubelite.api.types import EventType, Obj
 from kubelite.client import NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers.base import Context, Controller
@@ -200,7 +200,7 @@ class Scheduler(Controller):
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
 
-    def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         key = key_of(pod)
         if kind == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
             self._assumed.pop(key, None)
@@ -210,7 +210,7 @@ class Scheduler(Controller):
         if old is None or _spec_and_meta(old) != _spec_and_meta(pod):
             self.queue.add(key)
 
-    def _on_node(self, kind: str, node: Obj, old: Obj | None) -> None:
+    def _on_node(self, kind: EventType, node: Obj, old: Obj | None) -> None:
         if kind == "DELETED" or (old is not None and _schedulability(old) == _schedulability(node)):
             return
         for pod in self.pods.by_index("scheduler-node", ""):

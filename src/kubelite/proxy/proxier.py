@@ -44,7 +44,7 @@ from dataclasses import dataclass
 import orjson
 from pyroute2 import IPRoute, NetlinkError
 
-from kubelite.api.types import Obj
+from kubelite.api.types import EventType, Obj
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client, Informer, key_of
 from kubelite.node.network import BRIDGE, in_netns
 from kubelite.proxy import conntrack
@@ -342,7 +342,7 @@ class Proxier:
 
     # -- change tracking
 
-    def _on_service(self, kind: str, svc: Obj, old: Obj | None) -> None:
+    def _on_service(self, kind: EventType, svc: Obj, old: Obj | None) -> None:
         if kind == "MODIFIED" and old is not None and old.get("spec") == svc.get("spec") and (
             (old["metadata"].get("labels") or {}) == (svc["metadata"].get("labels") or {})
         ):
@@ -350,7 +350,7 @@ class Proxier:
         self._changed.add(key_of(svc))
         self._wake.set()
 
-    def _on_slice(self, kind: str, s: Obj, old: Obj | None) -> None:
+    def _on_slice(self, kind: EventType, s: Obj, old: Obj | None) -> None:
         keys = set(_slice_service(s)) | (set(_slice_service(old)) if old is not None else set())
         if keys:
             self._changed |= keys

@@ -211,6 +211,22 @@ def test_service_label_change_updates_slice() -> None:
     assert len(plan.update) == 1 and plan.update[0]["metadata"]["labels"]["team"] == "b"
 
 
+def test_relabelled_service_fills_its_empty_slice_read_back_as_null() -> None:
+    # A slice stored without endpoints reads back ``endpoints: null``; when the Service's
+    # labels change in the same sync as a pod arrives, that slice is relabelled and filled
+    # (this raised TypeError on len(None) before).
+    s = svc(ports=[], clusterIP="None")
+    placeholder = eu.finish_slice(eu.plan_slices(s, [], [], node_of).create[0], "")
+    [stored] = realize(eu.SlicePlan(create=[placeholder]), [])
+    assert stored["endpoints"] is None
+    s["metadata"]["labels"] = {"team": "b"}
+    plan = eu.plan_slices(s, [pod("a")], [stored], node_of)
+    assert not plan.create and not plan.delete and len(plan.update) == 1
+    [updated] = plan.update
+    assert updated["metadata"]["name"] == stored["metadata"]["name"] and updated["metadata"]["labels"]["team"] == "b"
+    assert [e["addresses"] for e in updated["endpoints"] or []] == [["10.244.0.1"]]
+
+
 def test_split_and_refill() -> None:
     s = svc()
     pods = [pod(f"p{i:03d}", ip=f"10.244.{i // 200}.{i % 200 + 1}") for i in range(250)]

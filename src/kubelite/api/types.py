@@ -184,6 +184,7 @@ class Container(TypedDict, total=False):
     command: list[str]
     args: list[str]
     workingDir: str
+    restartPolicy: str  # Always: a sidecar (init container that keeps running)
     ports: list[ContainerPort]
     env: list[Obj]
     resources: Obj
@@ -193,7 +194,7 @@ class Container(TypedDict, total=False):
 
 
 class PodSpec(TypedDict, total=False):
-    containers: Required[list[Container]]
+    containers: list[Container]
     initContainers: list[Container]
     nodeName: str
     hostname: str

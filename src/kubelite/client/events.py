@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from kubelite.api import timeutil
@@ -26,7 +27,7 @@ class EventRecorder:
         self.host = host
         self._seen: dict[str, dict[str, Any]] = {}
 
-    async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    async def event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` (type Normal or Warning); failures are only logged."""
         assert EVENTS is not None
         meta = obj.get("metadata") or {}

@@ -14,7 +14,7 @@ import os
 import pathlib
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,20 +210,20 @@ class Client:
                 body["items"] = items
                 return body
 
-    async def create(self, rt: ResourceType, obj: dict[str, Any], namespace: str | None = None, *,
+    async def create(self, rt: ResourceType, obj: Mapping[str, Any], namespace: str | None = None, *,
                      field_manager: str = "", subresource: str | None = None, name: str | None = None,
                      dry_run: bool = False) -> dict[str, Any]:
         ns = namespace or (obj.get("metadata") or {}).get("namespace")
         params = _params(fieldManager=field_manager, dryRun="All" if dry_run else "")
         return await self.request("POST", self.url(rt, ns, name, subresource), params=params, body=obj)
 
-    async def update(self, rt: ResourceType, obj: dict[str, Any], *, subresource: str | None = None,
+    async def update(self, rt: ResourceType, obj: Mapping[str, Any], *, subresource: str | None = None,
                      field_manager: str = "") -> dict[str, Any]:
         meta = obj["metadata"]
         return await self.request("PUT", self.url(rt, meta.get("namespace"), meta["name"], subresource),
                                   params=_params(fieldManager=field_manager), body=obj)
 
-    async def update_status(self, rt: ResourceType, obj: dict[str, Any], *, field_manager: str = "") -> dict[str, Any]:
+    async def update_status(self, rt: ResourceType, obj: Mapping[str, Any], *, field_manager: str = "") -> dict[str, Any]:
         return await self.update(rt, obj, subresource="status", field_manager=field_manager)
 
     async def patch(self, rt: ResourceType, name: str, patch: Any, namespace: str | None = None, *,

@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
+from typing import cast
 
-from kubelite.api.types import EventType, Obj
+from kubelite.api.types import EventType, Obj, Service
 from kubelite.client import ENDPOINTS, ApiError, key_of
 from kubelite.controllers import endpointutil as eu
 from kubelite.controllers.base import Context, Controller
@@ -74,7 +75,7 @@ class EndpointsController(Controller):
 
     async def reconcile(self, key: str) -> None:
         namespace, _, name = key.partition("/")
-        svc = self.services.get(key)
+        svc = cast(Service | None, self.services.get(key))  # validated by the API server
         if svc is None:
             try:
                 await self.client.delete(ENDPOINTS, name, namespace)

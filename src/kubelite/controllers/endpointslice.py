@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import cast
 
-from kubelite.api.types import EventType, Obj
+from kubelite.api.types import EndpointSlice, EventType, Obj, Pod, Service
 from kubelite.client import ENDPOINTSLICES, NODES, PODS, SERVICES, ApiError, Informer, key_of
 from kubelite.controllers import endpointutil as eu
 from kubelite.controllers.base import Context, Controller
@@ -65,18 +66,18 @@ def lookup_services(services: Informer, namespace: str, labels: Mapping[str, str
             if key in seen:
                 continue
             seen.add(key)
-            sel = eu.selector_of(svc)
+            sel = eu.selector_of(cast(Service, svc))
             if sel is not None and eu.matches(sel, labels):
                 out.add(key)
     return out
 
 
-def select_pods(pods: Informer, svc: Obj, selector: Mapping[str, str]) -> list[Obj]:
+def select_pods(pods: Informer, svc: Service, selector: Mapping[str, str]) -> list[Pod]:
     """The pods a selector matches, starting from the smallest index bucket of its pairs."""
     ns = (svc.get("metadata") or {}).get("namespace", "")
     buckets = [pods.by_index("endpoints-labels", k) for k in eu.pod_label_keys(ns, selector)]
     smallest = min(buckets, key=len)
-    return [p for p in smallest if eu.matches(selector, (p.get("metadata") or {}).get("labels"))]
+    return [cast(Pod, p) for p in smallest if eu.matches(selector, (p.get("metadata") or {}).get("labels"))]
 
 
 def namespace_terminating(e: ApiError) -> bool:
@@ -148,7 +149,7 @@ class EndpointSliceController(Controller):
     # ------------------------------------------------------------------ sync
 
     async def reconcile(self, key: str) -> None:
-        svc = self.services.get(key)
+        svc = cast(Service | None, self.services.get(key))  # validated by the API server
         if svc is None:
             # The slices go with their owner (garbage collector); only our memory is ours to clean.
             self.tracker.forget_service(key)
@@ -160,7 +161,7 @@ class EndpointSliceController(Controller):
         meta = svc["metadata"]
         pods = select_pods(self.pods, svc, selector)
         slices = [
-            s for s in self.slices.by_index("endpoints-service", key)
+            cast(EndpointSlice, s) for s in self.slices.by_index("endpoints-service", key)
             if self._managed(s) and not s["metadata"].get("deletionTimestamp")
         ]
         if self.tracker.stale(key, meta.get("uid", ""), slices):
@@ -178,7 +179,7 @@ class EndpointSliceController(Controller):
         if plan.errors:
             raise RuntimeError("; ".join(plan.errors))
 
-    async def _apply(self, svc: Obj, plan: eu.SlicePlan, trigger: str) -> None:
+    async def _apply(self, svc: Service, plan: eu.SlicePlan, trigger: str) -> None:
         ns = svc["metadata"].get("namespace", "")
         # Never create for a Service on its way out: the garbage collector would race us.
         if not svc["metadata"].get("deletionTimestamp"):

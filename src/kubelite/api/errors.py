@@ -224,11 +224,6 @@ def unauthorized(message: str = "Unauthorized") -> StatusError:
     return StatusError(401, "Unauthorized", message)
 
 
-def forbidden_error(resource: str, name: str, message: str, group: str = "") -> StatusError:
-    what = f'{_qualified(resource, group)} "{name}"' if name else _qualified(resource, group)
-    return StatusError(403, "Forbidden", f"{what} is forbidden: {message}", _details(resource, group, name))
-
-
 def method_not_allowed() -> StatusError:
     return StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
@@ -255,7 +250,3 @@ def too_large(message: str = "Request entity too large: limit is 3145728") -> St
 
 def internal_error(message: str) -> StatusError:
     return StatusError(500, "InternalError", f"Internal error occurred: {message}")
-
-
-def timeout_error(message: str) -> StatusError:
-    return StatusError(504, "Timeout", message)

@@ -639,9 +639,6 @@ class SliceTracker:
         m = _meta(s)
         return f"{m.get('namespace', '')}/{(m.get('labels') or {}).get(LABEL_SERVICE_NAME, '')}"
 
-    def has(self, s: Mapping[str, Any]) -> bool:
-        return _meta(s).get("uid") in self._by_service.get(self.service_key(s), {})
-
     def should_sync(self, s: Mapping[str, Any]) -> bool:
         g = self._by_service.get(self.service_key(s), {}).get(_meta(s).get("uid", ""))
         return g is None or int(_meta(s).get("generation") or 0) > g

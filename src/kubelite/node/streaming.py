@@ -40,7 +40,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 from aiohttp import WSMsgType, web
 
-from kubelite.api.timeutil import parse_time, trim_nano
+from kubelite.api import timeutil
 from kubelite.node.network import open_connection_in
 
 log = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ def render(entry: LogEntry, timestamps: bool) -> bytes:
     """What ``kubectl logs`` prints for one entry: partial lines continue without a newline."""
     body = entry.content if entry.partial else entry.content + b"\n"
     if timestamps:
-        return trim_nano(entry.timestamp).encode() + b" " + body
+        return timeutil.trim_nano(entry.timestamp).encode() + b" " + body
     return body
 
 
@@ -206,9 +206,9 @@ class LogOptions:
         since = None
         seconds = number("sinceSeconds")
         if seconds is not None:
-            since = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=seconds)
+            since = (now or timeutil.now()) - dt.timedelta(seconds=seconds)
         elif query.get("sinceTime"):
-            since = parse_time(query["sinceTime"])
+            since = timeutil.parse_time(query["sinceTime"])
             if since is None:
                 raise StreamingError(400, f"invalid sinceTime value {query['sinceTime']!r}")
         return cls(
@@ -266,7 +266,7 @@ class _LogReader:
             if entry is None:
                 continue
             if self.opts.since is not None:
-                when = parse_time(entry.timestamp)
+                when = timeutil.parse_time(entry.timestamp)
                 if when is not None and when < self.opts.since:
                     continue
             out.append(render(entry, self.opts.timestamps))

@@ -9,11 +9,11 @@ alphabet Kubernetes uses (no vowels, so no words).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import random
+import time
 from typing import Any
-
-from kubelite.api import timeutil
 
 # utilrand's alphabet: consonants and digits without look-alikes.
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -24,8 +24,21 @@ os.register_at_fork(after_in_child=_random.seed)
 SERVER_OWNED = ("uid", "creationTimestamp", "resourceVersion", "generation", "selfLink")
 
 
-# metav1.Time as every write stamps it; the format's home is kubelite.api.timeutil.
-now_rfc3339 = timeutil.now_rfc3339
+_last_second: list[Any] = [0, ""]
+
+
+def now_rfc3339() -> str:
+    """metav1.Time has second precision; formatting once per second is enough."""
+    second = int(time.time())
+    if _last_second[0] != second:
+        _last_second[0] = second
+        _last_second[1] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
+    return str(_last_second[1])
+
+
+def now_micro() -> str:
+    """metav1.MicroTime, for Events and Leases."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def generate_name(prefix: str) -> str:

@@ -173,6 +173,7 @@ def resource_field_value(container: Obj, ref: Obj, allocatable: Mapping[str, str
         # convertResourceCPUToString works in millicores.
         return str(math.ceil((value * 1000).to_integral_value(decimal.ROUND_CEILING) / (divisor * 1000)))
     return str(math.ceil(value.to_integral_value(decimal.ROUND_CEILING) / divisor))
+    return str(math.ceil(value / divisor))
 
 
 # ---------------------------------------------------------------------------------- downward API
@@ -727,3 +728,15 @@ def pod_conditions(
         out.append(c)
     out += [c for t, c in old.items() if t not in KUBELET_CONDITIONS]
     return out
+
+
+def waiting_status(name: str, image: str, reason: str, message: str = "", *, restart_count: int = 0,
+                   last_state: Obj | None = None) -> Obj:
+    """A container status that is waiting (ContainerCreating, PodInitializing, CrashLoopBackOff...)."""
+    waiting: Obj = {"reason": reason}
+    if message:
+        waiting["message"] = message
+    return {
+        "name": name, "state": {"waiting": waiting}, "lastState": last_state or {}, "ready": False,
+        "restartCount": restart_count, "image": image, "imageID": "", "started": False,
+    }

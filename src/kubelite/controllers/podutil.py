@@ -23,7 +23,8 @@ from typing import Any
 
 import orjson
 
-from kubelite.api.timeutil import ZERO_TIME, parse_time
+from kubelite.api import timeutil
+from kubelite.api.timeutil import ZERO_TIME
 from kubelite.api.types import Obj
 
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
@@ -33,6 +34,12 @@ CONTROLLER_UID_INDEX = "workloads/controller-uid"
 # rand.SafeEncodeString's alphabet: no vowels (no words) and no look-alikes (0/o, 1/l, 3/e).
 _SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 _PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}
+
+# The controllers' clock and metav1.Time, under the names controllers/disruption.py (on main)
+# calls them by; the formats live in kubelite.api.timeutil.
+now = timeutil.now
+parse_time = timeutil.parse_time
+format_time = timeutil.format_time
 
 
 def _meta(obj: Obj | None) -> Obj:

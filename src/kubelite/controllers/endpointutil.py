@@ -841,7 +841,7 @@ def subsets_equal(a: list[Obj] | None, b: list[Obj] | None) -> bool:
 # ---------------------------------------------------------------------------------- pod events
 
 
-def services_to_sync(old_obj: Obj | None, new_obj: Obj | None,
+def services_to_sync(old_obj: Mapping[str, Any] | None, new_obj: Mapping[str, Any] | None,
                      lookup: Callable[[str, Mapping[str, str]], set[str]]) -> set[str]:
     """The Services a pod event (raw pods from the informer) concerns (GetServicesToUpdateOnPodChange).
 

@@ -224,6 +224,11 @@ def unauthorized(message: str = "Unauthorized") -> StatusError:
     return StatusError(401, "Unauthorized", message)
 
 
+def forbidden_error(resource: str, name: str, message: str, group: str = "") -> StatusError:
+    what = f'{_qualified(resource, group)} "{name}"' if name else _qualified(resource, group)
+    return StatusError(403, "Forbidden", f"{what} is forbidden: {message}", _details(resource, group, name))
+
+
 def method_not_allowed() -> StatusError:
     return StatusError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 

@@ -19,10 +19,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from kubelite.api.timeutil import format_nano_ns
 from kubelite.images import resolve
 from kubelite.node import shim
 from kubelite.node.runtime import ContainerSpec, ContainerStatus, ExecStartError, Runtime, kill_all
-from kubelite.node.shim import CriLogWriter, rfc3339_nano
+from kubelite.node.shim import CriLogWriter
 from tests.conftest import require
 from tests.e2e.conftest import require_root_netns
 
@@ -351,8 +352,8 @@ def test_cri_log_format(tmp_path: pathlib.Path) -> None:
 
 
 def test_rfc3339_nano_trims_zeros() -> None:
-    assert rfc3339_nano(1_700_000_000_120_000_000) == "2023-11-14T22:13:20.12Z"
-    assert rfc3339_nano(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
+    assert format_nano_ns(1_700_000_000_120_000_000) == "2023-11-14T22:13:20.12Z"
+    assert format_nano_ns(1_700_000_000_000_000_000) == "2023-11-14T22:13:20Z"
 
 
 def test_shim_runs_without_the_agent_package_state() -> None:

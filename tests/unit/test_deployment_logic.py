@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from kubelite.api import timeutil
 from kubelite.controllers import deployment as du
 from kubelite.controllers import podutil
 from kubelite.controllers.replicaset import Expectations, calculate_status
@@ -22,7 +23,7 @@ T0 = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 
 
 def ts(seconds: float) -> str:
-    return podutil.format_time(T0 + dt.timedelta(seconds=seconds))
+    return timeutil.format_time(T0 + dt.timedelta(seconds=seconds))
 
 
 def dep(replicas: int, surge: int | str = 0, unavailable: int | str = 0, **spec: Any) -> Obj:

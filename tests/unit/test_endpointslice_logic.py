@@ -3,36 +3,36 @@
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from kubelite.api.types import Endpoint, EndpointConditions, EndpointSlice, Obj, Pod, Service
 from kubelite.controllers import endpointutil as eu
 
-Obj = dict[str, Any]
 NODE = {"metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": "z1"}}}
 
 
-def svc(name: str = "web", ports: list[Obj] | None = None, **spec: Any) -> Obj:
-    return {
+def svc(name: str = "web", ports: list[Obj] | None = None, **spec: Any) -> Service:
+    return cast(Service, {
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "labels": {"team": "a"},
                      "creationTimestamp": "2026-01-01T00:00:00Z"},
         "spec": {"selector": {"app": name}, "clusterIP": "10.96.0.10", "ipFamilies": ["IPv4"],
                  "ports": ports if ports is not None else [{"name": "http", "port": 80, "targetPort": 8080,
                                                             "protocol": "TCP"}],
                  **spec},
-    }
+    })
 
 
 def pod(name: str, ip: str | None = "10.244.0.1", ready: bool = True, *, container_ports: list[Obj] | None = None,
-        node: str = "n1", deleting: bool = False, phase: str = "Running", **spec: Any) -> Obj:
-    p: Obj = {
+        node: str = "n1", deleting: bool = False, phase: str = "Running", **spec: Any) -> Pod:
+    p = cast(Pod, {
         "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}", "labels": {"app": "web"},
                      "resourceVersion": "1"},
         "spec": {"nodeName": node, "containers": [{"name": "c", "ports": container_ports or []}], **spec},
         "status": {"phase": phase, "conditions": [{"type": "Ready", "status": "True" if ready else "False",
                                                   "lastTransitionTime": "2026-01-01T00:01:00Z"}]},
-    }
+    })
     if ip:
         p["status"]["podIP"] = ip
         p["status"]["podIPs"] = [{"ip": ip}]
@@ -45,7 +45,11 @@ def node_of(name: str) -> Obj | None:
     return NODE if name == "n1" else None
 
 
-def realize(plan: eu.SlicePlan, existing: list[Obj]) -> list[Obj]:
+def eps(s: EndpointSlice) -> list[Endpoint]:
+    return s.get("endpoints") or []
+
+
+def realize(plan: eu.SlicePlan, existing: list[EndpointSlice]) -> list[EndpointSlice]:
     """Apply a plan the way the API server would, naming and versioning new slices."""
     by_name = {s["metadata"]["name"]: s for s in existing}
     for s in plan.delete:
@@ -75,9 +79,8 @@ def test_pod_membership_and_conditions() -> None:
     assert not eu.should_pod_be_in_endpoints(pod("a", deleting=True), False)
     assert eu.should_pod_be_in_endpoints(pod("a", deleting=True), True)
 
-    def cond(p: Obj, service: Obj = s) -> Obj:
-        c: Obj = eu.pod_to_endpoint(p, NODE, service, "IPv4")["conditions"]
-        return c
+    def cond(p: Pod, service: Service = s) -> EndpointConditions:
+        return eu.pod_to_endpoint(p, NODE, service, "IPv4")["conditions"]
 
     assert cond(pod("a")) == {"ready": True, "serving": True, "terminating": False}
     assert cond(pod("a", ready=False)) == {"ready": False, "serving": False, "terminating": False}
@@ -188,7 +191,7 @@ def test_minimal_churn() -> None:
     s = svc()
     pods = [pod(f"p{i}", ip=f"10.244.0.{i}") for i in range(1, 4)]
     slices = realize(eu.plan_slices(s, pods, [], node_of), [])
-    assert len(slices) == 1 and len(slices[0]["endpoints"]) == 3
+    assert len(slices) == 1 and len(eps(slices[0])) == 3
     assert eu.plan_slices(s, pods, slices, node_of).empty
     # The pods' resourceVersions move on every update: that alone writes nothing.
     for p in pods:
@@ -199,7 +202,7 @@ def test_minimal_churn() -> None:
     plan = eu.plan_slices(s, pods, slices, node_of)
     assert not plan.create and not plan.delete and len(plan.update) == 1
     assert plan.update[0]["metadata"]["name"] == slices[0]["metadata"]["name"]
-    conds = {e["targetRef"]["name"]: e["conditions"]["ready"] for e in plan.update[0]["endpoints"]}
+    conds = {e["targetRef"]["name"]: e["conditions"]["ready"] for e in eps(plan.update[0])}
     assert conds == {"p1": True, "p2": False, "p3": True}
 
 
@@ -211,23 +214,39 @@ def test_service_label_change_updates_slice() -> None:
     assert len(plan.update) == 1 and plan.update[0]["metadata"]["labels"]["team"] == "b"
 
 
+def test_relabelled_service_fills_its_empty_slice_read_back_as_null() -> None:
+    # A slice stored without endpoints reads back ``endpoints: null``; when the Service's
+    # labels change in the same sync as a pod arrives, that slice is relabelled and filled
+    # (this raised TypeError on len(None) before).
+    s = svc(ports=[], clusterIP="None")
+    placeholder = eu.finish_slice(eu.plan_slices(s, [], [], node_of).create[0], "")
+    [stored] = realize(eu.SlicePlan(create=[placeholder]), [])
+    assert stored["endpoints"] is None
+    s["metadata"]["labels"] = {"team": "b"}
+    plan = eu.plan_slices(s, [pod("a")], [stored], node_of)
+    assert not plan.create and not plan.delete and len(plan.update) == 1
+    [updated] = plan.update
+    assert updated["metadata"]["name"] == stored["metadata"]["name"] and updated["metadata"]["labels"]["team"] == "b"
+    assert [e["addresses"] for e in updated["endpoints"] or []] == [["10.244.0.1"]]
+
+
 def test_split_and_refill() -> None:
     s = svc()
     pods = [pod(f"p{i:03d}", ip=f"10.244.{i // 200}.{i % 200 + 1}") for i in range(250)]
     plan = eu.plan_slices(s, pods, [], node_of, max_per_slice=100)
-    assert sorted(len(x["endpoints"]) for x in plan.create) == [50, 100, 100]
+    assert sorted(len(eps(x)) for x in plan.create) == [50, 100, 100]
     slices = realize(plan, [])
     assert eu.plan_slices(s, pods, slices, node_of, max_per_slice=100).empty
     # A new pod goes into an existing slice with room, not a new slice.
     pods.append(pod("p999", ip="10.244.9.9"))
     plan = eu.plan_slices(s, pods, slices, node_of, max_per_slice=100)
-    assert not plan.create and len(plan.update) == 1 and len(plan.update[0]["endpoints"]) == 51
+    assert not plan.create and len(plan.update) == 1 and len(eps(plan.update[0])) == 51
     slices = realize(plan, slices)
     # Removing pods removes them from their slices; an emptied slice is deleted.
     only = pods[:1]
     plan = eu.plan_slices(s, only, slices, node_of, max_per_slice=100)
     assert not plan.create and len(plan.update) == 1 and len(plan.delete) == 2
-    assert [e["targetRef"]["name"] for e in plan.update[0]["endpoints"]] == ["p000"]
+    assert [e["targetRef"]["name"] for e in eps(plan.update[0])] == ["p000"]
 
 
 def test_multiport_named_ports_split_by_port_set() -> None:
@@ -238,7 +257,7 @@ def test_multiport_named_ports_split_by_port_set() -> None:
                                                        {"name": "metrics", "containerPort": 200, "protocol": "TCP"}])
     p2 = pod("pod2", ip="10.244.0.2", container_ports=[{"name": "http", "containerPort": 101, "protocol": "TCP"}])
     plan = eu.plan_slices(s, [p1, p2], [], node_of)
-    got = sorted(((x["ports"], [e["targetRef"]["name"] for e in x["endpoints"]]) for x in plan.create),
+    got = sorted(((x["ports"], [e["targetRef"]["name"] for e in eps(x)]) for x in plan.create),
                  key=lambda g: g[1])
     assert got == [
         ([{"name": "svc1", "port": 100, "protocol": "TCP"}, {"name": "svc2", "port": 200, "protocol": "TCP"}],
@@ -249,7 +268,7 @@ def test_multiport_named_ports_split_by_port_set() -> None:
     # pod2 goes away: its slice is deleted, pod1's untouched.
     plan = eu.plan_slices(s, [p1], slices, node_of)
     assert not plan.create and not plan.update and len(plan.delete) == 1
-    assert plan.delete[0]["endpoints"][0]["targetRef"]["name"] == "pod2"
+    assert eps(plan.delete[0])[0]["targetRef"]["name"] == "pod2"
 
 
 def test_recycles_slice_instead_of_delete_and_create() -> None:
@@ -271,10 +290,10 @@ def test_foreign_and_unsupported_slices_are_deleted() -> None:
     s = svc()
     slices = realize(eu.plan_slices(s, [pod("a")], [], node_of), [])
     stranger = copy.deepcopy(slices[0])
-    stranger["metadata"].update(name="old-1", uid="old-1", ownerReferences=[{"apiVersion": "v1", "kind": "Service",
-                                                                             "name": "web", "uid": "other"}])
+    stranger["metadata"].update({"name": "old-1", "uid": "old-1", "ownerReferences": [
+        {"apiVersion": "v1", "kind": "Service", "name": "web", "uid": "other"}]})
     v6 = copy.deepcopy(slices[0])
-    v6["metadata"].update(name="v6-1", uid="v6-1")
+    v6["metadata"].update({"name": "v6-1", "uid": "v6-1"})
     v6["addressType"] = "IPv6"
     plan = eu.plan_slices(s, [pod("a")], [*slices, stranger, v6], node_of)
     assert {x["metadata"]["name"] for x in plan.delete} == {"old-1", "v6-1"} and plan.empty is False
@@ -284,11 +303,11 @@ def test_foreign_and_unsupported_slices_are_deleted() -> None:
 def test_missing_node_skips_pod_and_reports() -> None:
     s = svc()
     plan = eu.plan_slices(s, [pod("a", node="ghost"), pod("b", ip="10.244.0.2")], [], node_of)
-    assert [e["targetRef"]["name"] for e in plan.create[0]["endpoints"]] == ["b"]
+    assert [e["targetRef"]["name"] for e in eps(plan.create[0])] == ["b"]
     assert plan.errors == ["skipping Pod a for Service ns/web: Node ghost Not Found"]
     publish = svc(publishNotReadyAddresses=True)
     plan = eu.plan_slices(publish, [pod("a", node="ghost")], [], node_of)
-    assert len(plan.create[0]["endpoints"]) == 1 and not plan.errors
+    assert len(eps(plan.create[0])) == 1 and not plan.errors
 
 
 def test_dual_stack_service_gets_a_slice_per_family() -> None:
@@ -296,7 +315,7 @@ def test_dual_stack_service_gets_a_slice_per_family() -> None:
     p = pod("a")
     p["status"]["podIPs"] = [{"ip": "10.244.0.1"}, {"ip": "fd00::0001"}]
     plan = eu.plan_slices(s, [p], [], node_of)
-    assert sorted((x["addressType"], x["endpoints"][0]["addresses"]) for x in plan.create) == [
+    assert sorted((x["addressType"], eps(x)[0]["addresses"]) for x in plan.create) == [
         ("IPv4", ["10.244.0.1"]), ("IPv6", ["fd00::1"])]
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import random
 import re
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from kubelite.api.types import EndpointSlice, Service
 from kubelite.proxy.conntrack import stale_udp_filters
 from kubelite.proxy.proxier import service_ports
 from kubelite.proxy.ruleset import (
@@ -347,15 +348,21 @@ def test_changing_the_affinity_timeout_replaces_the_sets_and_rewrites_their_user
 # --------------------------------------------------------------------------- API objects
 
 
-def svc(**spec: Any) -> dict[str, Any]:
-    return {"metadata": {"namespace": "ns", "name": "web"},
-            "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"], "type": "ClusterIP",
-                     "ports": [{"name": "http", "port": 80, "protocol": "TCP"}], **spec}}
+def svc(**spec: Any) -> Service:
+    return cast(Service, {"metadata": {"namespace": "ns", "name": "web"},
+                          "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"], "type": "ClusterIP",
+                                   "ports": [{"name": "http", "port": 80, "protocol": "TCP"}], **spec}})
 
 
-def slice_(name: str, ports: list[dict[str, Any]], *endpoints: dict[str, Any], family: str = "IPv4") -> dict[str, Any]:
-    return {"metadata": {"namespace": "ns", "name": name, "labels": {"kubernetes.io/service-name": "web"}},
-            "addressType": family, "ports": ports, "endpoints": list(endpoints)}
+def labelled(labels: dict[str, str]) -> Service:
+    s = svc()
+    s["metadata"]["labels"] = labels
+    return s
+
+
+def slice_(name: str, ports: list[dict[str, Any]], *endpoints: dict[str, Any], family: str = "IPv4") -> EndpointSlice:
+    return cast(EndpointSlice, {"metadata": {"namespace": "ns", "name": name, "labels": {"kubernetes.io/service-name": "web"}},
+                                "addressType": family, "ports": ports, "endpoints": list(endpoints)})
 
 
 def ep(ip: str, node: str = "n1", **conditions: bool) -> dict[str, Any]:
@@ -397,12 +404,11 @@ def test_service_settings_reach_the_service_ports() -> None:
 @pytest.mark.parametrize("service", [
     svc(type="ExternalName", externalName="example.com", clusterIP=None, clusterIPs=None),
     svc(clusterIP="None", clusterIPs=["None"]),
-    {**svc(), "metadata": {"namespace": "ns", "name": "web", "labels": {"service.kubernetes.io/headless": ""}}},
-    {**svc(), "metadata": {"namespace": "ns", "name": "web",
-                           "labels": {"service.kubernetes.io/service-proxy-name": "other"}}},
+    labelled({"service.kubernetes.io/headless": ""}),
+    labelled({"service.kubernetes.io/service-proxy-name": "other"}),
     svc(clusterIP="fd00::10", clusterIPs=["fd00::10"]),
 ])
-def test_services_the_proxy_leaves_alone(service: dict[str, Any]) -> None:
+def test_services_the_proxy_leaves_alone(service: Service) -> None:
     assert service_ports(service, [], "n1") == []
 
 

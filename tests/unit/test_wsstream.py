@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from kubelite.api import timeutil
 from kubelite.api.errors import StatusError
 from kubelite.apiserver import proxy, wsstream
 from kubelite.node import streaming
@@ -98,13 +99,13 @@ def test_cri_lines() -> None:
     assert streaming.parse_cri_line(b"2024-01-01T00:00:00Z stdout F \n") == streaming.LogEntry(
         "2024-01-01T00:00:00Z", "stdout", False, b"")
     assert streaming.parse_cri_line(b"not a log line\n") is None
-    assert streaming.format_timestamp("2024-01-01T00:00:00.000000000Z") == "2024-01-01T00:00:00Z"
+    assert timeutil.trim_nano("2024-01-01T00:00:00.000000000Z") == "2024-01-01T00:00:00Z"
 
 
 def test_timestamps() -> None:
-    assert streaming.parse_timestamp("2024-01-01T00:00:01.5Z") == dt.datetime(2024, 1, 1, 0, 0, 1, 500000, dt.UTC)
-    assert streaming.parse_timestamp("2024-01-01T02:00:00+02:00") == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    assert streaming.parse_timestamp("yesterday") is None
+    assert timeutil.parse_time("2024-01-01T00:00:01.5Z") == dt.datetime(2024, 1, 1, 0, 0, 1, 500000, dt.UTC)
+    assert timeutil.parse_time("2024-01-01T02:00:00+02:00") == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    assert timeutil.parse_time("yesterday") is None
 
 
 def test_tail_offset() -> None:

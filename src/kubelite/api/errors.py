@@ -255,7 +255,3 @@ def too_large(message: str = "Request entity too large: limit is 3145728") -> St
 
 def internal_error(message: str) -> StatusError:
     return StatusError(500, "InternalError", f"Internal error occurred: {message}")
-
-
-def timeout_error(message: str) -> StatusError:
-    return StatusError(504, "Timeout", message)

@@ -320,9 +320,6 @@ class Comparison:
             recursive_difference(self.removed, ig),
         )
 
-    def is_same(self) -> bool:
-        return not (self.added or self.modified or self.removed)
-
 
 def compare(lhs: dict[str, Any] | None, rhs: dict[str, Any], schema: dict[str, Any] | None) -> Comparison:
     """What changed from ``lhs`` to ``rhs`` (typed.Compare): every path added, modified or removed,

@@ -26,6 +26,8 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from kubelite.api import timeutil
+
 MAGIC = b"k8s\x00"
 
 
@@ -286,12 +288,12 @@ def _timestamp(r: _Reader) -> datetime.datetime | None:
 
 def _time(r: _Reader) -> str | None:
     t = _timestamp(r)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ") if t else None
+    return timeutil.format_time(t) if t else None
 
 
 def _microtime(r: _Reader) -> str | None:
     t = _timestamp(r)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if t else None
+    return timeutil.format_micro(t) if t else None
 
 
 def _int_or_string(r: _Reader) -> int | str:

@@ -7,20 +7,17 @@ controller retrying must not flood the store.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from kubelite.api import timeutil
 from kubelite.api.registry import lookup
 from kubelite.client.rest import ApiError, Client
 
 log = logging.getLogger(__name__)
 EVENTS = lookup("", "v1", "events")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class EventRecorder:
@@ -30,7 +27,7 @@ class EventRecorder:
         self.host = host
         self._seen: dict[str, dict[str, Any]] = {}
 
-    async def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    async def event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` (type Normal or Warning); failures are only logged."""
         assert EVENTS is not None
         meta = obj.get("metadata") or {}
@@ -44,7 +41,7 @@ class EventRecorder:
             "resourceVersion": meta.get("resourceVersion", ""),
         }
         digest = hashlib.sha1(f"{ref['uid']}|{reason}|{message}|{type_}".encode()).hexdigest()[:10]
-        now = _now()
+        now = timeutil.now_rfc3339()
         try:
             prev = self._seen.get(digest)
             if prev is not None:

@@ -14,15 +14,14 @@ import builtins
 import logging
 import random
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from kubelite.api.registry import ResourceType
+from kubelite.api.types import EventType, Obj
 from kubelite.client.rest import ApiError, Client
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
-Handler = Callable[[str, Obj, Obj | None], None]  # (ADDED|MODIFIED|DELETED, obj, old)
+Handler = Callable[[EventType, Obj, Obj | None], None]
 IndexFunc = Callable[[Obj], Iterable[str]]
 
 
@@ -103,7 +102,7 @@ class Informer:
                 for v in fn(obj):
                     idx.setdefault(v, set()).add(key)
 
-    def _emit(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _emit(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         for h in self._handlers:
             try:
                 h(kind, obj, old)
@@ -119,7 +118,7 @@ class Informer:
             meta.pop("managedFields", None)
         return obj
 
-    def _apply(self, kind: str, obj: Obj) -> None:
+    def _apply(self, kind: EventType, obj: Obj) -> None:
         self._slim(obj)
         key = key_of(obj)
         old = self.cache.get(key)
@@ -169,7 +168,7 @@ class Informer:
                     rv = (obj.get("metadata") or {}).get("resourceVersion")
                     if rv:
                         self.resource_version = rv
-                    if kind != "BOOKMARK":
+                    if kind != "BOOKMARK" and kind != "ERROR":  # the client raises ERROR events
                         self._apply(kind, obj)
                 backoff = 0.2
             except asyncio.CancelledError:

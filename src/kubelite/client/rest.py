@@ -14,7 +14,7 @@ import os
 import pathlib
 import ssl
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,14 +23,9 @@ import orjson
 import yaml
 
 from kubelite.api.registry import ResourceType
+from kubelite.api.types import PATCH_CONTENT_TYPES, PatchType, WatchEventType
 
 SA_DIR = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount")
-PATCH_CONTENT_TYPES = {
-    "merge": "application/merge-patch+json",
-    "strategic": "application/strategic-merge-patch+json",
-    "json": "application/json-patch+json",
-    "apply": "application/apply-patch+yaml",
-}
 
 
 class ApiError(Exception):
@@ -215,24 +210,24 @@ class Client:
                 body["items"] = items
                 return body
 
-    async def create(self, rt: ResourceType, obj: dict[str, Any], namespace: str | None = None, *,
+    async def create(self, rt: ResourceType, obj: Mapping[str, Any], namespace: str | None = None, *,
                      field_manager: str = "", subresource: str | None = None, name: str | None = None,
                      dry_run: bool = False) -> dict[str, Any]:
         ns = namespace or (obj.get("metadata") or {}).get("namespace")
         params = _params(fieldManager=field_manager, dryRun="All" if dry_run else "")
         return await self.request("POST", self.url(rt, ns, name, subresource), params=params, body=obj)
 
-    async def update(self, rt: ResourceType, obj: dict[str, Any], *, subresource: str | None = None,
+    async def update(self, rt: ResourceType, obj: Mapping[str, Any], *, subresource: str | None = None,
                      field_manager: str = "") -> dict[str, Any]:
         meta = obj["metadata"]
         return await self.request("PUT", self.url(rt, meta.get("namespace"), meta["name"], subresource),
                                   params=_params(fieldManager=field_manager), body=obj)
 
-    async def update_status(self, rt: ResourceType, obj: dict[str, Any], *, field_manager: str = "") -> dict[str, Any]:
+    async def update_status(self, rt: ResourceType, obj: Mapping[str, Any], *, field_manager: str = "") -> dict[str, Any]:
         return await self.update(rt, obj, subresource="status", field_manager=field_manager)
 
     async def patch(self, rt: ResourceType, name: str, patch: Any, namespace: str | None = None, *,
-                    type: str = "merge", subresource: str | None = None, field_manager: str = "",
+                    type: PatchType = "merge", subresource: str | None = None, field_manager: str = "",
                     force: bool = False) -> dict[str, Any]:
         params = _params(fieldManager=field_manager, force="true" if force else "")
         body = orjson.dumps(patch) if type != "apply" or not isinstance(patch, str) else patch
@@ -253,7 +248,7 @@ class Client:
 
     async def watch(self, rt: ResourceType, namespace: str | None = None, *, resource_version: str = "",
                     label_selector: str = "", field_selector: str = "", timeout_seconds: int = 0,
-                    allow_bookmarks: bool = True) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+                    allow_bookmarks: bool = True) -> AsyncIterator[tuple[WatchEventType, dict[str, Any]]]:
         """Watch events as (type, object); an ERROR event raises ApiError (410 Gone included)."""
         params = _params(watch="1", resourceVersion=resource_version, labelSelector=label_selector,
                          fieldSelector=field_selector, timeoutSeconds=str(timeout_seconds) if timeout_seconds else "",

@@ -26,17 +26,16 @@ import datetime as dt
 import logging
 import math
 from collections.abc import Iterable
-from typing import Any
 
+from kubelite.api import timeutil
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector
+from kubelite.api.types import EventType, Obj
 from kubelite.client import DEPLOYMENTS, PODS, REPLICASETS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 REVISION = "deployment.kubernetes.io/revision"
 REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
@@ -404,7 +403,7 @@ def plan_old_scale_down(all_rss: list[Obj | None], old_rss: list[Obj], new_rs: O
 
 
 def new_condition(type_: str, status: str, reason: str, message: str, at: dt.datetime) -> Obj:
-    ts = podutil.format_time(at)
+    ts = timeutil.format_time(at)
     return {"type": type_, "status": status, "lastUpdateTime": ts, "lastTransitionTime": ts,
             "reason": reason, "message": message}
 
@@ -484,7 +483,7 @@ def deployment_timed_out(d: Obj, status: Obj, at: dt.datetime) -> bool:
         return False
     if cond.get("reason") == REASON_TIMED_OUT:
         return True
-    since = podutil.parse_time(cond.get("lastUpdateTime"))
+    since = timeutil.parse_time(cond.get("lastUpdateTime"))
     if since is None:
         return False
     return since + dt.timedelta(seconds=int(_spec(d)["progressDeadlineSeconds"])) < at
@@ -540,7 +539,7 @@ def progress_check_delay(d: Obj, status: Obj, at: dt.datetime) -> float | None:
         return None
     if deployment_complete(d, status) or cond.get("reason") == REASON_TIMED_OUT:
         return None
-    since = podutil.parse_time(cond.get("lastUpdateTime"))
+    since = timeutil.parse_time(cond.get("lastUpdateTime"))
     if since is None:
         return None
     after = (since + dt.timedelta(seconds=int(_spec(d)["progressDeadlineSeconds"])) - at).total_seconds()
@@ -615,7 +614,7 @@ class DeploymentController(Controller):
                 out.append(d)
         return out
 
-    def _on_replicaset(self, kind: str, rs: Obj, old: Obj | None) -> None:
+    def _on_replicaset(self, kind: EventType, rs: Obj, old: Obj | None) -> None:
         ns = _meta(rs).get("namespace", "")
         ref = podutil.controller_ref(rs)
         if kind == "DELETED" or _meta(rs).get("deletionTimestamp"):
@@ -640,7 +639,7 @@ class DeploymentController(Controller):
             for d in self._matching_deployments(rs):
                 self.enqueue(d)
 
-    def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         # Only Recreate cares about pods: it waits for the old ones to be gone.
         if kind != "DELETED":
             return
@@ -795,7 +794,7 @@ class DeploymentController(Controller):
     async def _new_replicaset(self, d: Obj, rs_list: list[Obj], old_rss: list[Obj], create: bool) -> Obj | None:
         existing = find_new_replicaset(d, rs_list)
         new_revision = str(max_revision(old_rss) + 1)
-        at = podutil.now()
+        at = timeutil.now()
         if existing is not None:
             updated = copy.deepcopy(existing)
             annotations_changed = set_new_replicaset_annotations(d, updated, new_revision, True)
@@ -918,7 +917,7 @@ class DeploymentController(Controller):
         await self._sync_deployment_status([*old_rss, new_rs], new_rs, d)
 
     async def _sync_deployment_status(self, all_rss: list[Obj | None], new_rs: Obj | None, d: Obj) -> None:
-        status = calculate_status(all_rss, new_rs, d, podutil.now())
+        status = calculate_status(all_rss, new_rs, d, timeutil.now())
         if status != _status(d):
             d["status"] = status
             await self._write_status(d)
@@ -932,16 +931,16 @@ class DeploymentController(Controller):
         paused_cond = cond is not None and cond.get("reason") == REASON_PAUSED
         paused = bool(_spec(d).get("paused"))
         if paused and not paused_cond:
-            new = new_condition("Progressing", "Unknown", REASON_PAUSED, "Deployment is paused", podutil.now())
+            new = new_condition("Progressing", "Unknown", REASON_PAUSED, "Deployment is paused", timeutil.now())
         elif not paused and paused_cond:
-            new = new_condition("Progressing", "Unknown", REASON_RESUMED, "Deployment is resumed", podutil.now())
+            new = new_condition("Progressing", "Unknown", REASON_RESUMED, "Deployment is resumed", timeutil.now())
         else:
             return
         set_condition(d.setdefault("status", {}), new)
         await self._write_status(d)
 
     async def _sync_rollout_status(self, all_rss: list[Obj | None], new_rs: Obj | None, d: Obj) -> None:
-        at = podutil.now()
+        at = timeutil.now()
         status = rollout_status(all_rss, new_rs, d, at)
         if status == _status(d):
             delay = progress_check_delay(d, status, at)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import cast
 
+from kubelite.api.types import EventType, Obj, Service
 from kubelite.client import ENDPOINTS, ApiError, key_of
 from kubelite.controllers import endpointutil as eu
 from kubelite.controllers.base import Context, Controller
@@ -31,7 +32,6 @@ from kubelite.controllers.endpointslice import (
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 
 class EndpointsController(Controller):
@@ -50,7 +50,7 @@ class EndpointsController(Controller):
         self.pods.add_handler(self._on_pod)
         self.endpoints.add_handler(self._on_endpoints)
 
-    def _on_pod(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind == "ADDED":
             keys = eu.services_to_sync(None, obj, self._lookup)
         elif kind == "DELETED":
@@ -63,7 +63,7 @@ class EndpointsController(Controller):
     def _lookup(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
         return lookup_services(self.services, namespace, labels)
 
-    def _on_endpoints(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_endpoints(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind == "DELETED":
             self.enqueue(obj)
 
@@ -75,7 +75,7 @@ class EndpointsController(Controller):
 
     async def reconcile(self, key: str) -> None:
         namespace, _, name = key.partition("/")
-        svc = self.services.get(key)
+        svc = cast(Service | None, self.services.get(key))  # validated by the API server
         if svc is None:
             try:
                 await self.client.delete(ENDPOINTS, name, namespace)

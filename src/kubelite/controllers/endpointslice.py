@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import cast
 
+from kubelite.api.types import EndpointSlice, EventType, Obj, Pod, Service
 from kubelite.client import ENDPOINTSLICES, NODES, PODS, SERVICES, ApiError, Informer, key_of
 from kubelite.controllers import endpointutil as eu
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 # endpointSliceChangeMinSyncDelay: a slice changed by someone else is looked at after this.
 SLICE_CHANGE_DELAY = 1.0
@@ -66,18 +66,18 @@ def lookup_services(services: Informer, namespace: str, labels: Mapping[str, str
             if key in seen:
                 continue
             seen.add(key)
-            sel = eu.selector_of(svc)
+            sel = eu.selector_of(cast(Service, svc))
             if sel is not None and eu.matches(sel, labels):
                 out.add(key)
     return out
 
 
-def select_pods(pods: Informer, svc: Obj, selector: Mapping[str, str]) -> list[Obj]:
+def select_pods(pods: Informer, svc: Service, selector: Mapping[str, str]) -> list[Pod]:
     """The pods a selector matches, starting from the smallest index bucket of its pairs."""
     ns = (svc.get("metadata") or {}).get("namespace", "")
     buckets = [pods.by_index("endpoints-labels", k) for k in eu.pod_label_keys(ns, selector)]
     smallest = min(buckets, key=len)
-    return [p for p in smallest if eu.matches(selector, (p.get("metadata") or {}).get("labels"))]
+    return [cast(Pod, p) for p in smallest if eu.matches(selector, (p.get("metadata") or {}).get("labels"))]
 
 
 def namespace_terminating(e: ApiError) -> bool:
@@ -104,10 +104,10 @@ class EndpointSliceController(Controller):
 
     # ------------------------------------------------------------------ events
 
-    def _on_service(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_service(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         self.enqueue(obj)
 
-    def _on_pod(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind == "ADDED":
             keys = eu.services_to_sync(None, obj, self._lookup)
         elif kind == "DELETED":
@@ -125,7 +125,7 @@ class EndpointSliceController(Controller):
         return bool(s) and ((s or {}).get("metadata", {}).get("labels") or {}).get(
             eu.LABEL_SLICE_MANAGED_BY) == eu.SLICE_CONTROLLER_NAME
 
-    def _on_slice(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_slice(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind == "DELETED":
             if self._managed(obj) and not self.tracker.handle_deletion(obj):
                 self._resync_owner(obj)
@@ -149,7 +149,7 @@ class EndpointSliceController(Controller):
     # ------------------------------------------------------------------ sync
 
     async def reconcile(self, key: str) -> None:
-        svc = self.services.get(key)
+        svc = cast(Service | None, self.services.get(key))  # validated by the API server
         if svc is None:
             # The slices go with their owner (garbage collector); only our memory is ours to clean.
             self.tracker.forget_service(key)
@@ -161,7 +161,7 @@ class EndpointSliceController(Controller):
         meta = svc["metadata"]
         pods = select_pods(self.pods, svc, selector)
         slices = [
-            s for s in self.slices.by_index("endpoints-service", key)
+            cast(EndpointSlice, s) for s in self.slices.by_index("endpoints-service", key)
             if self._managed(s) and not s["metadata"].get("deletionTimestamp")
         ]
         if self.tracker.stale(key, meta.get("uid", ""), slices):
@@ -179,7 +179,7 @@ class EndpointSliceController(Controller):
         if plan.errors:
             raise RuntimeError("; ".join(plan.errors))
 
-    async def _apply(self, svc: Obj, plan: eu.SlicePlan, trigger: str) -> None:
+    async def _apply(self, svc: Service, plan: eu.SlicePlan, trigger: str) -> None:
         ns = svc["metadata"].get("namespace", "")
         # Never create for a Service on its way out: the garbage collector would race us.
         if not svc["metadata"].get("deletionTimestamp"):

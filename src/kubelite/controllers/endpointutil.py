@@ -20,9 +20,21 @@ import ipaddress
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-Obj = dict[str, Any]
+from kubelite.api.timeutil import format_nano, parse_time
+from kubelite.api.types import (
+    Endpoint,
+    EndpointPort,
+    EndpointSlice,
+    Obj,
+    ObjectMeta,
+    OwnerReference,
+    Pod,
+    PodSpec,
+    Service,
+    ServicePort,
+)
 
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"
 LABEL_SLICE_MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
@@ -41,18 +53,18 @@ DEFAULT_MAX_ENDPOINTS_PER_SLICE = 100
 # ---------------------------------------------------------------------------------- pods
 
 
-def _meta(obj: Obj) -> Obj:
-    return obj.get("metadata") or {}
+def _meta(obj: Mapping[str, Any]) -> ObjectMeta:
+    return cast(ObjectMeta, obj.get("metadata") or {})
 
 
-def is_pod_ready(pod: Obj) -> bool:
+def is_pod_ready(pod: Pod) -> bool:
     for c in (pod.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":
             return bool(c.get("status") == "True")
     return False
 
 
-def pod_ips(pod: Obj) -> list[str]:
+def pod_ips(pod: Pod) -> list[str]:
     status = pod.get("status") or {}
     ips = [p.get("ip", "") for p in status.get("podIPs") or []]
     if not ips and status.get("podIP"):
@@ -60,24 +72,24 @@ def pod_ips(pod: Obj) -> list[str]:
     return [ip for ip in ips if ip]
 
 
-def is_pod_terminal(pod: Obj) -> bool:
+def is_pod_terminal(pod: Pod) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
 
-def should_pod_be_in_endpoints(pod: Obj, include_terminating: bool) -> bool:
+def should_pod_be_in_endpoints(pod: Pod, include_terminating: bool) -> bool:
     """Terminal pods and pods without an IP never count; terminating ones only if asked."""
     if is_pod_terminal(pod) or not pod_ips(pod):
         return False
     return include_terminating or not _meta(pod).get("deletionTimestamp")
 
 
-def should_set_hostname(pod: Obj, svc: Obj) -> bool:
-    spec = pod.get("spec") or {}
+def should_set_hostname(pod: Pod, svc: Service) -> bool:
+    spec: PodSpec = pod.get("spec") or {}
     return (bool(spec.get("hostname")) and spec.get("subdomain") == _meta(svc).get("name")
             and _meta(svc).get("namespace") == _meta(pod).get("namespace"))
 
 
-def selector_of(svc: Obj) -> dict[str, str] | None:
+def selector_of(svc: Service) -> dict[str, str] | None:
     """The Service's selector, or None when it selects nothing.
 
     An empty map is treated as no selector: in Kubernetes it does not survive storage
@@ -87,7 +99,7 @@ def selector_of(svc: Obj) -> dict[str, str] | None:
     return dict(sel) if sel else None
 
 
-def manages(svc: Obj) -> bool:
+def manages(svc: Service) -> bool:
     """Whether the endpoint controllers compute this Service's endpoints at all."""
     return (svc.get("spec") or {}).get("type") != "ExternalName" and selector_of(svc) is not None
 
@@ -97,8 +109,9 @@ def matches(selector: Mapping[str, str], labels: Mapping[str, str] | None) -> bo
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def selector_index(svc: Obj) -> list[str]:
+def selector_index(obj: Obj) -> list[str]:
     """Index Services by each ``ns/key=value`` of their selector: a pod's candidates are few lookups."""
+    svc = cast(Service, obj)
     sel = selector_of(svc)
     if sel is None:
         return []
@@ -110,14 +123,15 @@ def pod_label_keys(namespace: str, labels: Mapping[str, str] | None) -> list[str
     return [f"{namespace}/{k}={v}" for k, v in (labels or {}).items()]
 
 
-def pod_endpoints_changed(old: Obj, new: Obj) -> tuple[bool, bool]:
+def pod_endpoints_changed(old: Pod, new: Pod) -> tuple[bool, bool]:
     """(the pod's endpoint may have changed, the set of Services it matches may have changed).
 
     podEndpointsChanged, plus the phase and nodeName: a pod turning terminal leaves the
     endpoints even if nothing else moved.
     """
     om, nm = _meta(old), _meta(new)
-    os_, ns_ = old.get("spec") or {}, new.get("spec") or {}
+    os_: PodSpec = old.get("spec") or {}
+    ns_: PodSpec = new.get("spec") or {}
     labels_changed = (
         (om.get("labels") or {}) != (nm.get("labels") or {})
         or os_.get("hostname") != ns_.get("hostname") or os_.get("subdomain") != ns_.get("subdomain")
@@ -135,7 +149,7 @@ def pod_endpoints_changed(old: Obj, new: Obj) -> tuple[bool, bool]:
 # ---------------------------------------------------------------------------------- ports
 
 
-def find_port(pod: Obj, svc_port: Obj) -> int | None:
+def find_port(pod: Pod, svc_port: ServicePort) -> int | None:
     """The container port a Service port's targetPort means for this pod (FindPort)."""
     target = svc_port.get("targetPort", svc_port.get("port"))
     if isinstance(target, int):
@@ -145,7 +159,7 @@ def find_port(pod: Obj, svc_port: Obj) -> int | None:
         # API server already turned "80" into 80 when it decoded the Service.
         return int(target)
     protocol = svc_port.get("protocol", "TCP")
-    spec = pod.get("spec") or {}
+    spec: PodSpec = pod.get("spec") or {}
     for c in spec.get("containers") or []:
         for p in c.get("ports") or []:
             if p.get("name") == target and p.get("protocol", "TCP") == protocol:
@@ -159,23 +173,23 @@ def find_port(pod: Obj, svc_port: Obj) -> int | None:
     return None
 
 
-def is_headless(svc: Obj) -> bool:
+def is_headless(svc: Service) -> bool:
     return (svc.get("spec") or {}).get("clusterIP") == "None"
 
 
-def is_service_ip_set(svc: Obj) -> bool:
+def is_service_ip_set(svc: Service) -> bool:
     ip = (svc.get("spec") or {}).get("clusterIP")
     return bool(ip) and ip != "None"
 
 
-def slice_ports(svc: Obj, pod: Obj) -> list[Obj]:
+def slice_ports(svc: Service, pod: Pod) -> list[EndpointPort]:
     """EndpointSlice ports for this pod: one per Service port whose targetPort resolves."""
-    out: list[Obj] = []
+    out: list[EndpointPort] = []
     for sp in (svc.get("spec") or {}).get("ports") or []:
         num = find_port(pod, sp)
         if num is None:
             continue
-        port: Obj = {"name": sp.get("name", ""), "port": num, "protocol": sp.get("protocol", "TCP")}
+        port: EndpointPort = {"name": sp.get("name", ""), "port": num, "protocol": sp.get("protocol", "TCP")}
         if sp.get("appProtocol") is not None:
             port["appProtocol"] = sp["appProtocol"]
         out.append(port)
@@ -185,7 +199,7 @@ def slice_ports(svc: Obj, pod: Obj) -> list[Obj]:
 PortKey = tuple[tuple[str, int, str, str], ...]
 
 
-def port_key(ports: Iterable[Obj] | None) -> PortKey:
+def port_key(ports: Iterable[Mapping[str, Any]] | None) -> PortKey:
     """What slices are grouped by: the set of ports, in a canonical order (NewPortMapKey)."""
     return tuple(sorted(
         (str(p.get("name") or ""), int(p.get("port") or 0), str(p.get("protocol") or ""),
@@ -196,7 +210,7 @@ def port_key(ports: Iterable[Obj] | None) -> PortKey:
 # ---------------------------------------------------------------------------------- endpoints
 
 
-def address_types(svc: Obj) -> list[str]:
+def address_types(svc: Service) -> list[str]:
     """getAddressTypesForService: from ipFamilies, else from the ClusterIP, else both."""
     spec = svc.get("spec") or {}
     fams = spec.get("ipFamilies") or []
@@ -217,7 +231,7 @@ def _normal_ip(ip: str) -> tuple[str, bool] | None:
     return str(a), a.version == 6
 
 
-def endpoint_addresses(pod: Obj, address_type: str) -> list[str]:
+def endpoint_addresses(pod: Pod, address_type: str) -> list[str]:
     out = []
     for ip in pod_ips(pod):
         n = _normal_ip(ip)
@@ -226,12 +240,13 @@ def endpoint_addresses(pod: Obj, address_type: str) -> list[str]:
     return out
 
 
-def pod_to_endpoint(pod: Obj, node: Obj | None, svc: Obj, address_type: str) -> Obj:
-    meta, spec = _meta(pod), pod.get("spec") or {}
+def pod_to_endpoint(pod: Pod, node: Obj | None, svc: Service, address_type: str) -> Endpoint:
+    meta = _meta(pod)
+    spec: PodSpec = pod.get("spec") or {}
     serving = is_pod_ready(pod)
     terminating = bool(meta.get("deletionTimestamp"))
     ready = bool((svc.get("spec") or {}).get("publishNotReadyAddresses")) or (serving and not terminating)
-    ep: Obj = {
+    ep: Endpoint = {
         "addresses": endpoint_addresses(pod, address_type),
         "conditions": {"ready": ready, "serving": serving, "terminating": terminating},
     }
@@ -250,20 +265,20 @@ def pod_to_endpoint(pod: Obj, node: Obj | None, svc: Obj, address_type: str) -> 
 EndpointKey = tuple[tuple[str, ...], str, str, str]
 
 
-def endpoint_key(ep: Obj) -> EndpointKey:
+def endpoint_key(ep: Endpoint) -> EndpointKey:
     """What identifies an endpoint across syncs (hashEndpoint): addresses, hostname, pod."""
     ref = ep.get("targetRef") or {}
     return (tuple(sorted(ep.get("addresses") or ())), str(ep.get("hostname") or ""),
             str(ref.get("namespace") or ""), str(ref.get("name") or ""))
 
 
-def _ref_without_rv(ref: Obj | None) -> Obj | None:
+def _ref_without_rv(ref: Mapping[str, Any] | None) -> Obj | None:
     if ref is None:
         return None
     return {k: v for k, v in ref.items() if k != "resourceVersion"}
 
 
-def endpoints_equal_beyond_key(a: Obj, b: Obj) -> bool:
+def endpoints_equal_beyond_key(a: Endpoint, b: Endpoint) -> bool:
     """EndpointsEqualBeyondHash: node, zone, conditions, target (its resourceVersion aside)."""
     ca, cb = a.get("conditions") or {}, b.get("conditions") or {}
     return (
@@ -276,13 +291,13 @@ def endpoints_equal_beyond_key(a: Obj, b: Obj) -> bool:
 # ---------------------------------------------------------------------------------- slices
 
 
-def owned_by(obj: Obj, svc: Obj) -> bool:
+def owned_by(obj: EndpointSlice, svc: Service) -> bool:
     uid = _meta(svc).get("uid")
     return any(o.get("uid") == uid and o.get("kind") == "Service" and o.get("apiVersion") == "v1"
                for o in _meta(obj).get("ownerReferences") or [])
 
 
-def slice_labels(existing: Mapping[str, str] | None, svc: Obj) -> tuple[dict[str, str], bool]:
+def slice_labels(existing: Mapping[str, str] | None, svc: Service) -> tuple[dict[str, str], bool]:
     """setEndpointSliceLabels: the Service's labels plus the reserved ones; and whether they moved."""
     reserved = (LABEL_SERVICE_NAME, LABEL_SLICE_MANAGED_BY, LABEL_HEADLESS)
     current = {k: v for k, v in (existing or {}).items() if k not in reserved}
@@ -295,7 +310,7 @@ def slice_labels(existing: Mapping[str, str] | None, svc: Obj) -> tuple[dict[str
     return wanted, changed
 
 
-def controller_ref(svc: Obj) -> Obj:
+def controller_ref(svc: Service) -> OwnerReference:
     m = _meta(svc)
     return {"apiVersion": "v1", "kind": "Service", "name": m["name"], "uid": m.get("uid", ""),
             "controller": True, "blockOwnerDeletion": True}
@@ -306,7 +321,7 @@ def slice_prefix(name: str) -> str:
     return f"{name}-" if len(name) + 1 <= 253 - 5 else name
 
 
-def new_slice(svc: Obj, ports: list[Obj], address_type: str) -> Obj:
+def new_slice(svc: Service, ports: list[EndpointPort], address_type: str) -> EndpointSlice:
     m = _meta(svc)
     labels, _ = slice_labels({}, svc)
     return {
@@ -320,7 +335,7 @@ def new_slice(svc: Obj, ports: list[Obj], address_type: str) -> Obj:
     }
 
 
-def _is_placeholder_of(existing: Obj, placeholder: Obj) -> bool:
+def _is_placeholder_of(existing: EndpointSlice, placeholder: EndpointSlice) -> bool:
     """placeholderSliceCompare: namespace, labels, owners, and the (empty) content."""
     em, pm = _meta(existing), _meta(placeholder)
     return (
@@ -336,9 +351,9 @@ def _is_placeholder_of(existing: Obj, placeholder: Obj) -> bool:
 class SlicePlan:
     """What one sync writes: new slices (generateName), replacements, and deletions."""
 
-    create: list[Obj] = field(default_factory=list)
-    update: list[Obj] = field(default_factory=list)
-    delete: list[Obj] = field(default_factory=list)
+    create: list[EndpointSlice] = field(default_factory=list)
+    update: list[EndpointSlice] = field(default_factory=list)
+    delete: list[EndpointSlice] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -347,9 +362,9 @@ class SlicePlan:
 
 
 def plan_slices(
-    svc: Obj,
-    pods: Iterable[Obj],
-    existing: Iterable[Obj],
+    svc: Service,
+    pods: Iterable[Pod],
+    existing: Iterable[EndpointSlice],
     node_of: Callable[[str], Obj | None],
     max_per_slice: int = DEFAULT_MAX_ENDPOINTS_PER_SLICE,
 ) -> SlicePlan:
@@ -362,8 +377,8 @@ def plan_slices(
     """
     plan = SlicePlan()
     supported = address_types(svc)
-    by_type: dict[str, list[Obj]] = {}
-    obsolete: list[Obj] = []
+    by_type: dict[str, list[EndpointSlice]] = {}
+    obsolete: list[EndpointSlice] = []
     for s in existing:
         if s.get("addressType") in supported:
             by_type.setdefault(s["addressType"], []).append(s)
@@ -376,22 +391,22 @@ def plan_slices(
     return plan
 
 
-def _plan_address_type(plan: SlicePlan, svc: Obj, pods: list[Obj], existing: list[Obj],
+def _plan_address_type(plan: SlicePlan, svc: Service, pods: list[Pod], existing: list[EndpointSlice],
                        node_of: Callable[[str], Obj | None], max_per_slice: int, address_type: str) -> None:
     publish_not_ready = bool((svc.get("spec") or {}).get("publishNotReadyAddresses"))
-    creates: list[Obj] = []
-    updates: list[Obj] = []
-    deletes: list[Obj] = []
+    creates: list[EndpointSlice] = []
+    updates: list[EndpointSlice] = []
+    deletes: list[EndpointSlice] = []
 
-    existing_by_ports: dict[PortKey, list[Obj]] = {}
+    existing_by_ports: dict[PortKey, list[EndpointSlice]] = {}
     for s in existing:
         if owned_by(s, svc):
             existing_by_ports.setdefault(port_key(s.get("ports")), []).append(s)
         else:
             deletes.append(s)
 
-    desired: dict[PortKey, dict[EndpointKey, Obj]] = {}
-    desired_ports: dict[PortKey, list[Obj]] = {}
+    desired: dict[PortKey, dict[EndpointKey, Endpoint]] = {}
+    desired_ports: dict[PortKey, list[EndpointPort]] = {}
     for pod in pods:
         if not should_pod_be_in_endpoints(pod, True):
             continue
@@ -399,7 +414,7 @@ def _plan_address_type(plan: SlicePlan, svc: Obj, pods: list[Obj], existing: lis
         key = port_key(ports)
         group = desired.setdefault(key, {})
         desired_ports.setdefault(key, ports)
-        node_name = (pod.get("spec") or {}).get("nodeName", "")
+        node_name = (pod.get("spec") or PodSpec()).get("nodeName", "")
         node = node_of(node_name) if node_name else None
         if node is None and not publish_not_ready:
             # As Kubernetes: leave the pod out now and retry the Service later.
@@ -446,11 +461,12 @@ def _plan_address_type(plan: SlicePlan, svc: Obj, pods: list[Obj], existing: lis
     plan.delete += kept_deletes
 
 
-def _plan_port_group(svc: Obj, existing: list[Obj], want: dict[EndpointKey, Obj], ports: list[Obj],
-                     max_per_slice: int, address_type: str) -> tuple[list[Obj], list[Obj], list[Obj]]:
+def _plan_port_group(svc: Service, existing: list[EndpointSlice], want: dict[EndpointKey, Endpoint],
+                     ports: list[EndpointPort], max_per_slice: int,
+                     address_type: str) -> tuple[list[EndpointSlice], list[EndpointSlice], list[EndpointSlice]]:
     """reconcileByPortMapping: keep, fix, top up, then fill the nearest-to-full or create."""
     want = dict(want)
-    by_name: dict[str, Obj] = {}
+    by_name: dict[str, EndpointSlice] = {}
     unchanged: list[str] = []
     to_update: list[str] = []
     to_delete: list[str] = []
@@ -458,7 +474,7 @@ def _plan_port_group(svc: Obj, existing: list[Obj], want: dict[EndpointKey, Obj]
     for s in existing:
         name = _meta(s)["name"]
         by_name[name] = s
-        kept: list[Obj] = []
+        kept: list[Endpoint] = []
         changed = False
         for ep in s.get("endpoints") or []:
             k = endpoint_key(ep)
@@ -488,14 +504,14 @@ def _plan_port_group(svc: Obj, existing: list[Obj], want: dict[EndpointKey, Obj]
     remaining = deque(want.values())
     if remaining and to_update:
         # Fill the fullest slices being written anyway first.
-        for name in sorted(to_update, key=lambda n: -len(by_name[n]["endpoints"])):
-            s = by_name[name]
-            while remaining and len(s["endpoints"]) < max_per_slice:
-                s["endpoints"].append(remaining.popleft())
+        for name in sorted(to_update, key=lambda n: -len(_endpoints(by_name[n]))):
+            eps = _endpoints(by_name[name])
+            while remaining and len(eps) < max_per_slice:
+                eps.append(remaining.popleft())
 
-    creates: list[Obj] = []
+    creates: list[EndpointSlice] = []
     while remaining:
-        target: Obj | None = None
+        target: EndpointSlice | None = None
         if len(remaining) < max_per_slice and unchanged:
             target = _slice_to_fill([by_name[n] for n in unchanged], len(remaining), max_per_slice)
         if target is None:
@@ -504,19 +520,28 @@ def _plan_port_group(svc: Obj, existing: list[Obj], want: dict[EndpointKey, Obj]
             target = copy.deepcopy(target)
             target["endpoints"] = list(target.get("endpoints") or [])
             by_name[_meta(target)["name"]] = target
-        while remaining and len(target["endpoints"]) < max_per_slice:
-            target["endpoints"].append(remaining.popleft())
-        name = _meta(target).get("name")
-        if name:
-            to_update.append(name)
-            unchanged.remove(name)
+        eps = _endpoints(target)
+        while remaining and len(eps) < max_per_slice:
+            eps.append(remaining.popleft())
+        target_name = _meta(target).get("name")
+        if target_name:
+            to_update.append(target_name)
+            unchanged.remove(target_name)
         else:
             creates.append(target)
 
     return creates, [by_name[n] for n in to_update], [by_name[n] for n in to_delete]
 
 
-def _slice_to_fill(slices: list[Obj], n: int, max_per_slice: int) -> Obj | None:
+def _endpoints(s: EndpointSlice) -> list[Endpoint]:
+    """The slice's endpoint list, to fill in place (a slice read back empty has ``null``)."""
+    eps = s.get("endpoints")
+    if eps is None:
+        eps = s["endpoints"] = []
+    return eps
+
+
+def _slice_to_fill(slices: list[EndpointSlice], n: int, max_per_slice: int) -> EndpointSlice | None:
     """getSliceToFill: the slice that ends closest to full after taking ``n`` endpoints."""
     best, best_diff = None, max_per_slice
     for s in slices:
@@ -528,7 +553,7 @@ def _slice_to_fill(slices: list[Obj], n: int, max_per_slice: int) -> Obj | None:
     return best
 
 
-def finish_slice(s: Obj, trigger_time: str) -> Obj:
+def finish_slice(s: EndpointSlice, trigger_time: str) -> EndpointSlice:
     """What is sent: the trigger-time annotation set (or cleared), empty lists as null.
 
     Kubernetes stores slices as protobuf, where an empty list and no list are the same
@@ -552,24 +577,6 @@ def finish_slice(s: Obj, trigger_time: str) -> Obj:
 # ---------------------------------------------------------------------------------- trigger time
 
 
-def parse_time(ts: str | None) -> dt.datetime | None:
-    if not ts:
-        return None
-    try:
-        return dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
-def format_time(t: dt.datetime) -> str:
-    """Go's RFC3339Nano in UTC: fractional seconds only when there are any, trailing zeros cut."""
-    t = t.astimezone(dt.UTC)
-    s = t.strftime("%Y-%m-%dT%H:%M:%S")
-    if t.microsecond:
-        s += "." + f"{t.microsecond:06d}".rstrip("0")
-    return s + "Z"
-
-
 class TriggerTimeTracker:
     """The ``last-change-trigger-time`` annotation: when the change being published happened.
 
@@ -580,7 +587,7 @@ class TriggerTimeTracker:
     def __init__(self) -> None:
         self._states: dict[str, tuple[dt.datetime | None, dict[str, dt.datetime]]] = {}
 
-    def compute(self, key: str, svc: Obj, pods: Iterable[Obj]) -> str:
+    def compute(self, key: str, svc: Service, pods: Iterable[Pod]) -> str:
         known = key in self._states
         last_svc, last_pods = self._states.get(key, (None, {}))
         earliest: dt.datetime | None = None
@@ -601,8 +608,8 @@ class TriggerTimeTracker:
             earliest = svc_time if earliest is None or svc_time < earliest else earliest
         self._states[key] = (svc_time, pod_times)
         if not known:
-            return format_time(svc_time) if svc_time else ""
-        return format_time(earliest) if earliest else ""
+            return format_nano(svc_time) if svc_time else ""
+        return format_nano(earliest) if earliest else ""
 
     def forget(self, key: str) -> None:
         self._states.pop(key, None)
@@ -628,18 +635,15 @@ class SliceTracker:
         self._service_uid: dict[str, str] = {}
 
     @staticmethod
-    def service_key(s: Obj) -> str:
+    def service_key(s: Mapping[str, Any]) -> str:
         m = _meta(s)
         return f"{m.get('namespace', '')}/{(m.get('labels') or {}).get(LABEL_SERVICE_NAME, '')}"
 
-    def has(self, s: Obj) -> bool:
-        return _meta(s).get("uid") in self._by_service.get(self.service_key(s), {})
-
-    def should_sync(self, s: Obj) -> bool:
+    def should_sync(self, s: Mapping[str, Any]) -> bool:
         g = self._by_service.get(self.service_key(s), {}).get(_meta(s).get("uid", ""))
         return g is None or int(_meta(s).get("generation") or 0) > g
 
-    def stale(self, svc_key: str, svc_uid: str, slices: Iterable[Obj]) -> bool:
+    def stale(self, svc_key: str, svc_uid: str, slices: Iterable[Mapping[str, Any]]) -> bool:
         if self._service_uid.get(svc_key, svc_uid) != svc_uid:
             self._by_service.pop(svc_key, None)  # a recreated Service: old writes are moot
         self._service_uid[svc_key] = svc_uid
@@ -655,14 +659,14 @@ class SliceTracker:
                 return True
         return any(g != self.DELETING and uid not in seen for uid, g in gens.items())
 
-    def update(self, s: Obj) -> None:
+    def update(self, s: Mapping[str, Any]) -> None:
         self._by_service.setdefault(self.service_key(s), {})[_meta(s).get("uid", "")] = int(
             _meta(s).get("generation") or 0)
 
-    def expect_deletion(self, s: Obj) -> None:
+    def expect_deletion(self, s: Mapping[str, Any]) -> None:
         self._by_service.setdefault(self.service_key(s), {})[_meta(s).get("uid", "")] = self.DELETING
 
-    def handle_deletion(self, s: Obj) -> bool:
+    def handle_deletion(self, s: Mapping[str, Any]) -> bool:
         """Forget a deleted slice; True if we deleted it ourselves.
 
         Kubernetes ignores the deletion of a slice it never wrote; we resync then too, so
@@ -679,7 +683,7 @@ class SliceTracker:
 # ---------------------------------------------------------------------------------- Endpoints (v1)
 
 
-def endpoint_address(pod: Obj, svc: Obj) -> Obj | None:
+def endpoint_address(pod: Pod, svc: Service) -> Obj | None:
     """podToEndpointAddressForService: the pod's IP of the Service's first family."""
     fams = (svc.get("spec") or {}).get("ipFamilies") or []
     if fams:
@@ -695,13 +699,13 @@ def endpoint_address(pod: Obj, svc: Obj) -> Obj | None:
     addr: Obj = {"ip": ip}
     if should_set_hostname(pod, svc):
         addr["hostname"] = pod["spec"]["hostname"]
-    addr["nodeName"] = (pod.get("spec") or {}).get("nodeName", "")
+    addr["nodeName"] = (pod.get("spec") or PodSpec()).get("nodeName", "")
     addr["targetRef"] = {"kind": "Pod", "namespace": meta.get("namespace", ""), "name": meta.get("name", ""),
                          "uid": meta.get("uid", "")}
     return addr
 
 
-def _endpoint_port(sp: Obj, num: int) -> Obj:
+def _endpoint_port(sp: ServicePort, num: int) -> Obj:
     p: Obj = {}
     if sp.get("name"):
         p["name"] = sp["name"]
@@ -715,7 +719,7 @@ def _endpoint_port(sp: Obj, num: int) -> Obj:
 _NO_PORT: tuple[str, int, str, str] = ("", -1, "", "")
 
 
-def desired_subsets(svc: Obj, pods: Iterable[Obj]) -> list[Obj]:
+def desired_subsets(svc: Service, pods: Iterable[Pod]) -> list[Obj]:
     """The Endpoints controller's subsets: per pod and port, then repacked (RepackSubsets).
 
     Addresses offering the same ports are grouped; an address not ready on any port is
@@ -807,7 +811,7 @@ def truncate_subsets(subsets: list[Obj], capacity: int = MAX_ENDPOINTS_CAPACITY)
     return True
 
 
-def endpoints_labels(svc: Obj) -> dict[str, str]:
+def endpoints_labels(svc: Service) -> dict[str, str]:
     labels = dict(_meta(svc).get("labels") or {})
     labels[LABEL_ENDPOINTS_MANAGED_BY] = ENDPOINTS_CONTROLLER_NAME
     if is_service_ip_set(svc):
@@ -837,14 +841,15 @@ def subsets_equal(a: list[Obj] | None, b: list[Obj] | None) -> bool:
 # ---------------------------------------------------------------------------------- pod events
 
 
-def services_to_sync(old: Obj | None, new: Obj | None,
+def services_to_sync(old_obj: Mapping[str, Any] | None, new_obj: Mapping[str, Any] | None,
                      lookup: Callable[[str, Mapping[str, str]], set[str]]) -> set[str]:
-    """The Services a pod event concerns (GetServicesToUpdateOnPodChange).
+    """The Services a pod event (raw pods from the informer) concerns (GetServicesToUpdateOnPodChange).
 
     ``lookup(namespace, labels)`` answers the keys of the Services selecting those labels.
     A relabelled pod concerns the Services it left and joined; when its endpoint changed
     too, also those it stays in.
     """
+    old, new = cast(Pod | None, old_obj), cast(Pod | None, new_obj)
     if old is None or new is None:
         pod = new if new is not None else old
         assert pod is not None

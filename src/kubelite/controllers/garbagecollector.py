@@ -25,15 +25,13 @@ being deleted in the foreground) are removed from it instead.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from kubelite.api.registry import RESOURCES, ResourceType
+from kubelite.api.types import EventType, Obj
 from kubelite.client import ApiError, Informer
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
@@ -132,7 +130,7 @@ class GarbageCollector(Controller):
             return True  # an owner in another namespace is no owner
         return deleting_dependents(owner)
 
-    def _on_change(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_change(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         meta = _meta(obj)
         uid = meta.get("uid")
         if not uid:

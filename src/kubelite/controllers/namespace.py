@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any
 
+from kubelite.api import timeutil
 from kubelite.api.registry import RESOURCES, ResourceType
+from kubelite.api.types import EventType, Obj
 from kubelite.client import NAMESPACES, PODS, ApiError, Informer
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 FINALIZER = "kubernetes"
 # Kubernetes' finalizerEstimateSeconds: how long to give other controllers' finalizers.
@@ -58,14 +57,6 @@ def deletable_kinds() -> list[ResourceType]:
     """Every namespaced kind that can be listed and deleted, pods first."""
     kinds = [rt for rt in RESOURCES if rt.namespaced and {"list", "delete"} <= set(rt.verbs)]
     return sorted(kinds, key=lambda rt: rt != PODS)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def content_conditions(remaining: dict[ResourceType, int], finalizers: dict[str, int],
@@ -126,11 +117,11 @@ class NamespaceController(Controller):
             self.content[rt] = inf = ctx.informer(rt)
             inf.add_handler(self._on_content)
 
-    def _on_namespace(self, kind: str, ns: Obj, old: Obj | None) -> None:
+    def _on_namespace(self, kind: EventType, ns: Obj, old: Obj | None) -> None:
         if kind != "DELETED" and (ns.get("metadata") or {}).get("deletionTimestamp"):
             self.enqueue(ns)
 
-    def _on_content(self, kind: str, obj: Obj, old: Obj | None) -> None:
+    def _on_content(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind != "DELETED":
             return
         ns = self.namespaces.get(str((obj.get("metadata") or {}).get("namespace") or ""))
@@ -147,9 +138,9 @@ class NamespaceController(Controller):
         meta = ns["metadata"]
         if not meta.get("deletionTimestamp") or FINALIZER not in (ns.get("spec") or {}).get("finalizers", []):
             return
-        estimate, remaining, finalizers, errors = await self._delete_content(key, _parse_time(meta["deletionTimestamp"]))
+        estimate, remaining, finalizers, errors = await self._delete_content(key, timeutil.parse_time(meta["deletionTimestamp"]) or timeutil.now())
         conditions, changed = merge_conditions((ns.get("status") or {}).get("conditions") or [],
-                                               content_conditions(remaining, finalizers, errors), _now())
+                                               content_conditions(remaining, finalizers, errors), timeutil.now_rfc3339())
         if changed:
             ns.setdefault("status", {})["conditions"] = conditions
             try:
@@ -246,6 +237,6 @@ def pods_termination_estimate(pods: list[Obj], deleted_at: dt.datetime) -> int:
         grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds")
         if grace is not None:
             estimate = max(estimate, int(grace))
-    if (dt.datetime.now(dt.UTC) - deleted_at).total_seconds() >= estimate:
+    if (timeutil.now() - deleted_at).total_seconds() >= estimate:
         return 0
     return estimate

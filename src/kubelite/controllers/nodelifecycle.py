@@ -10,38 +10,18 @@ Taints and evictions are left out: with one node there is nowhere to move pods t
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-from typing import Any
 
+from kubelite.api import timeutil
+from kubelite.api.types import EventType, Obj
 from kubelite.client import LEASES, NODES, PODS, ApiError
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
-
 LEASE_NAMESPACE = "kube-node-lease"
 GRACE_PERIOD = 40.0
 NODE_INDEX = "nodelifecycle/node"
-
-
-def _parse(ts: Any) -> dt.datetime | None:
-    if not isinstance(ts, str) or not ts:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(ts.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _fmt(t: dt.datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def unknown_conditions(node: Obj, now: str) -> list[Obj] | None:
@@ -74,7 +54,7 @@ class NodeLifecycleController(Controller):
         self.nodes.add_handler(lambda kind, node, old: self.enqueue(node) if kind != "DELETED" else None)
         self.leases.add_handler(self._on_lease)
 
-    def _on_lease(self, kind: str, lease: Obj, old: Obj | None) -> None:
+    def _on_lease(self, kind: EventType, lease: Obj, old: Obj | None) -> None:
         meta = lease.get("metadata") or {}
         if meta.get("namespace") == LEASE_NAMESPACE and kind != "DELETED":
             self.queue.add(str(meta.get("name", "")))
@@ -84,13 +64,13 @@ class NodeLifecycleController(Controller):
         if node is None:
             return
         lease = self.leases.get(f"{LEASE_NAMESPACE}/{key}")
-        renewed = _parse(((lease or {}).get("spec") or {}).get("renewTime")) if lease else None
-        last = renewed or _parse((node.get("metadata") or {}).get("creationTimestamp")) or _now()
-        age = (_now() - last).total_seconds()
+        renewed = timeutil.parse_time(((lease or {}).get("spec") or {}).get("renewTime")) if lease else None
+        last = renewed or timeutil.parse_time((node.get("metadata") or {}).get("creationTimestamp")) or timeutil.now()
+        age = (timeutil.now() - last).total_seconds()
         if age < GRACE_PERIOD:
             self.queue.add_after(key, GRACE_PERIOD - age + 0.5)
             return
-        now = _fmt(_now())
+        now = timeutil.now_rfc3339()
         conditions = unknown_conditions(node, now)
         if conditions is not None:
             log.info("node %s: lease not renewed for %.0fs; marking it Unknown", key, age)

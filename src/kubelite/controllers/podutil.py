@@ -23,7 +23,9 @@ from typing import Any
 
 import orjson
 
-Obj = dict[str, Any]
+from kubelite.api import timeutil
+from kubelite.api.timeutil import ZERO_TIME
+from kubelite.api.types import Obj
 
 POD_TEMPLATE_HASH_LABEL = "pod-template-hash"
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -32,30 +34,12 @@ CONTROLLER_UID_INDEX = "workloads/controller-uid"
 # rand.SafeEncodeString's alphabet: no vowels (no words) and no look-alikes (0/o, 1/l, 3/e).
 _SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 _PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}
-_EPOCH = dt.datetime(1, 1, 1, tzinfo=dt.UTC)  # Go's zero time: sorts before every real time
 
-
-# ---------------------------------------------------------------------------------- time
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    """An RFC 3339 timestamp as the API serves it, or None when absent or malformed."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
-
-
-def format_time(t: dt.datetime) -> str:
-    """metav1.Time's wire form: whole seconds, UTC, ``Z``."""
-    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# The controllers' clock and metav1.Time, under the names controllers/disruption.py (on main)
+# calls them by; the formats live in kubelite.api.timeutil.
+now = timeutil.now
+parse_time = timeutil.parse_time
+format_time = timeutil.format_time
 
 
 def _meta(obj: Obj | None) -> Obj:
@@ -63,7 +47,7 @@ def _meta(obj: Obj | None) -> Obj:
 
 
 def creation_time(obj: Obj) -> dt.datetime:
-    return parse_time(_meta(obj).get("creationTimestamp")) or _EPOCH
+    return parse_time(_meta(obj).get("creationTimestamp")) or ZERO_TIME  # Go's zero time sorts before every real time
 
 
 # ---------------------------------------------------------------------------------- pods

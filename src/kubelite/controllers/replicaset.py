@@ -20,17 +20,16 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
+from kubelite.api import timeutil
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector, selector_from_map
+from kubelite.api.types import EventType, Obj
 from kubelite.client import PODS, REPLICASETS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 BURST_REPLICAS = 500  # most pods created or deleted by one sync (the controller-manager's default)
 EXPECTATIONS_TIMEOUT = 300.0  # controller.ExpectationsTimeout
@@ -105,7 +104,7 @@ def calculate_status(rs: Obj, pods: list[Obj], manage_error: Exception | None, a
     failure = next((c for c in conditions if c.get("type") == "ReplicaFailure"), None)
     if manage_error is not None and failure is None:
         reason = "FailedCreate" if len(pods) < _replicas(rs) else "FailedDelete"
-        conditions.append({"type": "ReplicaFailure", "status": "True", "lastTransitionTime": podutil.format_time(at),
+        conditions.append({"type": "ReplicaFailure", "status": "True", "lastTransitionTime": timeutil.format_time(at),
                            "reason": reason, "message": str(manage_error)})
     elif manage_error is None and failure is not None:
         conditions = [c for c in conditions if c.get("type") != "ReplicaFailure"]
@@ -130,7 +129,7 @@ class ReplicaSetController(Controller):
 
     # ------------------------------------------------------------------ event handlers
 
-    def _on_replicaset(self, kind: str, rs: Obj, old: Obj | None) -> None:
+    def _on_replicaset(self, kind: EventType, rs: Obj, old: Obj | None) -> None:
         if kind == "DELETED":
             self.expectations.forget(key_of(rs))
         self.enqueue(rs)
@@ -163,7 +162,7 @@ class ReplicaSetController(Controller):
             self.expectations.deletion_observed(key_of(rs), key_of(pod))
             self.enqueue(rs)
 
-    def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         ns = _meta(pod).get("namespace", "")
         if kind == "DELETED":
             self._pod_gone(pod)
@@ -235,7 +234,7 @@ class ReplicaSetController(Controller):
                 await self._manage_replicas(key, rs, pods)
             except ApiError as e:
                 manage_error = e
-        at = podutil.now()
+        at = timeutil.now()
         updated = await self._update_status(rs, calculate_status(rs, pods, manage_error, at))
         spec_min_ready = int((updated.get("spec") or {}).get("minReadySeconds") or 0)
         status = updated.get("status") or {}
@@ -349,7 +348,7 @@ class ReplicaSetController(Controller):
                 if podutil.is_pod_active(p) and (podutil.controller_ref(p) or {}).get("uid") in uids]
 
     async def _delete_pods(self, key: str, rs: Obj, pods: list[Obj], count: int) -> None:
-        victims = podutil.pods_to_delete(pods, self._related_pods(rs), count, podutil.now())
+        victims = podutil.pods_to_delete(pods, self._related_pods(rs), count, timeutil.now())
         self.expectations.expect_deletions(key, [key_of(p) for p in victims])
         results = await asyncio.gather(*(self._delete_pod(key, rs, p) for p in victims), return_exceptions=True)
         for r in results:

@@ -19,17 +19,16 @@ pods created together spread over nodes instead of all counting the same stale n
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from typing import Any
 
+from kubelite.api import timeutil
+from kubelite.api.types import EventType, Obj
 from kubelite.client import NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 SCHEDULER_NAME = "default-scheduler"
 TAINT_NOT_READY = "node.kubernetes.io/not-ready"
@@ -183,10 +182,6 @@ def _schedulability(node: Obj) -> tuple[Any, ...]:
     )
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # ---------------------------------------------------------------------- the controller
 
 
@@ -205,7 +200,7 @@ class Scheduler(Controller):
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
 
-    def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         key = key_of(pod)
         if kind == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
             self._assumed.pop(key, None)
@@ -215,7 +210,7 @@ class Scheduler(Controller):
         if old is None or _spec_and_meta(old) != _spec_and_meta(pod):
             self.queue.add(key)
 
-    def _on_node(self, kind: str, node: Obj, old: Obj | None) -> None:
+    def _on_node(self, kind: EventType, node: Obj, old: Obj | None) -> None:
         if kind == "DELETED" or (old is not None and _schedulability(old) == _schedulability(node)):
             return
         for pod in self.pods.by_index("scheduler-node", ""):
@@ -276,7 +271,7 @@ class Scheduler(Controller):
         wanted = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
         if current is None or any(current.get(k) != v for k, v in wanted.items()):
             since = current.get("lastTransitionTime") if current and current.get("status") == "False" else None
-            cond = {**wanted, "lastProbeTime": None, "lastTransitionTime": since or _now()}
+            cond = {**wanted, "lastProbeTime": None, "lastTransitionTime": since or timeutil.now_rfc3339()}
             try:
                 await self.client.patch(PODS, meta["name"], {"status": {"conditions": [cond]}}, meta["namespace"],
                                         type="strategic", subresource="status")

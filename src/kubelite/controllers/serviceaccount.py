@@ -14,14 +14,12 @@ alone: the API server refuses new content there anyway.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from kubelite.api.types import EventType, Obj
 from kubelite.client import CONFIGMAPS, NAMESPACES, SERVICEACCOUNTS, ApiError, ResourceType
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 DEFAULT_SERVICE_ACCOUNT = "default"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
@@ -55,16 +53,16 @@ class ServiceAccountController(Controller):
         self.service_accounts.add_handler(self._on_service_account)
         self.configmaps.add_handler(self._on_configmap)
 
-    def _on_namespace(self, kind: str, ns: Obj, old: Obj | None) -> None:
+    def _on_namespace(self, kind: EventType, ns: Obj, old: Obj | None) -> None:
         if kind != "DELETED":
             self.enqueue(ns)
 
-    def _on_service_account(self, kind: str, sa: Obj, old: Obj | None) -> None:
+    def _on_service_account(self, kind: EventType, sa: Obj, old: Obj | None) -> None:
         meta = sa.get("metadata") or {}
         if kind == "DELETED" and meta.get("name") == DEFAULT_SERVICE_ACCOUNT:
             self.queue.add(meta["namespace"])
 
-    def _on_configmap(self, kind: str, cm: Obj, old: Obj | None) -> None:
+    def _on_configmap(self, kind: EventType, cm: Obj, old: Obj | None) -> None:
         meta = cm.get("metadata") or {}
         if kind != "ADDED" and meta.get("name") == ROOT_CA_CONFIGMAP:
             self.queue.add(meta["namespace"])

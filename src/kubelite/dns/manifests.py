@@ -17,12 +17,11 @@ import contextlib
 import ipaddress
 import secrets
 import socket
-from typing import Any
 
 import dns.message
 import dns.rdatatype
 
-Obj = dict[str, Any]
+from kubelite.api.types import Obj
 
 NAMESPACE = "kube-system"
 LABELS = {"k8s-app": "kube-dns"}

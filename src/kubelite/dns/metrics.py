@@ -20,7 +20,6 @@ SERVER = "dns://:53"
 ZONE = "."
 # prometheus.ExponentialBuckets(0.00025, 2, 16), as CoreDNS's request duration histogram.
 BUCKETS = tuple(0.00025 * 2**i for i in range(16))
-FORWARD_BUCKETS = BUCKETS
 TYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA", 33: "SRV",
          43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 50: "NSEC3", 65: "HTTPS", 251: "IXFR", 252: "AXFR",
          255: "ANY"}

@@ -32,7 +32,7 @@ import ipaddress
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import cast
 
 import dns.name
 import dns.rdata
@@ -47,9 +47,9 @@ import dns.rdtypes.IN.A
 import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 
+from kubelite.api import types as k8s
+from kubelite.api.types import Obj
 from kubelite.dns.wire import NOERROR, NXDOMAIN, RR
-
-Obj = dict[str, Any]
 
 A, NS, CNAME, SOA, PTR, TXT, AAAA, SRV = (dns.rdatatype.A, dns.rdatatype.NS, dns.rdatatype.CNAME, dns.rdatatype.SOA,
                                           dns.rdatatype.PTR, dns.rdatatype.TXT, dns.rdatatype.AAAA, dns.rdatatype.SRV)
@@ -98,16 +98,16 @@ class Slice:
     ports: tuple[Port, ...]
 
 
-def _ports(items: Iterable[Obj]) -> tuple[Port, ...]:
+def _ports(items: Iterable[k8s.ServicePort] | Iterable[k8s.EndpointPort]) -> tuple[Port, ...]:
     out = tuple(
         Port(str(p.get("name") or "").lower(), str(p.get("protocol") or "TCP").lower(),
-             int(p["port"]) if p.get("port") is not None else -1)
+             -1 if (number := p.get("port")) is None else int(number))
         for p in items
     )
     return out or NO_PORTS
 
 
-def service_from(obj: Obj) -> Service:
+def service_from(obj: k8s.Service) -> Service:
     meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
     kind = spec.get("type") or "ClusterIP"
     ips = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
@@ -122,7 +122,7 @@ def service_from(obj: Obj) -> Service:
     )
 
 
-def slice_from(obj: Obj) -> Slice | None:
+def slice_from(obj: k8s.EndpointSlice) -> Slice | None:
     """The ready endpoints of an IP EndpointSlice that belongs to a Service (else None)."""
     meta = obj.get("metadata") or {}
     service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
@@ -139,9 +139,9 @@ def slice_from(obj: Obj) -> Slice | None:
                  _ports(obj.get("ports") or ()))
 
 
-def pod_ips(obj: Obj) -> tuple[str, ...]:
+def pod_ips(obj: k8s.Pod) -> tuple[str, ...]:
     status = obj.get("status") or {}
-    ips = [p.get("ip") for p in status.get("podIPs") or ()] or [status.get("podIP")]
+    ips: list[str | None] = [p.get("ip") for p in status.get("podIPs") or ()] or [status.get("podIP")]
     return tuple(str(ip) for ip in ips if ip)
 
 
@@ -182,7 +182,7 @@ class ClusterState:
     # -------------------------------------------------------------- services
 
     def set_service(self, obj: Obj) -> None:
-        svc = service_from(obj)
+        svc = service_from(cast(k8s.Service, obj))
         key = (svc.namespace, svc.name)
         old = self.services.get(key)
         if old == svc:
@@ -206,7 +206,7 @@ class ClusterState:
     def set_slice(self, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace", "")).lower(), str(meta.get("name", "")))
-        new = slice_from(obj)
+        new = slice_from(cast(k8s.EndpointSlice, obj))
         old = self.slices.get(key)
         if old == new:
             return
@@ -251,7 +251,7 @@ class ClusterState:
     def set_pod(self, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
         key = (str(meta.get("namespace", "")).lower(), str(meta.get("name", "")))
-        ips = pod_ips(obj)
+        ips = pod_ips(cast(k8s.Pod, obj))
         if self.pods.get(key) == ips:
             return
         self._drop_pod(key)

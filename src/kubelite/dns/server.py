@@ -30,7 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from kubelite.api.types import EventType, Obj
 from kubelite.client import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, Client, Config, Informer
+from kubelite.client.informer import Handler
 from kubelite.dns.forward import Forwarder, parse_upstream, upstreams_from_resolv_conf
 from kubelite.dns.metrics import Metrics, parse_addr, serve_http
 from kubelite.dns.records import ClusterState, Resolver
@@ -283,9 +285,8 @@ class _PodIPInformer(Informer):
 def watch_cluster(client: Client, state: ClusterState, *, pods: bool) -> list[Informer]:
     """Informers that keep ``state`` current (start each one's ``run()``)."""
 
-    def feed(setter: Callable[[dict[str, Any]], None],
-             deleter: Callable[[dict[str, Any]], None]) -> Callable[[str, dict[str, Any], dict[str, Any] | None], None]:
-        def handler(kind: str, obj: dict[str, Any], _old: dict[str, Any] | None) -> None:
+    def feed(setter: Callable[[Obj], None], deleter: Callable[[Obj], None]) -> Handler:
+        def handler(kind: EventType, obj: Obj, _old: Obj | None) -> None:
             (deleter if kind == "DELETED" else setter)(obj)
         return handler
 

@@ -11,16 +11,14 @@ them. Texts (reasons, messages) are the kubelet's own, because users grep for th
 
 from __future__ import annotations
 
-import datetime as dt
 import decimal
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from kubelite.api import timeutil
 from kubelite.api.resource import parse_quantity
-
-Obj = dict[str, Any]
+from kubelite.api.types import Obj
 
 CLUSTER_DOMAIN = "cluster.local"
 DEFAULT_DNS_IP = "10.96.0.10"
@@ -31,8 +29,8 @@ HOSTNAME_MAX = 63
 # ---------------------------------------------------------------------------------- time
 
 
-def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+# node/agent.py stamps pod and node status through this name; the format lives in kubelite.api.
+now_rfc3339 = timeutil.now_rfc3339
 
 
 def go_duration(seconds: float) -> str:

@@ -25,9 +25,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from kubelite.api.types import Obj
+
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 Result = Literal["success", "failure", "unknown"]
 USER_AGENT = "kube-probe/1.33"
 

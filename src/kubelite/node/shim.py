@@ -56,10 +56,10 @@ import struct
 import sys
 import termios
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
+from kubelite.api.timeutil import format_nano_ns, now_rfc3339
 from kubelite.linux import syscalls
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -75,19 +75,6 @@ EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container p
 
 class StartError(Exception):
     """The container (or exec) process could not be started; the message is runc's."""
-
-
-def rfc3339(ts: float | None = None) -> str:
-    """Second-precision UTC time, as the Kubernetes API shows container times."""
-    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def rfc3339_nano(ns: int) -> str:
-    """Go's time.RFC3339Nano: nanoseconds with trailing zeros trimmed."""
-    seconds, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    digits = f"{frac:09d}".rstrip("0")
-    return f"{base}.{digits}Z" if digits else f"{base}Z"
 
 
 def _under_tmp(path: str) -> bool:
@@ -378,7 +365,7 @@ class CriLogWriter:
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self._pending[stream] + data
-        stamp = rfc3339_nano(time.time_ns()).encode()
+        stamp = format_nano_ns(time.time_ns()).encode()
         records: list[bytes] = []
         while True:
             newline = buf.find(b"\n")
@@ -400,7 +387,7 @@ class CriLogWriter:
 
     def flush_partial(self) -> None:
         """Write what is pending of an unfinished line as a partial ("P") record now."""
-        stamp = rfc3339_nano(time.time_ns()).encode()
+        stamp = format_nano_ns(time.time_ns()).encode()
         records = [b"%s %s P %s\n" % (stamp, stream.encode(), rest) for stream, rest in self._pending.items() if rest]
         self._pending = {stream: b"" for stream in self._pending}
         if records:
@@ -410,7 +397,7 @@ class CriLogWriter:
         """At EOF an unterminated last line is a full record, as containerd writes it."""
         rest, self._pending[stream] = self._pending[stream], b""
         if rest:
-            stamp = rfc3339_nano(time.time_ns()).encode()
+            stamp = format_nano_ns(time.time_ns()).encode()
             os.write(self._fd, b"%s %s F %s\n" % (stamp, stream.encode(), rest.removesuffix(b"\r")))
 
 
@@ -649,7 +636,7 @@ def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) 
                 "shim_pid": shim_pid,
                 "started_at": "",
                 "exit_code": START_ERROR_EXIT_CODE,
-                "finished_at": rfc3339(),
+                "finished_at": now_rfc3339(),
                 "reason": "StartError",
                 "message": _CREATE_PREFIX + start_error.decode(errors="replace") + ": unknown",
             },
@@ -663,7 +650,7 @@ def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) 
         "pid_start": process_start_time(pid),
         "shim_pid": shim_pid,
         "shim_start": process_start_time(shim_pid),
-        "started_at": rfc3339(),
+        "started_at": now_rfc3339(),
         "exit_code": None,
         "finished_at": None,
         "reason": "",
@@ -677,7 +664,7 @@ def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) 
     result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     assert result is not None
     code = _exit_code(result)
-    status.update(exit_code=code, finished_at=rfc3339(), reason="Completed" if code == 0 else "Error")
+    status.update(exit_code=code, finished_at=now_rfc3339(), reason="Completed" if code == 0 else "Error")
     write_json_atomic(status_path, status)
     os.waitpid(pid, 0)
 

@@ -40,6 +40,7 @@ from typing import Any, NamedTuple, Protocol
 import orjson
 from aiohttp import WSMsgType, web
 
+from kubelite.api import timeutil
 from kubelite.linux.netns import open_connection_in
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,6 @@ class AgentLike(Protocol):
 # ---------------------------------------------------------------------------- CRI log files
 
 _CRI_LINE = re.compile(rb"^(\S+) (stdout|stderr) ([FP]) ?(.*?)\n?$", re.S)
-_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
 
 
 class LogEntry(NamedTuple):
@@ -161,31 +161,11 @@ def parse_cri_line(line: bytes) -> LogEntry | None:
     return LogEntry(m.group(1).decode(), m.group(2).decode(), m.group(3) == b"P", m.group(4))
 
 
-def parse_timestamp(ts: str) -> dt.datetime | None:
-    m = _RFC3339.match(ts)
-    if m is None:
-        return None
-    base, frac, zone = m.groups()
-    micro = int((frac or "0")[:6].ljust(6, "0"))
-    tz = dt.UTC if zone == "Z" else dt.datetime.strptime(zone.replace(":", ""), "%z").tzinfo
-    return dt.datetime.strptime(base, "%Y-%m-%dT%H:%M:%S").replace(microsecond=micro, tzinfo=tz)
-
-
-def format_timestamp(ts: str) -> str:
-    """Go's RFC3339Nano rendering of the timestamp: the fraction without trailing zeros."""
-    m = _RFC3339.match(ts)
-    if m is None:
-        return ts
-    base, frac, zone = m.groups()
-    frac = (frac or "").rstrip("0")
-    return base + ("." + frac if frac else "") + zone
-
-
 def render(entry: LogEntry, timestamps: bool) -> bytes:
     """What ``kubectl logs`` prints for one entry: partial lines continue without a newline."""
     body = entry.content if entry.partial else entry.content + b"\n"
     if timestamps:
-        return format_timestamp(entry.timestamp).encode() + b" " + body
+        return timeutil.trim_nano(entry.timestamp).encode() + b" " + body
     return body
 
 
@@ -226,9 +206,9 @@ class LogOptions:
         since = None
         seconds = number("sinceSeconds")
         if seconds is not None:
-            since = (now or dt.datetime.now(dt.UTC)) - dt.timedelta(seconds=seconds)
+            since = (now or timeutil.now()) - dt.timedelta(seconds=seconds)
         elif query.get("sinceTime"):
-            since = parse_timestamp(query["sinceTime"])
+            since = timeutil.parse_time(query["sinceTime"])
             if since is None:
                 raise StreamingError(400, f"invalid sinceTime value {query['sinceTime']!r}")
         return cls(
@@ -286,7 +266,7 @@ class _LogReader:
             if entry is None:
                 continue
             if self.opts.since is not None:
-                when = parse_timestamp(entry.timestamp)
+                when = timeutil.parse_time(entry.timestamp)
                 if when is not None and when < self.opts.since:
                     continue
             out.append(render(entry, self.opts.timestamps))

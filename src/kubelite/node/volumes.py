@@ -19,11 +19,9 @@ import pathlib
 import shutil
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
+from kubelite.api.types import Obj
 from kubelite.node import podspec
-
-Obj = dict[str, Any]
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 DEFAULT_MODE = 0o644

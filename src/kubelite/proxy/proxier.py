@@ -40,11 +40,12 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import orjson
 from pyroute2 import IPRoute, NetlinkError
 
+from kubelite.api.types import EndpointSlice, EventType, Obj, Service
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client, Informer, key_of
 from kubelite.linux.netns import BRIDGE, NotANamespace, in_netns, node_netns_path
 from kubelite.proxy import conntrack
@@ -63,8 +64,6 @@ from kubelite.proxy.ruleset import (
 )
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 HEADLESS_LABEL = "service.kubernetes.io/headless"
@@ -98,7 +97,7 @@ def _ipv4(ip: str) -> bool:
     return True
 
 
-def service_ports(service: Obj, slices: Iterable[Obj], node_name: str) -> list[ServicePort]:
+def service_ports(service: Service, slices: Iterable[EndpointSlice], node_name: str) -> list[ServicePort]:
     """The ports the proxy programs for ``service`` with their endpoints from ``slices``.
 
     Empty for what kube-proxy leaves alone: ExternalName and headless Services, and those
@@ -143,14 +142,15 @@ def _endpoint_order(ep: Endpoint) -> tuple[bytes, int]:
     return socket.inet_pton(socket.AF_INET, ep.ip), ep.port  # big-endian: bytes order is numeric
 
 
-def _slice_endpoints(slices: Iterable[Obj], node_name: str) -> dict[tuple[str, str], dict[tuple[str, int], Endpoint]]:
+def _slice_endpoints(slices: Iterable[EndpointSlice], node_name: str) -> dict[tuple[str, str], dict[tuple[str, int], Endpoint]]:
     """Endpoints by (port name, protocol), merged over a Service's slices, deduplicated."""
     out: dict[tuple[str, str], dict[tuple[str, int], Endpoint]] = {}
     for s in sorted(slices, key=lambda s: s["metadata"]["name"]):
         if s.get("addressType") != "IPv4":
             continue
         for port in s.get("ports") or []:
-            if port.get("port") is None:
+            number = port.get("port")
+            if number is None:
                 continue
             eps = out.setdefault((port.get("name") or "", port.get("protocol") or "TCP"), {})
             for e in s.get("endpoints") or []:
@@ -162,7 +162,7 @@ def _slice_endpoints(slices: Iterable[Obj], node_name: str) -> dict[tuple[str, s
                 ready = cond.get("ready") is not False
                 ep = Endpoint(
                     ip=addresses[0],
-                    port=int(port["port"]),
+                    port=int(number),
                     ready=ready,
                     serving=ready if cond.get("serving") is None else bool(cond["serving"]),
                     terminating=cond.get("terminating") is True,
@@ -349,7 +349,7 @@ class Proxier:
 
     # -- change tracking
 
-    def _on_service(self, kind: str, svc: Obj, old: Obj | None) -> None:
+    def _on_service(self, kind: EventType, svc: Obj, old: Obj | None) -> None:
         if kind == "MODIFIED" and old is not None and old.get("spec") == svc.get("spec") and (
             (old["metadata"].get("labels") or {}) == (svc["metadata"].get("labels") or {})
         ):
@@ -357,7 +357,7 @@ class Proxier:
         self._changed.add(key_of(svc))
         self._wake.set()
 
-    def _on_slice(self, kind: str, s: Obj, old: Obj | None) -> None:
+    def _on_slice(self, kind: EventType, s: Obj, old: Obj | None) -> None:
         keys = set(_slice_service(s)) | (set(_slice_service(old)) if old is not None else set())
         if keys:
             self._changed |= keys
@@ -367,7 +367,9 @@ class Proxier:
         svc = self.services.get(key)
         if svc is None:
             return []
-        return service_ports(svc, self.slices.by_index("service", key), self.node_name)
+        # The informers hold raw JSON that the API server has validated: typed for reading here.
+        slices = cast(list[EndpointSlice], self.slices.by_index("service", key))
+        return service_ports(cast(Service, svc), slices, self.node_name)
 
     def pending(self) -> bool:
         """Whether changes or stale chains are waiting for a sync (tests wait for False)."""

@@ -8,13 +8,14 @@ the JSON objects and are parsed here, where they are compared or aged.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+from kubelite.api import timeutil
 
 UNKNOWN = "<unknown>"
 NONE = "<none>"
 _NS_PER_SECOND = 10**9
-_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
 
 def _trunc_div(a: int, b: int) -> int:
@@ -59,16 +60,9 @@ def human_duration(d: timedelta) -> str:
 
 def parse_time(value: Any) -> datetime | None:
     """An RFC 3339 ``metav1.Time``/``MicroTime`` as an aware datetime; None when unset (Go's zero)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
+    t = timeutil.parse_time(value)
     # Go marshals an explicitly zero time as year 1; IsZero() treats it as unset too.
-    return None if t == _ZERO_TIME else t
+    return None if t == timeutil.ZERO_TIME else t
 
 
 def since(value: Any, now: datetime) -> str:
@@ -82,7 +76,7 @@ def rfc3339_utc(value: Any) -> str:
     t = parse_time(value)
     if t is None:
         return "0001-01-01T00:00:00Z"
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timeutil.format_time(t)
 
 
 def format_labels(labels: dict[str, str] | None) -> str:

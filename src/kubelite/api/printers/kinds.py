@@ -31,8 +31,8 @@ from kubelite.api.printers.format import (
     selector_string,
     since,
 )
+from kubelite.api.types import Obj
 
-Obj = dict[str, Any]
 Row = dict[str, Any]
 
 

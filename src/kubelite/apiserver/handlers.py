@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import datetime as dt
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kubelite.api import decoding, errors, managedfields, printers, protobuf
+from kubelite.api import decoding, errors, managedfields, printers, protobuf, timeutil
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import SUBRESOURCES, ResourceType
 from kubelite.apiserver.proxy import StreamingProxy
@@ -238,7 +237,7 @@ class RestHandlers:
             target.rt.group,
             target.rt.kind,
             objs,
-            now=dt.datetime.now(dt.UTC),
+            now=timeutil.now(),
             include_object=request.query.get("includeObject", "Metadata"),
             list_meta=list_meta,
         )
@@ -313,7 +312,7 @@ class RestHandlers:
             if table and ev_type in ("ADDED", "MODIFIED", "DELETED"):
                 include = request.query.get("includeObject", "Metadata")
                 t = printers.to_table(
-                    rt.group, rt.kind, [obj], now=dt.datetime.now(dt.UTC), include_object=include,
+                    rt.group, rt.kind, [obj], now=timeutil.now(), include_object=include,
                     list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
                 )
                 if not first_table[0]:

@@ -37,11 +37,12 @@ import jsonpatch
 import orjson
 
 from kubelite.api import apply as ssa
-from kubelite.api import decoding, errors, managedfields, schema, strategicpatch
+from kubelite.api import decoding, errors, managedfields, schema, strategicpatch, timeutil
 from kubelite.api.errors import StatusError
 from kubelite.api.fields import object_fields, parse_field_selector
 from kubelite.api.labels import SelectorError, parse_selector, selector_from_label_selector
 from kubelite.api.registry import ResourceType, lookup
+from kubelite.api.types import Obj
 from kubelite.api.validation.names import is_dns1123_subdomain
 from kubelite.apiserver import eviction, objects
 from kubelite.apiserver.strategy import Rollback, Strategy, strategy_for
@@ -57,7 +58,6 @@ from kubelite.store import (
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 PatchType = Literal["json", "merge", "strategic"]
 
 
@@ -860,7 +860,7 @@ class Registry:
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"name": target.name, "namespace": target.namespace, "creationTimestamp": None},
             "spec": {**spec, "expirationSeconds": seconds},
-            "status": {"token": token, "expirationTimestamp": dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "status": {"token": token, "expirationTimestamp": timeutil.format_epoch(exp)},
         }
 
     async def evict(self, target: Target, body: Obj, *, dry_run: bool) -> Obj:
@@ -1040,8 +1040,7 @@ def check_eviction_body(body: Any) -> Obj:
 
 
 def _ts_in(seconds: int) -> str:
-    t = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timeutil.format_time(timeutil.now() + dt.timedelta(seconds=seconds))
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

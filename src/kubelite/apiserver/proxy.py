@@ -146,7 +146,7 @@ def _dial_error(sock: str, e: BaseException) -> StatusError:
     return StatusError(500, "", f"error dialing backend: dial unix {sock}: connect: {reason}")
 
 
-def _agent_session(sock: str) -> aiohttp.ClientSession:
+def agent_session(sock: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.UnixConnector(path=sock),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
@@ -249,7 +249,7 @@ class StreamingProxy:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    async def _get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    async def get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         rt = lookup("", "v1", plural)
         assert rt is not None
         try:
@@ -261,13 +261,13 @@ class StreamingProxy:
 
     async def _pod(self, request: web.Request) -> dict[str, Any]:
         namespace, name = _pod_ref(request)
-        pod = await self._get("pods", namespace, name)
+        pod = await self.get("pods", namespace, name)
         if pod is None:
             raise errors.not_found_error("pods", name)
         return pod
 
-    async def _socket(self, node_name: str) -> str:
-        node = await self._get("nodes", None, node_name)
+    async def agent_socket(self, node_name: str) -> str:
+        node = await self.get("nodes", None, node_name)
         if node is None:
             raise errors.not_found_error("nodes", node_name)
         sock = (node["metadata"].get("annotations") or {}).get(SOCKET_ANNOTATION)
@@ -276,11 +276,11 @@ class StreamingProxy:
             raise StatusError(500, "", "no preferred addresses found; known addresses: []")
         return str(sock)
 
-    async def _node_socket(self, pod: dict[str, Any]) -> str:
+    async def pod_agent_socket(self, pod: dict[str, Any]) -> str:
         node_name = pod.get("spec", {}).get("nodeName")
         if not node_name:
             raise errors.bad_request(f"pod {pod['metadata']['name']} does not have a host assigned")
-        return await self._socket(node_name)
+        return await self.agent_socket(node_name)
 
     # -- log
 
@@ -291,9 +291,9 @@ class StreamingProxy:
         container = validate_container(pod, request.query.get("container", ""))
         if not pod.get("spec", {}).get("nodeName"):
             return web.Response(body=b"", content_type="text/plain")  # kube-apiserver: an empty log
-        sock = await self._node_socket(pod)
+        sock = await self.pod_agent_socket(pod)
         path = f"/containerLogs/{ns}/{name}/{container}"
-        async with _agent_session(sock) as http:
+        async with agent_session(sock) as http:
             try:
                 upstream = await http.get(AGENT + path, params=params)
             except (aiohttp.ClientError, OSError) as e:
@@ -344,7 +344,7 @@ class StreamingProxy:
         q = request.query
         pod = await self._pod(request)
         container = validate_container(pod, q.get("container", ""))
-        sock = await self._node_socket(pod)
+        sock = await self.pod_agent_socket(pod)
         flags = {k: _flag(q, k) for k in ("stdin", "stdout", "stderr", "tty")}
         if not (flags["stdin"] or flags["stdout"] or flags["stderr"]):
             raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
@@ -355,7 +355,7 @@ class StreamingProxy:
         if op == "exec":
             params += [("command", c) for c in q.getall("command", [])]
         url = f"{AGENT}/{op}/{_pod_ref(request)[0]}/{pod['metadata']['name']}/{container}"
-        async with _agent_session(sock) as http:
+        async with agent_session(sock) as http:
             try:
                 agent = await http.ws_connect(url, params=params, protocols=(wsstream.V5,), max_msg_size=0)
             except (aiohttp.ClientError, OSError) as e:
@@ -448,7 +448,7 @@ class StreamingProxy:
 
     async def port_forward(self, request: web.Request) -> web.StreamResponse:
         pod = await self._pod(request)
-        sock = await self._node_socket(pod)
+        sock = await self.pod_agent_socket(pod)
         kind = _upgrade(request)
         tunnel = TUNNEL_PREFIX + PORT_FORWARD
         if kind == "websocket" and tunnel in _offered_subprotocols(request):
@@ -470,7 +470,7 @@ class StreamingProxy:
         pending: dict[str, dict[str, SpdyStream]] = {}
         forwards: set[asyncio.Future[None]] = set()
         try:
-            async with _agent_session(sock) as http:
+            async with agent_session(sock) as http:
                 while (stream := await conn.session.accept()) is not None:
                     stream_type = stream.header("streamType")
                     if stream_type not in ("data", "error"):
@@ -562,7 +562,7 @@ class StreamingProxy:
                 if channel % 2 == 0 and channel // 2 < len(ports) and data:
                     inputs[channel // 2].put_nowait(data)
 
-        async with _agent_session(sock) as http:
+        async with agent_session(sock) as http:
             async def forward_all() -> None:
                 await asyncio.gather(*(_spawn(forward(http, i, port)) for i, port in enumerate(ports)))
 

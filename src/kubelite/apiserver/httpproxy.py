@@ -1,0 +1,448 @@
+"""The ``proxy`` subresources of pods, services and nodes: HTTP relayed to a backend.
+
+``/api/v1/namespaces/NS/services/web:80/proxy/some/path?q`` is how dashboards and ``kubectl
+proxy`` users reach a Service from the host. kube-apiserver resolves the name (``NAME``,
+``NAME:PORT`` or ``SCHEME:NAME:PORT``) to one backend address (a ready endpoint of the
+Service, the pod's IP, the node's kubelet) and reverse-proxies the request there, every HTTP
+method, path and query as sent.
+
+kubelite's API server runs in the host's network namespace, where the pod network is not
+routed, so a connection to a pod is dialled by the node agent inside the pod's namespace
+(its ``/dial`` tunnel, see :mod:`kubelite.node.streaming`), and a node's "kubelet" is the
+agent's own socket. Over that byte stream this module speaks plain HTTP/1.1 itself, one
+request per connection (``Connection: close``), the body read whole (bounded by the server's
+request size limit): small, and the same code for all three. Like kube-apiserver's
+transport, it sets the ``X-Forwarded-*`` headers, rewrites a ``Location`` pointing back at
+the backend to go through the proxy path again, drops CORS headers of the backend, and
+turns a backend it cannot reach into ``503 error trying to reach service: ...``.
+Not done: rewriting links inside HTML bodies, and upgrades (websockets) through the proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import random
+import re
+import socket
+import ssl
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from kubelite.api import errors
+from kubelite.api.errors import StatusError
+from kubelite.apiserver.proxy import AGENT, StreamingProxy, agent_session
+
+PROXY_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+KUBELET_PORT = "10250"
+HEAD_LIMIT = 1 << 20
+# Hop-by-hop headers (RFC 7230 6.1) and what the apiserver itself consumes.
+_REQUEST_DROP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length", "expect", "authorization",
+})
+_RESPONSE_DROP = frozenset({
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "proxy-connection", "te", "trailer",
+    "transfer-encoding", "upgrade", "content-length",
+    # kube-apiserver's corsRemovingTransport: the apiserver's own CORS policy applies.
+    "access-control-allow-credentials", "access-control-allow-headers", "access-control-allow-methods",
+    "access-control-allow-origin",
+})
+_PROXY_PATH = re.compile(r"^(?P<prefix>.*?/(?:pods|services|nodes)/[^/]+/proxy)(?P<rest>/.*)?$")
+
+
+def split_scheme_name_port(ref: str) -> tuple[str, str, str] | None:
+    """``name``, ``name:port`` or ``scheme:name:port`` (scheme http or https), as apimachinery splits them."""
+    parts = ref.split(":")
+    if len(parts) == 1:
+        scheme, name, port = "", parts[0], ""
+    elif len(parts) == 2:
+        scheme, name, port = "", parts[0], parts[1]
+    elif len(parts) == 3:
+        scheme, name, port = parts
+    else:
+        return None
+    if not name or scheme not in ("", "http", "https"):
+        return None
+    return scheme, name, port
+
+
+def proxy_path(raw_path: str, query_path: str) -> tuple[str, str]:
+    """(the client's path up to ``/proxy``, the backend's path) of a proxy request.
+
+    The backend's path is what follows ``/proxy`` (escaped as sent), else the ``path``
+    query parameter, always starting with "/", a trailing slash kept.
+    """
+    m = _PROXY_PATH.match(raw_path)
+    if m is None:
+        return raw_path, "/"
+    rest = m.group("rest") or ""
+    if not rest.strip("/") and query_path:
+        rest = query_path
+    return m.group("prefix"), "/" + rest.lstrip("/")
+
+
+def rewrite_location(location: str, backend_host: str, request_host: str, prefix: str, scheme: str) -> str:
+    """A redirect to the backend itself, made to go through the proxy (kube's Transport.rewriteURL)."""
+    url = urllib.parse.urlsplit(location)
+    if (url.netloc and url.netloc not in (backend_host, request_host)) or not url.path.startswith("/"):
+        return location
+    path = url.path if url.path.startswith(prefix) else prefix.rstrip("/") + url.path
+    return urllib.parse.urlunsplit((scheme, request_host, path, url.query, url.fragment))
+
+
+def _port_number(port: str) -> int:
+    """A port as Go's dialer reads one: a number, or a service name (``http`` is 80)."""
+    if port.isdigit():
+        return int(port)
+    try:
+        return socket.getservbyname(port, "tcp")
+    except OSError:
+        raise ConnectionError(f"dial tcp: lookup tcp/{port}: unknown port") from None
+
+
+@dataclass(frozen=True)
+class _Backend:
+    """Where one proxied request goes: a pod (through its node's agent) or the agent itself."""
+
+    sock: str  # the agent's unix socket
+    host: str  # host:port as the backend knows itself (for Location rewrites)
+    scheme: str
+    pod: tuple[str, str, int] | None = None  # (namespace, name, port) to dial; None: the agent's own HTTP
+
+
+class _Tunnel:
+    """The agent's ``/dial`` websocket as a real socket, so that asyncio (and TLS) can use it."""
+
+    def __init__(self, http: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.http = http
+        self.ws = ws
+        self.error = ""
+        self.ours, self.theirs = socket.socketpair()
+        self.ours.setblocking(False)
+        self._tasks: list[asyncio.Future[Any]] = []
+
+    @classmethod
+    async def open(cls, sock: str, namespace: str, pod: str, port: int) -> _Tunnel:
+        http = agent_session(sock)
+        try:
+            ws = await http.ws_connect(f"{AGENT}/dial/{namespace}/{pod}", params={"port": str(port)},
+                                       max_msg_size=0)
+        except (aiohttp.ClientError, OSError) as e:
+            await http.close()
+            raise ConnectionError(f"dial unix {sock}: connect: {e}") from None
+        self = cls(http, ws)
+        self._tasks = [asyncio.ensure_future(self._down()), asyncio.ensure_future(self._up())]
+        return self
+
+    async def _down(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.BINARY:
+                    if not msg.data:
+                        break
+                    await loop.sock_sendall(self.ours, msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    self.error = msg.data
+                    break
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                self.ours.shutdown(socket.SHUT_WR)
+
+    async def _up(self) -> None:
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ConnectionError, OSError, RuntimeError):
+            while data := await loop.sock_recv(self.ours, 64 * 1024):
+                await self.ws.send_bytes(data)
+            await self.ws.send_bytes(b"")  # half-close toward the pod
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        self.ours.close()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.ws.close()
+        await self.http.close()
+
+
+class ResourceProxy:
+    """pods/NAME/proxy, services/NAME/proxy and nodes/NAME/proxy."""
+
+    def __init__(self, streaming: StreamingProxy) -> None:
+        self.streaming = streaming
+
+    async def serve(self, request: web.Request, plural: str, namespace: str | None, ref: str) -> web.StreamResponse:
+        if request.method not in PROXY_METHODS:
+            raise errors.method_not_allowed()
+        if plural == "pods":
+            backend = await self._pod_backend(namespace or "", ref)
+        elif plural == "services":
+            backend = await self._service_backend(namespace or "", ref)
+        else:
+            backend = await self._node_backend(ref)
+        return await self._relay(request, backend)
+
+    # -- resolving the name to one backend
+
+    async def _pod_backend(self, namespace: str, ref: str) -> _Backend:
+        split = split_scheme_name_port(ref)
+        if split is None:
+            raise errors.bad_request(f'invalid pod request "{ref}"')
+        scheme, name, port = split
+        pod = await self.streaming.get("pods", namespace, name)
+        if pod is None:
+            raise errors.not_found_error("pods", name)
+        if not port:
+            # No port named: the first declared container port, else none (HTTP's 80).
+            for c in pod.get("spec", {}).get("containers") or []:
+                if c.get("ports"):
+                    port = str(c["ports"][0].get("containerPort", ""))
+                    break
+        ip = (pod.get("status") or {}).get("podIP", "")
+        if not _global_unicast(ip):
+            raise errors.bad_request("address not allowed")
+        sock = await self.streaming.pod_agent_socket(pod)
+        number = port or ("443" if scheme == "https" else "80")
+        return _Backend(sock, _join_host_port(ip, port), scheme or "http", (namespace, name, _lazy_port(number)))
+
+    async def _service_backend(self, namespace: str, ref: str) -> _Backend:
+        split = split_scheme_name_port(ref)
+        if split is None:
+            raise errors.bad_request(f'invalid service request "{ref}"')
+        scheme, name, port = split
+        if port.isdigit():
+            svc = await self.streaming.get("services", namespace, name)
+            if svc is None:
+                raise errors.not_found_error("services", name)
+            named = [p.get("name", "") for p in (svc.get("spec") or {}).get("ports") or []
+                     if str(p.get("port")) == port]
+            if not named:
+                raise _unavailable(f'no service port {port} found for service "{name}"')
+            port = named[0]
+        eps = await self.streaming.get("endpoints", namespace, name)
+        if eps is None:
+            raise errors.not_found_error("endpoints", name)
+        subsets = eps.get("subsets") or []
+        if not subsets:
+            raise _unavailable(f'no endpoints available for service "{name}"')
+        start = random.randrange(len(subsets))
+        for k in range(len(subsets)):
+            subset = subsets[(start + k) % len(subsets)]
+            addresses = subset.get("addresses") or []
+            for ep_port in subset.get("ports") or []:
+                if ep_port.get("name", "") != port or not addresses:
+                    continue
+                first = random.randrange(len(addresses))
+                for t in range(len(addresses)):
+                    addr = addresses[(first + t) % len(addresses)]
+                    target = await self._endpoint_pod(namespace, addr)
+                    if target is None:
+                        continue
+                    sock = await self.streaming.pod_agent_socket(target)
+                    number = int(ep_port["port"])
+                    return _Backend(sock, _join_host_port(addr["ip"], str(number)), scheme or "http",
+                                    (namespace, target["metadata"]["name"], number))
+        raise _unavailable(f'no endpoints available for service "{ref}"')
+
+    async def _endpoint_pod(self, namespace: str, addr: dict[str, Any]) -> dict[str, Any] | None:
+        """The pod behind an endpoint address, if it is still that pod (kube's isValidAddress)."""
+        ref = addr.get("targetRef") or {}
+        if ref.get("kind") != "Pod" or not ref.get("name"):
+            return None
+        pod = await self.streaming.get("pods", ref.get("namespace") or namespace, ref["name"])
+        if pod is None:
+            return None
+        status = pod.get("status") or {}
+        ips = {p.get("ip") for p in status.get("podIPs") or []} | {status.get("podIP")}
+        return pod if addr.get("ip") in ips else None
+
+    async def _node_backend(self, ref: str) -> _Backend:
+        split = split_scheme_name_port(ref)
+        if split is None:
+            raise errors.bad_request(f'invalid node request "{ref}"')
+        scheme, name, port = split
+        node = await self.streaming.get("nodes", None, name)
+        if node is None:
+            raise errors.not_found_error("nodes", name)
+        if port and port != KUBELET_PORT:
+            # The agent serves the kubelet's endpoints only; other ports of a node are not reachable.
+            raise _unavailable(
+                f"error trying to reach service: kubelite proxies only the kubelet port {KUBELET_PORT} of a node"
+            )
+        sock = await self.streaming.agent_socket(name)
+        return _Backend(sock, f"{name}:{KUBELET_PORT}", scheme or "https")
+
+    # -- the HTTP exchange
+
+    async def _connect(self, backend: _Backend) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, _Tunnel | None]:
+        if backend.pod is None:
+            reader, writer = await asyncio.open_unix_connection(backend.sock)
+            return reader, writer, None
+        namespace, name, port = backend.pod
+        tunnel = await _Tunnel.open(backend.sock, namespace, name, port)
+        try:
+            tls: ssl.SSLContext | None = None
+            if backend.scheme == "https":
+                # kube-apiserver's proxy transport does not verify pods' certificates either.
+                tls = ssl.create_default_context()
+                tls.check_hostname = False
+                tls.verify_mode = ssl.CERT_NONE
+            reader, writer = await asyncio.open_connection(
+                sock=tunnel.theirs, ssl=tls, server_hostname="" if tls else None, limit=HEAD_LIMIT
+            )
+        except BaseException:
+            await tunnel.close()
+            raise
+        return reader, writer, tunnel
+
+    async def _relay(self, request: web.Request, backend: _Backend) -> web.StreamResponse:
+        prefix, path = proxy_path(request.raw_path.split("?", 1)[0], request.query.get("path", ""))
+        target = path + (f"?{request.query_string}" if request.query_string else "")
+        body = await request.read()
+        head = [f"{request.method} {target} HTTP/1.1"]
+        for k, v in request.headers.items():
+            if k.lower() not in _REQUEST_DROP and not k.lower().startswith("impersonate-"):
+                head.append(f"{k}: {v}")
+        if "Host" not in request.headers:
+            head.append(f"Host: {backend.host}")
+        forwarded_for = ", ".join(filter(None, (request.headers.get("X-Forwarded-For"), request.remote)))
+        head += [
+            f"X-Forwarded-For: {forwarded_for}",
+            f"X-Forwarded-Uri: {request.raw_path.split('?', 1)[0]}",
+            f"X-Forwarded-Host: {request.host}",
+            f"X-Forwarded-Proto: {request.scheme}",
+            "Connection: close",
+        ]
+        if body or request.method in ("POST", "PUT", "PATCH"):
+            head.append(f"Content-Length: {len(body)}")
+        tunnel: _Tunnel | None = None
+        writer: asyncio.StreamWriter | None = None
+        try:
+            try:
+                reader, writer, tunnel = await self._connect(backend)
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+                await writer.drain()
+                status, reason, headers = await _read_head(reader)
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+                    ssl.SSLError) as e:
+                cause = (tunnel.error if tunnel is not None else "") or _go_error(e, backend)
+                raise _unavailable(f"error trying to reach service: {cause}") from None
+            resp = web.StreamResponse(status=status, reason=reason or None)
+            length: int | None = None
+            chunked = False
+            for k, v in headers:
+                lk = k.lower()
+                if lk == "content-length" and v.strip().isdigit():
+                    length = int(v)
+                elif lk == "transfer-encoding" and "chunked" in v.lower():
+                    chunked = True
+                if lk in _RESPONSE_DROP:
+                    continue
+                if lk == "location":
+                    v = rewrite_location(v, backend.host, request.host, prefix, request.scheme)
+                resp.headers.add(k, v)
+            no_body = request.method == "HEAD" or status in (204, 304) or 100 <= status < 200
+            if no_body:
+                if length is not None:
+                    resp.content_length = length
+                await resp.prepare(request)
+                await resp.write_eof()
+                return resp
+            if length is not None and not chunked:
+                resp.content_length = length
+            else:
+                resp.enable_chunked_encoding()
+            await resp.prepare(request)
+            with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+                if chunked:
+                    await _copy_chunked(reader, resp)
+                elif length is not None:
+                    left = length
+                    while left > 0 and (data := await reader.read(min(left, 64 * 1024))):
+                        left -= len(data)
+                        await resp.write(data)
+                else:
+                    while data := await reader.read(64 * 1024):
+                        await resp.write(data)
+                await resp.write_eof()
+            return resp
+        finally:
+            if writer is not None:
+                writer.close()
+            if tunnel is not None:
+                await tunnel.close()
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, list[tuple[str, str]]]:
+    while True:
+        raw = await reader.readuntil(b"\r\n\r\n")
+        lines = raw.decode("latin-1").split("\r\n")
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/") or not code.isdigit():
+            raise ValueError(f"malformed HTTP response {lines[0]!r}")
+        status = int(code)
+        if status == 100:
+            continue  # an interim answer: the real one follows
+        headers = []
+        for line in lines[1:]:
+            if ":" in line:
+                k, _, v = line.partition(":")
+                headers.append((k.strip(), v.strip()))
+        return status, reason, headers
+
+
+async def _copy_chunked(reader: asyncio.StreamReader, resp: web.StreamResponse) -> None:
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                pass
+            return
+        await resp.write(await reader.readexactly(size))
+        await reader.readexactly(2)
+
+
+def _go_error(e: BaseException, backend: _Backend) -> str:
+    if isinstance(e, asyncio.IncompleteReadError):
+        return "EOF"
+    if isinstance(e, ConnectionError) and e.args and isinstance(e.args[0], str) and not getattr(e, "errno", None):
+        return str(e.args[0])
+    errno_ = getattr(e, "errno", None)
+    reason = (os.strerror(errno_) if errno_ else str(e) or type(e).__name__).lower()
+    return f"dial tcp {backend.host}: connect: {reason}"
+
+
+def _unavailable(message: str) -> StatusError:
+    return StatusError(503, "ServiceUnavailable", message)
+
+
+def _global_unicast(ip: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return not (addr.is_loopback or addr.is_multicast or addr.is_unspecified or addr.is_link_local
+                or (addr.version == 4 and int(addr) == 0xFFFFFFFF))
+
+
+def _join_host_port(host: str, port: str) -> str:
+    h = f"[{host}]" if ":" in host else host
+    return f"{h}:{port}" if port else h
+
+
+def _lazy_port(port: str) -> int:
+    try:
+        return _port_number(port)
+    except ConnectionError as e:
+        raise _unavailable(f"error trying to reach service: {e}") from None

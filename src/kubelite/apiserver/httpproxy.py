@@ -305,8 +305,9 @@ class ResourceProxy:
         return reader, writer, tunnel
 
     async def _relay(self, request: web.Request, backend: _Backend) -> web.StreamResponse:
-        prefix, path = proxy_path(request.raw_path.split("?", 1)[0], request.query.get("path", ""))
-        target = path + (f"?{request.query_string}" if request.query_string else "")
+        raw_path, _, raw_query = request.raw_path.partition("?")  # as sent: aiohttp's query_string is decoded
+        prefix, path = proxy_path(raw_path, request.query.get("path", ""))
+        target = path + (f"?{raw_query}" if raw_query else "")
         body = await request.read()
         head = [f"{request.method} {target} HTTP/1.1"]
         for k, v in request.headers.items():
@@ -317,7 +318,7 @@ class ResourceProxy:
         forwarded_for = ", ".join(filter(None, (request.headers.get("X-Forwarded-For"), request.remote)))
         head += [
             f"X-Forwarded-For: {forwarded_for}",
-            f"X-Forwarded-Uri: {request.raw_path.split('?', 1)[0]}",
+            f"X-Forwarded-Uri: {raw_path}",
             f"X-Forwarded-Host: {request.host}",
             f"X-Forwarded-Proto: {request.scheme}",
             "Connection: close",

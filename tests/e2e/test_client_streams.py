@@ -350,4 +350,9 @@ def test_redirects_from_the_backend_stay_inside_the_proxy(api: k8s.CoreV1Api) ->
     host = api.api_client.configuration.host
     resp = api.api_client.rest_client.pool_manager.request("GET", host + path, redirect=False)
     assert resp.status == 302
-    assert resp.headers["Location"] == f"{host}/api/v1/namespaces/default/services/web:80/proxy/hostname"
+    # A path on the API server, as kube-apiserver rewrites it.
+    assert resp.headers["Location"] == "/api/v1/namespaces/default/services/web:80/proxy/hostname"
+    # No path at all: kube-apiserver redirects to the proxy's root.
+    resp = api.api_client.rest_client.pool_manager.request(
+        "GET", host + "/api/v1/namespaces/default/services/web:80/proxy?a=b", redirect=False)
+    assert (resp.status, resp.headers["Location"]) == (301, "/api/v1/namespaces/default/services/web:80/proxy/?a=b")

@@ -186,15 +186,29 @@ def test_proxy_names_paths_and_redirects() -> None:
     assert httpproxy.split_scheme_name_port(":80") is None
     assert httpproxy.split_scheme_name_port("a:b:c:d") is None
     svc = "/api/v1/namespaces/ns/services/web:80/proxy"
-    assert httpproxy.proxy_path(svc, "") == (svc, "/")
+    assert httpproxy.proxy_path(svc, "") == (svc, "")  # answered with a redirect to .../proxy/
     assert httpproxy.proxy_path(svc + "/", "") == (svc, "/")
     assert httpproxy.proxy_path(svc + "/a/b%20c/", "") == (svc, "/a/b%20c/")
     assert httpproxy.proxy_path(svc, "/from/query") == (svc, "/from/query")
     # A redirect to the backend goes through the proxy again; one elsewhere is left alone.
-    assert httpproxy.rewrite_location("/login?x=1", "10.0.0.5:80", "127.0.0.1:6443", svc, "https") == (
-        f"https://127.0.0.1:6443{svc}/login?x=1")
-    assert httpproxy.rewrite_location("http://10.0.0.5:80/a", "10.0.0.5:80", "127.0.0.1:6443", svc, "https") == (
-        f"https://127.0.0.1:6443{svc}/a")
-    assert httpproxy.rewrite_location("https://example.com/a", "10.0.0.5:80", "h:1", svc, "https") == (
-        "https://example.com/a")
-    assert httpproxy.rewrite_location("relative", "10.0.0.5:80", "h:1", svc, "https") == "relative"
+    assert httpproxy.rewrite_location("/login?x=1", "10.0.0.5:80", "127.0.0.1:6443", svc) == f"{svc}/login?x=1"
+    assert httpproxy.rewrite_location("http://10.0.0.5:80/a", "10.0.0.5:80", "127.0.0.1:6443", svc) == f"{svc}/a"
+    assert httpproxy.rewrite_location(f"{svc}/b", "10.0.0.5:80", "h:1", svc) == f"{svc}/b"
+    assert httpproxy.rewrite_location("https://example.com/a", "10.0.0.5:80", "h:1", svc) == "https://example.com/a"
+    assert httpproxy.rewrite_location("relative", "10.0.0.5:80", "h:1", svc) == "relative"
+
+
+def test_proxied_html_links_go_through_the_proxy() -> None:
+    svc = "/api/v1/namespaces/ns/services/web:80/proxy"
+
+    def rewrite(url: str) -> str:
+        return httpproxy.rewrite_location(url, "10.0.0.5:80", "127.0.0.1:6443", svc)
+
+    page = (b'<html><head><link rel="stylesheet" href="/static/app.css"><script src=\'/app.js\'></script></head>'
+            b'<body><a HREF=/about class="x">About</a> <a href="relative">r</a> <a href="https://example.com/">e</a>'
+            b'<img alt="/not-a-url" src="/logo.png"/><p title="/not-either">\xc3\xa9</p></body></html>')
+    assert httpproxy.rewrite_html(page, rewrite) == (
+        b'<html><head><link rel="stylesheet" href="' + svc.encode() + b'/static/app.css"><script src=\''
+        + svc.encode() + b'/app.js\'></script></head><body><a HREF=' + svc.encode() + b'/about class="x">About</a> '
+        b'<a href="relative">r</a> <a href="https://example.com/">e</a><img alt="/not-a-url" src="'
+        + svc.encode() + b'/logo.png"/><p title="/not-either">\xc3\xa9</p></body></html>')

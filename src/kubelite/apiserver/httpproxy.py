@@ -12,16 +12,18 @@ routed, so a connection to a pod is dialled by the node agent inside the pod's n
 agent's own socket. Over that byte stream this module speaks plain HTTP/1.1 itself, one
 request per connection (``Connection: close``), the body read whole (bounded by the server's
 request size limit): small, and the same code for all three. Like kube-apiserver's
-transport, it sets the ``X-Forwarded-*`` headers, rewrites a ``Location`` pointing back at
+transport, it sets ``X-Forwarded-For`` and ``X-Forwarded-Uri``, rewrites a ``Location`` pointing back at
 the backend to go through the proxy path again, drops CORS headers of the backend, and
 turns a backend it cannot reach into ``503 error trying to reach service: ...``.
-Not done: rewriting links inside HTML bodies, and upgrades (websockets) through the proxy.
+Links in HTML pages are rewritten to go through the proxy too, as kube-apiserver does. Not
+done: upgrades (websockets) through the proxy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import ipaddress
 import os
 import random
@@ -29,6 +31,7 @@ import re
 import socket
 import ssl
 import urllib.parse
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +80,8 @@ def proxy_path(raw_path: str, query_path: str) -> tuple[str, str]:
     """(the client's path up to ``/proxy``, the backend's path) of a proxy request.
 
     The backend's path is what follows ``/proxy`` (escaped as sent), else the ``path``
-    query parameter, always starting with "/", a trailing slash kept.
+    query parameter, starting with "/", a trailing slash kept; "" when there is none at
+    all (``.../proxy``), which kube-apiserver answers with a redirect to ``.../proxy/``.
     """
     m = _PROXY_PATH.match(raw_path)
     if m is None:
@@ -85,16 +89,22 @@ def proxy_path(raw_path: str, query_path: str) -> tuple[str, str]:
     rest = m.group("rest") or ""
     if not rest.strip("/") and query_path:
         rest = query_path
+    if not rest:
+        return m.group("prefix"), ""
     return m.group("prefix"), "/" + rest.lstrip("/")
 
 
-def rewrite_location(location: str, backend_host: str, request_host: str, prefix: str, scheme: str) -> str:
-    """A redirect to the backend itself, made to go through the proxy (kube's Transport.rewriteURL)."""
+def rewrite_location(location: str, backend_host: str, request_host: str, prefix: str) -> str:
+    """A redirect to the backend itself, made to go through the proxy (kube's Transport.rewriteURL).
+
+    The result is a path on the API server: kube-apiserver fills in the scheme and host from
+    its request's URL, which on the server side has neither.
+    """
     url = urllib.parse.urlsplit(location)
     if (url.netloc and url.netloc not in (backend_host, request_host)) or not url.path.startswith("/"):
         return location
     path = url.path if url.path.startswith(prefix) else prefix.rstrip("/") + url.path
-    return urllib.parse.urlunsplit((scheme, request_host, path, url.query, url.fragment))
+    return urllib.parse.urlunsplit(("", "", path, url.query, url.fragment))
 
 
 def _port_number(port: str) -> int:
@@ -307,6 +317,9 @@ class ResourceProxy:
     async def _relay(self, request: web.Request, backend: _Backend) -> web.StreamResponse:
         raw_path, _, raw_query = request.raw_path.partition("?")  # as sent: aiohttp's query_string is decoded
         prefix, path = proxy_path(raw_path, request.query.get("path", ""))
+        if not path:
+            # kube-apiserver's "hack for issue 4958": a backend path must not be empty.
+            return web.Response(status=301, headers={"Location": raw_path + "/" + (f"?{raw_query}" if raw_query else "")})
         target = path + (f"?{raw_query}" if raw_query else "")
         body = await request.read()
         head = [f"{request.method} {target} HTTP/1.1"]
@@ -319,8 +332,6 @@ class ResourceProxy:
         head += [
             f"X-Forwarded-For: {forwarded_for}",
             f"X-Forwarded-Uri: {raw_path}",
-            f"X-Forwarded-Host: {request.host}",
-            f"X-Forwarded-Proto: {request.scheme}",
             "Connection: close",
         ]
         if body or request.method in ("POST", "PUT", "PATCH"):
@@ -349,7 +360,7 @@ class ResourceProxy:
                 if lk in _RESPONSE_DROP:
                     continue
                 if lk == "location":
-                    v = rewrite_location(v, backend.host, request.host, prefix, request.scheme)
+                    v = rewrite_location(v, backend.host, request.host, prefix)
                 resp.headers.add(k, v)
             no_body = request.method == "HEAD" or status in (204, 304) or 100 <= status < 200
             if no_body:
@@ -358,22 +369,29 @@ class ResourceProxy:
                 await resp.prepare(request)
                 await resp.write_eof()
                 return resp
+            body_chunks = _body(reader, chunked, length)
+            html = _media_type(resp.headers.get("Content-Type", "")) == "text/html"
+            encoding = resp.headers.get("Content-Encoding", "").strip().lower()
+            if html and encoding in ("", "gzip"):
+                # Links in a page point at the backend's paths: make them go through the proxy.
+                page = b"".join([chunk async for chunk in body_chunks])
+                page = rewrite_html(gzip.decompress(page) if encoding == "gzip" else page,
+                                    lambda url: rewrite_location(url, backend.host, request.host, prefix))
+                if encoding == "gzip":
+                    page = gzip.compress(page)
+                resp.content_length = len(page)
+                await resp.prepare(request)
+                await resp.write(page)
+                await resp.write_eof()
+                return resp
             if length is not None and not chunked:
                 resp.content_length = length
             else:
                 resp.enable_chunked_encoding()
             await resp.prepare(request)
             with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
-                if chunked:
-                    await _copy_chunked(reader, resp)
-                elif length is not None:
-                    left = length
-                    while left > 0 and (data := await reader.read(min(left, 64 * 1024))):
-                        left -= len(data)
-                        await resp.write(data)
-                else:
-                    while data := await reader.read(64 * 1024):
-                        await resp.write(data)
+                async for chunk in body_chunks:
+                    await resp.write(chunk)
                 await resp.write_eof()
             return resp
         finally:
@@ -402,16 +420,71 @@ async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, list[tuple
         return status, reason, headers
 
 
-async def _copy_chunked(reader: asyncio.StreamReader, resp: web.StreamResponse) -> None:
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-        if size == 0:
-            while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
-                pass
-            return
-        await resp.write(await reader.readexactly(size))
-        await reader.readexactly(2)
+async def _body(reader: asyncio.StreamReader, chunked: bool, length: int | None) -> AsyncIterator[bytes]:
+    """A response body by its framing: chunked, a Content-Length, or up to the end of the connection."""
+    if chunked:
+        while True:
+            size_line = await reader.readuntil(b"\r\n")
+            size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
+                    pass
+                return
+            yield await reader.readexactly(size)
+            await reader.readexactly(2)
+    elif length is not None:
+        left = length
+        while left > 0 and (data := await reader.read(min(left, 64 * 1024))):
+            left -= len(data)
+            yield data
+    else:
+        while data := await reader.read(64 * 1024):
+            yield data
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+# The attributes holding URLs that kube-apiserver's proxy rewrites in HTML, by element.
+_URL_ATTRS: dict[str, frozenset[str]] = {
+    tag: frozenset(attrs.split()) for tag, attrs in {
+        "a": "href", "applet": "codebase", "area": "href", "audio": "src", "base": "href", "blockquote": "cite",
+        "body": "background", "button": "formaction", "command": "icon", "del": "cite", "embed": "src",
+        "form": "action", "frame": "longdesc src", "head": "profile", "html": "manifest", "iframe": "longdesc src",
+        "img": "longdesc src usemap", "input": "src usemap formaction", "ins": "cite", "link": "href",
+        "object": "classid codebase data usemap", "q": "cite", "script": "src", "source": "src",
+        "video": "poster src",
+    }.items()
+}
+_TAG = re.compile(r"<([a-zA-Z][a-zA-Z0-9]*)(\s[^>]*)?>")
+_ATTR = re.compile(r"""([^\s=/>]+)(\s*=\s*)("[^"]*"|'[^']*'|[^\s>]+)""")
+
+
+def rewrite_html(page: bytes, rewrite: Callable[[str], str]) -> bytes:
+    """``page`` with the URLs of the attributes above passed through ``rewrite``; the rest untouched.
+
+    kube-apiserver re-renders the parsed document; this edits the attributes in place, which
+    leaves the page byte for byte as the backend wrote it elsewhere.
+    """
+    text = page.decode("latin-1")  # byte-transparent: only ASCII syntax is matched
+
+    def tag(m: re.Match[str]) -> str:
+        attrs = _URL_ATTRS.get(m.group(1).lower())
+        if not attrs or not m.group(2):
+            return m.group(0)
+
+        def attr(a: re.Match[str]) -> str:
+            if a.group(1).lower() not in attrs:
+                return a.group(0)
+            value = a.group(3)
+            quote = value[0] if value[0] in "\"'" else ""
+            url = value[1:-1] if quote else value
+            return f"{a.group(1)}{a.group(2)}{quote}{rewrite(url)}{quote}"
+
+        return f"<{m.group(1)}{_ATTR.sub(attr, m.group(2))}>"
+
+    return _TAG.sub(tag, text).encode("latin-1")
 
 
 def _go_error(e: BaseException, backend: _Backend) -> str:

@@ -14,6 +14,7 @@ import base64
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import time
@@ -35,6 +36,24 @@ from tests.integration.cluster import Cluster, Raw, free_port, kubectl_binary, n
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
 SHELL_COMMAND = ["sh", "-c", "echo started; while read line; do echo got $line; done"]
+# A server that switches to an "upcase" protocol when asked (as a websocket server would), else says no.
+UPGRADER = """
+import socket, threading
+def serve(c):
+    head = b""
+    while b"\\r\\n\\r\\n" not in head:
+        head += c.recv(1024)
+    if b"\\r\\nupgrade: upcase\\r\\n" in head.lower():
+        c.sendall(b"HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: upcase\\r\\nConnection: Upgrade\\r\\n\\r\\n")
+        while data := c.recv(1024):
+            c.sendall(data.upper())
+    else:
+        c.sendall(b"HTTP/1.1 400 Bad Request\\r\\nContent-Length: 7\\r\\n\\r\\nupgrade")
+    c.close()
+srv = socket.create_server(("0.0.0.0", 8090))
+while True:
+    threading.Thread(target=serve, args=(srv.accept()[0],), daemon=True).start()
+"""
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
@@ -68,8 +87,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                "spec": {"selector": {"app": "web"}, "ports": [
                    {"name": "http", "port": 80, "targetPort": 8080},
                    {"name": "alt", "port": 81, "targetPort": "http"}]}}
-        c.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([web, shell, svc]), check=True)
-        c.kubectl("wait", "--for=condition=Ready", "pod/web", "pod/shell", "--timeout=90s", check=True, timeout=100)
+        upgrader = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "upgrader"},
+                    "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                        "name": "c", "image": "python:3.12", "command": ["python3", "-c", UPGRADER]}]}}
+        c.kubectl("apply", "-f", "-", input=yaml.safe_dump_all([web, shell, svc, upgrader]), check=True)
+        c.kubectl("wait", "--for=condition=Ready", "pod/web", "pod/shell", "pod/upgrader", "--timeout=90s",
+                  check=True, timeout=100)
 
         def endpoints_ready() -> bool:
             res = c.kubectl("get", "endpoints", "web", "-o", "json")
@@ -356,3 +379,29 @@ def test_redirects_from_the_backend_stay_inside_the_proxy(api: k8s.CoreV1Api) ->
     resp = api.api_client.rest_client.pool_manager.request(
         "GET", host + "/api/v1/namespaces/default/services/web:80/proxy?a=b", redirect=False)
     assert (resp.status, resp.headers["Location"]) == (301, "/api/v1/namespaces/default/services/web:80/proxy/?a=b")
+
+
+def test_an_upgrade_through_the_proxy_switches_the_connection(api: k8s.CoreV1Api) -> None:
+    """A websocket (here any upgrade) to a pod through pods/NAME:PORT/proxy: the bytes then flow both ways."""
+    conf = api.api_client.configuration
+    ctx = ssl.create_default_context(cafile=conf.ssl_ca_cert)
+    ctx.check_hostname = False
+    ctx.load_cert_chain(conf.cert_file, conf.key_file)
+    host, port = urllib.parse.urlsplit(conf.host).hostname, urllib.parse.urlsplit(conf.host).port
+    with socket.create_connection((host, port), timeout=20) as raw, ctx.wrap_socket(raw) as tls:
+        tls.sendall(b"GET /api/v1/namespaces/default/pods/upgrader:8090/proxy/x HTTP/1.1\r\nHost: k\r\n"
+                    b"Connection: Upgrade\r\nUpgrade: upcase\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += tls.recv(1024)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        assert b"\r\nupgrade: upcase\r\n" in head.lower()
+        rest = head.split(b"\r\n\r\n", 1)[1]
+        tls.sendall(b"ping")
+        while len(rest) < 4:
+            rest += tls.recv(1024)
+        assert rest == b"PING"
+    # Refused by the backend: its answer as it gave it.
+    resp = api.api_client.rest_client.pool_manager.request(
+        "GET", conf.host + "/api/v1/namespaces/default/pods/upgrader:8090/proxy/", redirect=False)
+    assert (resp.status, resp.data) == (400, b"upgrade")

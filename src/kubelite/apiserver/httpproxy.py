@@ -15,8 +15,8 @@ request size limit): small, and the same code for all three. Like kube-apiserver
 transport, it sets ``X-Forwarded-For`` and ``X-Forwarded-Uri``, rewrites a ``Location`` pointing back at
 the backend to go through the proxy path again, drops CORS headers of the backend, and
 turns a backend it cannot reach into ``503 error trying to reach service: ...``.
-Links in HTML pages are rewritten to go through the proxy too, as kube-apiserver does. Not
-done: upgrades (websockets) through the proxy.
+Links in HTML pages are rewritten to go through the proxy too, as kube-apiserver does, and an
+upgrade (a websocket to the pod) switches the client's connection once the backend has.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from aiohttp import WSMsgType, web
 
 from kubelite.api import errors
 from kubelite.api.errors import StatusError
-from kubelite.apiserver.proxy import AGENT, StreamingProxy, agent_session
+from kubelite.apiserver.proxy import AGENT, Feeder, StreamingProxy, spawn, agent_session
 
 PROXY_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 KUBELET_PORT = "10250"
@@ -317,11 +317,12 @@ class ResourceProxy:
     async def _relay(self, request: web.Request, backend: _Backend) -> web.StreamResponse:
         raw_path, _, raw_query = request.raw_path.partition("?")  # as sent: aiohttp's query_string is decoded
         prefix, path = proxy_path(raw_path, request.query.get("path", ""))
-        if not path:
+        upgrade = "upgrade" in request.headers.get("Connection", "").lower() and "Upgrade" in request.headers
+        if not path and not upgrade:
             # kube-apiserver's "hack for issue 4958": a backend path must not be empty.
             return web.Response(status=301, headers={"Location": raw_path + "/" + (f"?{raw_query}" if raw_query else "")})
-        target = path + (f"?{raw_query}" if raw_query else "")
-        body = await request.read()
+        target = (path or "/") + (f"?{raw_query}" if raw_query else "")
+        body = b"" if upgrade else await request.read()
         head = [f"{request.method} {target} HTTP/1.1"]
         for k, v in request.headers.items():
             if k.lower() not in _REQUEST_DROP and not k.lower().startswith("impersonate-"):
@@ -329,11 +330,9 @@ class ResourceProxy:
         if "Host" not in request.headers:
             head.append(f"Host: {backend.host}")
         forwarded_for = ", ".join(filter(None, (request.headers.get("X-Forwarded-For"), request.remote)))
-        head += [
-            f"X-Forwarded-For: {forwarded_for}",
-            f"X-Forwarded-Uri: {raw_path}",
-            "Connection: close",
-        ]
+        head += [f"X-Forwarded-For: {forwarded_for}", f"X-Forwarded-Uri: {raw_path}"]
+        # An upgrade (a websocket to the pod) keeps its connection; anything else is one exchange.
+        head += [f"Upgrade: {request.headers['Upgrade']}", "Connection: Upgrade"] if upgrade else ["Connection: close"]
         if body or request.method in ("POST", "PUT", "PATCH"):
             head.append(f"Content-Length: {len(body)}")
         tunnel: _Tunnel | None = None
@@ -348,6 +347,8 @@ class ResourceProxy:
                     ssl.SSLError) as e:
                 cause = (tunnel.error if tunnel is not None else "") or _go_error(e, backend)
                 raise _unavailable(f"error trying to reach service: {cause}") from None
+            if upgrade and status == 101:
+                return await _switch_protocols(request, reader, writer, headers)
             resp = web.StreamResponse(status=status, reason=reason or None)
             length: int | None = None
             chunked = False
@@ -399,6 +400,42 @@ class ResourceProxy:
                 writer.close()
             if tunnel is not None:
                 await tunnel.close()
+
+
+async def _switch_protocols(
+    request: web.Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, headers: list[tuple[str, str]]
+) -> web.StreamResponse:
+    """The backend switched protocols: so does the client's connection, then bytes flow both ways."""
+    assert request.transport is not None
+    client = asyncio.StreamReader(limit=1 << 20)
+    client.set_transport(request.transport)
+    request.protocol.set_parser(Feeder(client))  # type: ignore[arg-type]
+    resp = web.StreamResponse(status=101)
+    for k, v in headers:
+        if k.lower() not in ("content-length", "transfer-encoding"):
+            resp.headers.add(k, v)
+    await resp.prepare(request)
+
+    async def up() -> None:
+        while data := await client.read(64 * 1024):
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+
+    async def down() -> None:
+        while data := await reader.read(64 * 1024):
+            await resp.write(data)
+
+    tasks = {spawn(up()), spawn(down())}
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if request.transport is not None:
+            request.transport.close()
+    return resp
 
 
 async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, list[tuple[str, str]]]:

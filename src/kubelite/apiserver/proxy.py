@@ -110,7 +110,7 @@ def _flag(query: Any, name: str) -> bool:
     return str(query.get(name, "")).lower() in ("true", "1")
 
 
-def _spawn(coro: Awaitable[None]) -> asyncio.Future[None]:
+def spawn(coro: Awaitable[None]) -> asyncio.Future[None]:
     """A relay task; a peer hanging up mid-copy ends it quietly (the other side notices)."""
 
     async def run() -> None:
@@ -163,7 +163,7 @@ async def _until_disconnected(request: web.Request) -> None:
 # ---------------------------------------------------------------------------- SPDY over an upgraded connection
 
 
-class _Feeder:
+class Feeder:
     """What aiohttp's protocol calls with the bytes of an upgraded connection (its ``set_parser``)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
@@ -203,7 +203,7 @@ class _SpdyConnection:
         reader.set_transport(request.transport)
         # Installed before the 101 goes out: the client sends frames only after reading it,
         # and from then on aiohttp must hand the bytes over instead of parsing HTTP.
-        request.protocol.set_parser(_Feeder(reader))  # type: ignore[arg-type]
+        request.protocol.set_parser(Feeder(reader))  # type: ignore[arg-type]
         headers = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
         if protocol:
             headers["X-Stream-Protocol-Version"] = protocol
@@ -319,7 +319,7 @@ class StreamingProxy:
                     async for chunk in upstream.content.iter_any():
                         await resp.write(chunk)
 
-                copying = _spawn(copy())
+                copying = spawn(copy())
                 watching = asyncio.ensure_future(_until_disconnected(request))
                 try:
                     await asyncio.wait({copying, watching}, return_when=asyncio.FIRST_COMPLETED)
@@ -405,7 +405,7 @@ class StreamingProxy:
                         continue
                 await send(channel, data)
 
-        up, down = _spawn(to_agent()), _spawn(to_client())
+        up, down = spawn(to_agent()), spawn(to_client())
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         except ConnectionError:
@@ -483,7 +483,7 @@ class StreamingProxy:
                     pair[stream_type] = stream
                     if len(pair) == 2:
                         del pending[request_id]
-                        task = _spawn(_forward(http, url, sock, pair["data"], pair["error"]))
+                        task = spawn(_forward(http, url, sock, pair["data"], pair["error"]))
                         forwards.add(task)
                         task.add_done_callback(forwards.discard)
                 for task in list(forwards):
@@ -535,7 +535,7 @@ class StreamingProxy:
                 while (chunk := await inputs[i].get()) is not None:
                     await agent.send_bytes(chunk)
 
-            sending = _spawn(up())
+            sending = spawn(up())
             try:
                 async for msg in agent:
                     if msg.type == WSMsgType.BINARY:
@@ -564,10 +564,10 @@ class StreamingProxy:
 
         async with agent_session(sock) as http:
             async def forward_all() -> None:
-                await asyncio.gather(*(_spawn(forward(http, i, port)) for i, port in enumerate(ports)))
+                await asyncio.gather(*(spawn(forward(http, i, port)) for i, port in enumerate(ports)))
 
-            forwards = _spawn(forward_all())
-            reading = _spawn(from_client())
+            forwards = spawn(forward_all())
+            reading = spawn(from_client())
             try:
                 await asyncio.wait({forwards, reading}, return_when=asyncio.FIRST_COMPLETED)
             except ConnectionError:
@@ -634,7 +634,7 @@ async def _websocket_log(request: web.Request, upstream: aiohttp.ClientResponse)
         async for _ in ws:  # the client says nothing; reading notices it hang up
             pass
 
-    copying, draining = _spawn(copy()), _spawn(drain())
+    copying, draining = spawn(copy()), spawn(drain())
     try:
         await asyncio.wait({copying, draining}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -711,8 +711,8 @@ async def _relay_spdy(streams: dict[str, SpdyStream], agent: aiohttp.ClientWebSo
             await target.write(data)
 
     session = streams["error"].session
-    inputs = [_spawn(stdin()), _spawn(resize())]
-    out = _spawn(output())
+    inputs = [spawn(stdin()), spawn(resize())]
+    out = spawn(output())
     gone: asyncio.Future[Any] = asyncio.ensure_future(session.closed.wait())
     try:
         await asyncio.wait({out, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -754,7 +754,7 @@ async def _forward(
             elif msg.type == WSMsgType.TEXT:
                 await error.write(msg.data.encode())
 
-    sending = _spawn(up())
+    sending = spawn(up())
     try:
         await down()
     except (ConnectionError, aiohttp.ClientError):

@@ -40,7 +40,7 @@ from aiohttp import WSMsgType, web
 
 from kubelite.api import errors
 from kubelite.api.errors import StatusError
-from kubelite.apiserver.proxy import AGENT, Feeder, StreamingProxy, spawn, agent_session
+from kubelite.apiserver.proxy import AGENT, Feeder, StreamingProxy, agent_session, spawn
 
 PROXY_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
 KUBELET_PORT = "10250"

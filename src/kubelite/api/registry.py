@@ -22,7 +22,9 @@ class Subresource:
     its parent (a Scale, an Eviction), ``None`` when it is the parent's own kind (status),
     and ("", "", "") when it has no kind at all (a log is plain text). ``connect`` lists the
     HTTP methods of a streaming subresource (exec, attach, portforward), which OpenAPI
-    describes as connect operations.
+    describes as connect operations. ``options_kind`` names the options kind of a connect
+    subresource; empty, it is the parent's kind + "ProxyOptions" (PodProxyOptions,
+    ServiceProxyOptions, NodeProxyOptions), which is also the kind discovery shows for it.
     """
 
     name: str
@@ -30,6 +32,14 @@ class Subresource:
     kind: tuple[str, str, str] | None = None
     connect: tuple[str, ...] = ()
     options_kind: str = ""
+
+    def kind_for(self, parent: ResourceType) -> tuple[str, str, str]:
+        """(group, version, kind) as discovery names it under ``parent``."""
+        if self.kind is not None:
+            return self.kind
+        if self.connect:
+            return parent.group, parent.version, parent.kind + "ProxyOptions"
+        return parent.group, parent.version, parent.kind
 
 
 SUBRESOURCES: dict[str, Subresource] = {
@@ -47,6 +57,11 @@ SUBRESOURCES: dict[str, Subresource] = {
         Subresource(
             "portforward", ("create", "get"), ("", "v1", "PodPortForwardOptions"), ("get", "post"),
             "PodPortForwardOptions",
+        ),
+        # pods/services/nodes NAME[:PORT]/proxy[/PATH]: every HTTP method, relayed to the backend.
+        Subresource(
+            "proxy", ("create", "delete", "get", "patch", "update"), None,
+            ("delete", "get", "head", "options", "patch", "post", "put"),
         ),
     )
 }
@@ -97,17 +112,17 @@ class ResourceType:
 RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "Namespace", "namespaces", False, ("ns",), subresources=("status", "finalize"),
                  verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
-    # Not (yet) served, so not listed: pods/ephemeralcontainers, services/proxy, nodes/proxy.
+    # Not (yet) served, so not listed: pods/ephemeralcontainers.
     ResourceType("", "v1", "Pod", "pods", True, ("po",), ("all",),
-                 ("status", "log", "exec", "attach", "portforward", "binding", "eviction")),
-    ResourceType("", "v1", "Service", "services", True, ("svc",), ("all",), ("status",),
+                 ("status", "log", "exec", "attach", "portforward", "binding", "eviction", "proxy")),
+    ResourceType("", "v1", "Service", "services", True, ("svc",), ("all",), ("status", "proxy"),
                  verbs=("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")),
     ResourceType("", "v1", "Endpoints", "endpoints", True, ("ep",)),
     ResourceType("", "v1", "ConfigMap", "configmaps", True, ("cm",)),
     ResourceType("", "v1", "Secret", "secrets", True),
     ResourceType("", "v1", "ServiceAccount", "serviceaccounts", True, ("sa",), subresources=("token",)),
     ResourceType("", "v1", "Event", "events", True, ("ev",)),
-    ResourceType("", "v1", "Node", "nodes", False, ("no",), subresources=("status",)),
+    ResourceType("", "v1", "Node", "nodes", False, ("no",), subresources=("status", "proxy")),
     ResourceType("apps", "v1", "Deployment", "deployments", True, ("deploy",), ("all",), ("status", "scale")),
     ResourceType("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), ("all",), ("status", "scale")),
     ResourceType("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),

@@ -31,6 +31,7 @@ from multidict import CIMultiDict
 from kubelite.api import decoding, errors, managedfields, printers, protobuf, timeutil
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import SUBRESOURCES, ResourceType
+from kubelite.apiserver.httpproxy import ResourceProxy
 from kubelite.apiserver.proxy import StreamingProxy
 from kubelite.apiserver.registry import (
     Filter,
@@ -178,6 +179,7 @@ class RestHandlers:
         self._decode_cache: dict[tuple[str, int], dict[str, Any]] = {}
         self._line_cache: dict[tuple[str, int, str], bytes] = {}
         streaming = StreamingProxy(registry)
+        proxying = ResourceProxy(streaming)
         # Who serves each subresource of registry.SUBRESOURCES; the verbs come from that table.
         self._subresources: dict[str, Handler] = {
             "status": self._main,
@@ -190,6 +192,8 @@ class RestHandlers:
             "exec": lambda request, _target: streaming.exec(request),
             "attach": lambda request, _target: streaming.attach(request),
             "portforward": lambda request, _target: streaming.port_forward(request),
+            "proxy": lambda request, target: proxying.serve(request, target.rt.plural, target.namespace,
+                                                            target.name or ""),
         }
 
     def served_subresources(self) -> frozenset[str]:
@@ -201,8 +205,9 @@ class RestHandlers:
         sub = target.subresource
         if sub is None:
             return await self._main(request, target)
-        # The verbs discovery advertises for the subresource are the ones dispatched, and no others.
-        if request_verb(request.method, target, request.query) not in SUBRESOURCES[sub].verbs:
+        # The verbs discovery advertises for the subresource are the ones dispatched, and no others
+        # (proxy takes every HTTP method a backend may want, HEAD and OPTIONS too: it checks them).
+        if sub != "proxy" and request_verb(request.method, target, request.query) not in SUBRESOURCES[sub].verbs:
             raise errors.method_not_allowed()
         return await self._subresources[sub](request, target)
 

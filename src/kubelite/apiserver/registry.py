@@ -109,10 +109,13 @@ def parse_path(path: str) -> Target | None:
             group, version, rest[2]) is None
         if not namespace_subresource:
             namespace, rest = rest[1], rest[2:]
-    if not rest or len(rest) > 3:
+    if not rest:
         return None
     rt = lookup(group, version, rest[0])
     if rt is None:
+        return None
+    # .../{name}/proxy/{path...}: the rest of the path is the backend's.
+    if len(rest) > 3 and not (rest[2] == "proxy" and "proxy" in rt.subresources):
         return None
     if namespace is not None and not rt.namespaced:
         return None

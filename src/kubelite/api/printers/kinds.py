@@ -728,6 +728,10 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("CIDRs", "string", _doc("api.networking.v1.ServiceCIDRSpec", "cidrs")),
             _age_col(),
         ),
+        # printLimitRange: kube-apiserver's own columns are the default ones.
+        ("", "LimitRange"): p(
+            _default_row, _name_col(), _col("Created At", "date", _meta_doc("creationTimestamp"))
+        ),
         ("", "ResourceQuota"): p(
             _resource_quota_row,
             _name_col(),

@@ -63,6 +63,9 @@ ROOTS = {
     ("networking.k8s.io/v1", "ServiceCIDR"): "k8s.io.api.networking.v1.ServiceCIDR",
     ("policy/v1", "Eviction"): "k8s.io.api.policy.v1.Eviction",
     ("policy/v1", "PodDisruptionBudget"): "k8s.io.api.policy.v1.PodDisruptionBudget",
+    ("v1", "LimitRange"): CORE + "LimitRange",
+    ("v1", "ResourceQuota"): CORE + "ResourceQuota",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "k8s.io.api.certificates.v1.CertificateSigningRequest",
     ("authentication.k8s.io/v1", "TokenRequest"): "k8s.io.api.authentication.v1.TokenRequest",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "k8s.io.api.authentication.v1.SelfSubjectReview",
     (
@@ -209,6 +212,7 @@ POINTERS: dict[str, list[str]] = {
     ],
     "k8s.io.api.authentication.v1.TokenRequestSpec": ["expirationSeconds"],
     "k8s.io.api.policy.v1.PodDisruptionBudgetSpec": ["unhealthyPodEvictionPolicy"],
+    "k8s.io.api.certificates.v1.CertificateSigningRequestSpec": ["expirationSeconds"],
 }
 
 _FIELD = re.compile(r"^(optional|repeated)\s+([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;$")

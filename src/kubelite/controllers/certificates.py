@@ -175,9 +175,10 @@ def sign(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(**flags), critical=True)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
+    if any(flags.values()):  # Go's x509 writes no KeyUsage extension without a bit (an empty one is invalid)
+        builder = builder.add_extension(x509.KeyUsage(**flags), critical=True)
     if ext:
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(dict.fromkeys(ext))), critical=False)
     sans = _sans(req)

@@ -37,7 +37,7 @@ VALID_USAGES = (
     "any", "cert sign", "client auth", "code signing", "content commitment", "crl sign", "data encipherment",
     "decipher only", "digital signature", "email protection", "encipher only", "ipsec end system",
     "ipsec tunnel", "ipsec user", "key agreement", "key encipherment", "microsoft sgc", "netscape sgc",
-    "ocsp signing", "s/mime", "signing", "timing",
+    "ocsp signing", "s/mime", "server auth", "signing", "timing",
 )
 _TRUE_ONLY = ("Approved", "Denied", "Failed")
 _ALL_STATUSES = ("False", "True", "Unknown")

@@ -243,3 +243,22 @@ def test_validation_messages(cluster: Cluster) -> None:
     res = create(cluster, obj)
     assert "x509: ECDSA verification failure" in res.stderr, res.stderr
     assert get(cluster, "csr", name) is None
+
+
+def test_server_side_apply_records_the_requestor_and_discovery_lists_the_kinds(cluster: Cluster) -> None:
+    name = f"ssa-{uid()}"
+    _, request = key_and_request("grace")
+    res = cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(csr_object(name, request)))
+    assert res.returncode == 0, res.stderr
+    try:
+        csr = get(cluster, "csr", name)
+        assert csr is not None and csr["spec"]["username"] == "kubernetes-admin"
+    finally:
+        cluster.kubectl("delete", "csr", name)
+    lines = cluster.kubectl("api-resources", check=True).stdout.splitlines()
+    rows = {tuple(line.split()) for line in lines[1:]}
+    assert ("certificatesigningrequests", "csr", "certificates.k8s.io/v1", "false", "CertificateSigningRequest") in rows
+    assert ("limitranges", "limits", "v1", "true", "LimitRange") in rows
+    assert ("resourcequotas", "quota", "v1", "true", "ResourceQuota") in rows
+    explained = cluster.kubectl("explain", "csr.spec.expirationSeconds", check=True).stdout
+    assert "FIELD: expirationSeconds <integer>" in explained

@@ -127,6 +127,10 @@ def test_quota_counts_and_refuses_in_kubernetes_words(cluster: Cluster) -> None:
         assert res.returncode != 0
         assert ('configmaps "cm-too-many" is forbidden: exceeded quota: q, requested: count/configmaps=1, '
                 "used: count/configmaps=3, limited: count/configmaps=3") in res.stderr, res.stderr
+        # Replenishment of a counted kind: a deleted ConfigMap frees its place.
+        cluster.kubectl("delete", "configmap", "cm0", "-n", ns, check=True)
+        wait_until(lambda: quota_used(cluster, "q", ns).get("count/configmaps") == "2", "the configmap given back", 15)
+        cluster.kubectl("create", "configmap", "cm-now-fits", "-n", ns, check=True)
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
 

@@ -13,10 +13,12 @@ text format of their first non-zero term (``resource.Quantity.Add``), so memory 
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kubelite.api import timeutil
 from kubelite.api.labels import SelectorError, selector_from_label_selector
 from kubelite.api.resource import (
     QuantityFormat,
@@ -131,13 +133,17 @@ def compute_usage(requests: Mapping[str, str], limits: Mapping[str, str]) -> Res
     return out
 
 
-def pod_is_terminal(pod: Obj) -> bool:
-    """QuotaV1Pod's negation: a finished pod, or one whose deletion grace has run out, costs no compute."""
+def pod_is_terminal(pod: Obj, now: dt.datetime | None = None) -> bool:
+    """QuotaV1Pod's negation: a finished pod, or one past its deletion time plus its grace, costs no compute."""
     phase = (pod.get("status") or {}).get("phase")
     if phase in ("Succeeded", "Failed"):
         return True
     meta = pod.get("metadata") or {}
-    return bool(meta.get("deletionTimestamp")) and (meta.get("deletionGracePeriodSeconds") or 0) == 0
+    deletion = timeutil.parse_time(meta.get("deletionTimestamp"))
+    grace = meta.get("deletionGracePeriodSeconds")
+    if deletion is None or not isinstance(grace, int):
+        return False
+    return (now or timeutil.now()) > deletion + dt.timedelta(seconds=grace)
 
 
 def pod_usage(pod: Obj) -> ResourceList:

@@ -569,7 +569,9 @@ class RestHandlers:
             decoding.check(rt.group, rt.version, rt.kind, applied), self._validation_directive(request),
             body_kind=str(applied.get("kind")), body_version=body_version, kind=rt.kind,
         )
-        result, created = await self.registry.apply(target, applied, manager=manager, force=force, dry_run=dry_run)
+        result, created = await self.registry.apply(
+            target, applied, manager=manager, force=force, dry_run=dry_run, requester=request.get(USER_KEY)
+        )
         return json_response(result, 201 if created else 200, _warning_headers(warnings))
 
     # -- subresources

@@ -489,9 +489,12 @@ class Registry:
         manager: str,
         dry_run: bool = False,
         managed: builtins.list[dict[str, Any]] | None = None,
+        requester: User | None = None,
     ) -> dict[str, Any]:
         """Create path shared by POST, apply-creates and create-on-update."""
-        created = await self.store_new(rt, namespace, obj, manager=manager, dry_run=dry_run, managed=managed)
+        created = await self.store_new(
+            rt, namespace, obj, manager=manager, dry_run=dry_run, managed=managed, requester=requester
+        )
         return decode_kv(created) if isinstance(created, KeyValue) else created
 
     async def store_new(
@@ -755,7 +758,8 @@ class Registry:
         return result, warnings
 
     async def apply(
-        self, target: Target, applied: Obj, *, manager: str, force: bool, dry_run: bool
+        self, target: Target, applied: Obj, *, manager: str, force: bool, dry_run: bool,
+        requester: User | None = None,
     ) -> tuple[Obj, bool]:
         """Server-side apply of an already checked object; (object, created)."""
         rt = target.rt
@@ -776,7 +780,7 @@ class Registry:
             obj["metadata"]["name"] = target.name
             managed = obj["metadata"].get("managedFields")
             return await self.create_object(
-                rt, target.namespace, obj, manager=manager, dry_run=dry_run, managed=managed
+                rt, target.namespace, obj, manager=manager, dry_run=dry_run, managed=managed, requester=requester
             )
 
         return await self.guaranteed_update(

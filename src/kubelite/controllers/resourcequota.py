@@ -7,10 +7,11 @@ the namespace really holds, which gives back what deleted or finished pods held 
 create that failed after admission took. Pricing is kubelite.api.quota's, the same code
 admission uses.
 
-Pods and Services come from the shared informers (their deletions trigger a recount, as
-Kubernetes' replenishment does); other counted kinds (``configmaps``, ``secrets``,
-``count/<resource>.<group>``...) are listed from the namespace when a quota that tracks them
-is synced, and every quota is recounted each ``--resource-quota-sync-period``. A quota's own
+Pods and Services come from the shared informers; other counted kinds (``configmaps``,
+``secrets``, ``count/<resource>.<group>``...) get an informer of their own the first time a
+quota tracks them (a cluster without such quotas watches none of them). Deletions trigger a
+recount of the namespace's quotas, as Kubernetes' replenishment does, and every quota is
+recounted each ``--resource-quota-sync-period``. A quota's own
 status writes do not trigger a sync (only a spec change does), or the controller would undo
 admission's charges while their objects are being written.
 """
@@ -24,7 +25,7 @@ from typing import Any
 from kubelite.api import quota as apiquota
 from kubelite.api.registry import RESOURCES, lookup
 from kubelite.api.types import EventType, Obj
-from kubelite.client import PODS, SERVICES, ResourceType
+from kubelite.client import PODS, SERVICES, Informer, ResourceType
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,9 @@ class ResourceQuotaController(Controller):
         self.quotas.add_handler(self._on_quota)
         self.pods.add_handler(self._on_pod)
         self.services.add_handler(self._on_service)
+        # Informers of the other counted kinds, started on first need (never stopped: quotas come back).
+        self.counted: dict[ResourceType, Informer] = {}
+        self._counted_tasks: list[asyncio.Task[None]] = []
 
     # -- events
 
@@ -99,6 +103,24 @@ class ResourceQuotaController(Controller):
             await super().run()
         finally:
             resync.cancel()
+            for t in self._counted_tasks:
+                t.cancel()
+
+    async def _informer_for(self, rt: ResourceType) -> Informer:
+        inf = self.counted.get(rt)
+        if inf is None:
+            inf = self.counted[rt] = Informer(self.client, rt)
+            name = rt.plural
+
+            def replenish(kind: EventType, obj: Obj, old: Obj | None) -> None:
+                if kind == "DELETED":
+                    self._enqueue_namespace((obj.get("metadata") or {}).get("namespace") or "",
+                                            frozenset(apiquota.count_usage(name, rt.group)))
+
+            inf.add_handler(replenish)
+            self._counted_tasks.append(asyncio.create_task(inf.run(), name=f"resourcequota-{name}"))
+        await asyncio.wait_for(inf.wait_synced(), 30.0)  # a failing list is retried with the key
+        return inf
 
     async def _resync(self) -> None:
         while True:
@@ -144,6 +166,6 @@ class ResourceQuotaController(Controller):
             if rt is None or not rt.namespaced:
                 used[name] = "0"
                 continue
-            body = await self.client.list_all(rt, ns)
-            used[name] = str(len(body.get("items") or []))
+            informer = await self._informer_for(rt)
+            used[name] = str(len(informer.list(ns)))
         return used

@@ -745,7 +745,8 @@ def printers() -> dict[tuple[str, str], Printer]:
             _name_col(),
             _age_col(),
             _col("SignerName", "string", _doc("api.certificates.v1.CertificateSigningRequestSpec", "signerName")),
-            _col("Requestor", "string", "Name of the user that requested the CSR"),
+            # kube-apiserver describes Requestor with the doc of spec.request (sic).
+            _col("Requestor", "string", _doc("api.certificates.v1.CertificateSigningRequestSpec", "request")),
             _col("RequestedDuration", "string", _doc("api.certificates.v1.CertificateSigningRequestSpec",
                                                      "expirationSeconds")),
             _col("Condition", "string", _doc("api.certificates.v1.CertificateSigningRequestStatus", "conditions")),

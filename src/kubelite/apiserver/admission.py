@@ -36,6 +36,8 @@ Obj = dict[str, Any]
 LIMIT_RANGES_PREFIX = "/registry/core/limitranges/"
 QUOTAS_PREFIX = "/registry/core/resourcequotas/"
 LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
+# install.DefaultIgnoredResources: what quota never charges (events of both APIs).
+QUOTA_IGNORED = frozenset({("", "events"), ("events.k8s.io", "events")})
 
 
 class NamespacesHolding:
@@ -260,7 +262,7 @@ class Admission:
                 problems = limit_ranger_validate(obj, lr)
                 if problems:
                     raise errors.forbidden_error(rt.plural, _name(obj), errors.aggregate(problems), rt.group)
-        if not self.quotas.may_hold(namespace):
+        if (rt.group, rt.plural) in QUOTA_IGNORED or not self.quotas.may_hold(namespace):
             return
         for _attempt in range(8):
             quotas = await self._list(QUOTAS_PREFIX, namespace)

@@ -159,6 +159,8 @@ class ResourceQuotaController(Controller):
             if target is None or name in used:
                 continue
             plural, group = target
+            if plural == "events" and group in ("", "events.k8s.io"):
+                continue  # quota ignores events (DefaultIgnoredResources): never counted
             if apiquota.scope_selectors(rq):
                 used[name] = "0"  # scopes select pods only
                 continue

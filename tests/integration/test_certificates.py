@@ -243,6 +243,14 @@ def test_validation_messages(cluster: Cluster) -> None:
     res = create(cluster, obj)
     assert "x509: ECDSA verification failure" in res.stderr, res.stderr
     assert get(cluster, "csr", name) is None
+    # CertificateSubjectRestriction: no system:masters client certificates through the API.
+    _, masters = key_and_request("mallory", "system:masters")
+    res = create(cluster, csr_object(name, masters))
+    assert res.stderr.strip() == (
+        'Error from server (Forbidden): error when creating "STDIN": certificatesigningrequests.certificates.k8s.io '
+        f'"{name}" is forbidden: use of kubernetes.io/kube-apiserver-client signer with system:masters group '
+        "is not allowed"
+    )
 
 
 def test_server_side_apply_records_the_requestor_and_discovery_lists_the_kinds(cluster: Cluster) -> None:

@@ -1,4 +1,4 @@
-"""Admission: kube-apiserver's LimitRanger and ResourceQuota plugins, on the create path.
+"""Admission: kube-apiserver's LimitRanger, ResourceQuota and CertificateSubjectRestriction plugins.
 
 kube-apiserver runs mutating admission before the strategy prepares an object and validating
 admission after it validated, just before storage. Of its default plugins these two read
@@ -9,6 +9,10 @@ quota's ``status.used`` with a compare-and-swap before the object is written, so
 concurrent creates cannot both take the last unit. The resourcequota controller recounts
 afterwards and gives back what a failed write took.
 
+CertificateSubjectRestriction refuses a CertificateSigningRequest for the
+``kube-apiserver-client`` signer whose subject claims the ``system:masters`` group (a
+certificate no authorization could ever restrict).
+
 Most namespaces hold neither kind: a watch keeps the set of namespaces that do, so that a
 create elsewhere costs no store read (LimitRanger's informer and ResourceQuota's quota
 lister do the same job in Kubernetes). The quotas themselves are read live when charged.
@@ -17,17 +21,20 @@ lister do the same job in Kubernetes). The quotas themselves are read live when 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import decimal
 import logging
 from typing import Any
 
 import orjson
+from cryptography.x509.oid import NameOID
 
 from kubelite.api import errors
 from kubelite.api import quota as apiquota
 from kubelite.api.registry import ResourceType
 from kubelite.api.resource import format_quantity, parse_quantity, quantity_format
+from kubelite.api.validation import certificates
 from kubelite.store import ConflictError, KeyNotFoundError, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -255,6 +262,8 @@ class Admission:
 
     async def validate(self, rt: ResourceType, namespace: str | None, obj: Obj, *, dry_run: bool) -> None:
         """Validating admission of a create: LimitRanger's checks, then ResourceQuota's charge."""
+        if rt.group == "certificates.k8s.io" and rt.plural == "certificatesigningrequests":
+            certificate_subject_restriction(rt, obj)
         if not rt.namespaced or not namespace:
             return
         if not rt.group and rt.plural == "pods" and self.limit_ranges.may_hold(namespace):
@@ -323,6 +332,24 @@ class Admission:
             if new_usage != used:
                 out.append(({**q, "status": {**status, "used": dict(sorted(new_usage.items()))}}, rev, key))
         return out
+
+
+def certificate_subject_restriction(rt: ResourceType, csr: Obj) -> None:
+    """The CertificateSubjectRestriction plugin: no system:masters client certificates through the API."""
+    spec = csr.get("spec") or {}
+    if spec.get("signerName") != certificates.KUBE_APISERVER_CLIENT_SIGNER:
+        return
+    try:
+        request = certificates.parse_csr(base64.b64decode(spec.get("request") or ""))
+    except ValueError as e:
+        raise errors.forbidden_error(rt.plural, _name(csr), f"failed to parse CSR: {e}", rt.group) from None
+    orgs = [str(a.value) for a in request.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
+    if "system:masters" in orgs:
+        raise errors.forbidden_error(
+            rt.plural, _name(csr),
+            f"use of {certificates.KUBE_APISERVER_CLIENT_SIGNER} signer with system:masters group is not allowed",
+            rt.group,
+        )
 
 
 def _name(obj: Obj) -> str:

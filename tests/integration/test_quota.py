@@ -160,5 +160,15 @@ def test_quota_on_compute_resources(cluster: Cluster) -> None:
         listed = cluster.kubectl("get", "quota", "compute", "-n", ns, "--no-headers", check=True).stdout
         assert "requests.cpu: 800m/1, requests.memory: 512Mi/1Gi" in listed
         assert "limits.cpu: 1600m/2" in listed
+        # The usual pairing: a LimitRange's defaults (mutating admission) satisfy the quota's
+        # "must specify" (validating admission, which runs after).
+        lr = {"apiVersion": "v1", "kind": "LimitRange", "metadata": {"name": "defaults"}, "spec": {"limits": [
+            {"type": "Container", "default": {"cpu": "200m"}, "defaultRequest": {"cpu": "100m", "memory": "64Mi"}},
+        ]}}
+        create(cluster, lr, ns).check_returncode()
+        wait_until(lambda: create(cluster, pod("bare"), ns).returncode == 0, "the bare pod admitted", 10)
+        assert quota_used(cluster, "compute", ns) == {
+            "limits.cpu": "1800m", "requests.cpu": "900m", "requests.memory": "576Mi",
+        }
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=false")

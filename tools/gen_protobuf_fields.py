@@ -20,6 +20,10 @@ depends on:
     python tools/gen_protobuf_fields.py PROTO_FILE_OR_DIR...
 
 e.g. with a checkout: ``python tools/gen_protobuf_fields.py ~/kubernetes/staging/src/k8s.io``.
+
+``PROTO_DIR --add API_VERSION/KIND...`` builds only what those kinds reach and adds the messages the
+table does not have yet, leaving the others as they are (a full regeneration from one
+k8s.io/api release stops on POINTERS entries of fields newer than it).
 """
 
 from __future__ import annotations
@@ -63,6 +67,9 @@ ROOTS = {
     ("networking.k8s.io/v1", "ServiceCIDR"): "k8s.io.api.networking.v1.ServiceCIDR",
     ("policy/v1", "Eviction"): "k8s.io.api.policy.v1.Eviction",
     ("policy/v1", "PodDisruptionBudget"): "k8s.io.api.policy.v1.PodDisruptionBudget",
+    ("v1", "LimitRange"): CORE + "LimitRange",
+    ("v1", "ResourceQuota"): CORE + "ResourceQuota",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "k8s.io.api.certificates.v1.CertificateSigningRequest",
     ("authentication.k8s.io/v1", "TokenRequest"): "k8s.io.api.authentication.v1.TokenRequest",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "k8s.io.api.authentication.v1.SelfSubjectReview",
     (
@@ -209,6 +216,7 @@ POINTERS: dict[str, list[str]] = {
     ],
     "k8s.io.api.authentication.v1.TokenRequestSpec": ["expirationSeconds"],
     "k8s.io.api.policy.v1.PodDisruptionBudgetSpec": ["unhealthyPodEvictionPolicy"],
+    "k8s.io.api.certificates.v1.CertificateSigningRequestSpec": ["expirationSeconds"],
 }
 
 _FIELD = re.compile(r"^(optional|repeated)\s+([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;$")
@@ -292,11 +300,32 @@ def build(messages: dict[str, list[tuple[str, str, str, int]]]) -> dict[str, Any
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("protos", nargs="+", type=pathlib.Path, help=".proto files or directories holding them")
+    ap.add_argument("--add", nargs="+", default=[], metavar="API_VERSION/KIND",
+                    help="only add these kinds' messages to the existing table")
     args = ap.parse_args()
     messages: dict[str, list[tuple[str, str, str, int]]] = {}
     for p in args.protos:
         for f in sorted(p.rglob("*.proto")) if p.is_dir() else [p]:
             messages.update(parse(f.read_text()))
+    if args.add:
+        wanted = {tuple(k.rsplit("/", 1)) for k in args.add}
+        missing = wanted - set(ROOTS)
+        if missing:
+            raise SystemExit(f"not in ROOTS: {sorted('/'.join(m) for m in missing)}")
+        for key in [k for k in ROOTS if k not in wanted]:
+            del ROOTS[key]
+        for name in POINTERS:  # only the messages these kinds reach are checked against them
+            known = {f for _, _, f, _ in messages.get(name, [])}
+            POINTERS[name] = [f for f in POINTERS[name] if f in known]
+        added = build(messages)
+        data = json.loads(gzip.decompress(OUT.read_bytes()))
+        new = {m: fs for m, fs in added["messages"].items() if m not in data["messages"]}
+        data["messages"].update(new)
+        data["kinds"].update(added["kinds"])
+        print(f"added {len(new)} messages: {', '.join(sorted(new))}")
+        OUT.write_bytes(gzip.compress(json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), mtime=0))
+        print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+        return
     data = build(messages)
     inline = sorted(
         f"{m.rsplit('.', 1)[1]}.{f[0]}"

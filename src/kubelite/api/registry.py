@@ -63,6 +63,8 @@ SUBRESOURCES: dict[str, Subresource] = {
             "proxy", ("create", "delete", "get", "patch", "update"), None,
             ("delete", "get", "head", "options", "patch", "post", "put"),
         ),
+        # certificatesigningrequests/approval: where Approved and Denied conditions are set.
+        Subresource("approval", ("get", "patch", "update")),
     )
 }
 
@@ -132,10 +134,19 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", False, subresources=("status",)),
     ResourceType("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",),
                  subresources=("status",)),
+    # Policy on what a namespace may use (LimitRanger and ResourceQuota admission) and the
+    # certificates API (the controllers' csrsigning signs with the cluster CA).
+    ResourceType("", "v1", "LimitRange", "limitranges", True, ("limits",)),
+    ResourceType("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), subresources=("status",)),
+    ResourceType("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", False,
+                 ("csr",), subresources=("status", "approval")),
 )
 
 # Preferred order of API groups in discovery, as kube-apiserver orders them.
-GROUP_ORDER = ("", "apps", "events.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "networking.k8s.io", "policy")
+GROUP_ORDER = (
+    "", "apps", "events.k8s.io", "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+    "networking.k8s.io", "policy",
+)
 
 
 def by_group_version() -> dict[str, list[ResourceType]]:

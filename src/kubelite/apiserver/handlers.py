@@ -31,6 +31,7 @@ from multidict import CIMultiDict
 from kubelite.api import decoding, errors, managedfields, printers, protobuf, timeutil
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import SUBRESOURCES, ResourceType
+from kubelite.apiserver.auth import User
 from kubelite.apiserver.httpproxy import ResourceProxy
 from kubelite.apiserver.proxy import StreamingProxy
 from kubelite.apiserver.registry import (
@@ -50,6 +51,9 @@ from kubelite.store import CompactedError, KeyValue, StoreError, WatchEvent
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+# Who is calling (set by the server's authentication middleware): what a create records of
+# its requestor (a CertificateSigningRequest's spec.username), and what authorization will read.
+USER_KEY: web.RequestKey[User | None] = web.RequestKey("user", object)  # type: ignore[arg-type]
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 PATCH_TYPES: dict[str, PatchType | None] = {
@@ -184,6 +188,7 @@ class RestHandlers:
         self._subresources: dict[str, Handler] = {
             "status": self._main,
             "finalize": self._main,
+            "approval": self._main,
             "scale": self.scale,
             "binding": self.bind,
             "eviction": self.evict,
@@ -514,7 +519,9 @@ class RestHandlers:
             raise errors.method_not_allowed()
         obj, warnings = self._decode_object(request, target.rt, await read_body(request))
         dry_run = _dry_run(request.query)
-        created = await self.registry.create(target, obj, manager=self._field_manager(request), dry_run=dry_run)
+        created = await self.registry.create(
+            target, obj, manager=self._field_manager(request), dry_run=dry_run, requester=request.get(USER_KEY)
+        )
         body = object_bytes(created) if isinstance(created, KeyValue) else created
         return json_response(body, 201, _warning_headers(warnings))
 
@@ -566,7 +573,9 @@ class RestHandlers:
             decoding.check(rt.group, rt.version, rt.kind, applied), self._validation_directive(request),
             body_kind=str(applied.get("kind")), body_version=body_version, kind=rt.kind,
         )
-        result, created = await self.registry.apply(target, applied, manager=manager, force=force, dry_run=dry_run)
+        result, created = await self.registry.apply(
+            target, applied, manager=manager, force=force, dry_run=dry_run, requester=request.get(USER_KEY)
+        )
         return json_response(result, 201 if created else 200, _warning_headers(warnings))
 
     # -- subresources

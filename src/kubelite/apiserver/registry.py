@@ -45,6 +45,8 @@ from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.types import Obj
 from kubelite.api.validation.names import is_dns1123_subdomain
 from kubelite.apiserver import eviction, objects
+from kubelite.apiserver.admission import Admission
+from kubelite.apiserver.auth import User
 from kubelite.apiserver.strategy import Rollback, Strategy, strategy_for
 from kubelite.store import (
     ConflictError,
@@ -359,10 +361,12 @@ class Registry:
     services: ServiceAllocator | None = None
     tokens: TokenIssuer | None = None
     namespaces: ActiveNamespaces = field(init=False)
+    admission: Admission = field(init=False)
     _strategies: dict[ResourceType, Strategy] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.namespaces = ActiveNamespaces(self.store)
+        self.admission = Admission(self.store)
 
     def strategy(self, rt: ResourceType) -> Strategy:
         s = self._strategies.get(rt)
@@ -470,12 +474,14 @@ class Registry:
 
 
     async def create(
-        self, target: Target, obj: Obj, *, manager: str, dry_run: bool = False
+        self, target: Target, obj: Obj, *, manager: str, dry_run: bool = False, requester: User | None = None,
     ) -> KeyValue | Obj:
         """POST on a collection: the stored KeyValue, or the object that would be (dry run)."""
         if target.subresource:
             raise errors.method_not_allowed()
-        return await self.store_new(target.rt, target.namespace, obj, manager=manager, dry_run=dry_run)
+        return await self.store_new(
+            target.rt, target.namespace, obj, manager=manager, dry_run=dry_run, requester=requester
+        )
 
     async def create_object(
         self,
@@ -486,9 +492,12 @@ class Registry:
         manager: str,
         dry_run: bool = False,
         managed: builtins.list[dict[str, Any]] | None = None,
+        requester: User | None = None,
     ) -> dict[str, Any]:
         """Create path shared by POST, apply-creates and create-on-update."""
-        created = await self.store_new(rt, namespace, obj, manager=manager, dry_run=dry_run, managed=managed)
+        created = await self.store_new(
+            rt, namespace, obj, manager=manager, dry_run=dry_run, managed=managed, requester=requester
+        )
         return decode_kv(created) if isinstance(created, KeyValue) else created
 
     async def store_new(
@@ -500,6 +509,7 @@ class Registry:
         manager: str,
         dry_run: bool = False,
         managed: builtins.list[dict[str, Any]] | None = None,
+        requester: User | None = None,
     ) -> KeyValue | dict[str, Any]:
         """The create itself: the stored KeyValue, or the object that would be (dry run)."""
         strat = self.strategy(rt)
@@ -520,11 +530,16 @@ class Registry:
             generation=strat.tracks_generation,
         )
         strat.prepare_create(obj)
+        if requester is not None:
+            strat.prepare_create_by(obj, requester)
         strat.defaults(obj)
+        if await self.admission.mutate(rt, namespace, obj):
+            strat.prepare_create(obj)  # what the strategy derives (a pod's QoS class) follows the admitted object
         errs = strat.validate(obj, None)
         if errs:
             raise self._invalid(rt, obj, errs)
         await self._ensure_namespace(rt, namespace, creating=True)
+        await self.admission.validate(rt, namespace, obj, dry_run=dry_run)
         now = objects.now_rfc3339()
         if managed is not None:
             meta["managedFields"] = managed
@@ -608,6 +623,8 @@ class Registry:
                 nmeta["namespace"] = target.namespace
             if target.subresource == "status":
                 strat.prepare_status_update(new, old)
+            elif target.subresource == "approval":
+                strat.prepare_approval_update(new, old)
             elif target.subresource is None and not internal:
                 strat.prepare_update(new, old)
             objects.carry_server_fields(new, old)
@@ -616,7 +633,7 @@ class Registry:
             strat.defaults(new)
             # ``internal`` writes (a binding) change what a client's update may not; like
             # kube-apiserver's binding path, they skip the update validation.
-            errs = [] if internal else strat.validate(new, old)
+            errs = [] if internal else strat.validate(new, old, target.subresource)
             if errs:
                 raise self._invalid(rt, new, errs)
             if track_fields:
@@ -744,7 +761,8 @@ class Registry:
         return result, warnings
 
     async def apply(
-        self, target: Target, applied: Obj, *, manager: str, force: bool, dry_run: bool
+        self, target: Target, applied: Obj, *, manager: str, force: bool, dry_run: bool,
+        requester: User | None = None,
     ) -> tuple[Obj, bool]:
         """Server-side apply of an already checked object; (object, created)."""
         rt = target.rt
@@ -765,7 +783,7 @@ class Registry:
             obj["metadata"]["name"] = target.name
             managed = obj["metadata"].get("managedFields")
             return await self.create_object(
-                rt, target.namespace, obj, manager=manager, dry_run=dry_run, managed=managed
+                rt, target.namespace, obj, manager=manager, dry_run=dry_run, managed=managed, requester=requester
             )
 
         return await self.guaranteed_update(

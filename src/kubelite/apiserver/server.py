@@ -27,7 +27,7 @@ from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
 from kubelite.apiserver import discovery, healthz
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
-from kubelite.apiserver.handlers import JSON, RestHandlers, json_response, status_response
+from kubelite.apiserver.handlers import JSON, USER_KEY, RestHandlers, json_response, status_response
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
 from kubelite.apiserver.pki import PKI
 from kubelite.apiserver.registry import Registry, parse_path
@@ -37,8 +37,6 @@ from kubelite.store import Store
 log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-# Who is calling, for handlers that need it (authorization will read it).
-USER_KEY = web.RequestKey("user", object)
 
 
 @dataclass
@@ -278,6 +276,7 @@ class APIServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         await self.registry.namespaces.start()
+        await self.registry.admission.start()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.ssl_context(), backlog=1024,
             reuse_address=True, reuse_port=True,
@@ -290,6 +289,7 @@ class APIServer:
     async def stop(self) -> None:
         self.ready = False
         await self.registry.namespaces.stop()
+        await self.registry.admission.stop()
         for task in list(self.rest.watchers):
             task.cancel()
         if self._runner is not None:

@@ -18,7 +18,7 @@ from typing import Any
 
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import RESOURCES
-from kubelite.api.validation import core, discovery, pod, policy, service, workloads
+from kubelite.api.validation import certificates, core, discovery, pod, policy, quota, service, workloads
 from kubelite.api.validation.meta import KindValidator, validate_object_meta, validate_object_meta_update
 from kubelite.api.validation.names import (
     NameValidator,
@@ -37,6 +37,8 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("discovery.k8s.io", "EndpointSlice"): discovery.validate_endpointslice,
     ("", "Endpoints"): discovery.validate_endpoints,
     ("policy", "PodDisruptionBudget"): policy.validate_pod_disruption_budget,
+    **quota.VALIDATORS,
+    **certificates.VALIDATORS,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

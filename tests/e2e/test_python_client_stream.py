@@ -271,3 +271,25 @@ def test_portforward_http(core: Any) -> None:
         socket.create_connection = original
         core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
         core.delete_namespaced_config_map(name, "default")
+
+
+@xfail15(10, "pods/NAME/proxy and services/NAME:PORT/proxy answer 404")
+def test_pod_and_service_proxy(core: Any) -> None:
+    name = f"proxied-{uuid.uuid4().hex[:6]}"
+    core.create_namespaced_config_map("default", {"metadata": {"name": name}, "data": {"index.html": "hello\n"}})
+    core.create_namespaced_service("default", {"metadata": {"name": name}, "spec": {
+        "selector": {"app": name}, "ports": [{"name": "http", "port": 8080, "targetPort": 80}]}})
+    running(core, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": name}}, "spec": {
+        "containers": [{"name": "web", "image": "python", "workingDir": "/srv",
+                        "command": ["python", "-m", "http.server", "80"],
+                        "volumeMounts": [{"name": "html", "mountPath": "/srv"}],
+                        "readinessProbe": {"httpGet": {"port": 80}, "periodSeconds": 1}}],
+        "volumes": [{"name": "html", "configMap": {"name": name}}]}})
+    try:
+        assert core.connect_get_namespaced_pod_proxy_with_path(f"{name}:80", "default", "index.html") == "hello\n"
+        assert core.connect_get_namespaced_service_proxy_with_path(
+            f"{name}:http", "default", "index.html") == "hello\n"
+    finally:
+        core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+        core.delete_namespaced_service(name, "default")
+        core.delete_namespaced_config_map(name, "default")

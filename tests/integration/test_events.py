@@ -117,11 +117,14 @@ def test_kubectl_sees_both(cluster: Cluster, api: client.ApiClient, ns: str) -> 
     items = json.loads(out)["items"]
     assert [(i["apiVersion"], i["metadata"]["name"], i["message"]) for i in items] == [
         ("v1", "new-api", "written through events.k8s.io")]
+    # As kube-apiserver writes the core view of such an event: Go's zero values included.
+    assert items[0]["source"] == {} and items[0]["firstTimestamp"] is None and items[0]["lastTimestamp"] is None
     out = cluster.kubectl("get", "events.v1.events.k8s.io", "-n", ns, "--field-selector", "regarding.name=db-0",
                           "-o", "json", check=True).stdout
     items = json.loads(out)["items"]
     assert [(i["apiVersion"], i["metadata"]["name"], i["note"]) for i in items] == [
         ("events.k8s.io/v1", "old-api", "written through core/v1")]
+    assert items[0]["eventTime"] is None
     # The printed table of `kubectl events` (core/v1) has both.
     table = cluster.kubectl("get", "events", "-n", ns, check=True).stdout
     assert "pod/web-0" in table and "pod/db-0" in table

@@ -12,8 +12,10 @@ Events are stored here in their core/v1 form; the events.k8s.io view renames fie
 ``pkg/apis/events/v1/conversion.go`` does (``involvedObject`` is ``regarding``, ``message``
 is ``note``, ``source``/``firstTimestamp``/``lastTimestamp``/``count`` carry the
 ``deprecated`` prefix, ``reportingComponent`` is ``reportingController``); every other
-field has the same name in both. Only fields that are present are renamed, so a round trip
-gives back exactly what was written.
+field has the same name in both. A converted object comes out as kube-apiserver writes one:
+its fields in the Go struct's order, with the zero values Go writes for fields that have
+no ``omitempty`` (an events.k8s.io event read through core/v1 has ``"firstTimestamp":
+null``, a core event read through events.k8s.io ``"eventTime": null``).
 """
 
 from __future__ import annotations
@@ -36,25 +38,44 @@ _EVENT_RENAMES = {
 }
 _EVENT_RENAMES_BACK = {v: k for k, v in _EVENT_RENAMES.items()}
 
+# Each version's fields in its Go struct's order, which is the order kube-apiserver writes a
+# converted object in, and the zero values Go writes for fields without omitempty (a struct
+# is never omitted: an empty reference is {}, an unset time null).
+_CORE_FIELDS = ("involvedObject", "reason", "message", "source", "firstTimestamp", "lastTimestamp", "count",
+                "type", "eventTime", "series", "action", "related", "reportingComponent", "reportingInstance")
+_CORE_ZEROS: dict[str, Any] = {"involvedObject": {}, "source": {}, "firstTimestamp": None, "lastTimestamp": None,
+                               "eventTime": None, "reportingComponent": "", "reportingInstance": ""}
+_EVENTS_V1_FIELDS = ("eventTime", "series", "reportingController", "reportingInstance", "action", "reason",
+                     "regarding", "related", "note", "type", "deprecatedSource", "deprecatedFirstTimestamp",
+                     "deprecatedLastTimestamp", "deprecatedCount")
+_EVENTS_V1_ZEROS: dict[str, Any] = {"eventTime": None, "regarding": {}, "deprecatedSource": {},
+                                    "deprecatedFirstTimestamp": None, "deprecatedLastTimestamp": None}
 
-def _renamed(obj: Obj, names: dict[str, str], api_version: str) -> Obj:
+
+def _converted(obj: Obj, names: dict[str, str], api_version: str, order: tuple[str, ...],
+               zeros: dict[str, Any]) -> Obj:
+    renamed = {names.get(k, k): v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata")}
     out: Obj = {"apiVersion": api_version, "kind": obj.get("kind", "Event")}
     if "metadata" in obj:
         out["metadata"] = obj["metadata"]
-    for k, v in obj.items():
-        if k not in ("apiVersion", "kind", "metadata"):
-            out[names.get(k, k)] = v
+    for field in order:
+        if field in renamed:
+            out[field] = renamed.pop(field)
+        elif field in zeros:
+            zero = zeros[field]
+            out[field] = {} if isinstance(zero, dict) else zero
+    out.update(renamed)  # fields of neither version (kept: the decoder already warned about them)
     return out
 
 
 def core_event_to_events_v1(event: Obj) -> Obj:
     """Convert_core_Event_To_v1_Event, from the stored (core/v1) form."""
-    return _renamed(event, _EVENT_RENAMES, "events.k8s.io/v1")
+    return _converted(event, _EVENT_RENAMES, "events.k8s.io/v1", _EVENTS_V1_FIELDS, _EVENTS_V1_ZEROS)
 
 
 def events_v1_to_core_event(event: Obj) -> Obj:
     """Convert_v1_Event_To_core_Event, to the stored (core/v1) form."""
-    return _renamed(event, _EVENT_RENAMES_BACK, "v1")
+    return _converted(event, _EVENT_RENAMES_BACK, "v1", _CORE_FIELDS, _CORE_ZEROS)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ category, ``get svc`` on the short name).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+
+from kubelite.api.conversion import StorageView, storage_view
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -102,10 +105,21 @@ class ResourceType:
         """``pods`` or ``deployments.apps``: how errors name the resource."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
+    @functools.cached_property
+    def view(self) -> StorageView | None:
+        """How this kind is stored when it is a view of another group's objects (events.k8s.io
+        Events are core Events, see api.conversion); None when stored as served."""
+        return storage_view(self.group, self.version, self.kind)
+
+    @functools.cached_property
+    def _storage_base(self) -> str:
+        # A view lives under the path of the group it is a view of: one object, two APIs.
+        group = self.view.storage_group if self.view is not None else self.group
+        return f"/registry/{group or 'core'}/{self.plural}/"
+
     def key_prefix(self, namespace: str | None = None) -> str:
         """Store key prefix, etcd-like: /registry/<group>/<plural>/<namespace>/."""
-        base = f"/registry/{self.group or 'core'}/{self.plural}/"
-        return base + (f"{namespace}/" if namespace and self.namespaced else "")
+        return self._storage_base + (f"{namespace}/" if namespace and self.namespaced else "")
 
     def key(self, namespace: str | None, name: str) -> str:
         return self.key_prefix(namespace if self.namespaced else None) + name

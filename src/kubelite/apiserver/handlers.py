@@ -180,8 +180,8 @@ class RestHandlers:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.watchers: set[asyncio.Task[Any]] = set()
-        self._decode_cache: dict[tuple[str, int], dict[str, Any]] = {}
-        self._line_cache: dict[tuple[str, int, str], bytes] = {}
+        self._decode_cache: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self._line_cache: dict[tuple[str, int, str, str], bytes] = {}
         streaming = StreamingProxy(registry)
         proxying = ResourceProxy(streaming)
         # Who serves each subresource of registry.SUBRESOURCES; the verbs come from that table.
@@ -235,7 +235,7 @@ class RestHandlers:
             return json_response(self._table(request, target, [obj], obj["metadata"]["resourceVersion"]))
         if wants_partial_metadata(request):
             return json_response(_partial(obj))
-        return json_response(object_bytes(kv))
+        return json_response(object_bytes(kv, target.rt))
 
     def _table(
         self, request: web.Request, target: Target, objs: builtins.list[dict[str, Any]], rv: str, cont: str = ""
@@ -280,7 +280,7 @@ class RestHandlers:
                 }
             )
         head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta})
-        body = b"".join((head[:-1], b',"items":[', b",".join([object_bytes(kv) for kv in page.kvs]), b"]}"))
+        body = b"".join((head[:-1], b',"items":[', b",".join([object_bytes(kv, rt) for kv in page.kvs]), b"]}"))
         return json_response(body)
 
     # -- watch
@@ -345,7 +345,7 @@ class RestHandlers:
                 kvs, start_rev = await self.registry.initial(target)
                 buf = bytearray()
                 for kv in kvs:
-                    obj = decode_kv(kv)
+                    obj = decode_kv(kv, rt)
                     if visible(obj):
                         buf += encode("ADDED", obj)
                         if len(buf) > 256 * 1024:
@@ -379,23 +379,23 @@ class RestHandlers:
                         lines: list[bytes] = []
                         for ev in batch.events:
                             if everything:
-                                lines.append(self._raw_line(ev))
+                                lines.append(self._raw_line(ev, rt))
                                 continue
                             if flt.key_excludes(ev.kv.key):
                                 continue  # the key never changes: it was not in view before either
-                            new = self._decoded(ev.kv)
+                            new = self._decoded(ev.kv, rt)
                             if ev.type == "DELETED":
                                 if visible(new):
-                                    lines.append(self._event_line(ev.kv, "DELETED", new, encode, table))
+                                    lines.append(self._event_line(ev.kv, rt, "DELETED", new, encode, table))
                                 continue
                             now_in = visible(new)
-                            was_in = ev.prev is not None and visible(self._decoded(ev.prev))
+                            was_in = ev.prev is not None and visible(self._decoded(ev.prev, rt))
                             if now_in and (ev.type == "ADDED" or not was_in):
-                                lines.append(self._event_line(ev.kv, "ADDED", new, encode, table))
+                                lines.append(self._event_line(ev.kv, rt, "ADDED", new, encode, table))
                             elif now_in:
-                                lines.append(self._event_line(ev.kv, "MODIFIED", new, encode, table))
+                                lines.append(self._event_line(ev.kv, rt, "MODIFIED", new, encode, table))
                             elif was_in:
-                                lines.append(self._event_line(ev.kv, "DELETED", new, encode, table))
+                                lines.append(self._event_line(ev.kv, rt, "DELETED", new, encode, table))
                         last_rev[0] = batch.revision
                         if lines:
                             await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
@@ -421,34 +421,35 @@ class RestHandlers:
             pass
         return resp
 
-    # Watch events are shared by every watcher of a prefix: decode and encode each once.
-    def _decoded(self, kv: KeyValue) -> dict[str, Any]:
-        key = (kv.key, kv.mod_revision)
+    # Watch events are shared by every watcher of a prefix: decode and encode each once (per
+    # group: core and events.k8s.io watchers see the same stored Event in their own view).
+    def _decoded(self, kv: KeyValue, rt: ResourceType) -> dict[str, Any]:
+        key = (kv.key, kv.mod_revision, rt.group)
         obj = self._decode_cache.get(key)
         if obj is None:
             if len(self._decode_cache) > EVENT_CACHE_SIZE:
                 self._decode_cache.clear()
-            obj = self._decode_cache[key] = decode_kv(kv)
+            obj = self._decode_cache[key] = decode_kv(kv, rt)
         return obj
 
-    def _raw_line(self, ev: WatchEvent) -> bytes:
+    def _raw_line(self, ev: WatchEvent, rt: ResourceType) -> bytes:
         """The event as an unfiltered watch sends it, from the stored bytes."""
         kv = ev.kv
-        key = (kv.key, kv.mod_revision, ev.type)
+        key = (kv.key, kv.mod_revision, ev.type, rt.group)
         line = self._line_cache.get(key)
         if line is None:
             if len(self._line_cache) > EVENT_CACHE_SIZE:
                 self._line_cache.clear()
             line = self._line_cache[key] = b"".join(
-                (_EVENT_HEADS[ev.type], object_bytes(kv), b"}\n")
+                (_EVENT_HEADS[ev.type], object_bytes(kv, rt), b"}\n")
             )
         return line
 
-    def _event_line(self, kv: KeyValue, ev_type: str, obj: dict[str, Any],
+    def _event_line(self, kv: KeyValue, rt: ResourceType, ev_type: str, obj: dict[str, Any],
                     encode: Callable[[str, dict[str, Any]], bytes], table: bool) -> bytes:
         if table:  # rendered per watcher (columns, includeObject)
             return encode(ev_type, obj)
-        key = (kv.key, kv.mod_revision, ev_type)
+        key = (kv.key, kv.mod_revision, ev_type, rt.group)
         line = self._line_cache.get(key)
         if line is None:
             if len(self._line_cache) > EVENT_CACHE_SIZE:
@@ -522,7 +523,7 @@ class RestHandlers:
         created = await self.registry.create(
             target, obj, manager=self._field_manager(request), dry_run=dry_run, requester=request.get(USER_KEY)
         )
-        body = object_bytes(created) if isinstance(created, KeyValue) else created
+        body = object_bytes(created, target.rt) if isinstance(created, KeyValue) else created
         return json_response(body, 201, _warning_headers(warnings))
 
     async def update(self, request: web.Request, target: Target) -> web.StreamResponse:

@@ -131,8 +131,12 @@ def parse_path(path: str) -> Target | None:
 # ---------------------------------------------------------------------------- encoding
 
 
-def decode_kv(kv: KeyValue) -> dict[str, Any]:
+def decode_kv(kv: KeyValue, rt: ResourceType | None = None) -> dict[str, Any]:
+    """The stored object with its resourceVersion; as ``rt`` serves it when ``rt`` is a view
+    of another kind's storage (an events.k8s.io Event read from its stored core form)."""
     obj: dict[str, Any] = orjson.loads(kv.value)
+    if rt is not None and rt.view is not None:
+        obj = rt.view.to_view(obj)
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
     return obj
 
@@ -146,8 +150,10 @@ _STORED_HEAD = re.compile(rb'\{"apiVersion":"[^"\\]*","kind":"[^"\\]*","metadata
 _HEAD_KEYS = ("apiVersion", "kind", "metadata")
 
 
-def object_bytes(kv: KeyValue) -> bytes:
+def object_bytes(kv: KeyValue, rt: ResourceType | None = None) -> bytes:
     """The object's JSON as served (with its resourceVersion), from the stored bytes."""
+    if rt is not None and rt.view is not None:
+        return orjson.dumps(decode_kv(kv, rt))
     value = kv.value
     m = _STORED_HEAD.match(value)
     if m is None:  # written in another shape (an older version): take the long way
@@ -159,7 +165,9 @@ def object_bytes(kv: KeyValue) -> bytes:
     return value[:end] + rv + b"," + value[end:]
 
 
-def encode_for_store(obj: dict[str, Any]) -> bytes:
+def encode_for_store(obj: dict[str, Any], rt: ResourceType | None = None) -> bytes:
+    if rt is not None and rt.view is not None:
+        obj = rt.view.to_storage(obj)
     meta = obj.get("metadata", {})
     rv = meta.pop("resourceVersion", None)
     try:
@@ -382,7 +390,7 @@ class Registry:
         kv = await self.store.get(target.rt.key(target.namespace, target.name))
         if kv is None:
             raise errors.not_found_error(target.rt.plural, target.name, target.rt.group)
-        return decode_kv(kv), kv
+        return decode_kv(kv, target.rt), kv
 
     async def get_object(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
         obj, _ = await self.get(Target(rt, namespace, name, None))
@@ -390,7 +398,7 @@ class Registry:
 
     async def list_objects(self, rt: ResourceType, namespace: str | None) -> builtins.list[Obj]:
         kvs, _, _ = await self.store.list(rt.key_prefix(namespace))
-        return [decode_kv(kv) for kv in kvs]
+        return [decode_kv(kv, rt) for kv in kvs]
 
     async def list(self, target: Target, opts: ListOptions) -> ListPage:
         """A page of objects matching the selectors; with a selector the limit counts matches."""
@@ -424,7 +432,7 @@ class Registry:
                 last_key = kv.key
                 if flt.key_excludes(kv.key):
                     continue
-                obj = decode_kv(kv)
+                obj = decode_kv(kv, rt)
                 if flt.matches(obj):
                     matched.append(kv)
                     decoded.append(obj)
@@ -498,7 +506,7 @@ class Registry:
         created = await self.store_new(
             rt, namespace, obj, manager=manager, dry_run=dry_run, managed=managed, requester=requester
         )
-        return decode_kv(created) if isinstance(created, KeyValue) else created
+        return decode_kv(created, rt) if isinstance(created, KeyValue) else created
 
     async def store_new(
         self,
@@ -561,7 +569,7 @@ class Registry:
             if dry_run:
                 return obj
             try:
-                kv = await self.store.create(rt.key(namespace, name), encode_for_store(obj))
+                kv = await self.store.create(rt.key(namespace, name), encode_for_store(obj, rt))
             except BaseException as e:
                 if rollback is not None:
                     await rollback()
@@ -598,7 +606,7 @@ class Registry:
                 if create_missing is not None:
                     return await create_missing(), True
                 raise errors.not_found_error(rt.plural, target.name, rt.group)
-            old = decode_kv(kv)
+            old = decode_kv(kv, rt)
             new = compute(copy.deepcopy(old))
             check_object_body(new, rt)
             nmeta = new["metadata"]
@@ -657,9 +665,9 @@ class Registry:
                 except KeyNotFoundError:
                     raise errors.not_found_error(rt.plural, target.name, rt.group) from None
                 await strat.release(None, old)
-                return decode_kv(dkv), False
+                return decode_kv(dkv, rt), False
             try:
-                nkv = await self.store.update(key, encode_for_store(new), expected_mod_revision=kv.mod_revision)
+                nkv = await self.store.update(key, encode_for_store(new, rt), expected_mod_revision=kv.mod_revision)
             except BaseException as e:
                 if rollback is not None:
                     await rollback()
@@ -673,7 +681,7 @@ class Registry:
                     raise errors.not_found_error(rt.plural, target.name, rt.group) from None
                 raise
             await strat.release(new, old)
-            return decode_kv(nkv), False
+            return decode_kv(nkv, rt), False
         raise errors.conflict(rt.plural, target.name, "too many concurrent writers", group=rt.group)
 
     @staticmethod
@@ -937,12 +945,12 @@ class Registry:
                 if graceful is obj:
                     return obj, 202 if meta.get("finalizers") else 200
                 try:
-                    nkv = await self.store.update(key, encode_for_store(graceful), expected_mod_revision=kv.mod_revision)
+                    nkv = await self.store.update(key, encode_for_store(graceful, rt), expected_mod_revision=kv.mod_revision)
                 except ConflictError:
                     continue
                 except KeyNotFoundError:
                     raise errors.not_found_error(rt.plural, target.name, rt.group) from None
-                out = decode_kv(nkv)
+                out = decode_kv(nkv, rt)
                 return out, 202 if out["metadata"].get("finalizers") else 200
             if opts.get("dryRun"):
                 return obj, 200
@@ -952,7 +960,7 @@ class Registry:
                 continue
             except KeyNotFoundError:
                 raise errors.not_found_error(rt.plural, target.name, rt.group) from None
-            deleted = decode_kv(dkv)
+            deleted = decode_kv(dkv, rt)
             await self.strategy(rt).release(None, obj)
             return deleted, 200
         raise errors.conflict(rt.plural, target.name, "too many concurrent writers", group=rt.group)
@@ -1011,7 +1019,7 @@ class Registry:
         kvs, _rev, _ = await self.store.list(rt.key_prefix(target.namespace))
         deleted = []
         for kv in kvs:
-            obj = decode_kv(kv)
+            obj = decode_kv(kv, rt)
             if not flt.matches(obj):
                 continue
             name = obj["metadata"]["name"]

@@ -5,8 +5,7 @@ tests/integration/test_python_client.py for the rest): exec with text and binary
 exit codes from the error channel, interactive stdin, closing stdin (v5.channel.k8s.io),
 attach, and port-forward over WebSocket, raw sockets and HTTP. A real ``kubelite up`` with
 its node agent runs the pods (root, network namespaces); the images are our catalog's
-``busybox`` and ``python``. What another point of issue 15 still breaks is
-``xfail(strict=True)`` naming it.
+``busybox`` and ``python``.
 """
 
 from __future__ import annotations
@@ -53,10 +52,6 @@ threads = [threading.Thread(target=serve, args=(int(p),)) for p in sys.argv[1:]]
 for t in threads: t.start()
 for t in threads: t.join()
 """
-
-
-def xfail15(point: int, what: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, reason=f"issue 15 point {point}: {what}")
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
@@ -158,7 +153,6 @@ def _interactive(core: Any, pod: str, binary: bool) -> None:
     assert not resp.is_open()
 
 
-@xfail15(3, "stdin sent in WebSocket text frames is dropped")
 def test_exec_interactive_text_stdin(core: Any, busybox: str) -> None:
     _interactive(core, busybox, binary=False)
 
@@ -196,7 +190,6 @@ def test_attach(core: Any) -> None:
         core.delete_namespaced_pod(name, "default", grace_period_seconds=0)
 
 
-@xfail15(2, "port-forward over WebSocket (v4.channel.k8s.io) is refused")
 def test_portforward_raw(core: Any) -> None:
     name = f"portforward-raw-{uuid.uuid4().hex[:6]}"
     core.create_namespaced_config_map("default", {"metadata": {"name": name}, "data": {"port-server.py": PORT_SERVER}})
@@ -238,7 +231,6 @@ def test_portforward_raw(core: Any) -> None:
         core.delete_namespaced_config_map(name, "default")
 
 
-@xfail15(2, "port-forward over WebSocket (v4.channel.k8s.io) is refused")
 def test_portforward_http(core: Any) -> None:
     # The client's suite serves nginx's welcome page; the python image's http.server serves it
     # here (our nginx image runs the host's nginx, which CI does not install).
@@ -273,7 +265,6 @@ def test_portforward_http(core: Any) -> None:
         core.delete_namespaced_config_map(name, "default")
 
 
-@xfail15(10, "pods/NAME/proxy and services/NAME:PORT/proxy answer 404")
 def test_pod_and_service_proxy(core: Any) -> None:
     name = f"proxied-{uuid.uuid4().hex[:6]}"
     core.create_namespaced_config_map("default", {"metadata": {"name": name}, "data": {"index.html": "hello\n"}})

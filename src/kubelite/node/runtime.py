@@ -37,6 +37,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from kubelite.api.timeutil import now_rfc3339
 from kubelite.node.shim import (
     EXEC_REQUEST,
     STDIN_DATA,
@@ -45,9 +46,11 @@ from kubelite.node.shim import (
     STDIN_RESIZE,
     process_start_time,
     stdin_frame,
+    write_json_atomic,
 )
 
 ID_PREFIX = "kubelite://"
+UNKNOWN_EXIT_CODE = 255  # containerd's exit status for a task whose shim died
 _START_TIMEOUT = 30.0
 _POLL = 0.02
 
@@ -412,17 +415,13 @@ class Runtime:
             self._idents.pop(cdir.name, None)
             raise ContainerNotFound(cdir.name)
         ident = self._ident(cdir)
-        if raw["exit_code"] is not None:
-            return ContainerStatus(
-                "exited", raw["pid"], raw["exit_code"], raw["started_at"], raw["finished_at"],
-                raw["reason"], raw.get("message", ""), **ident,
-            )  # fmt: skip
-        if _alive(raw["shim_pid"], raw["shim_start"]) or _alive(raw["pid"], raw["pid_start"]):
-            return ContainerStatus("running", raw["pid"], None, raw["started_at"], None, "", "", **ident)
-        # Shim and container both gone without a recorded exit (killed from outside, reboot).
+        if raw["exit_code"] is None:
+            if _alive(raw["shim_pid"], raw["shim_start"]) or _alive(raw["pid"], raw["pid_start"]):
+                return ContainerStatus("running", raw["pid"], None, raw["started_at"], None, "", "", **ident)
+            raw = _record_unknown_exit(cdir, raw)
         return ContainerStatus(
-            "exited", raw["pid"], 255, raw["started_at"], raw["started_at"], "Unknown",
-            "the container's shim exited without recording the container's exit", **ident,
+            "exited", raw["pid"], raw["exit_code"], raw["started_at"], raw["finished_at"],
+            raw["reason"], raw.get("message", ""), **ident,
         )  # fmt: skip
 
     async def status(self, container_id: str) -> ContainerStatus:
@@ -634,6 +633,27 @@ class _ExecHelper:
         if self._pidfd is not None and self.returncode is None:
             with contextlib.suppress(ProcessLookupError, OSError):
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+
+def _record_unknown_exit(cdir: pathlib.Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """Shim and container both gone without a recorded exit (killed from outside, a reboot):
+    record the exit as containerd does for a task whose shim died, stamped when first noticed.
+
+    The moment of death is unknown, but it is no earlier than the last time the container was
+    seen running; the start time, which this once reported, made a container that had run
+    for an hour look as if it had died at once (and `kubectl get pods` count its restart from
+    then). Written to status.json, so that the stamp stays put on every later look.
+    """
+    # Read again now that both are known gone: a shim that recorded the exit and ended
+    # between the caller's read and its checks keeps its own record.
+    again = _read_json(cdir / "status.json") or raw
+    if again["exit_code"] is not None:
+        return again
+    again.update(exit_code=UNKNOWN_EXIT_CODE, finished_at=now_rfc3339(), reason="Unknown",
+                 message="the container's shim exited without recording the container's exit")
+    with contextlib.suppress(OSError):
+        write_json_atomic(cdir / "status.json", again)
+    return again
 
 
 def _write_container_dir(cdir: pathlib.Path, spec: str) -> None:

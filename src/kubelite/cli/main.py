@@ -181,8 +181,19 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     progress.line(f'kubelite: starting cluster "{name}" (state in {data_dir})')
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if run:
-        cleanup(data_dir, name)
-        progress.done(f"cleaned up after a previous run that did not stop cleanly (pid {run.get('pid')})")
+        # A previous run that did not stop cleanly: like a kubelet or containerd restarted
+        # after a crash, this run keeps the pods that still run (its agent adopts them, and
+        # removes those whose Pod objects are gone). Only a node that is not coming back (no
+        # agent this time, another name or pod CIDR) has all of it removed, as `down` does.
+        previous = str(run.get("name") or name)
+        keep_pods = (not args.no_agent and previous == name and run.get("agent", True)
+                     and run.get("podCIDR", args.pod_cidr) == args.pod_cidr)
+        cleanup(data_dir, previous, keep_pods=keep_pods)
+        if keep_pods:
+            progress.done(f"recovered from a previous run that did not stop cleanly (pid {run.get('pid')}): "
+                          "its running pods are kept and adopted")
+        else:
+            progress.done(f"cleaned up after a previous run that did not stop cleanly (pid {run.get('pid')})")
     pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=service_cidr.nth(1))
     server_url = f"https://{host}:{args.api_port}"
     kc_path = data_dir / "kubeconfig"
@@ -299,6 +310,8 @@ async def run_up(plan: UpPlan) -> int:
             merged, previous = merge_kubeconfig(plan.config, progress)
         write_private_json(data_dir / "run.json", {
             "pid": os.getpid(), "name": name, "server": plan.server_url, "kubeconfig": str(kc_path),
+            # What a restart after a crash compares to decide whether the pods can be kept.
+            "agent": not args.no_agent, "podCIDR": args.pod_cidr,
             **({"mergedInto": str(merged), "previousContext": previous} if merged else {}),
         })
         if not args.no_agent:
@@ -463,13 +476,23 @@ async def wait_dns(cluster: str, dns_ip: str, stop: asyncio.Event, limit: float 
     return stop.is_set()
 
 
-def cleanup(data_dir: pathlib.Path, cluster: str | None = None) -> None:
+def cleanup(data_dir: pathlib.Path, cluster: str | None = None, *, keep_pods: bool = False) -> None:
     """Remove what a run leaves behind outside the persistent state (the store and the PKI):
-    container processes, pod and node network namespaces, the context merged into the user's
-    kubeconfig, the run file."""
+    component processes still running, container processes, pod and node network namespaces,
+    the context merged into the user's kubeconfig, the run file.
+
+    ``keep_pods``: for a restart after a crash, the node (its namespace, the pods' containers
+    and namespaces) stays for the new run's agent to adopt; the rest goes all the same.
+    """
+    run = read_run(data_dir)
+    from kubelite.cli.supervisor import stop_components
+
+    # First: a component left over (the kernel told it to stop when `up` died) must not race
+    # what follows, nor run next to the new run's own.
+    stop_components((run or {}).get("kubeconfig") or data_dir / "kubeconfig")
     if cluster is not None:
-        unmerge_kubeconfig(data_dir, cluster, read_run(data_dir))
-    if cluster is not None and os.geteuid() == 0:
+        unmerge_kubeconfig(data_dir, cluster, run)
+    if cluster is not None and os.geteuid() == 0 and not keep_pods:
         from kubelite.node.network import cleanup_cluster
         from kubelite.node.runtime import kill_all
 

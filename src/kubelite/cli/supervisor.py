@@ -18,6 +18,7 @@ import ctypes
 import logging
 import os
 import pathlib
+import select
 import signal
 import sys
 import time
@@ -60,6 +61,56 @@ def component_pids(kubeconfig: object, component: str) -> list[int]:
         if own in joined or (component == "proxy" and host in joined and "--with-proxy" in joined.split()):
             pids.append(int(entry.name))
     return pids
+
+
+def cluster_component_pids(kubeconfig: object) -> list[int]:
+    """Every component process of the cluster of ``kubeconfig`` (API server workers,
+    controllers, the agent), whatever it runs and with whatever options, forked or exec'd:
+    each is ``python -m kubelite [-v...] COMMAND --kubeconfig KUBECONFIG ...``."""
+    own = f"--kubeconfig {kubeconfig}"
+    pids = []
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            words = [a for a in (entry / "cmdline").read_bytes().decode(errors="replace").split("\0") if a]
+        except OSError:
+            continue
+        joined = " ".join(words)
+        if "-m kubelite " in joined and (joined.endswith(own) or f"{own} " in joined):
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_components(kubeconfig: object, grace: float = 10.0) -> list[int]:
+    """Stop what is left of a cluster's components once its `up` is gone (SIGTERM, SIGKILL after
+    ``grace``), and return once they have exited; returns their pids.
+
+    When `up` dies they get SIGTERM from the kernel (see :func:`die_with_parent`) and are
+    usually gone already, or going: a new `up` must not start its own agent while the old
+    one still runs (two kubelets on one node), nor `down` remove namespaces it may still use.
+    Each is held by a pidfd from the moment it is found, so a reused pid is never signalled.
+    """
+    fds: dict[int, int] = {}
+    for pid in cluster_component_pids(kubeconfig):
+        with contextlib.suppress(OSError):
+            fds[pid] = os.pidfd_open(pid)
+    try:
+        for sig, limit in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            for fd in fds.values():
+                with contextlib.suppress(OSError):
+                    signal.pidfd_send_signal(fd, sig)
+            pending = set(fds.values())
+            deadline = time.monotonic() + limit
+            while pending and (left := deadline - time.monotonic()) > 0:
+                exited, _, _ = select.select(list(pending), [], [], left)  # a pidfd reads when its process is gone
+                pending -= set(exited)
+            if not pending:
+                break
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    return list(fds)
 
 
 async def wait_pid(pid: int) -> int:

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 
+from kubelite.api import timeutil
 from kubelite.cli.main import pid_alive
 from kubelite.cli.supervisor import cluster_component_pids, component_pids
 from kubelite.linux.netns import in_netns, node_netns_path
@@ -80,6 +81,12 @@ def identity(p: Obj) -> tuple[str, str, list[tuple[str, str, int]]]:
     st = p.get("status") or {}
     return (p["metadata"]["uid"], st.get("podIP", ""),
             [(s["name"], s.get("containerID", ""), s.get("restartCount", 0)) for s in st.get("containerStatuses") or []])
+
+
+def stamp(text: str) -> float:
+    t = timeutil.parse_time(text)
+    assert t is not None, text
+    return t.timestamp()
 
 
 def kubelite(*args: str) -> subprocess.CompletedProcess[str]:
@@ -190,6 +197,22 @@ def test_pods_outlive_a_crash_of_up_and_are_adopted_by_the_next_run(cluster: Clu
         assert after[name]["status"]["phase"] == "Running" and ready(after[name]), after[name]["status"]
     assert all(s["restartCount"] == 0 and "running" in s["state"] for s in after["once"]["status"]["containerStatuses"])
     said_it_kept_the_pods(out)
+    # Issue 20, point 6: a container whose shim dies with it (killed from outside) is stamped
+    # finished when the agent sees it gone, not at its start, and its restart aged from then.
+    web = next(n for n in after if n.startswith("web-"))
+    cid = after[web]["status"]["containerStatuses"][0]["containerID"].removeprefix("kubelite://")
+    raw = json.loads((c.data_dir / "agent" / "containers" / cid / "status.json").read_text())
+    time.sleep(max(0.0, stamp(raw["started_at"]) + 3 - time.time()))  # it has run 3 s at least
+    for pid in (raw["shim_pid"], raw["pid"]):
+        os.kill(pid, signal.SIGKILL)
+    restarted = wait_for("web restarted", lambda: (p := pods(c)[web])["status"]["containerStatuses"][0]
+                         .get("restartCount") == 1 and p, timeout=15)
+    last = restarted["status"]["containerStatuses"][0]["lastState"]["terminated"]
+    assert (last["exitCode"], last["reason"]) == (255, "Unknown"), last
+    assert stamp(last["finishedAt"]) - stamp(last["startedAt"]) >= 3, last
+    restarts = c.kubectl("get", "pod", web, "--no-headers", check=True).stdout.split()[3:6]
+    assert restarts[0] == "1" and restarts[1].startswith("(") and restarts[2] == "ago)", restarts
+    assert int(restarts[1].strip("(s")) < 10, restarts  # "1 (2s ago)", not aged from the first start
     # A cluster that crashes and is not started again: `down` removes all of it.
     assert c.proc is not None
     c.proc.send_signal(signal.SIGKILL)

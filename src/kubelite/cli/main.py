@@ -134,6 +134,15 @@ async def wait_workers(server: Any, count: int, stop: asyncio.Event, limit: floa
     return True
 
 
+def node_comes_back(run: dict[str, Any], name: str, *, agent: bool, pod_cidr: str) -> bool:
+    """Whether a run starting after ``run`` (the run file of one that crashed) has the same node
+    again, whose running pods its agent can adopt: same cluster name, an agent both times, the
+    same pod CIDR (the pods' addresses are in it). A run file without these (written before
+    they were recorded) counts as the same node."""
+    return (agent and str(run.get("name") or name) == name and bool(run.get("agent", True))
+            and run.get("podCIDR", pod_cidr) == pod_cidr)
+
+
 def store_socket_path(data_dir: pathlib.Path, name: str) -> pathlib.Path:
     """The store's socket, in the data dir if the path fits in a unix socket address."""
     path = data_dir / "store.sock"
@@ -173,6 +182,12 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         )
     if not args.no_agent:
         check_node_prerequisites()
+    if run:
+        from kubelite.cli.supervisor import stop_components
+
+        # What is left of a crashed run's components goes first: an API server worker of it
+        # may still hold the port for a moment (see cleanup).
+        stop_components(run.get("kubeconfig") or data_dir / "kubeconfig")
     host = "127.0.0.1"
     if not port_free(host, args.api_port):
         raise CLIError(f"port {args.api_port} on {host} is already in use: pick another with --api-port")
@@ -185,10 +200,8 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         # after a crash, this run keeps the pods that still run (its agent adopts them, and
         # removes those whose Pod objects are gone). Only a node that is not coming back (no
         # agent this time, another name or pod CIDR) has all of it removed, as `down` does.
-        previous = str(run.get("name") or name)
-        keep_pods = (not args.no_agent and previous == name and run.get("agent", True)
-                     and run.get("podCIDR", args.pod_cidr) == args.pod_cidr)
-        cleanup(data_dir, previous, keep_pods=keep_pods)
+        keep_pods = node_comes_back(run, name, agent=not args.no_agent, pod_cidr=args.pod_cidr)
+        cleanup(data_dir, str(run.get("name") or name), keep_pods=keep_pods)
         if keep_pods:
             progress.done(f"recovered from a previous run that did not stop cleanly (pid {run.get('pid')}): "
                           "its running pods are kept and adopted")

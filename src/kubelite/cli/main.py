@@ -4,7 +4,8 @@
 makes the PKI and the kubeconfig on first start, serves the API, prints one line when the
 cluster is ready and stops cleanly on SIGINT/SIGTERM. A run file (``DIR/run.json``) says
 which process serves which port, so ``status`` can answer and ``down`` can stop a running
-cluster or clean up after one that crashed.
+cluster or clean up after one that crashed. An ``up`` after a crash keeps the pods that
+still run, for its agent to adopt, as a restarted kubelet does.
 """
 
 from __future__ import annotations

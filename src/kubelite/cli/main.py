@@ -32,7 +32,7 @@ import yaml
 
 from kubelite.cli import kubeconfig as kcfg
 from kubelite.cli.progress import Progress
-from kubelite.cli.supervisor import Child, die_with_parent
+from kubelite.cli.supervisor import Child, die_with_parent, stop_components
 
 if TYPE_CHECKING:
     from kubelite.apiserver.server import APIServer
@@ -184,8 +184,6 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     if not args.no_agent:
         check_node_prerequisites()
     if run:
-        from kubelite.cli.supervisor import stop_components
-
         # What is left of a crashed run's components goes first: an API server worker of it
         # may still hold the port for a moment (see cleanup).
         stop_components(run.get("kubeconfig") or data_dir / "kubeconfig")
@@ -499,8 +497,6 @@ def cleanup(data_dir: pathlib.Path, cluster: str | None = None, *, keep_pods: bo
     and namespaces) stays for the new run's agent to adopt; the rest goes all the same.
     """
     run = read_run(data_dir)
-    from kubelite.cli.supervisor import stop_components
-
     # First: a component left over (the kernel told it to stop when `up` died) must not race
     # what follows, nor run next to the new run's own.
     stop_components((run or {}).get("kubeconfig") or data_dir / "kubeconfig")

@@ -100,17 +100,25 @@ class Leftovers:
     c: Cluster
     processes: dict[int, int | None] = field(default_factory=dict)  # pid → start time: shims, containers
 
-    def note_processes(self) -> None:
+    uid: str = ""  # only that pod's, not the cluster's
+
+    def note_processes(self, uid: str = "") -> None:
+        self.uid = uid
         for status in self.c.data_dir.glob("agent/containers/*/status.json"):
             raw = json.loads(status.read_text())
+            if uid and json.loads((status.parent / "spec.json").read_text())["pod_uid"] != uid:
+                continue
             for pid, start in ((raw.get("pid"), raw.get("pid_start")), (raw.get("shim_pid"), raw.get("shim_start"))):
                 if pid:
                     self.processes[pid] = start
 
     def found(self) -> list[str]:
-        left = [f"netns {ns}" for ns in netns_names() if ns.startswith(f"{self.c.name}-")]
+        prefix = f"{self.c.name}-{self.uid.replace('-', '')[:12]}"
+        left = [f"netns {ns}" for ns in netns_names() if ns.startswith(prefix)]
         left += [f"process {pid}" for pid, start in self.processes.items()
                  if start and process_start_time(pid) == start and pid_alive(pid)]  # a zombie is gone
+        if self.uid:
+            return left
         left += [f"component {pid}" for pid in cluster_component_pids(self.c.kubeconfig)]
         with open("/proc/self/mountinfo") as f:
             left += [f"mount {line.split()[4]}" for line in f if self.c.name in line or str(self.c.data_dir) in line]
@@ -177,8 +185,14 @@ def test_pods_outlive_a_crash_of_up_and_are_adopted_by_the_next_run(cluster: Clu
     c = cluster
     c.start(agent=True, timeout=60)
     apply(c, deployment("web", 1, {"name": "c", "image": "busybox", "command": ["sleep", "3600"]}),
-          sleeper("once", restartPolicy="Never"))
-    before = all_ready(c, 2)
+          sleeper("once", restartPolicy="Never"), sleeper("orphan"))
+    before = all_ready(c, 3)
+    # Really orphaned: a pod whose API object goes while no agent looks (its agent frozen).
+    [agent] = component_pids(c.kubeconfig, "agent")
+    orphan = Leftovers(c)
+    orphan.note_processes(before.pop("orphan")["metadata"]["uid"])
+    os.kill(agent, signal.SIGSTOP)
+    c.kubectl("delete", "pod", "orphan", "--grace-period=0", "--force", check=True)
     # A crash: `up` and every component die at once, none of them stopping cleanly.
     assert c.proc is not None
     victims = [c.proc.pid, *cluster_component_pids(c.kubeconfig)]
@@ -187,8 +201,10 @@ def test_pods_outlive_a_crash_of_up_and_are_adopted_by_the_next_run(cluster: Clu
         os.kill(pid, signal.SIGKILL)
     c.proc.wait(10)
     c.proc = None
+    assert len(orphan.found()) == 3, orphan.found()  # its namespace, its container and shim
     out = restart_up(c)
     agent_synced(c, "after")
+    wait_for("the orphan removed by the new agent", lambda: orphan.found() == [], timeout=10)
     after = pods(c)
     assert {name: identity(p) for name, p in after.items() if name in before} == \
         {name: identity(p) for name, p in before.items()}

@@ -509,6 +509,9 @@ class Registry:
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
+        # Admission runs before the name is generated, as in kube-apiserver (a refused
+        # generateName pod is `pods is forbidden: ...`).
+        await strat.admit(obj, None, self)
         body_name = meta.get("name")
         if not body_name and meta.get("generateName") and isinstance(meta["generateName"], str):
             meta["name"] = objects.generate_name(meta["generateName"])
@@ -616,6 +619,8 @@ class Registry:
             errs = [] if internal else strat.validate(new, old)
             if errs:
                 raise self._invalid(rt, new, errs)
+            if target.subresource is None and not internal:
+                await strat.admit(new, old, self)
             if track_fields:
                 managedfields.update_managed_fields(
                     old, new, manager=manager, operation=operation, api_version=rt.api_version,
@@ -790,7 +795,8 @@ class Registry:
         self, target: Target, wanted_of: Callable[[Obj], Any], *, manager: str, precondition_rv: str | None,
         dry_run: bool,
     ) -> Obj:
-        """``deployments/scale``, ``replicasets/scale``: ``wanted_of`` maps the current Scale to the wanted one."""
+        """``deployments/scale``, ``replicasets/scale``, ``replicationcontrollers/scale``: ``wanted_of`` maps the
+        current Scale to the wanted one."""
 
         def compute(old: Obj) -> Obj:
             wanted = wanted_of(scale_of(old))
@@ -1010,6 +1016,8 @@ def scale_of(obj: Obj) -> Obj:
     """The autoscaling/v1 Scale view of a workload's replicas."""
     meta = obj["metadata"]
     sel = ((obj.get("spec") or {}).get("selector") or {})
+    if obj.get("kind") == "ReplicationController":
+        sel = {"matchLabels": sel}  # a plain label map, not a LabelSelector
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

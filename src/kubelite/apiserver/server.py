@@ -25,7 +25,7 @@ from kubelite import __version__
 from kubelite.api import errors, openapi, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
-from kubelite.apiserver import discovery, healthz
+from kubelite.apiserver import discovery, healthz, systemobjects
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
 from kubelite.apiserver.handlers import JSON, RestHandlers, json_response, status_response
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
@@ -244,7 +244,8 @@ class APIServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def bootstrap(self) -> None:
-        """Objects a cluster has from its first second: system namespaces, the `kubernetes` Service."""
+        """Objects a cluster has from its first second: system namespaces, the `kubernetes` Service,
+        the system priority classes, flow control's mandatory objects, the local APIServices."""
         ns_rt = lookup("", "v1", "namespaces")
         assert ns_rt is not None
         for ns in SYSTEM_NAMESPACES:
@@ -259,6 +260,7 @@ class APIServer:
         await bootstrap_kubernetes_service(
             self.registry, self.cidr, self.config.advertise_address, self.config.port
         )
+        await systemobjects.bootstrap(self.registry)
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kubelite.api import defaults, validation
+from kubelite.api import defaults, errors, validation
 from kubelite.api.errors import FieldError
-from kubelite.api.registry import ResourceType
+from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.resource import pod_qos_class
 
 if TYPE_CHECKING:
     from kubelite.apiserver.registry import ServiceAllocator
 
 Rollback = Callable[[], Awaitable[None]]
+
+
+class ObjectLister(Protocol):
+    """What admission reads (the registry): every stored object of a kind."""
+
+    async def list_objects(self, rt: ResourceType, namespace: str | None) -> list[dict[str, Any]]: ...
 
 
 class Strategy:
@@ -77,6 +83,13 @@ class Strategy:
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
         return validation.validate(self.rt.group, self.rt.kind, obj, old)
 
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        """Admission that reads other objects (kube-apiserver's admission plugins): raises to refuse.
+
+        Called for a create (``old`` None) before the strategy prepares the object, and for an
+        update of the main resource after validation.
+        """
+
     # Whether allocate() claims anything: only then must a create look before it leaps (an
     # existing object must not cost a claim and its rollback); other kinds let the store's
     # create-if-absent answer AlreadyExists, one store call fewer.
@@ -102,10 +115,31 @@ class NamespaceStrategy(Strategy):
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
 
 
+async def _priority_classes(objects: ObjectLister) -> list[dict[str, Any]]:
+    rt = lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    return [] if rt is None else await objects.list_objects(rt, None)
+
+
 class PodStrategy(Strategy):
     def prepare_create(self, obj: dict[str, Any]) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec") or {})}
         defaults.admit_pod_create(obj)
+
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        # The Priority plugin looks at creates only: a pod's priority never changes after.
+        if old is not None or not isinstance(obj.get("spec"), dict):
+            return
+        refusal = defaults.admit_pod_priority(obj, await _priority_classes(objects))
+        if refusal is not None:
+            raise errors.forbidden_error("pods", (obj.get("metadata") or {}).get("name") or "", refusal)
+
+
+class PriorityClassStrategy(Strategy):
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        refusal = defaults.admit_priority_class(obj, await _priority_classes(objects), creating=old is None)
+        if refusal is not None:
+            name = (obj.get("metadata") or {}).get("name") or ""
+            raise errors.forbidden_error("priorityclasses", name, refusal, "scheduling.k8s.io")
 
 
 class ServiceStrategy(Strategy):
@@ -159,6 +193,15 @@ class EndpointsStrategy(Strategy):
     allow_create_on_update = True
 
 
+class ReplicationControllerStrategy(Strategy):
+    """Generation tracked; the status starts at zero replicas (not omitted in core/v1)."""
+
+    tracks_generation = True
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"replicas": 0}
+
+
 class PodDisruptionBudgetStrategy(Strategy):
     """A budget starts with an empty status (zeros are not omitted in policy/v1) at generation 1."""
 
@@ -179,6 +222,10 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Event"): EventStrategy,
     ("", "Endpoints"): EndpointsStrategy,
     ("policy", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,
+    ("", "ReplicationController"): ReplicationControllerStrategy,
+    ("scheduling.k8s.io", "PriorityClass"): PriorityClassStrategy,
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"): GenerationStrategy,
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): GenerationStrategy,
 }
 
 

@@ -20,6 +20,11 @@ depends on:
     python tools/gen_protobuf_fields.py PROTO_FILE_OR_DIR...
 
 e.g. with a checkout: ``python tools/gen_protobuf_fields.py ~/kubernetes/staging/src/k8s.io``.
+
+``--add`` keeps the committed table and adds only the messages of the given files that a kind
+below reaches (messages already in the table are not looked for again): how a kind is added
+without a full regeneration, e.g. ``python tools/gen_protobuf_fields.py --add
+tools/protos/scheduling_v1.proto``.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ ROOTS = {
     ("networking.k8s.io/v1", "ServiceCIDR"): "k8s.io.api.networking.v1.ServiceCIDR",
     ("policy/v1", "Eviction"): "k8s.io.api.policy.v1.Eviction",
     ("policy/v1", "PodDisruptionBudget"): "k8s.io.api.policy.v1.PodDisruptionBudget",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "k8s.io.api.scheduling.v1.PriorityClass",
     ("authentication.k8s.io/v1", "TokenRequest"): "k8s.io.api.authentication.v1.TokenRequest",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "k8s.io.api.authentication.v1.SelfSubjectReview",
     (
@@ -209,6 +215,7 @@ POINTERS: dict[str, list[str]] = {
     ],
     "k8s.io.api.authentication.v1.TokenRequestSpec": ["expirationSeconds"],
     "k8s.io.api.policy.v1.PodDisruptionBudgetSpec": ["unhealthyPodEvictionPolicy"],
+    "k8s.io.api.scheduling.v1.PriorityClass": ["preemptionPolicy"],
 }
 
 _FIELD = re.compile(r"^(optional|repeated)\s+([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;$")
@@ -253,12 +260,13 @@ def _definition(message: str) -> dict[str, Any]:
     return d
 
 
-def build(messages: dict[str, list[tuple[str, str, str, int]]]) -> dict[str, Any]:
+def build(messages: dict[str, list[tuple[str, str, str, int]]], known: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The table of the messages reachable from ROOTS, except ``known`` ones (already tabled)."""
     reachable: list[str] = []
     todo = list(dict.fromkeys(ROOTS.values()))
     while todo:
         name = todo.pop()
-        if name in reachable or name in SPECIAL:
+        if name in reachable or name in SPECIAL or name in known:
             continue
         if name not in messages:
             raise SystemExit(f"message {name} is reachable but not in the given .proto files")
@@ -292,12 +300,18 @@ def build(messages: dict[str, list[tuple[str, str, str, int]]]) -> dict[str, Any
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("protos", nargs="+", type=pathlib.Path, help=".proto files or directories holding them")
+    ap.add_argument("--add", action="store_true", help="add to the committed table instead of replacing it")
     args = ap.parse_args()
     messages: dict[str, list[tuple[str, str, str, int]]] = {}
     for p in args.protos:
         for f in sorted(p.rglob("*.proto")) if p.is_dir() else [p]:
             messages.update(parse(f.read_text()))
-    data = build(messages)
+    if args.add:
+        current = json.loads(gzip.decompress(OUT.read_bytes()))
+        data = build(messages, frozenset(current["messages"]))
+        data["messages"] = {**current["messages"], **data["messages"]}
+    else:
+        data = build(messages)
     inline = sorted(
         f"{m.rsplit('.', 1)[1]}.{f[0]}"
         for m, fs in data["messages"].items()

@@ -1,0 +1,159 @@
+"""The kinds of issue 15 point 12 without a server: Priority admission, validation, defaults,
+printers and the local APIServices' table (the integration tests drive them through kubectl)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from kubelite.api import defaults, validation
+from kubelite.api.printers import to_table
+from kubelite.api.registry import RESOURCES, by_group_version, lookup
+from kubelite.apiserver import systemobjects
+
+NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
+Obj = dict[str, Any]
+
+
+def pc(name: str, value: int, *, default: bool = False, policy: str = "PreemptLowerPriority") -> Obj:
+    return {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": name},
+            "value": value, "globalDefault": default, "preemptionPolicy": policy}
+
+
+def pod(**spec: Any) -> Obj:
+    return {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}], **spec}}
+
+
+def messages(group: str, kind: str, obj: Obj, old: Obj | None = None) -> list[str]:
+    return [str(e) for e in validation.validate(group, kind, obj, old)]
+
+
+# --- the Priority admission ----------------------------------------------------------------
+
+
+def test_a_named_class_gives_priority_and_preemption_policy() -> None:
+    p = pod(priorityClassName="high")
+    assert defaults.admit_pod_priority(p, [pc("high", 1000, policy="Never")]) is None
+    assert (p["spec"]["priority"], p["spec"]["preemptionPolicy"]) == (1000, "Never")
+
+
+def test_an_unknown_class_is_refused_in_kubernetes_words() -> None:
+    assert defaults.admit_pod_priority(pod(priorityClassName="x"), []) == "no PriorityClass with name x was found"
+
+
+def test_without_a_class_the_global_default_applies_the_lowest_if_several() -> None:
+    p = pod()
+    classes = [pc("a", 10, default=True), pc("b", 5, default=True, policy="Never"), pc("c", 1)]
+    assert defaults.admit_pod_priority(p, classes) is None
+    assert (p["spec"]["priorityClassName"], p["spec"]["priority"], p["spec"]["preemptionPolicy"]) == ("b", 5, "Never")
+    bare = pod()
+    assert defaults.admit_pod_priority(bare, [pc("c", 1)]) is None
+    assert (bare["spec"]["priority"], "priorityClassName" in bare["spec"]) == (0, False)
+
+
+def test_a_priority_that_disagrees_with_the_class_is_refused() -> None:
+    refusal = defaults.admit_pod_priority(pod(priorityClassName="high", priority=3), [pc("high", 1000)])
+    assert refusal == ("the integer value of priority (3) must not be provided in pod spec; priority admission "
+                       "controller computed 1000 from the given PriorityClass name")
+
+
+def test_one_global_default_class_only() -> None:
+    existing = [pc("d", 1, default=True)]
+    assert defaults.admit_priority_class(pc("e", 2, default=True), existing, creating=True) == (
+        "PriorityClass d is already marked as default. Only one default can exist")
+    assert defaults.admit_priority_class(pc("d", 1, default=True), existing, creating=False) is None
+    assert defaults.admit_priority_class(pc("e", 2), existing, creating=True) is None
+
+
+# --- validation and defaults ----------------------------------------------------------------
+
+
+def test_priority_class_validation() -> None:
+    assert messages("scheduling.k8s.io", "PriorityClass", pc("system-node-critical", 2000001000)) == []
+    assert messages("scheduling.k8s.io", "PriorityClass", pc("system-x", 1)) == [
+        "metadata.name: Forbidden: priority class names with 'system-' prefix are reserved for system use only. "
+        "error: system-x is not a known system priority class"]
+    assert messages("scheduling.k8s.io", "PriorityClass", pc("u", 1000000001)) == [
+        "value: Forbidden: maximum allowed value of a user defined priority is 1000000000"]
+    old = {**pc("u", 1), "metadata": {"name": "u", "resourceVersion": "1", "uid": "x", "creationTimestamp": "t"}}
+    new = {**old, "value": 2}
+    assert messages("scheduling.k8s.io", "PriorityClass", new, old) == [
+        "value: Forbidden: may not be changed in an update."]
+
+
+def rc(selector: dict[str, str] | None, labels: dict[str, str]) -> Obj:
+    spec: Obj = {"replicas": 1, "template": {"metadata": {"labels": labels},
+                                            "spec": {"containers": [{"name": "c", "image": "i"}]}}}
+    if selector is not None:
+        spec["selector"] = selector
+    obj: Obj = {"apiVersion": "v1", "kind": "ReplicationController",
+                "metadata": {"name": "web", "namespace": "default"}, "spec": spec}
+    defaults.apply_defaults("", "ReplicationController", obj)
+    return obj
+
+
+def test_replication_controller_defaults_and_validation() -> None:
+    obj = rc(None, {"app": "web"})
+    assert obj["spec"]["selector"] == {"app": "web"} and obj["metadata"]["labels"] == {"app": "web"}
+    assert obj["spec"]["template"]["spec"]["restartPolicy"] == "Always"
+    assert messages("", "ReplicationController", obj) == []
+    assert messages("", "ReplicationController", rc({"app": "x"}, {"app": "web"})) == [
+        'spec.template.metadata.labels: Invalid value: map[string]string{"app":"web"}: '
+        "`selector` does not match template `labels`"]
+    assert "spec.selector: Required value" in messages("", "ReplicationController", rc(None, {}))
+
+
+def test_csi_and_attachment_validation() -> None:
+    driver: Obj = {"metadata": {"name": "-bad-"}, "spec": {}}
+    defaults.apply_defaults("storage.k8s.io", "CSIDriver", driver)
+    assert driver["spec"]["attachRequired"] is True and driver["spec"]["fsGroupPolicy"] == "ReadWriteOnceWithFSType"
+    assert messages("storage.k8s.io", "CSIDriver", driver)[0].startswith('metadata.name: Invalid value: "-bad-"')
+    va: Obj = {"metadata": {"name": "a"}, "spec": {"attacher": "d.example.com", "nodeName": "n",
+                                                   "source": {"persistentVolumeName": "pv", "inlineVolumeSpec": {}}}}
+    assert messages("storage.k8s.io", "VolumeAttachment", va) == [
+        "spec.source: Required value: must specify exactly one of inlineVolumeSpec and persistentVolumeName"]
+
+
+# --- printers ---------------------------------------------------------------------------------
+
+
+def test_flow_schemas_print_in_matching_precedence_order() -> None:
+    def fs(name: str, precedence: int) -> Obj:
+        return {"metadata": {"name": name, "creationTimestamp": "2025-06-01T11:00:00Z"},
+                "spec": {"priorityLevelConfiguration": {"name": "pl"}, "matchingPrecedence": precedence}}
+
+    table = to_table("flowcontrol.apiserver.k8s.io", "FlowSchema", [fs("b", 10000), fs("a", 1), fs("c", 1)],
+                     now=NOW, list_meta={"resourceVersion": "1"})
+    assert [r["cells"] for r in table["rows"]] == [
+        ["a", "pl", 1, "<none>", "60m", "?"], ["c", "pl", 1, "<none>", "60m", "?"], ["b", "pl", 10000, "<none>", "60m", "?"]]
+
+
+def test_component_status_and_api_service_cells() -> None:
+    cs = {"metadata": {"name": "etcd-0"}, "conditions": [{"type": "Healthy", "status": "False", "message": "",
+                                                           "error": "store down"}]}
+    assert to_table("", "ComponentStatus", [cs], now=NOW)["rows"][0]["cells"] == ["etcd-0", "Unhealthy", "", "store down"]
+    svc = {"metadata": {"name": "v1beta1.metrics.k8s.io", "creationTimestamp": "2025-06-01T11:59:00Z"},
+           "spec": {"service": {"namespace": "kube-system", "name": "metrics-server"}},
+           "status": {"conditions": [{"type": "Available", "status": "False", "reason": "MissingEndpoints"}]}}
+    assert to_table("apiregistration.k8s.io", "APIService", [svc], now=NOW)["rows"][0]["cells"] == [
+        "v1beta1.metrics.k8s.io", "kube-system/metrics-server", "False (MissingEndpoints)", "60s"]
+
+
+# --- the served table -------------------------------------------------------------------------
+
+
+def test_every_served_group_version_has_its_local_api_service() -> None:
+    services = systemobjects.local_api_services()
+    assert len(services) == len(by_group_version())
+    assert services["v1."]["spec"] == {"group": "", "version": "v1", "groupPriorityMinimum": 18000,
+                                       "versionPriority": 1, "service": None}
+    for obj in services.values():
+        assert validation.validate("apiregistration.k8s.io", "APIService", obj) == []
+
+
+def test_read_only_and_computed_kinds_advertise_their_verbs() -> None:
+    cs = lookup("", "v1", "componentstatuses")
+    fs = lookup("flowcontrol.apiserver.k8s.io", "v1", "flowschemas")
+    assert cs is not None and cs.verbs == ("get", "list")
+    assert fs is not None and fs.verbs == ("get", "list", "watch")
+    assert sum(1 for r in RESOURCES if r.kind == "ReplicationController") == 1

@@ -3,13 +3,20 @@ printers and the local APIServices' table (the integration tests drive them thro
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kubelite.api import defaults, validation
+from kubelite.api.errors import StatusError
 from kubelite.api.printers import to_table
 from kubelite.api.registry import RESOURCES, by_group_version, lookup
 from kubelite.apiserver import systemobjects
+from kubelite.apiserver.registry import Registry
+from kubelite.store import SqliteStore
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 Obj = dict[str, Any]
@@ -157,3 +164,34 @@ def test_read_only_and_computed_kinds_advertise_their_verbs() -> None:
     assert cs is not None and cs.verbs == ("get", "list")
     assert fs is not None and fs.verbs == ("get", "list", "watch")
     assert sum(1 for r in RESOURCES if r.kind == "ReplicationController") == 1
+
+
+async def test_admission_reads_priority_classes_from_a_cache_and_misses_go_live(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "state.db"))
+    await store.start()
+    registry = Registry(store)
+    rt = lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    pods = lookup("", "v1", "pods")
+    assert rt is not None and pods is not None
+    cache = registry.caches[rt]
+    try:
+        await cache.start()
+        await registry.create_object(rt, None, pc("early", 10), manager="test")
+        async with asyncio.timeout(5):
+            # The cache has no event to wait on: poll it.
+            while "/registry/scheduling.k8s.io/priorityclasses/early" not in cache.objects:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        await cache.stop()
+        cache.synced = True  # a cache that lags: it will never see "late"
+        await registry.create_object(rt, None, pc("late", 20), manager="test")
+        strategy = registry.strategy(pods)
+        late = pod(priorityClassName="late")
+        await strategy.admit(late, None, registry)
+        assert late["spec"]["priority"] == 20
+        with pytest.raises(StatusError) as refused:
+            await strategy.admit(pod(priorityClassName="never"), None, registry)
+        assert refused.value.code == 403
+        assert refused.value.message == 'pods "p" is forbidden: no PriorityClass with name never was found'
+    finally:
+        await cache.stop()
+        await store.close()

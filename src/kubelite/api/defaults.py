@@ -500,6 +500,14 @@ def _default_priority_class_of(classes: Sequence[Mapping[str, Any]]) -> Mapping[
     return found
 
 
+_NO_CLASS = "no PriorityClass with name {} was found"
+
+
+def names_missing_class(refusal: str) -> bool:
+    """Whether a refusal of :func:`admit_pod_priority` is for a class it did not find."""
+    return refusal.startswith("no PriorityClass with name ")
+
+
 def admit_pod_priority(pod: Obj, classes: Sequence[Mapping[str, Any]]) -> str | None:
     """The Priority admission of a Pod being created: its PriorityClass (named, or the global
     default) gives ``spec.priority`` and ``spec.preemptionPolicy``. Returns the reason to refuse
@@ -519,7 +527,7 @@ def admit_pod_priority(pod: Obj, classes: Sequence[Mapping[str, Any]]) -> str | 
     else:
         pc = next((c for c in classes if (c.get("metadata") or {}).get("name") == name), None)
         if pc is None:
-            return f"no PriorityClass with name {name} was found"
+            return _NO_CLASS.format(name)
         priority = int(pc.get("value", 0))
         policy = pc.get("preemptionPolicy")
     given = spec.get("priority")

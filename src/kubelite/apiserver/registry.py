@@ -318,6 +318,62 @@ class ActiveNamespaces:
 
 
 
+class CachedKind:
+    """Every object of one cluster-scoped kind, kept current from a watch: an informer's cache.
+
+    kube-apiserver's admission plugins read what they need (the Priority plugin its
+    PriorityClasses) from informers, not from etcd. Here the cache spares every pod create a
+    store round trip. Until it has listed once (and after it lost its watch) it is not
+    ``synced`` and readers go to the store; like an informer it may lag a write by the time
+    an event takes, so a reader that misses a name looks it up live.
+    """
+
+    def __init__(self, store: Store, rt: ResourceType) -> None:
+        self.store = store
+        self.prefix = rt.key_prefix()
+        self.objects: dict[str, Obj] = {}
+        self.synced = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        rev = await self._relist()
+        self._task = asyncio.create_task(self._follow(rev), name=f"cache {self.prefix}")
+
+    async def stop(self) -> None:
+        self.synced = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _relist(self) -> int:
+        kvs, rev, _ = await self.store.list(self.prefix)
+        self.objects = {kv.key: decode_kv(kv) for kv in kvs}
+        self.synced = True
+        return rev
+
+    async def _follow(self, rev: int) -> None:
+        while True:
+            try:
+                async with contextlib.aclosing(self.store.watch_batches(self.prefix, rev)) as batches:
+                    async for batch in batches:
+                        for ev in batch.events:
+                            if ev.type == "DELETED":
+                                self.objects.pop(ev.kv.key, None)
+                            else:
+                                self.objects[ev.kv.key] = decode_kv(ev.kv)
+                        rev = batch.revision
+            except StoreError as e:
+                self.synced = False
+                log.info("cache of %s: %s; relisting", self.prefix, e)
+                await asyncio.sleep(0.1)
+                try:
+                    rev = await self._relist()
+                except StoreError:
+                    continue
+
+
 # ---------------------------------------------------------------------------- the registry
 
 
@@ -356,10 +412,25 @@ class Registry:
     services: ServiceAllocator | None = None
     tokens: TokenIssuer | None = None
     namespaces: ActiveNamespaces = field(init=False)
+    # Kinds admission reads on hot paths, cached (started with the server, like namespaces).
+    caches: dict[ResourceType, CachedKind] = field(init=False, default_factory=dict)
     _strategies: dict[ResourceType, Strategy] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.namespaces = ActiveNamespaces(self.store)
+        priority_classes = lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        if priority_classes is not None:
+            self.caches[priority_classes] = CachedKind(self.store, priority_classes)
+
+    async def start_caches(self) -> None:
+        await self.namespaces.start()
+        for cache in self.caches.values():
+            await cache.start()
+
+    async def stop_caches(self) -> None:
+        await self.namespaces.stop()
+        for cache in self.caches.values():
+            await cache.stop()
 
     def strategy(self, rt: ResourceType) -> Strategy:
         s = self._strategies.get(rt)
@@ -381,7 +452,12 @@ class Registry:
         obj, _ = await self.get(Target(rt, namespace, name, None))
         return obj
 
-    async def list_objects(self, rt: ResourceType, namespace: str | None) -> builtins.list[Obj]:
+    async def list_objects(self, rt: ResourceType, namespace: str | None, *, fresh: bool = False) -> builtins.list[Obj]:
+        """Every object of a kind (in a namespace); from the kind's cache if it has a synced one,
+        unless ``fresh`` asks for the store's current state."""
+        cache = self.caches.get(rt)
+        if cache is not None and cache.synced and not fresh:
+            return list(cache.objects.values())
         kvs, _, _ = await self.store.list(rt.key_prefix(namespace))
         return [decode_kv(kv) for kv in kvs]
 

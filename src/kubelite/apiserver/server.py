@@ -279,7 +279,7 @@ class APIServer:
             await self.services.load_hints()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        await self.registry.namespaces.start()
+        await self.registry.start_caches()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.ssl_context(), backlog=1024,
             reuse_address=True, reuse_port=True,
@@ -291,7 +291,7 @@ class APIServer:
 
     async def stop(self) -> None:
         self.ready = False
-        await self.registry.namespaces.stop()
+        await self.registry.stop_caches()
         for task in list(self.rest.watchers):
             task.cancel()
         if self._runner is not None:

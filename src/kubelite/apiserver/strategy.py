@@ -27,7 +27,9 @@ Rollback = Callable[[], Awaitable[None]]
 class ObjectLister(Protocol):
     """What admission reads (the registry): every stored object of a kind."""
 
-    async def list_objects(self, rt: ResourceType, namespace: str | None) -> list[dict[str, Any]]: ...
+    async def list_objects(
+        self, rt: ResourceType, namespace: str | None, *, fresh: bool = False
+    ) -> list[dict[str, Any]]: ...
 
 
 class Strategy:
@@ -115,9 +117,9 @@ class NamespaceStrategy(Strategy):
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
 
 
-async def _priority_classes(objects: ObjectLister) -> list[dict[str, Any]]:
+async def _priority_classes(objects: ObjectLister, *, fresh: bool = False) -> list[dict[str, Any]]:
     rt = lookup("scheduling.k8s.io", "v1", "priorityclasses")
-    return [] if rt is None else await objects.list_objects(rt, None)
+    return [] if rt is None else await objects.list_objects(rt, None, fresh=fresh)
 
 
 class PodStrategy(Strategy):
@@ -130,13 +132,17 @@ class PodStrategy(Strategy):
         if old is not None or not isinstance(obj.get("spec"), dict):
             return
         refusal = defaults.admit_pod_priority(obj, await _priority_classes(objects))
+        if refusal is not None and defaults.names_missing_class(refusal):
+            # The cache may not have seen a class created a moment ago: ask the store.
+            refusal = defaults.admit_pod_priority(obj, await _priority_classes(objects, fresh=True))
         if refusal is not None:
             raise errors.forbidden_error("pods", (obj.get("metadata") or {}).get("name") or "", refusal)
 
 
 class PriorityClassStrategy(Strategy):
     async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
-        refusal = defaults.admit_priority_class(obj, await _priority_classes(objects), creating=old is None)
+        refusal = defaults.admit_priority_class(obj, await _priority_classes(objects, fresh=True),
+                                                creating=old is None)
         if refusal is not None:
             name = (obj.get("metadata") or {}).get("name") or ""
             raise errors.forbidden_error("priorityclasses", name, refusal, "scheduling.k8s.io")

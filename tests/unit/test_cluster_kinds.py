@@ -15,7 +15,7 @@ from kubelite.api.errors import StatusError
 from kubelite.api.printers import to_table
 from kubelite.api.registry import RESOURCES, by_group_version, lookup
 from kubelite.apiserver import systemobjects
-from kubelite.apiserver.registry import Registry
+from kubelite.apiserver.registry import Registry, Target
 from kubelite.store import SqliteStore
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -194,4 +194,37 @@ async def test_admission_reads_priority_classes_from_a_cache_and_misses_go_live(
         assert refused.value.message == 'pods "p" is forbidden: no PriorityClass with name never was found'
     finally:
         await cache.stop()
+        await store.close()
+
+
+async def test_local_api_services_are_reconciled_with_the_served_table(tmp_path: Path) -> None:
+    """A local APIService of a group version no longer served goes; a changed one is put back."""
+    store = SqliteStore(str(tmp_path / "state.db"))
+    await store.start()
+    registry = Registry(store)
+    rt = lookup("apiregistration.k8s.io", "v1", "apiservices")
+    assert rt is not None
+    try:
+        stale = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
+                 "metadata": {"name": "v1.gone.example.com", "labels": {systemobjects.AUTOMANAGED: "onstart"}},
+                 "spec": {"group": "gone.example.com", "version": "v1", "groupPriorityMinimum": 100,
+                          "versionPriority": 1, "service": None}}
+        remote = {**stale, "metadata": {"name": "v1beta1.metrics.k8s.io"},
+                  "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "groupPriorityMinimum": 100,
+                           "versionPriority": 100, "service": {"namespace": "kube-system", "name": "metrics-server"},
+                           "insecureSkipTLSVerify": True}}
+        for obj in (stale, remote):
+            await registry.create_object(rt, None, obj, manager="test")
+        await systemobjects.api_services(registry)
+        await registry.update_status(rt, None, "v1.apps", lambda o: {**o, "status": {}}, manager="t", dry_run=False)
+        apps = await registry.get_object(rt, None, "v1.apps")
+        changed = {**apps, "spec": {**apps["spec"], "versionPriority": 3}}
+        await registry.update(Target(rt, None, "v1.apps", None), changed, manager="t", dry_run=False)
+        await systemobjects.api_services(registry)
+        names = {o["metadata"]["name"] for o in await registry.list_objects(rt, None)}
+        assert names == set(systemobjects.local_api_services()) | {"v1beta1.metrics.k8s.io"}
+        apps = await registry.get_object(rt, None, "v1.apps")
+        assert apps["spec"]["versionPriority"] == 15
+        assert [c["type"] for c in apps["status"]["conditions"]] == ["Available"]
+    finally:
         await store.close()

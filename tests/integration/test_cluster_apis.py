@@ -87,6 +87,23 @@ def test_replication_controller_scales_its_pods(cluster: Cluster) -> None:
     wait_until(lambda: not _pods_of(cluster, ns, name), "pods gone with their controller")
 
 
+def test_a_budget_counts_the_pods_of_a_replication_controller(cluster: Cluster) -> None:
+    """The disruption controller finds an RC as the pods' scale, as disruption.go's finders do."""
+    ns, name = new_namespace(cluster), f"rcpdb-{uid()}"
+    apply(cluster, _rc(name, 3), ns)
+    wait_until(lambda: len(_pods_of(cluster, ns, name)) == 3, "3 pods")
+    apply(cluster, {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": name},
+                    "spec": {"maxUnavailable": "50%", "selector": {"matchLabels": {"app": name}}}}, ns)
+
+    def observed() -> Obj | None:
+        status = (get(cluster, "pdb", name, ns) or {}).get("status") or {}
+        return status if status.get("observedGeneration") == 1 else None
+
+    status = wait_until(observed, "the budget's status")
+    # 50% of the RC's 3 replicas, rounded up, may be unavailable: 1 must be healthy (none is: no kubelet runs them).
+    assert (status["expectedPods"], status["desiredHealthy"], status["currentHealthy"]) == (3, 1, 0)
+
+
 def test_replication_controller_validation(cluster: Cluster) -> None:
     ns = new_namespace(cluster)
     bad = _rc("bad", 1)

@@ -126,6 +126,7 @@ def test_pod_templates(cluster: Cluster) -> None:
                               "template": {"metadata": {"labels": {"app": "x"}},
                                            "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}, ns)
     assert created["template"]["spec"]["restartPolicy"] == "Always"  # the pod spec's defaults
+    assert created["metadata"]["generation"] == 1
     assert header(cluster, "podtemplates", "-n", ns) == ["NAME", "CONTAINERS", "IMAGES", "POD", "LABELS"]
     assert rows(cluster, "podtemplates", "-n", ns) == [[name, "c", "busybox", "app=x"]]
     res = cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(

@@ -229,6 +229,8 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Endpoints"): EndpointsStrategy,
     ("policy", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,
     ("", "ReplicationController"): ReplicationControllerStrategy,
+    # podtemplate/strategy.go: generation 1, moved by any change of the template.
+    ("", "PodTemplate"): GenerationStrategy,
     ("scheduling.k8s.io", "PriorityClass"): PriorityClassStrategy,
     ("flowcontrol.apiserver.k8s.io", "FlowSchema"): GenerationStrategy,
     ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): GenerationStrategy,

@@ -135,6 +135,10 @@ async def flow_control(registry: Registry) -> None:
 
                 await registry.guaranteed_update(Target(rt, None, name, None), keep_mandatory, manager=MANAGER)
             if kind == "FlowSchema":
+                conditions = ((created or await registry.get_object(rt, None, name)).get("status") or {}).get(
+                    "conditions") or []
+                if any(c.get("type") == "Dangling" and c.get("status") == "False" for c in conditions):
+                    continue
                 level = item["spec"]["priorityLevelConfiguration"]["name"]
                 await _set_status(registry, rt, name, {"conditions": [{
                     "type": "Dangling", "status": "False", "lastTransitionTime": objects.now_rfc3339(),

@@ -14,7 +14,7 @@ from kubelite.api import defaults, validation
 from kubelite.api.errors import StatusError
 from kubelite.api.printers import to_table
 from kubelite.api.registry import RESOURCES, by_group_version, lookup
-from kubelite.apiserver import systemobjects
+from kubelite.apiserver import componentstatus, systemobjects
 from kubelite.apiserver.registry import Registry, Target
 from kubelite.store import SqliteStore
 
@@ -228,3 +228,18 @@ async def test_local_api_services_are_reconciled_with_the_served_table(tmp_path:
         assert [c["type"] for c in apps["status"]["conditions"]] == ["Available"]
     finally:
         await store.close()
+
+
+async def test_etcd_component_status_is_the_store_health(tmp_path: Path) -> None:
+    store = SqliteStore(str(tmp_path / "state.db"))
+    await store.start()
+    healthy = await componentstatus.get_status(store, "etcd-0")
+    assert healthy["conditions"] == [{"type": "Healthy", "status": "True", "message": "ok"}]
+    await store.close()  # a closed store cannot serve: etcd-0 is unhealthy, with the store's reason
+    down = await componentstatus.get_status(store, "etcd-0")
+    assert down["conditions"][0]["status"] == "False" and down["conditions"][0]["error"]
+    assert [s["metadata"]["name"] for s in await componentstatus.list_statuses(store)] == [
+        "scheduler", "controller-manager", "etcd-0"]
+    with pytest.raises(StatusError) as missing:
+        await componentstatus.get_status(store, "kubelet")
+    assert (missing.value.code, missing.value.message) == (500, "Component not found: kubelet")

@@ -467,11 +467,32 @@ def _default_csi_driver(obj: Obj) -> None:
         spec["volumeLifecycleModes"] = ["Persistent"]
 
 
+def _default_limit_range(obj: Obj) -> None:
+    """SetDefaults_LimitRangeItem: a Container item's default limit is its max, its default request
+    the default limit, else the min; this is what LimitRanger then fills into pods."""
+    for item in (obj.get("spec") or {}).get("limits") or []:
+        if not isinstance(item, dict) or item.get("type") != "Container":
+            continue
+        default = _dict(item, "default")
+        request = _dict(item, "defaultRequest")
+        for key, value in (item.get("max") or {}).items():
+            default.setdefault(key, value)
+        for key, value in default.items():
+            request.setdefault(key, value)
+        for key, value in (item.get("min") or {}).items():
+            request.setdefault(key, value)
+        # Go's omitempty drops the maps that stayed empty.
+        for key in ("default", "defaultRequest"):
+            if not item[key]:
+                del item[key]
+
+
 _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("", "ReplicationController"): _default_replication_controller,
     ("", "PodTemplate"): _default_pod_template,
     ("scheduling.k8s.io", "PriorityClass"): _default_priority_class,
     ("storage.k8s.io", "CSIDriver"): _default_csi_driver,
+    ("", "LimitRange"): _default_limit_range,
     ("", "Service"): _default_service,
     ("", "Pod"): _default_pod,
     ("", "Endpoints"): _default_endpoints,

@@ -13,12 +13,14 @@ import base64
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kubelite.api import defaults, errors, validation
+from kubelite.api import defaults, errors, timeutil, validation
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.resource import pod_qos_class
+from kubelite.api.validation import certificates
 
 if TYPE_CHECKING:
+    from kubelite.apiserver.auth import User
     from kubelite.apiserver.registry import ServiceAllocator
 
 Rollback = Callable[[], Awaitable[None]]
@@ -53,6 +55,9 @@ class Strategy:
     def prepare_create(self, obj: dict[str, Any]) -> None:
         """Reset what a client may not set at creation (beyond the generic metadata)."""
 
+    def prepare_create_by(self, obj: dict[str, Any], user: User) -> None:
+        """What a kind records of who created it (a CertificateSigningRequest's requestor)."""
+
     def prepare_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         """Main resource update: status is not the client's to change here."""
         if self.has_status:
@@ -82,7 +87,11 @@ class Strategy:
         if status is not None:
             new["status"] = status
 
-    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
+    def prepare_approval_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """The approval subresource (CertificateSigningRequests only: the registry routes no other kind here)."""
+        self.prepare_status_update(new, old)
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, subresource: str | None = None) -> list[FieldError]:
         return validation.validate(self.rt.group, self.rt.kind, obj, old)
 
     async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
@@ -217,6 +226,100 @@ class PodDisruptionBudgetStrategy(Strategy):
         obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
 
 
+class ResourceQuotaStrategy(Strategy):
+    """A quota starts with an empty status: the resourcequota controller fills hard and used."""
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {}
+
+
+def _conditions(obj: dict[str, Any], types: tuple[str, ...], keep: bool) -> list[dict[str, Any]]:
+    """The conditions whose type is (keep=True) or is not (keep=False) among ``types``."""
+    return [c for c in (obj.get("status") or {}).get("conditions") or [] if (c.get("type") in types) == keep]
+
+
+_VERDICTS = ("Approved", "Denied")
+
+
+class CertificateSigningRequestStrategy(Strategy):
+    """pkg/registry/certificates/certificates/strategy.go: three write paths, each confined.
+
+    The main resource changes only metadata; ``/status`` sets the certificate and the
+    signer's conditions but not the verdicts; ``/approval`` sets the verdicts (Approved or
+    Denied) and nothing else. A create starts without a status and records who asked.
+    """
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {}
+        spec = obj.setdefault("spec", {})
+        for key in ("username", "uid", "groups", "extra"):
+            spec.pop(key, None)
+
+    def prepare_create_by(self, obj: dict[str, Any], user: User) -> None:
+        spec = obj.setdefault("spec", {})
+        spec["username"] = user.name
+        if user.uid:
+            spec["uid"] = user.uid
+        if user.groups:
+            spec["groups"] = list(user.groups)
+        if user.extra:
+            spec["extra"] = {k: list(v) if isinstance(v, (list, tuple)) else [str(v)] for k, v in user.extra.items()}
+
+    def prepare_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        new["spec"] = old.get("spec", {})
+        if "status" in old:
+            new["status"] = old["status"]
+
+    def prepare_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_status_update(new, old)
+        # preserveConditionInstances: the verdicts stay as stored when their count did not change
+        # (a changed count is left for validation to refuse).
+        status = new.setdefault("status", {})
+        for t in _VERDICTS:
+            if len(_conditions(new, (t,), True)) == len(_conditions(old, (t,), True)):
+                olds = iter(_conditions(old, (t,), True))
+                status["conditions"] = [next(olds) if c.get("type") == t else c for c in status.get("conditions") or []]
+        _stamp_conditions(new, old)
+
+    def prepare_approval_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        conditions = (new.get("status") or {}).get("conditions")
+        meta = new.get("metadata", {})
+        new.clear()
+        new.update({k: v for k, v in old.items() if k != "metadata"})
+        new["metadata"] = {**old.get("metadata", {}), **{k: meta[k] for k in ("labels", "annotations", "resourceVersion",
+                                                                               "managedFields") if k in meta}}
+        status = dict(old.get("status") or {})
+        if conditions:
+            status["conditions"] = conditions
+        else:
+            status.pop("conditions", None)
+        new["status"] = status
+        _stamp_conditions(new, old)
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, subresource: str | None = None) -> list[FieldError]:
+        if old is None or subresource is None:
+            return super().validate(obj, old)
+        return certificates.validate_csr(
+            obj, old, allow_setting_approval=subresource == "approval", allow_setting_certificate=subresource == "status"
+        )
+
+
+def _stamp_conditions(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """populateConditionTimestamps: a condition without times gets now (a transition keeps the old one)."""
+    now = timeutil.now_rfc3339()
+    for c in (new.get("status") or {}).get("conditions") or []:
+        if not isinstance(c, dict):
+            continue
+        if not c.get("lastUpdateTime"):
+            c["lastUpdateTime"] = now
+        if not c.get("lastTransitionTime"):
+            c["lastTransitionTime"] = next(
+                (o["lastTransitionTime"] for o in (old.get("status") or {}).get("conditions") or []
+                 if o.get("type") == c.get("type") and o.get("status") == c.get("status") and o.get("lastTransitionTime")),
+                now,
+            )
+
+
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
@@ -234,6 +337,8 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("scheduling.k8s.io", "PriorityClass"): PriorityClassStrategy,
     ("flowcontrol.apiserver.k8s.io", "FlowSchema"): GenerationStrategy,
     ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): GenerationStrategy,
+    ("", "ResourceQuota"): ResourceQuotaStrategy,
+    ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
 }
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kubelite.api import schema
@@ -31,6 +31,7 @@ from kubelite.api.printers.format import (
     selector_string,
     since,
 )
+from kubelite.api.resource import format_quantity, parse_quantity, quantity_format
 from kubelite.api.types import Obj
 
 Row = dict[str, Any]
@@ -950,6 +951,29 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("Available", "string", "Whether this service is available."),
             _age_col(),
         ),
+        # printLimitRange: kube-apiserver's own columns are the default ones.
+        ("", "LimitRange"): p(
+            _default_row, _name_col(), _col("Created At", "date", _meta_doc("creationTimestamp"))
+        ),
+        ("", "ResourceQuota"): p(
+            _resource_quota_row,
+            _name_col(),
+            _age_col(),
+            _col("Request", "string", "Request represents a minimum amount of cpu/memory that a container may consume."),
+            _col("Limit", "string", "Limits control the maximum amount of cpu/memory that a container may use "
+                 "independent of contention on the node."),
+        ),
+        ("certificates.k8s.io", "CertificateSigningRequest"): p(
+            _csr_row,
+            _name_col(),
+            _age_col(),
+            _col("SignerName", "string", _doc("api.certificates.v1.CertificateSigningRequestSpec", "signerName")),
+            # kube-apiserver describes Requestor with the doc of spec.request (sic).
+            _col("Requestor", "string", _doc("api.certificates.v1.CertificateSigningRequestSpec", "request")),
+            _col("RequestedDuration", "string", _doc("api.certificates.v1.CertificateSigningRequestSpec",
+                                                     "expirationSeconds")),
+            _col("Condition", "string", _doc("api.certificates.v1.CertificateSigningRequestStatus", "conditions")),
+        ),
         ("policy", "PodDisruptionBudget"): p(
             _pdb_row,
             _name_col(),
@@ -961,6 +985,45 @@ def printers() -> dict[tuple[str, str], Printer]:
             _age_col(),
         ),
     }
+
+
+def _resource_quota_row(rq: Obj, now: datetime) -> Row:
+    """printResourceQuota: ``name: used/hard`` per resource, limits.* in LIMIT, the rest in REQUEST."""
+    status = rq.get("status") or {}
+    hard, used = status.get("hard") or {}, status.get("used") or {}
+    requests: list[str] = []
+    limits: list[str] = []
+    for name in sorted(hard):
+        text = f"{name}: {_canonical(used.get(name, '0'))}/{_canonical(hard[name])}"
+        (limits if name.startswith("limits.") else requests).append(text)
+    return _cells(_name(rq), _age(rq, now), ", ".join(requests), ", ".join(limits))
+
+
+def _canonical(text: Any) -> str:
+    try:
+        return format_quantity(parse_quantity(text), quantity_format(text))
+    except ValueError:
+        return str(text)
+
+
+def _csr_condition(csr: Obj) -> str:
+    """extractCSRStatus: the verdict (Denied over Approved over Pending), then Failed and Issued."""
+    status = csr.get("status") or {}
+    types = {c.get("type") for c in status.get("conditions") or []}
+    text = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
+    if "Failed" in types:
+        text += ",Failed"
+    if status.get("certificate"):
+        text += ",Issued"
+    return text
+
+
+def _csr_row(csr: Obj, now: datetime) -> Row:
+    spec = csr.get("spec") or {}
+    seconds = spec.get("expirationSeconds")
+    duration = human_duration(timedelta(seconds=seconds)) if isinstance(seconds, int) else NONE
+    return _cells(_name(csr), _age(csr, now), spec.get("signerName") or NONE, spec.get("username") or "",
+                  duration, _csr_condition(csr))
 
 
 def _pdb_row(pdb: Obj, now: datetime) -> Row:

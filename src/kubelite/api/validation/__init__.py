@@ -18,7 +18,18 @@ from typing import Any
 
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import RESOURCES
-from kubelite.api.validation import cluster, core, discovery, legacy, pod, policy, service, workloads
+from kubelite.api.validation import (
+    certificates,
+    cluster,
+    core,
+    discovery,
+    legacy,
+    pod,
+    policy,
+    quota,
+    service,
+    workloads,
+)
 from kubelite.api.validation.meta import KindValidator, validate_object_meta, validate_object_meta_update
 from kubelite.api.validation.names import (
     NameValidator,
@@ -45,6 +56,8 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("storage.k8s.io", "CSIStorageCapacity"): cluster.validate_csi_storage_capacity,
     ("storage.k8s.io", "VolumeAttachment"): cluster.validate_volume_attachment,
     ("apiregistration.k8s.io", "APIService"): cluster.validate_api_service,
+    **quota.VALIDATORS,
+    **certificates.VALIDATORS,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

@@ -21,9 +21,13 @@ depends on:
 
 e.g. with a checkout: ``python tools/gen_protobuf_fields.py ~/kubernetes/staging/src/k8s.io``.
 
-``PROTO_DIR --add API_VERSION/KIND...`` builds only what those kinds reach and adds the messages the
-table does not have yet, leaving the others as they are (a full regeneration from one
-k8s.io/api release stops on POINTERS entries of fields newer than it).
+``--add [API_VERSION/KIND...]`` keeps the committed table and adds only the messages it does not
+have yet that the kinds reach (all of ROOTS when none is named); messages already tabled are not
+looked for again, so the given .proto files need only hold the new ones. That is how a kind is
+added without a full regeneration (which, from one k8s.io/api release, stops on POINTERS entries
+of fields newer than it), e.g. ``python tools/gen_protobuf_fields.py --add
+tools/protos/scheduling_v1.proto`` or ``python tools/gen_protobuf_fields.py PROTO_DIR --add
+v1/LimitRange v1/ResourceQuota certificates.k8s.io/v1/CertificateSigningRequest``.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ ROOTS = {
     ("networking.k8s.io/v1", "ServiceCIDR"): "k8s.io.api.networking.v1.ServiceCIDR",
     ("policy/v1", "Eviction"): "k8s.io.api.policy.v1.Eviction",
     ("policy/v1", "PodDisruptionBudget"): "k8s.io.api.policy.v1.PodDisruptionBudget",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "k8s.io.api.scheduling.v1.PriorityClass",
     ("v1", "LimitRange"): CORE + "LimitRange",
     ("v1", "ResourceQuota"): CORE + "ResourceQuota",
     ("certificates.k8s.io/v1", "CertificateSigningRequest"): "k8s.io.api.certificates.v1.CertificateSigningRequest",
@@ -216,6 +221,7 @@ POINTERS: dict[str, list[str]] = {
     ],
     "k8s.io.api.authentication.v1.TokenRequestSpec": ["expirationSeconds"],
     "k8s.io.api.policy.v1.PodDisruptionBudgetSpec": ["unhealthyPodEvictionPolicy"],
+    "k8s.io.api.scheduling.v1.PriorityClass": ["preemptionPolicy"],
     "k8s.io.api.certificates.v1.CertificateSigningRequestSpec": ["expirationSeconds"],
 }
 
@@ -261,12 +267,13 @@ def _definition(message: str) -> dict[str, Any]:
     return d
 
 
-def build(messages: dict[str, list[tuple[str, str, str, int]]]) -> dict[str, Any]:
+def build(messages: dict[str, list[tuple[str, str, str, int]]], known: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The table of the messages reachable from ROOTS, except ``known`` ones (already tabled)."""
     reachable: list[str] = []
     todo = list(dict.fromkeys(ROOTS.values()))
     while todo:
         name = todo.pop()
-        if name in reachable or name in SPECIAL:
+        if name in reachable or name in SPECIAL or name in known:
             continue
         if name not in messages:
             raise SystemExit(f"message {name} is reachable but not in the given .proto files")
@@ -297,34 +304,44 @@ def build(messages: dict[str, list[tuple[str, str, str, int]]]) -> dict[str, Any
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("protos", nargs="+", type=pathlib.Path, help=".proto files or directories holding them")
-    ap.add_argument("--add", nargs="+", default=[], metavar="API_VERSION/KIND",
-                    help="only add these kinds' messages to the existing table")
-    args = ap.parse_args()
-    messages: dict[str, list[tuple[str, str, str, int]]] = {}
-    for p in args.protos:
-        for f in sorted(p.rglob("*.proto")) if p.is_dir() else [p]:
-            messages.update(parse(f.read_text()))
-    if args.add:
-        wanted = {tuple(k.rsplit("/", 1)) for k in args.add}
+def add(messages: dict[str, list[tuple[str, str, str, int]]], kinds: list[str]) -> None:
+    """``--add``: the committed table plus the messages it lacks that ``kinds`` (all of ROOTS if none) reach."""
+    if kinds:
+        wanted = {tuple(k.rsplit("/", 1)) for k in kinds}
         missing = wanted - set(ROOTS)
         if missing:
             raise SystemExit(f"not in ROOTS: {sorted('/'.join(m) for m in missing)}")
         for key in [k for k in ROOTS if k not in wanted]:
             del ROOTS[key]
-        for name in POINTERS:  # only the messages these kinds reach are checked against them
-            known = {f for _, _, f, _ in messages.get(name, [])}
-            POINTERS[name] = [f for f in POINTERS[name] if f in known]
-        added = build(messages)
-        data = json.loads(gzip.decompress(OUT.read_bytes()))
-        new = {m: fs for m, fs in added["messages"].items() if m not in data["messages"]}
-        data["messages"].update(new)
-        data["kinds"].update(added["kinds"])
-        print(f"added {len(new)} messages: {', '.join(sorted(new))}")
-        OUT.write_bytes(gzip.compress(json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), mtime=0))
-        print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+    for name in POINTERS:  # the .proto files may be older than a POINTERS entry's field
+        if name in messages:
+            known_fields = {f for _, _, f, _ in messages[name]}
+            POINTERS[name] = [f for f in POINTERS[name] if f in known_fields]
+    data = json.loads(gzip.decompress(OUT.read_bytes()))
+    added = build(messages, frozenset(data["messages"]))
+    data["messages"].update(added["messages"])
+    data["kinds"].update(added["kinds"])
+    print(f"added {len(added['messages'])} messages: {', '.join(sorted(added['messages']))}")
+    OUT.write_bytes(gzip.compress(json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), mtime=0))
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("protos", nargs="*", type=pathlib.Path, help=".proto files or directories holding them")
+    ap.add_argument("--add", nargs="*", default=None, metavar="API_VERSION/KIND",
+                    help="add to the committed table instead of replacing it (only these kinds' messages if named)")
+    args = ap.parse_args()
+    # ``--add FILE.proto`` reads as kinds to argparse: what names an existing path is a .proto source.
+    protos = list(args.protos) + [pathlib.Path(k) for k in args.add or [] if pathlib.Path(k).exists()]
+    if not protos:
+        ap.error("no .proto files given")
+    messages: dict[str, list[tuple[str, str, str, int]]] = {}
+    for p in protos:
+        for f in sorted(p.rglob("*.proto")) if p.is_dir() else [p]:
+            messages.update(parse(f.read_text()))
+    if args.add is not None:
+        add(messages, [k for k in args.add if not pathlib.Path(k).exists()])
         return
     data = build(messages)
     inline = sorted(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from kubelite.api.conversion import StorageView, storage_view
 
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+READ_VERBS = ("get", "list", "watch")
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,24 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", False, subresources=("status",)),
     ResourceType("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",),
                  subresources=("status",)),
+    # Issue 15 (resa): the older core kinds, scheduling, CSI storage, flow control (read-only here:
+    # kubelite has no priority-and-fairness filter for them to configure) and aggregation.
+    ResourceType("", "v1", "ReplicationController", "replicationcontrollers", True, ("rc",), ("all",),
+                 ("status", "scale")),
+    ResourceType("", "v1", "PodTemplate", "podtemplates", True),
+    # Computed on every read from the components' health, never stored: get and list only.
+    ResourceType("", "v1", "ComponentStatus", "componentstatuses", False, ("cs",), verbs=("get", "list")),
+    ResourceType("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ("pc",)),
+    ResourceType("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False),
+    ResourceType("storage.k8s.io", "v1", "CSINode", "csinodes", False),
+    ResourceType("storage.k8s.io", "v1", "CSIStorageCapacity", "csistoragecapacities", True),
+    ResourceType("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", False, subresources=("status",)),
+    ResourceType("flowcontrol.apiserver.k8s.io", "v1", "FlowSchema", "flowschemas", False,
+                 subresources=("status",), verbs=READ_VERBS),
+    ResourceType("flowcontrol.apiserver.k8s.io", "v1", "PriorityLevelConfiguration", "prioritylevelconfigurations",
+                 False, subresources=("status",), verbs=READ_VERBS),
+    ResourceType("apiregistration.k8s.io", "v1", "APIService", "apiservices", False, categories=("api-extensions",),
+                 subresources=("status",)),
     # Policy on what a namespace may use (LimitRanger and ResourceQuota admission) and the
     # certificates API (the controllers' csrsigning signs with the cluster CA).
     ResourceType("", "v1", "LimitRange", "limitranges", True, ("limits",)),
@@ -160,7 +179,36 @@ RESOURCES: tuple[ResourceType, ...] = (
 GROUP_ORDER = (
     "", "apps", "events.k8s.io", "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
     "networking.k8s.io", "policy",
+    # kube-apiserver's order for the groups added since (by APIService group priority).
+    "apiregistration.k8s.io", "storage.k8s.io", "scheduling.k8s.io", "flowcontrol.apiserver.k8s.io",
 )
+
+# The local APIServices kube-apiserver registers for its own group versions (groupPriorityMinimum,
+# versionPriority), from its aggregator's table; a served group version missing here gets the
+# lowest priority of the table's scheme (see apiserver.apiservices).
+API_SERVICE_PRIORITIES: dict[tuple[str, str], tuple[int, int]] = {
+    ("", "v1"): (18000, 1),
+    ("apiregistration.k8s.io", "v1"): (18000, 15),
+    ("apps", "v1"): (17800, 15),
+    ("events.k8s.io", "v1"): (17750, 15),
+    ("authentication.k8s.io", "v1"): (17700, 15),
+    ("authorization.k8s.io", "v1"): (17600, 15),
+    ("autoscaling", "v1"): (17500, 15),
+    ("autoscaling", "v2"): (17500, 30),
+    ("batch", "v1"): (17400, 15),
+    ("certificates.k8s.io", "v1"): (17300, 15),
+    ("networking.k8s.io", "v1"): (17200, 15),
+    ("policy", "v1"): (17100, 15),
+    ("rbac.authorization.k8s.io", "v1"): (17000, 15),
+    ("storage.k8s.io", "v1"): (16800, 15),
+    ("apiextensions.k8s.io", "v1"): (16700, 15),
+    ("admissionregistration.k8s.io", "v1"): (16700, 15),
+    ("scheduling.k8s.io", "v1"): (16600, 15),
+    ("coordination.k8s.io", "v1"): (16500, 15),
+    ("node.k8s.io", "v1"): (16300, 15),
+    ("discovery.k8s.io", "v1"): (16200, 15),
+    ("flowcontrol.apiserver.k8s.io", "v1"): (16100, 21),
+}
 
 
 def by_group_version() -> dict[str, list[ResourceType]]:

@@ -31,6 +31,7 @@ from multidict import CIMultiDict
 from kubelite.api import decoding, errors, managedfields, printers, protobuf, timeutil
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import SUBRESOURCES, ResourceType
+from kubelite.apiserver import componentstatus
 from kubelite.apiserver.auth import User
 from kubelite.apiserver.httpproxy import ResourceProxy
 from kubelite.apiserver.proxy import StreamingProxy
@@ -225,7 +226,31 @@ class RestHandlers:
         }.get(verb)
         if handler is None or (verb == "delete" and target.subresource is not None):
             raise errors.method_not_allowed()
+        # A kind's own verbs are its table entry's (read-only kinds, a namespace's missing
+        # deletecollection): what discovery does not advertise is not dispatched.
+        if target.subresource is None and verb not in target.rt.verbs:
+            raise errors.method_not_allowed()
+        if target.rt.group == "" and target.rt.kind == "ComponentStatus":
+            return await self._component_statuses(request, target)
         return await handler(request, target)
+
+    async def _component_statuses(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """``componentstatuses``: computed from the components' health on each read, never stored."""
+        warn = _warning_headers([componentstatus.DEPRECATION_WARNING])
+        store = self.registry.store
+        if target.name is not None:
+            obj = await componentstatus.get_status(store, target.name)
+            if wants_table(request):
+                return json_response(self._table(request, target, [obj], ""), headers=warn)
+            return json_response(obj, headers=warn)
+        flt = Filter(target.rt, request.query)
+        items = [o for o in await componentstatus.list_statuses(store) if flt.matches(o)]
+        if wants_table(request):
+            return json_response(self._table(request, target, items, ""), headers=warn)
+        return json_response(
+            {"kind": target.rt.list_kind, "apiVersion": target.rt.api_version, "metadata": {}, "items": items},
+            headers=warn,
+        )
 
     # -- reads
 

@@ -27,6 +27,7 @@ import builtins
 import contextlib
 import copy
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -331,6 +332,63 @@ class ActiveNamespaces:
 
 
 
+class CachedKind:
+    """Every object of one cluster-scoped kind, kept current from a watch: an informer's cache.
+
+    kube-apiserver's admission plugins read what they need (the Priority plugin its
+    PriorityClasses) from informers, not from etcd. Here the cache spares every pod create a
+    store round trip. Until it has listed once (and after it lost its watch) it is not
+    ``synced`` and readers go to the store; like an informer it may lag a write by the time
+    an event takes, so a reader that misses a name looks it up live.
+    """
+
+    def __init__(self, store: Store, rt: ResourceType) -> None:
+        self.store = store
+        self.rt = rt
+        self.prefix = rt.key_prefix()
+        self.objects: dict[str, Obj] = {}
+        self.synced = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        rev = await self._relist()
+        self._task = asyncio.create_task(self._follow(rev), name=f"cache {self.prefix}")
+
+    async def stop(self) -> None:
+        self.synced = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _relist(self) -> int:
+        kvs, rev, _ = await self.store.list(self.prefix)
+        self.objects = {kv.key: decode_kv(kv, self.rt) for kv in kvs}
+        self.synced = True
+        return rev
+
+    async def _follow(self, rev: int) -> None:
+        while True:
+            try:
+                async with contextlib.aclosing(self.store.watch_batches(self.prefix, rev)) as batches:
+                    async for batch in batches:
+                        for ev in batch.events:
+                            if ev.type == "DELETED":
+                                self.objects.pop(ev.kv.key, None)
+                            else:
+                                self.objects[ev.kv.key] = decode_kv(ev.kv, self.rt)
+                        rev = batch.revision
+            except StoreError as e:
+                self.synced = False
+                log.info("cache of %s: %s; relisting", self.prefix, e)
+                await asyncio.sleep(0.1)
+                try:
+                    rev = await self._relist()
+                except StoreError:
+                    continue
+
+
 # ---------------------------------------------------------------------------- the registry
 
 
@@ -369,12 +427,30 @@ class Registry:
     services: ServiceAllocator | None = None
     tokens: TokenIssuer | None = None
     namespaces: ActiveNamespaces = field(init=False)
+    # Kinds admission reads on hot paths, cached (started with the server, like namespaces).
+    caches: dict[ResourceType, CachedKind] = field(init=False, default_factory=dict)
     admission: Admission = field(init=False)
     _strategies: dict[ResourceType, Strategy] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.namespaces = ActiveNamespaces(self.store)
         self.admission = Admission(self.store)
+        priority_classes = lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        if priority_classes is not None:
+            self.caches[priority_classes] = CachedKind(self.store, priority_classes)
+
+    async def start_caches(self) -> None:
+        """Start what admission reads from watches: namespaces, cached kinds, the policy indexes."""
+        await self.namespaces.start()
+        for cache in self.caches.values():
+            await cache.start()
+        await self.admission.start()
+
+    async def stop_caches(self) -> None:
+        await self.namespaces.stop()
+        for cache in self.caches.values():
+            await cache.stop()
+        await self.admission.stop()
 
     def strategy(self, rt: ResourceType) -> Strategy:
         s = self._strategies.get(rt)
@@ -396,7 +472,12 @@ class Registry:
         obj, _ = await self.get(Target(rt, namespace, name, None))
         return obj
 
-    async def list_objects(self, rt: ResourceType, namespace: str | None) -> builtins.list[Obj]:
+    async def list_objects(self, rt: ResourceType, namespace: str | None, *, fresh: bool = False) -> builtins.list[Obj]:
+        """Every object of a kind (in a namespace); from the kind's cache if it has a synced one,
+        unless ``fresh`` asks for the store's current state."""
+        cache = self.caches.get(rt)
+        if cache is not None and cache.synced and not fresh:
+            return list(cache.objects.values())
         kvs, _, _ = await self.store.list(rt.key_prefix(namespace))
         return [decode_kv(kv, rt) for kv in kvs]
 
@@ -530,6 +611,11 @@ class Registry:
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
+        # Mutating admission runs before the name is generated, as in kube-apiserver (a refused
+        # generateName pod is `pods is forbidden: ...`), in its plugin order: LimitRanger
+        # (on the defaulted pod, as kube-apiserver decodes it), then the strategy's (Priority).
+        await self.admission.mutate(rt, namespace, obj, strat.defaults)
+        await strat.admit(obj, None, self)
         body_name = meta.get("name")
         if not body_name and meta.get("generateName") and isinstance(meta["generateName"], str):
             meta["name"] = objects.generate_name(meta["generateName"])
@@ -541,13 +627,14 @@ class Registry:
         if requester is not None:
             strat.prepare_create_by(obj, requester)
         strat.defaults(obj)
-        if await self.admission.mutate(rt, namespace, obj):
-            strat.prepare_create(obj)  # what the strategy derives (a pod's QoS class) follows the admitted object
         errs = strat.validate(obj, None)
         if errs:
             raise self._invalid(rt, obj, errs)
         await self._ensure_namespace(rt, namespace, creating=True)
-        await self.admission.validate(rt, namespace, obj, dry_run=dry_run)
+        # Validating admission in kube-apiserver's plugin order: LimitRanger, Priority (the
+        # strategy's), CertificateSubjectRestriction, ResourceQuota last (it charges the quota).
+        await self.admission.validate(rt, namespace, obj, dry_run=dry_run, before_quota=functools.partial(
+            strat.admit_validating, obj, None, self))
         now = objects.now_rfc3339()
         if managed is not None:
             meta["managedFields"] = managed
@@ -644,6 +731,9 @@ class Registry:
             errs = [] if internal else strat.validate(new, old, target.subresource)
             if errs:
                 raise self._invalid(rt, new, errs)
+            if target.subresource is None and not internal:
+                await strat.admit(new, old, self)
+                await strat.admit_validating(new, old, self)
             if track_fields:
                 managedfields.update_managed_fields(
                     old, new, manager=manager, operation=operation, api_version=rt.api_version,
@@ -819,7 +909,8 @@ class Registry:
         self, target: Target, wanted_of: Callable[[Obj], Any], *, manager: str, precondition_rv: str | None,
         dry_run: bool,
     ) -> Obj:
-        """``deployments/scale``, ``replicasets/scale``: ``wanted_of`` maps the current Scale to the wanted one."""
+        """``deployments/scale``, ``replicasets/scale``, ``replicationcontrollers/scale``: ``wanted_of`` maps the
+        current Scale to the wanted one."""
 
         def compute(old: Obj) -> Obj:
             wanted = wanted_of(scale_of(old))
@@ -1039,6 +1130,8 @@ def scale_of(obj: Obj) -> Obj:
     """The autoscaling/v1 Scale view of a workload's replicas."""
     meta = obj["metadata"]
     sel = ((obj.get("spec") or {}).get("selector") or {})
+    if obj.get("kind") == "ReplicationController":
+        sel = {"matchLabels": sel}  # a plain label map, not a LabelSelector
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",

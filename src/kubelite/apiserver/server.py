@@ -25,7 +25,7 @@ from kubelite import __version__
 from kubelite.api import errors, openapi, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
-from kubelite.apiserver import discovery, healthz
+from kubelite.apiserver import discovery, healthz, systemobjects
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
 from kubelite.apiserver.handlers import JSON, USER_KEY, RestHandlers, json_response, status_response
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
@@ -254,7 +254,8 @@ class APIServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def bootstrap(self) -> None:
-        """Objects a cluster has from its first second: system namespaces, the `kubernetes` Service."""
+        """Objects a cluster has from its first second: system namespaces, the `kubernetes` Service,
+        the system priority classes, flow control's mandatory objects, the local APIServices."""
         ns_rt = lookup("", "v1", "namespaces")
         assert ns_rt is not None
         for ns in SYSTEM_NAMESPACES:
@@ -267,6 +268,7 @@ class APIServer:
                         raise
         await self.services.repair()
         await self.kubernetes_service.reconcile()
+        await systemobjects.bootstrap(self.registry)
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -285,8 +287,7 @@ class APIServer:
             await self.services.load_hints()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        await self.registry.namespaces.start()
-        await self.registry.admission.start()
+        await self.registry.start_caches()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.ssl_context(), backlog=1024,
             reuse_address=True, reuse_port=True,
@@ -301,8 +302,7 @@ class APIServer:
     async def stop(self) -> None:
         self.ready = False
         await self.kubernetes_service.stop()
-        await self.registry.namespaces.stop()
-        await self.registry.admission.stop()
+        await self.registry.stop_caches()
         for task in list(self.rest.watchers):
             task.cancel()
         if self._runner is not None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kubelite.api import defaults, timeutil, validation
+from kubelite.api import defaults, errors, timeutil, validation
 from kubelite.api.errors import FieldError
-from kubelite.api.registry import ResourceType
+from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.resource import pod_qos_class
 from kubelite.api.validation import certificates
 
@@ -24,6 +24,14 @@ if TYPE_CHECKING:
     from kubelite.apiserver.registry import ServiceAllocator
 
 Rollback = Callable[[], Awaitable[None]]
+
+
+class ObjectLister(Protocol):
+    """What admission reads (the registry): every stored object of a kind."""
+
+    async def list_objects(
+        self, rt: ResourceType, namespace: str | None, *, fresh: bool = False
+    ) -> list[dict[str, Any]]: ...
 
 
 class Strategy:
@@ -86,6 +94,17 @@ class Strategy:
     def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, subresource: str | None = None) -> list[FieldError]:
         return validation.validate(self.rt.group, self.rt.kind, obj, old)
 
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        """Mutating admission that reads other objects (kube-apiserver's admission plugins): raises to refuse.
+
+        Called for a create (``old`` None) before the strategy prepares the object, and for an
+        update of the main resource after validation.
+        """
+
+    async def admit_validating(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        """Validating admission that reads other objects: after the strategy's validation, for a
+        create and for an update of the main resource (an invalid object is 422, not 403)."""
+
     # Whether allocate() claims anything: only then must a create look before it leaps (an
     # existing object must not cost a claim and its rollback); other kinds let the store's
     # create-if-absent answer AlreadyExists, one store call fewer.
@@ -111,10 +130,36 @@ class NamespaceStrategy(Strategy):
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
 
 
+async def _priority_classes(objects: ObjectLister, *, fresh: bool = False) -> list[dict[str, Any]]:
+    rt = lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    return [] if rt is None else await objects.list_objects(rt, None, fresh=fresh)
+
+
 class PodStrategy(Strategy):
     def prepare_create(self, obj: dict[str, Any]) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec") or {})}
         defaults.admit_pod_create(obj)
+
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        # The Priority plugin looks at creates only: a pod's priority never changes after.
+        if old is not None or not isinstance(obj.get("spec"), dict):
+            return
+        refusal = defaults.admit_pod_priority(obj, await _priority_classes(objects))
+        if refusal is not None and defaults.names_missing_class(refusal):
+            # The cache may not have seen a class created a moment ago: ask the store.
+            refusal = defaults.admit_pod_priority(obj, await _priority_classes(objects, fresh=True))
+        if refusal is not None:
+            raise errors.forbidden_error("pods", (obj.get("metadata") or {}).get("name") or "", refusal)
+
+
+class PriorityClassStrategy(Strategy):
+    # Priority's Validate (not its Admit) looks at PriorityClasses: one global default at most.
+    async def admit_validating(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        refusal = defaults.admit_priority_class(obj, await _priority_classes(objects, fresh=True),
+                                                creating=old is None)
+        if refusal is not None:
+            name = (obj.get("metadata") or {}).get("name") or ""
+            raise errors.forbidden_error("priorityclasses", name, refusal, "scheduling.k8s.io")
 
 
 class ServiceStrategy(Strategy):
@@ -166,6 +211,15 @@ class EventStrategy(Strategy):
 
 class EndpointsStrategy(Strategy):
     allow_create_on_update = True
+
+
+class ReplicationControllerStrategy(Strategy):
+    """Generation tracked; the status starts at zero replicas (not omitted in core/v1)."""
+
+    tracks_generation = True
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"replicas": 0}
 
 
 class PodDisruptionBudgetStrategy(Strategy):
@@ -282,6 +336,12 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Event"): EventStrategy,
     ("", "Endpoints"): EndpointsStrategy,
     ("policy", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,
+    ("", "ReplicationController"): ReplicationControllerStrategy,
+    # podtemplate/strategy.go: generation 1, moved by any change of the template.
+    ("", "PodTemplate"): GenerationStrategy,
+    ("scheduling.k8s.io", "PriorityClass"): PriorityClassStrategy,
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"): GenerationStrategy,
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): GenerationStrategy,
     ("", "ResourceQuota"): ResourceQuotaStrategy,
     ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
 }

@@ -31,7 +31,15 @@ from typing import Any
 from kubelite.api import timeutil
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector
 from kubelite.api.types import EventType, Obj
-from kubelite.client import DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS, REPLICASETS, ApiError
+from kubelite.client import (
+    DEPLOYMENTS,
+    PODDISRUPTIONBUDGETS,
+    PODS,
+    REPLICASETS,
+    REPLICATIONCONTROLLERS,
+    ApiError,
+    Informer,
+)
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
@@ -222,6 +230,7 @@ class DisruptionController(Controller):
         self.pods = ctx.informer(PODS)
         self.replicasets = ctx.informer(REPLICASETS)
         self.deployments = ctx.informer(DEPLOYMENTS)
+        self.replicationcontrollers = ctx.informer(REPLICATIONCONTROLLERS)
         self.pdbs.add_handler(lambda kind, obj, old: self.enqueue(obj))
         self.pods.add_handler(self._on_pod)
 
@@ -235,11 +244,14 @@ class DisruptionController(Controller):
                     self.enqueue(pdb)
 
     def _scale_of(self, namespace: str, ref: Obj) -> tuple[str, int] | None:
-        """The finders of disruption.go: ReplicaSet (or its Deployment), Deployment."""
+        """The finders of disruption.go: ReplicaSet (or its Deployment), Deployment, ReplicationController."""
         api, kind = str(ref.get("apiVersion", "")), ref.get("kind")
-        if not api.startswith("apps/"):
+        if api == "v1" and kind == "ReplicationController":
+            informer: Informer | None = self.replicationcontrollers
+        elif not api.startswith("apps/"):
             return None
-        informer = {"ReplicaSet": self.replicasets, "Deployment": self.deployments}.get(str(kind))
+        else:
+            informer = {"ReplicaSet": self.replicasets, "Deployment": self.deployments}.get(str(kind))
         if informer is None:
             return None
         owner = informer.get(f"{namespace}/{ref.get('name')}")

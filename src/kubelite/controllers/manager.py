@@ -21,6 +21,7 @@ CONTROLLERS: dict[str, str] = {
     "endpointslice": "kubelite.controllers.endpointslice:EndpointSliceController",
     "endpoints": "kubelite.controllers.endpoints:EndpointsController",
     "replicaset": "kubelite.controllers.replicaset:ReplicaSetController",
+    "replicationcontroller": "kubelite.controllers.replication:ReplicationManager",
     "deployment": "kubelite.controllers.deployment:DeploymentController",
     "garbagecollector": "kubelite.controllers.garbagecollector:GarbageCollector",
     "namespace": "kubelite.controllers.namespace:NamespaceController",

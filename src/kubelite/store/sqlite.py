@@ -640,8 +640,12 @@ class SqliteStore:
                     # Caught up with progress not told yet: tell it when the interval is up.
                     left = self._progress_interval - (time.monotonic() - reported)
                     if left > 0:
+                        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                        # cancellation that arrives as the wait completes, and a cancelled
+                        # watch (a cache stopping) then never ends.
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(wake.wait(), left)
+                            async with asyncio.timeout(left):
+                                await wake.wait()
                         continue
                     yield WatchBatch([], cursor)
                     reported, unreported = time.monotonic(), False
@@ -714,10 +718,9 @@ class SqliteStore:
 
     async def _compact_loop(self) -> None:
         while self._state is _State.OPEN:
-            try:
-                await asyncio.wait_for(self._compact_wanted.wait(), self._compact_interval)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._compact_interval):  # not wait_for: see _watch
+                    await self._compact_wanted.wait()
             self._compact_wanted.clear()
             if self._state is not _State.OPEN:
                 return

@@ -65,8 +65,10 @@ Handler = Callable[[web.Request, Target], Awaitable[web.StreamResponse]]
 
 
 def json_response(body: Any, status: int = 200, headers: Any = None) -> web.Response:
+    # kube-apiserver encodes every object with Go's json.Encoder (its streaming list encoder
+    # too), which ends each one with a newline: clients that compare bodies see the same bytes.
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return web.Response(body=data, status=status, content_type=JSON, headers=headers)
+    return web.Response(body=data + b"\n", status=status, content_type=JSON, headers=headers)
 
 
 def status_response(err: StatusError) -> web.Response:
@@ -571,9 +573,8 @@ class RestHandlers:
         """``deployments/scale`` and ``replicasets/scale``: the autoscaling/v1 Scale view of replicas."""
         if request.method == "GET":
             return json_response(await self.registry.get_scale(target))
-        raw = await read_body(request)
         ctype = request.content_type.lower()
-        body = parse_body(raw, "application/yaml" if ctype.endswith("yaml") else JSON)
+        body = await self._decoded_body(request)
         if not isinstance(body, (dict, list)):
             raise errors.bad_request("the body of the request must be a Scale object or a patch")
 
@@ -593,7 +594,7 @@ class RestHandlers:
 
     async def bind(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``pods/<name>/binding``: the scheduler's way to set spec.nodeName, once."""
-        body = parse_body(await read_body(request), request.content_type or JSON)
+        body = await self._decoded_body(request)
         if not isinstance(body, dict):
             raise errors.bad_request("a Binding with a target is required")
         await self.registry.bind(target, body, manager=self._field_manager(request))
@@ -601,14 +602,16 @@ class RestHandlers:
 
     async def _decoded_body(self, request: web.Request) -> Any:
         """A subresource's body: JSON, YAML or (kubectl's typed clients) protobuf."""
-        raw = await read_body(request)
-        ctype = request.content_type.lower()
+        return self._parse_any(await read_body(request), request.content_type.lower())
+
+    @staticmethod
+    def _parse_any(raw: bytes, ctype: str) -> Any:
         if ctype == PROTOBUF:
             try:
                 return protobuf.decode_envelope(raw)
             except protobuf.ProtobufError as e:
                 raise errors.bad_request(f"the body of the request could not be decoded as protobuf: {e}") from None
-        return parse_body(raw, ctype or JSON)
+        return parse_body(raw, "application/yaml" if ctype.endswith("yaml") else JSON)
 
     async def token_request(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``serviceaccounts/<name>/token``: a TokenRequest answered with a signed, bound token."""
@@ -632,7 +635,8 @@ class RestHandlers:
         opts: dict[str, Any] = {}
         raw = await read_body(request)
         if raw.strip():
-            body = parse_body(raw, request.content_type or JSON)
+            # client-go sends its DeleteOptions as protobuf for built-in kinds.
+            body = self._parse_any(raw, request.content_type.lower())
             if not isinstance(body, dict):
                 raise errors.bad_request("DeleteOptions must be an object")
             opts.update(body)

@@ -89,7 +89,9 @@ class APIServer:
         self.rest = RestHandlers(self.registry)
         self.ready = False
         self._runner: web.AppRunner | None = None
-        self._version = orjson.dumps(version_info())
+        # kube-apiserver writes /version with json.MarshalIndent (two spaces, no final newline),
+        # not with its object serializer.
+        self._version = orjson.dumps(version_info(), option=orjson.OPT_INDENT_2)
         self.app = self._build_app()
 
     # ------------------------------------------------------------------ app
@@ -97,14 +99,18 @@ class APIServer:
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
         r = app.router
-        r.add_get("/version", self._version_handler)
+        # Trailing slashes as kube-apiserver routes them: go-restful (CurlyRouter, whose
+        # tokenizer trims every trailing slash) serves /version, /api, /api/v1, /apis/GROUP and
+        # /apis/GROUP/VERSION with any number of them; /apis itself is matched by exact path,
+        # with one slash or none. Resource paths ignore them in parse_path.
+        r.add_get("/version{_:/*}", self._version_handler)
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
             r.add_get(path + "/{check:.*}", self._health)
-        r.add_get("/api", self._api)
-        r.add_get("/apis", self._apis)
+        r.add_get("/api{_:/*}", self._api)
+        r.add_get("/apis{_:/?}", self._apis)
         r.add_get("/api/v1", self._resource_list)
-        r.add_get("/apis/{group}", self._group)
+        r.add_get("/apis/{group}{_:/*}", self._group)
         r.add_get("/apis/{group}/{version}", self._resource_list)
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/openapi/v3", self._openapi_index)
@@ -156,7 +162,7 @@ class APIServer:
     # ------------------------------------------------------------------ plain endpoints
 
     async def _version_handler(self, request: web.Request) -> web.Response:
-        return json_response(self._version)
+        return web.Response(body=self._version, content_type=JSON)
 
     def health_checks(self, path: str) -> list[healthz.Check]:
         """The checks of ``/healthz``, ``/livez`` or ``/readyz`` (kube-apiserver's names where it has them)."""
@@ -186,7 +192,7 @@ class APIServer:
         agg = discovery.aggregated_version_wanted(request.headers.get("Accept", ""))
         if agg:
             return web.Response(
-                body=discovery.aggregated(True, agg),
+                body=discovery.aggregated(True, agg) + b"\n",  # the serializer's newline, as every object
                 headers={"Content-Type": f"application/json;g=apidiscovery.k8s.io;v={agg};as=APIGroupDiscoveryList"},
             )
         return json_response(discovery.api_versions(f"{self.config.host}:{self.config.port}"))
@@ -195,7 +201,7 @@ class APIServer:
         agg = discovery.aggregated_version_wanted(request.headers.get("Accept", ""))
         if agg:
             return web.Response(
-                body=discovery.aggregated(False, agg),
+                body=discovery.aggregated(False, agg) + b"\n",  # the serializer's newline, as every object
                 headers={"Content-Type": f"application/json;g=apidiscovery.k8s.io;v={agg};as=APIGroupDiscoveryList"},
             )
         return json_response(discovery.api_group_list())
@@ -222,7 +228,8 @@ class APIServer:
         )
 
     async def _openapi_index(self, request: web.Request) -> web.Response:
-        return json_response(openapi.v3_index())
+        # kube-openapi marshals its discovery document without the serializer's final newline.
+        return web.Response(body=orjson.dumps(openapi.v3_index()), content_type=JSON)
 
     async def _openapi_doc(self, request: web.Request) -> web.Response:
         doc = openapi.v3_document(request.match_info["path"])
@@ -236,6 +243,10 @@ class APIServer:
         return web.Response(body=body, content_type=JSON, headers=headers)
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:
+        if not request.match_info["tail"].strip("/"):  # /api/v1/, /apis/GROUP/VERSION//: discovery
+            if request.method != "GET":
+                raise errors.method_not_allowed()
+            return await self._resource_list(request)
         target = parse_path(request.path)
         if target is None:
             raise StatusError(404, "NotFound", "the server could not find the requested resource", {})

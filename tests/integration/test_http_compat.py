@@ -1,0 +1,232 @@
+"""The API server's HTTP as real clients see it (issue 15): trailing slashes, exact error bytes,
+empty statuses, protobuf bodies and unconditional updates, each as kube-apiserver 1.33 answers."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+import urllib3
+
+from tests.integration.cluster import KUBECTL, Cluster, Raw
+
+pytestmark = pytest.mark.integration
+
+
+def _get(raw: Raw, path: str, accept: str = "application/json") -> urllib3.BaseHTTPResponse:
+    return raw.http.request("GET", raw.base + path, headers={"Accept": accept})
+
+
+@pytest.fixture
+def namespace(cluster: Cluster) -> Iterator[str]:
+    ns = f"http-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", ns, check=True)
+    try:
+        yield ns
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+# ------------------------------------------------------------------ point 1: trailing slashes
+
+
+def test_trailing_slashes_are_routed_as_kube_apiserver_routes_them(cluster: Cluster) -> None:
+    raw = Raw(cluster)
+    kinds = {
+        "/version": None, "/api": "APIVersions", "/apis": "APIGroupList", "/api/v1": "APIResourceList",
+        "/apis/apps": "APIGroup", "/apis/apps/v1": "APIResourceList",
+        "/api/v1/namespaces/default/configmaps": "ConfigMapList", "/api/v1/namespaces": "NamespaceList",
+        "/api/v1/namespaces/default": "Namespace",
+    }
+    for path, kind in kinds.items():
+        for variant in (path, path + "/"):
+            r = _get(raw, variant)
+            assert r.status == 200, (variant, r.status, r.data[:200])
+            body = orjson.loads(r.data)
+            assert body.get("kind") == kind, (variant, body.get("kind"))
+    # go-restful trims every trailing slash; /apis is matched by exact path (one slash at most).
+    assert _get(raw, "/api/v1//").status == 200
+    assert _get(raw, "/version//").status == 200
+    assert _get(raw, "/apis//").status == 404
+    assert _get(raw, "/apis/nosuch.example.com/").status == 404
+
+
+def test_trailing_slashes_through_kubectl_proxy(cluster: Cluster) -> None:
+    proc = subprocess.Popen([KUBECTL, "--kubeconfig", str(cluster.kubeconfig), "proxy", "--port=0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"127\.0\.0\.1:(\d+)", line)
+        assert m, line
+        http = urllib3.PoolManager()
+        for path in ("/api/", "/version/", "/apis/", "/api/v1/", "/apis/apps/v1/"):
+            r = http.request("GET", f"http://127.0.0.1:{m.group(1)}{path}")
+            assert r.status == 200, (path, r.status, r.data[:200])
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+# ------------------------------------------------------------------ point 4: bytes of bodies
+
+
+def test_status_bodies_are_byte_identical_to_kube_apiservers(cluster: Cluster, namespace: str) -> None:
+    raw = Raw(cluster)
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    cm = orjson.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "dup"}})
+    first = raw.http.request("POST", raw.base + path, body=cm, headers={"Content-Type": "application/json"})
+    assert first.status == 201 and first.data.endswith(b"}\n") and not first.data.endswith(b"\n\n")
+    again = raw.http.request("POST", raw.base + path, body=cm, headers={"Content-Type": "application/json"})
+    assert again.status == 409
+    assert again.data == (
+        b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        b'"message":"configmaps \\"dup\\" already exists","reason":"AlreadyExists",'
+        b'"details":{"name":"dup","kind":"configmaps"},"code":409}\n'
+    )
+    missing = _get(raw, f"{path}/nope")
+    assert missing.data == (
+        b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        b'"message":"configmaps \\"nope\\" not found","reason":"NotFound",'
+        b'"details":{"name":"nope","kind":"configmaps"},"code":404}\n'
+    )
+    # Every object goes through json.Encoder (a newline after it); /version is MarshalIndent'ed.
+    for p in (f"{path}/dup", path, "/api", "/apis", "/api/v1", "/apis/apps"):
+        data = _get(raw, p).data
+        assert data.endswith(b"}\n"), (p, data[-20:])
+    version = _get(raw, "/version").data
+    assert version.startswith(b'{\n  "major": "') and version.endswith(b'"\n}')
+
+
+# ------------------------------------------------------------------ point 5: empty statuses
+
+
+def _deployment(name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+    }
+
+
+def test_empty_status_is_served_as_go_serialises_it(cluster: Cluster, namespace: str) -> None:
+    from kubernetes import client, config
+
+    apps = client.AppsV1Api(config.new_client_from_config(str(cluster.kubeconfig)))
+    created = apps.create_namespaced_deployment(namespace, _deployment("fresh"))  # type: ignore[arg-type]
+    assert created.status is not None  # the client read obj.status right after the create
+    raw = Raw(cluster)
+    base = f"/apis/apps/v1/namespaces/{namespace}"
+    status, body = raw.json("POST", f"{base}/deployments", _deployment("raw"))
+    assert status == 201 and "status" in body, body
+    status, rs = raw.json("POST", f"{base}/replicasets", {
+        **_deployment("rs"), "kind": "ReplicaSet"})
+    assert status == 201 and rs["status"] == {"replicas": 0}, rs
+    status, got = raw.request("GET", f"{base}/deployments/raw")
+    assert "status" in got
+    status, listed = raw.request("GET", f"{base}/deployments")
+    assert all("status" in item for item in listed["items"])
+    status, cm = raw.json("POST", f"/api/v1/namespaces/{namespace}/configmaps",
+                          {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "nostatus"}})
+    assert status == 201 and "status" not in cm
+    # An update without status keeps the stored one.
+    got.pop("status")
+    got["metadata"].pop("resourceVersion")
+    status, updated = raw.json("PUT", f"{base}/deployments/raw", got)
+    assert status == 200 and "status" in updated, updated
+
+
+# ------------------------------------------------------------------ point 8: protobuf bodies
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(num: int, payload: bytes) -> bytes:
+    return _varint(num << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _envelope(api_version: str, kind: str, raw: bytes) -> bytes:
+    type_meta = _field(1, api_version.encode()) + _field(2, kind.encode())
+    return b"k8s\x00" + _field(1, type_meta) + _field(2, raw)
+
+
+def test_protobuf_delete_options_are_accepted(cluster: Cluster, namespace: str) -> None:
+    raw = Raw(cluster)
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    for name in ("pb-a", "pb-b"):
+        status, _ = raw.json("POST", path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}})
+        assert status == 201
+    # DeleteOptions{gracePeriodSeconds: 0, propagationPolicy: "Background"} as client-go writes it.
+    options = _varint(1 << 3 | 0) + _varint(0) + _field(4, b"Background")
+    for name, body in (("pb-a", _envelope("v1", "DeleteOptions", options)), ("pb-b", _envelope("v1", "DeleteOptions", b""))):
+        status, resp = raw.request("DELETE", f"{path}/{name}", body, "application/vnd.kubernetes.protobuf")
+        assert status == 200, resp
+        assert raw.request("GET", f"{path}/{name}")[0] == 404
+    # A protobuf DeleteOptions with a failing precondition is read, not ignored.
+    assert raw.json("POST", path, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pb-c"}})[0] == 201
+    preconditions = _field(1, b"not-the-uid")
+    body = _envelope("meta.k8s.io/v1", "DeleteOptions", _field(2, preconditions))
+    status, resp = raw.request("DELETE", f"{path}/pb-c", body, "application/vnd.kubernetes.protobuf")
+    assert status == 409 and "Precondition failed: UID in precondition: not-the-uid" in resp["message"], resp
+
+
+def test_protobuf_scale_and_binding_bodies(cluster: Cluster, namespace: str) -> None:
+    raw = Raw(cluster)
+    base = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    status, _ = raw.json("POST", base, _deployment("scaled"))
+    assert status == 201
+    # autoscaling/v1 Scale{metadata{name}, spec{replicas: 2}}
+    scale = _field(1, _field(1, b"scaled")) + _field(2, _varint(1 << 3) + _varint(2))
+    status, resp = raw.request("PUT", f"{base}/scaled/scale", _envelope("autoscaling/v1", "Scale", scale),
+                               "application/vnd.kubernetes.protobuf")
+    assert status == 200 and resp["spec"]["replicas"] == 2, resp
+    res = cluster.kubectl("delete", "deployment", "scaled", "-n", namespace, check=True)
+    assert "deleted" in res.stdout
+
+
+# ------------------------------------------------------------------ point 9: unconditional updates
+
+
+def test_updates_without_resource_version(cluster: Cluster, namespace: str) -> None:
+    raw = Raw(cluster)
+    cms = f"/api/v1/namespaces/{namespace}/configmaps"
+    status, _ = raw.json("POST", cms, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "u"}})
+    status, updated = raw.json("PUT", f"{cms}/u", {"apiVersion": "v1", "kind": "ConfigMap",
+                                                     "metadata": {"name": "u"}, "data": {"k": "v"}})
+    assert status == 200 and updated["data"] == {"k": "v"}, updated
+    deploys = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    status, dep = raw.json("POST", deploys, _deployment("st"))
+    dep["metadata"].pop("resourceVersion")
+    dep["status"] = {"observedGeneration": 1, "replicas": 0}
+    status, resp = raw.json("PUT", f"{deploys}/st/status", dep)
+    assert status == 200 and resp["status"]["observedGeneration"] == 1, resp
+    # Lease's strategy refuses an unconditional update, in the store's words.
+    leases = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+    lease = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}, "spec": {}}
+    assert raw.json("POST", leases, lease)[0] == 201
+    r = raw.http.request("PUT", raw.base + f"{leases}/l", body=orjson.dumps(lease),
+                         headers={"Content-Type": "application/json"})
+    assert r.status == 422
+    assert r.data == (
+        b'{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+        b'"message":"leases.coordination.k8s.io \\"l\\" is invalid: metadata.resourceVersion: '
+        b'Invalid value: 0x0: must be specified for an update","reason":"Invalid",'
+        b'"details":{"name":"l","group":"coordination.k8s.io","kind":"leases","causes":[{"reason":'
+        b'"FieldValueInvalid","message":"Invalid value: 0x0: must be specified for an update",'
+        b'"field":"metadata.resourceVersion"}]},"code":422}\n'
+    )
+    assert raw.json("PUT", f"{leases}/missing", {**lease, "metadata": {"name": "missing"}})[0] == 404

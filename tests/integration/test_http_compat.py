@@ -54,6 +54,9 @@ def test_trailing_slashes_are_routed_as_kube_apiserver_routes_them(cluster: Clus
     assert _get(raw, "/version//").status == 200
     assert _get(raw, "/apis//").status == 404
     assert _get(raw, "/apis/nosuch.example.com/").status == 404
+    # The health endpoints are exact paths of a plain mux.
+    assert _get(raw, "/livez/ping").status == 200
+    assert _get(raw, "/healthz/").status == 404 and _get(raw, "/livez/ping/").status == 404
 
 
 def test_trailing_slashes_through_kubectl_proxy(cluster: Cluster) -> None:
@@ -196,6 +199,17 @@ def test_protobuf_scale_and_binding_bodies(cluster: Cluster, namespace: str) -> 
     assert status == 200 and resp["spec"]["replicas"] == 2, resp
     res = cluster.kubectl("delete", "deployment", "scaled", "-n", namespace, check=True)
     assert "deleted" in res.stdout
+    # v1 Binding{metadata{name}, target: ObjectReference{kind, name}} for a pod no scheduler takes.
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "bound"},
+           "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "busybox"}]}}
+    assert raw.json("POST", f"/api/v1/namespaces/{namespace}/pods", pod)[0] == 201
+    binding = _field(1, _field(1, b"bound")) + _field(2, _field(1, b"Node") + _field(3, b"node-x"))
+    status, resp = raw.request("POST", f"/api/v1/namespaces/{namespace}/pods/bound/binding",
+                               _envelope("v1", "Binding", binding), "application/vnd.kubernetes.protobuf")
+    assert status == 201, resp
+    status, got = raw.request("GET", f"/api/v1/namespaces/{namespace}/pods/bound")
+    assert got["spec"]["nodeName"] == "node-x"
+    raw.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/bound?gracePeriodSeconds=0")
 
 
 # ------------------------------------------------------------------ point 9: unconditional updates
@@ -230,3 +244,14 @@ def test_updates_without_resource_version(cluster: Cluster, namespace: str) -> N
         b'"field":"metadata.resourceVersion"}]},"code":422}\n'
     )
     assert raw.json("PUT", f"{leases}/missing", {**lease, "metadata": {"name": "missing"}})[0] == 404
+    # So does PodDisruptionBudget's, on its status too.
+    pdbs = f"/apis/policy/v1/namespaces/{namespace}/poddisruptionbudgets"
+    pdb = {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "b"},
+           "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "b"}}}}
+    assert raw.json("POST", pdbs, pdb)[0] == 201
+    for path in (f"{pdbs}/b", f"{pdbs}/b/status"):
+        status, resp = raw.json("PUT", path, pdb)
+        assert status == 422 and resp["message"] == (
+            'poddisruptionbudgets.policy "b" is invalid: metadata.resourceVersion: Invalid value: 0x0: '
+            "must be specified for an update"
+        ), resp

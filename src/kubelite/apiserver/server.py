@@ -99,10 +99,11 @@ class APIServer:
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
         r = app.router
-        # Trailing slashes as kube-apiserver routes them: go-restful (CurlyRouter, whose
+        # Trailing slashes as kube-apiserver routes them: go-restful 3.11 (CurlyRouter, whose
         # tokenizer trims every trailing slash) serves /version, /api, /api/v1, /apis/GROUP and
-        # /apis/GROUP/VERSION with any number of them; /apis itself is matched by exact path,
-        # with one slash or none. Resource paths ignore them in parse_path.
+        # /apis/GROUP/VERSION with any number of them (the last two in _resource; resource
+        # paths ignore them in parse_path); /apis itself is matched by exact path, with one
+        # slash or none; the health endpoints are exact paths of a plain mux.
         r.add_get("/version{_:/*}", self._version_handler)
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
@@ -177,9 +178,10 @@ class APIServer:
         return checks
 
     async def _health(self, request: web.Request) -> web.Response:
-        path, _, check = request.path.strip("/").partition("/")
+        # Exact paths, as kube-apiserver's mux has them: /healthz/ and /livez/ping/ are 404s.
+        path, sep, check = request.path[1:].partition("/")
         checks = self.health_checks(path)
-        if check:
+        if sep:
             answer = await healthz.single(checks, check)
             if answer is None:
                 raise StatusError(404, "NotFound", "the server could not find the requested resource", {})

@@ -212,6 +212,42 @@ def test_protobuf_scale_and_binding_bodies(cluster: Cluster, namespace: str) -> 
     raw.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/bound?gracePeriodSeconds=0")
 
 
+PROTOBUF = "application/vnd.kubernetes.protobuf"
+CLIENT_GO_ACCEPT = "application/vnd.kubernetes.protobuf, application/json"
+
+
+def test_protobuf_answers_for_clients_that_prefer_it(cluster: Cluster, namespace: str) -> None:
+    from kubelite.api.protobuf import decode_envelope
+
+    raw = Raw(cluster)
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "pb", "labels": {"a": "b"}},
+          "data": {"k": "v"}}
+    created = raw.http.request("POST", raw.base + path, body=orjson.dumps(cm),
+                               headers={"Content-Type": "application/json", "Accept": CLIENT_GO_ACCEPT})
+    assert created.status == 201 and created.headers["Content-Type"] == PROTOBUF
+    as_json = orjson.loads(_get(raw, f"{path}/pb").data)
+    assert decode_envelope(created.data) == as_json
+    got = _get(raw, f"{path}/pb", CLIENT_GO_ACCEPT)
+    assert got.headers["Content-Type"] == PROTOBUF and decode_envelope(got.data) == as_json
+    listed = decode_envelope(_get(raw, path, CLIENT_GO_ACCEPT).data)
+    assert listed["kind"] == "ConfigMapList" and "pb" in [i["metadata"]["name"] for i in listed["items"]]
+    missing = _get(raw, f"{path}/nope", CLIENT_GO_ACCEPT)
+    assert missing.status == 404 and missing.headers["Content-Type"] == PROTOBUF
+    assert decode_envelope(missing.data)["message"] == 'configmaps "nope" not found'
+    # JSON first, a Table, or a kind without a wire table: JSON.
+    assert _get(raw, f"{path}/pb", "application/json, application/vnd.kubernetes.protobuf").data.startswith(b"{")
+    table = _get(raw, path, "application/json;as=Table;v=v1;g=meta.k8s.io, application/json")
+    assert orjson.loads(table.data)["kind"] == "Table"
+    # kubectl's typed commands send protobuf and accept it back.
+    res = cluster.kubectl("create", "configmap", "typed", "-n", namespace, "--from-literal=x=y", check=True)
+    assert "configmap/typed created" in res.stdout
+    res = cluster.kubectl("create", "deployment", "typed", "-n", namespace, "--image=busybox", check=True)
+    assert "deployment.apps/typed created" in res.stdout
+    res = cluster.kubectl("create", "configmap", "typed", "-n", namespace, "--from-literal=x=y")
+    assert res.returncode != 0 and 'configmaps "typed" already exists' in res.stderr
+
+
 # ------------------------------------------------------------------ point 9: unconditional updates
 
 

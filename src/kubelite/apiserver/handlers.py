@@ -71,8 +71,39 @@ def json_response(body: Any, status: int = 200, headers: Any = None) -> web.Resp
     return web.Response(body=data + b"\n", status=status, content_type=JSON, headers=headers)
 
 
-def status_response(err: StatusError) -> web.Response:
+def status_response(err: StatusError, request: web.Request | None = None) -> web.Response:
+    if request is not None:
+        return object_response(request, err.status(), err.code, err.headers or None)
     return json_response(err.status(), err.code, err.headers or None)
+
+
+def wants_protobuf(request: web.Request) -> bool:
+    """Whether the client prefers protobuf: it comes before any JSON in its Accept.
+
+    client-go's typed clients ask for ``application/vnd.kubernetes.protobuf,
+    application/json``; Tables and metadata-only answers (``as=``) stay JSON.
+    """
+    for p in _accept_params(request.headers.get("Accept", "")):
+        if p["type"] == PROTOBUF and "as" not in p:
+            return True
+        if p["type"] in ("application/json", "application/yaml", "*/*", "application/*"):
+            return False
+    return False
+
+
+def object_response(request: web.Request, body: Any, status: int = 200, headers: Any = None) -> web.Response:
+    """An object in the encoding the client prefers: protobuf, as kube-apiserver answers a
+    client that asks for it first (errors' Status too), or JSON. A kind without a wire table,
+    or a value that does not fit one, is answered in JSON, which every client also reads."""
+    if wants_protobuf(request):
+        obj = orjson.loads(body) if isinstance(body, bytes) else body
+        try:
+            data = protobuf.encode_envelope(obj)
+        except protobuf.ProtobufError as e:
+            log.debug("answering %s in JSON: %s", request.path, e)
+        else:
+            return web.Response(body=data, status=status, content_type=PROTOBUF, headers=headers)
+    return json_response(body, status, headers)
 
 
 
@@ -228,7 +259,7 @@ class RestHandlers:
             return json_response(self._table(request, target, [obj], obj["metadata"]["resourceVersion"]))
         if wants_partial_metadata(request):
             return json_response(_partial(obj))
-        return json_response(object_bytes(kv))
+        return object_response(request, object_bytes(kv))
 
     def _table(
         self, request: web.Request, target: Target, objs: builtins.list[dict[str, Any]], rv: str, cont: str = ""
@@ -274,7 +305,7 @@ class RestHandlers:
             )
         head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta})
         body = b"".join((head[:-1], b',"items":[', b",".join([object_bytes(kv) for kv in page.kvs]), b"]}"))
-        return json_response(body)
+        return object_response(request, body)
 
     # -- watch
 
@@ -514,14 +545,14 @@ class RestHandlers:
         dry_run = _dry_run(request.query)
         created = await self.registry.create(target, obj, manager=self._field_manager(request), dry_run=dry_run)
         body = object_bytes(created) if isinstance(created, KeyValue) else created
-        return json_response(body, 201, _warning_headers(warnings))
+        return object_response(request, body, 201, _warning_headers(warnings))
 
     async def update(self, request: web.Request, target: Target) -> web.StreamResponse:
         obj, warnings = self._decode_object(request, target.rt, await read_body(request))
         manager = self._field_manager(request)
         dry_run = _dry_run(request.query)
         result, created = await self.registry.update(target, obj, manager=manager, dry_run=dry_run)
-        return json_response(result, 201 if created else 200, _warning_headers(warnings))
+        return object_response(request, result, 201 if created else 200, _warning_headers(warnings))
 
     async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
         ctype = request.content_type.lower()
@@ -550,7 +581,7 @@ class RestHandlers:
             target, ptype, patch, manager=self._field_manager(request),
             directive=self._validation_directive(request), dry_run=dry_run,
         )
-        return json_response(result, 200, _warning_headers(warnings))
+        return object_response(request, result, 200, _warning_headers(warnings))
 
     async def _apply(
         self, request: web.Request, target: Target, applied: dict[str, Any], dry_run: bool
@@ -565,14 +596,14 @@ class RestHandlers:
             body_kind=str(applied.get("kind")), body_version=body_version, kind=rt.kind,
         )
         result, created = await self.registry.apply(target, applied, manager=manager, force=force, dry_run=dry_run)
-        return json_response(result, 201 if created else 200, _warning_headers(warnings))
+        return object_response(request, result, 201 if created else 200, _warning_headers(warnings))
 
     # -- subresources
 
     async def scale(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``deployments/scale`` and ``replicasets/scale``: the autoscaling/v1 Scale view of replicas."""
         if request.method == "GET":
-            return json_response(await self.registry.get_scale(target))
+            return object_response(request, await self.registry.get_scale(target))
         ctype = request.content_type.lower()
         body = await self._decoded_body(request)
         if not isinstance(body, (dict, list)):
@@ -590,7 +621,7 @@ class RestHandlers:
             target, wanted_of, manager=self._field_manager(request), precondition_rv=rv or None,
             dry_run=_dry_run(request.query),
         )
-        return json_response(result)
+        return object_response(request, result)
 
     async def bind(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``pods/<name>/binding``: the scheduler's way to set spec.nodeName, once."""
@@ -598,7 +629,7 @@ class RestHandlers:
         if not isinstance(body, dict):
             raise errors.bad_request("a Binding with a target is required")
         await self.registry.bind(target, body, manager=self._field_manager(request))
-        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+        return object_response(request, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
 
     async def _decoded_body(self, request: web.Request) -> Any:
         """A subresource's body: JSON, YAML or (kubectl's typed clients) protobuf."""
@@ -621,13 +652,13 @@ class RestHandlers:
         body = await self._decoded_body(request)
         if not isinstance(body, dict):
             raise errors.bad_request("a TokenRequest is required")
-        return json_response(await self.registry.create_token(target, body), 201)
+        return object_response(request, await self.registry.create_token(target, body), 201)
 
     async def evict(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``pods/<name>/eviction``: a policy/v1 (or v1beta1) Eviction, answered as eviction.go does."""
         body = check_eviction_body(await self._decoded_body(request))
         result = await self.registry.evict(target, body, dry_run=_dry_run(request.query))
-        return json_response(result, int(result["code"]))
+        return object_response(request, result, int(result["code"]))
 
     # -- deletes
 
@@ -663,12 +694,12 @@ class RestHandlers:
     async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         opts = await self._delete_options(request)
         obj, status = await self.registry.delete_object(target, opts)
-        return json_response(obj, status)
+        return object_response(request, obj, status)
 
     async def delete_collection(self, request: web.Request, target: Target) -> web.StreamResponse:
         flt = Filter(target.rt, request.query)
         opts = await self._delete_options(request)
-        return json_response(await self.registry.delete_collection(target, flt, opts))
+        return object_response(request, await self.registry.delete_collection(target, flt, opts))
 
 
 def _bookmark(rt: ResourceType, rev: int, initial_end: bool = False) -> dict[str, Any]:

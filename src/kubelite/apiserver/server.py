@@ -130,22 +130,22 @@ class APIServer:
             resp: web.StreamResponse = await handler(request)
             return resp
         except StatusError as e:
-            return status_response(e)
+            return status_response(e, request)
         except web.HTTPException as e:
             if e.status == 404:
                 return status_response(
-                    StatusError(404, "NotFound", "the server could not find the requested resource", {})
+                    StatusError(404, "NotFound", "the server could not find the requested resource", {}), request
                 )
             if e.status == 405:
-                return status_response(errors.method_not_allowed())
+                return status_response(errors.method_not_allowed(), request)
             if e.status == 413:
-                return status_response(errors.too_large())
+                return status_response(errors.too_large(), request)
             raise
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as e:  # a bug: report it, keep serving
             log.exception("internal error serving %s %s", request.method, request.path)
-            return status_response(errors.internal_error(f"{type(e).__name__}: {e}"))
+            return status_response(errors.internal_error(f"{type(e).__name__}: {e}"), request)
 
     def _authenticate(self, request: web.Request) -> User | None:
         transport = request.transport

@@ -385,3 +385,13 @@ def test_what_has_no_table_or_does_not_fit_is_refused() -> None:
         encode_envelope({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {}})
     with pytest.raises(ProtobufError):
         encode_envelope({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": 5}})
+
+
+def test_every_served_kind_and_its_list_has_a_wire_table() -> None:
+    """client-go writes every built-in kind in protobuf and asks for protobuf back."""
+    from kubelite.api.protobuf import message_for, response_message_for
+    from kubelite.api.registry import RESOURCES
+
+    for r in RESOURCES:
+        assert message_for(r.api_version, r.kind), r.kind
+        assert response_message_for(r.api_version, r.list_kind), r.list_kind

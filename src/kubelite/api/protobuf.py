@@ -1,11 +1,13 @@
-"""Decoding of Kubernetes' protobuf request bodies into the JSON objects a JSON client sends.
+"""Kubernetes' protobuf: request bodies decoded into the JSON objects a JSON client sends,
+and responses encoded for clients that ask for protobuf.
 
 kubectl 1.32 and newer send typed writes (``create configmap|secret|service|deployment``,
-``create token``, ``auth can-i``...) as ``application/vnd.kubernetes.protobuf``: the magic
-``k8s\\x00`` and a ``runtime.Unknown`` envelope whose ``raw`` field holds the object's
-gogo-protobuf encoding. kubelite keeps objects as JSON dicts, so the API server only decodes
-such bodies, into exactly the dict the same client would have sent as JSON, and answers in
-JSON (which kubectl accepts).
+``create token``, ``auth can-i``...) as ``application/vnd.kubernetes.protobuf``, and client-go
+sends its DeleteOptions so: the magic ``k8s\\x00`` and a ``runtime.Unknown`` envelope whose
+``raw`` field holds the object's gogo-protobuf encoding. kubelite keeps objects as JSON dicts,
+so the API server decodes such bodies into exactly the dict the same client would have sent
+as JSON, and encodes its answer from the JSON dict when the client's Accept puts protobuf first
+(client-go's typed clients do), as kube-apiserver answers them.
 
 The wire tables (field numbers, JSON names, types, Go pointer-ness) come from Kubernetes'
 ``generated.proto`` files through ``tools/gen_protobuf_fields.py``. The trade-off is the

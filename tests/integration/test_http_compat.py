@@ -3,8 +3,11 @@ empty statuses, protobuf bodies and unconditional updates, each as kube-apiserve
 
 from __future__ import annotations
 
+import os
 import re
+import select
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -239,6 +242,13 @@ def test_protobuf_answers_for_clients_that_prefer_it(cluster: Cluster, namespace
     missing = _get(raw, f"{path}/nope", CLIENT_GO_ACCEPT)
     assert missing.status == 404 and missing.headers["Content-Type"] == PROTOBUF
     assert decode_envelope(missing.data)["message"] == 'configmaps "nope" not found'
+    # A watch streams length-delimited WatchEvents, each object in its envelope.
+    from kubelite.api.protobuf import decode_watch_frames
+
+    watched = _get(raw, f"{path}?watch=1&resourceVersion=0&timeoutSeconds=1", CLIENT_GO_ACCEPT)
+    assert watched.headers["Content-Type"] == "application/vnd.kubernetes.protobuf;stream=watch"
+    events = decode_watch_frames(watched.data)
+    assert ("ADDED", as_json) in events, events
     # JSON first, a Table, or a kind without a wire table: JSON.
     assert _get(raw, f"{path}/pb", "application/json, application/vnd.kubernetes.protobuf").data.startswith(b"{")
     table = _get(raw, path, "application/json;as=Table;v=v1;g=meta.k8s.io, application/json")
@@ -250,6 +260,31 @@ def test_protobuf_answers_for_clients_that_prefer_it(cluster: Cluster, namespace
     assert "deployment.apps/typed created" in res.stdout
     res = cluster.kubectl("create", "configmap", "typed", "-n", namespace, "--from-literal=x=y")
     assert res.returncode != 0 and 'configmaps "typed" already exists' in res.stderr
+
+
+def test_kubectl_events_watch_reads_a_protobuf_stream(cluster: Cluster, namespace: str) -> None:
+    """kubectl events --watch is a client-go typed watch: it asks for protobuf and decodes the frames."""
+    env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig)}
+    proc = subprocess.Popen([KUBECTL, "events", "--watch", "-n", namespace], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        time.sleep(2)  # its (empty) list, then the watch
+        event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "ev"},
+                 "involvedObject": {"kind": "Pod", "name": "foo", "namespace": namespace},
+                 "reason": "Hello", "message": "over a protobuf watch", "type": "Normal", "count": 1,
+                 "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z"}
+        assert Raw(cluster).json("POST", f"/api/v1/namespaces/{namespace}/events", event)[0] == 201
+        seen = ""
+        deadline = time.monotonic() + 20
+        while "over a protobuf watch" not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([proc.stdout], [], [], 1)
+            if ready:  # unbuffered reads: a buffered readline would hide the next line from select
+                seen += os.read(proc.stdout.fileno(), 65536).decode()
+        assert "over a protobuf watch" in seen, seen
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 # ------------------------------------------------------------------ point 9: unconditional updates

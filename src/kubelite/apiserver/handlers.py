@@ -332,9 +332,13 @@ class RestHandlers:
         except ValueError:
             raise errors.bad_request(f'invalid resource version "{rv_param}"') from None
         table = wants_table(request)
+        # Protobuf frames for a client that prefers them, as kube-apiserver streams them; a
+        # kind without a wire table is watched in JSON, which client-go reads too.
+        proto = not table and wants_protobuf(request) and protobuf.response_message_for(rt.api_version, rt.kind) is not None
         prefix = rt.key_prefix(target.namespace)
 
-        resp = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        ctype = protobuf.WATCH_CONTENT_TYPE if proto else JSON
+        resp = web.StreamResponse(headers={"Content-Type": ctype, "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         task = asyncio.current_task()
@@ -353,9 +357,12 @@ class RestHandlers:
                     t["columnDefinitions"] = []
                 first_table[0] = False
                 obj = t
+            if proto:
+                return protobuf.encode_watch_event(ev_type, obj)
             return orjson.dumps({"type": ev_type, "object": obj}) + b"\n"
 
-        everything = name_filter is None and flt.trivial and not table
+        everything = name_filter is None and flt.trivial and not table and not proto
+        per_watcher = table or proto  # lines not shared through the JSON line cache
 
         def visible(obj: dict[str, Any]) -> bool:
             if name_filter is not None and obj.get("metadata", {}).get("name") != name_filter:
@@ -410,16 +417,16 @@ class RestHandlers:
                             new = self._decoded(ev.kv)
                             if ev.type == "DELETED":
                                 if visible(new):
-                                    lines.append(self._event_line(ev.kv, "DELETED", new, encode, table))
+                                    lines.append(self._event_line(ev.kv, "DELETED", new, encode, per_watcher))
                                 continue
                             now_in = visible(new)
                             was_in = ev.prev is not None and visible(self._decoded(ev.prev))
                             if now_in and (ev.type == "ADDED" or not was_in):
-                                lines.append(self._event_line(ev.kv, "ADDED", new, encode, table))
+                                lines.append(self._event_line(ev.kv, "ADDED", new, encode, per_watcher))
                             elif now_in:
-                                lines.append(self._event_line(ev.kv, "MODIFIED", new, encode, table))
+                                lines.append(self._event_line(ev.kv, "MODIFIED", new, encode, per_watcher))
                             elif was_in:
-                                lines.append(self._event_line(ev.kv, "DELETED", new, encode, table))
+                                lines.append(self._event_line(ev.kv, "DELETED", new, encode, per_watcher))
                         last_rev[0] = batch.revision
                         if lines:
                             await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
@@ -430,7 +437,10 @@ class RestHandlers:
                     bookmarker.cancel()
         except CompactedError as e:
             err = errors.gone(f"too old resource version: {e.requested} ({e.compacted})")
-            await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+            await resp.write(encode("ERROR", err.status()))
+        except protobuf.ProtobufError as e:
+            # An object our wire tables cannot carry: end the stream rather than skip an event.
+            log.warning("closing protobuf watch on %s: %s", prefix, e)
         except StoreError as e:
             # A watcher too slow to keep up: end the stream, the client re-watches from its last RV.
             log.info("closing watch on %s: %s", prefix, e)

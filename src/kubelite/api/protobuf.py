@@ -64,6 +64,12 @@ def _tables() -> tuple[dict[str, str], dict[str, dict[int, _Field]]]:
     return data["kinds"], messages
 
 
+def field_order(message: str) -> list[str]:
+    """A message's JSON field names by field number (Go's declaration order); [] when unknown."""
+    fields = _tables()[1].get(message) or {}
+    return [f.name for _, f in sorted(fields.items())]
+
+
 def message_for(api_version: str, kind: str) -> str | None:
     """The protobuf message name of a kind, or None when kubelite has no table for it."""
     kinds = _tables()[0]

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from kubelite.api import defaults, schema, validation
+from kubelite.api import defaults, protobuf, schema, validation
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import ResourceType
 from kubelite.api.resource import pod_qos_class
@@ -137,7 +137,9 @@ def _zero_struct(node: dict[str, Any]) -> dict[str, Any]:
     target = schema.deref(node)
     props = target.get("properties") or {}
     out: dict[str, Any] = {}
-    for field in props:
+    # Go writes a struct's fields in declaration order, which the protobuf field numbers follow.
+    numbered = protobuf.field_order("k8s.io." + name.removeprefix("io.k8s.")) if name else []
+    for field in sorted(props, key=lambda f: numbered.index(f) if f in numbered else len(numbered)):
         sub = schema.deref(props[field])
         if field in _STRUCT_FIELDS.get(name, ()):
             out[field] = _zero_struct(props[field])

@@ -20,6 +20,14 @@ depends on:
     python tools/gen_protobuf_fields.py PROTO_FILE_OR_DIR...
 
 e.g. with a checkout: ``python tools/gen_protobuf_fields.py ~/kubernetes/staging/src/k8s.io``.
+
+``--add [API_VERSION/KIND...]`` keeps the committed table and adds only the messages it does not
+have yet that the kinds reach (all of ROOTS when none is named); messages already tabled are not
+looked for again, so the given .proto files need only hold the new ones. That is how a kind is
+added without a full regeneration (which, from one k8s.io/api release, stops on POINTERS entries
+of fields newer than it), e.g. ``python tools/gen_protobuf_fields.py --add
+tools/protos/scheduling_v1.proto`` or ``python tools/gen_protobuf_fields.py PROTO_DIR --add
+v1/LimitRange v1/ResourceQuota certificates.k8s.io/v1/CertificateSigningRequest``.
 """
 
 from __future__ import annotations
@@ -63,6 +71,23 @@ ROOTS = {
     ("networking.k8s.io/v1", "ServiceCIDR"): "k8s.io.api.networking.v1.ServiceCIDR",
     ("policy/v1", "Eviction"): "k8s.io.api.policy.v1.Eviction",
     ("policy/v1", "PodDisruptionBudget"): "k8s.io.api.policy.v1.PodDisruptionBudget",
+    ("scheduling.k8s.io/v1", "PriorityClass"): "k8s.io.api.scheduling.v1.PriorityClass",
+    ("v1", "LimitRange"): CORE + "LimitRange",
+    ("v1", "ResourceQuota"): CORE + "ResourceQuota",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "k8s.io.api.certificates.v1.CertificateSigningRequest",
+    ("v1", "ReplicationController"): CORE + "ReplicationController",
+    ("v1", "PodTemplate"): CORE + "PodTemplate",
+    ("v1", "ComponentStatus"): CORE + "ComponentStatus",
+    ("storage.k8s.io/v1", "CSIDriver"): "k8s.io.api.storage.v1.CSIDriver",
+    ("storage.k8s.io/v1", "CSINode"): "k8s.io.api.storage.v1.CSINode",
+    ("storage.k8s.io/v1", "CSIStorageCapacity"): "k8s.io.api.storage.v1.CSIStorageCapacity",
+    ("storage.k8s.io/v1", "VolumeAttachment"): "k8s.io.api.storage.v1.VolumeAttachment",
+    ("flowcontrol.apiserver.k8s.io/v1", "FlowSchema"): "k8s.io.api.flowcontrol.v1.FlowSchema",
+    (
+        "flowcontrol.apiserver.k8s.io/v1",
+        "PriorityLevelConfiguration",
+    ): "k8s.io.api.flowcontrol.v1.PriorityLevelConfiguration",
+    ("apiregistration.k8s.io/v1", "APIService"): "k8s.io.kube_aggregator.pkg.apis.apiregistration.v1.APIService",
     ("authentication.k8s.io/v1", "TokenRequest"): "k8s.io.api.authentication.v1.TokenRequest",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "k8s.io.api.authentication.v1.SelfSubjectReview",
     (
@@ -209,6 +234,34 @@ POINTERS: dict[str, list[str]] = {
     ],
     "k8s.io.api.authentication.v1.TokenRequestSpec": ["expirationSeconds"],
     "k8s.io.api.policy.v1.PodDisruptionBudgetSpec": ["unhealthyPodEvictionPolicy"],
+    "k8s.io.api.scheduling.v1.PriorityClass": ["preemptionPolicy"],
+    "k8s.io.api.certificates.v1.CertificateSigningRequestSpec": ["expirationSeconds"],
+    CORE + "ReplicationControllerSpec": ["replicas"],
+    CORE + "PersistentVolumeSpec": ["volumeMode", "volumeAttributesClassName"],
+    CORE + "AzureFilePersistentVolumeSource": ["secretNamespace"],
+    CORE + "GlusterfsPersistentVolumeSource": ["endpointsNamespace"],
+    CORE + "ISCSIPersistentVolumeSource": ["initiatorName"],
+    CORE + "LocalVolumeSource": ["fsType"],
+    "k8s.io.api.storage.v1.CSIDriverSpec": [
+        "attachRequired",
+        "podInfoOnMount",
+        "storageCapacity",
+        "fsGroupPolicy",
+        "requiresRepublish",
+        "seLinuxMount",
+        "nodeAllocatableUpdatePeriodSeconds",
+    ],
+    "k8s.io.api.storage.v1.TokenRequest": ["expirationSeconds"],
+    "k8s.io.api.storage.v1.VolumeAttachmentSource": ["persistentVolumeName"],
+    "k8s.io.api.storage.v1.VolumeError": ["errorCode"],
+    "k8s.io.api.storage.v1.VolumeNodeResources": ["count"],
+    "k8s.io.api.flowcontrol.v1.LimitedPriorityLevelConfiguration": [
+        "nominalConcurrencyShares",
+        "lendablePercent",
+        "borrowingLimitPercent",
+    ],
+    "k8s.io.api.flowcontrol.v1.ExemptPriorityLevelConfiguration": ["nominalConcurrencyShares", "lendablePercent"],
+    "k8s.io.kube_aggregator.pkg.apis.apiregistration.v1.ServiceReference": ["port"],
 }
 
 _FIELD = re.compile(r"^(optional|repeated)\s+([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;$")
@@ -249,16 +302,19 @@ def parse(text: str) -> dict[str, list[tuple[str, str, str, int]]]:
 
 
 def _definition(message: str) -> dict[str, Any]:
-    d: dict[str, Any] = schema.definitions().get("io.k8s." + message.removeprefix("k8s.io."), {})
+    # The proto package k8s.io.kube_aggregator is the OpenAPI's io.k8s.kube-aggregator.
+    name = "io.k8s." + message.removeprefix("k8s.io.").replace("kube_aggregator.", "kube-aggregator.", 1)
+    d: dict[str, Any] = schema.definitions().get(name, {})
     return d
 
 
-def build(messages: dict[str, list[tuple[str, str, str, int]]]) -> dict[str, Any]:
+def build(messages: dict[str, list[tuple[str, str, str, int]]], known: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The table of the messages reachable from ROOTS, except ``known`` ones (already tabled)."""
     reachable: list[str] = []
     todo = list(dict.fromkeys(ROOTS.values()))
     while todo:
         name = todo.pop()
-        if name in reachable or name in SPECIAL:
+        if name in reachable or name in SPECIAL or name in known:
             continue
         if name not in messages:
             raise SystemExit(f"message {name} is reachable but not in the given .proto files")
@@ -289,14 +345,45 @@ def build(messages: dict[str, list[tuple[str, str, str, int]]]) -> dict[str, Any
     }
 
 
+def add(messages: dict[str, list[tuple[str, str, str, int]]], kinds: list[str]) -> None:
+    """``--add``: the committed table plus the messages it lacks that ``kinds`` (all of ROOTS if none) reach."""
+    if kinds:
+        wanted = {tuple(k.rsplit("/", 1)) for k in kinds}
+        missing = wanted - set(ROOTS)
+        if missing:
+            raise SystemExit(f"not in ROOTS: {sorted('/'.join(m) for m in missing)}")
+        for key in [k for k in ROOTS if k not in wanted]:
+            del ROOTS[key]
+    for name in POINTERS:  # the .proto files may be older than a POINTERS entry's field
+        if name in messages:
+            known_fields = {f for _, _, f, _ in messages[name]}
+            POINTERS[name] = [f for f in POINTERS[name] if f in known_fields]
+    data = json.loads(gzip.decompress(OUT.read_bytes()))
+    added = build(messages, frozenset(data["messages"]))
+    data["messages"].update(added["messages"])
+    data["kinds"].update(added["kinds"])
+    print(f"added {len(added['messages'])} messages: {', '.join(sorted(added['messages']))}")
+    OUT.write_bytes(gzip.compress(json.dumps(data, sort_keys=True, separators=(",", ":")).encode(), mtime=0))
+    print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("protos", nargs="+", type=pathlib.Path, help=".proto files or directories holding them")
+    ap.add_argument("protos", nargs="*", type=pathlib.Path, help=".proto files or directories holding them")
+    ap.add_argument("--add", nargs="*", default=None, metavar="API_VERSION/KIND",
+                    help="add to the committed table instead of replacing it (only these kinds' messages if named)")
     args = ap.parse_args()
+    # ``--add FILE.proto`` reads as kinds to argparse: what names an existing path is a .proto source.
+    protos = list(args.protos) + [pathlib.Path(k) for k in args.add or [] if pathlib.Path(k).exists()]
+    if not protos:
+        ap.error("no .proto files given")
     messages: dict[str, list[tuple[str, str, str, int]]] = {}
-    for p in args.protos:
+    for p in protos:
         for f in sorted(p.rglob("*.proto")) if p.is_dir() else [p]:
             messages.update(parse(f.read_text()))
+    if args.add is not None:
+        add(messages, [k for k in args.add if not pathlib.Path(k).exists()])
+        return
     data = build(messages)
     inline = sorted(
         f"{m.rsplit('.', 1)[1]}.{f[0]}"

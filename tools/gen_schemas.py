@@ -46,6 +46,21 @@ ROOTS = [
     "io.k8s.api.authentication.v1.TokenRequest",
     "io.k8s.api.policy.v1.Eviction",
     "io.k8s.api.policy.v1.PodDisruptionBudget",
+    # Issue 15: the older core kinds, scheduling, storage (CSI), flow control, aggregation.
+    "io.k8s.api.core.v1.ReplicationController",
+    "io.k8s.api.core.v1.PodTemplate",
+    "io.k8s.api.core.v1.ComponentStatus",
+    "io.k8s.api.scheduling.v1.PriorityClass",
+    "io.k8s.api.storage.v1.CSIStorageCapacity",
+    "io.k8s.api.storage.v1.CSIDriver",
+    "io.k8s.api.storage.v1.CSINode",
+    "io.k8s.api.storage.v1.VolumeAttachment",
+    "io.k8s.api.flowcontrol.v1.FlowSchema",
+    "io.k8s.api.flowcontrol.v1.PriorityLevelConfiguration",
+    "io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.APIService",
+    "io.k8s.api.core.v1.LimitRange",
+    "io.k8s.api.core.v1.ResourceQuota",
+    "io.k8s.api.certificates.v1.CertificateSigningRequest",
     "io.k8s.apimachinery.pkg.apis.meta.v1.Status",
     "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions",
     "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent",
@@ -53,7 +68,7 @@ ROOTS = [
     "io.k8s.apimachinery.pkg.apis.meta.v1.APIGroupList",
     "io.k8s.apimachinery.pkg.apis.meta.v1.APIVersions",
 ]
-LISTS = [r for r in ROOTS if ".api." in r]  # each kind's <Kind>List too
+LISTS = [r for r in ROOTS if ".api." in r or ".apis.apiregistration." in r]  # each kind's <Kind>List too
 
 
 def _fetch(version: str) -> dict[str, Any]:

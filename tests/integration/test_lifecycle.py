@@ -418,3 +418,20 @@ def test_new_namespace_gets_default_serviceaccount_and_root_ca(cluster: Cluster)
                "the root CA to be restored")
     cluster.kubectl("delete", "configmap", "kube-root-ca.crt", "-n", ns, check=True)
     wait_until(lambda: get(cluster, "configmap", "kube-root-ca.crt", ns), "the root CA configmap to be recreated")
+
+
+def test_qos_class_compares_quantities_by_value(cluster: Cluster) -> None:
+    """The API server stamps the QoS class the node agent reports later: one computation
+    (kubelite.api.resource). ``cpu: 1`` against ``1000m`` is equal, so the pod is Guaranteed;
+    it used to be created Burstable (strings compared) and flip to Guaranteed when the agent
+    reported its status."""
+    ns = new_namespace(cluster)
+    resources = {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1000m", "memory": "1024Mi"}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "guaranteed"},
+           "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}]}}
+    created = apply(cluster, pod, ns)
+    assert created["status"]["qosClass"] == "Guaranteed"
+    half = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "burstable"},
+           "spec": {"containers": [{"name": "c", "image": "busybox", "resources": half}]}}
+    assert apply(cluster, pod, ns)["status"]["qosClass"] == "Burstable"

@@ -43,4 +43,16 @@ def test_discovery_and_openapi_list_the_table_and_nothing_else() -> None:
     assert advertised == {(r.plural, s) for r in RESOURCES for s in r.subresources}
     assert ("pods", "ephemeralcontainers") not in advertised and ("pods", "eviction") in advertised
     paths = orjson.loads(openapi.v3_document("api/v1")[0])["paths"]  # type: ignore[index]
-    assert not [p for p in paths if p.endswith(("/ephemeralcontainers", "/proxy", "/proxy/{path}"))]
+    assert not [p for p in paths if p.endswith("/ephemeralcontainers")]
+    # The proxy subresources are served (issue 15): connect operations for every HTTP method, with and without a path.
+    assert ("pods", "proxy") in advertised and ("services", "proxy") in advertised and ("nodes", "proxy") in advertised
+    for path in ("/api/v1/namespaces/{namespace}/services/{name}/proxy", "/api/v1/nodes/{name}/proxy/{path}"):
+        assert sorted(m for m in paths[path] if m != "parameters") == [
+            "delete", "get", "head", "options", "patch", "post", "put"]
+    assert paths["/api/v1/namespaces/{namespace}/pods/{name}/proxy"]["get"]["operationId"] == "connectCoreV1GetNamespacedPodProxy"
+
+
+def test_proxy_paths_parse_with_the_backend_path() -> None:
+    target = parse_path("/api/v1/namespaces/ns/services/https:web:8443/proxy/a/b/")
+    assert target is not None and (target.rt.plural, target.name, target.subresource) == ("services", "https:web:8443", "proxy")
+    assert parse_path("/api/v1/namespaces/ns/pods/web/log/extra") is None

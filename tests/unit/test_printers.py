@@ -13,6 +13,7 @@ import pytest
 
 from kubelite.api.errors import StatusError
 from kubelite.api.printers import human_duration, to_table
+from kubelite.api.printers.kinds import printers
 from kubelite.api.registry import RESOURCES
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
@@ -194,15 +195,28 @@ def test_age_is_measured_from_now() -> None:
         ("coordination.k8s.io", "Lease", [("Name", 0), ("Holder", 0), ("Age", 0)]),
         ("networking.k8s.io", "IPAddress", [("Name", 0), ("ParentRef", 0)]),
         ("networking.k8s.io", "ServiceCIDR", [("Name", 0), ("CIDRs", 0), ("Age", 0)]),
+        ("", "LimitRange", [("Name", 0), ("Created At", 0)]),
+        ("", "ResourceQuota", [("Name", 0), ("Age", 0), ("Request", 0), ("Limit", 0)]),
+        (
+            "certificates.k8s.io", "CertificateSigningRequest",
+            [("Name", 0), ("Age", 0), ("SignerName", 0), ("Requestor", 0), ("RequestedDuration", 0), ("Condition", 0)],
+        ),
     ],
 )
 def test_columns(group: str, kind: str, expected: list[tuple[str, int]]) -> None:
     assert column_names(group, kind) == expected
 
 
+# Kinds whose kube-apiserver printer really is Name + Created At (printLimitRange).
+CREATED_AT_PRINTERS = {("", "LimitRange")}
+
+
 def test_every_served_kind_has_its_own_printer() -> None:
     for r in RESOURCES:
         names = [name for name, _ in column_names(r.group, r.kind)]
+        if (r.group, r.kind) in CREATED_AT_PRINTERS:
+            assert (r.group, r.kind) in printers(), r.kind
+            continue
         assert "Created At" not in names, r.kind
 
 

@@ -7,10 +7,11 @@ import pathlib
 from typing import Any
 
 import orjson
+from aiohttp import web
 
 from kubelite.api import timeutil
 from kubelite.api.errors import StatusError
-from kubelite.apiserver import proxy, wsstream
+from kubelite.apiserver import httpproxy, proxy, wsstream
 from kubelite.node import streaming
 
 
@@ -139,3 +140,75 @@ def test_log_options_from_query() -> None:
     now = dt.datetime(2024, 1, 1, 1, tzinfo=dt.UTC)
     opts = streaming.LogOptions.from_query({"follow": "true", "sinceSeconds": "60", "tailLines": "3"}, now)
     assert opts == streaming.LogOptions(follow=True, tail_lines=3, since=dt.datetime(2024, 1, 1, 0, 59, tzinfo=dt.UTC))
+
+
+def test_frames_in_either_type_and_the_base64_variants() -> None:
+    # Text frames carry the same bytes as binary ones (the official Python client's write_stdin(str)).
+    assert wsstream.read_frame("\x00hello\n", False) == (0, b"hello\n")
+    assert wsstream.read_frame(b"\x00hello\n", False) == (0, b"hello\n")
+    assert wsstream.read_frame("", False) is None
+    # base64: an ASCII digit for the channel, base64 data, in text (or binary) frames.
+    assert wsstream.read_frame("0aGk=", True) == (0, b"hi")
+    assert wsstream.read_frame(b"4eyJXaWR0aCI6MX0=", True) == (4, b'{"Width":1}')
+    assert wsstream.read_frame("0not base64!", True) is None
+    assert wsstream.read_frame(b"\xff\x00", False) == (wsstream.CLOSE, b"\x00")  # v5's CLOSE
+    assert wsstream.write_frame(1, b"hi", True) == "1aGk="
+    assert wsstream.write_frame(1, b"hi", False) == b"\x01hi"
+    assert [wsstream.version(p) for p in (wsstream.V1_BASE64, wsstream.V4_BASE64)] == [1, 4]
+    assert [wsstream.is_base64(p) for p in (wsstream.V1_BASE64, wsstream.V4_BASE64, wsstream.V4, None)] == [
+        True, True, False, False]
+    # SPDY has no base64 variants: only websockets negotiate them.
+    assert wsstream.negotiate([wsstream.V4_BASE64]) is None
+
+
+def test_websocket_port_forward_ports() -> None:
+    assert proxy._websocket_ports(["80,8080", "9"]) == [80, 8080, 9]
+    for bad, text in (([], 'query parameter "port" is required'), (["0"], 'port "0" must be > 0')):
+        try:
+            proxy._websocket_ports(bad)
+        except web.HTTPBadRequest as e:
+            assert e.text == text
+        else:
+            raise AssertionError(bad)
+    try:
+        proxy._websocket_ports(["http"])
+    except StatusError as e:
+        assert (e.code, e.message) == (400, 'strconv.ParseInt: parsing "http": invalid syntax')
+    else:
+        raise AssertionError("http")
+
+
+def test_proxy_names_paths_and_redirects() -> None:
+    assert httpproxy.split_scheme_name_port("web") == ("", "web", "")
+    assert httpproxy.split_scheme_name_port("web:http") == ("", "web", "http")
+    assert httpproxy.split_scheme_name_port("https:web:8443") == ("https", "web", "8443")
+    assert httpproxy.split_scheme_name_port("ftp:web:21") is None
+    assert httpproxy.split_scheme_name_port(":80") is None
+    assert httpproxy.split_scheme_name_port("a:b:c:d") is None
+    svc = "/api/v1/namespaces/ns/services/web:80/proxy"
+    assert httpproxy.proxy_path(svc, "") == (svc, "")  # answered with a redirect to .../proxy/
+    assert httpproxy.proxy_path(svc + "/", "") == (svc, "/")
+    assert httpproxy.proxy_path(svc + "/a/b%20c/", "") == (svc, "/a/b%20c/")
+    assert httpproxy.proxy_path(svc, "/from/query") == (svc, "/from/query")
+    # A redirect to the backend goes through the proxy again; one elsewhere is left alone.
+    assert httpproxy.rewrite_location("/login?x=1", "10.0.0.5:80", "127.0.0.1:6443", svc) == f"{svc}/login?x=1"
+    assert httpproxy.rewrite_location("http://10.0.0.5:80/a", "10.0.0.5:80", "127.0.0.1:6443", svc) == f"{svc}/a"
+    assert httpproxy.rewrite_location(f"{svc}/b", "10.0.0.5:80", "h:1", svc) == f"{svc}/b"
+    assert httpproxy.rewrite_location("https://example.com/a", "10.0.0.5:80", "h:1", svc) == "https://example.com/a"
+    assert httpproxy.rewrite_location("relative", "10.0.0.5:80", "h:1", svc) == "relative"
+
+
+def test_proxied_html_links_go_through_the_proxy() -> None:
+    svc = "/api/v1/namespaces/ns/services/web:80/proxy"
+
+    def rewrite(url: str) -> str:
+        return httpproxy.rewrite_location(url, "10.0.0.5:80", "127.0.0.1:6443", svc)
+
+    page = (b'<html><head><link rel="stylesheet" href="/static/app.css"><script src=\'/app.js\'></script></head>'
+            b'<body><a HREF=/about class="x">About</a> <a href="relative">r</a> <a href="https://example.com/">e</a>'
+            b'<img alt="/not-a-url" src="/logo.png"/><p title="/not-either">\xc3\xa9</p></body></html>')
+    assert httpproxy.rewrite_html(page, rewrite) == (
+        b'<html><head><link rel="stylesheet" href="' + svc.encode() + b'/static/app.css"><script src=\''
+        + svc.encode() + b'/app.js\'></script></head><body><a HREF=' + svc.encode() + b'/about class="x">About</a> '
+        b'<a href="relative">r</a> <a href="https://example.com/">e</a><img alt="/not-a-url" src="'
+        + svc.encode() + b'/logo.png"/><p title="/not-either">\xc3\xa9</p></body></html>')

@@ -22,7 +22,7 @@ Objects are plain dicts changed in place; nothing a client set is overwritten.
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 Obj = MutableMapping[str, Any]
@@ -426,7 +426,73 @@ def _default_endpoint_slice(obj: Obj) -> None:
             port["protocol"] = "TCP"
 
 
+# -- core/v1 ReplicationController and PodTemplate, scheduling, storage ---------------------------
+
+
+def _default_replication_controller(obj: Obj) -> None:
+    """SetDefaults_ReplicationController: the template's labels stand in for a missing selector
+    and missing object labels; one replica by default."""
+    spec = _dict(obj, "spec")
+    template = spec.get("template")
+    labels = ((template.get("metadata") or {}).get("labels")) if isinstance(template, dict) else None
+    if labels:
+        if not spec.get("selector"):
+            spec["selector"] = dict(labels)
+        meta = _dict(obj, "metadata")
+        if not meta.get("labels"):
+            meta["labels"] = dict(labels)
+    if spec.get("replicas") is None:
+        spec["replicas"] = 1
+    _default_template(spec)
+
+
+def _default_pod_template(obj: Obj) -> None:
+    _default_template(obj)
+
+
+def _default_priority_class(obj: Obj) -> None:
+    if obj.get("preemptionPolicy") is None:
+        obj["preemptionPolicy"] = "PreemptLowerPriority"
+
+
+def _default_csi_driver(obj: Obj) -> None:
+    """SetDefaults_CSIDriverSpec (storage/v1), with 1.33's SELinuxMount default."""
+    spec = _dict(obj, "spec")
+    for key, value in (("attachRequired", True), ("podInfoOnMount", False), ("storageCapacity", False),
+                       ("fsGroupPolicy", "ReadWriteOnceWithFSType"), ("requiresRepublish", False),
+                       ("seLinuxMount", False)):
+        if spec.get(key) is None:
+            spec[key] = value
+    if not spec.get("volumeLifecycleModes"):
+        spec["volumeLifecycleModes"] = ["Persistent"]
+
+
+def _default_limit_range(obj: Obj) -> None:
+    """SetDefaults_LimitRangeItem: a Container item's default limit is its max, its default request
+    the default limit, else the min; this is what LimitRanger then fills into pods."""
+    for item in (obj.get("spec") or {}).get("limits") or []:
+        if not isinstance(item, dict) or item.get("type") != "Container":
+            continue
+        default = _dict(item, "default")
+        request = _dict(item, "defaultRequest")
+        for key, value in (item.get("max") or {}).items():
+            default.setdefault(key, value)
+        for key, value in default.items():
+            request.setdefault(key, value)
+        for key, value in (item.get("min") or {}).items():
+            request.setdefault(key, value)
+        # Go's omitempty drops the maps that stayed empty.
+        for key in ("default", "defaultRequest"):
+            if not item[key]:
+                del item[key]
+
+
 _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
+    ("", "ReplicationController"): _default_replication_controller,
+    ("", "PodTemplate"): _default_pod_template,
+    ("scheduling.k8s.io", "PriorityClass"): _default_priority_class,
+    ("storage.k8s.io", "CSIDriver"): _default_csi_driver,
+    ("", "LimitRange"): _default_limit_range,
     ("", "Service"): _default_service,
     ("", "Pod"): _default_pod,
     ("", "Endpoints"): _default_endpoints,
@@ -441,3 +507,72 @@ def apply_defaults(group: str, kind: str, obj: Obj) -> None:
     defaulter = _DEFAULTERS.get((group, kind))
     if defaulter is not None:
         defaulter(obj)
+
+
+# -- the Priority admission plugin ----------------------------------------------------------------
+
+
+def _default_priority_class_of(classes: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """getDefaultPriorityClass: the global default; after a race left two, the lower value."""
+    found: Mapping[str, Any] | None = None
+    for pc in classes:
+        if pc.get("globalDefault") and (found is None or int(pc.get("value", 0)) < int(found.get("value", 0))):
+            found = pc
+    return found
+
+
+_NO_CLASS = "no PriorityClass with name {} was found"
+
+
+def names_missing_class(refusal: str) -> bool:
+    """Whether a refusal of :func:`admit_pod_priority` is for a class it did not find."""
+    return refusal.startswith("no PriorityClass with name ")
+
+
+def admit_pod_priority(pod: Obj, classes: Sequence[Mapping[str, Any]]) -> str | None:
+    """The Priority admission of a Pod being created: its PriorityClass (named, or the global
+    default) gives ``spec.priority`` and ``spec.preemptionPolicy``. Returns the reason to refuse
+    the pod (answered as Forbidden), None when admitted."""
+    spec = _dict(pod, "spec")
+    name = spec.get("priorityClassName") or ""
+    policy: str | None = "PreemptLowerPriority"
+    if not name:
+        default = _default_priority_class_of(classes)
+        if default is None:
+            priority = 0
+        else:
+            name = str((default.get("metadata") or {}).get("name") or "")
+            spec["priorityClassName"] = name
+            priority = int(default.get("value", 0))
+            policy = default.get("preemptionPolicy")
+    else:
+        pc = next((c for c in classes if (c.get("metadata") or {}).get("name") == name), None)
+        if pc is None:
+            return _NO_CLASS.format(name)
+        priority = int(pc.get("value", 0))
+        policy = pc.get("preemptionPolicy")
+    given = spec.get("priority")
+    if given is not None and given != priority:
+        return (f"the integer value of priority ({given}) must not be provided in pod spec; priority admission "
+                f"controller computed {priority} from the given PriorityClass name")
+    spec["priority"] = priority
+    if policy is not None:
+        given_policy = spec.get("preemptionPolicy")
+        if given_policy is not None and given_policy != policy:
+            return (f"the string value of PreemptionPolicy ({given_policy}) must not be provided in pod spec; "
+                    f"priority admission controller computed {policy} from the given PriorityClass name")
+        spec["preemptionPolicy"] = policy
+    return None
+
+
+def admit_priority_class(pc: Mapping[str, Any], classes: Sequence[Mapping[str, Any]], *, creating: bool) -> str | None:
+    """The Priority admission of a PriorityClass: one global default at most."""
+    if not pc.get("globalDefault"):
+        return None
+    default = _default_priority_class_of(classes)
+    if default is None:
+        return None
+    default_name = (default.get("metadata") or {}).get("name")
+    if creating or default_name != (pc.get("metadata") or {}).get("name"):
+        return f"PriorityClass {default_name} is already marked as default. Only one default can exist"
+    return None

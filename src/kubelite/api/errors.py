@@ -56,6 +56,9 @@ def go_value(value: Any) -> str:
         return str(value)
     if isinstance(value, str):
         return orjson.dumps(value).decode()
+    if isinstance(value, bytes):
+        # Go's %#v of a []byte (a CSR's spec.request): []byte{0x2d, 0x2d, ...}.
+        return "[]byte{" + ", ".join(f"0x{b:x}" for b in value) + "}"
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         # Go's %#v of a []string, as kube-apiserver prints `spec.clusterIPs: Invalid value: []string{"10.96.0.5"}`.
         return "[]string{" + ", ".join(orjson.dumps(v).decode() for v in value) + "}"

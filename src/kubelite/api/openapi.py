@@ -257,6 +257,8 @@ _STREAM_PARAMS = {
         ),
     ],
     "portforward": [_query("ports", "integer", "List of ports to forward Required when using WebSockets")],
+    # The description names the parent ("pod", "service", "node"): filled in per resource.
+    "proxy": [_query("path", "string", "Path is the URL path to use for the current proxy request to {parent}.")],
 }
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": schema.REF_PREFIX + name}
@@ -613,7 +615,7 @@ class _Builder:
         spec = SUBRESOURCES[sub]
         options = spec.options_kind or r.kind + "ProxyOptions"
         options_gvk = _gvk(r.group, r.version, options)
-        params = _STREAM_PARAMS[sub]
+        params = [{**p, "description": p["description"].format(parent=r.singular)} for p in _STREAM_PARAMS[sub]]
         plain = _responses(None, "200", media=("*/*",))
         self.paths[path] = {"parameters": [_path_param("name", f"name of the {options}"), *scope_params]}
         for method in spec.connect:
@@ -628,6 +630,24 @@ class _Builder:
                 plain,
                 params,
             )
+        if sub == "proxy":  # and .../proxy/{path}: the backend's path in the URL
+            with_path = path + "/{path}"
+            self.paths[with_path] = {"parameters": [
+                _path_param("name", f"name of the {options}"), *scope_params,
+                _path_param("path", "path to the resource"),
+            ]}
+            for method in spec.connect:
+                self.op(
+                    with_path,
+                    method,
+                    "connect",
+                    _camel(method) + noun + "WithPath",
+                    "connect",
+                    options_gvk,
+                    f"connect {method.upper()} requests to {sub} of {r.kind}",
+                    plain,
+                    params,
+                )
 
     def discovery_path(self) -> None:
         self.op(

@@ -79,3 +79,48 @@ def pod_qos_class(spec: Mapping[str, Any]) -> QOSClass:
     if guaranteed and requests == limits:
         return "Guaranteed"
     return "Burstable"
+
+
+# -- canonical text: what resource.Quantity.String() prints --------------------------------------
+
+QuantityFormat = Literal["BinarySI", "DecimalSI", "DecimalExponent"]
+_BINARY = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10))
+_DECIMAL = {18: "E", 15: "P", 12: "T", 9: "G", 6: "M", 3: "k", 0: "", -3: "m", -6: "u", -9: "n"}
+
+
+def quantity_format(text: str | int | float) -> QuantityFormat:
+    """The format a parsed quantity keeps (and prints in): from the suffix it was written with."""
+    m = _QUANTITY.match(str(text).strip())
+    if m and m.group(2):
+        return "DecimalExponent"
+    if m and (m.group(3) or "").endswith("i"):
+        return "BinarySI"
+    return "DecimalSI"
+
+
+def format_quantity(value: decimal.Decimal | int, fmt: QuantityFormat = "DecimalSI") -> str:
+    """``Quantity.String()``: the canonical text of ``value`` in ``fmt`` (``1000m`` → ``1``, ``2048Mi`` → ``2Gi``).
+
+    Values are rounded up to nano units, as a Quantity holds them. A binary quantity under
+    1024 in magnitude, or with a fraction, prints in decimal, as Go's CanonicalizeBytes does.
+    """
+    v = decimal.Decimal(value)
+    nanos = (v * 10**9).to_integral_value(rounding=decimal.ROUND_CEILING)
+    if nanos == 0:
+        return "0"
+    sign = "-" if nanos < 0 else ""
+    nanos = abs(nanos)
+    if fmt == "BinarySI" and nanos % 10**9 == 0 and nanos >= 1024 * 10**9:
+        whole = int(nanos) // 10**9
+        for suffix, size in _BINARY:
+            if whole % size == 0:
+                return f"{sign}{whole // size}{suffix}"
+        return f"{sign}{whole}"
+    # Decimal: the largest exponent (a multiple of 3) that leaves an integer mantissa.
+    mantissa, exp = int(nanos), -9
+    while exp < 18 and mantissa % 1000 == 0:
+        mantissa //= 1000
+        exp += 3
+    if fmt == "DecimalExponent":
+        return f"{sign}{mantissa}" + (f"e{exp}" if exp else "")
+    return f"{sign}{mantissa}{_DECIMAL[exp]}"

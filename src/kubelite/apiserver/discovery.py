@@ -93,7 +93,7 @@ def api_resource_list(group_version: str) -> bytes | None:
         items.append(item)
         for sub in r.subresources:
             spec = SUBRESOURCES[sub]
-            g, v, k = spec.kind or (r.group, r.version, r.kind)
+            g, v, k = spec.kind_for(r)
             entry: dict[str, Any] = {
                 "name": f"{r.plural}/{sub}",
                 "singularName": "",
@@ -124,7 +124,7 @@ def _aggregated_resource(r: ResourceType) -> dict[str, Any]:
     subs = []
     for sub in r.subresources:
         spec = SUBRESOURCES[sub]
-        g, v, k = spec.kind or (r.group, r.version, r.kind)
+        g, v, k = spec.kind_for(r)
         entry: dict[str, Any] = {"subresource": sub, "verbs": list(spec.verbs)}
         if k:
             entry["responseKind"] = {"group": g, "version": v, "kind": k}

@@ -23,9 +23,8 @@ from kubelite.api import errors
 from kubelite.api.errors import StatusError
 from kubelite.api.labels import SelectorError, selector_from_label_selector
 from kubelite.api.registry import ResourceType, lookup
+from kubelite.api.types import Obj
 from kubelite.apiserver import objects
-
-Obj = dict[str, Any]
 
 # eviction.go's MaxDisruptedPodSize: evictions approved but not yet seen by the controller.
 MAX_DISRUPTED_POD_SIZE = 2000

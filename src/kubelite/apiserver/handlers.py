@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import datetime as dt
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -29,9 +28,12 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kubelite.api import decoding, errors, managedfields, printers, protobuf
+from kubelite.api import decoding, errors, managedfields, printers, protobuf, timeutil
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import SUBRESOURCES, ResourceType
+from kubelite.apiserver import componentstatus
+from kubelite.apiserver.auth import User
+from kubelite.apiserver.httpproxy import ResourceProxy
 from kubelite.apiserver.proxy import StreamingProxy
 from kubelite.apiserver.registry import (
     Filter,
@@ -50,6 +52,9 @@ from kubelite.store import CompactedError, KeyValue, StoreError, WatchEvent
 log = logging.getLogger(__name__)
 
 JSON = "application/json"
+# Who is calling (set by the server's authentication middleware): what a create records of
+# its requestor (a CertificateSigningRequest's spec.username), and what authorization will read.
+USER_KEY: web.RequestKey[User | None] = web.RequestKey("user", object)  # type: ignore[arg-type]
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body
 PATCH_TYPES: dict[str, PatchType | None] = {
@@ -209,13 +214,15 @@ class RestHandlers:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.watchers: set[asyncio.Task[Any]] = set()
-        self._decode_cache: dict[tuple[str, int], dict[str, Any]] = {}
-        self._line_cache: dict[tuple[str, int, str], bytes] = {}
+        self._decode_cache: dict[tuple[str, int, str], dict[str, Any]] = {}
+        self._line_cache: dict[tuple[str, int, str, str], bytes] = {}
         streaming = StreamingProxy(registry)
+        proxying = ResourceProxy(streaming)
         # Who serves each subresource of registry.SUBRESOURCES; the verbs come from that table.
         self._subresources: dict[str, Handler] = {
             "status": self._main,
             "finalize": self._main,
+            "approval": self._main,
             "scale": self.scale,
             "binding": self.bind,
             "eviction": self.evict,
@@ -224,6 +231,8 @@ class RestHandlers:
             "exec": lambda request, _target: streaming.exec(request),
             "attach": lambda request, _target: streaming.attach(request),
             "portforward": lambda request, _target: streaming.port_forward(request),
+            "proxy": lambda request, target: proxying.serve(request, target.rt.plural, target.namespace,
+                                                            target.name or ""),
         }
 
     def served_subresources(self) -> frozenset[str]:
@@ -235,8 +244,9 @@ class RestHandlers:
         sub = target.subresource
         if sub is None:
             return await self._main(request, target)
-        # The verbs discovery advertises for the subresource are the ones dispatched, and no others.
-        if request_verb(request.method, target, request.query) not in SUBRESOURCES[sub].verbs:
+        # The verbs discovery advertises for the subresource are the ones dispatched, and no others
+        # (proxy takes every HTTP method a backend may want, HEAD and OPTIONS too: it checks them).
+        if sub != "proxy" and request_verb(request.method, target, request.query) not in SUBRESOURCES[sub].verbs:
             raise errors.method_not_allowed()
         return await self._subresources[sub](request, target)
 
@@ -249,7 +259,32 @@ class RestHandlers:
         }.get(verb)
         if handler is None or (verb == "delete" and target.subresource is not None):
             raise errors.method_not_allowed()
+        # A kind's own verbs are its table entry's (read-only kinds, a namespace's missing
+        # deletecollection): what discovery does not advertise is not dispatched.
+        if target.subresource is None and verb not in target.rt.verbs:
+            raise errors.method_not_allowed()
+        if target.rt.group == "" and target.rt.kind == "ComponentStatus":
+            return await self._component_statuses(request, target)
         return await handler(request, target)
+
+    async def _component_statuses(self, request: web.Request, target: Target) -> web.StreamResponse:
+        """``componentstatuses``: computed from the components' health on each read, never stored."""
+        warn = _warning_headers([componentstatus.DEPRECATION_WARNING])
+        store = self.registry.store
+        if target.name is not None:
+            obj = await componentstatus.get_status(store, target.name)
+            if wants_table(request):
+                return json_response(self._table(request, target, [obj], ""), headers=warn)
+            return object_response(request, obj, headers=warn)
+        flt = Filter(target.rt, request.query)
+        items = [o for o in await componentstatus.list_statuses(store) if flt.matches(o)]
+        if wants_table(request):
+            return json_response(self._table(request, target, items, ""), headers=warn)
+        return object_response(
+            request,
+            {"kind": target.rt.list_kind, "apiVersion": target.rt.api_version, "metadata": {}, "items": items},
+            headers=warn,
+        )
 
     # -- reads
 
@@ -259,7 +294,7 @@ class RestHandlers:
             return json_response(self._table(request, target, [obj], obj["metadata"]["resourceVersion"]))
         if wants_partial_metadata(request):
             return json_response(_partial(obj))
-        return object_response(request, object_bytes(kv))
+        return object_response(request, object_bytes(kv, target.rt))
 
     def _table(
         self, request: web.Request, target: Target, objs: builtins.list[dict[str, Any]], rv: str, cont: str = ""
@@ -271,7 +306,7 @@ class RestHandlers:
             target.rt.group,
             target.rt.kind,
             objs,
-            now=dt.datetime.now(dt.UTC),
+            now=timeutil.now(),
             include_object=request.query.get("includeObject", "Metadata"),
             list_meta=list_meta,
         )
@@ -304,7 +339,7 @@ class RestHandlers:
                 }
             )
         head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta})
-        body = b"".join((head[:-1], b',"items":[', b",".join([object_bytes(kv) for kv in page.kvs]), b"]}"))
+        body = b"".join((head[:-1], b',"items":[', b",".join([object_bytes(kv, rt) for kv in page.kvs]), b"]}"))
         return object_response(request, body)
 
     # -- watch
@@ -350,7 +385,7 @@ class RestHandlers:
             if table and ev_type in ("ADDED", "MODIFIED", "DELETED"):
                 include = request.query.get("includeObject", "Metadata")
                 t = printers.to_table(
-                    rt.group, rt.kind, [obj], now=dt.datetime.now(dt.UTC), include_object=include,
+                    rt.group, rt.kind, [obj], now=timeutil.now(), include_object=include,
                     list_meta={"resourceVersion": obj["metadata"].get("resourceVersion", "")},
                 )
                 if not first_table[0]:
@@ -376,7 +411,7 @@ class RestHandlers:
                 kvs, start_rev = await self.registry.initial(target)
                 buf = bytearray()
                 for kv in kvs:
-                    obj = decode_kv(kv)
+                    obj = decode_kv(kv, rt)
                     if visible(obj):
                         buf += encode("ADDED", obj)
                         if len(buf) > 256 * 1024:
@@ -410,23 +445,23 @@ class RestHandlers:
                         lines: list[bytes] = []
                         for ev in batch.events:
                             if everything:
-                                lines.append(self._raw_line(ev))
+                                lines.append(self._raw_line(ev, rt))
                                 continue
                             if flt.key_excludes(ev.kv.key):
                                 continue  # the key never changes: it was not in view before either
-                            new = self._decoded(ev.kv)
+                            new = self._decoded(ev.kv, rt)
                             if ev.type == "DELETED":
                                 if visible(new):
-                                    lines.append(self._event_line(ev.kv, "DELETED", new, encode, per_watcher))
+                                    lines.append(self._event_line(ev.kv, rt, "DELETED", new, encode, per_watcher))
                                 continue
                             now_in = visible(new)
-                            was_in = ev.prev is not None and visible(self._decoded(ev.prev))
+                            was_in = ev.prev is not None and visible(self._decoded(ev.prev, rt))
                             if now_in and (ev.type == "ADDED" or not was_in):
-                                lines.append(self._event_line(ev.kv, "ADDED", new, encode, per_watcher))
+                                lines.append(self._event_line(ev.kv, rt, "ADDED", new, encode, per_watcher))
                             elif now_in:
-                                lines.append(self._event_line(ev.kv, "MODIFIED", new, encode, per_watcher))
+                                lines.append(self._event_line(ev.kv, rt, "MODIFIED", new, encode, per_watcher))
                             elif was_in:
-                                lines.append(self._event_line(ev.kv, "DELETED", new, encode, per_watcher))
+                                lines.append(self._event_line(ev.kv, rt, "DELETED", new, encode, per_watcher))
                         last_rev[0] = batch.revision
                         if lines:
                             await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
@@ -455,34 +490,35 @@ class RestHandlers:
             pass
         return resp
 
-    # Watch events are shared by every watcher of a prefix: decode and encode each once.
-    def _decoded(self, kv: KeyValue) -> dict[str, Any]:
-        key = (kv.key, kv.mod_revision)
+    # Watch events are shared by every watcher of a prefix: decode and encode each once (per
+    # group: core and events.k8s.io watchers see the same stored Event in their own view).
+    def _decoded(self, kv: KeyValue, rt: ResourceType) -> dict[str, Any]:
+        key = (kv.key, kv.mod_revision, rt.group)
         obj = self._decode_cache.get(key)
         if obj is None:
             if len(self._decode_cache) > EVENT_CACHE_SIZE:
                 self._decode_cache.clear()
-            obj = self._decode_cache[key] = decode_kv(kv)
+            obj = self._decode_cache[key] = decode_kv(kv, rt)
         return obj
 
-    def _raw_line(self, ev: WatchEvent) -> bytes:
+    def _raw_line(self, ev: WatchEvent, rt: ResourceType) -> bytes:
         """The event as an unfiltered watch sends it, from the stored bytes."""
         kv = ev.kv
-        key = (kv.key, kv.mod_revision, ev.type)
+        key = (kv.key, kv.mod_revision, ev.type, rt.group)
         line = self._line_cache.get(key)
         if line is None:
             if len(self._line_cache) > EVENT_CACHE_SIZE:
                 self._line_cache.clear()
             line = self._line_cache[key] = b"".join(
-                (_EVENT_HEADS[ev.type], object_bytes(kv), b"}\n")
+                (_EVENT_HEADS[ev.type], object_bytes(kv, rt), b"}\n")
             )
         return line
 
-    def _event_line(self, kv: KeyValue, ev_type: str, obj: dict[str, Any],
+    def _event_line(self, kv: KeyValue, rt: ResourceType, ev_type: str, obj: dict[str, Any],
                     encode: Callable[[str, dict[str, Any]], bytes], table: bool) -> bytes:
         if table:  # rendered per watcher (columns, includeObject)
             return encode(ev_type, obj)
-        key = (kv.key, kv.mod_revision, ev_type)
+        key = (kv.key, kv.mod_revision, ev_type, rt.group)
         line = self._line_cache.get(key)
         if line is None:
             if len(self._line_cache) > EVENT_CACHE_SIZE:
@@ -553,8 +589,10 @@ class RestHandlers:
             raise errors.method_not_allowed()
         obj, warnings = self._decode_object(request, target.rt, await read_body(request))
         dry_run = _dry_run(request.query)
-        created = await self.registry.create(target, obj, manager=self._field_manager(request), dry_run=dry_run)
-        body = object_bytes(created) if isinstance(created, KeyValue) else created
+        created = await self.registry.create(
+            target, obj, manager=self._field_manager(request), dry_run=dry_run, requester=request.get(USER_KEY)
+        )
+        body = object_bytes(created, target.rt) if isinstance(created, KeyValue) else created
         return object_response(request, body, 201, _warning_headers(warnings))
 
     async def update(self, request: web.Request, target: Target) -> web.StreamResponse:
@@ -605,7 +643,9 @@ class RestHandlers:
             decoding.check(rt.group, rt.version, rt.kind, applied), self._validation_directive(request),
             body_kind=str(applied.get("kind")), body_version=body_version, kind=rt.kind,
         )
-        result, created = await self.registry.apply(target, applied, manager=manager, force=force, dry_run=dry_run)
+        result, created = await self.registry.apply(
+            target, applied, manager=manager, force=force, dry_run=dry_run, requester=request.get(USER_KEY)
+        )
         return object_response(request, result, 201 if created else 200, _warning_headers(warnings))
 
     # -- subresources

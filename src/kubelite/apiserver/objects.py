@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import random
-import time
 from typing import Any
+
+from kubelite.api import timeutil
 
 # utilrand's alphabet: consonants and digits without look-alikes.
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -23,16 +24,9 @@ os.register_at_fork(after_in_child=_random.seed)
 SERVER_OWNED = ("uid", "creationTimestamp", "resourceVersion", "generation", "selfLink")
 
 
-_last_second: list[Any] = [0, ""]
-
-
-def now_rfc3339() -> str:
-    """metav1.Time has second precision; formatting once per second is enough."""
-    second = int(time.time())
-    if _last_second[0] != second:
-        _last_second[0] = second
-        _last_second[1] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second))
-    return str(_last_second[1])
+# Every write path stamps through this name; the format (and its once-a-second cache)
+# lives in kubelite.api.timeutil, shared with the components.
+now_rfc3339 = timeutil.now_rfc3339
 
 
 def generate_name(prefix: str) -> str:

@@ -16,6 +16,7 @@ before anything is upgraded are plain Status responses, as kube-apiserver sends 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -109,7 +110,7 @@ def _flag(query: Any, name: str) -> bool:
     return str(query.get(name, "")).lower() in ("true", "1")
 
 
-def _spawn(coro: Awaitable[None]) -> asyncio.Future[None]:
+def spawn(coro: Awaitable[None]) -> asyncio.Future[None]:
     """A relay task; a peer hanging up mid-copy ends it quietly (the other side notices)."""
 
     async def run() -> None:
@@ -145,7 +146,7 @@ def _dial_error(sock: str, e: BaseException) -> StatusError:
     return StatusError(500, "", f"error dialing backend: dial unix {sock}: connect: {reason}")
 
 
-def _agent_session(sock: str) -> aiohttp.ClientSession:
+def agent_session(sock: str) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.UnixConnector(path=sock),
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=10),
@@ -162,7 +163,7 @@ async def _until_disconnected(request: web.Request) -> None:
 # ---------------------------------------------------------------------------- SPDY over an upgraded connection
 
 
-class _Feeder:
+class Feeder:
     """What aiohttp's protocol calls with the bytes of an upgraded connection (its ``set_parser``)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
@@ -202,7 +203,7 @@ class _SpdyConnection:
         reader.set_transport(request.transport)
         # Installed before the 101 goes out: the client sends frames only after reading it,
         # and from then on aiohttp must hand the bytes over instead of parsing HTTP.
-        request.protocol.set_parser(_Feeder(reader))  # type: ignore[arg-type]
+        request.protocol.set_parser(Feeder(reader))  # type: ignore[arg-type]
         headers = {"Connection": "Upgrade", "Upgrade": "SPDY/3.1"}
         if protocol:
             headers["X-Stream-Protocol-Version"] = protocol
@@ -248,7 +249,7 @@ class StreamingProxy:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
 
-    async def _get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+    async def get(self, plural: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         rt = lookup("", "v1", plural)
         assert rt is not None
         try:
@@ -260,13 +261,13 @@ class StreamingProxy:
 
     async def _pod(self, request: web.Request) -> dict[str, Any]:
         namespace, name = _pod_ref(request)
-        pod = await self._get("pods", namespace, name)
+        pod = await self.get("pods", namespace, name)
         if pod is None:
             raise errors.not_found_error("pods", name)
         return pod
 
-    async def _socket(self, node_name: str) -> str:
-        node = await self._get("nodes", None, node_name)
+    async def agent_socket(self, node_name: str) -> str:
+        node = await self.get("nodes", None, node_name)
         if node is None:
             raise errors.not_found_error("nodes", node_name)
         sock = (node["metadata"].get("annotations") or {}).get(SOCKET_ANNOTATION)
@@ -275,11 +276,11 @@ class StreamingProxy:
             raise StatusError(500, "", "no preferred addresses found; known addresses: []")
         return str(sock)
 
-    async def _node_socket(self, pod: dict[str, Any]) -> str:
+    async def pod_agent_socket(self, pod: dict[str, Any]) -> str:
         node_name = pod.get("spec", {}).get("nodeName")
         if not node_name:
             raise errors.bad_request(f"pod {pod['metadata']['name']} does not have a host assigned")
-        return await self._socket(node_name)
+        return await self.agent_socket(node_name)
 
     # -- log
 
@@ -290,9 +291,9 @@ class StreamingProxy:
         container = validate_container(pod, request.query.get("container", ""))
         if not pod.get("spec", {}).get("nodeName"):
             return web.Response(body=b"", content_type="text/plain")  # kube-apiserver: an empty log
-        sock = await self._node_socket(pod)
+        sock = await self.pod_agent_socket(pod)
         path = f"/containerLogs/{ns}/{name}/{container}"
-        async with _agent_session(sock) as http:
+        async with agent_session(sock) as http:
             try:
                 upstream = await http.get(AGENT + path, params=params)
             except (aiohttp.ClientError, OSError) as e:
@@ -308,6 +309,8 @@ class StreamingProxy:
                         raise errors.internal_error(text)
                     raise StatusError(upstream.status, "NotFound" if upstream.status == 404 else "", text,
                                       {"name": name, "kind": "pods/log"})
+                if _upgrade(request) == "websocket":
+                    return await _websocket_log(request, upstream)
                 resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
                 resp.enable_chunked_encoding()
                 await resp.prepare(request)
@@ -316,7 +319,7 @@ class StreamingProxy:
                     async for chunk in upstream.content.iter_any():
                         await resp.write(chunk)
 
-                copying = _spawn(copy())
+                copying = spawn(copy())
                 watching = asyncio.ensure_future(_until_disconnected(request))
                 try:
                     await asyncio.wait({copying, watching}, return_when=asyncio.FIRST_COMPLETED)
@@ -341,7 +344,7 @@ class StreamingProxy:
         q = request.query
         pod = await self._pod(request)
         container = validate_container(pod, q.get("container", ""))
-        sock = await self._node_socket(pod)
+        sock = await self.pod_agent_socket(pod)
         flags = {k: _flag(q, k) for k in ("stdin", "stdout", "stderr", "tty")}
         if not (flags["stdin"] or flags["stdout"] or flags["stderr"]):
             raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
@@ -352,7 +355,7 @@ class StreamingProxy:
         if op == "exec":
             params += [("command", c) for c in q.getall("command", [])]
         url = f"{AGENT}/{op}/{_pod_ref(request)[0]}/{pod['metadata']['name']}/{container}"
-        async with _agent_session(sock) as http:
+        async with agent_session(sock) as http:
             try:
                 agent = await http.ws_connect(url, params=params, protocols=(wsstream.V5,), max_msg_size=0)
             except (aiohttp.ClientError, OSError) as e:
@@ -365,14 +368,29 @@ class StreamingProxy:
     async def _websocket_command(
         self, request: web.Request, agent: aiohttp.ClientWebSocketResponse
     ) -> web.StreamResponse:
-        ws = web.WebSocketResponse(protocols=wsstream.PROTOCOLS, max_msg_size=0)
+        ws = web.WebSocketResponse(protocols=wsstream.WEBSOCKET_PROTOCOLS, max_msg_size=0)
         await ws.prepare(request)
         ver = wsstream.version(ws.ws_protocol)
+        b64 = wsstream.is_base64(ws.ws_protocol)
+
+        async def send(channel: int, data: bytes) -> None:
+            frame = wsstream.write_frame(channel, data, b64)
+            await (ws.send_str(frame) if isinstance(frame, str) else ws.send_bytes(frame))
 
         async def to_agent() -> None:
             async for msg in ws:
-                if msg.type == WSMsgType.BINARY and msg.data:
-                    await agent.send_bytes(msg.data)
+                if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                    continue
+                frame = wsstream.read_frame(msg.data, b64)
+                if frame is None:
+                    continue
+                channel, data = frame
+                if channel == wsstream.CLOSE:
+                    if ver >= 5 and data:  # before v5 channel 255 is just no channel: ignored
+                        await agent.send_bytes(bytes((wsstream.CLOSE, data[0])))
+                    continue
+                if channel <= wsstream.RESIZE:
+                    await agent.send_bytes(wsstream.message(channel, data))
 
         async def to_client() -> None:
             async for msg in agent:
@@ -385,9 +403,9 @@ class StreamingProxy:
                     data = _error_payload(data, ver)
                     if not data:
                         continue
-                await ws.send_bytes(wsstream.message(channel, data))
+                await send(channel, data)
 
-        up, down = _spawn(to_agent()), _spawn(to_client())
+        up, down = spawn(to_agent()), spawn(to_client())
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
         except ConnectionError:
@@ -430,11 +448,13 @@ class StreamingProxy:
 
     async def port_forward(self, request: web.Request) -> web.StreamResponse:
         pod = await self._pod(request)
-        sock = await self._node_socket(pod)
+        sock = await self.pod_agent_socket(pod)
         kind = _upgrade(request)
         tunnel = TUNNEL_PREFIX + PORT_FORWARD
         if kind == "websocket" and tunnel in _offered_subprotocols(request):
             conn, resp = await _SpdyConnection.tunnel(request, tunnel)
+        elif kind == "websocket":
+            return await self._websocket_port_forward(request, pod, sock)
         elif kind == "spdy":
             offered = wsstream.offered_protocols(request.headers.getall("X-Stream-Protocol-Version", []))
             if offered and PORT_FORWARD not in offered:
@@ -450,7 +470,7 @@ class StreamingProxy:
         pending: dict[str, dict[str, SpdyStream]] = {}
         forwards: set[asyncio.Future[None]] = set()
         try:
-            async with _agent_session(sock) as http:
+            async with agent_session(sock) as http:
                 while (stream := await conn.session.accept()) is not None:
                     stream_type = stream.header("streamType")
                     if stream_type not in ("data", "error"):
@@ -463,7 +483,7 @@ class StreamingProxy:
                     pair[stream_type] = stream
                     if len(pair) == 2:
                         del pending[request_id]
-                        task = _spawn(_forward(http, url, sock, pair["data"], pair["error"]))
+                        task = spawn(_forward(http, url, sock, pair["data"], pair["error"]))
                         forwards.add(task)
                         task.add_done_callback(forwards.discard)
                 for task in list(forwards):
@@ -471,6 +491,158 @@ class StreamingProxy:
         finally:
             await conn.finish()
         return resp
+
+
+    async def _websocket_port_forward(self, request: web.Request, pod: dict[str, Any], sock: str) -> web.StreamResponse:
+        """The kubelet's websocket port-forward: one TCP connection per requested port.
+
+        Port i has the data channel 2i and the error channel 2i+1; the first frame on each
+        is the port (2 bytes, little-endian), then the data channel carries the bytes both
+        ways and the error channel a failure's message. The session ends when every
+        connection has (or when the client hangs up). Clients of the official Python
+        client and of the JS one speak this; kubectl tunnels SPDY instead.
+        """
+        ports = _websocket_ports(request.query.getall("ports", []))
+        offered = _offered_subprotocols(request)
+        if offered and not set(offered) & set(WS_PORT_FORWARD_PROTOCOLS):
+            # The kubelet's websocket handshake refuses it: a bare 403, no Status.
+            return web.Response(status=403)
+        ws = web.WebSocketResponse(protocols=WS_PORT_FORWARD_PROTOCOLS, max_msg_size=0)
+        await ws.prepare(request)
+        b64 = wsstream.is_base64(ws.ws_protocol)
+        ns, name = _pod_ref(request)
+        url = f"{AGENT}/portForward/{ns}/{pod['metadata']['name']}"
+
+        async def send(channel: int, data: bytes) -> None:
+            frame = wsstream.write_frame(channel, data, b64)
+            await (ws.send_str(frame) if isinstance(frame, str) else ws.send_bytes(frame))
+
+        inputs: list[asyncio.Queue[bytes | None]] = [asyncio.Queue() for _ in ports]
+        for i, port in enumerate(ports):
+            prefix = port.to_bytes(2, "little")
+            await send(2 * i, prefix)
+            await send(2 * i + 1, prefix)
+
+        async def forward(http: aiohttp.ClientSession, i: int, port: int) -> None:
+            try:
+                agent = await http.ws_connect(url, params={"port": str(port)}, max_msg_size=0)
+            except (aiohttp.ClientError, OSError) as e:
+                await send(2 * i + 1, f"error forwarding port {port} to pod {ns}/{name}, uid : "
+                                      f"{_dial_error(sock, e).message}".encode())
+                return
+
+            async def up() -> None:
+                while (chunk := await inputs[i].get()) is not None:
+                    await agent.send_bytes(chunk)
+
+            sending = spawn(up())
+            try:
+                async for msg in agent:
+                    if msg.type == WSMsgType.BINARY:
+                        if not msg.data:
+                            break  # the pod's side is done: so is this connection
+                        await send(2 * i, msg.data)
+                    elif msg.type == WSMsgType.TEXT:
+                        await send(2 * i + 1, msg.data.encode())
+                        break
+            finally:
+                sending.cancel()
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await agent.close()
+
+        async def from_client() -> None:
+            async for msg in ws:
+                if msg.type not in (WSMsgType.BINARY, WSMsgType.TEXT):
+                    continue
+                frame = wsstream.read_frame(msg.data, b64)
+                if frame is None:
+                    continue
+                channel, data = frame
+                # Only data channels are read; writes to an error channel are dropped.
+                if channel % 2 == 0 and channel // 2 < len(ports) and data:
+                    inputs[channel // 2].put_nowait(data)
+
+        async with agent_session(sock) as http:
+            async def forward_all() -> None:
+                await asyncio.gather(*(spawn(forward(http, i, port)) for i, port in enumerate(ports)))
+
+            forwards = spawn(forward_all())
+            reading = spawn(from_client())
+            try:
+                await asyncio.wait({forwards, reading}, return_when=asyncio.FIRST_COMPLETED)
+            except ConnectionError:
+                pass
+            finally:
+                with contextlib.suppress(ConnectionError, RuntimeError):
+                    await ws.close()
+                forwards.cancel()
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await forwards
+        return ws
+
+
+WS_PORT_FORWARD_PROTOCOLS = (wsstream.V4, wsstream.V4_BASE64)
+
+
+def _websocket_ports(values: list[str]) -> list[int]:
+    """PodPortForwardOptions' ``ports`` as the kubelet's websocket handler requires them.
+
+    The apiserver parses each value as an int32 (a Status on failure) and passes them on as
+    the kubelet's ``port`` parameter, which refuses none, 0 and > 65535 in its own words
+    (a plain-text 400 relayed as is).
+    """
+    ports: list[int] = []
+    for raw in values:
+        for part in raw.split(","):
+            try:
+                port = int(part)
+            except ValueError:
+                raise errors.bad_request(f'strconv.ParseInt: parsing "{part}": invalid syntax') from None
+            ports.append(port)
+    if not ports:
+        raise web.HTTPBadRequest(text='query parameter "port" is required')
+    for port in ports:
+        if port < 1 or port > 65535:
+            raise web.HTTPBadRequest(text=f'port "{port}" must be > 0' if port < 1 else
+                                     f'unable to parse "{port}" as a port: strconv.ParseUint: parsing "{port}": '
+                                     "value out of range")
+    return ports
+
+
+LOG_PROTOCOLS = ("binary.k8s.io", "base64.binary.k8s.io")
+
+
+async def _websocket_log(request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    """A log over a websocket, as the apiserver streams any stream resource to one.
+
+    Each chunk of the log is one message with no channel byte: binary, or base64 text for
+    ``base64.binary.k8s.io``; the server closes the websocket at the end of the log.
+    """
+    offered = _offered_subprotocols(request)
+    if offered and not set(offered) & set(LOG_PROTOCOLS):
+        return web.Response(status=403)  # wsstream's handshake refusal: a bare 403
+    ws = web.WebSocketResponse(protocols=LOG_PROTOCOLS, max_msg_size=0)
+    await ws.prepare(request)
+    b64 = ws.ws_protocol == "base64.binary.k8s.io"
+
+    async def copy() -> None:
+        async for chunk in upstream.content.iter_any():
+            await (ws.send_str(base64.b64encode(chunk).decode()) if b64 else ws.send_bytes(chunk))
+
+    async def drain() -> None:
+        async for _ in ws:  # the client says nothing; reading notices it hang up
+            pass
+
+    copying, draining = spawn(copy()), spawn(drain())
+    try:
+        await asyncio.wait({copying, draining}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        copying.cancel()
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close()
+        draining.cancel()
+    return ws
 
 
 def _error_payload(data: bytes, ver: int) -> bytes:
@@ -539,8 +711,8 @@ async def _relay_spdy(streams: dict[str, SpdyStream], agent: aiohttp.ClientWebSo
             await target.write(data)
 
     session = streams["error"].session
-    inputs = [_spawn(stdin()), _spawn(resize())]
-    out = _spawn(output())
+    inputs = [spawn(stdin()), spawn(resize())]
+    out = spawn(output())
     gone: asyncio.Future[Any] = asyncio.ensure_future(session.closed.wait())
     try:
         await asyncio.wait({out, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -582,7 +754,7 @@ async def _forward(
             elif msg.type == WSMsgType.TEXT:
                 await error.write(msg.data.encode())
 
-    sending = _spawn(up())
+    sending = spawn(up())
     try:
         await down()
     except (ConnectionError, aiohttp.ClientError):

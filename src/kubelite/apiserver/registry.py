@@ -37,13 +37,16 @@ import jsonpatch
 import orjson
 
 from kubelite.api import apply as ssa
-from kubelite.api import decoding, errors, managedfields, schema, strategicpatch
+from kubelite.api import decoding, errors, managedfields, schema, strategicpatch, timeutil
 from kubelite.api.errors import StatusError
 from kubelite.api.fields import object_fields, parse_field_selector
 from kubelite.api.labels import SelectorError, parse_selector, selector_from_label_selector
 from kubelite.api.registry import ResourceType, lookup
+from kubelite.api.types import Obj
 from kubelite.api.validation.names import is_dns1123_subdomain
 from kubelite.apiserver import eviction, objects
+from kubelite.apiserver.admission import Admission
+from kubelite.apiserver.auth import User
 from kubelite.apiserver.strategy import Rollback, Strategy, strategy_for
 from kubelite.store import (
     ConflictError,
@@ -57,7 +60,6 @@ from kubelite.store import (
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 PatchType = Literal["json", "merge", "strategic"]
 
 
@@ -109,10 +111,13 @@ def parse_path(path: str) -> Target | None:
             group, version, rest[2]) is None
         if not namespace_subresource:
             namespace, rest = rest[1], rest[2:]
-    if not rest or len(rest) > 3:
+    if not rest:
         return None
     rt = lookup(group, version, rest[0])
     if rt is None:
+        return None
+    # .../{name}/proxy/{path...}: the rest of the path is the backend's.
+    if len(rest) > 3 and not (rest[2] == "proxy" and "proxy" in rt.subresources):
         return None
     if namespace is not None and not rt.namespaced:
         return None
@@ -126,8 +131,12 @@ def parse_path(path: str) -> Target | None:
 # ---------------------------------------------------------------------------- encoding
 
 
-def decode_kv(kv: KeyValue) -> dict[str, Any]:
+def decode_kv(kv: KeyValue, rt: ResourceType | None = None) -> dict[str, Any]:
+    """The stored object with its resourceVersion; as ``rt`` serves it when ``rt`` is a view
+    of another kind's storage (an events.k8s.io Event read from its stored core form)."""
     obj: dict[str, Any] = orjson.loads(kv.value)
+    if rt is not None and rt.view is not None:
+        obj = rt.view.to_view(obj)
     obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
     return obj
 
@@ -141,8 +150,10 @@ _STORED_HEAD = re.compile(rb'\{"apiVersion":"[^"\\]*","kind":"[^"\\]*","metadata
 _HEAD_KEYS = ("apiVersion", "kind", "metadata")
 
 
-def object_bytes(kv: KeyValue) -> bytes:
+def object_bytes(kv: KeyValue, rt: ResourceType | None = None) -> bytes:
     """The object's JSON as served (with its resourceVersion), from the stored bytes."""
+    if rt is not None and rt.view is not None:
+        return orjson.dumps(decode_kv(kv, rt))
     value = kv.value
     m = _STORED_HEAD.match(value)
     if m is None:  # written in another shape (an older version): take the long way
@@ -154,7 +165,9 @@ def object_bytes(kv: KeyValue) -> bytes:
     return value[:end] + rv + b"," + value[end:]
 
 
-def encode_for_store(obj: dict[str, Any]) -> bytes:
+def encode_for_store(obj: dict[str, Any], rt: ResourceType | None = None) -> bytes:
+    if rt is not None and rt.view is not None:
+        obj = rt.view.to_storage(obj)
     meta = obj.get("metadata", {})
     rv = meta.pop("resourceVersion", None)
     try:
@@ -318,6 +331,63 @@ class ActiveNamespaces:
 
 
 
+class CachedKind:
+    """Every object of one cluster-scoped kind, kept current from a watch: an informer's cache.
+
+    kube-apiserver's admission plugins read what they need (the Priority plugin its
+    PriorityClasses) from informers, not from etcd. Here the cache spares every pod create a
+    store round trip. Until it has listed once (and after it lost its watch) it is not
+    ``synced`` and readers go to the store; like an informer it may lag a write by the time
+    an event takes, so a reader that misses a name looks it up live.
+    """
+
+    def __init__(self, store: Store, rt: ResourceType) -> None:
+        self.store = store
+        self.rt = rt
+        self.prefix = rt.key_prefix()
+        self.objects: dict[str, Obj] = {}
+        self.synced = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        rev = await self._relist()
+        self._task = asyncio.create_task(self._follow(rev), name=f"cache {self.prefix}")
+
+    async def stop(self) -> None:
+        self.synced = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _relist(self) -> int:
+        kvs, rev, _ = await self.store.list(self.prefix)
+        self.objects = {kv.key: decode_kv(kv, self.rt) for kv in kvs}
+        self.synced = True
+        return rev
+
+    async def _follow(self, rev: int) -> None:
+        while True:
+            try:
+                async with contextlib.aclosing(self.store.watch_batches(self.prefix, rev)) as batches:
+                    async for batch in batches:
+                        for ev in batch.events:
+                            if ev.type == "DELETED":
+                                self.objects.pop(ev.kv.key, None)
+                            else:
+                                self.objects[ev.kv.key] = decode_kv(ev.kv, self.rt)
+                        rev = batch.revision
+            except StoreError as e:
+                self.synced = False
+                log.info("cache of %s: %s; relisting", self.prefix, e)
+                await asyncio.sleep(0.1)
+                try:
+                    rev = await self._relist()
+                except StoreError:
+                    continue
+
+
 # ---------------------------------------------------------------------------- the registry
 
 
@@ -356,10 +426,30 @@ class Registry:
     services: ServiceAllocator | None = None
     tokens: TokenIssuer | None = None
     namespaces: ActiveNamespaces = field(init=False)
+    # Kinds admission reads on hot paths, cached (started with the server, like namespaces).
+    caches: dict[ResourceType, CachedKind] = field(init=False, default_factory=dict)
+    admission: Admission = field(init=False)
     _strategies: dict[ResourceType, Strategy] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.namespaces = ActiveNamespaces(self.store)
+        self.admission = Admission(self.store)
+        priority_classes = lookup("scheduling.k8s.io", "v1", "priorityclasses")
+        if priority_classes is not None:
+            self.caches[priority_classes] = CachedKind(self.store, priority_classes)
+
+    async def start_caches(self) -> None:
+        """Start what admission reads from watches: namespaces, cached kinds, the policy indexes."""
+        await self.namespaces.start()
+        for cache in self.caches.values():
+            await cache.start()
+        await self.admission.start()
+
+    async def stop_caches(self) -> None:
+        await self.namespaces.stop()
+        for cache in self.caches.values():
+            await cache.stop()
+        await self.admission.stop()
 
     def strategy(self, rt: ResourceType) -> Strategy:
         s = self._strategies.get(rt)
@@ -375,15 +465,20 @@ class Registry:
         kv = await self.store.get(target.rt.key(target.namespace, target.name))
         if kv is None:
             raise errors.not_found_error(target.rt.plural, target.name, target.rt.group)
-        return decode_kv(kv), kv
+        return decode_kv(kv, target.rt), kv
 
     async def get_object(self, rt: ResourceType, namespace: str | None, name: str) -> Obj:
         obj, _ = await self.get(Target(rt, namespace, name, None))
         return obj
 
-    async def list_objects(self, rt: ResourceType, namespace: str | None) -> builtins.list[Obj]:
+    async def list_objects(self, rt: ResourceType, namespace: str | None, *, fresh: bool = False) -> builtins.list[Obj]:
+        """Every object of a kind (in a namespace); from the kind's cache if it has a synced one,
+        unless ``fresh`` asks for the store's current state."""
+        cache = self.caches.get(rt)
+        if cache is not None and cache.synced and not fresh:
+            return list(cache.objects.values())
         kvs, _, _ = await self.store.list(rt.key_prefix(namespace))
-        return [decode_kv(kv) for kv in kvs]
+        return [decode_kv(kv, rt) for kv in kvs]
 
     async def list(self, target: Target, opts: ListOptions) -> ListPage:
         """A page of objects matching the selectors; with a selector the limit counts matches."""
@@ -417,7 +512,7 @@ class Registry:
                 last_key = kv.key
                 if flt.key_excludes(kv.key):
                     continue
-                obj = decode_kv(kv)
+                obj = decode_kv(kv, rt)
                 if flt.matches(obj):
                     matched.append(kv)
                     decoded.append(obj)
@@ -467,12 +562,14 @@ class Registry:
 
 
     async def create(
-        self, target: Target, obj: Obj, *, manager: str, dry_run: bool = False
+        self, target: Target, obj: Obj, *, manager: str, dry_run: bool = False, requester: User | None = None,
     ) -> KeyValue | Obj:
         """POST on a collection: the stored KeyValue, or the object that would be (dry run)."""
         if target.subresource:
             raise errors.method_not_allowed()
-        return await self.store_new(target.rt, target.namespace, obj, manager=manager, dry_run=dry_run)
+        return await self.store_new(
+            target.rt, target.namespace, obj, manager=manager, dry_run=dry_run, requester=requester
+        )
 
     async def create_object(
         self,
@@ -483,10 +580,13 @@ class Registry:
         manager: str,
         dry_run: bool = False,
         managed: builtins.list[dict[str, Any]] | None = None,
+        requester: User | None = None,
     ) -> dict[str, Any]:
         """Create path shared by POST, apply-creates and create-on-update."""
-        created = await self.store_new(rt, namespace, obj, manager=manager, dry_run=dry_run, managed=managed)
-        return decode_kv(created) if isinstance(created, KeyValue) else created
+        created = await self.store_new(
+            rt, namespace, obj, manager=manager, dry_run=dry_run, managed=managed, requester=requester
+        )
+        return decode_kv(created, rt) if isinstance(created, KeyValue) else created
 
     async def store_new(
         self,
@@ -497,6 +597,7 @@ class Registry:
         manager: str,
         dry_run: bool = False,
         managed: builtins.list[dict[str, Any]] | None = None,
+        requester: User | None = None,
     ) -> KeyValue | dict[str, Any]:
         """The create itself: the stored KeyValue, or the object that would be (dry run)."""
         strat = self.strategy(rt)
@@ -509,6 +610,11 @@ class Registry:
                 raise errors.bad_request(
                     "the namespace of the provided object does not match the namespace sent on the request"
                 )
+        # Mutating admission runs before the name is generated, as in kube-apiserver (a refused
+        # generateName pod is `pods is forbidden: ...`), in its plugin order: LimitRanger
+        # (on the defaulted pod, as kube-apiserver decodes it), then the strategy's (Priority).
+        await self.admission.mutate(rt, namespace, obj, strat.defaults)
+        await strat.admit(obj, None, self)
         body_name = meta.get("name")
         if not body_name and meta.get("generateName") and isinstance(meta["generateName"], str):
             meta["name"] = objects.generate_name(meta["generateName"])
@@ -517,11 +623,14 @@ class Registry:
             generation=strat.tracks_generation,
         )
         strat.prepare_create(obj)
+        if requester is not None:
+            strat.prepare_create_by(obj, requester)
         strat.defaults(obj)
         errs = strat.validate(obj, None)
         if errs:
             raise self._invalid(rt, obj, errs)
         await self._ensure_namespace(rt, namespace, creating=True)
+        await self.admission.validate(rt, namespace, obj, dry_run=dry_run)
         now = objects.now_rfc3339()
         if managed is not None:
             meta["managedFields"] = managed
@@ -543,7 +652,7 @@ class Registry:
             if dry_run:
                 return obj
             try:
-                kv = await self.store.create(rt.key(namespace, name), encode_for_store(obj))
+                kv = await self.store.create(rt.key(namespace, name), encode_for_store(obj, rt))
             except BaseException as e:
                 if rollback is not None:
                     await rollback()
@@ -580,7 +689,7 @@ class Registry:
                 if create_missing is not None:
                     return await create_missing(), True
                 raise errors.not_found_error(rt.plural, target.name, rt.group)
-            old = decode_kv(kv)
+            old = decode_kv(kv, rt)
             new = compute(copy.deepcopy(old))
             check_object_body(new, rt)
             nmeta = new["metadata"]
@@ -607,6 +716,8 @@ class Registry:
                 nmeta["namespace"] = target.namespace
             if target.subresource == "status":
                 strat.prepare_status_update(new, old)
+            elif target.subresource == "approval":
+                strat.prepare_approval_update(new, old)
             elif target.subresource is None and not internal:
                 strat.prepare_update(new, old)
             objects.carry_server_fields(new, old)
@@ -615,9 +726,11 @@ class Registry:
             strat.defaults(new)
             # ``internal`` writes (a binding) change what a client's update may not; like
             # kube-apiserver's binding path, they skip the update validation.
-            errs = [] if internal else strat.validate(new, old)
+            errs = [] if internal else strat.validate(new, old, target.subresource)
             if errs:
                 raise self._invalid(rt, new, errs)
+            if target.subresource is None and not internal:
+                await strat.admit(new, old, self)
             if track_fields:
                 managedfields.update_managed_fields(
                     old, new, manager=manager, operation=operation, api_version=rt.api_version,
@@ -639,9 +752,9 @@ class Registry:
                 except KeyNotFoundError:
                     raise errors.not_found_error(rt.plural, target.name, rt.group) from None
                 await strat.release(None, old)
-                return decode_kv(dkv), False
+                return decode_kv(dkv, rt), False
             try:
-                nkv = await self.store.update(key, encode_for_store(new), expected_mod_revision=kv.mod_revision)
+                nkv = await self.store.update(key, encode_for_store(new, rt), expected_mod_revision=kv.mod_revision)
             except BaseException as e:
                 if rollback is not None:
                     await rollback()
@@ -655,7 +768,7 @@ class Registry:
                     raise errors.not_found_error(rt.plural, target.name, rt.group) from None
                 raise
             await strat.release(new, old)
-            return decode_kv(nkv), False
+            return decode_kv(nkv, rt), False
         raise errors.conflict(rt.plural, target.name, "too many concurrent writers", group=rt.group)
 
     @staticmethod
@@ -747,7 +860,8 @@ class Registry:
         return result, warnings
 
     async def apply(
-        self, target: Target, applied: Obj, *, manager: str, force: bool, dry_run: bool
+        self, target: Target, applied: Obj, *, manager: str, force: bool, dry_run: bool,
+        requester: User | None = None,
     ) -> tuple[Obj, bool]:
         """Server-side apply of an already checked object; (object, created)."""
         rt = target.rt
@@ -768,7 +882,7 @@ class Registry:
             obj["metadata"]["name"] = target.name
             managed = obj["metadata"].get("managedFields")
             return await self.create_object(
-                rt, target.namespace, obj, manager=manager, dry_run=dry_run, managed=managed
+                rt, target.namespace, obj, manager=manager, dry_run=dry_run, managed=managed, requester=requester
             )
 
         return await self.guaranteed_update(
@@ -796,7 +910,8 @@ class Registry:
         self, target: Target, wanted_of: Callable[[Obj], Any], *, manager: str, precondition_rv: str | None,
         dry_run: bool,
     ) -> Obj:
-        """``deployments/scale``, ``replicasets/scale``: ``wanted_of`` maps the current Scale to the wanted one."""
+        """``deployments/scale``, ``replicasets/scale``, ``replicationcontrollers/scale``: ``wanted_of`` maps the
+        current Scale to the wanted one."""
 
         def compute(old: Obj) -> Obj:
             wanted = wanted_of(scale_of(old))
@@ -866,7 +981,7 @@ class Registry:
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"name": target.name, "namespace": target.namespace, "creationTimestamp": None},
             "spec": {**spec, "expirationSeconds": seconds},
-            "status": {"token": token, "expirationTimestamp": dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "status": {"token": token, "expirationTimestamp": timeutil.format_epoch(exp)},
         }
 
     async def evict(self, target: Target, body: Obj, *, dry_run: bool) -> Obj:
@@ -922,12 +1037,12 @@ class Registry:
                 if graceful is obj:
                     return obj, 202 if meta.get("finalizers") else 200
                 try:
-                    nkv = await self.store.update(key, encode_for_store(graceful), expected_mod_revision=kv.mod_revision)
+                    nkv = await self.store.update(key, encode_for_store(graceful, rt), expected_mod_revision=kv.mod_revision)
                 except ConflictError:
                     continue
                 except KeyNotFoundError:
                     raise errors.not_found_error(rt.plural, target.name, rt.group) from None
-                out = decode_kv(nkv)
+                out = decode_kv(nkv, rt)
                 return out, 202 if out["metadata"].get("finalizers") else 200
             if opts.get("dryRun"):
                 return obj, 200
@@ -937,7 +1052,7 @@ class Registry:
                 continue
             except KeyNotFoundError:
                 raise errors.not_found_error(rt.plural, target.name, rt.group) from None
-            deleted = decode_kv(dkv)
+            deleted = decode_kv(dkv, rt)
             await self.strategy(rt).release(None, obj)
             return deleted, 200
         raise errors.conflict(rt.plural, target.name, "too many concurrent writers", group=rt.group)
@@ -996,7 +1111,7 @@ class Registry:
         kvs, _rev, _ = await self.store.list(rt.key_prefix(target.namespace))
         deleted = []
         for kv in kvs:
-            obj = decode_kv(kv)
+            obj = decode_kv(kv, rt)
             if not flt.matches(obj):
                 continue
             name = obj["metadata"]["name"]
@@ -1033,6 +1148,8 @@ def scale_of(obj: Obj) -> Obj:
     """The autoscaling/v1 Scale view of a workload's replicas."""
     meta = obj["metadata"]
     sel = ((obj.get("spec") or {}).get("selector") or {})
+    if obj.get("kind") == "ReplicationController":
+        sel = {"matchLabels": sel}  # a plain label map, not a LabelSelector
     return {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
@@ -1063,8 +1180,7 @@ def check_eviction_body(body: Any) -> Obj:
 
 
 def _ts_in(seconds: int) -> str:
-    t = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
-    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return timeutil.format_time(timeutil.now() + dt.timedelta(seconds=seconds))
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -25,20 +25,19 @@ from kubelite import __version__
 from kubelite.api import errors, openapi, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
-from kubelite.apiserver import discovery, healthz
+from kubelite.apiserver import discovery, healthz, systemobjects
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
-from kubelite.apiserver.handlers import JSON, RestHandlers, json_response, status_response
+from kubelite.apiserver.handlers import JSON, USER_KEY, RestHandlers, json_response, status_response
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
+from kubelite.apiserver.kubernetesservice import INTERVAL, KubernetesService
 from kubelite.apiserver.pki import PKI
 from kubelite.apiserver.registry import Registry, parse_path
-from kubelite.apiserver.services import ServiceAllocation, bootstrap_kubernetes_service
+from kubelite.apiserver.services import ServiceAllocation
 from kubelite.store import Store
 
 log = logging.getLogger(__name__)
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-# Who is calling, for handlers that need it (authorization will read it).
-USER_KEY = web.RequestKey("user", object)
 
 
 @dataclass
@@ -51,6 +50,8 @@ class ServerConfig:
     # Where pods reach the API server: the node network's gateway address, where the node
     # agent relays to this server's loopback socket (the host's namespace stays untouched).
     advertise_address: str = "10.244.0.1"
+    # How often the primary puts the `kubernetes` Service and its endpoints back (kube-apiserver: 10 s).
+    kubernetes_service_interval: float = INTERVAL
 
 
 def version_info() -> dict[str, str]:
@@ -87,6 +88,9 @@ class APIServer:
         self.services = ServiceAllocation(store, Registry(store), self.cidr, NodePortAllocator(*config.node_port_range))
         self.registry = Registry(store, services=self.services, tokens=self.tokens)
         self.rest = RestHandlers(self.registry)
+        self.kubernetes_service = KubernetesService(
+            self.registry, self.cidr, config.advertise_address, config.port, config.kubernetes_service_interval
+        )
         self.ready = False
         self._runner: web.AppRunner | None = None
         # kube-apiserver writes /version with json.MarshalIndent (two spaces, no final newline),
@@ -171,8 +175,14 @@ class APIServer:
         checks = [healthz.PING, etcd]
         if path == "readyz":
 
+            # kube-apiserver's hook of this name starts the `kubernetes` Service controller:
+            # ready once the first pass is written (bootstrap), failed if the primary's loop ended.
             async def bootstrapped() -> str | None:
-                return None if self.ready else "not finished"
+                if not self.ready:
+                    return "not finished"
+                if self.primary and self.kubernetes_service.stopped:
+                    return "the kubernetes service controller stopped"
+                return None
 
             checks += [compaction, healthz.Check("poststarthook/bootstrap-controller", bootstrapped)]
         return checks
@@ -257,7 +267,8 @@ class APIServer:
     # ------------------------------------------------------------------ lifecycle
 
     async def bootstrap(self) -> None:
-        """Objects a cluster has from its first second: system namespaces, the `kubernetes` Service."""
+        """Objects a cluster has from its first second: system namespaces, the `kubernetes` Service,
+        the system priority classes, flow control's mandatory objects, the local APIServices."""
         ns_rt = lookup("", "v1", "namespaces")
         assert ns_rt is not None
         for ns in SYSTEM_NAMESPACES:
@@ -269,9 +280,8 @@ class APIServer:
                     if e.code != 409:
                         raise
         await self.services.repair()
-        await bootstrap_kubernetes_service(
-            self.registry, self.cidr, self.config.advertise_address, self.config.port
-        )
+        await self.kubernetes_service.reconcile()
+        await systemobjects.bootstrap(self.registry)
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -290,19 +300,22 @@ class APIServer:
             await self.services.load_hints()
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        await self.registry.namespaces.start()
+        await self.registry.start_caches()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.ssl_context(), backlog=1024,
             reuse_address=True, reuse_port=True,
         )
         await site.start()
+        if self.primary:
+            self.kubernetes_service.start()
         self.ready = True
         log.info("API server %sserving on https://%s:%d", "" if self.primary else "worker ",
                  self.config.host, self.config.port)
 
     async def stop(self) -> None:
         self.ready = False
-        await self.registry.namespaces.stop()
+        await self.kubernetes_service.stop()
+        await self.registry.stop_caches()
         for task in list(self.rest.watchers):
             task.cancel()
         if self._runner is not None:

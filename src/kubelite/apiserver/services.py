@@ -1,4 +1,6 @@
-"""What the API server does for Services beyond storing them: allocation and the `kubernetes` Service.
+"""What the API server does for Services beyond storing them: ClusterIP and NodePort allocation.
+
+(The `kubernetes` Service itself is kept by apiserver.kubernetesservice.)
 
 Allocation runs inside the write path, after validation and before the Service is stored,
 as kube-apiserver's service REST storage does: a requested ClusterIP or NodePort is claimed
@@ -34,7 +36,7 @@ from kubelite.apiserver.ipalloc import (
     ServiceCIDR,
     ipaddress_object,
 )
-from kubelite.apiserver.registry import Registry, Target, decode_kv
+from kubelite.apiserver.registry import decode_kv
 from kubelite.store import KeyExistsError, Store
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,6 @@ log = logging.getLogger(__name__)
 Rollback = Callable[[], Awaitable[None]]
 IPADDRESSES = lookup("networking.k8s.io", "v1", "ipaddresses")
 SERVICES = lookup("", "v1", "services")
-SERVICECIDRS = lookup("networking.k8s.io", "v1", "servicecidrs")
-ENDPOINTS = lookup("", "v1", "endpoints")
-ENDPOINTSLICES = lookup("discovery.k8s.io", "v1", "endpointslices")
 MANAGER = "kube-apiserver"
 # Where node port claims live: the path of kube-apiserver's node port range allocation.
 NODE_PORT_CLAIMS = "/registry/ranges/servicenodeports/"
@@ -355,72 +354,3 @@ class ServiceAllocation:
                 await self._claim_port(port, svc)
         self.ports.taken = set(port_owners)
 
-
-# ---------------------------------------------------------------------- the `kubernetes` Service
-
-
-async def _put(registry: Registry, rt: ResourceType, namespace: str | None, obj: dict[str, Any]) -> None:
-    """Create ``obj``, or replace its spec-like content when it differs (kept correct across restarts)."""
-    name = obj["metadata"]["name"]
-    current = await registry.store.get(rt.key(namespace, name))
-    if current is None:
-        try:
-            await registry.create_object(rt, namespace, obj, manager=MANAGER)
-        except StatusError as e:
-            if e.code != 409:
-                raise
-        return
-
-    content = {k: v for k, v in obj.items() if k not in ("metadata", "apiVersion", "kind")}
-
-    def compute(old: dict[str, Any]) -> dict[str, Any]:
-        old.update(content)
-        old["metadata"].setdefault("labels", {}).update(obj["metadata"].get("labels") or {})
-        return old
-
-    await registry.guaranteed_update(Target(rt, namespace, name, None), compute, manager=MANAGER)
-
-
-async def bootstrap_kubernetes_service(registry: Registry, cidr: ServiceCIDR, address: str, port: int) -> None:
-    """The ServiceCIDR, and `default/kubernetes` at the range's first address with its endpoints.
-
-    The Service has no selector: like kube-apiserver's endpoint reconciler, the API server
-    itself writes its Endpoints and EndpointSlice, pointing at where pods reach it.
-    """
-    assert SERVICECIDRS and SERVICES and ENDPOINTS and ENDPOINTSLICES
-    await _put(registry, SERVICECIDRS, None, {
-        "apiVersion": "networking.k8s.io/v1", "kind": "ServiceCIDR",
-        "metadata": {"name": "kubernetes"}, "spec": {"cidrs": [str(cidr.network)]},
-    })
-    first = cidr.nth(1)
-    labels = {"component": "apiserver", "provider": "kubernetes"}
-    svc: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": "kubernetes", "namespace": "default", "labels": labels},
-        "spec": {
-            "type": "ClusterIP", "clusterIP": first, "clusterIPs": [first], "sessionAffinity": "None",
-            "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
-        },
-    }
-    current = await registry.store.get(SERVICES.key("default", "kubernetes"))
-    if current is None:
-        await _put(registry, SERVICES, "default", svc)
-    else:
-        svc["spec"].pop("clusterIP")
-        svc["spec"].pop("clusterIPs")
-        await _put(registry, SERVICES, "default", svc)
-    await _put(registry, ENDPOINTS, "default", {
-        "apiVersion": "v1", "kind": "Endpoints",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": address}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-    })
-    await _put(registry, ENDPOINTSLICES, "default", {
-        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-        "metadata": {"name": "kubernetes", "namespace": "default",
-                     "labels": {"kubernetes.io/service-name": "kubernetes",
-                                "endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io"}},
-        "addressType": "IPv4",
-        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
-        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-    })

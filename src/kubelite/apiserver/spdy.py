@@ -31,7 +31,6 @@ VERSION = 3
 SYN_STREAM = 1
 SYN_REPLY = 2
 RST_STREAM = 3
-SETTINGS = 4
 PING = 6
 GOAWAY = 7
 HEADERS = 8
@@ -39,14 +38,10 @@ WINDOW_UPDATE = 9
 DATA = 0  # not a control frame type: how this module tags data frames
 
 FLAG_FIN = 0x01
-FLAG_UNIDIRECTIONAL = 0x02
 
-# RST_STREAM status codes
+# RST_STREAM status codes this session sends
 PROTOCOL_ERROR = 1
-INVALID_STREAM = 2
-REFUSED_STREAM = 3
 CANCEL = 5
-INTERNAL_ERROR = 6
 
 MAX_DATA = 0xFFFFFF
 
@@ -95,10 +90,9 @@ class Frame:
     stream_id: int = 0
     data: bytes = b""
     headers: Headers = field(default_factory=dict)
-    # SYN_STREAM: associated stream and priority; RST_STREAM/GOAWAY: status; PING: id in
-    # stream_id; GOAWAY: last good stream in stream_id; WINDOW_UPDATE: delta in value.
-    associated_id: int = 0
-    priority: int = 0
+    # RST_STREAM/GOAWAY: status; PING: id in stream_id; GOAWAY: last good stream in
+    # stream_id; WINDOW_UPDATE: delta in value. (A SYN_STREAM's associated stream and
+    # priority are not kept: Kubernetes' streams are independent, and no prioritisation here.)
     value: int = 0
 
     @property
@@ -183,8 +177,7 @@ class Codec:
         if kind == SYN_STREAM:
             if len(body) < 10:
                 raise ProtocolError("short SYN_STREAM")
-            return Frame(kind, flags, word(0) & 0x7FFFFFFF, headers=self._headers(body[10:]),
-                         associated_id=word(1) & 0x7FFFFFFF, priority=body[8] >> 5)
+            return Frame(kind, flags, word(0) & 0x7FFFFFFF, headers=self._headers(body[10:]))
         if kind in (SYN_REPLY, HEADERS):
             return Frame(kind, flags, word(0) & 0x7FFFFFFF, headers=self._headers(body[4:]))
         if kind in (RST_STREAM, GOAWAY, WINDOW_UPDATE):

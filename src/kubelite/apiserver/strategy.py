@@ -13,17 +13,27 @@ import base64
 import copy
 import functools
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kubelite.api import defaults, protobuf, schema, validation
+from kubelite.api import defaults, errors, protobuf, schema, timeutil, validation
 from kubelite.api.errors import FieldError
-from kubelite.api.registry import ResourceType
+from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.resource import pod_qos_class
+from kubelite.api.validation import certificates
 
 if TYPE_CHECKING:
+    from kubelite.apiserver.auth import User
     from kubelite.apiserver.registry import ServiceAllocator
 
 Rollback = Callable[[], Awaitable[None]]
+
+
+class ObjectLister(Protocol):
+    """What admission reads (the registry): every stored object of a kind."""
+
+    async def list_objects(
+        self, rt: ResourceType, namespace: str | None, *, fresh: bool = False
+    ) -> list[dict[str, Any]]: ...
 
 
 class Strategy:
@@ -61,6 +71,9 @@ class Strategy:
     def prepare_create(self, obj: dict[str, Any]) -> None:
         """Reset what a client may not set at creation (beyond the generic metadata)."""
 
+    def prepare_create_by(self, obj: dict[str, Any], user: User) -> None:
+        """What a kind records of who created it (a CertificateSigningRequest's requestor)."""
+
     def prepare_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
         """Main resource update: status is not the client's to change here."""
         if self.has_status:
@@ -90,8 +103,19 @@ class Strategy:
         if status is not None:
             new["status"] = status
 
-    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None) -> list[FieldError]:
+    def prepare_approval_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        """The approval subresource (CertificateSigningRequests only: the registry routes no other kind here)."""
+        self.prepare_status_update(new, old)
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, subresource: str | None = None) -> list[FieldError]:
         return validation.validate(self.rt.group, self.rt.kind, obj, old)
+
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        """Admission that reads other objects (kube-apiserver's admission plugins): raises to refuse.
+
+        Called for a create (``old`` None) before the strategy prepares the object, and for an
+        update of the main resource after validation.
+        """
 
     # Whether allocate() claims anything: only then must a create look before it leaps (an
     # existing object must not cost a claim and its rollback); other kinds let the store's
@@ -160,10 +184,35 @@ class NamespaceStrategy(Strategy):
             meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = meta["name"]
 
 
+async def _priority_classes(objects: ObjectLister, *, fresh: bool = False) -> list[dict[str, Any]]:
+    rt = lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    return [] if rt is None else await objects.list_objects(rt, None, fresh=fresh)
+
+
 class PodStrategy(Strategy):
     def prepare_create(self, obj: dict[str, Any]) -> None:
         obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj.get("spec") or {})}
         defaults.admit_pod_create(obj)
+
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        # The Priority plugin looks at creates only: a pod's priority never changes after.
+        if old is not None or not isinstance(obj.get("spec"), dict):
+            return
+        refusal = defaults.admit_pod_priority(obj, await _priority_classes(objects))
+        if refusal is not None and defaults.names_missing_class(refusal):
+            # The cache may not have seen a class created a moment ago: ask the store.
+            refusal = defaults.admit_pod_priority(obj, await _priority_classes(objects, fresh=True))
+        if refusal is not None:
+            raise errors.forbidden_error("pods", (obj.get("metadata") or {}).get("name") or "", refusal)
+
+
+class PriorityClassStrategy(Strategy):
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        refusal = defaults.admit_priority_class(obj, await _priority_classes(objects, fresh=True),
+                                                creating=old is None)
+        if refusal is not None:
+            name = (obj.get("metadata") or {}).get("name") or ""
+            raise errors.forbidden_error("priorityclasses", name, refusal, "scheduling.k8s.io")
 
 
 class ServiceStrategy(Strategy):
@@ -217,6 +266,15 @@ class EndpointsStrategy(Strategy):
     allow_create_on_update = True
 
 
+class ReplicationControllerStrategy(Strategy):
+    """Generation tracked; the status starts at zero replicas (not omitted in core/v1)."""
+
+    tracks_generation = True
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"replicas": 0}
+
+
 class PodDisruptionBudgetStrategy(Strategy):
     """A budget starts with an empty status (zeros are not omitted in policy/v1) at generation 1."""
 
@@ -231,6 +289,100 @@ class LeaseStrategy(Strategy):
     allow_unconditional_update = False
 
 
+class ResourceQuotaStrategy(Strategy):
+    """A quota starts with an empty status: the resourcequota controller fills hard and used."""
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {}
+
+
+def _conditions(obj: dict[str, Any], types: tuple[str, ...], keep: bool) -> list[dict[str, Any]]:
+    """The conditions whose type is (keep=True) or is not (keep=False) among ``types``."""
+    return [c for c in (obj.get("status") or {}).get("conditions") or [] if (c.get("type") in types) == keep]
+
+
+_VERDICTS = ("Approved", "Denied")
+
+
+class CertificateSigningRequestStrategy(Strategy):
+    """pkg/registry/certificates/certificates/strategy.go: three write paths, each confined.
+
+    The main resource changes only metadata; ``/status`` sets the certificate and the
+    signer's conditions but not the verdicts; ``/approval`` sets the verdicts (Approved or
+    Denied) and nothing else. A create starts without a status and records who asked.
+    """
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {}
+        spec = obj.setdefault("spec", {})
+        for key in ("username", "uid", "groups", "extra"):
+            spec.pop(key, None)
+
+    def prepare_create_by(self, obj: dict[str, Any], user: User) -> None:
+        spec = obj.setdefault("spec", {})
+        spec["username"] = user.name
+        if user.uid:
+            spec["uid"] = user.uid
+        if user.groups:
+            spec["groups"] = list(user.groups)
+        if user.extra:
+            spec["extra"] = {k: list(v) if isinstance(v, (list, tuple)) else [str(v)] for k, v in user.extra.items()}
+
+    def prepare_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        new["spec"] = old.get("spec", {})
+        if "status" in old:
+            new["status"] = old["status"]
+
+    def prepare_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_status_update(new, old)
+        # preserveConditionInstances: the verdicts stay as stored when their count did not change
+        # (a changed count is left for validation to refuse).
+        status = new.setdefault("status", {})
+        for t in _VERDICTS:
+            if len(_conditions(new, (t,), True)) == len(_conditions(old, (t,), True)):
+                olds = iter(_conditions(old, (t,), True))
+                status["conditions"] = [next(olds) if c.get("type") == t else c for c in status.get("conditions") or []]
+        _stamp_conditions(new, old)
+
+    def prepare_approval_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        conditions = (new.get("status") or {}).get("conditions")
+        meta = new.get("metadata", {})
+        new.clear()
+        new.update({k: v for k, v in old.items() if k != "metadata"})
+        new["metadata"] = {**old.get("metadata", {}), **{k: meta[k] for k in ("labels", "annotations", "resourceVersion",
+                                                                               "managedFields") if k in meta}}
+        status = dict(old.get("status") or {})
+        if conditions:
+            status["conditions"] = conditions
+        else:
+            status.pop("conditions", None)
+        new["status"] = status
+        _stamp_conditions(new, old)
+
+    def validate(self, obj: dict[str, Any], old: dict[str, Any] | None, subresource: str | None = None) -> list[FieldError]:
+        if old is None or subresource is None:
+            return super().validate(obj, old)
+        return certificates.validate_csr(
+            obj, old, allow_setting_approval=subresource == "approval", allow_setting_certificate=subresource == "status"
+        )
+
+
+def _stamp_conditions(new: dict[str, Any], old: dict[str, Any]) -> None:
+    """populateConditionTimestamps: a condition without times gets now (a transition keeps the old one)."""
+    now = timeutil.now_rfc3339()
+    for c in (new.get("status") or {}).get("conditions") or []:
+        if not isinstance(c, dict):
+            continue
+        if not c.get("lastUpdateTime"):
+            c["lastUpdateTime"] = now
+        if not c.get("lastTransitionTime"):
+            c["lastTransitionTime"] = next(
+                (o["lastTransitionTime"] for o in (old.get("status") or {}).get("conditions") or []
+                 if o.get("type") == c.get("type") and o.get("status") == c.get("status") and o.get("lastTransitionTime")),
+                now,
+            )
+
+
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
@@ -243,6 +395,14 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Endpoints"): EndpointsStrategy,
     ("policy", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,
     ("coordination.k8s.io", "Lease"): LeaseStrategy,
+    ("", "ReplicationController"): ReplicationControllerStrategy,
+    # podtemplate/strategy.go: generation 1, moved by any change of the template.
+    ("", "PodTemplate"): GenerationStrategy,
+    ("scheduling.k8s.io", "PriorityClass"): PriorityClassStrategy,
+    ("flowcontrol.apiserver.k8s.io", "FlowSchema"): GenerationStrategy,
+    ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): GenerationStrategy,
+    ("", "ResourceQuota"): ResourceQuotaStrategy,
+    ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
 }
 
 

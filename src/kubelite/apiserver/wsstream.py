@@ -6,12 +6,20 @@ as one SPDY stream per channel. The versions differ in what the error channel ca
 up to v3, a JSON ``Status`` from v4, which is how the exit code reaches kubectl) and in how
 stdin's end is signalled (v5's CLOSE message on channel 255; SPDY half-closes the stream).
 
+Over websockets each version also has a ``base64.`` variant (``base64.channel.k8s.io``,
+``v4.base64.channel.k8s.io``) for clients that can only send text: every frame is then a text
+frame, its channel an ASCII digit and its data base64. Clients of the binary variants may send
+text frames too (the official Python client's ``write_stdin`` does for a ``str``): the
+apiserver's wsstream reads either frame type as the same bytes, and so does kubelite.
+
 The node agent speaks only v5 over a websocket; the API server translates to whatever the
 client negotiated, so this module holds the few rules that translation needs.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
@@ -22,8 +30,12 @@ V2 = "v2.channel.k8s.io"
 V3 = "v3.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
 V5 = "v5.channel.k8s.io"
+V1_BASE64 = "base64.channel.k8s.io"
+V4_BASE64 = "v4.base64.channel.k8s.io"
 # Server preference when a client offers several; kubectl 1.30+ offers v5 only over websockets.
 PROTOCOLS = (V5, V4, V3, V2, V1)
+# Over a websocket the kubelet also speaks the base64 variants (there is no v5 one).
+WEBSOCKET_PROTOCOLS = (V5, V4, V4_BASE64, V3, V2, V1, V1_BASE64)
 
 STDIN, STDOUT, STDERR, ERROR, RESIZE = 0, 1, 2, 3, 4
 CLOSE = 255  # v5: ``[255, channel]`` means the sender finished writing that channel
@@ -33,9 +45,13 @@ STREAM_TYPES = {"stdin": STDIN, "stdout": STDOUT, "stderr": STDERR, "error": ERR
 
 def version(protocol: str | None) -> int:
     """1..5 for a negotiated subprotocol; no subprotocol means v1, as client-go assumes."""
-    if not protocol or protocol == V1:
+    if not protocol or not protocol.startswith("v"):
         return 1
     return int(protocol[1])
+
+
+def is_base64(protocol: str | None) -> bool:
+    return bool(protocol) and ".base64." in f".{protocol}"
 
 
 def negotiate(offered: list[str]) -> str | None:
@@ -59,6 +75,34 @@ def split(msg: bytes) -> tuple[int, bytes]:
     if not msg:
         raise ValueError("empty channel message")
     return msg[0], msg[1:]
+
+
+def read_frame(data: bytes | str, b64: bool) -> tuple[int, bytes] | None:
+    """(channel, data) of a client's frame, text or binary; None for one to skip.
+
+    As the apiserver's wsstream reads them: a text frame is the same bytes as a binary one
+    (UTF-8); with a base64 protocol the channel is an ASCII digit and the data is decoded
+    (undecodable frames are dropped, as there). v5's CLOSE (``[255, channel]``) comes back
+    as channel 255 with the closed channel as its data.
+    """
+    raw = data.encode() if isinstance(data, str) else data
+    if not raw:
+        return None
+    channel, payload = raw[0], raw[1:]
+    if b64 and channel != CLOSE:
+        channel = (channel - ord("0")) & 0xFF  # a byte, as Go computes it: junk becomes a high channel
+        try:
+            payload = base64.b64decode(payload, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    return channel, payload
+
+
+def write_frame(channel: int, data: bytes, b64: bool) -> bytes | str:
+    """A frame for the client: binary, or text (digit + base64) for a base64 protocol."""
+    if b64:
+        return chr(ord("0") + channel) + base64.b64encode(data).decode()
+    return bytes((channel,)) + data
 
 
 def error_payload(status: dict[str, Any], ver: int) -> bytes:

@@ -204,7 +204,12 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         ])
         for i in range(workers)
     ]
-    plan.children.append(Child("controllers", [*verbosity, "controllers", "--kubeconfig", str(kc_path)]))
+    # As kube-controller-manager gets the cluster CA for its csrsigning controller (kubeadm's
+    # --cluster-signing-cert-file/--cluster-signing-key-file): the API server keeps no signer.
+    plan.children.append(Child("controllers", [
+        *verbosity, "controllers", "--kubeconfig", str(kc_path),
+        "--cluster-signing-cert-file", str(pki.ca_cert), "--cluster-signing-key-file", str(pki.ca_key),
+    ]))
     if not args.no_agent:
         plan.children.append(Child("agent", [
             *verbosity, "agent", "--kubeconfig", str(kc_path), "--cluster-name", name,
@@ -580,6 +585,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
+    ctrl.add_argument("--cluster-signing-cert-file", default="",
+                      help="the CA certificate approved CertificateSigningRequests are signed with")
+    ctrl.add_argument("--cluster-signing-key-file", default="", help="that CA's private key")
     return p
 
 
@@ -719,9 +727,14 @@ def main(argv: list[str] | None = None) -> int:
             return _run_component(api_worker(args), None)
         if args.command == "controllers":
             from kubelite.controllers import manager as controller_manager
+            from kubelite.controllers.base import Options
 
-            return _run_component(controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c]),
-                                  args.kubeconfig)
+            options = Options(cluster_signing_cert_file=args.cluster_signing_cert_file,
+                              cluster_signing_key_file=args.cluster_signing_key_file)
+            return _run_component(
+                controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c], options),
+                args.kubeconfig,
+            )
     except CLIError as e:
         print(f"kubelite: {e}", file=sys.stderr)
         return 1

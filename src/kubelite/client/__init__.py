@@ -31,9 +31,10 @@ DEPLOYMENTS = _rt("apps", "v1", "deployments")
 REPLICASETS = _rt("apps", "v1", "replicasets")
 LEASES = _rt("coordination.k8s.io", "v1", "leases")
 PODDISRUPTIONBUDGETS = _rt("policy", "v1", "poddisruptionbudgets")
+REPLICATIONCONTROLLERS = _rt("", "v1", "replicationcontrollers")
 
 __all__ = [
     "CONFIGMAPS", "DEPLOYMENTS", "ENDPOINTS", "ENDPOINTSLICES", "EVENTS", "LEASES", "NAMESPACES", "NODES",
-    "PODDISRUPTIONBUDGETS", "PODS", "REPLICASETS", "SECRETS", "SERVICEACCOUNTS", "SERVICES",
+    "PODDISRUPTIONBUDGETS", "PODS", "REPLICASETS", "REPLICATIONCONTROLLERS", "SECRETS", "SERVICEACCOUNTS", "SERVICES",
     "ApiError", "Client", "Config", "Informer", "ResourceType", "WorkQueue", "key_of", "run_workers",
 ]

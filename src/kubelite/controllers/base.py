@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from kubelite.api.registry import ResourceType
@@ -14,11 +15,27 @@ from kubelite.client.events import EventRecorder
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class Options:
+    """kube-controller-manager's flags that some controllers read (the rest have no options)."""
+
+    # --cluster-signing-cert-file / --cluster-signing-key-file: the CA the csrsigning
+    # controller signs approved CertificateSigningRequests with; unset, it signs nothing.
+    cluster_signing_cert_file: str = ""
+    cluster_signing_key_file: str = ""
+    # --cluster-signing-duration (default 8760h): the longest certificate it issues.
+    cluster_signing_duration: float = 365 * 24 * 3600.0
+    # --resource-quota-sync-period: how often every quota is recounted in full.
+    resource_quota_sync_period: float = 300.0
+
+
 class Context:
     """Shared informers: every controller asking for pods gets the same cache and watch."""
 
-    def __init__(self, client: Client, component: str = "kube-controller-manager") -> None:
+    def __init__(self, client: Client, component: str = "kube-controller-manager",
+                 options: Options | None = None) -> None:
         self.client = client
+        self.options = options or Options()
         self.recorder = EventRecorder(client, component)
         self._informers: dict[tuple[ResourceType, str], Informer] = {}
         self._tasks: list[asyncio.Task[None]] = []

@@ -28,15 +28,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubelite.api import timeutil
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector
-from kubelite.client import DEPLOYMENTS, PODDISRUPTIONBUDGETS, PODS, REPLICASETS, ApiError
+from kubelite.api.types import EventType, Obj
+from kubelite.client import (
+    DEPLOYMENTS,
+    PODDISRUPTIONBUDGETS,
+    PODS,
+    REPLICASETS,
+    REPLICATIONCONTROLLERS,
+    ApiError,
+    Informer,
+)
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 # DeletionTimeout: a pod the API server granted an eviction is expected to be gone (or
 # terminating) within this long; after it, the budget counts it healthy again.
@@ -116,10 +124,6 @@ def expected_scale(pods: list[Obj], scale_of: Callable[[str, Obj], tuple[str, in
     return sum(seen.values()), unmanaged
 
 
-def _parse(ts: Any) -> dt.datetime | None:
-    return podutil.parse_time(ts)
-
-
 def compute_status(pdb: Obj, pods: list[Obj], scale_of: Callable[[str, Obj], tuple[str, int] | None],
                    now: dt.datetime) -> Computed:
     """trySync: the budget's new status from its pods (already selected) and their controllers."""
@@ -149,7 +153,7 @@ def compute_status(pdb: Obj, pods: list[Obj], scale_of: Callable[[str, Obj], tup
         name = _meta(pod).get("name", "")
         if _meta(pod).get("deletionTimestamp") or name not in old_disrupted:
             continue
-        at = _parse(old_disrupted[name])
+        at = timeutil.parse_time(old_disrupted[name])
         if at is None:
             continue
         deadline = at + DELETION_TIMEOUT
@@ -187,7 +191,7 @@ def _conditions(old: Obj, allowed: int, generation: int, now: dt.datetime,
     conditions = [dict(c) for c in old.get("conditions") or []]
     current = next((c for c in conditions if c.get("type") == "DisruptionAllowed"), None)
     new = {"type": "DisruptionAllowed", "status": value, "observedGeneration": generation,
-           "lastTransitionTime": podutil.format_time(now), "reason": reason, "message": message}
+           "lastTransitionTime": timeutil.format_time(now), "reason": reason, "message": message}
     if current is not None and current.get("status") == value:
         new["lastTransitionTime"] = current.get("lastTransitionTime") or new["lastTransitionTime"]
     others = [c for c in conditions if c.get("type") != "DisruptionAllowed"]
@@ -218,7 +222,7 @@ class DisruptionController(Controller):
     name = "disruption"
     workers = 2
 
-    def __init__(self, ctx: Context, clock: Callable[[], dt.datetime] = podutil.now) -> None:
+    def __init__(self, ctx: Context, clock: Callable[[], dt.datetime] = timeutil.now) -> None:
         super().__init__(ctx)
         self.recorder = EventRecorder(ctx.client, "controllermanager")
         self.clock = clock
@@ -226,10 +230,11 @@ class DisruptionController(Controller):
         self.pods = ctx.informer(PODS)
         self.replicasets = ctx.informer(REPLICASETS)
         self.deployments = ctx.informer(DEPLOYMENTS)
+        self.replicationcontrollers = ctx.informer(REPLICATIONCONTROLLERS)
         self.pdbs.add_handler(lambda kind, obj, old: self.enqueue(obj))
         self.pods.add_handler(self._on_pod)
 
-    def _on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+    def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         # A pod whose labels changed may have left one budget and joined another.
         for p in (pod, old):
             if p is None:
@@ -239,11 +244,14 @@ class DisruptionController(Controller):
                     self.enqueue(pdb)
 
     def _scale_of(self, namespace: str, ref: Obj) -> tuple[str, int] | None:
-        """The finders of disruption.go: ReplicaSet (or its Deployment), Deployment."""
+        """The finders of disruption.go: ReplicaSet (or its Deployment), Deployment, ReplicationController."""
         api, kind = str(ref.get("apiVersion", "")), ref.get("kind")
-        if not api.startswith("apps/"):
+        if api == "v1" and kind == "ReplicationController":
+            informer: Informer | None = self.replicationcontrollers
+        elif not api.startswith("apps/"):
             return None
-        informer = {"ReplicaSet": self.replicasets, "Deployment": self.deployments}.get(str(kind))
+        else:
+            informer = {"ReplicaSet": self.replicasets, "Deployment": self.deployments}.get(str(kind))
         if informer is None:
             return None
         owner = informer.get(f"{namespace}/{ref.get('name')}")

@@ -13,7 +13,7 @@ import logging
 import os
 
 from kubelite.client import Client
-from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.base import Context, Controller, Options
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +21,7 @@ CONTROLLERS: dict[str, str] = {
     "endpointslice": "kubelite.controllers.endpointslice:EndpointSliceController",
     "endpoints": "kubelite.controllers.endpoints:EndpointsController",
     "replicaset": "kubelite.controllers.replicaset:ReplicaSetController",
+    "replicationcontroller": "kubelite.controllers.replication:ReplicationManager",
     "deployment": "kubelite.controllers.deployment:DeploymentController",
     "garbagecollector": "kubelite.controllers.garbagecollector:GarbageCollector",
     "namespace": "kubelite.controllers.namespace:NamespaceController",
@@ -28,6 +29,8 @@ CONTROLLERS: dict[str, str] = {
     "serviceaccount": "kubelite.controllers.serviceaccount:ServiceAccountController",
     "nodelifecycle": "kubelite.controllers.nodelifecycle:NodeLifecycleController",
     "disruption": "kubelite.controllers.disruption:DisruptionController",
+    "resourcequota": "kubelite.controllers.resourcequota:ResourceQuotaController",
+    "csrsigning": "kubelite.controllers.certificates:CSRSigningController",
 }
 
 
@@ -37,9 +40,10 @@ def load(name: str) -> type[Controller]:
     return controller
 
 
-async def run(kubeconfig: str | os.PathLike[str], enabled: list[str] | None = None) -> None:
+async def run(kubeconfig: str | os.PathLike[str], enabled: list[str] | None = None,
+              options: Options | None = None) -> None:
     client = Client.from_kubeconfig(kubeconfig, user_agent="kube-controller-manager/kubelite")
-    ctx = Context(client)
+    ctx = Context(client, options=options)
     controllers: list[Controller] = []
     for name in enabled or list(CONTROLLERS):
         try:

@@ -35,19 +35,12 @@ CONTROLLER_UID_INDEX = "workloads/controller-uid"
 _SAFE_ALPHANUMS = "bcdfghjklmnpqrstvwxz2456789"
 _PHASE_ORDINAL = {"Pending": 0, "Unknown": 1, "Running": 2}
 
-# The controllers' clock and metav1.Time, under the names controllers/disruption.py (on main)
-# calls them by; the formats live in kubelite.api.timeutil.
-now = timeutil.now
-parse_time = timeutil.parse_time
-format_time = timeutil.format_time
-
-
 def _meta(obj: Obj | None) -> Obj:
     return (obj or {}).get("metadata") or {}
 
 
 def creation_time(obj: Obj) -> dt.datetime:
-    return parse_time(_meta(obj).get("creationTimestamp")) or ZERO_TIME  # Go's zero time sorts before every real time
+    return timeutil.parse_time(_meta(obj).get("creationTimestamp")) or ZERO_TIME  # Go's zero time sorts before every real time
 
 
 # ---------------------------------------------------------------------------------- pods
@@ -78,7 +71,7 @@ def is_pod_available(pod: Obj, min_ready_seconds: int, at: dt.datetime) -> bool:
         return False
     if min_ready_seconds == 0:
         return True
-    since = parse_time(c.get("lastTransitionTime"))
+    since = timeutil.parse_time(c.get("lastTransitionTime"))
     return since is not None and since + dt.timedelta(seconds=min_ready_seconds) < at
 
 
@@ -212,7 +205,7 @@ def _ready_time(pod: Obj) -> dt.datetime | None:
     c = pod_ready_condition(pod)
     if c is None or c.get("status") != "True":
         return None
-    return parse_time(c.get("lastTransitionTime"))
+    return timeutil.parse_time(c.get("lastTransitionTime"))
 
 
 def _max_restarts(pod: Obj) -> int:
@@ -264,7 +257,7 @@ def _delete_first(a: Obj, b: Obj, rank_a: int, rank_b: int, at: dt.datetime) -> 
     restarts_a, restarts_b = _max_restarts(a), _max_restarts(b)
     if restarts_a != restarts_b:
         return restarts_a > restarts_b
-    ca, cb = parse_time(_meta(a).get("creationTimestamp")), parse_time(_meta(b).get("creationTimestamp"))
+    ca, cb = timeutil.parse_time(_meta(a).get("creationTimestamp")), timeutil.parse_time(_meta(b).get("creationTimestamp"))
     if ca != cb:
         if ca is None or cb is None:
             return _after_or_zero(ca, cb)

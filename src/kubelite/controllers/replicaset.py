@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from kubelite.api import timeutil
 from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector, selector_from_map
 from kubelite.api.types import EventType, Obj
-from kubelite.client import PODS, REPLICASETS, ApiError, key_of
+from kubelite.client import PODS, REPLICASETS, ApiError, ResourceType, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
@@ -81,6 +81,11 @@ def _meta(obj: Obj) -> Obj:
     return obj.get("metadata") or {}
 
 
+def _group(api_version: str) -> str:
+    """The group of an apiVersion ("" for core's "v1")."""
+    return api_version.rpartition("/")[0]
+
+
 def _replicas(rs: Obj) -> int:
     return int((rs.get("spec") or {}).get("replicas", 1))
 
@@ -114,18 +119,33 @@ def calculate_status(rs: Obj, pods: list[Obj], manage_error: Exception | None, a
 
 
 class ReplicaSetController(Controller):
+    """The ReplicaSet controller, written over the kind it manages.
+
+    Kubernetes' ReplicationManager *is* this controller, given the v1 ReplicationController
+    kind and an adapter from RC to RS (pkg/controller/replication): the class attributes below
+    and :meth:`label_selector` are that adapter's seams (see kubelite.controllers.replication).
+    """
+
     name = "replicaset"
     workers = 5
+    resource: ResourceType = REPLICASETS
+    # Kubernetes names the source of these events after the controller, not the process.
+    event_source = "replicaset-controller"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        # Kubernetes names the source of these events after the controller, not the process.
-        self.recorder = EventRecorder(ctx.client, "replicaset-controller")
+        self.owner_api_version, self.owner_kind = self.resource.api_version, self.resource.kind
+        self.recorder = EventRecorder(ctx.client, self.event_source)
         self.expectations = Expectations()
-        self.rs_informer = ctx.informer(REPLICASETS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
+        self.rs_informer = ctx.informer(self.resource, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.pod_informer = ctx.informer(PODS)
         self.rs_informer.add_handler(self._on_replicaset)
         self.pod_informer.add_handler(self._on_pod)
+
+    def label_selector(self, rs: Obj) -> Obj | None:
+        """The managed object's selector as a metav1.LabelSelector (a ReplicaSet's is one)."""
+        selector: Obj | None = (rs.get("spec") or {}).get("selector")
+        return selector
 
     # ------------------------------------------------------------------ event handlers
 
@@ -136,7 +156,7 @@ class ReplicaSetController(Controller):
 
     def _resolve(self, namespace: str, ref: Obj | None) -> Obj | None:
         """The ReplicaSet a controller reference points at, if it is this very one (same UID)."""
-        if not ref or ref.get("kind") != "ReplicaSet" or not str(ref.get("apiVersion", "")).startswith("apps/"):
+        if not ref or ref.get("kind") != self.owner_kind or _group(str(ref.get("apiVersion", ""))) != self.resource.group:
             return None
         rs = self.rs_informer.get(f"{namespace}/{ref.get('name')}")
         if rs is None or _meta(rs).get("uid") != ref.get("uid"):
@@ -149,7 +169,7 @@ class ReplicaSetController(Controller):
         out = []
         for rs in self.rs_informer.list(_meta(pod).get("namespace", "")):
             try:
-                sel = selector_from_label_selector((rs.get("spec") or {}).get("selector"))
+                sel = selector_from_label_selector(self.label_selector(rs))
             except SelectorError:
                 continue
             if not sel.empty and sel.matches(labels):
@@ -221,9 +241,9 @@ class ReplicaSetController(Controller):
         rs = copy.deepcopy(cached)
         needs_sync = self.expectations.satisfied(key)
         try:
-            selector = selector_from_label_selector((rs.get("spec") or {}).get("selector"))
+            selector = selector_from_label_selector(self.label_selector(rs))
         except SelectorError as e:
-            log.warning("replicaset %s has an invalid selector: %s", key, e)
+            log.warning("%s %s has an invalid selector: %s", self.owner_kind, key, e)
             return
         ns = _meta(rs)["namespace"]
         active = [p for p in self.pod_informer.list(ns) if podutil.is_pod_active(p)]
@@ -247,7 +267,7 @@ class ReplicaSetController(Controller):
     async def _can_adopt(self, rs: Obj) -> bool:
         """RecheckDeletionTimestamp: adopt only if a fresh read shows the same, living ReplicaSet."""
         try:
-            fresh = await self.client.get(REPLICASETS, _meta(rs)["name"], _meta(rs)["namespace"])
+            fresh = await self.client.get(self.resource, _meta(rs)["name"], _meta(rs)["namespace"])
         except ApiError as e:
             if e.not_found:
                 return False
@@ -258,7 +278,7 @@ class ReplicaSetController(Controller):
         """ClaimPods: keep ours that match, adopt matching orphans, release ours that no longer match."""
         uid = _meta(rs)["uid"]
         deleting = bool(_meta(rs).get("deletionTimestamp"))
-        ref = podutil.new_controller_ref(rs, "apps/v1", "ReplicaSet")
+        ref = podutil.new_controller_ref(rs, self.owner_api_version, self.owner_kind)
         claimed: list[Obj] = []
         adoptable: bool | None = None
         for pod in pods:
@@ -302,7 +322,7 @@ class ReplicaSetController(Controller):
     async def _create_pods(self, key: str, rs: Obj, count: int) -> None:
         """Slow-start batches (1, 2, 4, ...) as slowStartBatch: a failing quota or webhook costs one call, not hundreds."""
         self.expectations.expect_creations(key, count)
-        ref = podutil.new_controller_ref(rs, "apps/v1", "ReplicaSet")
+        ref = podutil.new_controller_ref(rs, self.owner_api_version, self.owner_kind)
         template = (rs.get("spec") or {}).get("template") or {}
         created, batch, first_error = 0, 1, None
         while created < count and first_error is None:
@@ -376,12 +396,12 @@ class ReplicaSetController(Controller):
             if (rs.get("status") or {}) == wanted:
                 return rs
             try:
-                out: Obj = await self.client.update_status(REPLICASETS, {**rs, "status": wanted})
+                out: Obj = await self.client.update_status(self.resource, {**rs, "status": wanted})
                 return out
             except ApiError as e:
                 if e.not_found:
                     return rs
                 if not e.conflict or attempt == 1:
                     raise
-                rs = await self.client.get(REPLICASETS, _meta(rs)["name"], _meta(rs)["namespace"])
+                rs = await self.client.get(self.resource, _meta(rs)["name"], _meta(rs)["namespace"])
         return rs

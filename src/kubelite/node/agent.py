@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 
 from aiohttp import web
 
+from kubelite.api.types import EventType, Obj
 from kubelite.client import PODS, SERVICES, Client, Informer
 from kubelite.client.events import EventRecorder
 from kubelite.node import podspec
@@ -43,8 +44,6 @@ from kubelite.node.runtime import ContainerStatus, Runtime
 from kubelite.node.streaming import ContainerRef, StreamingError, make_app
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 EVENT_CONCURRENCY = 4  # event writes in flight at once
 
@@ -145,7 +144,7 @@ class Agent:
 
     # -- pods
 
-    def on_pod(self, kind: str, pod: Obj, old: Obj | None) -> None:
+    def on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         uid = pod["metadata"]["uid"]
         worker = self.workers.get(uid)
         if kind == "DELETED":

@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import os
 import pathlib
 import platform
 import time
-from typing import Any
 
+from kubelite.api import timeutil
+from kubelite.api.types import Obj
 from kubelite.client import LEASES, NODES, ApiError, Client
-from kubelite.node import podspec
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 KUBELET_VERSION = "v1.33.0-kubelite"
 SOCKET_ANNOTATION = "kubelite.io/kubelet-socket"
@@ -35,11 +32,6 @@ LEASE_DURATION = 40
 LEASE_RENEW = 10.0
 NODE_STATUS_REPORT = 30.0
 ALLOCATABLE_CACHE_SECONDS = 10.0
-
-
-def micro_time() -> str:
-    """metav1.MicroTime, as a Lease's renewTime carries it."""
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def read_first(*paths: str) -> str:
@@ -137,7 +129,7 @@ class NodeStatus:
         return self._allocatable[0]
 
     def _conditions_now(self) -> list[Obj]:
-        now = podspec.now_rfc3339()
+        now = timeutil.now_rfc3339()
         wanted = [
             ("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
             ("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
@@ -219,7 +211,7 @@ class NodeStatus:
 
     async def renew_lease(self, lease: Obj | None) -> Obj:
         """Renew (or create) the node's Lease; returns it, to be renewed from next time."""
-        spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": LEASE_DURATION, "renewTime": micro_time()}
+        spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": LEASE_DURATION, "renewTime": timeutil.now_micro()}
         if lease is not None:
             try:
                 return await self.client.update(LEASES, {**lease, "spec": {**(lease.get("spec") or {}), **spec}})

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubelite import images
+from kubelite.api.types import Obj
 from kubelite.client import CONFIGMAPS, SECRETS, SERVICEACCOUNTS, ApiError, Client, Informer
 from kubelite.node import podspec, volumes
 from kubelite.node.network import PodNetwork
@@ -28,7 +29,6 @@ from kubelite.node.nodestatus import read_first
 
 log = logging.getLogger(__name__)
 
-Obj = dict[str, Any]
 
 IMAGE_CACHE_SECONDS = 60.0  # a host program installed or removed is seen within this time
 

@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from kubelite.api import timeutil
 from kubelite.api.resource import parse_quantity
 from kubelite.api.types import Obj
 
@@ -24,13 +23,6 @@ CLUSTER_DOMAIN = "cluster.local"
 DEFAULT_DNS_IP = "10.96.0.10"
 MASTER_SERVICES = frozenset({"kubernetes"})
 HOSTNAME_MAX = 63
-
-
-# ---------------------------------------------------------------------------------- time
-
-
-# node/agent.py stamps pod and node status through this name; the format lives in kubelite.api.
-now_rfc3339 = timeutil.now_rfc3339
 
 
 def go_duration(seconds: float) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import logging
 import math
@@ -32,7 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kubelite import images
+from kubelite.api import timeutil
 from kubelite.api.resource import pod_qos_class
+from kubelite.api.types import Obj
 from kubelite.client import PODS, ApiError, Client
 from kubelite.node import podspec, probes, volumes
 from kubelite.node.network import NodeNetwork, PodNetwork
@@ -40,8 +41,6 @@ from kubelite.node.podconfig import PodConfigurer
 from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
 
 log = logging.getLogger(__name__)
-
-Obj = dict[str, Any]
 
 POLL = 1.0  # how often running containers are checked for exits
 RETRY = 2.0  # retry of a sandbox or config that could not be made yet
@@ -113,17 +112,10 @@ async def exec_in(runtime: Runtime, container_id: str, argv: list[str], seconds:
     return code, out + err
 
 
-def now_rfc3339() -> str:
-    return podspec.now_rfc3339()
-
-
 def _epoch(ts: str | None) -> float:
-    if not ts:
-        return time.time()
-    try:
-        return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return time.time()
+    """Seconds since the epoch of a runtime's RFC 3339 stamp; now when it is absent or unreadable."""
+    t = timeutil.parse_time(ts)
+    return t.timestamp() if t is not None else time.time()
 
 
 def _stable_key(pod: Obj, name: str) -> str:
@@ -338,7 +330,7 @@ class PodWorker:
             await self.finish()
             return 3600
         if not self.start_time:
-            self.start_time = now_rfc3339()
+            self.start_time = timeutil.now_rfc3339()
         if not self.sandbox_ready:
             if not await self.ensure_sandbox():
                 await self.report()
@@ -443,7 +435,7 @@ class PodWorker:
                 try:
                     cs.status = await self.host.runtime.status(cs.current)
                 except ContainerNotFound:
-                    cs.status = ContainerStatus("exited", None, 137, "", now_rfc3339(), "ContainerStatusUnknown",
+                    cs.status = ContainerStatus("exited", None, 137, "", timeutil.now_rfc3339(), "ContainerStatusUnknown",
                                                 "The container could not be located when the pod was terminated")
                 if cs.exited:
                     cs.ready = cs.started = False
@@ -662,11 +654,11 @@ class PodWorker:
             "phase": phase,
             "conditions": podspec.pod_conditions(
                 pod, phase, init_statuses, statuses, sandbox_ready=self.sandbox_ready and not terminal,
-                now=now_rfc3339(), force_unready=force_unready,
+                now=timeutil.now_rfc3339(), force_unready=force_unready,
             ),
             "hostIP": self.host.node_ip,
             "hostIPs": [{"ip": self.host.node_ip}],
-            "startTime": self.start_time or now_rfc3339(),
+            "startTime": self.start_time or timeutil.now_rfc3339(),
             "containerStatuses": statuses,
             "qosClass": pod_qos_class(pod.get("spec") or {}),
         }

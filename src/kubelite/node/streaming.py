@@ -21,6 +21,11 @@ place; the price is that a stream crosses two hops that both understand it. The 
   (half-close); a text message from the agent is an error, after which it closes. The agent
   connects to localhost:N inside the pod's network namespace, as containerd does, so servers
   bound to 127.0.0.1 in the pod are reachable as in Kubernetes.
+- ``GET /dial/{ns}/{pod}?port=N``: the same tunnel, to the pod's IP instead of localhost: how
+  the API server reaches a pod for ``pods/{name}/proxy`` and ``services/{name}/proxy`` (it
+  runs in the host's namespace, where the pod network is not routed). On failure the text
+  message is Go's dial error (``dial tcp 10.244.0.5:80: connect: connection refused``).
+- ``GET /healthz``: ``ok``, as the kubelet answers (``nodes/{name}/proxy/healthz``).
 """
 
 from __future__ import annotations
@@ -603,6 +608,15 @@ class StreamingServer:
     # -- port-forward
 
     async def port_forward(self, request: web.Request) -> web.StreamResponse:
+        return await self._tunnel(request, to_pod_ip=False)
+
+    async def dial(self, request: web.Request) -> web.StreamResponse:
+        return await self._tunnel(request, to_pod_ip=True)
+
+    async def healthz(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(text="ok")
+
+    async def _tunnel(self, request: web.Request, *, to_pod_ip: bool) -> web.StreamResponse:
         mi = request.match_info
         raw = request.query.get("port", "")
         if not raw.isdigit() or not 0 < int(raw) < 65536:
@@ -610,25 +624,29 @@ class StreamingServer:
         port = int(raw)
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
+        prefix = f"error forwarding port {port} to pod {mi['namespace']}/{mi['pod']}, uid : "
         try:
             ref = self._find(request, "")
+            if to_pod_ip and not ref.pod_ip:
+                raise StreamingError(400, f'pod "{mi["pod"]}" has no IP address')
         except StreamingError as e:
             # Said on the connection (the API server relays it to kubectl's error stream).
-            await ws.send_str(f"error forwarding port {port} to pod {mi['namespace']}/{mi['pod']}, uid : {e.message}")
+            await ws.send_str(e.message if to_pod_ip else prefix + e.message)
             await ws.close()
             return ws
+        host = ref.pod_ip if to_pod_ip else "127.0.0.1"
         try:
-            reader, writer = await asyncio.wait_for(
-                open_connection_in(ref.netns_path, "127.0.0.1", port), CONNECT_TIMEOUT
-            )
+            reader, writer = await asyncio.wait_for(open_connection_in(ref.netns_path, host, port), CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as e:
             # asyncio words a refusal as "Connect call failed"; Go (and kubectl users) say "connection refused".
-            reason = os.strerror(e.errno) if isinstance(e, OSError) and e.errno else "i/o timeout"
-            await ws.send_str(
-                f"error forwarding port {port} to pod {mi['namespace']}/{mi['pod']}, uid : failed to connect to "
-                f'localhost:{port} inside namespace "{ref.netns_path}", IPv4: dial tcp4 127.0.0.1:{port}: '
-                f"connect: {reason.lower()}"
-            )
+            reason = (os.strerror(e.errno) if isinstance(e, OSError) and e.errno else "i/o timeout").lower()
+            if to_pod_ip:
+                await ws.send_str(f"dial tcp {host}:{port}: connect: {reason}")
+            else:
+                await ws.send_str(
+                    f'{prefix}failed to connect to localhost:{port} inside namespace "{ref.netns_path}", '
+                    f"IPv4: dial tcp4 127.0.0.1:{port}: connect: {reason}"
+                )
             await ws.close()
             return ws
 
@@ -673,4 +691,6 @@ def make_app(agent: AgentLike) -> web.Application:
     app.router.add_get("/exec/{namespace}/{pod}/{container}", server.exec)
     app.router.add_get("/attach/{namespace}/{pod}/{container}", server.attach)
     app.router.add_get("/portForward/{namespace}/{pod}", server.port_forward)
+    app.router.add_get("/dial/{namespace}/{pod}", server.dial)
+    app.router.add_get("/healthz", server.healthz)
     return app

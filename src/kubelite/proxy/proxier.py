@@ -260,7 +260,7 @@ async def endpoint_counters(nft: NFTables) -> dict[EndpointTraffic, tuple[int, i
     """Packets and bytes sent by clients to each endpoint of each ClusterIP, from the kernel.
 
     Read on demand (never on the sync path), so any process with access to the node
-    namespace can ask; :meth:`Proxier.service_traffic` names the Services.
+    namespace can ask.
     """
     try:
         out = await nft.run(f"list set {TABLE} {ENDPOINT_STATS}", json=True)
@@ -482,21 +482,6 @@ class Proxier:
                 t.cancel()
             await asyncio.gather(*informers, *self._background, return_exceptions=True)
             self.nft.close()
-
-    async def service_traffic(self) -> dict[tuple[str, str], tuple[int, int]]:
-        """Packets and bytes per (``<ns>/<svc>:<port name>``, endpoint ``ip:port``) of the
-        Services this proxy programs (from the kernel's counters; not for the hot path)."""
-        ports = {
-            (sp.cluster_ip, sp.proto, f"{ep.ip}:{ep.port}"): f"{sp.namespace}/{sp.service}:{sp.name}"
-            for sps in self._ports.values() for sp in sps for ep in sp.endpoints
-        }
-        out: dict[tuple[str, str], tuple[int, int]] = {}
-        for key, counts in (await endpoint_counters(self.nft)).items():
-            name = ports.get((key.cluster_ip, key.protocol, key.endpoint))
-            if name is not None:
-                packets, nbytes = out.get((name, key.endpoint), (0, 0))
-                out[(name, key.endpoint)] = (packets + counts[0], nbytes + counts[1])
-        return out
 
 
 async def _route_service_cidrs(netns_path: str, cidrs: Iterable[str], limit: float = NODE_NETWORK_WAIT) -> None:

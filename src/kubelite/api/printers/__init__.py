@@ -64,6 +64,8 @@ def to_table(
 
     printer = printers().get((group, kind))
     chosen = printer or default_printer()
+    if chosen.order is not None and list_meta is not None:
+        objects = sorted(objects, key=chosen.order)
     rows: list[dict[str, Any]] | None = [chosen.row(obj, now) for obj in objects]
     for row, obj in zip(rows or [], objects, strict=True):
         row["object"] = _row_object(group, kind, obj, include_object, api_version)

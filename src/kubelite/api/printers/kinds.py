@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kubelite.api import schema
@@ -31,6 +31,7 @@ from kubelite.api.printers.format import (
     selector_string,
     since,
 )
+from kubelite.api.resource import format_quantity, parse_quantity, quantity_format
 from kubelite.api.types import Obj
 
 Row = dict[str, Any]
@@ -40,6 +41,8 @@ Row = dict[str, Any]
 class Printer:
     columns: tuple[Obj, ...]
     row: Callable[[Obj, datetime], Row]
+    # The order a list's rows are printed in, when the printer sorts (FlowSchemas do).
+    order: Callable[[Obj], Any] | None = None
 
 
 def _doc(definition: str, prop: str) -> str:
@@ -563,6 +566,133 @@ def _replicaset_row(rs: Obj, now: datetime) -> Row:
     )
 
 
+# --- ReplicationController, PodTemplate, ComponentStatus ------------------------------------
+
+
+def _replication_controller_row(rc: Obj, now: datetime) -> Row:
+    spec, status = rc.get("spec") or {}, rc.get("status") or {}
+    names, images = _layout_containers(_template_containers(rc))
+    return _cells(
+        _name(rc),
+        spec.get("replicas", 1),
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        _age(rc, now),
+        names,
+        images,
+        format_labels(spec.get("selector")),
+    )
+
+
+def _pod_template_row(pt: Obj, now: datetime) -> Row:
+    template = pt.get("template") or {}
+    names, images = _layout_containers(list((template.get("spec") or {}).get("containers") or []))
+    return _cells(_name(pt), names, images, format_labels((template.get("metadata") or {}).get("labels")))
+
+
+def _component_status_row(cs: Obj, now: datetime) -> Row:
+    status, message, error = "Unknown", "", ""
+    for condition in cs.get("conditions") or []:
+        if condition.get("type") == "Healthy":
+            status = "Healthy" if condition.get("status") == "True" else "Unhealthy"
+            message, error = condition.get("message", ""), condition.get("error", "")
+            break
+    return _cells(_name(cs), status, message, error)
+
+
+# --- scheduling, storage, flow control, aggregation --------------------------------------------
+
+
+def _priority_class_row(pc: Obj, now: datetime) -> Row:
+    return _cells(_name(pc), int(pc.get("value", 0)), bool(pc.get("globalDefault", False)), _age(pc, now),
+                  pc.get("preemptionPolicy") or "")
+
+
+def _csi_driver_row(d: Obj, now: datetime) -> Row:
+    spec = d.get("spec") or {}
+    tokens = spec.get("tokenRequests")
+    modes = ",".join(spec.get("volumeLifecycleModes") or []) or NONE
+    return _cells(
+        _name(d),
+        bool(spec.get("attachRequired", True)),
+        bool(spec.get("podInfoOnMount", False)),
+        bool(spec.get("storageCapacity", False)),
+        "<unset>" if tokens is None else ",".join(t.get("audience", "") for t in tokens),
+        bool(spec.get("requiresRepublish", False)),
+        modes,
+        _age(d, now),
+    )
+
+
+def _csi_node_row(n: Obj, now: datetime) -> Row:
+    return _cells(_name(n), len((n.get("spec") or {}).get("drivers") or []), _age(n, now))
+
+
+def _csi_storage_capacity_row(c: Obj, now: datetime) -> Row:
+    capacity = c.get("capacity")
+    return _cells(_name(c), c.get("storageClassName", ""), "<unset>" if capacity is None else str(capacity))
+
+
+def _volume_attachment_row(va: Obj, now: datetime) -> Row:
+    spec = va.get("spec") or {}
+    return _cells(
+        _name(va),
+        spec.get("attacher", ""),
+        (spec.get("source") or {}).get("persistentVolumeName") or "",
+        spec.get("nodeName", ""),
+        bool((va.get("status") or {}).get("attached", False)),
+        _age(va, now),
+    )
+
+
+def _flow_schema_row(fs: Obj, now: datetime) -> Row:
+    spec = fs.get("spec") or {}
+    method = (spec.get("distinguisherMethod") or {}).get("type") if spec.get("distinguisherMethod") else None
+    dangling = next((str(c.get("status", "")) for c in (fs.get("status") or {}).get("conditions") or []
+                     if c.get("type") == "Dangling"), "?")
+    return _cells(
+        _name(fs),
+        (spec.get("priorityLevelConfiguration") or {}).get("name", ""),
+        int(spec.get("matchingPrecedence", 0)),
+        method or NONE,
+        _age(fs, now),
+        dangling,
+    )
+
+
+def _flow_schema_order(fs: Obj) -> tuple[int, str]:
+    """FlowSchemaSequence: by matching precedence, then by name."""
+    return int((fs.get("spec") or {}).get("matchingPrecedence", 0)), _name(fs)
+
+
+def _priority_level_row(pl: Obj, now: datetime) -> Row:
+    spec = pl.get("spec") or {}
+    limited = spec.get("limited")
+    shares: Any = NONE
+    queues: Any = NONE
+    hand: Any = NONE
+    length: Any = NONE
+    if isinstance(limited, dict):
+        shares = limited.get("nominalConcurrencyShares", 0)
+        queuing = (limited.get("limitResponse") or {}).get("queuing")
+        if isinstance(queuing, dict):
+            queues, hand, length = (queuing.get(k, 0) for k in ("queues", "handSize", "queueLengthLimit"))
+    return _cells(_name(pl), spec.get("type", ""), shares, queues, hand, length, _age(pl, now))
+
+
+def _api_service_row(svc: Obj, now: datetime) -> Row:
+    spec = svc.get("spec") or {}
+    ref = spec.get("service")
+    service = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if isinstance(ref, dict) else "Local"
+    available = "Unknown"
+    for c in (svc.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Available":
+            status = str(c.get("status", ""))
+            available = f"{status} ({c['reason']})" if status != "True" and c.get("reason") else status
+            break
+    return _cells(_name(svc), service, available, _age(svc, now))
+
+
 # --- The table of printers ----------------------------------------------------------------
 
 # Doc strings of extensions/v1beta1 types, which printers.go cites and the bundled (v1-only)
@@ -599,6 +729,7 @@ _EXT_DEPLOY_SELECTOR = (
 def printers() -> dict[tuple[str, str], Printer]:
     """Printers by (API group, kind), built once on first use (the schemas load lazily)."""
     core, event = "api.core.v1", "api.core.v1.Event"
+    storage, flow = "api.storage.v1", "api.flowcontrol.v1"
 
     def p(row: Callable[[Obj, datetime], Row], *columns: Obj) -> Printer:
         return Printer(tuple(columns), row)
@@ -727,6 +858,122 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("CIDRs", "string", _doc("api.networking.v1.ServiceCIDRSpec", "cidrs")),
             _age_col(),
         ),
+        ("", "ReplicationController"): p(
+            _replication_controller_row,
+            _name_col(),
+            _col("Desired", "integer", _doc(f"{core}.ReplicationControllerSpec", "replicas")),
+            _col("Current", "integer", _doc(f"{core}.ReplicationControllerStatus", "replicas")),
+            _col("Ready", "integer", _doc(f"{core}.ReplicationControllerStatus", "readyReplicas")),
+            _age_col(),
+            *_containers_cols(_doc(f"{core}.ReplicationControllerSpec", "selector")),
+        ),
+        ("", "PodTemplate"): p(
+            _pod_template_row,
+            _name_col(),
+            _col("Containers", "string", "Names of each container in the template."),
+            _col("Images", "string", "Images referenced by each container in the template."),
+            _col("Pod Labels", "string", "The labels for the pod template."),
+        ),
+        ("", "ComponentStatus"): p(
+            _component_status_row,
+            _name_col(),
+            _col("Status", "string", "Status of the component conditions"),
+            _col("Message", "string", "Message of the component conditions"),
+            _col("Error", "string", "Error of the component conditions"),
+        ),
+        ("scheduling.k8s.io", "PriorityClass"): p(
+            _priority_class_row,
+            _name_col(),
+            _col("Value", "integer", _doc("api.scheduling.v1.PriorityClass", "value")),
+            _col("Global-Default", "boolean", _doc("api.scheduling.v1.PriorityClass", "globalDefault")),
+            _age_col(),
+            _col("PreemptionPolicy", "string", _doc("api.scheduling.v1.PriorityClass", "preemptionPolicy")),
+        ),
+        ("storage.k8s.io", "CSIDriver"): p(
+            _csi_driver_row,
+            _name_col(),
+            _col("AttachRequired", "boolean", _doc(f"{storage}.CSIDriverSpec", "attachRequired")),
+            _col("PodInfoOnMount", "boolean", _doc(f"{storage}.CSIDriverSpec", "podInfoOnMount")),
+            _col("StorageCapacity", "boolean", _doc(f"{storage}.CSIDriverSpec", "storageCapacity")),
+            _col("TokenRequests", "string", _doc(f"{storage}.CSIDriverSpec", "tokenRequests")),
+            _col("RequiresRepublish", "boolean", _doc(f"{storage}.CSIDriverSpec", "requiresRepublish")),
+            _col("Modes", "string", _doc(f"{storage}.CSIDriverSpec", "volumeLifecycleModes")),
+            _age_col(),
+        ),
+        ("storage.k8s.io", "CSINode"): p(
+            _csi_node_row,
+            _name_col(),
+            _col("Drivers", "integer", "Drivers indicates the number of CSI drivers registered on the node"),
+            _age_col(),
+        ),
+        ("storage.k8s.io", "CSIStorageCapacity"): p(
+            _csi_storage_capacity_row,
+            _name_col(),
+            _col("StorageClassName", "string", _doc(f"{storage}.CSIStorageCapacity", "storageClassName")),
+            _col("Capacity", "string", _doc(f"{storage}.CSIStorageCapacity", "capacity")),
+        ),
+        ("storage.k8s.io", "VolumeAttachment"): p(
+            _volume_attachment_row,
+            _name_col(),
+            _col("Attacher", "string", _doc(f"{storage}.VolumeAttachmentSpec", "attacher"), format_="name"),
+            _col("PV", "string", _doc(f"{storage}.VolumeAttachmentSource", "persistentVolumeName")),
+            _col("Node", "string", _doc(f"{storage}.VolumeAttachmentSpec", "nodeName")),
+            _col("Attached", "boolean", _doc(f"{storage}.VolumeAttachmentStatus", "attached")),
+            _age_col(),
+        ),
+        ("flowcontrol.apiserver.k8s.io", "FlowSchema"): Printer(
+            (
+                _name_col(),
+                _col("PriorityLevel", "string", _doc(f"{flow}.PriorityLevelConfigurationReference", "name")),
+                _col("MatchingPrecedence", "string", _doc(f"{flow}.FlowSchemaSpec", "matchingPrecedence")),
+                _col("DistinguisherMethod", "string", _doc(f"{flow}.FlowSchemaSpec", "distinguisherMethod")),
+                _age_col(),
+                _col("MissingPL", "string", "references a broken or non-existent PriorityLevelConfiguration"),
+            ),
+            _flow_schema_row,
+            _flow_schema_order,
+        ),
+        ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): p(
+            _priority_level_row,
+            _name_col(),
+            _col("Type", "string", _doc(f"{flow}.PriorityLevelConfigurationSpec", "type")),
+            _col("NominalConcurrencyShares", "string",
+                 _doc(f"{flow}.LimitedPriorityLevelConfiguration", "nominalConcurrencyShares")),
+            _col("Queues", "string", _doc(f"{flow}.QueuingConfiguration", "queues")),
+            _col("HandSize", "string", _doc(f"{flow}.QueuingConfiguration", "handSize")),
+            _col("QueueLengthLimit", "string", _doc(f"{flow}.QueuingConfiguration", "queueLengthLimit")),
+            _age_col(),
+        ),
+        ("apiregistration.k8s.io", "APIService"): p(
+            _api_service_row,
+            _name_col(),
+            _col("Service", "string", "The reference to the service that hosts this API endpoint."),
+            _col("Available", "string", "Whether this service is available."),
+            _age_col(),
+        ),
+        # printLimitRange: kube-apiserver's own columns are the default ones.
+        ("", "LimitRange"): p(
+            _default_row, _name_col(), _col("Created At", "date", _meta_doc("creationTimestamp"))
+        ),
+        ("", "ResourceQuota"): p(
+            _resource_quota_row,
+            _name_col(),
+            _age_col(),
+            _col("Request", "string", "Request represents a minimum amount of cpu/memory that a container may consume."),
+            _col("Limit", "string", "Limits control the maximum amount of cpu/memory that a container may use "
+                 "independent of contention on the node."),
+        ),
+        ("certificates.k8s.io", "CertificateSigningRequest"): p(
+            _csr_row,
+            _name_col(),
+            _age_col(),
+            _col("SignerName", "string", _doc("api.certificates.v1.CertificateSigningRequestSpec", "signerName")),
+            # kube-apiserver describes Requestor with the doc of spec.request (sic).
+            _col("Requestor", "string", _doc("api.certificates.v1.CertificateSigningRequestSpec", "request")),
+            _col("RequestedDuration", "string", _doc("api.certificates.v1.CertificateSigningRequestSpec",
+                                                     "expirationSeconds")),
+            _col("Condition", "string", _doc("api.certificates.v1.CertificateSigningRequestStatus", "conditions")),
+        ),
         ("policy", "PodDisruptionBudget"): p(
             _pdb_row,
             _name_col(),
@@ -738,6 +985,45 @@ def printers() -> dict[tuple[str, str], Printer]:
             _age_col(),
         ),
     }
+
+
+def _resource_quota_row(rq: Obj, now: datetime) -> Row:
+    """printResourceQuota: ``name: used/hard`` per resource, limits.* in LIMIT, the rest in REQUEST."""
+    status = rq.get("status") or {}
+    hard, used = status.get("hard") or {}, status.get("used") or {}
+    requests: list[str] = []
+    limits: list[str] = []
+    for name in sorted(hard):
+        text = f"{name}: {_canonical(used.get(name, '0'))}/{_canonical(hard[name])}"
+        (limits if name.startswith("limits.") else requests).append(text)
+    return _cells(_name(rq), _age(rq, now), ", ".join(requests), ", ".join(limits))
+
+
+def _canonical(text: Any) -> str:
+    try:
+        return format_quantity(parse_quantity(text), quantity_format(text))
+    except ValueError:
+        return str(text)
+
+
+def _csr_condition(csr: Obj) -> str:
+    """extractCSRStatus: the verdict (Denied over Approved over Pending), then Failed and Issued."""
+    status = csr.get("status") or {}
+    types = {c.get("type") for c in status.get("conditions") or []}
+    text = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
+    if "Failed" in types:
+        text += ",Failed"
+    if status.get("certificate"):
+        text += ",Issued"
+    return text
+
+
+def _csr_row(csr: Obj, now: datetime) -> Row:
+    spec = csr.get("spec") or {}
+    seconds = spec.get("expirationSeconds")
+    duration = human_duration(timedelta(seconds=seconds)) if isinstance(seconds, int) else NONE
+    return _cells(_name(csr), _age(csr, now), spec.get("signerName") or NONE, spec.get("username") or "",
+                  duration, _csr_condition(csr))
 
 
 def _pdb_row(pdb: Obj, now: datetime) -> Row:

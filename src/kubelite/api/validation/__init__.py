@@ -18,7 +18,18 @@ from typing import Any
 
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import RESOURCES
-from kubelite.api.validation import core, discovery, pod, policy, service, workloads
+from kubelite.api.validation import (
+    certificates,
+    cluster,
+    core,
+    discovery,
+    legacy,
+    pod,
+    policy,
+    quota,
+    service,
+    workloads,
+)
 from kubelite.api.validation.meta import KindValidator, validate_object_meta, validate_object_meta_update
 from kubelite.api.validation.names import (
     NameValidator,
@@ -37,6 +48,16 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("discovery.k8s.io", "EndpointSlice"): discovery.validate_endpointslice,
     ("", "Endpoints"): discovery.validate_endpoints,
     ("policy", "PodDisruptionBudget"): policy.validate_pod_disruption_budget,
+    ("", "ReplicationController"): legacy.validate_replication_controller,
+    ("", "PodTemplate"): legacy.validate_pod_template_kind,
+    ("scheduling.k8s.io", "PriorityClass"): cluster.validate_priority_class,
+    ("storage.k8s.io", "CSIDriver"): cluster.validate_csi_driver,
+    ("storage.k8s.io", "CSINode"): cluster.validate_csi_node,
+    ("storage.k8s.io", "CSIStorageCapacity"): cluster.validate_csi_storage_capacity,
+    ("storage.k8s.io", "VolumeAttachment"): cluster.validate_volume_attachment,
+    ("apiregistration.k8s.io", "APIService"): cluster.validate_api_service,
+    **quota.VALIDATORS,
+    **certificates.VALIDATORS,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

@@ -148,7 +148,6 @@ def test_service_apis(api: client.ApiClient, ns: str) -> None:
     wait_for("the service to go", lambda: _missing(lambda: core.read_namespaced_service(name, ns)))
 
 
-@xfail15(12, "v1 replicationcontrollers are not served yet")
 def test_replication_controller_apis(api: client.ApiClient, ns: str) -> None:
     core = typed(client.CoreV1Api, api)
     name = f"frontend-{short()}"
@@ -413,7 +412,6 @@ def test_create_from_yaml_conflict_report_bytes(api: client.ApiClient, ns: str, 
         f'"details":{{"name":"{name}","kind":"services"}},"code":409}}\n')
 
 
-@xfail15(12, "v1 replicationcontrollers are not served yet")
 def test_create_from_multi_resource_yaml_with_rc(api: client.ApiClient, ns: str, tmp_path: Any) -> None:
     name = f"mock-{short()}"
     utils.create_from_yaml(api, _write(tmp_path, "multi.yaml", [service_manifest(name), rc_manifest(name)]),
@@ -422,7 +420,7 @@ def test_create_from_multi_resource_yaml_with_rc(api: client.ApiClient, ns: str,
     assert rc.spec.selector == {"app": name} and rc.spec.replicas == 2
 
 
-@xfail15(12, "apiregistration.k8s.io/v1 apiservices are not served yet (and point 4: the conflict report bytes)")
+@xfail15(4, "the conflict report differs from kube-apiserver's bytes (field order, trailing newline)")
 def test_create_apiservice_from_yaml_with_conflict(api: client.ApiClient, tmp_path: Any) -> None:
     name = "v1alpha1.wardle.k8s.io"
     body = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
@@ -494,7 +492,6 @@ def test_dynamic_configmap_apis_and_watch(dyn: dynamic.DynamicClient, ns: str) -
     assert cms.get(namespace=ns, pretty=True, label_selector="e2e-test=true").items == []
 
 
-@xfail15(12, "v1 replicationcontrollers are not served yet")
 def test_dynamic_replication_controller_apis(dyn: dynamic.DynamicClient, ns: str) -> None:
     rcs = dyn.resources.get(api_version="v1", kind="ReplicationController")
     name = f"frontend-{short()}"

@@ -243,3 +243,42 @@ async def test_etcd_component_status_is_the_store_health(tmp_path: Path) -> None
     with pytest.raises(StatusError) as missing:
         await componentstatus.get_status(store, "kubelet")
     assert (missing.value.code, missing.value.message) == (500, "Component not found: kubelet")
+
+
+async def test_limit_ranger_and_priority_admission_both_admit_a_pod_in_plugin_order(tmp_path: Path) -> None:
+    """Mutating admission runs kube-apiserver's plugins in order on the decoded, defaulted pod:
+    LimitRanger fills what the containers leave unset (a container's limits are already its
+    requests, so its defaultRequest does not apply), then Priority gives the global default
+    class; the QoS class the strategy derives follows what admission set."""
+    store = SqliteStore(str(tmp_path / "state.db"))
+    await store.start()
+    registry = Registry(store)
+    namespaces, limit_ranges = lookup("", "v1", "namespaces"), lookup("", "v1", "limitranges")
+    pods, classes = lookup("", "v1", "pods"), lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    assert namespaces is not None and limit_ranges is not None and pods is not None and classes is not None
+    try:
+        # No cache or index started: admission reads PriorityClasses and LimitRanges live.
+        await registry.create_object(namespaces, None, {"metadata": {"name": "ns"}}, manager="test")
+        await registry.create_object(limit_ranges, "ns", {"metadata": {"name": "lr"}, "spec": {"limits": [
+            {"type": "Container", "default": {"cpu": "500m"}, "defaultRequest": {"cpu": "100m"}}]}}, manager="test")
+        await registry.create_object(classes, None, pc("high", 1000, default=True, policy="Never"), manager="test")
+        unset = {"metadata": {"generateName": "p-"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+        limited = {"metadata": {"name": "q"}, "spec": {"containers": [
+            {"name": "c", "image": "i", "resources": {"limits": {"cpu": "200m"}}}]}}
+        for body, resources, qos in (
+            (unset, {"limits": {"cpu": "500m"}, "requests": {"cpu": "100m"}}, "Burstable"),
+            (limited, {"limits": {"cpu": "200m"}, "requests": {"cpu": "200m"}}, "Burstable"),
+        ):
+            created = await registry.create_object(pods, "ns", body, manager="test")
+            spec = created["spec"]
+            assert spec["containers"][0]["resources"] == resources
+            assert (spec["priorityClassName"], spec["priority"], spec["preemptionPolicy"]) == ("high", 1000, "Never")
+            assert created["status"]["qosClass"] == qos
+        # The first pod took both of the LimitRange's defaults; the second had nothing left unset.
+        assert created["metadata"].get("annotations") is None
+        first = next(p for p in await registry.list_objects(pods, "ns") if p["metadata"]["name"] != "q")
+        assert first["metadata"]["annotations"] == {
+            "kubernetes.io/limit-ranger": "LimitRanger plugin set: cpu request for container c; cpu limit for container c"
+        }
+    finally:
+        await store.close()

@@ -287,6 +287,48 @@ def test_kubectl_events_watch_reads_a_protobuf_stream(cluster: Cluster, namespac
         proc.wait(10)
 
 
+def _no_nulls(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _no_nulls(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_no_nulls(v) for v in obj]
+    return obj
+
+
+def test_protobuf_answers_keep_each_group_view_and_cover_the_added_kinds(cluster: Cluster, namespace: str) -> None:
+    """A core Event read through events.k8s.io/v1 in protobuf is that group's object (get, list,
+    watch), and the kinds served alongside (apiservices, flowcontrol, priorityclasses) answer in
+    protobuf the same objects as in JSON."""
+    from kubelite.api.protobuf import decode_envelope, decode_watch_frames
+
+    raw = Raw(cluster)
+    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "view"},
+             "involvedObject": {"kind": "Pod", "name": "foo", "namespace": namespace},
+             "reason": "Hello", "message": "seen through events.k8s.io", "type": "Normal", "count": 1,
+             "firstTimestamp": "2026-01-01T00:00:00Z", "lastTimestamp": "2026-01-01T00:00:00Z"}
+    assert raw.json("POST", f"/api/v1/namespaces/{namespace}/events", event)[0] == 201
+    path = f"/apis/events.k8s.io/v1/namespaces/{namespace}/events"
+    as_json = orjson.loads(_get(raw, f"{path}/view").data)
+    assert as_json["apiVersion"] == "events.k8s.io/v1" and as_json["note"] == "seen through events.k8s.io"
+    # The zero eventTime is JSON's null; protobuf has no null (a Go client gets nil or the zero
+    # time either way) and protobuf.py decodes it as absent.
+    as_json = _no_nulls(as_json)
+    got = _get(raw, f"{path}/view", CLIENT_GO_ACCEPT)
+    assert got.headers["Content-Type"] == PROTOBUF and decode_envelope(got.data) == as_json
+    listed = decode_envelope(_get(raw, path, CLIENT_GO_ACCEPT).data)
+    assert listed["apiVersion"] == "events.k8s.io/v1" and listed["kind"] == "EventList"
+    assert [i["note"] for i in listed["items"]] == ["seen through events.k8s.io"]
+    watched = _get(raw, f"{path}?watch=1&resourceVersion=0&timeoutSeconds=1", CLIENT_GO_ACCEPT)
+    assert ("ADDED", as_json) in decode_watch_frames(watched.data)
+    for kind_path in ("/apis/apiregistration.k8s.io/v1/apiservices/v1.apps",
+                      "/apis/flowcontrol.apiserver.k8s.io/v1/flowschemas/exempt",
+                      "/apis/flowcontrol.apiserver.k8s.io/v1/prioritylevelconfigurations/catch-all",
+                      "/apis/scheduling.k8s.io/v1/priorityclasses/system-node-critical"):
+        got = _get(raw, kind_path, CLIENT_GO_ACCEPT)
+        assert got.headers["Content-Type"] == PROTOBUF, kind_path
+        assert decode_envelope(got.data) == _no_nulls(orjson.loads(_get(raw, kind_path).data)), kind_path
+
+
 # ------------------------------------------------------------------ point 9: unconditional updates
 
 

@@ -282,3 +282,35 @@ async def test_limit_ranger_and_priority_admission_both_admit_a_pod_in_plugin_or
         }
     finally:
         await store.close()
+
+
+async def test_a_second_default_class_is_refused_by_validating_admission_after_validation(tmp_path: Path) -> None:
+    """Priority checks PriorityClasses in its Validate, which kube-apiserver runs after the
+    strategy's validation: an invalid second default is 422 Invalid, a valid one 403 Forbidden
+    (on create and on update alike)."""
+    store = SqliteStore(str(tmp_path / "state.db"))
+    await store.start()
+    registry = Registry(store)
+    classes = lookup("scheduling.k8s.io", "v1", "priorityclasses")
+    assert classes is not None
+    try:
+        await registry.create_object(classes, None, pc("d", 1, default=True), manager="test")
+        with pytest.raises(StatusError) as invalid:
+            await registry.create_object(classes, None, pc("e", 2_000_000_000, default=True), manager="test")
+        assert invalid.value.code == 422
+        with pytest.raises(StatusError) as forbidden:
+            await registry.create_object(classes, None, pc("e", 2, default=True), manager="test")
+        assert forbidden.value.code == 403
+        assert forbidden.value.message == ('priorityclasses.scheduling.k8s.io "e" is forbidden: PriorityClass d is '
+                                           "already marked as default. Only one default can exist")
+        await registry.create_object(classes, None, pc("f", 3), manager="test")
+
+        def make_default(obj: Obj) -> Obj:
+            obj["globalDefault"] = True
+            return obj
+
+        with pytest.raises(StatusError) as refused:
+            await registry.guaranteed_update(Target(classes, None, "f", None), make_default, manager="test")
+        assert refused.value.code == 403
+    finally:
+        await store.close()

@@ -25,7 +25,7 @@ import base64
 import contextlib
 import decimal
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -269,17 +269,24 @@ class Admission:
             limit_ranger_mutate(obj, lr)
         return orjson.dumps(obj) != before
 
-    async def validate(self, rt: ResourceType, namespace: str | None, obj: Obj, *, dry_run: bool) -> None:
-        """Validating admission of a create: LimitRanger's checks, then ResourceQuota's charge."""
-        if rt.group == "certificates.k8s.io" and rt.plural == "certificatesigningrequests":
-            certificate_subject_restriction(rt, obj)
-        if not rt.namespaced or not namespace:
-            return
-        if not rt.group and rt.plural == "pods" and self.limit_ranges.may_hold(namespace):
+    async def validate(
+        self, rt: ResourceType, namespace: str | None, obj: Obj, *, dry_run: bool,
+        before_quota: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """Validating admission of a create, in kube-apiserver's plugin order: LimitRanger's checks,
+        ``before_quota`` (the plugins between, the strategy's: Priority), CertificateSubjectRestriction,
+        then ResourceQuota's charge."""
+        if rt.namespaced and namespace and not rt.group and rt.plural == "pods" and self.limit_ranges.may_hold(namespace):
             for lr, _, _ in await self._list(LIMIT_RANGES_PREFIX, namespace):
                 problems = limit_ranger_validate(obj, lr)
                 if problems:
                     raise errors.forbidden_error(rt.plural, _name(obj), errors.aggregate(problems), rt.group)
+        if before_quota is not None:
+            await before_quota()
+        if rt.group == "certificates.k8s.io" and rt.plural == "certificatesigningrequests":
+            certificate_subject_restriction(rt, obj)
+        if not rt.namespaced or not namespace:
+            return
         if (rt.group, rt.plural) in QUOTA_IGNORED or not self.quotas.may_hold(namespace):
             return
         for _attempt in range(8):

@@ -27,6 +27,7 @@ import builtins
 import contextlib
 import copy
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -630,7 +631,10 @@ class Registry:
         if errs:
             raise self._invalid(rt, obj, errs)
         await self._ensure_namespace(rt, namespace, creating=True)
-        await self.admission.validate(rt, namespace, obj, dry_run=dry_run)
+        # Validating admission in kube-apiserver's plugin order: LimitRanger, Priority (the
+        # strategy's), CertificateSubjectRestriction, ResourceQuota last (it charges the quota).
+        await self.admission.validate(rt, namespace, obj, dry_run=dry_run, before_quota=functools.partial(
+            strat.admit_validating, obj, None, self))
         now = objects.now_rfc3339()
         if managed is not None:
             meta["managedFields"] = managed
@@ -731,6 +735,7 @@ class Registry:
                 raise self._invalid(rt, new, errs)
             if target.subresource is None and not internal:
                 await strat.admit(new, old, self)
+                await strat.admit_validating(new, old, self)
             if track_fields:
                 managedfields.update_managed_fields(
                     old, new, manager=manager, operation=operation, api_version=rt.api_version,

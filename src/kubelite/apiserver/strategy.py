@@ -111,11 +111,15 @@ class Strategy:
         return validation.validate(self.rt.group, self.rt.kind, obj, old)
 
     async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
-        """Admission that reads other objects (kube-apiserver's admission plugins): raises to refuse.
+        """Mutating admission that reads other objects (kube-apiserver's admission plugins): raises to refuse.
 
         Called for a create (``old`` None) before the strategy prepares the object, and for an
         update of the main resource after validation.
         """
+
+    async def admit_validating(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        """Validating admission that reads other objects: after the strategy's validation, for a
+        create and for an update of the main resource (an invalid object is 422, not 403)."""
 
     # Whether allocate() claims anything: only then must a create look before it leaps (an
     # existing object must not cost a claim and its rollback); other kinds let the store's
@@ -207,7 +211,8 @@ class PodStrategy(Strategy):
 
 
 class PriorityClassStrategy(Strategy):
-    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+    # Priority's Validate (not its Admit) looks at PriorityClasses: one global default at most.
+    async def admit_validating(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
         refusal = defaults.admit_priority_class(obj, await _priority_classes(objects, fresh=True),
                                                 creating=old is None)
         if refusal is not None:

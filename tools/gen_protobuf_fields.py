@@ -75,6 +75,19 @@ ROOTS = {
     ("v1", "LimitRange"): CORE + "LimitRange",
     ("v1", "ResourceQuota"): CORE + "ResourceQuota",
     ("certificates.k8s.io/v1", "CertificateSigningRequest"): "k8s.io.api.certificates.v1.CertificateSigningRequest",
+    ("v1", "ReplicationController"): CORE + "ReplicationController",
+    ("v1", "PodTemplate"): CORE + "PodTemplate",
+    ("v1", "ComponentStatus"): CORE + "ComponentStatus",
+    ("storage.k8s.io/v1", "CSIDriver"): "k8s.io.api.storage.v1.CSIDriver",
+    ("storage.k8s.io/v1", "CSINode"): "k8s.io.api.storage.v1.CSINode",
+    ("storage.k8s.io/v1", "CSIStorageCapacity"): "k8s.io.api.storage.v1.CSIStorageCapacity",
+    ("storage.k8s.io/v1", "VolumeAttachment"): "k8s.io.api.storage.v1.VolumeAttachment",
+    ("flowcontrol.apiserver.k8s.io/v1", "FlowSchema"): "k8s.io.api.flowcontrol.v1.FlowSchema",
+    (
+        "flowcontrol.apiserver.k8s.io/v1",
+        "PriorityLevelConfiguration",
+    ): "k8s.io.api.flowcontrol.v1.PriorityLevelConfiguration",
+    ("apiregistration.k8s.io/v1", "APIService"): "k8s.io.kube_aggregator.pkg.apis.apiregistration.v1.APIService",
     ("authentication.k8s.io/v1", "TokenRequest"): "k8s.io.api.authentication.v1.TokenRequest",
     ("authentication.k8s.io/v1", "SelfSubjectReview"): "k8s.io.api.authentication.v1.SelfSubjectReview",
     (
@@ -223,6 +236,32 @@ POINTERS: dict[str, list[str]] = {
     "k8s.io.api.policy.v1.PodDisruptionBudgetSpec": ["unhealthyPodEvictionPolicy"],
     "k8s.io.api.scheduling.v1.PriorityClass": ["preemptionPolicy"],
     "k8s.io.api.certificates.v1.CertificateSigningRequestSpec": ["expirationSeconds"],
+    CORE + "ReplicationControllerSpec": ["replicas"],
+    CORE + "PersistentVolumeSpec": ["volumeMode", "volumeAttributesClassName"],
+    CORE + "AzureFilePersistentVolumeSource": ["secretNamespace"],
+    CORE + "GlusterfsPersistentVolumeSource": ["endpointsNamespace"],
+    CORE + "ISCSIPersistentVolumeSource": ["initiatorName"],
+    CORE + "LocalVolumeSource": ["fsType"],
+    "k8s.io.api.storage.v1.CSIDriverSpec": [
+        "attachRequired",
+        "podInfoOnMount",
+        "storageCapacity",
+        "fsGroupPolicy",
+        "requiresRepublish",
+        "seLinuxMount",
+        "nodeAllocatableUpdatePeriodSeconds",
+    ],
+    "k8s.io.api.storage.v1.TokenRequest": ["expirationSeconds"],
+    "k8s.io.api.storage.v1.VolumeAttachmentSource": ["persistentVolumeName"],
+    "k8s.io.api.storage.v1.VolumeError": ["errorCode"],
+    "k8s.io.api.storage.v1.VolumeNodeResources": ["count"],
+    "k8s.io.api.flowcontrol.v1.LimitedPriorityLevelConfiguration": [
+        "nominalConcurrencyShares",
+        "lendablePercent",
+        "borrowingLimitPercent",
+    ],
+    "k8s.io.api.flowcontrol.v1.ExemptPriorityLevelConfiguration": ["nominalConcurrencyShares", "lendablePercent"],
+    "k8s.io.kube_aggregator.pkg.apis.apiregistration.v1.ServiceReference": ["port"],
 }
 
 _FIELD = re.compile(r"^(optional|repeated)\s+([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;$")
@@ -263,7 +302,9 @@ def parse(text: str) -> dict[str, list[tuple[str, str, str, int]]]:
 
 
 def _definition(message: str) -> dict[str, Any]:
-    d: dict[str, Any] = schema.definitions().get("io.k8s." + message.removeprefix("k8s.io."), {})
+    # The proto package k8s.io.kube_aggregator is the OpenAPI's io.k8s.kube-aggregator.
+    name = "io.k8s." + message.removeprefix("k8s.io.").replace("kube_aggregator.", "kube-aggregator.", 1)
+    d: dict[str, Any] = schema.definitions().get(name, {})
     return d
 
 

@@ -153,19 +153,20 @@ class StatusError(Exception):
         super().__init__(self.message)
 
     def status(self) -> dict[str, Any]:
+        # The order of metav1.Status' Go fields, which its JSON follows: clients that compare
+        # an error body byte for byte with a real server's see the same bytes.
         st: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
             "status": "Failure",
             "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
         }
-        if not self.reason:  # Kubernetes omits an empty reason (omitempty)
-            del st["reason"]
-        if self.details:
+        if self.reason:  # Kubernetes omits an empty reason (omitempty)
+            st["reason"] = self.reason
+        if self.details is not None:  # a generic 404 has "details":{}, a BadRequest none
             st["details"] = self.details
+        st["code"] = self.code
         return st
 
 

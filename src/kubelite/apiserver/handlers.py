@@ -70,12 +70,45 @@ Handler = Callable[[web.Request, Target], Awaitable[web.StreamResponse]]
 
 
 def json_response(body: Any, status: int = 200, headers: Any = None) -> web.Response:
+    # kube-apiserver encodes every object with Go's json.Encoder (its streaming list encoder
+    # too), which ends each one with a newline: clients that compare bodies see the same bytes.
     data = body if isinstance(body, bytes) else orjson.dumps(body)
-    return web.Response(body=data, status=status, content_type=JSON, headers=headers)
+    return web.Response(body=data + b"\n", status=status, content_type=JSON, headers=headers)
 
 
-def status_response(err: StatusError) -> web.Response:
+def status_response(err: StatusError, request: web.Request | None = None) -> web.Response:
+    if request is not None:
+        return object_response(request, err.status(), err.code, err.headers or None)
     return json_response(err.status(), err.code, err.headers or None)
+
+
+def wants_protobuf(request: web.Request) -> bool:
+    """Whether the client prefers protobuf: it comes before any JSON in its Accept.
+
+    client-go's typed clients ask for ``application/vnd.kubernetes.protobuf,
+    application/json``; Tables and metadata-only answers (``as=``) stay JSON.
+    """
+    for p in _accept_params(request.headers.get("Accept", "")):
+        if p["type"] == PROTOBUF and "as" not in p:
+            return True
+        if p["type"] in ("application/json", "application/yaml", "*/*", "application/*"):
+            return False
+    return False
+
+
+def object_response(request: web.Request, body: Any, status: int = 200, headers: Any = None) -> web.Response:
+    """An object in the encoding the client prefers: protobuf, as kube-apiserver answers a
+    client that asks for it first (errors' Status too), or JSON. A kind without a wire table,
+    or a value that does not fit one, is answered in JSON, which every client also reads."""
+    if wants_protobuf(request):
+        obj = orjson.loads(body) if isinstance(body, bytes) else body
+        try:
+            data = protobuf.encode_envelope(obj)
+        except protobuf.ProtobufError as e:
+            log.debug("answering %s in JSON: %s", request.path, e)
+        else:
+            return web.Response(body=data, status=status, content_type=PROTOBUF, headers=headers)
+    return json_response(body, status, headers)
 
 
 
@@ -242,12 +275,13 @@ class RestHandlers:
             obj = await componentstatus.get_status(store, target.name)
             if wants_table(request):
                 return json_response(self._table(request, target, [obj], ""), headers=warn)
-            return json_response(obj, headers=warn)
+            return object_response(request, obj, headers=warn)
         flt = Filter(target.rt, request.query)
         items = [o for o in await componentstatus.list_statuses(store) if flt.matches(o)]
         if wants_table(request):
             return json_response(self._table(request, target, items, ""), headers=warn)
-        return json_response(
+        return object_response(
+            request,
             {"kind": target.rt.list_kind, "apiVersion": target.rt.api_version, "metadata": {}, "items": items},
             headers=warn,
         )
@@ -260,7 +294,7 @@ class RestHandlers:
             return json_response(self._table(request, target, [obj], obj["metadata"]["resourceVersion"]))
         if wants_partial_metadata(request):
             return json_response(_partial(obj))
-        return json_response(object_bytes(kv, target.rt))
+        return object_response(request, object_bytes(kv, target.rt))
 
     def _table(
         self, request: web.Request, target: Target, objs: builtins.list[dict[str, Any]], rv: str, cont: str = ""
@@ -306,7 +340,7 @@ class RestHandlers:
             )
         head = orjson.dumps({"kind": rt.list_kind, "apiVersion": rt.api_version, "metadata": list_meta})
         body = b"".join((head[:-1], b',"items":[', b",".join([object_bytes(kv, rt) for kv in page.kvs]), b"]}"))
-        return json_response(body)
+        return object_response(request, body)
 
     # -- watch
 
@@ -333,9 +367,13 @@ class RestHandlers:
         except ValueError:
             raise errors.bad_request(f'invalid resource version "{rv_param}"') from None
         table = wants_table(request)
+        # Protobuf frames for a client that prefers them, as kube-apiserver streams them; a
+        # kind without a wire table is watched in JSON, which client-go reads too.
+        proto = not table and wants_protobuf(request) and protobuf.response_message_for(rt.api_version, rt.kind) is not None
         prefix = rt.key_prefix(target.namespace)
 
-        resp = web.StreamResponse(headers={"Content-Type": JSON, "Cache-Control": "no-cache"})
+        ctype = protobuf.WATCH_CONTENT_TYPE if proto else JSON
+        resp = web.StreamResponse(headers={"Content-Type": ctype, "Cache-Control": "no-cache"})
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         task = asyncio.current_task()
@@ -354,9 +392,12 @@ class RestHandlers:
                     t["columnDefinitions"] = []
                 first_table[0] = False
                 obj = t
+            if proto:
+                return protobuf.encode_watch_event(ev_type, obj)
             return orjson.dumps({"type": ev_type, "object": obj}) + b"\n"
 
-        everything = name_filter is None and flt.trivial and not table
+        everything = name_filter is None and flt.trivial and not table and not proto
+        per_watcher = table or proto  # lines not shared through the JSON line cache
 
         def visible(obj: dict[str, Any]) -> bool:
             if name_filter is not None and obj.get("metadata", {}).get("name") != name_filter:
@@ -411,16 +452,16 @@ class RestHandlers:
                             new = self._decoded(ev.kv, rt)
                             if ev.type == "DELETED":
                                 if visible(new):
-                                    lines.append(self._event_line(ev.kv, rt, "DELETED", new, encode, table))
+                                    lines.append(self._event_line(ev.kv, rt, "DELETED", new, encode, per_watcher))
                                 continue
                             now_in = visible(new)
                             was_in = ev.prev is not None and visible(self._decoded(ev.prev, rt))
                             if now_in and (ev.type == "ADDED" or not was_in):
-                                lines.append(self._event_line(ev.kv, rt, "ADDED", new, encode, table))
+                                lines.append(self._event_line(ev.kv, rt, "ADDED", new, encode, per_watcher))
                             elif now_in:
-                                lines.append(self._event_line(ev.kv, rt, "MODIFIED", new, encode, table))
+                                lines.append(self._event_line(ev.kv, rt, "MODIFIED", new, encode, per_watcher))
                             elif was_in:
-                                lines.append(self._event_line(ev.kv, rt, "DELETED", new, encode, table))
+                                lines.append(self._event_line(ev.kv, rt, "DELETED", new, encode, per_watcher))
                         last_rev[0] = batch.revision
                         if lines:
                             await resp.write(lines[0] if len(lines) == 1 else b"".join(lines))
@@ -431,7 +472,10 @@ class RestHandlers:
                     bookmarker.cancel()
         except CompactedError as e:
             err = errors.gone(f"too old resource version: {e.requested} ({e.compacted})")
-            await resp.write(orjson.dumps({"type": "ERROR", "object": err.status()}) + b"\n")
+            await resp.write(encode("ERROR", err.status()))
+        except protobuf.ProtobufError as e:
+            # An object our wire tables cannot carry: end the stream rather than skip an event.
+            log.warning("closing protobuf watch on %s: %s", prefix, e)
         except StoreError as e:
             # A watcher too slow to keep up: end the stream, the client re-watches from its last RV.
             log.info("closing watch on %s: %s", prefix, e)
@@ -549,14 +593,14 @@ class RestHandlers:
             target, obj, manager=self._field_manager(request), dry_run=dry_run, requester=request.get(USER_KEY)
         )
         body = object_bytes(created, target.rt) if isinstance(created, KeyValue) else created
-        return json_response(body, 201, _warning_headers(warnings))
+        return object_response(request, body, 201, _warning_headers(warnings))
 
     async def update(self, request: web.Request, target: Target) -> web.StreamResponse:
         obj, warnings = self._decode_object(request, target.rt, await read_body(request))
         manager = self._field_manager(request)
         dry_run = _dry_run(request.query)
         result, created = await self.registry.update(target, obj, manager=manager, dry_run=dry_run)
-        return json_response(result, 201 if created else 200, _warning_headers(warnings))
+        return object_response(request, result, 201 if created else 200, _warning_headers(warnings))
 
     async def patch(self, request: web.Request, target: Target) -> web.StreamResponse:
         ctype = request.content_type.lower()
@@ -585,7 +629,7 @@ class RestHandlers:
             target, ptype, patch, manager=self._field_manager(request),
             directive=self._validation_directive(request), dry_run=dry_run,
         )
-        return json_response(result, 200, _warning_headers(warnings))
+        return object_response(request, result, 200, _warning_headers(warnings))
 
     async def _apply(
         self, request: web.Request, target: Target, applied: dict[str, Any], dry_run: bool
@@ -602,17 +646,16 @@ class RestHandlers:
         result, created = await self.registry.apply(
             target, applied, manager=manager, force=force, dry_run=dry_run, requester=request.get(USER_KEY)
         )
-        return json_response(result, 201 if created else 200, _warning_headers(warnings))
+        return object_response(request, result, 201 if created else 200, _warning_headers(warnings))
 
     # -- subresources
 
     async def scale(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``deployments/scale`` and ``replicasets/scale``: the autoscaling/v1 Scale view of replicas."""
         if request.method == "GET":
-            return json_response(await self.registry.get_scale(target))
-        raw = await read_body(request)
+            return object_response(request, await self.registry.get_scale(target))
         ctype = request.content_type.lower()
-        body = parse_body(raw, "application/yaml" if ctype.endswith("yaml") else JSON)
+        body = await self._decoded_body(request)
         if not isinstance(body, (dict, list)):
             raise errors.bad_request("the body of the request must be a Scale object or a patch")
 
@@ -628,26 +671,28 @@ class RestHandlers:
             target, wanted_of, manager=self._field_manager(request), precondition_rv=rv or None,
             dry_run=_dry_run(request.query),
         )
-        return json_response(result)
+        return object_response(request, result)
 
     async def bind(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``pods/<name>/binding``: the scheduler's way to set spec.nodeName, once."""
-        body = parse_body(await read_body(request), request.content_type or JSON)
+        body = await self._decoded_body(request)
         if not isinstance(body, dict):
             raise errors.bad_request("a Binding with a target is required")
         await self.registry.bind(target, body, manager=self._field_manager(request))
-        return json_response({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+        return object_response(request, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
 
     async def _decoded_body(self, request: web.Request) -> Any:
         """A subresource's body: JSON, YAML or (kubectl's typed clients) protobuf."""
-        raw = await read_body(request)
-        ctype = request.content_type.lower()
+        return self._parse_any(await read_body(request), request.content_type.lower())
+
+    @staticmethod
+    def _parse_any(raw: bytes, ctype: str) -> Any:
         if ctype == PROTOBUF:
             try:
                 return protobuf.decode_envelope(raw)
             except protobuf.ProtobufError as e:
                 raise errors.bad_request(f"the body of the request could not be decoded as protobuf: {e}") from None
-        return parse_body(raw, ctype or JSON)
+        return parse_body(raw, "application/yaml" if ctype.endswith("yaml") else JSON)
 
     async def token_request(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``serviceaccounts/<name>/token``: a TokenRequest answered with a signed, bound token."""
@@ -657,13 +702,13 @@ class RestHandlers:
         body = await self._decoded_body(request)
         if not isinstance(body, dict):
             raise errors.bad_request("a TokenRequest is required")
-        return json_response(await self.registry.create_token(target, body), 201)
+        return object_response(request, await self.registry.create_token(target, body), 201)
 
     async def evict(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``pods/<name>/eviction``: a policy/v1 (or v1beta1) Eviction, answered as eviction.go does."""
         body = check_eviction_body(await self._decoded_body(request))
         result = await self.registry.evict(target, body, dry_run=_dry_run(request.query))
-        return json_response(result, int(result["code"]))
+        return object_response(request, result, int(result["code"]))
 
     # -- deletes
 
@@ -671,7 +716,8 @@ class RestHandlers:
         opts: dict[str, Any] = {}
         raw = await read_body(request)
         if raw.strip():
-            body = parse_body(raw, request.content_type or JSON)
+            # client-go sends its DeleteOptions as protobuf for built-in kinds.
+            body = self._parse_any(raw, request.content_type.lower())
             if not isinstance(body, dict):
                 raise errors.bad_request("DeleteOptions must be an object")
             opts.update(body)
@@ -698,12 +744,12 @@ class RestHandlers:
     async def delete(self, request: web.Request, target: Target) -> web.StreamResponse:
         opts = await self._delete_options(request)
         obj, status = await self.registry.delete_object(target, opts)
-        return json_response(obj, status)
+        return object_response(request, obj, status)
 
     async def delete_collection(self, request: web.Request, target: Target) -> web.StreamResponse:
         flt = Filter(target.rt, request.query)
         opts = await self._delete_options(request)
-        return json_response(await self.registry.delete_collection(target, flt, opts))
+        return object_response(request, await self.registry.delete_collection(target, flt, opts))
 
 
 def _bookmark(rt: ResourceType, rev: int, initial_end: bool = False) -> dict[str, Any]:

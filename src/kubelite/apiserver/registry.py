@@ -703,8 +703,10 @@ class Registry:
             if client_rv:
                 if client_rv != old["metadata"]["resourceVersion"]:
                     raise errors.conflict(rt.plural, target.name, group=rt.group)
-            elif not strat.allow_unconditional_update:
-                raise errors.invalid_error(rt.kind, target.name, [errors.required("metadata.resourceVersion", "must be specified for an update")], rt.group)
+            elif not nmeta.get("resourceVersion"):
+                # An unconditional update (the store's doUnconditionalUpdate): the object takes
+                # the stored resourceVersion before it is validated, as if the client had sent it.
+                nmeta["resourceVersion"] = old["metadata"]["resourceVersion"]
             if nmeta.get("name") not in (None, target.name):
                 raise errors.bad_request(
                     f"the name of the object ({nmeta.get('name')}) does not match the name on the URL ({target.name})"
@@ -813,9 +815,13 @@ class Registry:
                     del new["metadata"]["managedFields"]
                 return new
 
+        client_rv = obj["metadata"].get("resourceVersion") or None
+        if client_rv is None and not strat.allow_unconditional_update and target.subresource != "finalize":
+            await self.get(target)  # a missing object is a 404 before this 422
+            raise unconditional_update_refused(rt, target.name or "")
         return await self.guaranteed_update(
             target, compute, manager=manager, dry_run=dry_run, create_missing=create_missing,
-            precondition_rv=obj["metadata"].get("resourceVersion") or None,
+            precondition_rv=client_rv,
         )
 
     async def patch(
@@ -1124,6 +1130,23 @@ class Registry:
             deleted.append(out)
         return {"kind": rt.list_kind, "apiVersion": rt.api_version,
                 "metadata": {"resourceVersion": str(self.store.revision)}, "items": deleted}
+
+
+def unconditional_update_refused(rt: ResourceType, name: str) -> StatusError:
+    """The store's answer to a PUT without resourceVersion for a kind whose strategy forbids one.
+
+    It names the resource, not the kind (``leases.coordination.k8s.io``), and shows the
+    resourceVersion as the uint64 zero it parsed, which Go's ``%#v`` prints ``0x0``.
+    """
+    err = _RawValueError(errors.ErrorType.INVALID, "metadata.resourceVersion", "0x0", "must be specified for an update")
+    return errors.invalid_error(rt.plural, name, [err], rt.group)
+
+
+class _RawValueError(errors.FieldError):
+    """A field error whose value is already printed as Go prints it (unquoted)."""
+
+    def body(self) -> str:
+        return f"{self.type.text}: {self.value}" + (f": {self.detail}" if self.detail else "")
 
 
 def scale_of(obj: Obj) -> Obj:

@@ -93,7 +93,9 @@ class APIServer:
         )
         self.ready = False
         self._runner: web.AppRunner | None = None
-        self._version = orjson.dumps(version_info())
+        # kube-apiserver writes /version with json.MarshalIndent (two spaces, no final newline),
+        # not with its object serializer.
+        self._version = orjson.dumps(version_info(), option=orjson.OPT_INDENT_2)
         self.app = self._build_app()
 
     # ------------------------------------------------------------------ app
@@ -101,14 +103,19 @@ class APIServer:
     def _build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._middleware], client_max_size=4 * 1024 * 1024)
         r = app.router
-        r.add_get("/version", self._version_handler)
+        # Trailing slashes as kube-apiserver routes them: go-restful 3.11 (CurlyRouter, whose
+        # tokenizer trims every trailing slash) serves /version, /api, /api/v1, /apis/GROUP and
+        # /apis/GROUP/VERSION with any number of them (the last two in _resource; resource
+        # paths ignore them in parse_path); /apis itself is matched by exact path, with one
+        # slash or none; the health endpoints are exact paths of a plain mux.
+        r.add_get("/version{_:/*}", self._version_handler)
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
             r.add_get(path + "/{check:.*}", self._health)
-        r.add_get("/api", self._api)
-        r.add_get("/apis", self._apis)
+        r.add_get("/api{_:/*}", self._api)
+        r.add_get("/apis{_:/?}", self._apis)
         r.add_get("/api/v1", self._resource_list)
-        r.add_get("/apis/{group}", self._group)
+        r.add_get("/apis/{group}{_:/*}", self._group)
         r.add_get("/apis/{group}/{version}", self._resource_list)
         r.add_get("/openapi/v2", self._openapi_v2)
         r.add_get("/openapi/v3", self._openapi_index)
@@ -127,22 +134,22 @@ class APIServer:
             resp: web.StreamResponse = await handler(request)
             return resp
         except StatusError as e:
-            return status_response(e)
+            return status_response(e, request)
         except web.HTTPException as e:
             if e.status == 404:
                 return status_response(
-                    StatusError(404, "NotFound", "the server could not find the requested resource", {})
+                    StatusError(404, "NotFound", "the server could not find the requested resource", {}), request
                 )
             if e.status == 405:
-                return status_response(errors.method_not_allowed())
+                return status_response(errors.method_not_allowed(), request)
             if e.status == 413:
-                return status_response(errors.too_large())
+                return status_response(errors.too_large(), request)
             raise
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as e:  # a bug: report it, keep serving
             log.exception("internal error serving %s %s", request.method, request.path)
-            return status_response(errors.internal_error(f"{type(e).__name__}: {e}"))
+            return status_response(errors.internal_error(f"{type(e).__name__}: {e}"), request)
 
     def _authenticate(self, request: web.Request) -> User | None:
         transport = request.transport
@@ -160,7 +167,7 @@ class APIServer:
     # ------------------------------------------------------------------ plain endpoints
 
     async def _version_handler(self, request: web.Request) -> web.Response:
-        return json_response(self._version)
+        return web.Response(body=self._version, content_type=JSON)
 
     def health_checks(self, path: str) -> list[healthz.Check]:
         """The checks of ``/healthz``, ``/livez`` or ``/readyz`` (kube-apiserver's names where it has them)."""
@@ -181,9 +188,10 @@ class APIServer:
         return checks
 
     async def _health(self, request: web.Request) -> web.Response:
-        path, _, check = request.path.strip("/").partition("/")
+        # Exact paths, as kube-apiserver's mux has them: /healthz/ and /livez/ping/ are 404s.
+        path, sep, check = request.path[1:].partition("/")
         checks = self.health_checks(path)
-        if check:
+        if sep:
             answer = await healthz.single(checks, check)
             if answer is None:
                 raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
@@ -196,7 +204,7 @@ class APIServer:
         agg = discovery.aggregated_version_wanted(request.headers.get("Accept", ""))
         if agg:
             return web.Response(
-                body=discovery.aggregated(True, agg),
+                body=discovery.aggregated(True, agg) + b"\n",  # the serializer's newline, as every object
                 headers={"Content-Type": f"application/json;g=apidiscovery.k8s.io;v={agg};as=APIGroupDiscoveryList"},
             )
         return json_response(discovery.api_versions(f"{self.config.host}:{self.config.port}"))
@@ -205,7 +213,7 @@ class APIServer:
         agg = discovery.aggregated_version_wanted(request.headers.get("Accept", ""))
         if agg:
             return web.Response(
-                body=discovery.aggregated(False, agg),
+                body=discovery.aggregated(False, agg) + b"\n",  # the serializer's newline, as every object
                 headers={"Content-Type": f"application/json;g=apidiscovery.k8s.io;v={agg};as=APIGroupDiscoveryList"},
             )
         return json_response(discovery.api_group_list())
@@ -232,7 +240,8 @@ class APIServer:
         )
 
     async def _openapi_index(self, request: web.Request) -> web.Response:
-        return json_response(openapi.v3_index())
+        # kube-openapi marshals its discovery document without the serializer's final newline.
+        return web.Response(body=orjson.dumps(openapi.v3_index()), content_type=JSON)
 
     async def _openapi_doc(self, request: web.Request) -> web.Response:
         doc = openapi.v3_document(request.match_info["path"])
@@ -246,6 +255,10 @@ class APIServer:
         return web.Response(body=body, content_type=JSON, headers=headers)
 
     async def _resource(self, request: web.Request) -> web.StreamResponse:
+        if not request.match_info["tail"].strip("/"):  # /api/v1/, /apis/GROUP/VERSION//: discovery
+            if request.method != "GET":
+                raise errors.method_not_allowed()
+            return await self._resource_list(request)
         target = parse_path(request.path)
         if target is None:
             raise StatusError(404, "NotFound", "the server could not find the requested resource", {})

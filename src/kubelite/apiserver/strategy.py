@@ -10,10 +10,12 @@ same: the REST handlers are generic, and everything kind-specific sits behind
 from __future__ import annotations
 
 import base64
+import copy
+import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kubelite.api import defaults, errors, timeutil, validation
+from kubelite.api import defaults, errors, protobuf, schema, timeutil, validation
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.resource import pod_qos_class
@@ -38,6 +40,9 @@ class Strategy:
     """The default behaviour: generic metadata rules and the kind's validation."""
 
     allow_create_on_update = False
+    # AllowUnconditionalUpdate(): whether a PUT without metadata.resourceVersion overwrites
+    # whatever is stored (true for most kinds in pkg/registry; Lease and PodDisruptionBudget
+    # refuse, as their strategies there do).
     allow_unconditional_update = True
     # metadata.generation exists only for kinds whose strategy maintains it (workloads and
     # EndpointSlices here; a ConfigMap has none, as on a real cluster).
@@ -47,10 +52,21 @@ class Strategy:
         self.rt = rt
         self.has_status = "status" in rt.subresources
         self.services = services
+        self.empty_status = empty_status(rt.group, rt.version, rt.kind)
 
     def defaults(self, obj: dict[str, Any]) -> None:
         """Fill defaults in place (the API's defaulting functions)."""
         defaults.apply_defaults(self.rt.group, self.rt.kind, obj)
+        self.fill_status(obj)
+
+    def fill_status(self, obj: dict[str, Any]) -> None:
+        """An absent status is the Go struct's zero value, as kube-apiserver stores and serves it.
+
+        A Deployment created without status comes back with ``"status":{}`` (clients read
+        ``obj.status`` right after a create); a ConfigMap, whose Go type has no Status, has none.
+        """
+        if self.empty_status is not None and obj.get("status") is None:
+            obj["status"] = copy.deepcopy(self.empty_status)
 
     def prepare_create(self, obj: dict[str, Any]) -> None:
         """Reset what a client may not set at creation (beyond the generic metadata)."""
@@ -116,6 +132,48 @@ class Strategy:
 
     async def release(self, new: dict[str, Any] | None, old: dict[str, Any]) -> None:
         """After a stored update (or a delete, ``new=None``): give back what is no longer used."""
+
+
+# Status fields (and fields within them) that are Go structs, not pointers: encoding/json
+# writes them even when zero, whatever their omitempty, and the OpenAPI schema cannot tell
+# them from pointers. Keyed by definition name.
+_STRUCT_FIELDS: dict[str, tuple[str, ...]] = {
+    "io.k8s.api.core.v1.NodeStatus": ("daemonEndpoints", "nodeInfo"),
+    "io.k8s.api.core.v1.NodeDaemonEndpoints": ("kubeletEndpoint",),
+    "io.k8s.api.core.v1.ServiceStatus": ("loadBalancer",),
+}
+_ZEROS = {"integer": 0, "number": 0, "string": "", "boolean": False}
+
+
+@functools.cache
+def empty_status(group: str, version: str, kind: str) -> dict[str, Any] | None:
+    """The JSON of a kind's zero Status struct, None for kinds without a status field.
+
+    Derived from the schema: fields without omitempty (the schema's ``required``) keep their
+    zero, struct fields (_STRUCT_FIELDS) are written as their own zero, the rest is omitted.
+    """
+    kind_schema = schema.schema_for(group, version, kind)
+    prop = ((kind_schema or {}).get("properties") or {}).get("status")
+    if prop is None:
+        return None
+    return _zero_struct(prop)
+
+
+def _zero_struct(node: dict[str, Any]) -> dict[str, Any]:
+    ref = node.get("$ref") or ((node.get("allOf") or [{}])[0].get("$ref") if len(node.get("allOf") or []) == 1 else None)
+    name = ref[len(schema.REF_PREFIX):] if isinstance(ref, str) else ""
+    target = schema.deref(node)
+    props = target.get("properties") or {}
+    out: dict[str, Any] = {}
+    # Go writes a struct's fields in declaration order, which the protobuf field numbers follow.
+    numbered = protobuf.field_order("k8s.io." + name.removeprefix("io.k8s.")) if name else []
+    for field in sorted(props, key=lambda f: numbered.index(f) if f in numbered else len(numbered)):
+        sub = schema.deref(props[field])
+        if field in _STRUCT_FIELDS.get(name, ()):
+            out[field] = _zero_struct(props[field])
+        elif field in (target.get("required") or ()) and sub.get("type") in _ZEROS:
+            out[field] = _ZEROS[sub["type"]]
+    return out
 
 
 class NamespaceStrategy(Strategy):
@@ -226,9 +284,14 @@ class PodDisruptionBudgetStrategy(Strategy):
     """A budget starts with an empty status (zeros are not omitted in policy/v1) at generation 1."""
 
     tracks_generation = True
+    allow_unconditional_update = False
 
     def prepare_create(self, obj: dict[str, Any]) -> None:
         obj["status"] = {"disruptionsAllowed": 0, "currentHealthy": 0, "desiredHealthy": 0, "expectedPods": 0}
+
+
+class LeaseStrategy(Strategy):
+    allow_unconditional_update = False
 
 
 class ResourceQuotaStrategy(Strategy):
@@ -336,6 +399,7 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Event"): EventStrategy,
     ("", "Endpoints"): EndpointsStrategy,
     ("policy", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,
+    ("coordination.k8s.io", "Lease"): LeaseStrategy,
     ("", "ReplicationController"): ReplicationControllerStrategy,
     # podtemplate/strategy.go: generation 1, moved by any change of the template.
     ("", "PodTemplate"): GenerationStrategy,

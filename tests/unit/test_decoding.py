@@ -521,3 +521,10 @@ def test_path_segments() -> None:
         with pytest.raises(StatusError) as err:
             check_path_segments("default", bad)
         assert err.value.code == 400
+
+
+def test_json_nested_deeper_than_the_store_writes_is_a_400() -> None:
+    body = b'{"metadata":{"name":"x","managedFields":[{"fieldsV1":' + b'{"a":' * 300 + b"1" + b"}" * 300 + b"}]}}"
+    with pytest.raises(StatusError) as err:
+        decode("", "v1", "ConfigMap", body)
+    assert err.value.code == 400

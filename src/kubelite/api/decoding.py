@@ -515,7 +515,11 @@ def decode(group: str, version: str, kind: str, body: bytes) -> tuple[Any, Decod
     if root is None:
         raise LookupError(f"no schema for {group}/{version} {kind}")
     obj = orjson.loads(body)
-    if may_have_duplicate_keys(body, obj):
+    try:
+        duplicates = may_have_duplicate_keys(body, obj)
+    except orjson.JSONEncodeError as e:  # nested deeper than orjson writes (the store could not keep it)
+        raise bad_request(f"the object could not be encoded: {e}") from None
+    if duplicates:
         result = _run(root, json.loads(body, object_pairs_hook=_Pairs))
         if result.unknown_fields and result.type_error is None:
             # The pairs' walk found them; the dicts to drop them from are obj's.

@@ -10,11 +10,15 @@ import pytest
 from kubelite.api.decoding import (
     DecodeResult,
     StrictError,
+    bounded,
     check,
+    check_path_segments,
     decode,
     enforce,
+    enforce_body,
     enforce_patched,
     may_have_duplicate_keys,
+    resource_version,
     strict_decoding_error,
 )
 from kubelite.api.errors import StatusError
@@ -399,3 +403,128 @@ def test_patched_objects() -> None:
         ' "" is invalid: patch: Invalid value: "{\\"data\\":{\\"a\\":1}}": json: cannot unmarshal number '
         "into Go struct field ConfigMap.data of type string"
     )
+
+
+# --- unknown fields are dropped; subresource bodies; parameters (issue 20) -----------------
+
+
+@pytest.mark.parametrize("directive", ["Warn", "Ignore"])
+def test_unknown_fields_are_dropped_unless_refused(directive: str) -> None:
+    pod = {"metadata": {"name": "p", "x": 1}, "foo": {"bar": 1},
+           "spec": {"containers": [{"name": "c", "image": "i", "bogus": True}], "nodeSelector": {"keep": "me"}}}
+    warnings = enforce(check("", "v1", "Pod", pod), directive, body_kind="Pod", body_version="v1", kind="Pod")
+    assert pod == {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}], "nodeSelector": {"keep": "me"}}}
+    expected = ['unknown field "metadata.x"', 'unknown field "foo"', 'unknown field "spec.containers[0].bogus"']
+    assert sorted(warnings) == (sorted(expected) if directive == "Warn" else [])
+
+
+def test_strict_keeps_the_body_and_refuses() -> None:
+    cm = {"metadata": {"name": "c"}, "foo": 1}
+    with pytest.raises(StatusError):
+        enforce(check("", "v1", "ConfigMap", cm), "Strict", body_kind="ConfigMap", body_version="v1", kind="ConfigMap")
+    assert cm == {"metadata": {"name": "c"}, "foo": 1}
+
+
+def test_raw_fields_keep_what_they_hold() -> None:
+    cm: dict[str, Any] = {"metadata": {"name": "c", "managedFields": [{"fieldsV1": {"f:anything": {}}, "manager": "m"}]}}
+    assert enforce(check("", "v1", "ConfigMap", cm), "Warn", body_kind="ConfigMap", body_version="v1", kind="ConfigMap") == []
+    assert cm["metadata"]["managedFields"][0]["fieldsV1"] == {"f:anything": {}}
+
+
+def test_decode_with_duplicates_drops_unknown_fields_of_the_parsed_object() -> None:
+    obj, result = decode("", "v1", "ConfigMap", b'{"metadata": {"name": "a", "name": "b"}, "foo": 1, "foo": 2}')
+    assert result.duplicate_fields == ["metadata.name"] and result.unknown_fields == ["foo"]
+    enforce(result, "Warn", body_kind="ConfigMap", body_version="v1", kind="ConfigMap")
+    assert obj == {"metadata": {"name": "b"}}
+
+
+def test_patched_objects_lose_unknown_fields_and_are_bounded() -> None:
+    patched: dict[str, Any] = {"data": {}, "dta": {}}
+    assert enforce_patched(check("", "v1", "ConfigMap", patched), "Warn", patched) == ['unknown field "dta"']
+    assert patched == {"data": {}}
+    big = {"data": {f"k{i}": "v" * 1000 for i in range(4000)}}
+    with pytest.raises(StatusError) as err:
+        enforce_patched(check("", "v1", "ConfigMap", big), "Warn", big)
+    assert (err.value.code, err.value.reason) == (413, "RequestEntityTooLarge")
+
+
+def test_bounded() -> None:
+    shared = ["v" * 1000] * 1000
+    assert bounded({"a": shared}) == {"a": shared}
+    with pytest.raises(StatusError) as err:
+        bounded({"a": [shared] * 4})  # 4 MB once serialized, a few kB in memory
+    assert err.value.code == 413
+    deep: Any = []
+    for _ in range(300):
+        deep = [deep]
+    with pytest.raises(StatusError) as err:
+        bounded(deep)
+    assert err.value.code == 400
+    assert bounded({1: "yaml allows non-string keys"}) == {1: "yaml allows non-string keys"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "message"),
+    [
+        (("", "v1", "Binding"), {"target": {"kind": "Node", "name": ["a"]}},
+         'Binding in version "v1" cannot be handled as a Binding: json: cannot unmarshal array into Go struct '
+         "field ObjectReference.target.name of type string"),
+        (("", "v1", "Binding"), {"apiVersion": "v1", "kind": "Binding", "target": {"name": 5}},
+         'Binding in version "v1" cannot be handled as a Binding: json: cannot unmarshal number into Go struct '
+         "field ObjectReference.target.name of type string"),
+        (("policy", "v1", "Eviction"), {"apiVersion": "policy/v1beta1", "kind": "Eviction", "deleteOptions": []},
+         'Eviction in version "v1beta1" cannot be handled as a Eviction: json: cannot unmarshal array into Go '
+         "struct field Eviction.deleteOptions of type v1.DeleteOptions"),
+        (("autoscaling", "v1", "Scale"), {"spec": {"replicas": 1.5}},
+         'Scale in version "v1" cannot be handled as a Scale: json: cannot unmarshal number 1.5 into Go struct '
+         "field ScaleSpec.spec.replicas of type int32"),
+        (("", "v1", "DeleteOptions"), {"propagationPolicy": {}},
+         'DeleteOptions in version "v1" cannot be handled as a DeleteOptions: json: cannot unmarshal object into '
+         "Go struct field DeleteOptions.propagationPolicy of type string"),
+    ],
+)
+def test_subresource_bodies_are_type_checked(kind: tuple[str, str, str], body: Any, message: str) -> None:
+    with pytest.raises(StatusError) as err:
+        enforce_body(*kind, body)
+    assert (err.value.code, err.value.message) == (400, message)
+
+
+def test_subresource_bodies_lose_unknown_fields() -> None:
+    body = {"target": {"kind": "Node", "name": "n", "extra": 1}, "other": 2}
+    assert enforce_body("", "v1", "Binding", body) == ['unknown field "target.extra"', 'unknown field "other"']
+    assert body == {"target": {"kind": "Node", "name": "n"}}
+    assert enforce_body("", "v1", "Binding", ["not", "an", "object"]) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("", 0), ("0", 0), ("17", 17), ("007", 7), (str((1 << 64) - 1), (1 << 64) - 1)]
+)
+def test_resource_versions(value: str, expected: int) -> None:
+    assert resource_version(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"), [("abc", "invalid syntax"), ("-1", "invalid syntax"), ("+1", "invalid syntax"),
+                          ("\uff11", "invalid syntax"), (str(1 << 64), "value out of range")]
+)
+def test_bad_resource_versions(value: str, reason: str) -> None:
+    with pytest.raises(StatusError) as err:
+        resource_version(value)
+    quoted = orjson.dumps(value).decode()
+    assert (err.value.code, err.value.reason, err.value.message) == (
+        400, "BadRequest", f"resourceVersion: Invalid value: {quoted}: strconv.ParseUint: parsing {quoted}: {reason}")
+
+
+def test_path_segments() -> None:
+    check_path_segments(None, "default", "a.b-c", "ünïcode")
+    for bad in ("\x00\x00", "a\nb", "\x7f"):
+        with pytest.raises(StatusError) as err:
+            check_path_segments("default", bad)
+        assert err.value.code == 400
+
+
+def test_json_nested_deeper_than_the_store_writes_is_a_400() -> None:
+    body = b'{"metadata":{"name":"x","managedFields":[{"fieldsV1":' + b'{"a":' * 300 + b"1" + b"}" * 300 + b"}]}}"
+    with pytest.raises(StatusError) as err:
+        decode("", "v1", "ConfigMap", body)
+    assert err.value.code == 400

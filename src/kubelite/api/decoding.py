@@ -14,6 +14,11 @@ Duplicate keys vanish when JSON is parsed into a dict, so :func:`decode` compare
 of object keys in the raw body with the number in the parsed object (byte counts, a few
 microseconds) and only when they differ parses again keeping every key/value pair.
 
+Unknown fields are dropped from the object, as decoding into a Go struct drops them, unless
+``fieldValidation=Strict`` refuses them; only schema nodes that preserve unknown fields keep
+them. Every decoded object is bounded in size (:func:`bounded`), so a body that expands when
+decoded (YAML aliases, patches) cannot reach the store bigger than a request may be.
+
 Approximations: Go type names come from schema names, so named string types print as
 ``string`` (Kubernetes says ``v1.Protocol``); invalid timestamps in strings are accepted.
 """
@@ -24,14 +29,15 @@ import functools
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from kubelite.api import schema
-from kubelite.api.errors import bad_request, invalid, invalid_error
+from kubelite.api.errors import bad_request, invalid, invalid_error, too_large
 
+MAX_OBJECT_BYTES = 3 * 1024 * 1024  # kube-apiserver's request body limit, applied after decoding too
 _MAX_STRICT_ERRORS = 100  # sigs.k8s.io/json stops collecting there
 _QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 _QUANTITY_FORMAT = (
@@ -41,6 +47,7 @@ _QUANTITY_RE = re.compile(r"([+-]?[0-9]*(?:\.[0-9]*)?)([eEinumkKMGTP]*)([-+]?[0-
 _QUANTITY_SUFFIXES = frozenset(
     ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E")
 )
+_SHARED_KINDS = {"DeleteOptions": "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"}
 _PAD, _NEWLINES = 0x3D, (0x0A, 0x0D)
 _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _KEY_END = re.compile(rb'"\s*:')
@@ -66,6 +73,12 @@ class DecodeResult:
     strict_errors: tuple[StrictError, ...] = ()
     # What Go's decoder returns first: a type error fails the request whatever fieldValidation says.
     type_error: str | None = None
+    # Where the unknown fields are (the dict and its key): dropped unless the request is refused.
+    unknown_at: tuple[tuple[dict[str, Any], str], ...] = field(default=(), compare=False, repr=False)
+
+    def drop_unknown(self) -> None:
+        for container, key in self.unknown_at:
+            container.pop(key, None)
 
     @property
     def unknown_fields(self) -> list[str]:
@@ -81,7 +94,7 @@ class _Fatal(Exception):
 
 
 class _State:
-    __slots__ = ("go_fields", "go_struct", "path", "seen", "strict", "type_error")
+    __slots__ = ("go_fields", "go_struct", "path", "seen", "strict", "type_error", "unknown_at")
 
     def __init__(self, kind: str) -> None:
         self.strict: list[StrictError] = []
@@ -90,6 +103,7 @@ class _State:
         self.path: list[str] = []  # ".spec", "[0]", ".key": the strict error path
         self.go_fields: list[str] = []  # struct fields only: Go's UnmarshalTypeError.Field
         self.go_struct = kind
+        self.unknown_at: list[tuple[dict[str, Any], str]] = []
 
     def strict_error(self, reason: str, key: str) -> None:
         path = ("".join(self.path) + "." + key)[1:]
@@ -338,6 +352,8 @@ class _Struct(_Node):
             node = fields.get(key)
             if node is None:
                 st.strict_error("unknown", key)
+                if kind is dict:
+                    st.unknown_at.append((value, key))
                 continue
             if v is None or type(v) in node.ok:
                 continue
@@ -424,7 +440,8 @@ def _compiler() -> _Compiler:
 
 @functools.cache
 def _root(group: str, version: str, kind: str) -> _Struct | None:
-    name = schema.definition_name(group, version, kind)
+    # DeleteOptions belongs to every group: the schema lists them all, so no single GVK finds it.
+    name = schema.definition_name(group, version, kind) or _SHARED_KINDS.get(kind)
     if name is None:
         return None
     compiled = _compiler().definition(name)
@@ -442,7 +459,7 @@ def _run(root: _Struct, obj: Any) -> DecodeResult:
         root.walk(obj, st)
     except _Fatal:
         pass
-    return DecodeResult(tuple(st.strict), st.type_error)
+    return DecodeResult(tuple(st.strict), st.type_error, tuple(st.unknown_at))
 
 
 def check(group: str, version: str, kind: str, obj: Any) -> DecodeResult:
@@ -461,6 +478,21 @@ def _key_ends(data: bytes) -> int:
     if b'" ' in data or b'"\n' in data or b'"\t' in data or b'"\r' in data:
         return len(_KEY_END.findall(data))
     return data.count(b'":')  # compact JSON, as kubectl and client-go send it: ten times faster
+
+
+def bounded(obj: Any) -> Any:
+    """``obj`` if it serializes within :data:`MAX_OBJECT_BYTES`, else kube-apiserver's 413.
+
+    A decoded body may be larger than the bytes it came from (YAML aliases, a patch that
+    copies); what is stored or answered must not be. Nesting too deep to serialize is a 400.
+    """
+    try:
+        size = len(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS))
+    except orjson.JSONEncodeError as e:
+        raise bad_request(f"the object could not be encoded: {e}") from None
+    if size > MAX_OBJECT_BYTES:
+        raise too_large()
+    return obj
 
 
 def may_have_duplicate_keys(body: bytes, parsed: Any) -> bool:
@@ -483,8 +515,16 @@ def decode(group: str, version: str, kind: str, body: bytes) -> tuple[Any, Decod
     if root is None:
         raise LookupError(f"no schema for {group}/{version} {kind}")
     obj = orjson.loads(body)
-    if may_have_duplicate_keys(body, obj):
-        return obj, _run(root, json.loads(body, object_pairs_hook=_Pairs))
+    try:
+        duplicates = may_have_duplicate_keys(body, obj)
+    except orjson.JSONEncodeError as e:  # nested deeper than orjson writes (the store could not keep it)
+        raise bad_request(f"the object could not be encoded: {e}") from None
+    if duplicates:
+        result = _run(root, json.loads(body, object_pairs_hook=_Pairs))
+        if result.unknown_fields and result.type_error is None:
+            # The pairs' walk found them; the dicts to drop them from are obj's.
+            result = DecodeResult(result.strict_errors, None, _run(root, obj).unknown_at)
+        return obj, result
     return obj, _run(root, obj)
 
 
@@ -506,11 +546,12 @@ def enforce(
     prefix = f"{body_kind} in version {orjson.dumps(body_version).decode()} cannot be handled as a {kind}: "
     if result.type_error is not None:
         raise bad_request(prefix + result.type_error)
-    if not result.strict_errors or directive == "Ignore":
+    if not result.strict_errors:
         return []
     if directive == "Strict":
         raise bad_request(prefix + strict_decoding_error(result.strict_errors))
-    return [str(e) for e in result.strict_errors]
+    result.drop_unknown()
+    return [] if directive == "Ignore" else [str(e) for e in result.strict_errors]
 
 
 def enforce_patched(result: DecodeResult, directive: str, patched: Any) -> list[str]:
@@ -520,10 +561,51 @@ def enforce_patched(result: DecodeResult, directive: str, patched: Any) -> list[
     (with the patched JSON as its value), and unknown fields as a 400 without the
     "cannot be handled" prefix of create and update.
     """
+    bounded(patched)
     if result.type_error is not None:
         raise invalid_error("", "", [invalid("patch", orjson.dumps(patched).decode(), result.type_error)])
-    if not result.strict_errors or directive == "Ignore":
+    if not result.strict_errors:
         return []
     if directive == "Strict":
         raise bad_request(strict_decoding_error(result.strict_errors))
-    return [str(e) for e in result.strict_errors]
+    result.drop_unknown()
+    return [] if directive == "Ignore" else [str(e) for e in result.strict_errors]
+
+
+def enforce_body(group: str, version: str, kind: str, body: Any, directive: str = "Warn") -> list[str]:
+    """Decode a subresource's body (a Binding, an Eviction, a Scale, a TokenRequest, DeleteOptions)
+    as kube-apiserver decodes it into its Go type: a wrong type is a 400 before any handler
+    reads it, unknown fields are dropped; returns the warnings. Non-objects are left to the caller."""
+    if not isinstance(body, dict):
+        return []
+    body_version = str(body.get("apiVersion") or version).rpartition("/")[2]
+    return enforce(
+        check(group, version, kind, body), directive,
+        body_kind=str(body.get("kind") or kind), body_version=body_version, kind=kind,
+    )
+
+
+def resource_version(value: str) -> int:
+    """A list's or watch's ``resourceVersion`` parameter as the storage parses it ("" and "0" are 0).
+
+    kube-apiserver's storage reports a malformed one with this text, as a 500 (kubernetes#101350);
+    it is the client's error, so it is a 400 here.
+    """
+    if value in ("", "0"):
+        return 0
+    if value.isascii() and value.isdigit():
+        if int(value) < 1 << 64:
+            return int(value)
+        reason = "value out of range"
+    else:
+        reason = "invalid syntax"
+    quoted = orjson.dumps(value).decode()
+    raise bad_request(f"resourceVersion: Invalid value: {quoted}: strconv.ParseUint: parsing {quoted}: {reason}")
+
+
+def check_path_segments(*segments: str | None) -> None:
+    """Refuse a namespace or name in the URL with control characters (``%00``): no object can
+    have one (names are DNS labels or path segments), so the request is malformed, not empty."""
+    for segment in segments:
+        if segment is not None and any(ord(c) < 0x20 or ord(c) == 0x7F for c in segment):
+            raise bad_request(f"invalid path segment {orjson.dumps(segment).decode()}: control characters are not allowed")

@@ -28,10 +28,10 @@ import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kubelite.api import decoding, errors, managedfields, printers, protobuf, timeutil
+from kubelite.api import decoding, errors, managedfields, printers, protobuf, timeutil, yamlload
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import SUBRESOURCES, ResourceType
-from kubelite.apiserver import componentstatus
+from kubelite.apiserver import componentstatus, httplog
 from kubelite.apiserver.auth import User
 from kubelite.apiserver.httpproxy import ResourceProxy
 from kubelite.apiserver.proxy import StreamingProxy
@@ -172,10 +172,10 @@ def parse_body(data: bytes, content_type: str) -> Any:
     ctype = content_type.split(";")[0].strip().lower()
     if ctype.endswith("yaml"):
         try:
-            return yaml.safe_load(data)
+            return decoding.bounded(yamlload.load(data))
         except yaml.YAMLError as e:
             raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
-        except (UnicodeDecodeError, ValueError) as e:
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
             raise errors.bad_request(f"error converting YAML to JSON: {e}") from None
     try:
         return orjson.loads(data)
@@ -214,6 +214,7 @@ class RestHandlers:
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
         self.watchers: set[asyncio.Task[Any]] = set()
+        httplog.quiet_client_errors()  # unparsable requests: one INFO line, not an ERROR traceback
         self._decode_cache: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._line_cache: dict[tuple[str, int, str, str], bytes] = {}
         streaming = StreamingProxy(registry)
@@ -242,6 +243,7 @@ class RestHandlers:
 
     async def handle(self, request: web.Request, target: Target) -> web.StreamResponse:
         sub = target.subresource
+        decoding.check_path_segments(target.namespace, target.name)
         if sub is None:
             return await self._main(request, target)
         # The verbs discovery advertises for the subresource are the ones dispatched, and no others
@@ -318,6 +320,7 @@ class RestHandlers:
             limit = int(q.get("limit", "0") or 0)
         except ValueError:
             raise errors.bad_request(f"invalid limit: {q.get('limit')}") from None
+        decoding.resource_version(q.get("resourceVersion", ""))
         # A plain JSON list is spliced together from the stored bytes; objects are decoded
         # only to test a selector or to render a Table or metadata.
         table, partial = wants_table(request), wants_partial_metadata(request)
@@ -357,15 +360,13 @@ class RestHandlers:
             )
         bookmarks = _flag(q, "allowWatchBookmarks")
         try:
-            timeout = float(q.get("timeoutSeconds", "0") or 0)
+            timeout = float(int(q.get("timeoutSeconds", "0") or 0))  # an int64 in ListOptions
         except ValueError:
             raise errors.bad_request(f"invalid timeoutSeconds: {q.get('timeoutSeconds')}") from None
-        if timeout <= 0:
+        if timeout == 0:  # a negative timeout has expired already: the stream ends at once, as Go's timer does
             timeout = 1800 * (1 + random.random())
-        try:
-            start_rev = int(rv_param) if rv_param and not send_initial else 0
-        except ValueError:
-            raise errors.bad_request(f'invalid resource version "{rv_param}"') from None
+        start_rev = 0 if send_initial else decoding.resource_version(rv_param)
+        decoding.resource_version(rv_param)  # checked even when initial events make it unused
         table = wants_table(request)
         # Protobuf frames for a client that prefers them, as kube-apiserver streams them; a
         # kind without a wire table is watched in JSON, which client-go reads too.
@@ -658,13 +659,20 @@ class RestHandlers:
         body = await self._decoded_body(request)
         if not isinstance(body, (dict, list)):
             raise errors.bad_request("the body of the request must be a Scale object or a patch")
+        directive = self._validation_directive(request)
+        if request.method == "PUT":
+            decoding.enforce_body("autoscaling", "v1", "Scale", body, directive)
 
         def wanted_of(current: dict[str, Any]) -> Any:
             if request.method == "PUT":
                 return body
             if ctype == "application/json-patch+json":
-                return jsonpatch.apply_patch(current, body)
-            return merge_patch(current, body)
+                patched = jsonpatch.apply_patch(current, body)
+            else:
+                patched = merge_patch(current, body)
+            if isinstance(patched, dict):
+                decoding.enforce_patched(decoding.check("autoscaling", "v1", "Scale", patched), directive, patched)
+            return patched
 
         rv = (body.get("metadata") or {}).get("resourceVersion") if isinstance(body, dict) and isinstance(body.get("metadata"), dict) else None
         result = await self.registry.update_scale(
@@ -678,12 +686,18 @@ class RestHandlers:
         body = await self._decoded_body(request)
         if not isinstance(body, dict):
             raise errors.bad_request("a Binding with a target is required")
+        warnings = decoding.enforce_body("", "v1", "Binding", body, self._validation_directive(request))
         await self.registry.bind(target, body, manager=self._field_manager(request))
-        return object_response(request, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}, 201)
+        return object_response(request, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201},
+                               201, _warning_headers(warnings))
 
-    async def _decoded_body(self, request: web.Request) -> Any:
-        """A subresource's body: JSON, YAML or (kubectl's typed clients) protobuf."""
-        return self._parse_any(await read_body(request), request.content_type.lower())
+    async def _decoded_body(self, request: web.Request, kind: tuple[str, str, str] | None = None) -> Any:
+        """A subresource's body: JSON, YAML or (kubectl's typed clients) protobuf, type-checked as
+        ``kind`` when given (callers that also take patches check it themselves)."""
+        body = self._parse_any(await read_body(request), request.content_type.lower())
+        if kind is not None:
+            decoding.enforce_body(*kind, body, self._validation_directive(request))
+        return body
 
     @staticmethod
     def _parse_any(raw: bytes, ctype: str) -> Any:
@@ -699,14 +713,14 @@ class RestHandlers:
         if self.registry.tokens is None:
             raise errors.method_not_allowed()
         await self.registry.get(target)  # a missing ServiceAccount is a 404 before a bad body is a 400
-        body = await self._decoded_body(request)
+        body = await self._decoded_body(request, ("authentication.k8s.io", "v1", "TokenRequest"))
         if not isinstance(body, dict):
             raise errors.bad_request("a TokenRequest is required")
         return object_response(request, await self.registry.create_token(target, body), 201)
 
     async def evict(self, request: web.Request, target: Target) -> web.StreamResponse:
         """``pods/<name>/eviction``: a policy/v1 (or v1beta1) Eviction, answered as eviction.go does."""
-        body = check_eviction_body(await self._decoded_body(request))
+        body = check_eviction_body(await self._decoded_body(request, ("policy", "v1", "Eviction")))
         result = await self.registry.evict(target, body, dry_run=_dry_run(request.query))
         return object_response(request, result, int(result["code"]))
 
@@ -720,6 +734,7 @@ class RestHandlers:
             body = self._parse_any(raw, request.content_type.lower())
             if not isinstance(body, dict):
                 raise errors.bad_request("DeleteOptions must be an object")
+            decoding.enforce_body("", "v1", "DeleteOptions", body, self._validation_directive(request))
             opts.update(body)
         q = request.query
         if "gracePeriodSeconds" in q:

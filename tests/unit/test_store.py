@@ -611,3 +611,41 @@ async def test_progress_batches_tell_an_idle_watcher_how_far_it_has_seen(tmp_pat
         await mine.aclose()
     finally:
         await s.close()
+
+
+async def test_a_commit_wakes_only_the_watchers_of_its_keys(tmp_path: Path) -> None:
+    """Every write used to wake every watcher of the server (its internal caches and each watch
+    stream), whatever the prefix: a wake-up per watcher per write, a measurable share of each
+    write's CPU. A watcher waiting out its progress interval now sleeps through other prefixes'
+    commits; its own keys still wake it at once, and its progress still reaches the newest
+    revision when the interval is up."""
+    s = SqliteStore(str(tmp_path / "state.db"), progress_interval=0.3)
+    await s.start()
+    try:
+        mine = s.watch_batches("/mine/", s.revision)
+        pending = asyncio.ensure_future(anext(mine))
+        await s.create("/other/0", b"x")  # moves the watcher into its progress wait
+
+        def dozing() -> bool:
+            return any(w.dozing for w in s._watchers.values())
+
+        await wait_until(dozing)
+        for i in range(5):
+            await s.create(f"/other/{i + 1}", b"x")
+        wake = next(iter(s._watchers))
+        assert not wake.is_set()  # slept through them
+        progress = await asyncio.wait_for(pending, 5)
+        assert progress.events == []
+        assert progress.revision == s.revision  # caught up on all of them when the interval was up
+
+        pending = asyncio.ensure_future(anext(mine))
+        await s.create("/other/6", b"x")
+        await wait_until(dozing)
+        t0 = time.monotonic()
+        kv = await s.create("/mine/a", b"1")
+        batch = await asyncio.wait_for(pending, 5)
+        assert batch.events[0].kv == kv
+        assert time.monotonic() - t0 < 0.25  # woken by its own key, not by the timer
+        await mine.aclose()
+    finally:
+        await s.close()

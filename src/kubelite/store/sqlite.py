@@ -159,7 +159,7 @@ _DELETE_CHUNK = 250
 # more than a quarter of the file free (below that, later writes reuse the pages anyway);
 # each round then frees all but _VACUUM_KEEP_FREE pages.
 _VACUUM_MIN_FREE = 256
-_VACUUM_KEEP_FREE = 64
+_VACUUM_KEEP_FREE = 16
 # What one incremental vacuum step may hold the writer for: the step size (pages) follows
 # the time the last step took, within these bounds. A page at the file's end is freed in
 # microseconds; one that must first move elsewhere costs tens of them.

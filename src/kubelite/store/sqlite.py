@@ -404,8 +404,15 @@ class SqliteStore:
             return
         started = time.monotonic()
         db.execute("PRAGMA auto_vacuum = INCREMENTAL")
-        db.execute("VACUUM")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            # A full disk, say (VACUUM needs room for a copy): the file is as it was, and still
+            # serves; only its free space stays. Not worth refusing to start for.
+            log.warning("store %s: could not convert the file to incremental vacuum: %s", self.path, exc)
+            self._incremental = False
+            return
         self._incremental = db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
         log.info(
             "store %s: converted to incremental vacuum in %.1fs (%d MB of data, %d free pages dropped)",

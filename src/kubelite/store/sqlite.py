@@ -155,11 +155,14 @@ _CHECKPOINT_PAUSE = 0.05
 # the writer thread, so that commits queued meanwhile wait for one chunk, not for all.
 _DELETE_CHUNK = 250
 
-# Space is given back when a compaction leaves more than _VACUUM_MIN_FREE free pages and
-# more than a quarter of the file free (below that, later writes reuse the pages anyway);
-# each round then frees all but _VACUUM_KEEP_FREE pages. The floor is small on purpose: an
-# idle cluster's file is well under 1 MB, and a floor of 256 pages (1 MB) left it at 14x
-# its size after 20,000 ConfigMaps came and went (the last compaction freed 245 pages).
+# After each compaction the compactor keeps as many free pages as the writes since its last
+# round took (reused free pages plus the file's growth): under steady churn a compaction
+# frees about what the next interval's writes will take again, and handing it back would
+# only make the file shrink and regrow (WAL traffic for nothing). The rest is given back
+# when it is more than _VACUUM_MIN_FREE pages and a quarter of the file; ``reclaim()``
+# called directly frees all but _VACUUM_KEEP_FREE. The floor is small on purpose: an idle
+# cluster's file is well under 1 MB, and a floor of 256 pages (1 MB) left it at 14x its
+# size after 20,000 ConfigMaps came and went (the last compaction freed 245 pages).
 _VACUUM_MIN_FREE = 8
 _VACUUM_KEEP_FREE = 0
 # What one incremental vacuum step may hold the writer for: the step size (pages) follows
@@ -298,6 +301,11 @@ class SqliteStore:
         self._incremental = False
         # Pages of the next incremental vacuum step: adapts to how long steps take here.
         self._vacuum_step_pages = 64
+        # (pages, free pages) after the last reclaim round, and just before the last compaction's
+        # deletes: the difference is what writes took in between.
+        self._last_page_counts: tuple[int, int] | None = None
+        self._pre_compact_counts = (0, 0)
+        self._reclaimer: asyncio.Task[None] | None = None
         self._flush_wanted = asyncio.Event()
         self._compact_wanted = asyncio.Event()
         self._checkpoint_wanted = asyncio.Event()
@@ -326,7 +334,7 @@ class SqliteStore:
         self._flush_wanted.set()
         if self._flusher is not None:
             await self._flusher
-        for task in (self._compactor, self._checkpointer):
+        for task in (self._compactor, self._reclaimer, self._checkpointer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -802,6 +810,7 @@ class SqliteStore:
         db = self._db
         assert db is not None
         db.execute("UPDATE meta SET value = max(value, ?) WHERE name = 'compacted'", (revision,))
+        self._pre_compact_counts = self._writer_page_counts()
         oldest: int | None = db.execute("SELECT min(revision) FROM log").fetchone()[0]
         return oldest
 
@@ -812,26 +821,28 @@ class SqliteStore:
 
     # -- giving space back -------------------------------------------------------------
 
-    async def reclaim(self, *, only_if_worthwhile: bool = False) -> int:
+    async def reclaim(self, *, only_if_worthwhile: bool = False, keep: int = _VACUUM_KEEP_FREE) -> int:
         """Gives the file's free pages back to the file system; returns how many went.
 
         Runs incremental vacuum in steps on the writer thread, each sized to take about
         ``_VACUUM_STEP_SECONDS``, with the commits that queued up running between steps:
         a write never waits for more than one step. The file shrinks when the background
         checkpoint has copied a step's pages back (woken after each step).
-        ``only_if_worthwhile``: do nothing unless much of the file is free (what the
-        compactor asks after each compaction: a few free pages are reused soon anyway).
+        ``only_if_worthwhile``: do nothing unless much of the file is free beyond ``keep``
+        (what the compactor asks after each compaction: a few free pages are reused soon
+        anyway). ``keep``: free pages to leave for the writes to come.
         """
         self._check_usable()
         if not self._incremental:
             return 0
         pages, free = await self._in_writer(self._writer_page_counts)
-        if only_if_worthwhile and not (free > _VACUUM_MIN_FREE and free * 4 > pages):
+        spare = free - keep
+        if only_if_worthwhile and not (spare > _VACUUM_MIN_FREE and spare * 4 > pages):
             return 0
         freed = 0
         lo, hi = _VACUUM_STEP_PAGES
-        while free > _VACUUM_KEEP_FREE and self._state is _State.OPEN:
-            step = min(self._vacuum_step_pages, free - _VACUUM_KEEP_FREE)
+        while free > keep and self._state is _State.OPEN:
+            step = min(self._vacuum_step_pages, free - keep)
             left, took = await self._in_writer(self._vacuum_step, step)
             freed += max(free - left, 0)
             self._checkpoint_wanted.set()
@@ -873,6 +884,29 @@ class SqliteStore:
             target = max(target, rev)
         return min(target, self._revision)
 
+    async def _compact_and_reclaim(self) -> None:
+        """One round of the compactor: compact, then give back the free pages writes will not need.
+
+        The giving back runs as a task of its own (one at a time), so that the next rounds,
+        which trim the history in memory, are never held up by its steps.
+        """
+        await self.compact(max(self._retention_target(), self._compacted))
+        if not self._incremental or (self._reclaimer is not None and not self._reclaimer.done()):
+            return
+        pages, free = self._pre_compact_counts
+        last = self._last_page_counts
+        taken = 0 if last is None else max(0, (last[1] - free) + (pages - last[0]))
+        self._reclaimer = asyncio.create_task(self._reclaim_after_compaction(taken),
+                                              name="kubelite-store-reclaimer")
+
+    async def _reclaim_after_compaction(self, keep: int) -> None:
+        try:
+            await self.reclaim(only_if_worthwhile=True, keep=keep)
+            self._last_page_counts = await self._in_writer(self._writer_page_counts)
+        except Exception as exc:  # the next round tries again; meanwhile free pages are reused
+            if self._state is _State.OPEN:
+                log.warning("store %s: giving space back failed: %s", self.path, exc)
+
     async def _compact_loop(self) -> None:
         while self._state is _State.OPEN:
             try:
@@ -883,8 +917,7 @@ class SqliteStore:
             if self._state is not _State.OPEN:
                 return
             try:
-                await self.compact(max(self._retention_target(), self._compacted))
-                await self.reclaim(only_if_worthwhile=True)
+                await self._compact_and_reclaim()
             except Exception as exc:
                 if self._state is not _State.OPEN:
                     return

@@ -39,7 +39,7 @@ from typing import Any
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from harness import cmdline, container_pids, session_of, start_ticks  # noqa: E402
+from harness import cmdline, container_pids, cpu_check, session_of, start_ticks  # noqa: E402
 
 Json = dict[str, Any]
 
@@ -78,6 +78,10 @@ BENCHES = [
           what="cluster DNS from a pod (dnsperf)"),
     Bench("scale", "bench_scale.py", [], ["--quick"], root=True,
           what="10,000 Services x 5 endpoints: create time, memory per component"),
+    # Not root: the control plane alone. Mostly waiting (~18 min; quick ~12): the deletes stay in the
+    # store's 5-minute watch history, so their space can only come back after it.
+    Bench("space", "bench_store_space.py", [], ["--quick"], timeout=7200,
+          what="state.db after 20,000 ConfigMaps created and deleted (quick 2,000), writer latency meanwhile"),
 ]
 BY_NAME = {b.name: b for b in BENCHES}
 
@@ -240,6 +244,14 @@ FIGURES = [
     Figure("scale_memory_agent_mib", "  node agent, with the proxy when it hosts it (PSS)", "scale",
            component_pss("agent", "agent+proxy"), "MiB", digits=0),
     Figure("scale_memory_coredns_mib", "  coredns pod (PSS)", "scale", component_pss("coredns pod"), "MiB", digits=0),
+    Figure("space_ratio", "state.db after 20,000 ConfigMaps created and deleted / before", "space",
+           lambda r: r.get("ratio_after_before"), "x", ("<=", 2.0), "etcd: needs a defrag to shrink", digits=2),
+    Figure("space_peak_mb", "  state.db at its peak", "space",
+           lambda r: r["size_peak_bytes"] / 1e6 if r.get("size_peak_bytes") else None, "MB"),
+    Figure("space_probe_vacuum_max_ms", "  writer latency while space is given back (max)", "space",
+           lambda r: dig(r, "probe_during_vacuum", "max_ms"), "ms"),
+    Figure("space_probe_quiet_max_ms", "  ... in the quiet minutes before (max)", "space",
+           lambda r: dig(r, "probe_quiet", "max_ms"), "ms"),
 ]
 
 
@@ -272,23 +284,6 @@ def machine() -> Json:
         "cpu": cpu, "python": platform.python_version(), "hostname": platform.node(),
         "commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
     }
-
-
-def cpu_check() -> float:
-    """Milliseconds for a fixed pure-Python loop, best of 5: how fast a core is right now.
-
-    Load average sees only this machine; on a shared host, other tenants slow every core
-    without showing there (here the same loop took 60 ms at best and 110 ms minutes later,
-    and the API's writes/s moved with it, 4,600 against 2,600). Recorded before and after
-    each run so that figures from different runs can be told apart."""
-    best = float("inf")
-    for _ in range(5):
-        started = time.perf_counter()
-        x = 0
-        for i in range(2_000_000):
-            x += i
-        best = min(best, time.perf_counter() - started)
-    return round(best * 1000, 1)
 
 
 def skip_reason(b: Bench) -> str | None:

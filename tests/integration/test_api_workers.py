@@ -72,6 +72,15 @@ def test_two_api_processes_serve_one_cluster(fresh_cluster: Cluster) -> None:
     assert len({s["spec"]["ports"][0]["nodePort"] for s in mine}) == 12
     assert len({s["spec"]["clusterIP"] for s in mine}) == 12
 
+    # /metrics from either process (each kubectl is a new connection, which the kernel gives to
+    # one of them): the store file's gauges, relayed to the worker by the store's owner.
+    for _ in range(8):
+        text = c.kubectl("get", "--raw", "/metrics", check=True).stdout
+        gauges = {k: float(v) for k, v in (line.split() for line in text.splitlines() if not line.startswith("#"))}
+        assert set(gauges) == {'apiserver_storage_size_bytes{storage_cluster_id="etcd-0"}',
+                               "etcd_mvcc_db_total_size_in_bytes", "etcd_mvcc_db_total_size_in_use_in_bytes"}
+        assert gauges["etcd_mvcc_db_total_size_in_bytes"] > 0 and gauges["etcd_mvcc_db_total_size_in_use_in_bytes"] > 0
+
     # generateName draws differ in every process (each reseeds after the fork).
     manifest = '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "g-"}}'
     with concurrent.futures.ThreadPoolExecutor(8) as pool:

@@ -200,6 +200,15 @@ async def test_list_paging_and_count(store: Store) -> None:
     assert [kv.key for kv in items] == names[:3] + names[4:10]
 
 
+async def test_health_tells_the_file_size_and_free_pages(store: Store) -> None:
+    await store.create("/registry/configmaps/default/a", b"v" * 4000)
+    health = await store.health()
+    assert health.error is None
+    assert health.size_bytes is not None and health.size_bytes > 0
+    assert health.in_use_bytes is not None and health.in_use_bytes > 4000
+    assert health.free_pages is not None and health.free_pages >= 0
+
+
 async def test_revisions_persist_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     s = await reopen(path)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kubelite.store import RemoteStore, SqliteStore, StoreError, StoreHealth, StoreServer, open_store
+from kubelite.store import RemoteStore, SqliteStore, StoreError, StoreServer, open_store
 from tests.unit.served_store import served_store
 
 
@@ -118,7 +118,9 @@ async def test_health_relays_the_owners_compaction_and_a_lost_connection(
     served: tuple[SqliteStore, StoreServer, RemoteStore],
 ) -> None:
     owner, server, remote = served
-    assert await remote.health() == StoreHealth()
+    # All is well, and the file's figures are the owner's own.
+    assert await remote.health() == await owner.health()
+    assert (await owner.health()).size_bytes
 
     def broken(revision: int) -> None:
         raise OSError("disk I/O error")
@@ -128,7 +130,9 @@ async def test_health_relays_the_owners_compaction_and_a_lost_connection(
         if owner.last_compaction_error:
             break
         await asyncio.sleep(0.01)
-    assert await remote.health() == StoreHealth(compaction_error="OSError: disk I/O error")
+    health = await remote.health()
+    assert (health.error, health.compaction_error) == (None, "OSError: disk I/O error")
+    assert health.size_bytes == (await owner.health()).size_bytes
     assert remote._conn is not None and remote._conn.transport is not None
     for conn in list(server._tasks):
         conn.cancel()

@@ -25,7 +25,7 @@ from kubelite import __version__
 from kubelite.api import errors, openapi, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
-from kubelite.apiserver import discovery, healthz, systemobjects
+from kubelite.apiserver import discovery, healthz, metrics, systemobjects
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
 from kubelite.apiserver.handlers import JSON, USER_KEY, RestHandlers, json_response, status_response
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
@@ -112,6 +112,7 @@ class APIServer:
         for path in ("/healthz", "/livez", "/readyz"):
             r.add_get(path, self._health)
             r.add_get(path + "/{check:.*}", self._health)
+        r.add_get("/metrics", self._metrics)
         r.add_get("/api{_:/*}", self._api)
         r.add_get("/apis{_:/?}", self._apis)
         r.add_get("/api/v1", self._resource_list)
@@ -199,6 +200,11 @@ class APIServer:
             answer = await healthz.root(path, checks, request.query, request.query.getall("exclude", []))
         return web.Response(status=answer.status, text=answer.text, content_type="text/plain",
                             headers={"X-Content-Type-Options": "nosniff"})
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        # Authenticated like kube-apiserver's /metrics (the middleware refuses anonymous calls).
+        return web.Response(text=metrics.render(await self.store.health()),
+                            headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def _api(self, request: web.Request) -> web.Response:
         agg = discovery.aggregated_version_wanted(request.headers.get("Accept", ""))

@@ -99,6 +99,13 @@ class StoreHealth:
     error: str | None = None
     # The last background compaction failed (history and the file grow until one succeeds).
     compaction_error: str | None = None
+    # The database file as the OS sees it (bytes; None: the store has no file to tell of),
+    # how much of it holds live pages, and its free pages: what compaction freed and
+    # incremental vacuum has not yet given back (etcd's db_total_size_in_bytes and
+    # db_total_size_in_use_in_bytes; the difference is what a defrag would win there).
+    size_bytes: int | None = None
+    in_use_bytes: int | None = None
+    free_pages: int | None = None
 
 
 class Store(Protocol):

@@ -90,6 +90,8 @@ class Reply(msgspec.Struct, array_like=True):
     error: str = ""
     message: str = ""
     requested: int = 0
+    # health: the file's size, bytes in use and free pages (-1: unknown)
+    sizes: builtins.list[int] | None = None
 
 
 class WatchFrame(msgspec.Struct, array_like=True):
@@ -263,6 +265,8 @@ class StoreServer:
                 if health.error is not None:
                     raise StoreError(health.error)
                 reply.message = health.compaction_error or ""
+                reply.sizes = [-1 if v is None else v
+                               for v in (health.size_bytes, health.in_use_bytes, health.free_pages)]
             elif op == "note":
                 self.notes.append(req.key)
                 self.noted.set()
@@ -539,7 +543,9 @@ class RemoteStore:
             reply = await self._call(Request(0, "health"))
         except (StoreError, ConnectionError) as e:
             return StoreHealth(error=str(e))
-        return StoreHealth(compaction_error=reply.message or None)
+        size, in_use, free = (None if v < 0 else v for v in (reply.sizes or [-1, -1, -1]))
+        return StoreHealth(compaction_error=reply.message or None, size_bytes=size, in_use_bytes=in_use,
+                           free_pages=free)
 
     async def note(self, text: str) -> None:
         """Tell the owner something about this client (StoreServer.notes)."""

@@ -45,9 +45,20 @@ Why it is shaped this way (and what it trades):
 * **Compaction** runs in the background on a timer and whenever the history exceeds its
   bound. It keeps the events of the last ``history_window`` seconds, and never more than
   ``history_max_events``. Memory is trimmed first (so memory stays bounded even if the
-  disk side fails); the disk side deletes old log rows, reclaims space with incremental
-  vacuum when much of the file is free, logs failures and retries on the next tick.
-  ``last_compaction`` and ``last_compaction_error`` show whether it is healthy.
+  disk side fails); the disk side deletes old log rows in chunks of revisions, logs
+  failures and retries on the next tick. ``last_compaction`` and
+  ``last_compaction_error`` show whether it is healthy.
+* **Giving space back.** Deleted rows leave free pages that later writes reuse, so the
+  file only ever grew to its peak (620 MB kept after one 200 MB object came and went).
+  When a compaction leaves much of the file free, ``reclaim`` hands the free pages back
+  with incremental vacuum (``auto_vacuum=INCREMENTAL``), in steps sized to take about
+  ``_VACUUM_STEP_SECONDS`` each on the writer thread, commits running between them, so a
+  write waits at most one step (one whole vacuum took 10.5 s on 620 MB); the background
+  checkpoint then truncates the file. ``health()`` reports the file's size, the bytes in
+  use and the free pages. Files made without ``auto_vacuum`` (by other tools, or copies)
+  are converted with one VACUUM at start-up when their live data is small enough to
+  rewrite in a couple of seconds (see ``_MIGRATE_MAX_BYTES``); a VACUUM is one
+  transaction that cannot be split, so it never runs while the store serves.
 * **Watch fan-out.** All watchers read the one shared history list through their own
   cursor; a commit only wakes them, and each takes what it committed as one batch
   (``watch_batches``), so the API server sends one write per commit, not per event. A watcher whose consumer does not keep up costs no
@@ -151,6 +162,35 @@ class _Watcher:
 # Seconds between background checkpoints while writes keep coming: each one costs an fsync
 # of the WAL and of the database file, so they are paced rather than run after every commit.
 _CHECKPOINT_PAUSE = 0.05
+
+# Compaction deletes old log rows this many revisions per statement, each its own call on
+# the writer thread, so that commits queued meanwhile wait for one chunk, not for all.
+_DELETE_CHUNK = 250
+
+# After each compaction the compactor keeps as many free pages as the writes since its last
+# round took (reused free pages plus the file's growth): under steady churn a compaction
+# frees about what the next interval's writes will take again, and handing it back would
+# only make the file shrink and regrow (WAL traffic for nothing). The rest is given back
+# when it is more than _VACUUM_MIN_FREE pages and a quarter of the file; ``reclaim()``
+# called directly frees all but _VACUUM_KEEP_FREE. The floor is small on purpose: an idle
+# cluster's file is well under 1 MB, and a floor of 256 pages (1 MB) left it at 14x its
+# size after 20,000 ConfigMaps came and went (the last compaction freed 245 pages).
+_VACUUM_MIN_FREE = 8
+_VACUUM_KEEP_FREE = 0
+# What one incremental vacuum step may hold the writer for: the step size (pages) follows
+# the time the last step took, within these bounds. A page at the file's end is freed in
+# microseconds; one that must first move elsewhere costs tens of them.
+_VACUUM_STEP_SECONDS = 0.005
+_VACUUM_STEP_PAGES = (16, 16384)
+# Between steps the writer is left alone this long, for the commits queued behind a step
+# and for the background checkpoint that truncates the file.
+_VACUUM_PAUSE = 0.005
+
+# A file made without auto_vacuum is converted by VACUUM at start-up only up to this much
+# live data: VACUUM rewrites every live page in one transaction (about 140 MB/s here, so
+# about 2 s at this bound) and needs that much free disk again. Past it, start-up is not
+# held for minutes: the store logs how to convert the file offline and reuses free pages.
+_MIGRATE_MAX_BYTES = 256 * 2**20
 
 
 # Each SQLite call gives up the GIL and must take it back, which costs a whole switch
@@ -270,6 +310,15 @@ class SqliteStore:
 
         self.last_compaction: float | None = None
         self.last_compaction_error: str | None = None
+        # The file has auto_vacuum=INCREMENTAL (decided at start-up), so reclaim can work.
+        self._incremental = False
+        # Pages of the next incremental vacuum step: adapts to how long steps take here.
+        self._vacuum_step_pages = 64
+        # (pages, free pages) after the last reclaim round, and just before the last compaction's
+        # deletes: the difference is what writes took in between.
+        self._last_page_counts: tuple[int, int] | None = None
+        self._pre_compact_counts = (0, 0)
+        self._reclaimer: asyncio.Task[None] | None = None
         self._flush_wanted = asyncio.Event()
         self._compact_wanted = asyncio.Event()
         self._checkpoint_wanted = asyncio.Event()
@@ -298,7 +347,7 @@ class SqliteStore:
         self._flush_wanted.set()
         if self._flusher is not None:
             await self._flusher
-        for task in (self._compactor, self._checkpointer):
+        for task in (self._compactor, self._reclaimer, self._checkpointer):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -328,7 +377,8 @@ class SqliteStore:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                  cached_statements=_MAX_CHUNK + 64)
             opened.append(db)
-            # Only takes effect on a new file; it lets compaction give pages back.
+            # Takes effect at once on a new file (before any table exists); an existing file
+            # made without it keeps its mode until a VACUUM (_migrate_auto_vacuum).
             db.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
@@ -339,6 +389,7 @@ class SqliteStore:
             db.execute("PRAGMA wal_autocheckpoint = 1000")
             db.execute("PRAGMA journal_size_limit = 16777216")
             db.execute("PRAGMA cache_size = -32000")
+            self._migrate_auto_vacuum(db)
             db.executescript(_SCHEMA)
             self._load(db)
             checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
@@ -351,6 +402,45 @@ class SqliteStore:
                 raise StoreError(f"cannot open store {self.path}: {exc}") from exc
             raise
         self._lock_fd, self._db, self._checkpoint_db = lock, db, checkpointer
+
+    def _migrate_auto_vacuum(self, db: sqlite3.Connection) -> None:
+        """Turns on incremental vacuum for a file made without it, if that is cheap enough now.
+
+        Only at start-up, before anything is served: the VACUUM this takes cannot be split
+        into steps, and would stall every write for its whole duration.
+        """
+        if db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:  # INCREMENTAL
+            self._incremental = True
+            return
+        pages, free, page_size = db.execute(
+            "SELECT * FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
+        ).fetchone()
+        in_use = (pages - free) * page_size
+        if in_use > _MIGRATE_MAX_BYTES:
+            log.warning(
+                "store %s: the file was made without auto_vacuum, so its free space (%d pages) is"
+                " never given back; it holds %d MB of data, too much to convert at start-up: stop"
+                " kubelite and run: sqlite3 %s 'PRAGMA auto_vacuum = INCREMENTAL; VACUUM'",
+                self.path, free, in_use // 10**6, self.path,
+            )
+            self._incremental = False
+            return
+        started = time.monotonic()
+        db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        try:
+            db.execute("VACUUM")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            # A full disk, say (VACUUM needs room for a copy): the file is as it was, and still
+            # serves; only its free space stays. Not worth refusing to start for.
+            log.warning("store %s: could not convert the file to incremental vacuum: %s", self.path, exc)
+            self._incremental = False
+            return
+        self._incremental = db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        log.info(
+            "store %s: converted to incremental vacuum in %.1fs (%d MB of data, %d free pages dropped)",
+            self.path, time.monotonic() - started, in_use // 10**6, free,
+        )
 
     def _lock(self) -> int:
         """Takes the store's lock file: one process per store, or its in-memory state goes stale."""
@@ -706,7 +796,25 @@ class SqliteStore:
     async def health(self) -> StoreHealth:
         if self._state is not _State.OPEN:
             return StoreHealth(error=f"store {self.path} is {self._state.value}")
-        return StoreHealth(compaction_error=self.last_compaction_error)
+        size = in_use = free = None
+        try:
+            # From the checkpointer's connection: a read there never waits for the writer.
+            size, pages, free, page_size = await asyncio.get_running_loop().run_in_executor(
+                self._checkpoint_executor, self._file_sizes
+            )
+            in_use = (pages - free) * page_size
+        except (sqlite3.Error, OSError) as exc:
+            log.warning("store %s: cannot read the file's size: %s", self.path, exc)
+        return StoreHealth(compaction_error=self.last_compaction_error, size_bytes=size,
+                           in_use_bytes=in_use, free_pages=free)
+
+    def _file_sizes(self) -> tuple[int, int, int, int]:
+        """(file size, pages, free pages, page size): the file now, the pages as last committed."""
+        assert self._checkpoint_db is not None
+        row = self._checkpoint_db.execute(
+            "SELECT * FROM pragma_page_count(), pragma_freelist_count(), pragma_page_size()"
+        ).fetchone()
+        return os.path.getsize(self.path), int(row[0]), int(row[1]), int(row[2])
 
     async def compact(self, revision: int) -> None:
         """Forget the history at and below ``revision``; watches from below it get CompactedError."""
@@ -720,22 +828,86 @@ class SqliteStore:
             self._compacted = revision
             while self._commit_times and self._commit_times[0][1] <= revision:
                 self._commit_times.popleft()
-        await self._in_writer(self._compact_disk, self._compacted)
+        compacted = self._compacted  # also when ``revision`` is older: the disk may lag behind
+        # The counter first, then the rows: a crash in between leaves rows at or below the
+        # compacted revision, which loading skips and the next compaction deletes. The other
+        # order could leave a gap. The rows go in chunks, each its own call on the writer
+        # thread, so that commits queued meanwhile wait for one chunk only.
+        oldest = await self._in_writer(self._compact_disk, compacted)
+        while oldest is not None and oldest <= compacted:
+            upto = min(oldest + _DELETE_CHUNK - 1, compacted)
+            await self._in_writer(self._delete_log, upto)
+            oldest = upto + 1
 
-    def _compact_disk(self, revision: int) -> None:
+    def _compact_disk(self, revision: int) -> int | None:
+        """The disk side of compaction begins: records the compacted revision; returns the
+        oldest revision still in the log (the rows up to the compacted one go next)."""
         db = self._db
         assert db is not None
-        # Two statements on their own (each takes the GIL back once; see _commit), in this
-        # order: a crash between them leaves rows at or below the compacted revision, which
-        # loading skips and the next compaction deletes. The other order could leave a gap.
         db.execute("UPDATE meta SET value = max(value, ?) WHERE name = 'compacted'", (revision,))
-        db.execute("DELETE FROM log WHERE revision <= ?", (revision,))
-        # Freed pages are reused by later writes anyway; give them back to the file system
-        # only when a burst left much of the file empty.
-        free, pages = db.execute("SELECT * FROM pragma_freelist_count(), pragma_page_count()").fetchone()
-        if free > 256 and free * 4 > pages:
-            db.execute("PRAGMA incremental_vacuum")
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._pre_compact_counts = self._writer_page_counts()
+        oldest: int | None = db.execute("SELECT min(revision) FROM log").fetchone()[0]
+        return oldest
+
+    def _delete_log(self, upto: int) -> None:
+        db = self._db
+        assert db is not None
+        db.execute("DELETE FROM log WHERE revision <= ?", (upto,))
+
+    # -- giving space back -------------------------------------------------------------
+
+    async def reclaim(self, *, only_if_worthwhile: bool = False, keep: int = _VACUUM_KEEP_FREE) -> int:
+        """Gives the file's free pages back to the file system; returns how many went.
+
+        Runs incremental vacuum in steps on the writer thread, each sized to take about
+        ``_VACUUM_STEP_SECONDS``, with the commits that queued up running between steps:
+        a write never waits for more than one step. The file shrinks when the background
+        checkpoint has copied a step's pages back (woken after each step).
+        ``only_if_worthwhile``: do nothing unless much of the file is free beyond ``keep``
+        (what the compactor asks after each compaction: a few free pages are reused soon
+        anyway). ``keep``: free pages to leave for the writes to come.
+        """
+        self._check_usable()
+        if not self._incremental:
+            return 0
+        pages, free = await self._in_writer(self._writer_page_counts)
+        spare = free - keep
+        if only_if_worthwhile and not (spare > _VACUUM_MIN_FREE and spare * 4 > pages):
+            return 0
+        freed = 0
+        lo, hi = _VACUUM_STEP_PAGES
+        while free > keep and self._state is _State.OPEN:
+            step = min(self._vacuum_step_pages, free - keep)
+            left, took = await self._in_writer(self._vacuum_step, step)
+            freed += max(free - left, 0)
+            self._checkpoint_wanted.set()
+            if left >= free:  # nothing moved (another round raced us, or SQLite refused): stop
+                break
+            free = left
+            # Aim the next step at the time budget, growing at most twofold at a time.
+            if step == self._vacuum_step_pages:
+                wanted = int(step * _VACUUM_STEP_SECONDS / max(took, 1e-5))
+                self._vacuum_step_pages = max(lo, min(hi, wanted, step * 2))
+            await asyncio.sleep(_VACUUM_PAUSE)
+        return freed
+
+    def _writer_page_counts(self) -> tuple[int, int]:
+        db = self._db
+        assert db is not None
+        pages, free = db.execute("SELECT * FROM pragma_page_count(), pragma_freelist_count()").fetchone()
+        return int(pages), int(free)
+
+    def _vacuum_step(self, pages: int) -> tuple[int, float]:
+        """Frees up to ``pages`` pages; returns (free pages left, seconds it took)."""
+        db = self._db
+        assert db is not None
+        started = time.perf_counter()
+        # executescript, not execute: the pragma returns one (column-less) row per page it
+        # frees, and the cursor of execute() steps the statement only once, so it would free
+        # a single page whatever the limit. executescript steps it to the end in one call.
+        db.executescript(f"PRAGMA incremental_vacuum({int(pages)})")
+        took = time.perf_counter() - started
+        return int(db.execute("PRAGMA freelist_count").fetchone()[0]), took
 
     def _retention_target(self) -> int:
         """The revision to compact to: older than the window, or beyond the event cap."""
@@ -747,6 +919,29 @@ class SqliteStore:
             target = max(target, rev)
         return min(target, self._revision)
 
+    async def _compact_and_reclaim(self) -> None:
+        """One round of the compactor: compact, then give back the free pages writes will not need.
+
+        The giving back runs as a task of its own (one at a time), so that the next rounds,
+        which trim the history in memory, are never held up by its steps.
+        """
+        await self.compact(max(self._retention_target(), self._compacted))
+        if not self._incremental or (self._reclaimer is not None and not self._reclaimer.done()):
+            return
+        pages, free = self._pre_compact_counts
+        last = self._last_page_counts
+        taken = 0 if last is None else max(0, (last[1] - free) + (pages - last[0]))
+        self._reclaimer = asyncio.create_task(self._reclaim_after_compaction(taken),
+                                              name="kubelite-store-reclaimer")
+
+    async def _reclaim_after_compaction(self, keep: int) -> None:
+        try:
+            await self.reclaim(only_if_worthwhile=True, keep=keep)
+            self._last_page_counts = await self._in_writer(self._writer_page_counts)
+        except Exception as exc:  # the next round tries again; meanwhile free pages are reused
+            if self._state is _State.OPEN:
+                log.warning("store %s: giving space back failed: %s", self.path, exc)
+
     async def _compact_loop(self) -> None:
         while self._state is _State.OPEN:
             with contextlib.suppress(TimeoutError):
@@ -756,7 +951,7 @@ class SqliteStore:
             if self._state is not _State.OPEN:
                 return
             try:
-                await self.compact(max(self._retention_target(), self._compacted))
+                await self._compact_and_reclaim()
             except Exception as exc:
                 if self._state is not _State.OPEN:
                     return

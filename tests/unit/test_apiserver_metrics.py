@@ -1,0 +1,60 @@
+"""``/metrics``' store gauges, written as kube-apiserver and etcd write them (issue 20, point 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+
+from kubelite.apiserver.metrics import go_float, render
+from kubelite.store import SqliteStore, StoreHealth
+from tests.unit.test_healthz import _client
+
+
+def test_values_are_written_as_gos_prometheus_client_writes_them() -> None:
+    assert [go_float(v) for v in (0, 28672, 999999, 1e6, 4636672, 1e9, 0.5, 1.25e-5)] == [
+        "0", "28672", "999999", "1e+06", "4.636672e+06", "1e+09", "0.5", "1.25e-05",
+    ]
+
+
+def test_the_store_gauges() -> None:
+    text = render(StoreHealth(size_bytes=4636672, in_use_bytes=28672, free_pages=1125))
+    assert text == (
+        "# HELP apiserver_storage_size_bytes [STABLE] Size of the storage database file physically"
+        " allocated in bytes.\n"
+        "# TYPE apiserver_storage_size_bytes gauge\n"
+        'apiserver_storage_size_bytes{storage_cluster_id="etcd-0"} 4.636672e+06\n'
+        "# HELP etcd_mvcc_db_total_size_in_bytes Total size of the underlying database physically allocated"
+        " in bytes.\n"
+        "# TYPE etcd_mvcc_db_total_size_in_bytes gauge\n"
+        "etcd_mvcc_db_total_size_in_bytes 4.636672e+06\n"
+        "# HELP etcd_mvcc_db_total_size_in_use_in_bytes Total size of the underlying database logically in use"
+        " in bytes.\n"
+        "# TYPE etcd_mvcc_db_total_size_in_use_in_bytes gauge\n"
+        "etcd_mvcc_db_total_size_in_use_in_bytes 28672\n"
+    )
+    # A store that cannot tell its size (closed, or unreachable) has no gauges.
+    assert render(StoreHealth(error="closed")) == ""
+
+
+def test_metrics_are_served_to_authenticated_clients_from_the_real_store(tmp_path: pathlib.Path) -> None:
+    async def main() -> None:
+        store = SqliteStore(str(tmp_path / "state.db"))
+        await store.start()
+        try:
+            async with _client(tmp_path, store) as (api, client):
+                resp = await client.get("/metrics")
+                assert resp.status == 401  # as kube-apiserver: /metrics needs credentials
+                token, _ = api.tokens.issue("default", "scraper", "uid-1", expiration_seconds=600)
+                resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+                assert resp.status == 200
+                assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+                text = await resp.text()
+                health = await store.health()
+                assert health.size_bytes is not None and health.size_bytes > 0
+                assert f"etcd_mvcc_db_total_size_in_bytes {go_float(health.size_bytes)}\n" in text
+                assert 'apiserver_storage_size_bytes{storage_cluster_id="etcd-0"} ' in text
+                assert "etcd_mvcc_db_total_size_in_use_in_bytes " in text
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -78,6 +78,15 @@ ROOTS = {
     ("v1", "ReplicationController"): CORE + "ReplicationController",
     ("v1", "PodTemplate"): CORE + "PodTemplate",
     ("v1", "ComponentStatus"): CORE + "ComponentStatus",
+    # Issue 17: workloads and storage.
+    ("apps/v1", "StatefulSet"): "k8s.io.api.apps.v1.StatefulSet",
+    ("apps/v1", "DaemonSet"): "k8s.io.api.apps.v1.DaemonSet",
+    ("apps/v1", "ControllerRevision"): "k8s.io.api.apps.v1.ControllerRevision",
+    ("batch/v1", "Job"): "k8s.io.api.batch.v1.Job",
+    ("batch/v1", "CronJob"): "k8s.io.api.batch.v1.CronJob",
+    ("v1", "PersistentVolume"): CORE + "PersistentVolume",
+    ("v1", "PersistentVolumeClaim"): CORE + "PersistentVolumeClaim",
+    ("storage.k8s.io/v1", "StorageClass"): "k8s.io.api.storage.v1.StorageClass",
     ("storage.k8s.io/v1", "CSIDriver"): "k8s.io.api.storage.v1.CSIDriver",
     ("storage.k8s.io/v1", "CSINode"): "k8s.io.api.storage.v1.CSINode",
     ("storage.k8s.io/v1", "CSIStorageCapacity"): "k8s.io.api.storage.v1.CSIStorageCapacity",
@@ -105,6 +114,8 @@ SPECIAL = {
     META + "FieldsV1": "fieldsv1",
     "k8s.io.apimachinery.pkg.util.intstr.IntOrString": "intorstring",
     "k8s.io.apimachinery.pkg.api.resource.Quantity": "quantity",
+    # ControllerRevision.data: the raw JSON of the revision, as a RawExtension carries it.
+    "k8s.io.apimachinery.pkg.runtime.RawExtension": "rawextension",
 }
 
 # Scalar fields that are Go pointers (from the `*T` of their types.go declarations).
@@ -262,6 +273,37 @@ POINTERS: dict[str, list[str]] = {
     ],
     "k8s.io.api.flowcontrol.v1.ExemptPriorityLevelConfiguration": ["nominalConcurrencyShares", "lendablePercent"],
     "k8s.io.kube_aggregator.pkg.apis.apiregistration.v1.ServiceReference": ["port"],
+    "k8s.io.api.apps.v1.RollingUpdateStatefulSetStrategy": ["partition"],
+    "k8s.io.api.apps.v1.StatefulSetSpec": ["replicas", "revisionHistoryLimit"],
+    "k8s.io.api.apps.v1.StatefulSetStatus": ["collisionCount"],
+    "k8s.io.api.apps.v1.DaemonSetSpec": ["revisionHistoryLimit"],
+    "k8s.io.api.apps.v1.DaemonSetStatus": ["collisionCount"],
+    "k8s.io.api.batch.v1.PodFailurePolicyOnExitCodesRequirement": ["containerName"],
+    "k8s.io.api.batch.v1.SuccessPolicyRule": ["succeededIndexes", "succeededCount"],
+    "k8s.io.api.batch.v1.JobSpec": [
+        "parallelism",
+        "completions",
+        "activeDeadlineSeconds",
+        "backoffLimit",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
+        "manualSelector",
+        "ttlSecondsAfterFinished",
+        "completionMode",
+        "suspend",
+        "podReplacementPolicy",
+        "managedBy",
+    ],
+    "k8s.io.api.batch.v1.JobStatus": ["terminating", "failedIndexes", "ready"],
+    "k8s.io.api.batch.v1.CronJobSpec": [
+        "timeZone",
+        "startingDeadlineSeconds",
+        "suspend",
+        "successfulJobsHistoryLimit",
+        "failedJobsHistoryLimit",
+    ],
+    CORE + "PersistentVolumeClaimStatus": ["currentVolumeAttributesClassName"],
+    "k8s.io.api.storage.v1.StorageClass": ["reclaimPolicy", "allowVolumeExpansion", "volumeBindingMode"],
 }
 
 _FIELD = re.compile(r"^(optional|repeated)\s+([\w.]+)\s+(\w+)\s*=\s*(\d+)\s*;$")

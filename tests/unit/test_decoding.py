@@ -155,7 +155,7 @@ def test_unknown_fields_are_reported_once_and_at_most_one_hundred() -> None:
 
 def test_unknown_kind_is_a_lookup_error() -> None:
     with pytest.raises(LookupError):
-        check("batch", "v1", "Job", {})
+        check("example.com", "v1", "Widget", {})
 
 
 # --- duplicates ---------------------------------------------------------------------------

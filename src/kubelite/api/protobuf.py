@@ -350,6 +350,8 @@ _SPECIAL = {
     "intorstring": _int_or_string,
     "quantity": _quantity,
     "fieldsv1": _fields_v1,
+    # A RawExtension (ControllerRevision.data) holds JSON in its ``raw`` = 1, as FieldsV1 does.
+    "rawextension": _fields_v1,
 }
 
 
@@ -563,6 +565,7 @@ _SPECIAL_ENCODERS = {
     "intorstring": _int_or_string_bytes,
     "quantity": _quantity_bytes,
     "fieldsv1": _fields_v1_bytes,
+    "rawextension": _fields_v1_bytes,
 }
 
 

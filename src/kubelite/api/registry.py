@@ -173,11 +173,21 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), subresources=("status",)),
     ResourceType("certificates.k8s.io", "v1", "CertificateSigningRequest", "certificatesigningrequests", False,
                  ("csr",), subresources=("status", "approval")),
+    # Issue 17: the workloads and storage real applications use (the API here; their controllers,
+    # the provisioner and the node's mounts in controllers/ and node/).
+    ResourceType("apps", "v1", "StatefulSet", "statefulsets", True, ("sts",), ("all",), ("status", "scale")),
+    ResourceType("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), ("all",), ("status",)),
+    ResourceType("apps", "v1", "ControllerRevision", "controllerrevisions", True),
+    ResourceType("batch", "v1", "Job", "jobs", True, (), ("all",), ("status",)),
+    ResourceType("batch", "v1", "CronJob", "cronjobs", True, ("cj",), ("all",), ("status",)),
+    ResourceType("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), subresources=("status",)),
+    ResourceType("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), subresources=("status",)),
+    ResourceType("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
 )
 
 # Preferred order of API groups in discovery, as kube-apiserver orders them.
 GROUP_ORDER = (
-    "", "apps", "events.k8s.io", "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
+    "", "apps", "events.k8s.io", "batch", "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
     "networking.k8s.io", "policy",
     # kube-apiserver's order for the groups added since (by APIService group priority).
     "apiregistration.k8s.io", "storage.k8s.io", "scheduling.k8s.io", "flowcontrol.apiserver.k8s.io",

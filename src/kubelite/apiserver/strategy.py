@@ -408,6 +408,10 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): GenerationStrategy,
     ("", "ResourceQuota"): ResourceQuotaStrategy,
     ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
+    ("apps", "StatefulSet"): GenerationStrategy,
+    ("apps", "DaemonSet"): GenerationStrategy,
+    ("batch", "Job"): GenerationStrategy,
+    ("batch", "CronJob"): GenerationStrategy,
 }
 
 

@@ -32,6 +32,14 @@ REPLICASETS = _rt("apps", "v1", "replicasets")
 LEASES = _rt("coordination.k8s.io", "v1", "leases")
 PODDISRUPTIONBUDGETS = _rt("policy", "v1", "poddisruptionbudgets")
 REPLICATIONCONTROLLERS = _rt("", "v1", "replicationcontrollers")
+STATEFULSETS = _rt("apps", "v1", "statefulsets")
+DAEMONSETS = _rt("apps", "v1", "daemonsets")
+CONTROLLERREVISIONS = _rt("apps", "v1", "controllerrevisions")
+JOBS = _rt("batch", "v1", "jobs")
+CRONJOBS = _rt("batch", "v1", "cronjobs")
+PERSISTENTVOLUMES = _rt("", "v1", "persistentvolumes")
+PERSISTENTVOLUMECLAIMS = _rt("", "v1", "persistentvolumeclaims")
+STORAGECLASSES = _rt("storage.k8s.io", "v1", "storageclasses")
 
 __all__ = [
     "CONFIGMAPS", "DEPLOYMENTS", "ENDPOINTS", "ENDPOINTSLICES", "EVENTS", "LEASES", "NAMESPACES", "NODES",

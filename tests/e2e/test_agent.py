@@ -420,3 +420,28 @@ async def test_pods_deleted_while_their_workers_sync_leave_no_traceback(node: No
         f.seek(offset)
         log = f.read().decode(errors="replace")
     assert "Traceback" not in log, log
+
+
+def test_agnhost_as_conformance_runs_it(node: Node) -> None:
+    """Issue 19: the agnhost image as Kubernetes' tests use it. Its CMD is ``pause`` (no command
+    or args pauses), ``/agnhost-2`` runs it under another argv[0], and ``mounttest`` runs as a
+    non-root user although this Python may live where that user cannot go (under /root)."""
+    vol = [{"name": "v", "emptyDir": {}}]
+    mt = {"name": "c", "image": AGNHOST, "securityContext": {"runAsUser": 1001, "runAsGroup": 1002},
+          "args": ["mounttest", "--new_file_0644=/vol/f", "--file_perm=/vol/f", "--file_owner=/vol/f",
+                   "--file_mode=/vol"],
+          "volumeMounts": [{"name": "v", "mountPath": "/vol"}]}
+    ep = {"name": "c", "image": AGNHOST, "command": ["/agnhost-2"], "args": ["entrypoint-tester", "override", "arguments"]}
+    node.apply(pod("mt", [mt], restartPolicy="Never", volumes=vol), pod("ep", [ep], restartPolicy="Never"),
+               pod("paused", [{"name": "c", "image": AGNHOST}]))
+    done = node.wait_pod("mt", "finished", lambda p: p["status"].get("phase") in ("Succeeded", "Failed"))
+    out = node.log(done, "c")
+    assert done["status"]["phase"] == "Succeeded", out
+    assert 'content of file "/vol/f": mount-tester new file' in out
+    assert 'perms of file "/vol/f": -rw-r--r--' in out
+    assert 'owner UID of "/vol/f": 1001' in out and 'owner GID of "/vol/f": 1002' in out
+    assert 'mode of file "/vol": drwxrwxrwx' in out
+    done = node.wait_pod("ep", "Succeeded", lambda p: p["status"].get("phase") == "Succeeded")
+    assert node.log(done, "c") == "[/agnhost-2 entrypoint-tester override arguments]"
+    paused = node.wait_pod("paused", "Running", lambda p: p["status"].get("phase") == "Running")
+    wait_for("Paused in the log", lambda: node.log(paused, "c") == "Paused", timeout=10)

@@ -51,10 +51,13 @@ def test_normalise_keeps_digests() -> None:
 )
 def test_agnhost_runs_the_python_implementation(ref: str) -> None:
     image = resolve(ref)
-    assert image.entrypoint == [sys.executable, "-m", "kubelite.images.agnhost"]
-    assert image.cmd == []
+    # The real image's ENTRYPOINT ["/agnhost"] and CMD ["pause"]: no args runs pause.
+    assert image.entrypoint == [sys.executable, "-m", "kubelite.images.agnhost", "--argv0=/agnhost"]
+    assert image.cmd == ["pause"]
     assert image.env == {"PATH": DEFAULT_PATH}
     assert image.name == ref
+    assert image.host_argv(["/agnhost-2", "entrypoint-tester", "x"]) == [
+        sys.executable, "-m", "kubelite.images.agnhost", "--argv0=/agnhost-2", "entrypoint-tester", "x"]
 
 
 def test_pause_images() -> None:

@@ -204,7 +204,17 @@ def _python_module(module: str, *args: str, binary: str = "") -> Callable[[str],
     return build
 
 
-_agnhost = _python_module("kubelite.images.agnhost", binary="/agnhost")
+def _agnhost(image: str) -> Image:
+    # The real image: ENTRYPOINT ["/agnhost"], CMD ["pause"], and /agnhost-2 a symlink to it
+    # (entrypoint tests override the entrypoint with it and check argv[0]).
+    def run_as(path: str) -> list[str]:
+        return [sys.executable, "-m", "kubelite.images.agnhost", f"--argv0={path}"]
+
+    return Image(normalise(image), run_as("/agnhost"), ["pause"], ports=(80, 8080, 8081, 9376),
+                 binaries={"/agnhost": run_as("/agnhost"), "/agnhost-2": run_as("/agnhost-2")})
+
+
+
 _pause = _python_module("kubelite.images.pause")
 
 # Repository (without tag) -> how to build the image.

@@ -306,6 +306,64 @@ def _bind_mount(source: str, target: str, read_only: bool) -> None:
         ) from None
 
 
+def _can_search(st: os.stat_result, uid: int, gid: int) -> bool:
+    if uid == st.st_uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if gid == st.st_gid:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+def _blocked_install_dirs(uid: int, gid: int, install: list[str]) -> dict[str, set[str]]:
+    """Directories on the way to this Python installation that ``uid`` cannot pass through
+    (an interpreter under /root, mode 0700), each with the entries of it that lead there."""
+    blocked: dict[str, set[str]] = {}
+    for path in install:
+        parts = Path(path).parts
+        for depth in range(1, len(parts) - 1):
+            ancestor = os.path.join(*parts[:depth])
+            try:
+                st = os.stat(ancestor)
+            except OSError:
+                break
+            if not _can_search(st, uid, gid):
+                blocked.setdefault(ancestor, set()).add(parts[depth])
+                break
+    return blocked
+
+
+def _reach_install(mounts: list[tuple[str, str, bool]], uid: int | None, gid: int | None) -> list[tuple[str, str, bool]]:
+    """Let a container that runs as another user reach the Python that runs kubelite's images.
+
+    A catalog image is a program of this machine, and kubelite's own (agnhost, pause, the
+    DNS server) are this interpreter; when it lives where the user cannot go (pyenv under
+    /root), ``runAsUser`` would fail with "permission denied". In the container's own mount
+    namespace each such directory is covered by an empty tmpfs (mode 0755), and only the
+    entries that lead to the installation are bound back in: the user passes through, and
+    sees nothing else of it (the rest of /root, with kubeconfigs, stays hidden). Mount
+    sources under a covered directory are staged first, as for the private /tmp.
+    """
+    if not uid:
+        return mounts
+    blocked = _blocked_install_dirs(uid, gid if gid is not None else uid, _install_paths())
+    if not blocked:
+        return mounts
+    out: list[tuple[str, str, bool]] = []
+    for i, (source, target, read_only) in enumerate(mounts):
+        if any(source == d or source.startswith(d + "/") for d in blocked):
+            stage = f"/dev/shm/.kubelite-install-stage-{i}"
+            _bind_mount(source, stage, False)
+            source = stage
+        out.append((source, target, read_only))
+    for directory, entries in blocked.items():
+        fds = {e: os.open(os.path.join(directory, e), os.O_PATH | os.O_CLOEXEC) for e in entries}
+        syscalls.mount("tmpfs", directory, "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV, "mode=755")
+        for entry, fd in fds.items():
+            _bind_mount(f"/proc/self/fd/{fd}", os.path.join(directory, entry), True)
+            os.close(fd)
+    return out
+
+
 def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: bool, err_w: int) -> NoReturn:
     """Runs in the forked child (PID 1 of the new PID namespace); never returns."""
     try:
@@ -336,7 +394,8 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
                 syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
                 "mode=1777,size=65536k",
             )
-        _mount_all(spec["mounts"], private_tmp=not _needs_host_tmp(spec["argv"], spec["env"]))
+        mounts = _reach_install(spec["mounts"], spec["uid"], spec["gid"])
+        _mount_all(mounts, private_tmp=not _needs_host_tmp(spec["argv"], spec["env"]))
         if spec["hostname"]:
             socket.sethostname(spec["hostname"])
         workdir = spec["workdir"] or "/"

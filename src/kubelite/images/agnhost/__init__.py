@@ -19,11 +19,16 @@ COMMANDS = {
     "connect": ("connect", "Attempts a TCP, UDP or SCTP connection and returns useful errors"),
     "dns-server-list": ("dns", "Prints the host's DNS Server list"),
     "dns-suffix": ("dns", "Prints the host's DNS suffix list"),
+    "entrypoint-tester": ("entrypoint", "Prints the args it's passed and exits"),
     "etc-hosts": ("dns", "Prints the host's /etc/hosts file"),
     "liveness": ("liveness", "Starts a server that is alive for 10 seconds"),
+    "logs-generator": ("logsgen", "Outputs lines of logs to stdout uniformly"),
+    "mounttest": ("mounttest", "Creates files with given permissions and outputs FS type, owner, mode, permissions, contents of files"),
     "netexec": ("netexec", "Creates HTTP(S), UDP, and (optionally) SCTP servers with various endpoints"),
     "pause": ("pause", "Pauses the execution"),
+    "porter": ("porter", "Serves requested data on ports specified in ENV variables"),
     "serve-hostname": ("servehostname", "Serves the hostname"),
+    "test-webserver": ("testwebserver", "Starts a simple HTTP fileserver"),
 }
 
 
@@ -38,7 +43,13 @@ def help_text() -> str:
     )
 
 
+ARGV0_FLAG = "--argv0="  # how the catalog says which in-image path ran (/agnhost or /agnhost-2)
+
+
 def main(argv: list[str]) -> int:
+    argv0 = "/agnhost"
+    if argv and argv[0].startswith(ARGV0_FLAG):
+        argv0, argv = argv[0][len(ARGV0_FLAG):], argv[1:]
     if not argv or argv[0] in ("help", "-h", "--help"):
         sys.stdout.write(help_text())
         return 0
@@ -50,7 +61,9 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f'Error: unknown command "{command}" for "app"\nRun \'app --help\' for usage.\n')
         return 1
     module = importlib.import_module(f"kubelite.images.agnhost.{COMMANDS[command][0]}")
-    if module.__name__.endswith(".dns"):
+    if command == "entrypoint-tester":
+        module.main(argv0, args)
+    elif module.__name__.endswith(".dns"):
         module.main(command, args)
     else:
         module.main(args)

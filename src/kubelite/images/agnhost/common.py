@@ -95,6 +95,7 @@ class Flag:
     kind: str  # "int", "string", "bool" or "duration"
     default: Any
     usage: str
+    short: str = ""  # pflag's one-letter shorthand (``-t 100``), if any
 
 
 class UsageError(Exception):
@@ -122,8 +123,15 @@ def parse_flags(command: str, flags: list[Flag], args: list[str]) -> tuple[dict[
                 positional.append(arg)
                 continue
             if not arg.startswith("--"):
-                raise UsageError(f"unknown shorthand flag: '{arg[1]}' in {arg}")
-            name, has_value, value = arg[2:].partition("=")
+                flag = next((f for f in flags if f.short and f.short == arg[1]), None)
+                if flag is None:
+                    raise UsageError(f"unknown shorthand flag: '{arg[1]}' in {arg}")
+                # ``-t 100``, ``-t=100`` and ``-t100`` as pflag reads them.
+                name, rest = flag.name, arg[2:]
+                has_value, value = (True, rest.removeprefix("=")) if rest else (False, "")
+            else:
+                name, has_value_sep, value = arg[2:].partition("=")
+                has_value = bool(has_value_sep)
             flag = by_name.get(name)
             if flag is None:
                 if name in _KLOG_FLAGS:
@@ -189,7 +197,8 @@ def usage(command: str, flags: list[Flag]) -> str:
     for f in flags:
         kind = "" if f.kind == "bool" else f" {f.kind}"
         default = "" if f.default in (False, "", None) else f" (default {f.default})"
-        lines.append(f"      --{f.name}{kind}   {f.usage}{default}")
+        short = f"  -{f.short}, " if f.short else "      "
+        lines.append(f"{short}--{f.name}{kind}   {f.usage}{default}")
     lines.append(f"  -h, --help   help for {command}")
     return "\n".join(lines) + "\n"
 

@@ -1,0 +1,154 @@
+"""agnhost's sub-commands that conformance runs in volume, entrypoint, logs and proxy tests:
+mounttest, entrypoint-tester, logs-generator, test-webserver and porter, run as the real
+processes they are in a container, their output compared with what the Go program prints."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from kubelite.images.agnhost.mounttest import go_file_mode
+
+AGNHOST = [sys.executable, "-m", "kubelite.images.agnhost"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AGNHOST, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(200):
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.025)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def test_go_file_modes() -> None:
+    assert go_file_mode(0o100644) == "-rw-r--r--"
+    assert go_file_mode(0o040777) == "drwxrwxrwx"
+    assert go_file_mode(0o041777) == "dtrwxrwxrwx"  # sticky /tmp, as Go prints it
+    assert go_file_mode(0o020666) == "Dcrw-rw-rw-"  # /dev/null
+    assert go_file_mode(0o104755) == "urwxr-xr-x"
+
+
+def test_mounttest_writes_and_reports_like_the_go_program(tmp_path: pathlib.Path) -> None:
+    target = tmp_path / "f"
+    out = run("mounttest", f"--new_file_0644={target}", f"--file_perm={target}", f"--file_mode={tmp_path}",
+              f"--file_owner={target}", f"--fs_type={tmp_path}")
+    assert out.returncode == 0, out
+    lines = out.stdout.splitlines()
+    assert re.fullmatch(rf'mount type of "{tmp_path}": (tmpfs|\d+)', lines[0])
+    assert lines[1] == f'content of file "{target}": mount-tester new file'
+    assert lines[2] == ""  # the content's own newline, then Printf's
+    assert f'mode of file "{tmp_path}": drwx' in out.stdout
+    assert f'perms of file "{target}": -rw-r--r--' in out.stdout
+    assert f'owner UID of "{target}": {os.getuid()}' in out.stdout
+    assert f'owner GID of "{target}": {os.getgid()}' in out.stdout
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
+def test_mounttest_0777_ignores_the_umask_and_fails_on_a_missing_file(tmp_path: pathlib.Path) -> None:
+    target = tmp_path / "g"
+    assert run("mounttest", f"--new_file_0777={target}").returncode == 0
+    assert target.stat().st_mode & 0o777 == 0o777
+    out = run("mounttest", f"--file_content={tmp_path / 'missing'}")
+    assert out.returncode == 1
+    assert out.stdout == f'error reading file content for "{tmp_path / "missing"}": open {tmp_path / "missing"}: no such file or directory\n'
+
+
+def test_mounttest_tmpfs_is_named(tmp_path: pathlib.Path) -> None:
+    if not pathlib.Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm here")
+    out = run("mounttest", "--fs_type=/dev/shm")
+    assert out.stdout == 'mount type of "/dev/shm": tmpfs\n'
+
+
+def test_entrypoint_tester_prints_argv_with_the_path_that_ran() -> None:
+    assert run("entrypoint-tester", "override", "arguments").stdout == "[/agnhost entrypoint-tester override arguments]\n"
+    out = run("--argv0=/agnhost-2", "entrypoint-tester", "a")
+    assert (out.returncode, out.stdout) == (0, "[/agnhost-2 entrypoint-tester a]\n")
+
+
+def test_no_arguments_prints_help_and_an_unknown_command_fails() -> None:
+    assert run().returncode == 0
+    assert run("nope").returncode == 1
+
+
+def test_logs_generator_writes_klog_lines_uniformly() -> None:
+    start = time.monotonic()
+    out = run("logs-generator", "-t", "5", "--run-duration=500ms")
+    elapsed = time.monotonic() - start
+    lines = out.stderr.splitlines()
+    assert out.returncode == 0 and len(lines) == 5, out
+    for i, line in enumerate(lines):
+        assert re.fullmatch(
+            rf"I\d{{4}} \d\d:\d\d:\d\d\.\d{{6}} +\d+ logs_generator\.go:\d+\] {i} (GET|POST|PUT) "
+            r"/api/v1/namespaces/(kube-system|default|ns)/pods/[bcdfghjklmnpqrstvwxz2456789]{3,4} \d{3}", line), line
+    assert elapsed >= 0.45  # the lines are spread over the duration, not written at once
+
+
+def test_logs_generator_refuses_zero_lines() -> None:
+    out = run("logs-generator", "--run-duration=1s")
+    assert out.returncode == 255
+    assert "Invalid total number of lines: 0" in out.stderr
+
+
+def test_test_webserver_serves_files_directories_and_404(tmp_path: pathlib.Path) -> None:
+    port = free_port()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "a.txt").write_text("OK")
+    proc = subprocess.Popen([*AGNHOST, "test-webserver", f"--port={port}"], stderr=subprocess.PIPE)
+    try:
+        wait_port(port, proc)
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}{tmp_path}/results/a.txt") as r:
+            assert r.read() == b"OK"
+            assert r.headers["Access-Control-Allow-Origin"] == "*"
+            assert r.headers["Cache-Control"] == "private"
+        with urllib.request.urlopen(f"{base}{tmp_path}/results") as r:  # redirected to the slash
+            assert r.url.endswith("/results/")
+            assert '<a href="a.txt">a.txt</a>' in r.read().decode()
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"{base}{tmp_path}/nothing")
+        assert e.value.code == 404 and e.value.read() == b"404 page not found\n"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_porter_answers_each_port_with_its_value_over_http_and_tls() -> None:
+    http_port, tls_port = free_port(), free_port()
+    env = {**os.environ, f"SERVE_PORT_{http_port}": "foo", f"SERVE_TLS_PORT_{tls_port}": "tls baz"}
+    proc = subprocess.Popen([*AGNHOST, "porter"], env=env, stderr=subprocess.PIPE, cwd="/")
+    try:
+        wait_port(http_port, proc)
+        wait_port(tls_port, proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/anything") as r:
+            assert r.read() == b"foo"
+        ctx = ssl.create_default_context()
+        ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+        with urllib.request.urlopen(f"https://127.0.0.1:{tls_port}/", context=ctx) as r:
+            assert r.read() == b"tls baz"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -74,7 +74,7 @@ def test_cronjob_columns_and_cells() -> None:
         ("Active", "integer", 0), ("Last Schedule", "string", 0), ("Age", "string", 0),
         ("Containers", "string", 1), ("Images", "string", 1), ("Selector", "string", 1),
     ]
-    cj = {"metadata": {"name": "hello", "creationTimestamp": ago(hours=2)},
+    cj: dict[str, Any] = {"metadata": {"name": "hello", "creationTimestamp": ago(hours=2)},
           "spec": {"schedule": "*/1 * * * *", "suspend": False, "jobTemplate": {"spec": {"template": TEMPLATE}}},
           "status": {}}
     assert cells("CronJob", cj) == ["hello", "*/1 * * * *", "<none>", "False", 0, "<none>", "120m",

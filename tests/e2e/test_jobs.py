@@ -83,7 +83,7 @@ def test_job_with_completions_and_parallelism_completes(cluster: Cluster) -> Non
     assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
     pods = _json(cluster, "get", "pods", "-l", f"batch.kubernetes.io/controller-uid={uid}")["items"]
     assert len(pods) == 3
-    assert all(p["metadata"].get("finalizers") is None for p in pods)
+    assert all(not p["metadata"].get("finalizers") for p in pods)
     assert all(p["metadata"]["labels"]["job-name"] == "para" for p in pods)
     events = _events(cluster, "para")
     assert sum(1 for r, _ in events if r == "SuccessfulCreate") == 3
@@ -110,7 +110,7 @@ def test_failing_job_stops_after_backoff_limit(cluster: Cluster) -> None:
     assert res.returncode == 0, res.stderr
     status = _json(cluster, "get", "job", "fails")["status"]
     assert status["failed"] == 3  # the first try and two retries
-    failed = [c for c in status["conditions"] if c["type"] == "Failed"][0]
+    failed = next(c for c in status["conditions"] if c["type"] == "Failed")
     assert (failed["reason"], failed["message"]) == ("BackoffLimitExceeded", "Job has reached the specified backoff limit")
     assert [c["type"] for c in status["conditions"]] == ["FailureTarget", "Failed"]
     assert ("BackoffLimitExceeded", "Job has reached the specified backoff limit") in _events(cluster, "fails")

@@ -515,6 +515,7 @@ class JobController(Controller):
             succeeded = len(completed)
 
         active = [p for p in pods if podutil.is_pod_active(p)]
+        created = 0
         terminating = sum(1 for p in pods if is_terminating(p))
         conditions: list[Obj] = status.setdefault("conditions", [])
 
@@ -550,9 +551,10 @@ class JobController(Controller):
                 terminating += await self._delete_pods(job, active)
                 active = []
         else:
-            active = await self._manage(key, job, status, active, terminating, succeeded, completed, now)
+            active, created = await self._manage(key, job, status, active, terminating, succeeded, completed, now)
 
-        status["active"] = len(active)
+        # Pods just created count as active at once (manageJob's ``active += diff``).
+        status["active"] = len(active) + created
         status["ready"] = sum(1 for p in active if podutil.is_pod_ready(p))
         status["terminating"] = terminating
         finished_now = final is not None and terminating == 0
@@ -575,7 +577,7 @@ class JobController(Controller):
             self.queue.add_after(key, max(requeue, 0.0) + 0.05)
 
     async def _manage(self, key: str, job: Obj, status: Obj, active: list[Obj], terminating: int, succeeded: int,
-                      completed: set[int], now: dt.datetime) -> list[Obj]:
+                      completed: set[int], now: dt.datetime) -> tuple[list[Obj], int]:
         """manageJob: suspend/resume, then create or delete pods towards the wanted number."""
         spec = _spec(job)
         conditions: list[Obj] = status.setdefault("conditions", [])
@@ -584,13 +586,13 @@ class JobController(Controller):
                 await self.recorder.event(job, "Normal", "Suspended", "Job suspended")
             if active:
                 await self._delete_pods(job, active)
-            return []
+            return [], 0
         if ensure_condition(conditions, "Suspended", "False", "JobResumed", "Job resumed", now):
             await self.recorder.event(job, "Normal", "Resumed", "Job resumed")
             # The deadline counts time spent running: it starts again on every resume.
             status["startTime"] = timeutil.format_time(now)
         if not self.expectations.satisfied(key):
-            return active
+            return active, 0
         indexed = spec.get("completionMode") == "Indexed"
         parallelism = int(spec.get("parallelism", 1))
         if indexed:
@@ -603,18 +605,19 @@ class JobController(Controller):
             remaining = self.backoffs.get(key, BackoffRecord()).remaining(now, self.backoff_base)
             if remaining > 0:
                 self.queue.add_after(key, remaining)
-                return active
+                return active, 0
             count = min(diff, MAX_POD_CREATE_DELETE_PER_SYNC)
             indexes: list[int | None] = list(pending_indexes(job, completed, active, count)) if indexed else [None] * count
             if indexes:
                 await self._create_pods(key, job, indexes)
+                return active, len(indexes)
         elif diff < 0 and len(active) > want:
             # Not-ready and newest pods go first.
             extra = sorted(active, key=lambda p: (podutil.is_pod_ready(p), _meta(p).get("creationTimestamp", "")))
             extra = extra[: len(active) - want]
             await self._delete_pods(job, extra)
             active = [p for p in active if p not in extra]
-        return active
+        return active, 0
 
     async def _create_pods(self, key: str, job: Obj, indexes: list[int | None]) -> None:
         """Slow-start batches (1, 2, 4...), as the Job controller's pod creation does."""

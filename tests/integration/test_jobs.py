@@ -151,7 +151,7 @@ def test_cronjob_create_table_validation_and_create_job_from(cluster: Cluster) -
     assert job["spec"]["template"]["spec"]["containers"][0]["command"] == ["date"]
     wait("the manual Job's pod", lambda: pods_of(cluster, manual))
     # Bad schedules and time zones, in Kubernetes' words.
-    bad = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": uniq("x") + "-" + "y" * 50},
+    bad: Obj = {"apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": uniq("x") + "-" + "y" * 50},
            "spec": {"schedule": "TZ=UTC 61 * * * *", "timeZone": "Mars/Olympus", "jobTemplate": {"spec": {
                "template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}}
     res = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(bad))

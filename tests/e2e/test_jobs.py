@@ -182,3 +182,32 @@ def test_cronjob_schedules_and_keeps_history(cluster: Cluster) -> None:
     assert any(r == "SawCompletedJob" for r, _ in events)
     header = cluster.kubectl("get", "cronjobs", check=True).stdout.splitlines()[0].split()
     assert header == ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST", "SCHEDULE", "AGE"]
+
+
+def test_deadline_pod_failure_policy_and_ttl(cluster: Cluster) -> None:
+    # activeDeadlineSeconds: the running pod is stopped, the Job fails with DeadlineExceeded.
+    cluster.kubectl("apply", "-f", "-", input=_job("slow", "sleep 60", activeDeadlineSeconds=2), check=True)
+    # podFailurePolicy: exit code 42 fails the Job at once, whatever the backoffLimit.
+    policy = {"rules": [{"action": "FailJob", "onExitCodes": {"containerName": "main", "operator": "In",
+                                                              "values": [42]}}]}
+    cluster.kubectl("apply", "-f", "-", input=_job("fatal", "exit 42", backoffLimit=6, podFailurePolicy=policy),
+                    check=True)
+    # ttlSecondsAfterFinished: gone (with its pod) two seconds after it completed.
+    cluster.kubectl("apply", "-f", "-", input=_job("brief", "true", ttlSecondsAfterFinished=2), check=True)
+    for name in ("slow", "fatal"):
+        res = cluster.kubectl("wait", "--for=condition=failed", f"job/{name}", "--timeout=60s")
+        assert res.returncode == 0, res.stderr
+    slow = _json(cluster, "get", "job", "slow")["status"]
+    failed = next(c for c in slow["conditions"] if c["type"] == "Failed")
+    assert (failed["reason"], failed["message"]) == ("DeadlineExceeded", "Job was active longer than specified deadline")
+    assert slow.get("active") is None and slow["terminating"] == 0
+    fatal = _json(cluster, "get", "job", "fatal")["status"]
+    failed = next(c for c in fatal["conditions"] if c["type"] == "Failed")
+    pod = _json(cluster, "get", "pods", "-l", "job-name=fatal")["items"][0]["metadata"]["name"]
+    assert (failed["reason"], failed["message"]) == (
+        "PodFailurePolicy", f"Container main for pod default/{pod} failed with exit code 42 matching FailJob rule at index 0")
+    assert fatal["failed"] == 1
+    wait_for("the finished Job to be deleted after its TTL",
+             lambda: cluster.kubectl("get", "job", "brief").returncode != 0, timeout=30)
+    wait_for("its pod to be deleted", lambda: not _json(cluster, "get", "pods", "-l", "job-name=brief")["items"],
+             timeout=30)

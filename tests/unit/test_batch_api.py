@@ -204,3 +204,18 @@ def test_cronjob_time_zone_name_and_template_rules() -> None:
             in errs)
     assert ('spec.jobTemplate.spec.template.spec.restartPolicy: Required value: valid values: "OnFailure", "Never"'
             in errs)
+
+
+def test_success_policy_validation() -> None:
+    ok = created(job(completionMode="Indexed", completions=5, parallelism=5,
+                     successPolicy={"rules": [{"succeededIndexes": "0,2-3", "succeededCount": 2}]}))
+    assert errors(ok) == []
+    bad = created(job(completions=5, successPolicy={"rules": [{"succeededCount": 9}]}))
+    assert 'spec.successPolicy: Invalid value: "NonIndexed": requires indexed completion mode' in errors(bad)
+    bad = created(job(completionMode="Indexed", completions=5, parallelism=1,
+                      successPolicy={"rules": [{}, {"succeededIndexes": "0-1", "succeededCount": 3}]}))
+    errs = errors(bad)
+    assert ("spec.successPolicy.rules[0]: Required value: at least one of succeededCount or succeededIndexes "
+            "must be specified") in errs
+    assert ("spec.successPolicy.rules[1].succeededCount: Invalid value: 3: must be less than or equal to 2 "
+            "(the number of indexes in the specified succeededIndexes field)") in errs

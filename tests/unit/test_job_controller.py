@@ -381,3 +381,76 @@ def test_ttl_after_finished() -> None:
     assert time_left(job, T0 + dt.timedelta(seconds=100)) == 0
     del job["spec"]["ttlSecondsAfterFinished"]
     assert time_left(job, T0) is None
+
+
+def index_of(pod: Obj) -> int:
+    return int(pod["metadata"]["annotations"][COMPLETION_INDEX])
+
+
+async def test_backoff_limit_per_index_and_fail_index(env: tuple[FakeClient, JobController, Clock]) -> None:
+    client, controller, clock = env
+    policy = {"rules": [{"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [7]}}]}
+    await start(client, new_job(completionMode="Indexed", completions=3, parallelism=3, backoffLimitPerIndex=1,
+                                podFailurePolicy=policy))
+    job = client.objects[("jobs", "default", "pi")]
+    assert job["spec"]["backoffLimit"] == 2147483647
+    await controller.reconcile("default/pi")
+    pods = {index_of(p): p for p in client.pods()}
+    assert {i: p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"] for i, p in pods.items()} \
+        == {0: "0", 1: "0", 2: "0"}
+    client.finish(pods[0], "Succeeded")
+    client.finish(pods[1], "Failed", exit_code=1, at=clock.now)  # retried once (backoffLimitPerIndex 1)
+    client.finish(pods[2], "Failed", exit_code=7, at=clock.now)  # FailIndex: never retried
+    await controller.reconcile("default/pi")
+    s = status(client)
+    assert s["completedIndexes"] == "0" and s["failedIndexes"] == "2" and s["failed"] == 2
+    # Index 1 waits for its own back-off (10 s), then comes back with its failure count.
+    expect(controller)
+    await controller.reconcile("default/pi")
+    assert len(client.pods()) == 3
+    clock.advance(11)
+    expect(controller)
+    await controller.reconcile("default/pi")
+    retry = next(p for p in client.pods() if p["status"]["phase"] == "Pending")
+    assert index_of(retry) == 1 and retry["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"] == "1"
+    client.finish(retry, "Failed", exit_code=1, at=clock.now)
+    expect(controller)
+    await controller.reconcile("default/pi")
+    s = status(client)
+    assert s["failedIndexes"] == "1,2"
+    assert [(c["type"], c["reason"], c["message"]) for c in s["conditions"]] == [
+        ("FailureTarget", "FailedIndexes", "Job has failed indexes"), ("Failed", "FailedIndexes", "Job has failed indexes")]
+
+
+async def test_max_failed_indexes(env: tuple[FakeClient, JobController, Clock]) -> None:
+    client, controller, _ = env
+    await start(client, new_job(completionMode="Indexed", completions=4, parallelism=4, backoffLimitPerIndex=0,
+                                maxFailedIndexes=1))
+    await controller.reconcile("default/pi")
+    pods = {index_of(p): p for p in client.pods()}
+    client.finish(pods[0], "Failed", exit_code=1)
+    client.finish(pods[1], "Failed", exit_code=1)
+    await controller.reconcile("default/pi")
+    s = status(client)
+    assert s["conditions"][0]["reason"] == "MaxFailedIndexesExceeded"
+    assert s["conditions"][0]["message"] == "Job has exceeded the specified maximal number of failed indexes"
+    assert all(p["metadata"].get("deletionTimestamp") for p in client.pods() if p["status"]["phase"] == "Pending")
+
+
+async def test_success_policy(env: tuple[FakeClient, JobController, Clock]) -> None:
+    client, controller, _ = env
+    await start(client, new_job(completionMode="Indexed", completions=3, parallelism=3,
+                                successPolicy={"rules": [{"succeededIndexes": "0"}]}))
+    await controller.reconcile("default/pi")
+    pods = {index_of(p): p for p in client.pods()}
+    client.finish(pods[0], "Succeeded")
+    await controller.reconcile("default/pi")
+    s = status(client)
+    assert [(c["type"], c["reason"], c["message"]) for c in s["conditions"]] == [
+        ("SuccessCriteriaMet", "SuccessPolicy", "Matched rules at index 0")]
+    assert s["terminating"] == 2
+    for i in (1, 2):
+        client.finish(pods[i], "Failed", exit_code=137)
+    expect(controller)
+    await controller.reconcile("default/pi")
+    assert [c["type"] for c in status(client)["conditions"]] == ["SuccessCriteriaMet", "Complete"]

@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 TRACKING_FINALIZER = "batch.kubernetes.io/job-tracking"
 COMPLETION_INDEX = "batch.kubernetes.io/job-completion-index"
 COMPLETION_INDEX_ENV = "JOB_COMPLETION_INDEX"
+INDEX_FAILURE_COUNT = "batch.kubernetes.io/job-index-failure-count"
+INDEX_IGNORED_FAILURE_COUNT = "batch.kubernetes.io/job-index-ignored-failure-count"
 DEFAULT_POD_FAILURE_BACKOFF = 10.0  # DefaultJobPodFailureBackOff
 MAX_POD_FAILURE_BACKOFF = 600.0  # MaxJobPodFailureBackOff
 MAX_POD_CREATE_DELETE_PER_SYNC = 500
@@ -268,6 +270,57 @@ def format_indexes(indexes: Iterable[int]) -> str:
     return ",".join(parts)
 
 
+def _annotation_int(pod: Obj, key: str) -> int:
+    value = str((_meta(pod).get("annotations") or {}).get(key) or "0")
+    return int(value) if value.isdigit() else 0
+
+
+@dataclass(frozen=True)
+class IndexFailures:
+    """What the failed pods of one index say (backoffLimitPerIndex): the failure count its next
+    pod carries, its count of ignored failures, and when the last one failed."""
+
+    count: int
+    ignored: int
+    last_failure: dt.datetime
+
+
+def index_failures(job: Obj, pods: list[Obj], now: dt.datetime) -> dict[int, IndexFailures]:
+    """Per index, from its latest failed pod: failures so far (an Ignore'd failure does not count)."""
+    policy = _spec(job).get("podFailurePolicy")
+    out: dict[int, IndexFailures] = {}
+    for pod in pods:
+        index = pod_index(pod)
+        if index is None or (pod.get("status") or {}).get("phase") != "Failed":
+            continue
+        finished = finish_time(pod, now)
+        if index in out and out[index].last_failure >= finished:
+            continue
+        count, ignored = _annotation_int(pod, INDEX_FAILURE_COUNT), _annotation_int(pod, INDEX_IGNORED_FAILURE_COUNT)
+        match = match_pod_failure_policy(policy, pod)
+        if match is not None and match.action == "Ignore":
+            ignored += 1
+        else:
+            count += 1
+        out[index] = IndexFailures(count, ignored, finished)
+    return out
+
+
+def match_success_policy(job: Obj, completed: set[int]) -> str | None:
+    """matchSuccessPolicy: the message of the first rule the succeeded indexes satisfy."""
+    for i, rule in enumerate((_spec(job).get("successPolicy") or {}).get("rules") or []):
+        wanted = rule.get("succeededCount")
+        if rule.get("succeededIndexes") is not None:
+            indexes = parse_indexes(str(rule["succeededIndexes"]))
+            done = len(indexes & completed)
+            matched = done >= int(wanted) if wanted is not None else indexes <= completed
+        else:
+            matched = wanted is not None and len(completed) >= int(wanted)
+        if matched:
+            return f"Matched rules at index {i}"
+    return None
+
+
 def wanted_active(job: Obj, succeeded: int, active: int) -> int:
     """How many pods should run now (NonIndexed), as manageJob computes wantActive."""
     spec = _spec(job)
@@ -301,7 +354,7 @@ def indexed_generate_name(job_name: str, index: int) -> str:
     return prefix
 
 
-def pod_for_job(job: Obj, index: int | None) -> Obj:
+def pod_for_job(job: Obj, index: int | None, failures: IndexFailures | None = None) -> Obj:
     """The pod the controller creates: the template, the owner reference, the tracking finalizer,
     and in Indexed mode the index (annotation, label, hostname, environment)."""
     ref = podutil.new_controller_ref(job, "batch/v1", "Job")
@@ -313,6 +366,10 @@ def pod_for_job(job: Obj, index: int | None) -> Obj:
         meta["generateName"] = indexed_generate_name(name, index)
         meta.setdefault("annotations", {})[COMPLETION_INDEX] = str(index)
         meta.setdefault("labels", {})[COMPLETION_INDEX] = str(index)
+        if _spec(job).get("backoffLimitPerIndex") is not None:
+            meta["annotations"][INDEX_FAILURE_COUNT] = str(failures.count if failures else 0)
+            if failures is not None and failures.ignored:
+                meta["annotations"][INDEX_IGNORED_FAILURE_COUNT] = str(failures.ignored)
         spec = pod["spec"]
         if not spec.get("hostname"):
             spec["hostname"] = f"{name}-{index}"
@@ -465,6 +522,8 @@ class JobController(Controller):
         uc_succeeded, uc_failed = list(uncounted.get("succeeded") or []), list(uncounted.get("failed") or [])
         known = set(uc_succeeded) | set(uc_failed)
         completed = parse_indexes(status.get("completedIndexes") or "")
+        per_index = indexed and spec.get("backoffLimitPerIndex") is not None
+        failed_indexes = parse_indexes(status.get("failedIndexes") or "")
 
         # 1. Newly finished pods: recorded as uncounted before their finalizer goes.
         new_succeeded: list[Obj] = []
@@ -490,9 +549,18 @@ class JobController(Controller):
                     continue
                 if match is not None and match.action == "FailJob" and failure_target is None:
                     failure_target = ("PodFailurePolicy", match.message)
+                index = pod_index(pod)
+                if per_index and index is not None and index not in completed and (
+                        (match is not None and match.action == "FailIndex")
+                        or _annotation_int(pod, INDEX_FAILURE_COUNT) + 1 > int(spec["backoffLimitPerIndex"])):
+                    failed_indexes.add(index)
                 new_failed.append(pod)
         if status.get("startTime") is None and not spec.get("suspend"):
             status["startTime"] = timeutil.format_time(now)
+        if indexed:
+            status["completedIndexes"] = format_indexes(completed)
+        if per_index:
+            status["failedIndexes"] = format_indexes(failed_indexes)
         if new_succeeded or new_failed:
             self.backoffs.setdefault(key, BackoffRecord()).observe(new_succeeded, new_failed, now)
             uc_succeeded += [str(_meta(p)["uid"]) for p in new_succeeded]
@@ -508,8 +576,6 @@ class JobController(Controller):
         status["succeeded"] = int(status.get("succeeded") or 0) + len(uc_succeeded)
         status["failed"] = int(status.get("failed") or 0) + len(uc_failed)
         status["uncountedTerminatedPods"] = {}
-        if indexed:
-            status["completedIndexes"] = format_indexes(completed)
         succeeded, failed = status["succeeded"], status["failed"]
         if indexed:
             succeeded = len(completed)
@@ -534,8 +600,19 @@ class JobController(Controller):
             if reason_msg is None and spec.get("activeDeadlineSeconds") is not None and not spec.get("suspend"):
                 start = timeutil.parse_time(status.get("startTime")) or now
                 requeue = float(spec["activeDeadlineSeconds"]) - (now - start).total_seconds()
+            if reason_msg is None and per_index:
+                most = spec.get("maxFailedIndexes")
+                if most is not None and len(failed_indexes) > int(most):
+                    reason_msg = ("MaxFailedIndexesExceeded",
+                                  "Job has exceeded the specified maximal number of failed indexes")
+                elif failed_indexes and len(failed_indexes) + len(completed) >= int(completions or 0):
+                    reason_msg = ("FailedIndexes", "Job has failed indexes")
+            success_policy = match_success_policy(job, completed) if reason_msg is None and indexed else None
             if reason_msg is not None:
                 interim = new_condition("FailureTarget", reason_msg[0], reason_msg[1], now)
+                conditions.append(interim)
+            elif success_policy is not None:
+                interim = new_condition("SuccessCriteriaMet", "SuccessPolicy", success_policy, now)
                 conditions.append(interim)
             else:
                 done = (succeeded > 0 and not active) if completions is None else (
@@ -551,7 +628,8 @@ class JobController(Controller):
                 terminating += await self._delete_pods(job, active)
                 active = []
         else:
-            active, created = await self._manage(key, job, status, active, terminating, succeeded, completed, now)
+            active, created = await self._manage(key, job, status, pods, active, terminating, succeeded,
+                                                 completed | failed_indexes, now)
 
         # Pods just created count as active at once (manageJob's ``active += diff``).
         status["active"] = len(active) + created
@@ -562,7 +640,7 @@ class JobController(Controller):
             conditions.append(final)
             if final["type"] == "Complete":
                 status["completionTime"] = final["lastTransitionTime"]
-        for k in ("active", "succeeded", "failed", "completedIndexes"):
+        for k in ("active", "succeeded", "failed", *([] if per_index else ["failedIndexes"]), "completedIndexes"):
             if not status.get(k):
                 status.pop(k, None)
         if not conditions:
@@ -576,9 +654,11 @@ class JobController(Controller):
         elif requeue is not None and final is None:
             self.queue.add_after(key, max(requeue, 0.0) + 0.05)
 
-    async def _manage(self, key: str, job: Obj, status: Obj, active: list[Obj], terminating: int, succeeded: int,
-                      completed: set[int], now: dt.datetime) -> tuple[list[Obj], int]:
-        """manageJob: suspend/resume, then create or delete pods towards the wanted number."""
+    async def _manage(self, key: str, job: Obj, status: Obj, pods: list[Obj], active: list[Obj], terminating: int,
+                      succeeded: int, done_indexes: set[int], now: dt.datetime) -> tuple[list[Obj], int]:
+        """manageJob: suspend/resume, then create or delete pods towards the wanted number.
+
+        ``done_indexes`` (Indexed) are the succeeded and the failed ones: neither is run again."""
         spec = _spec(job)
         conditions: list[Obj] = status.setdefault("conditions", [])
         if spec.get("suspend"):
@@ -596,18 +676,37 @@ class JobController(Controller):
         indexed = spec.get("completionMode") == "Indexed"
         parallelism = int(spec.get("parallelism", 1))
         if indexed:
-            want = min(parallelism, max(0, int(spec.get("completions") or 0) - len(completed)))
+            want = min(parallelism, max(0, int(spec.get("completions") or 0) - len(done_indexes)))
         else:
             want = wanted_active(job, succeeded, len(active))
         busy = len(active) + (terminating if only_replace_failed_pods(job) else 0)
         diff = want - busy
         if diff > 0:
+            count = min(diff, MAX_POD_CREATE_DELETE_PER_SYNC)
+            per_index = indexed and spec.get("backoffLimitPerIndex") is not None
+            if per_index:
+                # Each index backs off on its own failures.
+                failures = index_failures(job, pods, now)
+                ready: list[int | None] = []
+                wait = 0.0
+                for i in pending_indexes(job, done_indexes, active, int(spec.get("completions") or 0)):
+                    f = failures.get(i)
+                    left = 0.0 if f is None else BackoffRecord(f.count, f.last_failure).remaining(now, self.backoff_base)
+                    if left > 0:
+                        wait = left if not wait else min(wait, left)
+                    elif len(ready) < count:
+                        ready.append(i)
+                if wait:
+                    self.queue.add_after(key, wait)
+                if ready:
+                    await self._create_pods(key, job, ready, failures)
+                return active, len(ready)
             remaining = self.backoffs.get(key, BackoffRecord()).remaining(now, self.backoff_base)
             if remaining > 0:
                 self.queue.add_after(key, remaining)
                 return active, 0
-            count = min(diff, MAX_POD_CREATE_DELETE_PER_SYNC)
-            indexes: list[int | None] = list(pending_indexes(job, completed, active, count)) if indexed else [None] * count
+            indexes: list[int | None] = (list(pending_indexes(job, done_indexes, active, count)) if indexed
+                                         else [None] * count)
             if indexes:
                 await self._create_pods(key, job, indexes)
                 return active, len(indexes)
@@ -619,13 +718,16 @@ class JobController(Controller):
             active = [p for p in active if p not in extra]
         return active, 0
 
-    async def _create_pods(self, key: str, job: Obj, indexes: list[int | None]) -> None:
+    async def _create_pods(self, key: str, job: Obj, indexes: list[int | None],
+                           failures: dict[int, IndexFailures] | None = None) -> None:
         """Slow-start batches (1, 2, 4...), as the Job controller's pod creation does."""
         self.expectations.expect_creations(key, len(indexes))
         created, batch, first_error = 0, 1, None
         while created < len(indexes) and first_error is None:
             chunk = indexes[created:created + batch]
-            results = await asyncio.gather(*(self._create_pod(job, i) for i in chunk), return_exceptions=True)
+            results = await asyncio.gather(
+                *(self._create_pod(job, i, (failures or {}).get(i) if i is not None else None) for i in chunk),
+                return_exceptions=True)
             for r in results:
                 if isinstance(r, BaseException):
                     if not isinstance(r, ApiError):
@@ -638,9 +740,9 @@ class JobController(Controller):
                 self.expectations.creation_observed(key)
             raise first_error
 
-    async def _create_pod(self, job: Obj, index: int | None) -> None:
+    async def _create_pod(self, job: Obj, index: int | None, failures: IndexFailures | None = None) -> None:
         try:
-            out = await self.client.create(PODS, pod_for_job(job, index), _meta(job)["namespace"])
+            out = await self.client.create(PODS, pod_for_job(job, index, failures), _meta(job)["namespace"])
         except ApiError as e:
             self.expectations.creation_observed(key_of(job))
             causes = (e.status.get("details") or {}).get("causes") or []

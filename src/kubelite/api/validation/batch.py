@@ -139,6 +139,62 @@ def _validate_pod_failure_policy(spec: Obj, path: str) -> list[FieldError]:
     return errs
 
 
+def _validate_success_policy(spec: Obj, path: str) -> list[FieldError]:
+    """validateSuccessPolicy: Indexed Jobs only; each rule names indexes and/or a count."""
+    policy: Obj | None = spec.get("successPolicy")
+    if policy is None:
+        return []
+    errs: list[FieldError] = []
+    rules = policy.get("rules") or []
+    if not rules:
+        errs.append(required(f"{path}.rules", "at least one rules must be specified when the successPolicy is specified"))
+    if len(rules) > 20:
+        errs.append(FieldError(ErrorType.TOO_MANY, f"{path}.rules", len(rules), "must have at most 20 items"))
+    if spec.get("completionMode") != "Indexed":
+        errs.append(invalid(path, spec.get("completionMode") or "", "requires indexed completion mode"))
+        return errs
+    completions = int(spec.get("completions") or 0)
+    for i, rule in enumerate(rules):
+        rpath = f"{path}.rules[{i}]"
+        indexes, count = rule.get("succeededIndexes"), rule.get("succeededCount")
+        if indexes is None and count is None:
+            errs.append(required(rpath, "at least one of succeededCount or succeededIndexes must be specified"))
+        total = 0
+        if indexes is not None:
+            try:
+                total = _count_indexes(str(indexes), completions)
+            except ValueError as e:
+                errs.append(invalid(f"{rpath}.succeededIndexes", indexes, f"error parsing succeededIndexes: {e}"))
+        if count is not None:
+            errs += validate_nonnegative(count, f"{rpath}.succeededCount")
+            if count > completions:
+                errs.append(invalid(f"{rpath}.succeededCount", count,
+                                    f"must be less than or equal to {completions} (the number of specified completions)"))
+            if indexes is not None and count > total:
+                errs.append(invalid(f"{rpath}.succeededCount", count, f"must be less than or equal to {total} "
+                                    "(the number of indexes in the specified succeededIndexes field)"))
+    return errs
+
+
+def _count_indexes(text: str, completions: int) -> int:
+    """validateIndexesFormat: "1,3-5" with ordered, non-overlapping intervals below completions."""
+    total, previous = 0, -1
+    for part in text.split(","):
+        bounds = part.split("-")
+        if len(bounds) > 2 or not all(b.isdigit() for b in bounds):
+            raise ValueError(f"cannot parse integer index: {part!r}")
+        first, last = int(bounds[0]), int(bounds[-1])
+        if last < first:
+            raise ValueError(f"non-increasing order, previous: {first}, current: {last}")
+        if first <= previous:
+            raise ValueError(f"overlapping intervals, previous: {previous}, current: {first}")
+        if last >= completions:
+            raise ValueError(f"too large index: {last}")
+        total += last - first + 1
+        previous = last
+    return total
+
+
 def _validate_job_spec_common(spec: Obj, path: str) -> list[FieldError]:
     """validateJobSpec: what a Job and a CronJob's jobTemplate share."""
     errs: list[FieldError] = []
@@ -167,6 +223,7 @@ def _validate_job_spec_common(spec: Obj, path: str) -> list[FieldError]:
                                 "requires indexed completion mode"))
     if spec.get("podFailurePolicy") is not None:
         errs += _validate_pod_failure_policy(spec, f"{path}.podFailurePolicy")
+    errs += _validate_success_policy(spec, f"{path}.successPolicy")
     replacement = spec.get("podReplacementPolicy")
     if replacement is not None:
         if replacement not in ("TerminatingOrFailed", "Failed"):

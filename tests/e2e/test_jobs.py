@@ -83,7 +83,7 @@ def test_job_with_completions_and_parallelism_completes(cluster: Cluster) -> Non
     assert job["spec"]["selector"] == {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
     pods = _json(cluster, "get", "pods", "-l", f"batch.kubernetes.io/controller-uid={uid}")["items"]
     assert len(pods) == 3
-    assert all(not p["metadata"].get("finalizers") for p in pods)
+    assert all("finalizers" not in p["metadata"] for p in pods)
     assert all(p["metadata"]["labels"]["job-name"] == "para" for p in pods)
     events = _events(cluster, "para")
     assert sum(1 for r, _ in events if r == "SuccessfulCreate") == 3

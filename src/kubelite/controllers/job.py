@@ -471,9 +471,23 @@ class JobController(Controller):
         await self._remove_finalizer(pod)
 
     async def _remove_finalizer(self, pod: Obj) -> None:
-        patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER]}}
+        """Kubernetes sends ``$deleteFromPrimitiveList/finalizers``; that leaves ``finalizers: []``
+        here (kube-apiserver's Go types drop the empty list), so when ours is the pod's only
+        finalizer a JSON patch that tests for exactly that removes the field instead."""
+        name, ns = _meta(pod)["name"], _meta(pod).get("namespace")
         try:
-            await self.client.patch(PODS, _meta(pod)["name"], patch, _meta(pod).get("namespace"), type="strategic")
+            if _meta(pod).get("finalizers") == [TRACKING_FINALIZER]:
+                ops = [{"op": "test", "path": "/metadata/finalizers", "value": [TRACKING_FINALIZER]},
+                       {"op": "remove", "path": "/metadata/finalizers"}]
+                try:
+                    await self.client.patch(PODS, name, ops, ns, type="json")
+                    return
+                except ApiError as e:
+                    if e.not_found:
+                        return
+                    # Another finalizer arrived meanwhile: remove just ours.
+            patch = {"metadata": {"$deleteFromPrimitiveList/finalizers": [TRACKING_FINALIZER]}}
+            await self.client.patch(PODS, name, patch, ns, type="strategic")
         except ApiError as e:
             if not e.not_found:
                 raise

@@ -99,8 +99,12 @@ class FakeClient:
             assert stored["metadata"].get("finalizers") == patch[0]["value"]
             del stored["metadata"]["finalizers"]
         else:
+            meta = stored["metadata"]
             gone = set(patch["metadata"].get("$deleteFromPrimitiveList/finalizers") or [])
-            stored["metadata"]["finalizers"] = [f for f in stored["metadata"].get("finalizers") or [] if f not in gone]
+            meta["finalizers"] = [f for f in meta.get("finalizers") or [] if f not in gone]
+            meta["finalizers"] += [f for f in patch["metadata"].get("finalizers") or [] if f not in meta["finalizers"]]
+            if "ownerReferences" in patch["metadata"]:
+                meta["ownerReferences"] = [r for r in patch["metadata"]["ownerReferences"] if "$patch" not in r]
         self._feed(rt, "MODIFIED", stored)
         return copy.deepcopy(stored)
 
@@ -458,3 +462,17 @@ async def test_success_policy(env: tuple[FakeClient, JobController, Clock]) -> N
     expect(controller)
     await controller.reconcile("default/pi")
     assert [c["type"] for c in status(client)["conditions"]] == ["SuccessCriteriaMet", "Complete"]
+
+
+async def test_manual_selector_adopts_orphans(env: tuple[FakeClient, JobController, Clock]) -> None:
+    client, controller, _ = env
+    await client.create(PODS, {"metadata": {"name": "stray", "labels": {"app": "work"}},
+                               "spec": {"containers": [{"name": "main", "image": "busybox"}]}}, "default")
+    job = new_job(manualSelector=True, selector={"matchLabels": {"app": "work"}})
+    job["spec"]["template"]["metadata"] = {"labels": {"app": "work"}}
+    await start(client, job)
+    await controller.reconcile("default/pi")
+    stray = client.objects[("pods", "default", "stray")]
+    assert stray["metadata"]["ownerReferences"][0]["name"] == "pi"
+    assert stray["metadata"]["finalizers"] == [TRACKING_FINALIZER]
+    assert len(client.pods()) == 1 and status(client)["active"] == 1

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubelite.api import timeutil
+from kubelite.api.labels import SelectorError, selector_from_label_selector
 from kubelite.api.types import EventType, Obj
 from kubelite.client import JOBS, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
@@ -513,12 +514,57 @@ class JobController(Controller):
         if managed_by not in (None, JOB_CONTROLLER):
             return
         pods = self._pods(job)
+        if not is_finished(job) and not _meta(job).get("deletionTimestamp"):
+            pods = await self._claim_pods(job, pods)
         if is_finished(job):
             # Nothing more to run; only the pods' finalizers may still have to go.
             await self._remove_finalizers([p for p in pods if TRACKING_FINALIZER in (_meta(p).get("finalizers") or [])
                                            and (not podutil.is_pod_active(p) or _meta(p).get("deletionTimestamp"))])
             return
         await self._sync(key, job, pods)
+
+    async def _claim_pods(self, job: Obj, owned: list[Obj]) -> list[Obj]:
+        """ClaimPods: adopt orphans the selector matches (with the tracking finalizer, as the Job
+        controller's ref manager does), release owned pods it no longer matches."""
+        try:
+            selector = selector_from_label_selector(_spec(job).get("selector"))
+        except (SelectorError, ValueError):
+            return owned
+        if selector.empty:
+            return owned
+        claimed: list[Obj] = []
+        for pod in owned:
+            if selector.matches(_meta(pod).get("labels") or {}) or _meta(pod).get("deletionTimestamp"):
+                claimed.append(pod)
+            else:
+                patch = podutil.release_patch(pod, str(_meta(job)["uid"]))
+                patch["metadata"]["$deleteFromPrimitiveList/finalizers"] = [TRACKING_FINALIZER]
+                await self._patch_pod(pod, patch)
+        orphans = [p for p in self.pod_informer.list(str(_meta(job).get("namespace")))
+                   if podutil.controller_ref(p) is None and not _meta(p).get("deletionTimestamp")
+                   and podutil.is_pod_active(p) and selector.matches(_meta(p).get("labels") or {})]
+        if orphans:
+            fresh = await self.client.get(JOBS, _meta(job)["name"], _meta(job).get("namespace"))
+            if _meta(fresh).get("uid") != _meta(job).get("uid") or _meta(fresh).get("deletionTimestamp"):
+                return claimed
+            ref = podutil.new_controller_ref(job, "batch/v1", "Job")
+            for pod in orphans:
+                patch = podutil.adopt_patch(pod, ref)
+                patch["metadata"]["finalizers"] = [TRACKING_FINALIZER]
+                adopted = await self._patch_pod(pod, patch)
+                if adopted is not None:
+                    claimed.append(adopted)
+        return claimed
+
+    async def _patch_pod(self, pod: Obj, patch: Obj) -> Obj | None:
+        try:
+            out: Obj = await self.client.patch(PODS, _meta(pod)["name"], patch, _meta(pod).get("namespace"),
+                                               type="strategic")
+            return out
+        except ApiError as e:
+            if e.not_found:
+                return None
+            raise
 
     async def _remove_finalizers(self, pods: list[Obj]) -> None:
         results = await asyncio.gather(*(self._remove_finalizer(p) for p in pods), return_exceptions=True)

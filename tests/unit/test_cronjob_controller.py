@@ -232,7 +232,8 @@ async def test_missed_deadline_suspend_and_bad_time_zone(env: tuple[FakeClient, 
     stored["spec"] |= {"suspend": False, "timeZone": "Mars/Olympus"}
     client.feed(CRONJOBS, "MODIFIED", stored)
     await controller.reconcile("default/tick")
-    assert jobs(client) == [] and client.events[-1][0] == "UnknownTimeZone"
+    assert jobs(client) == []
+    assert client.events[-1] == ("UnknownTimeZone", 'invalid timeZone: "Mars/Olympus": unknown time zone Mars/Olympus')
     stored["spec"]["timeZone"] = "UTC"
     client.feed(CRONJOBS, "MODIFIED", stored)
     await controller.reconcile("default/tick")

@@ -287,9 +287,10 @@ class CronJobController(Controller):
         spec = cj.get("spec") or {}
         try:
             zone = zone_of(cj)
-        except (ZoneInfoNotFoundError, ValueError, OSError) as e:
-            await self.recorder.event(cj, "Warning", "UnknownTimeZone",
-                                      f'invalid timeZone: "{spec.get("timeZone")}": {e}')
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            tz = spec.get("timeZone")
+            # Go's time.LoadLocation error text.
+            await self.recorder.event(cj, "Warning", "UnknownTimeZone", f'invalid timeZone: "{tz}": unknown time zone {tz}')
             return None
         if spec.get("suspend"):
             return None

@@ -263,6 +263,14 @@ class GenerationStrategy(Strategy):
     tracks_generation = True
 
 
+
+class JobStrategy(GenerationStrategy):
+    """pkg/registry/batch/job: the selector and the template's labels are generated on create."""
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        defaults.prepare_job_create(obj)
+
+
 class EventStrategy(Strategy):
     allow_create_on_update = True
 
@@ -410,7 +418,7 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
     ("apps", "StatefulSet"): GenerationStrategy,
     ("apps", "DaemonSet"): GenerationStrategy,
-    ("batch", "Job"): GenerationStrategy,
+    ("batch", "Job"): JobStrategy,
     ("batch", "CronJob"): GenerationStrategy,
 }
 

@@ -31,6 +31,9 @@ CONTROLLERS: dict[str, str] = {
     "disruption": "kubelite.controllers.disruption:DisruptionController",
     "resourcequota": "kubelite.controllers.resourcequota:ResourceQuotaController",
     "csrsigning": "kubelite.controllers.certificates:CSRSigningController",
+    "job": "kubelite.controllers.job:JobController",
+    "cronjob": "kubelite.controllers.cronjob:CronJobController",
+    "ttl-after-finished": "kubelite.controllers.ttlafterfinished:TTLAfterFinishedController",
 }
 
 

@@ -566,6 +566,66 @@ def _replicaset_row(rs: Obj, now: datetime) -> Row:
     )
 
 
+# --- Job, CronJob ---------------------------------------------------------------------------
+
+
+def _has_true_job_condition(job: Obj, type_: str) -> bool:
+    """hasJobCondition: a condition of that type with status True."""
+    return any(c.get("type") == type_ and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def _job_row(job: Obj, now: datetime) -> Row:
+    """printJob: the first terminal-ish state wins (Complete, Failed, Terminating, Suspended,
+    FailureTarget), else Running; Duration runs from startTime to completionTime (or now)."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    succeeded = int(status.get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif int(spec.get("parallelism") or 0) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    start, end = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    duration = "" if start is None else human_duration((end or now) - start)
+    if _has_true_job_condition(job, "Complete"):
+        state = "Complete"
+    elif _has_true_job_condition(job, "Failed"):
+        state = "Failed"
+    elif (job.get("metadata") or {}).get("deletionTimestamp"):
+        state = "Terminating"
+    elif _has_true_job_condition(job, "Suspended"):
+        state = "Suspended"
+    elif _has_true_job_condition(job, "FailureTarget"):
+        state = "FailureTarget"
+    else:
+        state = "Running"
+    names, images = _layout_containers(_template_containers(job))
+    return _cells(_name(job), state, completions, duration, _age(job, now), names, images,
+                  format_label_selector(spec.get("selector")))
+
+
+def _cronjob_row(cj: Obj, now: datetime) -> Row:
+    spec, status = cj.get("spec") or {}, cj.get("status") or {}
+    last = status.get("lastScheduleTime")
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    names, images = _layout_containers(_template_containers({"spec": job_spec}))
+    # printBoolPtr: a nil pointer prints <unset>; the API server defaults suspend, so it is rare.
+    suspend = spec.get("suspend")
+    return _cells(
+        _name(cj),
+        spec.get("schedule", ""),
+        spec.get("timeZone") if spec.get("timeZone") is not None else NONE,
+        "<unset>" if suspend is None else ("True" if suspend else "False"),
+        len(status.get("active") or []),
+        NONE if not last else since(last, now),
+        _age(cj, now),
+        names,
+        images,
+        format_label_selector(job_spec.get("selector")),
+    )
+
+
 # --- ReplicationController, PodTemplate, ComponentStatus ------------------------------------
 
 
@@ -823,6 +883,29 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("Available", "string", _EXT_DEPLOY_AVAILABLE),
             _age_col(),
             *_containers_cols(_EXT_DEPLOY_SELECTOR),
+        ),
+        ("batch", "Job"): p(
+            _job_row,
+            _name_col(),
+            _col("Status", "string", "Status of the job."),
+            _col("Completions", "string", _doc("api.batch.v1.JobStatus", "succeeded")),
+            _col("Duration", "string", "Time required to complete the job."),
+            _age_col(),
+            *_containers_cols(_doc("api.batch.v1.JobSpec", "selector")),
+        ),
+        # kube-apiserver still describes these columns with batch/v1beta1's doc strings; only
+        # timeZone's differs from v1's (the beta note was dropped from v1 at GA).
+        ("batch", "CronJob"): p(
+            _cronjob_row,
+            _name_col(),
+            _col("Schedule", "string", _doc("api.batch.v1.CronJobSpec", "schedule")),
+            _col("Timezone", "string", _doc("api.batch.v1.CronJobSpec", "timeZone")
+                 + " This is beta field and must be enabled via the `CronJobTimeZone` feature gate."),
+            _col("Suspend", "boolean", _doc("api.batch.v1.CronJobSpec", "suspend")),
+            _col("Active", "integer", _doc("api.batch.v1.CronJobStatus", "active")),
+            _col("Last Schedule", "string", _doc("api.batch.v1.CronJobStatus", "lastScheduleTime")),
+            _age_col(),
+            *_containers_cols(_doc("api.batch.v1.JobSpec", "selector")),
         ),
         ("apps", "ReplicaSet"): p(
             _replicaset_row,

@@ -19,6 +19,7 @@ from typing import Any
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import RESOURCES
 from kubelite.api.validation import (
+    batch,
     certificates,
     cluster,
     core,
@@ -58,6 +59,8 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("apiregistration.k8s.io", "APIService"): cluster.validate_api_service,
     **quota.VALIDATORS,
     **certificates.VALIDATORS,
+    ("batch", "Job"): batch.validate_job,
+    ("batch", "CronJob"): batch.validate_cronjob,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

@@ -89,9 +89,13 @@ def ready_node(cluster: Cluster, name: str, labels: Obj | None = None, taints: l
         node["spec"] = {"taints": taints}
     apply(cluster, node)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # What a kubelet reports: the scheduler fits requests against allocatable (and a node
+    # without "pods" in it takes none, as in kube-scheduler).
+    resources = {"cpu": "2", "memory": "4Gi", "pods": "110"}
     status = {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                          "message": "kubelet is posting ready status",
-                                         "lastHeartbeatTime": now, "lastTransitionTime": now}]}}
+                                         "lastHeartbeatTime": now, "lastTransitionTime": now}],
+                         "capacity": resources, "allocatable": resources}}
     cluster.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps(status),
                     check=True)
 
@@ -394,6 +398,65 @@ def test_not_ready_node_gets_no_pods(cluster: Cluster, nodes: list[str]) -> None
     ready_node(cluster, nodes[-1], labels={"lifecycle-zone": zone})
     wait_until(lambda: (get(cluster, "pod", "p", ns) or {})["spec"].get("nodeName") == nodes[-1],
                "the pod to be bound once the node is Ready")
+
+
+def test_a_pod_that_fits_no_node_waits_until_resources_are_freed(cluster: Cluster, nodes: list[str]) -> None:
+    ns = new_namespace(cluster)
+    zone = f"zone-{uid()}"
+    nodes.append(f"{zone}-n")
+    ready_node(cluster, nodes[-1], labels={"lifecycle-zone": zone})  # 2 CPUs allocatable
+
+    def requesting(name: str, cpu: str, **spec: Any) -> Obj:
+        p = pod(name, nodeSelector={"lifecycle-zone": zone}, **spec)
+        p["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
+        return p
+
+    def scheduled_condition(name: str) -> Obj | None:
+        return next((c for c in ((get(cluster, "pod", name, ns) or {}).get("status") or {}).get("conditions", [])
+                     if c["type"] == "PodScheduled"), None)
+
+    apply(cluster, requesting("huge", "100"), ns)
+    apply(cluster, requesting("first", "1500m"), ns)
+    wait_until(lambda: (get(cluster, "pod", "first", ns) or {})["spec"].get("nodeName"), "the first pod to be bound")
+    apply(cluster, requesting("second", "1"), ns)  # 1.5 of 2 CPUs are held: does not fit
+    for name in ("huge", "second"):
+        cond = wait_until(lambda name=name: scheduled_condition(name), f"{name}'s PodScheduled condition")
+        assert cond["status"] == "False" and cond["reason"] == "Unschedulable"
+    # Other test files leave nodes of their own in this shared cluster: match this node's part.
+    cond = scheduled_condition("huge")
+    assert cond is not None
+    assert re.match(r"0/(\d+) nodes are available: (.*, )?1 Insufficient cpu[,.]", cond["message"]), cond["message"]
+    assert "preemption: 0/" in cond["message"] and "1 No preemption victims found for incoming pod" in cond["message"]
+    events = json.loads(cluster.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=huge",
+                                        "-o", "json", check=True).stdout)["items"]
+    failed = [e for e in events if e["reason"] == "FailedScheduling"]
+    assert failed and failed[0]["type"] == "Warning" and failed[0]["message"] == cond["message"]
+    assert failed[0]["source"]["component"] == "default-scheduler"
+    # Deleting the pod that holds the CPUs lets the waiting one in, without any other change.
+    cluster.kubectl("delete", "pod", "first", "-n", ns, "--grace-period=0", "--force", check=True)
+    wait_until(lambda: (get(cluster, "pod", "second", ns) or {})["spec"].get("nodeName") == nodes[-1],
+               "the second pod to be bound once the first is gone")
+    assert not (get(cluster, "pod", "huge", ns) or {})["spec"].get("nodeName")
+
+
+def test_a_taken_host_port_keeps_a_pod_off_the_node(cluster: Cluster, nodes: list[str]) -> None:
+    ns = new_namespace(cluster)
+    zone = f"zone-{uid()}"
+    nodes.append(f"{zone}-n")
+    ready_node(cluster, nodes[-1], labels={"lifecycle-zone": zone})
+
+    def web(name: str) -> Obj:
+        p = pod(name, nodeSelector={"lifecycle-zone": zone})
+        p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 18080}]
+        return p
+
+    apply(cluster, web("a"), ns)
+    wait_until(lambda: (get(cluster, "pod", "a", ns) or {})["spec"].get("nodeName"), "the first pod to be bound")
+    apply(cluster, web("b"), ns)
+    cond = wait_until(lambda: next((c for c in ((get(cluster, "pod", "b", ns) or {}).get("status") or {})
+                                    .get("conditions", []) if c["type"] == "PodScheduled"), None),
+                      "b's PodScheduled condition")
+    assert "1 node(s) didn't have free ports for the requested pod ports" in cond["message"], cond["message"]
 
 
 # ---------------------------------------------------------------------- service accounts and root CA

@@ -2,9 +2,10 @@
 
 A real scheduler is a pipeline of plugins; kubelite keeps the filters that decide *whether*
 a pod may go to a node, in kube-scheduler's order and with its messages (NodeUnschedulable,
-TaintToleration, NodeAffinity), and replaces scoring by one rule: the node with the fewest
-pods. Resource requests, host ports, pod (anti-)affinity and topology spread are not
-considered: one machine runs every pod, so capacity is the machine's.
+TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit), and replaces scoring by one
+rule: the node with the fewest pods. Pod (anti-)affinity and topology spread are not
+considered. Preemption is not carried out: its verdict is only reported (see
+:func:`preemption_message`), as DefaultPreemption words it when it finds no victims.
 
 Kubernetes' node lifecycle controller turns a node that is not Ready into a
 ``node.kubernetes.io/not-ready`` (or ``unreachable``) NoSchedule taint, and the scheduler
@@ -26,6 +27,7 @@ from kubelite.api import timeutil
 from kubelite.api.types import EventType, Obj
 from kubelite.client import NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
+from kubelite.controllers import nodeports, noderesources
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
@@ -146,20 +148,61 @@ def filter_node(pod: Obj, node: Obj) -> str | None:
     return None
 
 
-def fit_error(pod: Obj, num_nodes: int, reasons: list[str]) -> str:
-    """kube-scheduler's FitError text, with the DefaultPreemption post-filter's verdict.
+def resolvable_reasons(pod: Obj, node: Obj, pods: list[Obj]) -> list[str]:
+    """The filters preemption can help with (NodePorts, then NodeResourcesFit), given the
+    pods that hold the node's ports and resources; empty when the pod fits."""
+    wanted = nodeports.host_ports(pod)
+    if wanted and nodeports.conflicts(wanted, (hp for p in pods for hp in nodeports.host_ports(p))):
+        return [nodeports.REASON]
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    return noderesources.insufficient(noderesources.pod_requests(pod), allocatable,
+                                      noderesources.held(pods), len(pods))
 
-    Every reason the filters above give is "unresolvable" by preemption, hence the fixed
-    second half.
+
+def _priority(pod: Obj) -> int:
+    return int((pod.get("spec") or {}).get("priority") or 0)
+
+
+def preemption_reasons(pod: Obj, node: Obj, pods: list[Obj]) -> list[str]:
+    """DefaultPreemption's dry run on one node whose failure is resolvable.
+
+    Only pods of lower priority may be evicted: with none, "No preemption victims found";
+    when the pod does not fit even without all of them, the filters' reasons again. When it
+    would fit, kube-scheduler would evict them; kubelite does not preempt, so that node too
+    counts as one without victims.
     """
+    victims = [p for p in pods if _priority(p) < _priority(pod)]
+    if not victims:
+        return [NO_VICTIMS]
+    rest = [p for p in pods if _priority(p) >= _priority(pod)]
+    return resolvable_reasons(pod, node, rest) or [NO_VICTIMS]
+
+
+def _histogram(num_nodes: int, reasons: list[str]) -> str:
     counts: dict[str, int] = {}
     for r in reasons:
         counts[r] = counts.get(r, 0) + 1
     histogram = ", ".join(sorted(f"{n} {r}" for r, n in counts.items()))
-    msg = f"0/{num_nodes} nodes are available: {histogram}."
+    return f"0/{num_nodes} nodes are available: {histogram}."
+
+
+NOT_HELPFUL = "Preemption is not helpful for scheduling"
+NO_VICTIMS = "No preemption victims found for incoming pod"
+
+
+def fit_error(pod: Obj, num_nodes: int, reasons: list[str], preemption: list[str] | None = None) -> str:
+    """kube-scheduler's FitError text, with the DefaultPreemption post-filter's verdict.
+
+    ``reasons`` are every failing filter's reasons over all nodes; ``preemption`` the
+    post-filter's reason per node (see :func:`preemption_reasons`); None means no node's
+    filter failure could be resolved by preemption.
+    """
+    msg = _histogram(num_nodes, reasons)
     if (pod.get("spec") or {}).get("preemptionPolicy") == "Never":
         return msg + " preemption: not eligible due to preemptionPolicy=Never."
-    return msg + f" preemption: 0/{num_nodes} nodes are available: {num_nodes} Preemption is not helpful for scheduling."
+    if preemption is None:
+        preemption = [NOT_HELPFUL] * num_nodes
+    return msg + " preemption: " + _histogram(num_nodes, preemption)
 
 
 def needs_scheduling(pod: Obj) -> bool:
@@ -179,7 +222,14 @@ def _schedulability(node: Obj) -> tuple[Any, ...]:
         (node.get("metadata") or {}).get("labels"),
         (node.get("spec") or {}).get("unschedulable"),
         node_taints(node),
+        (node.get("status") or {}).get("allocatable"),
     )
+
+
+def _holds_node(pod: Obj) -> bool:
+    """A bound pod that still holds its node's ports and resources (not yet finished)."""
+    return bool((pod.get("spec") or {}).get("nodeName")) and \
+        (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
 # ---------------------------------------------------------------------- the controller
@@ -204,6 +254,11 @@ class Scheduler(Controller):
         key = key_of(pod)
         if kind == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
             self._assumed.pop(key, None)
+        was = pod if kind == "DELETED" else old
+        if was is not None and _holds_node(was) and (kind == "DELETED" or not _holds_node(pod)):
+            # A pod gone from its node (deleted, or finished) frees ports and resources:
+            # pods waiting for them may fit now (kube-scheduler's AssignedPodDelete event).
+            self._requeue_pending()
         if kind == "DELETED" or not needs_scheduling(pod):
             return
         # Our own status writes (the PodScheduled condition) must not bring a pod straight back.
@@ -213,14 +268,21 @@ class Scheduler(Controller):
     def _on_node(self, kind: EventType, node: Obj, old: Obj | None) -> None:
         if kind == "DELETED" or (old is not None and _schedulability(old) == _schedulability(node)):
             return
+        self._requeue_pending()
+
+    def _requeue_pending(self) -> None:
         for pod in self.pods.by_index("scheduler-node", ""):
-            if needs_scheduling(pod):
+            if needs_scheduling(pod) and key_of(pod) not in self._assumed:
                 self.queue.add(key_of(pod))
 
-    def _pods_on(self, node: str) -> int:
-        bound = sum(1 for p in self.pods.by_index("scheduler-node", node)
-                    if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
-        return bound + sum(1 for n in self._assumed.values() if n == node)
+    def _pods_on(self, node: str) -> list[Obj]:
+        """The pods that hold ``node``: bound and not finished, or bound by us a moment ago."""
+        bound = [p for p in self.pods.by_index("scheduler-node", node) if _holds_node(p)]
+        for key, n in self._assumed.items():
+            assumed = self.pods.get(key) if n == node else None
+            if assumed is not None and not (assumed.get("spec") or {}).get("nodeName"):
+                bound.append(assumed)
+        return bound
 
     async def reconcile(self, key: str) -> None:
         pod = self.pods.get(key)
@@ -230,19 +292,27 @@ class Scheduler(Controller):
         if not nodes:
             await self._unschedulable(pod, NO_NODES)
             return
-        feasible: list[str] = []
+        feasible: list[tuple[int, str]] = []
         reasons: list[str] = []
+        preemption: list[str] = []
         for node in nodes:
+            name = node["metadata"]["name"]
             reason = filter_node(pod, node)
-            if reason is None:
-                feasible.append(node["metadata"]["name"])
-            else:
+            if reason is not None:
                 reasons.append(reason)
+                preemption.append(NOT_HELPFUL)
+                continue
+            held = self._pods_on(name)
+            failed = resolvable_reasons(pod, node, held)
+            if not failed:
+                feasible.append((len(held), name))
+                continue
+            reasons += failed
+            preemption += preemption_reasons(pod, node, held)
         if not feasible:
-            await self._unschedulable(pod, fit_error(pod, len(nodes), reasons))
+            await self._unschedulable(pod, fit_error(pod, len(nodes), reasons, preemption))
             return
-        target = min(feasible, key=lambda n: (self._pods_on(n), n))
-        await self._bind(pod, target)
+        await self._bind(pod, min(feasible)[1])
 
     async def _bind(self, pod: Obj, node: str) -> None:
         meta = pod["metadata"]

@@ -10,6 +10,7 @@ a kubelet would have stopped.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -420,7 +421,7 @@ def test_a_pod_that_fits_no_node_waits_until_resources_are_freed(cluster: Cluste
     wait_until(lambda: (get(cluster, "pod", "first", ns) or {})["spec"].get("nodeName"), "the first pod to be bound")
     apply(cluster, requesting("second", "1"), ns)  # 1.5 of 2 CPUs are held: does not fit
     for name in ("huge", "second"):
-        cond = wait_until(lambda name=name: scheduled_condition(name), f"{name}'s PodScheduled condition")
+        cond = wait_until(functools.partial(scheduled_condition, name), f"{name}'s PodScheduled condition")
         assert cond["status"] == "False" and cond["reason"] == "Unschedulable"
     # Other test files leave nodes of their own in this shared cluster: match this node's part.
     cond = scheduled_condition("huge")

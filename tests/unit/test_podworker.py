@@ -16,7 +16,7 @@ from typing import Any, cast
 import pytest
 
 from kubelite.client import ApiError
-from kubelite.node import podspec
+from kubelite.node import activedeadline, podspec
 from kubelite.node.network import PodNetwork
 from kubelite.node.podworker import ContainerState, PodHost, PodWorker
 from kubelite.node.runtime import ContainerStatus
@@ -241,3 +241,40 @@ async def test_a_pod_force_deleted_while_it_terminates(tmp_path: pathlib.Path,
     assert worker.done and host.done == [worker]
     assert host.runtime.removed == ["cid-1"] and host.network.removed[-1] == "u-1"
     assert not (tmp_path / "u-1").exists()
+
+
+# ---------------------------------------------------------------------------------- active deadline
+
+
+def test_active_deadline_counts_from_the_start_time() -> None:
+    pod = make_pod()
+    start = "2026-01-01T00:00:00Z"
+    t0 = 1767225600.0  # that instant
+    assert activedeadline.remaining(pod, start, t0 + 100) is None  # no deadline
+    pod["spec"]["activeDeadlineSeconds"] = 30
+    assert activedeadline.remaining(pod, "", t0) is None  # not started
+    assert activedeadline.remaining(pod, start, t0 + 29.5) == 0.5
+    assert activedeadline.remaining(pod, start, t0 + 30) == 0  # duration >= allowed: past it
+
+
+async def test_a_pod_past_its_active_deadline_is_stopped_and_fails(tmp_path: pathlib.Path) -> None:
+    host = FakeHost(tmp_path)
+    pod = quiet_pod()
+    pod["spec"] |= {"activeDeadlineSeconds": 5, "restartPolicy": "Always", "terminationGracePeriodSeconds": 3}
+    pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}  # long ago
+    worker = PodWorker(cast(PodHost, host), pod)
+    worker.sandbox_ready, worker.net = True, await host.network.add_pod("u-1")
+    host.runtime.statuses["cid-1"] = ContainerStatus("running", 42, None, "2026-01-01T00:00:00Z", None, "")
+    worker.containers["c"] = ContainerState("c", False, current="cid-1", status=host.runtime.statuses["cid-1"])
+    await worker.sync()
+    status = host.client.patches[-1]["status"]
+    assert (status["phase"], status["reason"], status["message"]) == (
+        "Failed", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+    [c] = status["containerStatuses"]
+    assert c["state"]["terminated"]["exitCode"] == 143
+    assert host.events[:2] == [
+        ("Normal", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"),
+        ("Normal", "Killing", "Stopping container c"),
+    ]
+    assert host.network.removed == ["u-1"]  # the sandbox goes, as for any finished pod
+    assert worker.terminal and await worker.sync() == 3600  # and no container starts again

@@ -35,7 +35,7 @@ from kubelite.api import timeutil
 from kubelite.api.resource import pod_qos_class
 from kubelite.api.types import Obj
 from kubelite.client import PODS, ApiError, Client
-from kubelite.node import podspec, probes, volumes
+from kubelite.node import activedeadline, podspec, probes, volumes
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.podconfig import PodConfigurer
 from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
@@ -50,7 +50,7 @@ MIN_GRACE = 2  # the kubelet never gives SIGTERM less than this before SIGKILL
 DRAIN_DELAY = 1.5
 HOOK_TIMEOUT = 60.0
 OWNED_STATUS = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime",
-                "initContainerStatuses", "containerStatuses", "qosClass")
+                "initContainerStatuses", "containerStatuses", "qosClass", "reason", "message")
 
 
 class PodHost(Protocol):
@@ -236,6 +236,11 @@ class PodWorker:
         self.init_containers: dict[str, ContainerState] = {}
         self.terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
         self.terminating = False
+        # (reason, message) once the kubelet itself has failed the pod (its active deadline):
+        # the phase is Failed whatever the containers say.
+        self.failed_by_node: tuple[str, str] | None = None
+        if (pod.get("status") or {}).get("reason") == activedeadline.REASON:
+            self.failed_by_node = (activedeadline.REASON, activedeadline.MESSAGE)
         self.done = False
         self.task: asyncio.Task[None] | None = None
         # Crash-loop back-off (keyed by <uid>/<container>) and image pull back-off: the
@@ -331,6 +336,10 @@ class PodWorker:
             return 3600
         if not self.start_time:
             self.start_time = timeutil.now_rfc3339()
+        deadline = activedeadline.remaining(pod, self.start_time, time.time())
+        if deadline is not None and deadline <= 0:
+            await self.deadline_exceeded()
+            return 3600
         if not self.sandbox_ready:
             if not await self.ensure_sandbox():
                 await self.report()
@@ -338,7 +347,7 @@ class PodWorker:
             log.debug("pod %s: sandbox ready after %.3fs", self.name, time.monotonic() - self._born)
             if self.gone:
                 return 0  # deleted meanwhile: start nothing, the next sync tears down
-        delays = [POLL]
+        delays = [POLL] if deadline is None else [POLL, deadline]
         await self.refresh()
         spec = pod.get("spec") or {}
         initialized = True
@@ -650,6 +659,8 @@ class PodWorker:
             for s in statuses:
                 s["ready"] = False
         phase = podspec.pod_phase(pod, init_statuses, statuses, terminal)
+        if self.failed_by_node is not None:
+            phase = "Failed"
         status: Obj = {
             "phase": phase,
             "conditions": podspec.pod_conditions(
@@ -667,6 +678,8 @@ class PodWorker:
             status["podIPs"] = [{"ip": self.net.ip}]
         if init_statuses:
             status["initContainerStatuses"] = init_statuses
+        if self.failed_by_node is not None:
+            status["reason"], status["message"] = self.failed_by_node
         return status
 
     async def report(self, **kw: bool) -> str:
@@ -689,6 +702,25 @@ class PodWorker:
         return str(status["phase"])
 
     # -- the end of a pod
+
+    async def deadline_exceeded(self) -> None:
+        """Past ``activeDeadlineSeconds``: stop every container with the pod's grace period,
+        as the kubelet's pod worker kills a pod its sync handlers evict, and report Failed."""
+        self.failed_by_node = (activedeadline.REASON, activedeadline.MESSAGE)
+        self.event("Normal", activedeadline.REASON, activedeadline.MESSAGE)
+        await self.refresh()
+        running = [cs for cs in [*self.init_containers.values(), *self.containers.values()] if cs.running]
+        for cs in running:
+            cs.stop_probes()
+            cs.ready = False
+            self.event("Normal", "Killing", f"Stopping container {cs.name}")
+        grace = max(MIN_GRACE, int((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
+        await asyncio.gather(*(self.host.runtime.stop(cs.current, grace) for cs in running),
+                             return_exceptions=True)
+        await self.refresh()
+        self.terminal = True
+        await self.finish()
+        await self.report(terminal=True)
 
     async def finish(self) -> None:
         """A pod that has run to completion: stop probes, free its network; logs stay."""

@@ -35,7 +35,7 @@ from kubelite.api import timeutil
 from kubelite.api.resource import pod_qos_class
 from kubelite.api.types import Obj
 from kubelite.client import PODS, ApiError, Client
-from kubelite.node import activedeadline, podspec, probes, volumes
+from kubelite.node import activedeadline, podspec, probes, terminationmessage, volumes
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.podconfig import PodConfigurer
 from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
@@ -265,6 +265,8 @@ class PodWorker:
         for name, found in by_name.items():
             found.sort(key=lambda x: x[1].restart_count)
             cs = self._state(name, name in init_names)
+            for _, st in found[-2:]:
+                self._read_termination_message(name, st, st.restart_count)
             cid, st = found[-1]
             cs.current, cs.status, cs.restart_count = cid, st, st.restart_count
             if len(found) > 1:
@@ -277,6 +279,17 @@ class PodWorker:
         if net is not None:
             self.net = net
             self.sandbox_ready = (self.dir / "etc" / "hosts").exists()
+
+    def _read_termination_message(self, name: str, st: ContainerStatus, restart: int) -> None:
+        """Put what an exited instance left (file or log tail) into its status message, once."""
+        if st.state != "exited":
+            return
+        spec = self.pod.get("spec") or {}
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        c: Obj = next((c for c in containers if c.get("name") == name), {})
+        st.message = terminationmessage.message(
+            st, c, terminationmessage.host_file(self.dir, name, restart),
+            pathlib.Path(st.log_path) if st.log_path else self.dir / "logs" / name / f"{restart}.log")
 
     def _state(self, name: str, init: bool) -> ContainerState:
         table = self.init_containers if init else self.containers
@@ -446,6 +459,8 @@ class PodWorker:
                 except ContainerNotFound:
                     cs.status = ContainerStatus("exited", None, 137, "", timeutil.now_rfc3339(), "ContainerStatusUnknown",
                                                 "The container could not be located when the pod was terminated")
+                else:
+                    self._read_termination_message(cs.name, cs.status, cs.restart_count)
                 if cs.exited:
                     cs.ready = cs.started = False
                     cs.stop_probes()
@@ -500,6 +515,10 @@ class PodWorker:
             self.event("Warning", "Failed", f"Error: {e}")
             return RETRY
         restart = cs.restart_count + 1 if cs.current else 0
+        if c.get("terminationMessagePath"):
+            term_file = terminationmessage.host_file(self.dir, c["name"], restart)
+            await asyncio.to_thread(terminationmessage.prepare, term_file)
+            mounts = [*mounts, (str(term_file), c["terminationMessagePath"], False)]
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
         if sc.get("runAsNonRoot") and not sc.get("runAsUser"):
             # Every catalog image runs as root unless told otherwise, as the kubelet checks it.
@@ -658,6 +677,7 @@ class PodWorker:
         if force_unready:
             for s in statuses:
                 s["ready"] = False
+        terminationmessage.trim(spec, [*init_statuses, *statuses])
         phase = podspec.pod_phase(pod, init_statuses, statuses, terminal)
         if self.failed_by_node is not None:
             phase = "Failed"

@@ -231,6 +231,7 @@ class PodWorker:
         self.net: PodNetwork | None = None
         self.sandbox_ready = False
         self.volumes_refreshed = 0.0
+        self.volumes_meta: tuple[Any, Any] = _downward_meta(pod)  # what the volumes were last written from
         self.start_time: str = (pod.get("status") or {}).get("startTime") or ""
         self.containers: dict[str, ContainerState] = {}
         self.init_containers: dict[str, ContainerState] = {}
@@ -395,7 +396,9 @@ class PodWorker:
             await self.finish()
             await self.report(terminal=True)  # PodReadyToStartContainers goes False with the sandbox
             return 3600
-        if time.monotonic() - self.volumes_refreshed > 60:
+        if time.monotonic() - self.volumes_refreshed > 60 or _downward_meta(pod) != self.volumes_meta:
+            # Labels and annotations changed: downward API files follow at once, as the
+            # kubelet remounts such volumes when the pod is updated.
             await self.refresh_volumes()
         return max(0.05, min(delays))
 
@@ -442,6 +445,7 @@ class PodWorker:
     async def refresh_volumes(self, raise_errors: bool = False) -> None:
         pod = self.pod
         self.volumes_refreshed = time.monotonic()
+        self.volumes_meta = _downward_meta(pod)
         try:
             await volumes.setup(pod, self.dir, self.host.config.volume_sources(pod, self.net))
         except (volumes.VolumeError, ApiError):
@@ -829,6 +833,11 @@ class PodWorker:
         self.host.config.forget_tokens(self.uid)
         if remove_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _downward_meta(pod: Obj) -> tuple[Any, Any]:
+    meta = pod.get("metadata") or {}
+    return meta.get("labels"), meta.get("annotations")
 
 
 def _write_files(directory: pathlib.Path, files: dict[str, str]) -> None:

@@ -564,6 +564,7 @@ class PodWorker:
             cs.previous, cs.prev_status = cs.current, cs.status
         cs.current, cs.restart_count, cs.waiting = cid, restart, None
         cs.status = await host.runtime.status(cid)
+        self._read_termination_message(c["name"], cs.status, restart)  # a quick one may be done already
         cs.started_mono = time.monotonic()
         self.event("Normal", "Created", f"Created container: {c['name']}")
         if cs.status.state == "exited" and cs.status.reason == "StartError":

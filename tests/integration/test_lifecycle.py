@@ -440,6 +440,46 @@ def test_a_pod_that_fits_no_node_waits_until_resources_are_freed(cluster: Cluste
     assert not (get(cluster, "pod", "huge", ns) or {})["spec"].get("nodeName")
 
 
+def test_a_higher_priority_pod_preempts_a_lower_one(cluster: Cluster, nodes: list[str]) -> None:
+    ns = new_namespace(cluster)
+    zone = f"zone-{uid()}"
+    nodes.append(f"{zone}-n")
+    ready_node(cluster, nodes[-1], labels={"lifecycle-zone": zone})  # 2 CPUs allocatable
+    classes = {f"lc-low-{zone}": 10, f"lc-high-{zone}": 1000}
+    for name, value in classes.items():
+        apply(cluster, {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                        "metadata": {"name": name}, "value": value})
+    low_class, high_class = classes
+    try:
+        def requesting(name: str, cpu: str, priority_class: str) -> Obj:
+            p = pod(name, nodeSelector={"lifecycle-zone": zone}, priorityClassName=priority_class)
+            p["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
+            return p
+
+        apply(cluster, requesting("low", "1500m", low_class), ns)
+        wait_until(lambda: (get(cluster, "pod", "low", ns) or {})["spec"].get("nodeName"), "the low pod bound")
+        high = apply(cluster, requesting("high", "1", high_class), ns)
+        low = wait_until(lambda: (p := get(cluster, "pod", "low", ns)) and p["metadata"].get("deletionTimestamp")
+                         and p, "the low-priority pod to be preempted")
+        target = next(c for c in low["status"]["conditions"] if c["type"] == "DisruptionTarget")
+        assert (target["status"], target["reason"], target["message"]) == (
+            "True", "PreemptionByScheduler", "default-scheduler: preempting to accommodate a higher priority pod")
+        events = json.loads(cluster.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=low",
+                                            "-o", "json", check=True).stdout)["items"]
+        assert any(e["reason"] == "Preempted" and e["message"] ==
+                   f"Preempted by pod {high['metadata']['uid']} on node {nodes[-1]}" for e in events)
+        waiting = wait_until(lambda: (p := get(cluster, "pod", "high", ns)) and p["status"].get("nominatedNodeName")
+                             and p, "the nominated node")
+        assert waiting["status"]["nominatedNodeName"] == nodes[-1] and not waiting["spec"].get("nodeName")
+        # The kubelet's part: the victim's containers stop and it goes; then the room is free.
+        cluster.kubectl("delete", "pod", "low", "-n", ns, "--grace-period=0", "--force", check=True)
+        wait_until(lambda: (get(cluster, "pod", "high", ns) or {})["spec"].get("nodeName") == nodes[-1],
+                   "the high-priority pod to be bound")
+    finally:
+        for name in classes:
+            cluster.kubectl("delete", "priorityclass", name, "--wait=false")
+
+
 def test_a_taken_host_port_keeps_a_pod_off_the_node(cluster: Cluster, nodes: list[str]) -> None:
     ns = new_namespace(cluster)
     zone = f"zone-{uid()}"

@@ -5,11 +5,17 @@ from __future__ import annotations
 import decimal
 from typing import Any
 
-from kubelite.controllers import nodeports, noderesources
-from kubelite.controllers.scheduler import fit_error, preemption_reasons, resolvable_reasons
+from kubelite.controllers import defaultpreemption, nodeports, noderesources
+from kubelite.controllers.scheduler import fit_error, resolvable_reasons
 
 Obj = dict[str, Any]
 D = decimal.Decimal
+
+
+def preemption_reasons(pod: Obj, node: Obj, pods: list[Obj]) -> list[str]:
+    victims, reasons = defaultpreemption.select_victims(pod, node, pods, resolvable_reasons)
+    assert victims is None
+    return reasons
 
 
 def node(**allocatable: str) -> Obj:
@@ -98,6 +104,47 @@ def test_host_port_conflicts() -> None:
     assert resolvable_reasons(on_ip, node(), [other_ip]) == []
     assert resolvable_reasons(on_ip, node(), [web]) != []  # 0.0.0.0 overlaps every address
     assert resolvable_reasons(pod(with_ports({"containerPort": 80})), node(), [web]) == []
+
+
+def named(pod: Obj, name: str, start: str = "") -> Obj:
+    pod["metadata"] = {**pod["metadata"], "name": name}
+    pod["status"] = {"startTime": start}
+    return pod
+
+
+def test_preemption_picks_the_fewest_least_important_victims() -> None:
+    big = pod(container(cpu="1500m"), priority=100)
+    held = [named(pod(container(cpu="500m"), priority=p), f"p{p}-{i}") for i, p in enumerate((1, 2, 3, 200))]
+    victims, reasons = defaultpreemption.select_victims(big, node(), held, resolvable_reasons)
+    # 2 CPUs, 0.5 held by a pod of higher priority: the new pod needs 1.5, so every lower one
+    # must go (the reprieve gives none back).
+    assert reasons == [] and victims is not None
+    assert sorted(v["metadata"]["name"] for v in victims) == ["p1-0", "p2-1", "p3-2"]
+    small = pod(container(cpu="600m"), priority=100)
+    victims, _ = defaultpreemption.select_victims(small, node(), held, resolvable_reasons)
+    # Nothing free, 0.6 needed: the most important lower pod (priority 3) is given back
+    # first and fits; then neither of the others can come back (kube-scheduler's reprieve
+    # is greedy by importance, not a search for the fewest victims).
+    assert victims is not None and [v["metadata"]["name"] for v in victims] == ["p2-1", "p1-0"]
+    a = defaultpreemption.Candidate("a", [held[2]])
+    b = defaultpreemption.Candidate("b", [held[0], held[1]])
+    assert defaultpreemption.pick([a, b]) is b  # lower highest priority wins over fewer victims
+    assert defaultpreemption.pick([]) is None
+
+
+def test_preemption_eligibility() -> None:
+    p = pod(priority=100)
+    assert defaultpreemption.ineligible({**p, "spec": {**p["spec"], "preemptionPolicy": "Never"}}, None, False) == (
+        "not eligible due to preemptionPolicy=Never.")
+    victim = pod(priority=0)
+    victim["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    victim["status"] = {"conditions": [defaultpreemption.disruption_condition("default-scheduler", "t")]}
+    assert defaultpreemption.ineligible(p, [victim], False) == (
+        "not eligible due to a terminating pod on the nominated node.")
+    assert defaultpreemption.ineligible(p, [victim], True) is None  # the nominated node is out anyway
+    assert defaultpreemption.ineligible(p, None, False) is None
+    assert victim["status"]["conditions"][0]["message"] == (
+        "default-scheduler: preempting to accommodate a higher priority pod")
 
 
 def test_preemption_verdicts() -> None:

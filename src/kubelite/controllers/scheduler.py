@@ -4,8 +4,8 @@ A real scheduler is a pipeline of plugins; kubelite keeps the filters that decid
 a pod may go to a node, in kube-scheduler's order and with its messages (NodeUnschedulable,
 TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit), and replaces scoring by one
 rule: the node with the fewest pods. Pod (anti-)affinity and topology spread are not
-considered. Preemption is not carried out: its verdict is only reported (see
-:func:`preemption_message`), as DefaultPreemption words it when it finds no victims.
+considered. A pod that fits nowhere may preempt pods of lower priority
+(:mod:`kubelite.controllers.defaultpreemption`).
 
 Kubernetes' node lifecycle controller turns a node that is not Ready into a
 ``node.kubernetes.io/not-ready`` (or ``unreachable``) NoSchedule taint, and the scheduler
@@ -27,7 +27,7 @@ from kubelite.api import timeutil
 from kubelite.api.types import EventType, Obj
 from kubelite.client import NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
-from kubelite.controllers import nodeports, noderesources
+from kubelite.controllers import defaultpreemption, nodeports, noderesources
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
@@ -159,25 +159,6 @@ def resolvable_reasons(pod: Obj, node: Obj, pods: list[Obj]) -> list[str]:
                                       noderesources.held(pods), len(pods))
 
 
-def _priority(pod: Obj) -> int:
-    return int((pod.get("spec") or {}).get("priority") or 0)
-
-
-def preemption_reasons(pod: Obj, node: Obj, pods: list[Obj]) -> list[str]:
-    """DefaultPreemption's dry run on one node whose failure is resolvable.
-
-    Only pods of lower priority may be evicted: with none, "No preemption victims found";
-    when the pod does not fit even without all of them, the filters' reasons again. When it
-    would fit, kube-scheduler would evict them; kubelite does not preempt, so that node too
-    counts as one without victims.
-    """
-    victims = [p for p in pods if _priority(p) < _priority(pod)]
-    if not victims:
-        return [NO_VICTIMS]
-    rest = [p for p in pods if _priority(p) >= _priority(pod)]
-    return resolvable_reasons(pod, node, rest) or [NO_VICTIMS]
-
-
 def _histogram(num_nodes: int, reasons: list[str]) -> str:
     counts: dict[str, int] = {}
     for r in reasons:
@@ -186,20 +167,20 @@ def _histogram(num_nodes: int, reasons: list[str]) -> str:
     return f"0/{num_nodes} nodes are available: {histogram}."
 
 
-NOT_HELPFUL = "Preemption is not helpful for scheduling"
-NO_VICTIMS = "No preemption victims found for incoming pod"
+NOT_HELPFUL = defaultpreemption.NOT_HELPFUL
+NO_VICTIMS = defaultpreemption.NO_VICTIMS
 
 
 def fit_error(pod: Obj, num_nodes: int, reasons: list[str], preemption: list[str] | None = None) -> str:
     """kube-scheduler's FitError text, with the DefaultPreemption post-filter's verdict.
 
     ``reasons`` are every failing filter's reasons over all nodes; ``preemption`` the
-    post-filter's reason per node (see :func:`preemption_reasons`); None means no node's
-    filter failure could be resolved by preemption.
+    post-filter's reason per node (see :func:`defaultpreemption.select_victims`); None means
+    no node's filter failure could be resolved by preemption.
     """
     msg = _histogram(num_nodes, reasons)
     if (pod.get("spec") or {}).get("preemptionPolicy") == "Never":
-        return msg + " preemption: not eligible due to preemptionPolicy=Never."
+        return f"{msg} preemption: {defaultpreemption.NEVER}"
     if preemption is None:
         preemption = [NOT_HELPFUL] * num_nodes
     return msg + " preemption: " + _histogram(num_nodes, preemption)
@@ -294,13 +275,12 @@ class Scheduler(Controller):
             return
         feasible: list[tuple[int, str]] = []
         reasons: list[str] = []
-        preemption: list[str] = []
+        resolvable: list[Obj] = []  # nodes where preemption might help
         for node in nodes:
             name = node["metadata"]["name"]
             reason = filter_node(pod, node)
             if reason is not None:
                 reasons.append(reason)
-                preemption.append(NOT_HELPFUL)
                 continue
             held = self._pods_on(name)
             failed = resolvable_reasons(pod, node, held)
@@ -308,11 +288,62 @@ class Scheduler(Controller):
                 feasible.append((len(held), name))
                 continue
             reasons += failed
-            preemption += preemption_reasons(pod, node, held)
-        if not feasible:
-            await self._unschedulable(pod, fit_error(pod, len(nodes), reasons, preemption))
+            resolvable.append(node)
+        if feasible:
+            await self._bind(pod, min(feasible)[1])
             return
-        await self._bind(pod, min(feasible)[1])
+        await self._unschedulable(pod, await self._post_filter(pod, nodes, reasons, resolvable))
+
+    async def _post_filter(self, pod: Obj, nodes: list[Obj], reasons: list[str], resolvable: list[Obj]) -> str:
+        """DefaultPreemption: evict lower-priority pods if that makes room; the FitError message."""
+        fits = _histogram(len(nodes), reasons)
+        nominated = (pod.get("status") or {}).get("nominatedNodeName") or ""
+        resolvable_names = {n["metadata"]["name"] for n in resolvable}
+        why_not = defaultpreemption.ineligible(
+            pod, self._pods_on(nominated) if nominated else None,
+            nominated_unresolvable=bool(nominated) and nominated not in resolvable_names)
+        if why_not is not None:
+            return f"{fits} preemption: {why_not}"
+        verdicts = [NOT_HELPFUL] * (len(nodes) - len(resolvable))
+        candidates = []
+        for node in resolvable:
+            name = node["metadata"]["name"]
+            victims, failed = defaultpreemption.select_victims(pod, node, self._pods_on(name), resolvable_reasons)
+            if victims is None:
+                verdicts += failed
+            else:
+                candidates.append(defaultpreemption.Candidate(name, victims))
+        chosen = defaultpreemption.pick(candidates)
+        if chosen is None:
+            return f"{fits} preemption: {_histogram(len(nodes), verdicts)}"
+        await self._preempt(pod, chosen)
+        return fits  # preemption worked: the pod waits for the room, nothing more to say
+
+    async def _preempt(self, pod: Obj, chosen: defaultpreemption.Candidate) -> None:
+        meta = pod["metadata"]
+        for victim in chosen.victims:
+            vmeta = victim["metadata"]
+            if defaultpreemption.terminating_by_preemption(victim):
+                continue
+            cond = defaultpreemption.disruption_condition(SCHEDULER_NAME, timeutil.now_rfc3339())
+            try:
+                await self.client.patch(PODS, vmeta["name"], {"status": {"conditions": [cond]}}, vmeta["namespace"],
+                                        type="strategic", subresource="status")
+                await self.client.delete(PODS, vmeta["name"], vmeta["namespace"],
+                                         preconditions={"uid": vmeta.get("uid", "")})
+            except ApiError as e:
+                if not (e.not_found or e.code == 409):
+                    raise
+                continue
+            await self.recorder.event(victim, "Normal", "Preempted",
+                                      f"Preempted by pod {meta.get('uid', '')} on node {chosen.node}")
+        if (pod.get("status") or {}).get("nominatedNodeName") != chosen.node:
+            try:
+                await self.client.patch(PODS, meta["name"], {"status": {"nominatedNodeName": chosen.node}},
+                                        meta["namespace"], type="strategic", subresource="status")
+            except ApiError as e:
+                if not e.not_found:
+                    raise
 
     async def _bind(self, pod: Obj, node: str) -> None:
         meta = pod["metadata"]

@@ -438,6 +438,12 @@ def test_a_pod_that_fits_no_node_waits_until_resources_are_freed(cluster: Cluste
     wait_until(lambda: (get(cluster, "pod", "second", ns) or {})["spec"].get("nodeName") == nodes[-1],
                "the second pod to be bound once the first is gone")
     assert not (get(cluster, "pod", "huge", ns) or {})["spec"].get("nodeName")
+    # A node that grows (its allocatable changes) is looked at again too.
+    grown = {"status": {"capacity": {"cpu": "128"}, "allocatable": {"cpu": "128"}}}
+    cluster.kubectl("patch", "node", nodes[-1], "--subresource=status", "--type=merge", "-p", json.dumps(grown),
+                    check=True)
+    wait_until(lambda: (get(cluster, "pod", "huge", ns) or {})["spec"].get("nodeName") == nodes[-1],
+               "the huge pod to be bound once the node is big enough")
 
 
 def test_a_higher_priority_pod_preempts_a_lower_one(cluster: Cluster, nodes: list[str]) -> None:

@@ -48,12 +48,15 @@ def test_termination_messages_from_the_file_and_from_the_logs(node: Node) -> Non
          "command": ["sh", "-c", "echo first; echo last words; exit 1"]},
         {"name": "quiet", "image": "busybox", "terminationMessagePolicy": "FallbackToLogsOnError",
          "command": ["sh", "-c", "echo not a failure"]},
+        {"name": "unterminated", "image": "busybox", "terminationMessagePolicy": "FallbackToLogsOnError",
+         "command": ["sh", "-c", "echo -n DONE; false"]},
     ]
     node.apply(pod("term", containers, restartPolicy="Never"))
     done = node.wait_pod("term", "Failed", lambda p: p["status"].get("phase") == "Failed", timeout=20)
     messages = {name: status_of(done, name)["state"]["terminated"].get("message") for name in
-                ("file", "custom", "logs", "quiet")}
-    assert messages == {"file": "DONE", "custom": "as 1000", "logs": "first\nlast words\n", "quiet": None}
+                ("file", "custom", "logs", "quiet", "unterminated")}
+    assert messages == {"file": "DONE", "custom": "as 1000", "logs": "first\nlast words\n", "quiet": None,
+                        "unterminated": "DONE"}
 
 
 def test_sub_path_expr_and_its_errors(node: Node) -> None:

@@ -523,6 +523,8 @@ class PodWorker:
             term_file = terminationmessage.host_file(self.dir, c["name"], restart)
             await asyncio.to_thread(terminationmessage.prepare, term_file)
             mounts = [*mounts, (str(term_file), c["terminationMessagePath"], False)]
+            # Only the current and the previous instance are kept (lastState): not their files.
+            terminationmessage.host_file(self.dir, c["name"], restart - 2).unlink(missing_ok=True)
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
         if sc.get("runAsNonRoot") and not sc.get("runAsUser"):
             # Every catalog image runs as root unless told otherwise, as the kubelet checks it.

@@ -432,8 +432,12 @@ class PodWorker:
     async def write_etc_files(self) -> None:
         pod = self.pod
         assert self.net is not None
+        # A hostNetwork pod sees the node's own hosts file (read here, as the kubelet reads its node's).
+        node_hosts = None
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            node_hosts = await asyncio.to_thread(pathlib.Path("/etc/hosts").read_text)
         files = {
-            "hosts": podspec.hosts_file(pod, [self.net.ip]),
+            "hosts": podspec.hosts_file(pod, [self.net.ip], node_hosts),
             "resolv.conf": podspec.resolv_conf(pod, cluster_dns=self.host.config.cluster_dns(),
                                                host=self.host.config.host_resolv),
             "hostname": podspec.uts_hostname(pod) + "\n",

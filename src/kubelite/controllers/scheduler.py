@@ -168,7 +168,6 @@ def _histogram(num_nodes: int, reasons: list[str]) -> str:
 
 
 NOT_HELPFUL = defaultpreemption.NOT_HELPFUL
-NO_VICTIMS = defaultpreemption.NO_VICTIMS
 
 
 def fit_error(pod: Obj, num_nodes: int, reasons: list[str], preemption: list[str] | None = None) -> str:

@@ -44,6 +44,8 @@ NO_NODES = "no nodes available to schedule pods"
 
 # kube-scheduler re-tries unschedulable pods at least this often even without a cluster event.
 UNSCHEDULABLE_RETRY_SECONDS = 300.0
+# ... and after a cluster event that may make them fit, no sooner than this (podInitialBackoff).
+RETRY_BACKOFF_SECONDS = 1.0
 
 
 # ---------------------------------------------------------------------- pure filters
@@ -251,9 +253,11 @@ class Scheduler(Controller):
         self._requeue_pending()
 
     def _requeue_pending(self) -> None:
+        # After kube-scheduler's initial pod backoff: a burst of deletions (a Deployment
+        # scaled down) makes one more attempt per waiting pod, not one per deletion.
         for pod in self.pods.by_index("scheduler-node", ""):
             if needs_scheduling(pod) and key_of(pod) not in self._assumed:
-                self.queue.add(key_of(pod))
+                self.queue.add_after(key_of(pod), RETRY_BACKOFF_SECONDS)
 
     def _pods_on(self, node: str) -> list[Obj]:
         """The pods that hold ``node``: bound and not finished, or bound by us a moment ago."""

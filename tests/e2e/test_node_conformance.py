@@ -41,9 +41,12 @@ def test_active_deadline_fails_the_pod_and_stops_its_containers(node: Node) -> N
 def test_termination_messages_from_the_file_and_from_the_logs(node: Node) -> None:
     containers: list[Obj] = [
         {"name": "file", "image": "busybox", "command": ["sh", "-c", "printf DONE > /dev/termination-log"]},
+        # A custom path as a non-root user; under the container's private /tmp, so that its
+        # mount point is made there: a missing target elsewhere is created on the host's
+        # filesystem (the shim's rule), as /dev/termination-log is, once, in the host's /dev.
         {"name": "custom", "image": "busybox", "securityContext": {"runAsUser": 1000},
-         "terminationMessagePath": "/dev/termination-custom-log",
-         "command": ["sh", "-c", "printf 'as 1000' > /dev/termination-custom-log; exit 2"]},
+         "terminationMessagePath": "/tmp/termination-custom-log",
+         "command": ["sh", "-c", "printf 'as 1000' > /tmp/termination-custom-log; exit 2"]},
         {"name": "logs", "image": "busybox", "terminationMessagePolicy": "FallbackToLogsOnError",
          "command": ["sh", "-c", "echo first; echo last words; exit 1"]},
         {"name": "quiet", "image": "busybox", "terminationMessagePolicy": "FallbackToLogsOnError",

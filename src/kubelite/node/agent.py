@@ -35,6 +35,7 @@ from kubelite.client import PODS, SERVICES, Client, Informer
 from kubelite.client.events import EventRecorder
 from kubelite.node import podspec
 from kubelite.node.dnsrelay import DnsRelay
+from kubelite.node.hostport import HostPorts
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.nodestatus import KUBELET_VERSION, NodeStatus
 from kubelite.node.podconfig import PodConfigurer, host_resolv
@@ -109,6 +110,7 @@ class Agent:
                 upstream, nameservers=(self.node_ip,) if self.dns_upstream else upstream.nameservers),
             allocatable=self.node_status.allocatable, event=self.event, cluster_dns=cluster_dns,
         )
+        self.hostports = HostPorts(self.network.netns_path)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._leftovers: dict[str, list[tuple[str, ContainerStatus]]] = {}
         self._leftover_nets: dict[str, PodNetwork] = {}
@@ -244,6 +246,8 @@ class Agent:
                 self._leftovers.setdefault(st.pod_uid, []).append((cid, st))
             self._leftover_nets = self.network.pods()
             self.pods.add_handler(self.on_pod)
+            self.pods.add_handler(self.hostports.on_pod)
+            tasks.append(asyncio.create_task(self.hostports.run(), name="hostports"))
             self._leftovers.clear()
             self._leftover_nets.clear()
             self.ready.set()

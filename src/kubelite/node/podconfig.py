@@ -194,5 +194,10 @@ class PodConfigurer:
         etc = pod_dir / "etc"
         mounts = [(str(etc / "hosts"), "/etc/hosts", False), (str(etc / "resolv.conf"), "/etc/resolv.conf", False),
                   (str(etc / "hostname"), "/etc/hostname", False)]
-        mounts += volumes.container_mounts(pod, c, pod_dir)
+        if any(m.get("mountPath") == "/etc/hosts" for m in c.get("volumeMounts") or []):
+            # The kubelet manages /etc/hosts only for containers that do not mount a file of
+            # their own there; ours would also shadow a hostPath /etc/hosts source, as binds
+            # are made one after the other inside the container.
+            mounts = mounts[1:]
+        mounts += volumes.container_mounts(pod, c, pod_dir, result.env)
         return env, argv, mounts

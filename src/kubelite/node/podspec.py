@@ -380,8 +380,15 @@ def uts_hostname(pod: Obj) -> str:
     return hostname
 
 
-def hosts_file(pod: Obj, pod_ips: Sequence[str]) -> str:
-    """The kubelet's managed /etc/hosts."""
+def hosts_file(pod: Obj, pod_ips: Sequence[str], node_hosts: str | None = None) -> str:
+    """The kubelet's managed /etc/hosts; for a hostNetwork pod, the node's own file
+    (``node_hosts``) under the host-network header, as the kubelet's nodeHostsFileContent."""
+    aliases = (pod.get("spec") or {}).get("hostAliases") or []
+    alias_lines = ["", "# Entries added by HostAliases."] if aliases else []
+    alias_lines += [f"{a.get('ip', '')}\t" + "\t".join(a.get("hostnames") or []) for a in aliases]
+    if (pod.get("spec") or {}).get("hostNetwork") and node_hosts is not None:
+        return "# Kubernetes-managed hosts file (host network).\n" + node_hosts + \
+            "".join(line + "\n" for line in alias_lines)
     hostname, domain = pod_hostname(pod)
     lines = [
         "# Kubernetes-managed hosts file.",
@@ -394,11 +401,7 @@ def hosts_file(pod: Obj, pod_ips: Sequence[str]) -> str:
     ]
     for ip in pod_ips:
         lines.append(f"{ip}\t{hostname}.{domain}\t{hostname}" if domain else f"{ip}\t{hostname}")
-    aliases = (pod.get("spec") or {}).get("hostAliases") or []
-    if aliases:
-        lines += ["", "# Entries added by HostAliases."]
-        lines += [f"{a.get('ip', '')}\t" + "\t".join(a.get("hostnames") or []) for a in aliases]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + alias_lines) + "\n"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from kubelite.api import timeutil
 from kubelite.api.resource import pod_qos_class
 from kubelite.api.types import Obj
 from kubelite.client import PODS, ApiError, Client
-from kubelite.node import podspec, probes, volumes
+from kubelite.node import activedeadline, podspec, probes, terminationmessage, volumes
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.podconfig import PodConfigurer
 from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
@@ -50,7 +50,7 @@ MIN_GRACE = 2  # the kubelet never gives SIGTERM less than this before SIGKILL
 DRAIN_DELAY = 1.5
 HOOK_TIMEOUT = 60.0
 OWNED_STATUS = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime",
-                "initContainerStatuses", "containerStatuses", "qosClass")
+                "initContainerStatuses", "containerStatuses", "qosClass", "reason", "message")
 
 
 class PodHost(Protocol):
@@ -231,11 +231,17 @@ class PodWorker:
         self.net: PodNetwork | None = None
         self.sandbox_ready = False
         self.volumes_refreshed = 0.0
+        self.volumes_meta: tuple[Any, Any] = _downward_meta(pod)  # what the volumes were last written from
         self.start_time: str = (pod.get("status") or {}).get("startTime") or ""
         self.containers: dict[str, ContainerState] = {}
         self.init_containers: dict[str, ContainerState] = {}
         self.terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
         self.terminating = False
+        # (reason, message) once the kubelet itself has failed the pod (its active deadline):
+        # the phase is Failed whatever the containers say.
+        self.failed_by_node: tuple[str, str] | None = None
+        if (pod.get("status") or {}).get("reason") == activedeadline.REASON:
+            self.failed_by_node = (activedeadline.REASON, activedeadline.MESSAGE)
         self.done = False
         self.task: asyncio.Task[None] | None = None
         # Crash-loop back-off (keyed by <uid>/<container>) and image pull back-off: the
@@ -260,6 +266,8 @@ class PodWorker:
         for name, found in by_name.items():
             found.sort(key=lambda x: x[1].restart_count)
             cs = self._state(name, name in init_names)
+            for _, st in found[-2:]:
+                self._read_termination_message(name, st, st.restart_count)
             cid, st = found[-1]
             cs.current, cs.status, cs.restart_count = cid, st, st.restart_count
             if len(found) > 1:
@@ -272,6 +280,17 @@ class PodWorker:
         if net is not None:
             self.net = net
             self.sandbox_ready = (self.dir / "etc" / "hosts").exists()
+
+    def _read_termination_message(self, name: str, st: ContainerStatus, restart: int) -> None:
+        """Put what an exited instance left (file or log tail) into its status message, once."""
+        if st.state != "exited":
+            return
+        spec = self.pod.get("spec") or {}
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        c: Obj = next((c for c in containers if c.get("name") == name), {})
+        st.message = terminationmessage.message(
+            st, c, terminationmessage.host_file(self.dir, name, restart),
+            pathlib.Path(st.log_path) if st.log_path else self.dir / "logs" / name / f"{restart}.log")
 
     def _state(self, name: str, init: bool) -> ContainerState:
         table = self.init_containers if init else self.containers
@@ -331,6 +350,10 @@ class PodWorker:
             return 3600
         if not self.start_time:
             self.start_time = timeutil.now_rfc3339()
+        deadline = activedeadline.remaining(pod, self.start_time, time.time())
+        if deadline is not None and deadline <= 0:
+            await self.deadline_exceeded()
+            return 3600
         if not self.sandbox_ready:
             if not await self.ensure_sandbox():
                 await self.report()
@@ -338,7 +361,7 @@ class PodWorker:
             log.debug("pod %s: sandbox ready after %.3fs", self.name, time.monotonic() - self._born)
             if self.gone:
                 return 0  # deleted meanwhile: start nothing, the next sync tears down
-        delays = [POLL]
+        delays = [POLL] if deadline is None else [POLL, deadline]
         await self.refresh()
         spec = pod.get("spec") or {}
         initialized = True
@@ -373,7 +396,9 @@ class PodWorker:
             await self.finish()
             await self.report(terminal=True)  # PodReadyToStartContainers goes False with the sandbox
             return 3600
-        if time.monotonic() - self.volumes_refreshed > 60:
+        if time.monotonic() - self.volumes_refreshed > 60 or _downward_meta(pod) != self.volumes_meta:
+            # Labels and annotations changed: downward API files follow at once, as the
+            # kubelet remounts such volumes when the pod is updated.
             await self.refresh_volumes()
         return max(0.05, min(delays))
 
@@ -407,8 +432,12 @@ class PodWorker:
     async def write_etc_files(self) -> None:
         pod = self.pod
         assert self.net is not None
+        # A hostNetwork pod sees the node's own hosts file (read here, as the kubelet reads its node's).
+        node_hosts = None
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            node_hosts = await asyncio.to_thread(pathlib.Path("/etc/hosts").read_text)
         files = {
-            "hosts": podspec.hosts_file(pod, [self.net.ip]),
+            "hosts": podspec.hosts_file(pod, [self.net.ip], node_hosts),
             "resolv.conf": podspec.resolv_conf(pod, cluster_dns=self.host.config.cluster_dns(),
                                                host=self.host.config.host_resolv),
             "hostname": podspec.uts_hostname(pod) + "\n",
@@ -420,6 +449,7 @@ class PodWorker:
     async def refresh_volumes(self, raise_errors: bool = False) -> None:
         pod = self.pod
         self.volumes_refreshed = time.monotonic()
+        self.volumes_meta = _downward_meta(pod)
         try:
             await volumes.setup(pod, self.dir, self.host.config.volume_sources(pod, self.net))
         except (volumes.VolumeError, ApiError):
@@ -437,6 +467,8 @@ class PodWorker:
                 except ContainerNotFound:
                     cs.status = ContainerStatus("exited", None, 137, "", timeutil.now_rfc3339(), "ContainerStatusUnknown",
                                                 "The container could not be located when the pod was terminated")
+                else:
+                    self._read_termination_message(cs.name, cs.status, cs.restart_count)
                 if cs.exited:
                     cs.ready = cs.started = False
                     cs.stop_probes()
@@ -491,6 +523,12 @@ class PodWorker:
             self.event("Warning", "Failed", f"Error: {e}")
             return RETRY
         restart = cs.restart_count + 1 if cs.current else 0
+        if c.get("terminationMessagePath"):
+            term_file = terminationmessage.host_file(self.dir, c["name"], restart)
+            await asyncio.to_thread(terminationmessage.prepare, term_file)
+            mounts = [*mounts, (str(term_file), c["terminationMessagePath"], False)]
+            # Only the current and the previous instance are kept (lastState): not their files.
+            terminationmessage.host_file(self.dir, c["name"], restart - 2).unlink(missing_ok=True)
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
         if sc.get("runAsNonRoot") and not sc.get("runAsUser"):
             # Every catalog image runs as root unless told otherwise, as the kubelet checks it.
@@ -532,6 +570,7 @@ class PodWorker:
             cs.previous, cs.prev_status = cs.current, cs.status
         cs.current, cs.restart_count, cs.waiting = cid, restart, None
         cs.status = await host.runtime.status(cid)
+        self._read_termination_message(c["name"], cs.status, restart)  # a quick one may be done already
         cs.started_mono = time.monotonic()
         self.event("Normal", "Created", f"Created container: {c['name']}")
         if cs.status.state == "exited" and cs.status.reason == "StartError":
@@ -649,7 +688,10 @@ class PodWorker:
         if force_unready:
             for s in statuses:
                 s["ready"] = False
+        terminationmessage.trim(spec, [*init_statuses, *statuses])
         phase = podspec.pod_phase(pod, init_statuses, statuses, terminal)
+        if self.failed_by_node is not None:
+            phase = "Failed"
         status: Obj = {
             "phase": phase,
             "conditions": podspec.pod_conditions(
@@ -667,6 +709,8 @@ class PodWorker:
             status["podIPs"] = [{"ip": self.net.ip}]
         if init_statuses:
             status["initContainerStatuses"] = init_statuses
+        if self.failed_by_node is not None:
+            status["reason"], status["message"] = self.failed_by_node
         return status
 
     async def report(self, **kw: bool) -> str:
@@ -689,6 +733,25 @@ class PodWorker:
         return str(status["phase"])
 
     # -- the end of a pod
+
+    async def deadline_exceeded(self) -> None:
+        """Past ``activeDeadlineSeconds``: stop every container with the pod's grace period,
+        as the kubelet's pod worker kills a pod its sync handlers evict, and report Failed."""
+        self.failed_by_node = (activedeadline.REASON, activedeadline.MESSAGE)
+        self.event("Normal", activedeadline.REASON, activedeadline.MESSAGE)
+        await self.refresh()
+        running = [cs for cs in [*self.init_containers.values(), *self.containers.values()] if cs.running]
+        for cs in running:
+            cs.stop_probes()
+            cs.ready = False
+            self.event("Normal", "Killing", f"Stopping container {cs.name}")
+        grace = max(MIN_GRACE, int((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
+        await asyncio.gather(*(self.host.runtime.stop(cs.current, grace) for cs in running),
+                             return_exceptions=True)
+        await self.refresh()
+        self.terminal = True
+        await self.finish()
+        await self.report(terminal=True)
 
     async def finish(self) -> None:
         """A pod that has run to completion: stop probes, free its network; logs stay."""
@@ -777,6 +840,11 @@ class PodWorker:
         self.host.config.forget_tokens(self.uid)
         if remove_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _downward_meta(pod: Obj) -> tuple[Any, Any]:
+    meta = pod.get("metadata") or {}
+    return meta.get("labels"), meta.get("annotations")
 
 
 def _write_files(directory: pathlib.Path, files: dict[str, str]) -> None:

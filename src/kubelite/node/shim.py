@@ -453,11 +453,13 @@ class CriLogWriter:
             os.write(self._fd, b"".join(records))
 
     def close_stream(self, stream: str) -> None:
-        """At EOF an unterminated last line is a full record, as containerd writes it."""
+        """At EOF an unterminated last line is a partial record, as containerd writes it
+        (its redirectLogs: a line without a newline "should be treated as a partial line"):
+        readers then add no newline, so ``echo -n DONE`` logs (and falls back to) "DONE"."""
         rest, self._pending[stream] = self._pending[stream], b""
         if rest:
             stamp = format_nano_ns(time.time_ns()).encode()
-            os.write(self._fd, b"%s %s F %s\n" % (stamp, stream.encode(), rest.removesuffix(b"\r")))
+            os.write(self._fd, b"%s %s P %s\n" % (stamp, stream.encode(), rest.removesuffix(b"\r")))
 
 
 # The stdin FIFO carries frames, so that an attach can say more than bytes: ``kind`` (one

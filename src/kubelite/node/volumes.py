@@ -219,8 +219,48 @@ def _mounts_sa(container: Obj) -> bool:
     return any(m.get("mountPath", "").rstrip("/") == SA_MOUNT for m in container.get("volumeMounts") or [])
 
 
-def container_mounts(pod: Obj, container: Obj, pod_dir: pathlib.Path) -> list[tuple[str, str, bool]]:
-    """(host source, container target, read-only) for a container's volumeMounts (+ the token dir)."""
+class _Missing(dict[str, str]):
+    """The environment as ExpandContainerVolumeMounts reads it: an unset or empty variable
+    expands to nothing and is remembered, to be reported."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env)
+        self.missing: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key, "")
+        if not value:
+            self.missing.add(key)
+        return value
+
+
+def sub_path(mount: Obj, env: Mapping[str, str]) -> str:
+    """The mount's subPath, or its subPathExpr with ``$(VAR)`` from the container's
+    environment, checked as the kubelet's makeMounts checks it (with its error texts)."""
+    path = mount.get("subPath") or ""
+    if mount.get("subPathExpr"):
+        envmap = _Missing(env)
+        path = podspec.expand(mount["subPathExpr"], envmap)
+        if envmap.missing:
+            raise VolumeError(f"missing value for {', '.join(sorted(envmap.missing))}")
+    if not path:
+        return ""
+    if path.startswith("/"):
+        raise VolumeError(f"error SubPath `{path}` must not be an absolute path")
+    if ".." in path.split("/"):
+        raise VolumeError(f"unable to provision SubPath `{path}`: must not contain '..'")
+    return path
+
+
+def container_mounts(pod: Obj, container: Obj, pod_dir: pathlib.Path,
+                     env: Mapping[str, str] | None = None) -> list[tuple[str, str, bool]]:
+    """(host source, container target, read-only) for a container's volumeMounts (+ the token dir).
+
+    ``env`` is the container's environment, for ``subPathExpr``.
+    """
     volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
     out: list[tuple[str, str, bool]] = []
     for m in container.get("volumeMounts") or []:
@@ -232,8 +272,9 @@ def container_mounts(pod: Obj, container: Obj, pod_dir: pathlib.Path) -> list[tu
         else:
             source = volume_dir(pod_dir, vol["name"])
         read_only = bool(m.get("readOnly")) or any(k in vol for k in ("configMap", "secret", "downwardAPI", "projected"))
-        if m.get("subPath"):
-            source = source / m["subPath"]
+        sub = sub_path(m, env or {})
+        if sub:
+            source = source / sub
             if not source.exists():
                 source.mkdir(parents=True, exist_ok=True)
         out.append((str(source), m.get("mountPath", ""), read_only))

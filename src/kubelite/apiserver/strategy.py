@@ -263,6 +263,27 @@ class GenerationStrategy(Strategy):
     tracks_generation = True
 
 
+class DaemonSetStrategy(Strategy):
+    """daemonSetStrategy: apps/v1 keeps the internal spec.templateGeneration as the
+    ``deprecated.daemonset.template.generation`` annotation: 1 at creation, one more each time
+    the pod template changes (the controller labels its pods with it)."""
+
+    tracks_generation = True
+    _ANNOTATION = "deprecated.daemonset.template.generation"
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj.setdefault("metadata", {}).setdefault("annotations", {})[self._ANNOTATION] = "1"
+
+    def prepare_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_update(new, old)
+        annotations = new.setdefault("metadata", {}).setdefault("annotations", {})
+        previous = (old.get("metadata") or {}).get("annotations", {}).get(self._ANNOTATION)
+        generation = int(previous) if previous and previous.isdigit() else 1
+        if (new.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+            generation += 1
+        annotations[self._ANNOTATION] = str(generation)
+
+
 class EventStrategy(Strategy):
     allow_create_on_update = True
 
@@ -409,7 +430,7 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "ResourceQuota"): ResourceQuotaStrategy,
     ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
     ("apps", "StatefulSet"): GenerationStrategy,
-    ("apps", "DaemonSet"): GenerationStrategy,
+    ("apps", "DaemonSet"): DaemonSetStrategy,
     ("batch", "Job"): GenerationStrategy,
     ("batch", "CronJob"): GenerationStrategy,
 }

@@ -31,6 +31,8 @@ CONTROLLERS: dict[str, str] = {
     "disruption": "kubelite.controllers.disruption:DisruptionController",
     "resourcequota": "kubelite.controllers.resourcequota:ResourceQuotaController",
     "csrsigning": "kubelite.controllers.certificates:CSRSigningController",
+    "statefulset": "kubelite.controllers.statefulset:StatefulSetController",
+    "daemonset": "kubelite.controllers.daemonset:DaemonSetController",
 }
 
 

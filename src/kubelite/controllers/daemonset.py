@@ -129,7 +129,9 @@ def should_run(ds: Obj, node: Obj) -> tuple[bool, bool]:
         return False, False
     if not scheduler.matches_node_affinity(pod, node):
         return False, False
-    taints = list(_spec(node).get("taints") or [])
+    # The node's taints with the not-ready/unreachable NoSchedule taint its Ready condition stands
+    # for, as the scheduler sees them (Kubernetes' node lifecycle controller writes that taint).
+    taints = scheduler.node_taints(node)
     untolerated = scheduler.untolerated_taint(taints, spec["tolerations"])
     if untolerated is not None:
         # A NoSchedule taint keeps new pods off but lets a running one stay; NoExecute evicts.

@@ -190,7 +190,7 @@ def plan(ds: Obj, eligible: dict[str, tuple[bool, bool]], pods_by_node: dict[str
                 continue
             # More than one daemon pod on a node: keep the oldest (and, while surging, the newest).
             keep_pods = [running[0]]
-            if len(running) > 1:
+            if len(running) > 1 and pod_hash(running[0]) != hash_:
                 newest = [p for p in running if pod_hash(p) == hash_]
                 if newest and newest[-1] is not running[0]:
                     keep_pods.append(newest[-1])

@@ -157,8 +157,12 @@ def test_statefulset_in_order_stable_names_scale_down_and_restart(cluster: Clust
         for i in range(3):
             p = _json(cluster, "pod", f"web-{i}")
             fqdn = f"web-{i}.web.default.svc.{ZONE}"
-            ip = p["status"]["podIP"]
-            wait_for(f"{fqdn} to resolve", lambda fqdn=fqdn, ip=ip: _nslookup(cluster, fqdn) == [ip], 30)
+            ip: str = p["status"]["podIP"]
+
+            def resolves(fqdn: str = fqdn, ip: str = ip) -> bool:
+                return _nslookup(cluster, fqdn) == [ip]
+
+            wait_for(f"{fqdn} to resolve", resolves, 30)
             hosts = cluster.kubectl("exec", f"web-{i}", "--", "cat", "/etc/hosts", check=True).stdout
             assert f"{ip}\t{fqdn}\tweb-{i}" in hosts.splitlines(), hosts
             assert cluster.kubectl("exec", f"web-{i}", "--", "hostname", check=True).stdout.strip() == f"web-{i}"

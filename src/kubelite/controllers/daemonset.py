@@ -386,7 +386,11 @@ class DaemonSetController(Controller):
                                            if _meta(r).get("namespace") == ns)
         wanted = history.new_revision(ds, "apps/v1", "DaemonSet", history.next_revision(revisions),
                                       collision_count, name_hash=hash_)
-        wanted["metadata"]["labels"][history.REVISION_LABEL] = hash_
+        # The DaemonSet's snapshot(): template labels plus controller-revision-hash, no
+        # controller.kubernetes.io/hash label (that one is history.NewControllerRevision's).
+        labels = wanted["metadata"]["labels"]
+        labels.pop(history.HASH_LABEL, None)
+        labels[history.REVISION_LABEL] = hash_
         equal = history.find_equal(revisions, wanted)
         if equal:
             current = equal[-1]

@@ -351,6 +351,17 @@ async def test_daemonset_runs_one_pod_on_the_node_and_recreates_it(env: Env) -> 
     res = await env.kubectl("rollout", "history", "ds/agent")
     assert [line.split()[0] for line in res.stdout.strip().split("\n")[2:]] == ["1", "2"], res.stdout
 
+    # rollout undo writes revision 1's template back; that revision is renumbered 3.
+    first_hash = pod["metadata"]["labels"]["controller-revision-hash"]
+    await env.kubectl("rollout", "undo", "ds/agent")
+    res = await env.kubectl("rollout", "status", "ds/agent", "--timeout=30s")
+    assert 'daemon set "agent" successfully rolled out' in res.stdout
+    pods = await env.pods("agent")
+    assert len(pods) == 1 and pods[0]["metadata"]["labels"]["controller-revision-hash"] == first_hash
+    assert "env" not in pods[0]["spec"]["containers"][0]
+    crs = {c["metadata"]["name"]: c["revision"] for c in await env.items(CONTROLLERREVISIONS)}
+    assert crs[f"agent-{first_hash}"] == 3 and len(crs) == 2
+
 
 async def test_daemonset_skips_nodes_that_do_not_match(env: Env) -> None:
     spec = daemonset("nowhere")

@@ -463,3 +463,31 @@ def test_daemonset_status() -> None:
     assert daemonset.compute_status(d, eligible, by_node, "h2", NOW) == {
         "currentNumberScheduled": 2, "numberMisscheduled": 1, "desiredNumberScheduled": 2, "numberReady": 1,
         "observedGeneration": 1, "updatedNumberScheduled": 1, "numberAvailable": 1, "numberUnavailable": 1}
+
+
+# ---------------------------------------------------------------------------------- API strategies
+
+
+def test_api_strategies_of_statefulsets_and_daemonsets() -> None:
+    from kubelite.api.registry import RESOURCES
+    from kubelite.apiserver.strategy import STRATEGIES
+
+    rts = {r.kind: r for r in RESOURCES if r.group == "apps"}
+    sts_strategy = STRATEGIES[("apps", "StatefulSet")](rts["StatefulSet"])
+    created: Obj = {"spec": {}}
+    sts_strategy.defaults(created)
+    assert created["status"] == {"replicas": 0, "availableReplicas": 0}
+    assert sts_strategy.tracks_generation
+
+    ds_strategy = STRATEGIES[("apps", "DaemonSet")](rts["DaemonSet"])
+    new = ds()
+    new["metadata"].pop("annotations")
+    ds_strategy.prepare_create(new)
+    assert new["metadata"]["annotations"] == {"deprecated.daemonset.template.generation": "1"}
+    same = copy.deepcopy(new)
+    ds_strategy.prepare_update(same, new)
+    assert same["metadata"]["annotations"]["deprecated.daemonset.template.generation"] == "1"
+    changed = copy.deepcopy(new)
+    changed["spec"]["template"]["spec"]["containers"][0]["image"] = "agent:2"
+    ds_strategy.prepare_update(changed, new)
+    assert changed["metadata"]["annotations"]["deprecated.daemonset.template.generation"] == "2"

@@ -263,6 +263,17 @@ class GenerationStrategy(Strategy):
     tracks_generation = True
 
 
+class StatefulSetStrategy(Strategy):
+    """statefulSetStrategy: a new set's status is the zero StatefulSetStatus, whose
+    availableReplicas has no omitempty (so it shows as 0 beside replicas)."""
+
+    tracks_generation = True
+
+    def fill_status(self, obj: dict[str, Any]) -> None:
+        if obj.get("status") is None:
+            obj["status"] = {"replicas": 0, "availableReplicas": 0}
+
+
 class DaemonSetStrategy(Strategy):
     """daemonSetStrategy: apps/v1 keeps the internal spec.templateGeneration as the
     ``deprecated.daemonset.template.generation`` annotation: 1 at creation, one more each time
@@ -429,7 +440,7 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): GenerationStrategy,
     ("", "ResourceQuota"): ResourceQuotaStrategy,
     ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
-    ("apps", "StatefulSet"): GenerationStrategy,
+    ("apps", "StatefulSet"): StatefulSetStrategy,
     ("apps", "DaemonSet"): DaemonSetStrategy,
     ("batch", "Job"): GenerationStrategy,
     ("batch", "CronJob"): GenerationStrategy,

@@ -378,3 +378,24 @@ async def test_daemonset_skips_nodes_that_do_not_match(env: Env) -> None:
     assert await env.pods("nowhere") == []
     res = await env.kubectl("get", "nodes", NODE)  # the node exists: it simply does not match
     assert res.returncode == 0
+
+
+async def test_a_failed_pod_is_recreated_with_its_identity(env: Env) -> None:
+    await env.apply(statefulset("fail", 1))
+    await until(lambda: sts_ready(env, "fail", 1), 30, "1 replica")
+    old = await env.get(PODS, "fail-0")
+    status = {**old["status"], "phase": "Failed"}
+    await env.client.patch(PODS, "fail-0", {"status": status}, env.ns, subresource="status")
+
+    async def recreated() -> Obj | None:
+        try:
+            p = await env.get(PODS, "fail-0")
+        except ApiError:
+            return None
+        return p if p["metadata"]["uid"] != old["metadata"]["uid"] else None
+
+    new = await until(recreated, 30, "fail-0 to come back")
+    assert new["spec"]["hostname"] == "fail-0"
+    assert {"name": "www", "persistentVolumeClaim": {"claimName": "www-fail-0"}} in new["spec"]["volumes"]
+    assert ("RecreatingFailedPod", f"StatefulSet {env.ns}/fail is recreating failed Pod fail-0") in \
+        await events_for(env, "fail")

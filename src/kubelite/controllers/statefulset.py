@@ -436,6 +436,10 @@ class StatefulSetController(Controller):
         error: Exception | None = None
         creations = [a for a in actions if a.kind == "create"]
         deletions = [a for a in actions if a.kind == "delete"]
+        for ordinal, p in by_ordinal.items():
+            if (p.get("status") or {}).get("phase") == "Pending" and not is_terminating(p):
+                # createMissingPersistentVolumeClaims: a claim deleted under a pending pod comes back.
+                await self._create_claims(sts, ordinal, _meta(p)["name"])
         results = await asyncio.gather(
             *(self._create_replica(sts, a.ordinal, templates.get(a.revision) or templates[update_name], a.revision)
               for a in creations),
@@ -520,24 +524,7 @@ class StatefulSetController(Controller):
     async def _create_replica(self, sts: Obj, ordinal: int, template: Obj, revision: str) -> None:
         ns, set_name = _meta(sts)["namespace"], _meta(sts)["name"]
         pod = new_pod(sts, template, ordinal, revision)
-        for claim in claims_for(sts, ordinal):
-            existing = self.pvc_informer.get(f"{ns}/{_meta(claim)['name']}")
-            if existing is not None:
-                if _meta(existing).get("deletionTimestamp"):
-                    raise RuntimeError(f"pvc {_meta(claim)['name']} is being deleted")
-                continue
-            try:
-                await self.client.create(PERSISTENTVOLUMECLAIMS, claim, ns)
-            except ApiError as e:
-                if e.already_exists:
-                    continue
-                await self.recorder.event(sts, "Warning", "FailedCreate",
-                                          f"create Claim {_meta(claim)['name']} for Pod {_meta(pod)['name']} in "
-                                          f"StatefulSet {set_name} failed error: {e.status.get('message', e)}")
-                raise
-            await self.recorder.event(sts, "Normal", "SuccessfulCreate",
-                                      f"create Claim {_meta(claim)['name']} Pod {_meta(pod)['name']} in "
-                                      f"StatefulSet {set_name} success")
+        await self._create_claims(sts, ordinal, _meta(pod)["name"])
         try:
             await self.client.create(PODS, pod, ns)
         except ApiError as e:
@@ -550,8 +537,38 @@ class StatefulSetController(Controller):
         await self.recorder.event(sts, "Normal", "SuccessfulCreate",
                                   f"create Pod {_meta(pod)['name']} in StatefulSet {set_name} successful")
 
+    async def _create_claims(self, sts: Obj, ordinal: int, pod_name_: str) -> None:
+        """createPersistentVolumeClaims: the ordinal's claims that do not exist yet."""
+        ns, set_name = _meta(sts)["namespace"], _meta(sts)["name"]
+        for claim in claims_for(sts, ordinal):
+            existing = self.pvc_informer.get(f"{ns}/{_meta(claim)['name']}")
+            if existing is not None:
+                if _meta(existing).get("deletionTimestamp"):
+                    raise RuntimeError(f"pvc {_meta(claim)['name']} is being deleted")
+                continue
+            try:
+                await self.client.create(PERSISTENTVOLUMECLAIMS, claim, ns)
+            except ApiError as e:
+                if e.already_exists:
+                    continue
+                await self.recorder.event(sts, "Warning", "FailedCreate",
+                                          f"create Claim {_meta(claim)['name']} for Pod {pod_name_} in "
+                                          f"StatefulSet {set_name} failed error: {e.status.get('message', e)}")
+                raise
+            await self.recorder.event(sts, "Normal", "SuccessfulCreate",
+                                      f"create Claim {_meta(claim)['name']} Pod {pod_name_} in "
+                                      f"StatefulSet {set_name} success")
+
     async def _delete_replica(self, sts: Obj, pod: Obj) -> None:
         name, set_name = _meta(pod)["name"], _meta(sts)["name"]
+        phase = (pod.get("status") or {}).get("phase")
+        if phase == "Failed":
+            await self.recorder.event(sts, "Warning", "RecreatingFailedPod",
+                                      f"StatefulSet {_meta(sts)['namespace']}/{set_name} is recreating failed Pod {name}")
+        elif phase == "Succeeded":
+            await self.recorder.event(sts, "Normal", "RecreatingTerminatedPod",
+                                      f"StatefulSet {_meta(sts)['namespace']}/{set_name} is recreating terminated Pod "
+                                      f"{name}")
         # Scaling down with whenScaled=Delete: the claim must name the pod as owner before the
         # pod goes, so that the garbage collector takes the claim with it.
         await self._update_claim_owners(sts, [pod], condemned_only=True)

@@ -399,3 +399,19 @@ async def test_a_failed_pod_is_recreated_with_its_identity(env: Env) -> None:
     assert {"name": "www", "persistentVolumeClaim": {"claimName": "www-fail-0"}} in new["spec"]["volumes"]
     assert ("RecreatingFailedPod", f"StatefulSet {env.ns}/fail is recreating failed Pod fail-0") in \
         await events_for(env, "fail")
+
+
+async def test_daemonset_adopts_a_matching_orphan(env: Env) -> None:
+    # Labelled with the template generation the DaemonSet will have: IsPodUpdated counts it as
+    # current, so it is kept rather than rolled.
+    orphan = {"apiVersion": "v1", "kind": "Pod",
+              "metadata": {"name": "orphan", "labels": {"app": "adopt", "pod-template-generation": "1"}},
+              "spec": {"nodeName": NODE, "containers": [{"name": "main", "image": IMAGE}]}}
+    await env.apply(orphan)
+    await env.apply(daemonset("adopt"))
+    ds = await until(lambda: ds_ready(env, "adopt"), 30, "the DaemonSet to count the adopted pod")
+    pods = await env.pods("adopt")
+    assert [p["metadata"]["name"] for p in pods] == ["orphan"]
+    ref = pods[0]["metadata"]["ownerReferences"][0]
+    assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("DaemonSet", "adopt", ds["metadata"]["uid"],
+                                                                        True)

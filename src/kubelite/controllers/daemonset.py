@@ -23,7 +23,7 @@ import logging
 from dataclasses import dataclass, field
 
 from kubelite.api import timeutil
-from kubelite.api.labels import SelectorError, selector_from_label_selector
+from kubelite.api.labels import Selector, SelectorError, selector_from_label_selector
 from kubelite.api.types import EventType, Obj
 from kubelite.client import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
@@ -145,6 +145,14 @@ def pod_hash(pod: Obj) -> str:
     return str((_meta(pod).get("labels") or {}).get(history.REVISION_LABEL, ""))
 
 
+def is_updated(ds: Obj, pod: Obj, hash_: str) -> bool:
+    """IsPodUpdated: the pod carries the current hash, or the current template generation."""
+    generation = template_generation(ds)
+    labels = _meta(pod).get("labels") or {}
+    return bool(hash_ and labels.get(history.REVISION_LABEL) == hash_) or (
+        generation is not None and labels.get(TEMPLATE_GENERATION_LABEL) == generation)
+
+
 # ---------------------------------------------------------------------------------- decisions
 
 
@@ -190,8 +198,8 @@ def plan(ds: Obj, eligible: dict[str, tuple[bool, bool]], pods_by_node: dict[str
                 continue
             # More than one daemon pod on a node: keep the oldest (and, while surging, the newest).
             keep_pods = [running[0]]
-            if len(running) > 1 and pod_hash(running[0]) != hash_:
-                newest = [p for p in running if pod_hash(p) == hash_]
+            if len(running) > 1 and not is_updated(ds, running[0], hash_):
+                newest = [p for p in running if is_updated(ds, p, hash_)]
                 if newest and newest[-1] is not running[0]:
                     keep_pods.append(newest[-1])
             out.delete += [p for p in running if p not in keep_pods]
@@ -214,7 +222,7 @@ def plan(ds: Obj, eligible: dict[str, tuple[bool, bool]], pods_by_node: dict[str
         unavailable = sum(1 for node, (run, _) in eligible.items()
                           if run and not any(available(p) for p in live.get(node, [])))
         for node in sorted(live):
-            old = [p for p in live[node] if pod_hash(p) != hash_]
+            old = [p for p in live[node] if not is_updated(ds, p, hash_)]
             if not old:
                 continue
             if not any(available(p) for p in old):
@@ -226,8 +234,8 @@ def plan(ds: Obj, eligible: dict[str, tuple[bool, bool]], pods_by_node: dict[str
         return out
     surging = sum(1 for pods in live.values() if len(pods) > 1)
     for node in sorted(live):
-        old = [p for p in live[node] if pod_hash(p) != hash_]
-        new = [p for p in live[node] if pod_hash(p) == hash_]
+        old = [p for p in live[node] if not is_updated(ds, p, hash_)]
+        new = [p for p in live[node] if is_updated(ds, p, hash_)]
         if not old:
             continue
         if new:
@@ -258,7 +266,7 @@ def compute_status(ds: Obj, eligible: dict[str, tuple[bool, bool]], pods_by_node
                     ready += 1
                     if podutil.is_pod_available(pod, min_ready, now):
                         available += 1
-                if any(pod_hash(p) == hash_ for p in pods):
+                if any(is_updated(ds, p, hash_) for p in pods):
                     updated += 1
         elif pods:
             misscheduled += 1
@@ -316,6 +324,14 @@ class DaemonSetController(Controller):
     def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         key = self._owner_key(pod)
         if key is None:
+            if kind != "DELETED" and podutil.controller_ref(pod) is None:
+                for candidate in self.ds_informer.list(_meta(pod).get("namespace", "")):
+                    try:
+                        sel = selector_from_label_selector(_spec(candidate).get("selector"))
+                    except SelectorError:
+                        continue
+                    if not sel.empty and sel.matches(_meta(pod).get("labels") or {}):
+                        self.enqueue(candidate)
             return
         if kind == "DELETED" or (_meta(pod).get("deletionTimestamp") and not _meta(old).get("deletionTimestamp")):
             self.expectations.deletion_observed(key, key_of(pod))
@@ -355,6 +371,7 @@ class DaemonSetController(Controller):
         ns, uid = _meta(ds)["namespace"], _meta(ds)["uid"]
         pods = [p for p in self.pod_informer.by_index(podutil.CONTROLLER_UID_INDEX, uid)
                 if _meta(p).get("namespace") == ns and selector.matches(_meta(p).get("labels") or {})]
+        pods += await self._adopt_orphans(ds, selector)
         hash_ = await self._revisions(ds)
         eligible = {str(_meta(n)["name"]): should_run(ds, n) for n in self.node_informer.list()}
         pods_by_node: dict[str, list[Obj]] = {}
@@ -375,6 +392,24 @@ class DaemonSetController(Controller):
             self.queue.add_after(key, float(min_ready))
         if error is not None:
             raise error
+
+    async def _adopt_orphans(self, ds: Obj, selector: Selector) -> list[Obj]:
+        """ClaimPods' adoption: living pods without a controller that the selector matches."""
+        ns = _meta(ds)["namespace"]
+        ref = podutil.new_controller_ref(ds, "apps/v1", "DaemonSet")
+        adopted = []
+        for pod in self.pod_informer.list(ns):
+            if podutil.controller_ref(pod) is not None or _meta(pod).get("deletionTimestamp"):
+                continue
+            if not selector.matches(_meta(pod).get("labels") or {}):
+                continue
+            try:
+                adopted.append(await self.client.patch(PODS, _meta(pod)["name"], podutil.adopt_patch(pod, ref), ns,
+                                                       type="strategic"))
+            except ApiError as e:
+                if not e.not_found:
+                    raise
+        return adopted
 
     async def _revisions(self, ds: Obj) -> str:
         """constructHistory: the revision of the current template (created or renumbered) and its hash;

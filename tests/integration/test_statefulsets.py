@@ -174,6 +174,10 @@ async def test_statefulset_creates_in_order_scales_down_from_the_top_and_restart
     assert res.stdout.split("\n")[1].split()[:2] == ["web", "3/3"]
     res = await env.kubectl("get", "controllerrevisions")
     assert res.stdout.split("\n")[1].split()[:3] == [revision, "statefulset.apps/web", "1"]
+    res = await env.kubectl("describe", "sts", "web")
+    assert "Replicas:           3 desired | 3 total" in res.stdout
+    assert "create Pod web-2 in StatefulSet web successful" in res.stdout
+    assert "Volume Claims:\n  Name:          www\n" in res.stdout
     res = await env.kubectl("rollout", "status", "sts/web", "--timeout=20s")
     assert "statefulset rolling update complete 3 pods at revision" in res.stdout or \
         "partitioned roll out complete: 3 new pods have been updated..." in res.stdout

@@ -339,7 +339,7 @@ def test_status_counts_and_hands_over_the_revision() -> None:
 def test_identity_and_claims() -> None:
     s = sts()
     p = statefulset.new_pod(s, s["spec"]["template"], 2, "web-abc")
-    assert p["metadata"]["name"] == "web-2"
+    assert p["metadata"]["name"] == "web-2" and p["metadata"]["generateName"] == "web-"
     assert p["spec"]["hostname"] == "web-2" and p["spec"]["subdomain"] == "web"
     assert p["metadata"]["labels"] == {"app": "web", "statefulset.kubernetes.io/pod-name": "web-2",
                                        "apps.kubernetes.io/pod-index": "2", "controller-revision-hash": "web-abc"}

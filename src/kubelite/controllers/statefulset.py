@@ -116,7 +116,9 @@ def new_pod(sts: Obj, template: Obj, ordinal: int, revision: str) -> Obj:
     labels[POD_NAME_LABEL] = name
     labels[POD_INDEX_LABEL] = str(ordinal)
     labels[history.REVISION_LABEL] = revision
-    meta: Obj = {"name": name, "namespace": _meta(sts).get("namespace", ""), "labels": labels,
+    # GetPodFromTemplate sets generateName too, and it stays beside the fixed name.
+    meta: Obj = {"name": name, "generateName": podutil.pods_prefix(str(_meta(sts)["name"])),
+                 "namespace": _meta(sts).get("namespace", ""), "labels": labels,
                  "ownerReferences": [podutil.new_controller_ref(sts, "apps/v1", "StatefulSet")]}
     if tmeta.get("annotations"):
         meta["annotations"] = dict(tmeta["annotations"])

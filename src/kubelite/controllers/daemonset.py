@@ -344,10 +344,10 @@ class DaemonSetController(Controller):
             self.queue.add_after(key, float(min_ready) + 1.0)
 
     def _on_node(self, kind: EventType, node: Obj, old: Obj | None) -> None:
+        # Heartbeats change a node all the time; only what should_run reads matters.
         if old is not None and kind == "MODIFIED" and (
             _meta(node).get("labels") == _meta(old).get("labels")
-            and _spec(node).get("taints") == _spec(old).get("taints")
-            and _spec(node).get("unschedulable") == _spec(old).get("unschedulable")
+            and scheduler.node_taints(node) == scheduler.node_taints(old)
         ):
             return
         for ds in self.ds_informer.list():

@@ -419,3 +419,31 @@ async def test_daemonset_adopts_a_matching_orphan(env: Env) -> None:
     ref = pods[0]["metadata"]["ownerReferences"][0]
     assert (ref["kind"], ref["name"], ref["uid"], ref["controller"]) == ("DaemonSet", "adopt", ds["metadata"]["uid"],
                                                                         True)
+
+
+async def test_the_official_python_client_reads_what_the_controllers_write(slow_env: Env) -> None:
+    """kubernetes' typed AppsV1Api deserializes the sets, their statuses and revisions (a
+    field of the wrong type or shape would raise here)."""
+    from kubernetes import client, config
+
+    env = slow_env
+    await env.apply(statefulset("py", 2))
+    await until(lambda: sts_ready(env, "py", 2), 30, "2 replicas")
+
+    def read() -> tuple[Any, Any, Any]:
+        api = config.new_client_from_config(str(env.cluster.kubeconfig))
+        try:
+            apps = client.AppsV1Api(api)
+            sts = apps.read_namespaced_stateful_set("py", env.ns)
+            scale = apps.read_namespaced_stateful_set_scale("py", env.ns)
+            revisions = apps.list_namespaced_controller_revision(env.ns)
+            return sts, scale, revisions
+        finally:
+            api.close()
+
+    sts, scale, revisions = await asyncio.to_thread(read)
+    assert sts.status.ready_replicas == 2 and sts.status.update_revision == sts.status.current_revision
+    assert sts.spec.persistent_volume_claim_retention_policy.when_scaled == "Retain"
+    assert scale.spec.replicas == 2 and scale.status.selector == "app=py"
+    assert [r.revision for r in revisions.items] == [1]
+    assert revisions.items[0].data["spec"]["template"]["$patch"] == "replace"

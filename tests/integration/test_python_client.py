@@ -232,7 +232,6 @@ def test_created_deployment_has_a_status(api: client.ApiClient, ns: str) -> None
     assert json.loads(resp.data)["status"] == {}
 
 
-@xfail_issue(17, "apps/v1 daemonsets are not served yet")
 def test_create_daemonset(api: client.ApiClient, ns: str) -> None:
     apps = typed(client.AppsV1Api, api)
     name = f"nginx-app-{short()}"

@@ -495,6 +495,62 @@ def prepare_job_create(job: Obj) -> None:
     match.setdefault("batch.kubernetes.io/controller-uid", uid)
 
 
+def _default_claim_template(claim: Obj) -> None:
+    """SetDefaults_PersistentVolumeClaim(Spec), as the generated defaulters run them over a
+    StatefulSet's volumeClaimTemplates: volumeMode Filesystem, phase Pending."""
+    spec = _dict(claim, "spec")
+    if not spec.get("volumeMode"):
+        spec["volumeMode"] = "Filesystem"
+    status = _dict(claim, "status")
+    if not status.get("phase"):
+        status["phase"] = "Pending"
+
+
+def _default_statefulset(obj: Obj) -> None:
+    """SetDefaults_StatefulSet (apps/v1, 1.33). maxUnavailable is not defaulted: the
+    MaxUnavailableStatefulSet gate that would default it to 1 is off by default in 1.33."""
+    spec = _dict(obj, "spec")
+    if not spec.get("podManagementPolicy"):
+        spec["podManagementPolicy"] = "OrderedReady"
+    strategy = _dict(spec, "updateStrategy")
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+        if strategy.get("rollingUpdate") is None:
+            strategy["rollingUpdate"] = {}
+    rolling = strategy.get("rollingUpdate")
+    if strategy["type"] == "RollingUpdate" and isinstance(rolling, dict) and rolling.get("partition") is None:
+        rolling["partition"] = 0
+    retention = _dict(spec, "persistentVolumeClaimRetentionPolicy")
+    for key in ("whenDeleted", "whenScaled"):
+        if not retention.get(key):
+            retention[key] = "Retain"
+    if spec.get("replicas") is None:
+        spec["replicas"] = 1
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    _default_template(spec)
+    for claim in spec.get("volumeClaimTemplates") or []:
+        if isinstance(claim, dict):
+            _default_claim_template(claim)
+
+
+def _default_daemonset(obj: Obj) -> None:
+    """SetDefaults_DaemonSet (apps/v1): RollingUpdate with maxUnavailable 1, maxSurge 0."""
+    spec = _dict(obj, "spec")
+    strategy = _dict(spec, "updateStrategy")
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+    if strategy["type"] == "RollingUpdate":
+        rolling = _dict(strategy, "rollingUpdate")
+        if rolling.get("maxUnavailable") is None:
+            rolling["maxUnavailable"] = 1
+        if rolling.get("maxSurge") is None:
+            rolling["maxSurge"] = 0
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    _default_template(spec)
+
+
 # -- Endpoints and EndpointSlices ---------------------------------------------------------------
 
 
@@ -585,6 +641,8 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("", "Endpoints"): _default_endpoints,
     ("apps", "Deployment"): _default_deployment,
     ("apps", "ReplicaSet"): _default_replicaset,
+    ("apps", "StatefulSet"): _default_statefulset,
+    ("apps", "DaemonSet"): _default_daemonset,
     ("discovery.k8s.io", "EndpointSlice"): _default_endpoint_slice,
     ("batch", "Job"): _default_job,
     ("batch", "CronJob"): _default_cronjob,

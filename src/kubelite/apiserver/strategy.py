@@ -271,6 +271,38 @@ class JobStrategy(GenerationStrategy):
         defaults.prepare_job_create(obj)
 
 
+class StatefulSetStrategy(Strategy):
+    """statefulSetStrategy: a new set's status is the zero StatefulSetStatus, whose
+    availableReplicas has no omitempty (so it shows as 0 beside replicas)."""
+
+    tracks_generation = True
+
+    def fill_status(self, obj: dict[str, Any]) -> None:
+        if obj.get("status") is None:
+            obj["status"] = {"replicas": 0, "availableReplicas": 0}
+
+
+class DaemonSetStrategy(Strategy):
+    """daemonSetStrategy: apps/v1 keeps the internal spec.templateGeneration as the
+    ``deprecated.daemonset.template.generation`` annotation: 1 at creation, one more each time
+    the pod template changes (the controller labels its pods with it)."""
+
+    tracks_generation = True
+    _ANNOTATION = "deprecated.daemonset.template.generation"
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj.setdefault("metadata", {}).setdefault("annotations", {})[self._ANNOTATION] = "1"
+
+    def prepare_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_update(new, old)
+        annotations = new.setdefault("metadata", {}).setdefault("annotations", {})
+        previous = (old.get("metadata") or {}).get("annotations", {}).get(self._ANNOTATION)
+        generation = int(previous) if previous and previous.isdigit() else 1
+        if (new.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+            generation += 1
+        annotations[self._ANNOTATION] = str(generation)
+
+
 class EventStrategy(Strategy):
     allow_create_on_update = True
 
@@ -416,8 +448,8 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): GenerationStrategy,
     ("", "ResourceQuota"): ResourceQuotaStrategy,
     ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
-    ("apps", "StatefulSet"): GenerationStrategy,
-    ("apps", "DaemonSet"): GenerationStrategy,
+    ("apps", "StatefulSet"): StatefulSetStrategy,
+    ("apps", "DaemonSet"): DaemonSetStrategy,
     ("batch", "Job"): JobStrategy,
     ("batch", "CronJob"): GenerationStrategy,
 }

@@ -34,6 +34,8 @@ CONTROLLERS: dict[str, str] = {
     "job": "kubelite.controllers.job:JobController",
     "cronjob": "kubelite.controllers.cronjob:CronJobController",
     "ttl-after-finished": "kubelite.controllers.ttlafterfinished:TTLAfterFinishedController",
+    "statefulset": "kubelite.controllers.statefulset:StatefulSetController",
+    "daemonset": "kubelite.controllers.daemonset:DaemonSetController",
 }
 
 

@@ -626,6 +626,48 @@ def _cronjob_row(cj: Obj, now: datetime) -> Row:
     )
 
 
+# --- StatefulSet, DaemonSet, ControllerRevision --------------------------------------------
+
+
+def _statefulset_row(sts: Obj, now: datetime) -> Row:
+    spec, status = sts.get("spec") or {}, sts.get("status") or {}
+    names, images = _layout_containers(_template_containers(sts))
+    return _cells(
+        _name(sts), f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", _age(sts, now), names, images
+    )
+
+
+def _daemonset_row(ds: Obj, now: datetime) -> Row:
+    spec, status = ds.get("spec") or {}, ds.get("status") or {}
+    names, images = _layout_containers(_template_containers(ds))
+    node_selector = (((spec.get("template") or {}).get("spec")) or {}).get("nodeSelector")
+    return _cells(
+        _name(ds),
+        status.get("desiredNumberScheduled", 0),
+        status.get("currentNumberScheduled", 0),
+        status.get("numberReady", 0),
+        status.get("updatedNumberScheduled", 0),
+        status.get("numberAvailable", 0),
+        format_labels(node_selector),
+        _age(ds, now),
+        names,
+        images,
+        format_label_selector(spec.get("selector")),
+    )
+
+
+def _controller_revision_row(cr: Obj, now: datetime) -> Row:
+    """The controller prints as ``kind.group/name`` (formatResourceName of the owner's GroupKind)."""
+    controller = NONE
+    for ref in (cr.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") is True:
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            kind = f"{ref.get('kind', '')}.{group}" if group else str(ref.get("kind", ""))
+            controller = f"{kind.lower()}/{ref.get('name', '')}" if kind else str(ref.get("name", ""))
+            break
+    return _cells(_name(cr), controller, cr.get("revision", 0), _age(cr, now))
+
+
 # --- ReplicationController, PodTemplate, ComponentStatus ------------------------------------
 
 
@@ -915,6 +957,32 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("Ready", "integer", _EXT_RS_STATUS_READY),
             _age_col(),
             *_containers_cols(_EXT_RS_SELECTOR),
+        ),
+        ("apps", "StatefulSet"): p(
+            _statefulset_row,
+            _name_col(),
+            _col("Ready", "string", "Number of the pod with ready state"),
+            _age_col(),
+            *_containers_cols("")[:2],
+        ),
+        ("apps", "DaemonSet"): p(
+            _daemonset_row,
+            _name_col(),
+            _col("Desired", "integer", _doc("api.apps.v1.DaemonSetStatus", "desiredNumberScheduled")),
+            _col("Current", "integer", _doc("api.apps.v1.DaemonSetStatus", "currentNumberScheduled")),
+            _col("Ready", "integer", _doc("api.apps.v1.DaemonSetStatus", "numberReady")),
+            _col("Up-to-date", "integer", _doc("api.apps.v1.DaemonSetStatus", "updatedNumberScheduled")),
+            _col("Available", "integer", _doc("api.apps.v1.DaemonSetStatus", "numberAvailable")),
+            _col("Node Selector", "string", _doc(f"{core}.PodSpec", "nodeSelector")),
+            _age_col(),
+            *_containers_cols(_doc("api.apps.v1.DaemonSetSpec", "selector")),
+        ),
+        ("apps", "ControllerRevision"): p(
+            _controller_revision_row,
+            _name_col(),
+            _col("Controller", "string", "Controller of the object"),
+            _col("Revision", "string", _doc("api.apps.v1.ControllerRevision", "revision")),
+            _age_col(),
         ),
         ("discovery.k8s.io", "EndpointSlice"): p(
             _endpoint_slice_row,

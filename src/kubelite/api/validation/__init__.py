@@ -19,6 +19,7 @@ from typing import Any
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import RESOURCES
 from kubelite.api.validation import (
+    apps,
     batch,
     certificates,
     cluster,
@@ -46,6 +47,9 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("", "Pod"): pod.validate_pod,
     ("apps", "Deployment"): workloads.validate_deployment,
     ("apps", "ReplicaSet"): workloads.validate_replicaset,
+    ("apps", "StatefulSet"): apps.validate_statefulset,
+    ("apps", "DaemonSet"): apps.validate_daemonset,
+    ("apps", "ControllerRevision"): apps.validate_controller_revision,
     ("discovery.k8s.io", "EndpointSlice"): discovery.validate_endpointslice,
     ("", "Endpoints"): discovery.validate_endpoints,
     ("policy", "PodDisruptionBudget"): policy.validate_pod_disruption_budget,

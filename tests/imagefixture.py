@@ -186,8 +186,9 @@ def build_layout(layout: pathlib.Path, tag: str, spec: ImageSpec | None = None,
     else:
         descriptor = {k: v for k, v in descriptor.items() if k != "platform"}
     index_path = layout / "index.json"
-    index_doc = json.loads(index_path.read_text()) if index_path.exists() else {"schemaVersion": 2, "manifests": []}
-    index_doc["manifests"] = [m for m in index_doc["manifests"]
+    index_doc: dict[str, Any] = json.loads(index_path.read_text()) if index_path.exists() else {"schemaVersion": 2}
+    entries: list[dict[str, Any]] = index_doc.get("manifests") or []
+    index_doc["manifests"] = [m for m in entries
                               if (m.get("annotations") or {}).get("org.opencontainers.image.ref.name") != tag]
     index_doc["manifests"].append({**descriptor, "annotations": {"org.opencontainers.image.ref.name": tag}})
     index_path.write_text(json.dumps(index_doc))
@@ -262,9 +263,9 @@ def registry(directory: pathlib.Path, *, user: str = "", password: str = "") -> 
         htpasswd.write_text(out)
         config["auth"] = {"htpasswd": {"realm": "kubelite-test", "path": str(htpasswd)}}
     (directory / "config.yml").write_text(json.dumps(config))  # JSON is YAML
-    log = open(directory / "registry.log", "wb")
-    proc = subprocess.Popen(["docker-registry", "serve", str(directory / "config.yml")],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(directory / "registry.log", "wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(["docker-registry", "serve", str(directory / "config.yml")],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -281,7 +282,6 @@ def registry(directory: pathlib.Path, *, user: str = "", password: str = "") -> 
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
 
 
 def dockerconfigjson_secret(name: str, host: str, user: str, password: str) -> dict[str, Any]:

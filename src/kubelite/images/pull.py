@@ -84,7 +84,7 @@ def _host_matches(pattern: str, host: str) -> bool:
     if p_port != h_port:
         return False
     p_parts, h_parts = p_name.split("."), h_name.split(".")
-    return len(p_parts) == len(h_parts) and all(fnmatch.fnmatchcase(h, p) for p, h in zip(p_parts, h_parts))
+    return len(p_parts) == len(h_parts) and all(fnmatch.fnmatchcase(h, p) for p, h in zip(p_parts, h_parts, strict=True))
 
 
 def _entries(secret: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -170,7 +170,8 @@ class Puller:
     async def _pull(self, ref: str, creds: list[tuple[str, str]]) -> tuple[OCIImage, float]:
         started = time.monotonic()
         last: PullError | None = None
-        for attempt in creds or [None]:  # as the kubelet: each matching credential in turn
+        attempts: list[tuple[str, str] | None] = list(creds) or [None]
+        for attempt in attempts:  # as the kubelet: each matching credential in turn
             try:
                 image = await asyncio.to_thread(self._pull_sync, ref, attempt)
                 return image, time.monotonic() - started

@@ -76,6 +76,8 @@ def split_reference(image: str) -> tuple[str, str]:
         if not rest:
             repository = f"docker.io/library/{first}"
     repository = repository.replace("index.docker.io/", "docker.io/", 1)
+    if repository.startswith("docker.io/") and repository.count("/") == 1:
+        repository = "docker.io/library/" + repository.removeprefix("docker.io/")  # as containerd: official images
     return repository, version
 
 

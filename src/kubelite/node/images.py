@@ -19,7 +19,9 @@ before; this module raises :class:`ImagePullError` with the waiting reason and m
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import pathlib
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -169,3 +171,62 @@ class ImageManager:
 
 def _builtin_knows(name: str) -> bool:
     return split_reference(name)[0] in images.BUILTIN
+
+
+IMPORT_PERIOD = 2.0  # how often DATA_DIR/images/ is looked at
+GC_PERIOD = 300.0  # the kubelet's ImageGCPeriod: 5 minutes
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".oci", ".oci.tar", ".docker")
+
+
+def import_archives(store: ImageStore, directory: pathlib.Path, seen: dict[str, tuple[int, int]]) -> list[str]:
+    """Load the archives of ``directory`` not loaded yet (or changed since), as k3s's agent/images/.
+
+    ``seen`` (path → (size, mtime)) is kept by the caller and in ``<store>/imported.json`` so
+    that an agent restart does not load every archive again."""
+    names: list[str] = []
+    if not directory.is_dir():
+        return names
+    for path in sorted(directory.iterdir()):
+        if not path.is_file() or not path.name.endswith(ARCHIVE_SUFFIXES) or path.name.startswith("."):
+            continue
+        st = path.stat()
+        stamp = (st.st_size, st.st_mtime_ns)
+        if seen.get(str(path)) == stamp or time.time() - st.st_mtime < 1.0:  # still being written
+            continue
+        try:
+            records = store.load(path)
+            names += [r.name for r in records]
+            log.info("imported %s: %s", path, ", ".join(r.name for r in records))
+        except (StoreError, OSError) as e:
+            log.warning("could not import %s: %s", path, e)
+        seen[str(path)] = stamp
+    return names
+
+
+async def housekeeping(manager: ImageManager, import_dir: pathlib.Path | None,
+                       in_use: Callable[[], set[str]]) -> None:
+    """The agent's image loop: the auto-import directory, then the image GC every GC_PERIOD."""
+    store = manager.store
+    if store is None:
+        return
+    state = store.root / "imported.json"
+    try:
+        seen = {k: (int(v[0]), int(v[1])) for k, v in json.loads(state.read_text()).items()}
+    except (OSError, ValueError):
+        seen = {}
+    next_gc = time.monotonic() + GC_PERIOD
+    while True:
+        if import_dir is not None:
+            before = dict(seen)
+            await asyncio.to_thread(import_archives, store, import_dir, seen)
+            if seen != before:
+                state.write_text(json.dumps(seen))
+        if time.monotonic() >= next_gc:
+            next_gc = time.monotonic() + GC_PERIOD
+            try:
+                removed = await asyncio.to_thread(store.gc, in_use())
+                if removed:
+                    log.info("image GC removed %s", ", ".join(removed))
+            except OSError as e:
+                log.warning("image GC: %s", e)
+        await asyncio.sleep(IMPORT_PERIOD)

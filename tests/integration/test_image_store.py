@@ -1,0 +1,261 @@
+"""The image store with the real tools: pulls from a real registry (Debian's docker-registry on
+127.0.0.1, without and with htpasswd auth), loads of real archives (docker save and OCI,
+plain and gzipped, multi-platform), unpacked by umoci; and the kubelet's image manager on
+top of it (events, pull policies, the resolution modes). No cluster: these are the node's
+image half on its own; the pod-level behaviour is in tests/e2e/test_oci_images.py."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from kubelite import images
+from kubelite.images.oci import OCIImage
+from kubelite.images.pull import Puller, PullError
+from kubelite.images.store import ImageStore, StoreError, host_platform
+from kubelite.node.images import ImageManager, ImagePullError
+from tests import imagefixture as fx
+
+USER, PASSWORD = "kubelite", "s3cret-pass"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fx.Registry]:
+    with fx.registry(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg
+
+
+@pytest.fixture(scope="module")
+def private_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fx.Registry]:
+    with fx.registry(tmp_path_factory.mktemp("private"), user=USER, password=PASSWORD) as reg:
+        yield reg
+
+
+@pytest.fixture
+def store(tmp_path: pathlib.Path) -> ImageStore:
+    fx.require_tools("skopeo", "umoci")
+    return ImageStore(tmp_path / "store")
+
+
+def spec(**kw: Any) -> fx.ImageSpec:
+    return fx.ImageSpec(**kw)
+
+
+def test_pull_unpacks_once_and_reads_the_config(registry: fx.Registry, store: ImageStore, tmp_path: pathlib.Path) -> None:
+    layout = fx.build_layout(tmp_path / "l", "v1", spec(
+        files={"/app/hello.txt": "hello from the image"}, entrypoint=["/bin/sh", "-c"], cmd=["cat hello.txt"],
+        workdir="/app", user="65534", env=["PATH=/bin", "GREETING=hi=there"]))
+    ref = registry.push(layout, "v1", "demo/pull:v1")
+    image = asyncio.run(Puller(store).pull(ref)).image
+    assert (image.rootfs / "app" / "hello.txt").read_text() == "hello from the image"
+    assert (image.rootfs / "bin" / "busybox").is_file()
+    assert not (image.rootfs / "etc" / "os-release").exists()  # the image's files, not the host's
+    assert (image.entrypoint, image.cmd, image.workdir, image.user) == (["/bin/sh", "-c"], ["cat hello.txt"], "/app", "65534")
+    assert image.env == {"PATH": "/bin", "GREETING": "hi=there"}
+    assert image.name == f"{ref}" and image.digest.startswith("sha256:") and image.size > 500_000
+    assert image.image_id == f"{registry.host}/demo/pull@{image.digest}"
+    # Resolving it again is a lookup: no unpack (the root is the same directory, untouched).
+    stamp = image.rootfs.stat().st_mtime_ns
+    again = store.lookup(ref)
+    assert again == image and image.rootfs.stat().st_mtime_ns == stamp
+    assert list(store.tmp.iterdir()) == []  # no temporary layout or authfile left
+
+
+def test_concurrent_pulls_of_one_image_run_once(registry: fx.Registry, store: ImageStore, tmp_path: pathlib.Path) -> None:
+    ref = registry.push(fx.build_layout(tmp_path / "l", "v1", spec(files={"/x": "1"})), "v1", "demo/once:v1")
+
+    class Counting(Puller):
+        calls = 0
+
+        def _pull_sync(self, ref: str, creds: tuple[str, str] | None) -> OCIImage:
+            Counting.calls += 1
+            return super()._pull_sync(ref, creds)
+
+    async def pull_many() -> list[OCIImage]:
+        puller = Counting(store)
+        return [r.image for r in await asyncio.gather(*(puller.pull(ref) for _ in range(5)))]
+
+    pulled = asyncio.run(pull_many())
+    assert Counting.calls == 1 and len({i.digest for i in pulled}) == 1
+
+
+def test_blobs_present_are_never_fetched_again(registry: fx.Registry, store: ImageStore, tmp_path: pathlib.Path) -> None:
+    a = registry.push(fx.build_layout(tmp_path / "a", "v1", spec(files={"/a": "a"}, busybox=True)), "v1", "demo/a:v1")
+    b = registry.push(fx.build_layout(tmp_path / "b", "v1", spec(files={"/a": "a"}, busybox=True, cmd=["true"])),
+                      "v1", "demo/b:v1")
+    first = asyncio.run(Puller(store).pull(a)).image
+    manifest = store.read_json(first.digest)
+    layer = store.blob(manifest["layers"][0]["digest"])
+    inode, mtime = layer.stat().st_ino, layer.stat().st_mtime_ns
+    blobs_before = set(store.blobs.iterdir())
+    second = asyncio.run(Puller(store).pull(b)).image
+    assert store.read_json(second.digest)["layers"][0]["digest"] == manifest["layers"][0]["digest"]
+    assert (layer.stat().st_ino, layer.stat().st_mtime_ns) == (inode, mtime)  # the shared layer: not rewritten
+    new = set(store.blobs.iterdir()) - blobs_before
+    assert len(new) == 2  # only b's manifest and config
+
+
+def test_missing_tag_and_auth_errors_carry_the_registry_reason(
+        registry: fx.Registry, private_registry: fx.Registry, store: ImageStore, tmp_path: pathlib.Path) -> None:
+    with pytest.raises(PullError, match="manifest unknown") as missing:
+        asyncio.run(Puller(store).pull(f"{registry.host}/demo/nothing:nope"))
+    assert not missing.value.unreachable
+    ref = private_registry.push(fx.build_layout(tmp_path / "p", "v1", spec(files={"/secret": "s"})), "v1", "team/app:v1")
+    with pytest.raises(PullError, match="unauthorized"):
+        asyncio.run(Puller(store).pull(ref))
+    secret = fx.dockerconfigjson_secret("regcred", private_registry.host, USER, PASSWORD)
+    wrong = fx.dockerconfigjson_secret("wrong", private_registry.host, USER, "nope")
+    with pytest.raises(PullError, match="unauthorized"):
+        asyncio.run(Puller(store).pull(ref, [wrong]))
+    image = asyncio.run(Puller(store).pull(ref, [secret])).image
+    assert (image.rootfs / "secret").read_text() == "s"
+    assert list(store.tmp.iterdir()) == []  # the authfile is gone
+    with pytest.raises(PullError, match="connection refused") as down:
+        asyncio.run(Puller(store).pull(f"127.0.0.1:{fx.free_port()}/x:1"))
+    assert down.value.unreachable
+
+
+def test_multi_arch_index_resolves_to_the_host_platform(registry: fx.Registry, store: ImageStore,
+                                                        tmp_path: pathlib.Path) -> None:
+    other = "s390x" if host_platform()[1] != "s390x" else "arm64"
+    layout = fx.build_layout(tmp_path / "m", "v1", spec(files={"/arch": "host"}),
+                             extra_platforms={other: spec(files={"/arch": other})})
+    ref = registry.push(layout, "v1", "demo/multi:v1", all_platforms=True)
+    assert (asyncio.run(Puller(store).pull(ref)).image.rootfs / "arch").read_text() == "host"
+    # The same out of an OCI archive holding the index.
+    loaded = store.load(fx.oci_archive(layout, tmp_path / "multi.tar"), ["demo/multi-loaded:v1"])
+    assert (store.rootfs(loaded[0].digest) / "arch").read_text() == "host"
+
+
+@pytest.mark.parametrize("kind", ["docker", "docker.gz", "oci", "oci.gz"])
+def test_load_archives_and_move_tags(store: ImageStore, tmp_path: pathlib.Path, kind: str) -> None:
+    v1 = fx.build_layout(tmp_path / "v1", "v1", spec(files={"/version": "1"}))
+    v2 = fx.build_layout(tmp_path / "v2", "v2", spec(files={"/version": "2"}))
+
+    def archive(layout: pathlib.Path, tag: str) -> pathlib.Path:
+        out = tmp_path / f"{tag}.{kind}.tar"
+        if kind.startswith("docker"):
+            return fx.docker_archive(layout, tag, "demo:latest", out, gzipped=kind.endswith(".gz"))
+        return fx.oci_archive(layout, out, gzipped=kind.endswith(".gz"))
+
+    names = [] if kind.startswith("docker") else ["demo:latest"]  # an OCI layout's ref.name is a bare tag here
+    first = store.load(archive(v1, "v1"), names)
+    assert [r.name for r in first] == ["docker.io/library/demo:latest"]
+    image = store.lookup("demo")
+    assert image is not None and (image.rootfs / "version").read_text() == "1"
+    store.load(archive(v2, "v2"), names)  # the tag moves to the new image
+    moved = store.lookup("docker.io/library/demo:latest")
+    assert moved is not None and moved.digest != image.digest and (moved.rootfs / "version").read_text() == "2"
+    assert store.lookup(f"demo@{moved.digest}") == moved
+    with pytest.raises(StoreError, match="neither a docker save archive nor an OCI archive"):
+        (tmp_path / "junk.tar").write_bytes(b"\0" * 1024)
+        store.load(tmp_path / "junk.tar")
+
+
+def test_remove_and_gc_never_free_an_image_in_use(store: ImageStore, tmp_path: pathlib.Path) -> None:
+    a = store.load(fx.oci_archive(fx.build_layout(tmp_path / "a", "v1", spec(files={"/a": "a"})), tmp_path / "a.tar"),
+                   ["a:1"])[0]
+    b = store.load(fx.oci_archive(fx.build_layout(tmp_path / "b", "v1", spec(files={"/b": "b"})), tmp_path / "b.tar"),
+                   ["b:1", "b:also"])[0]
+    later = time.time() + 3600  # both older than the minimum GC age
+    assert store.gc(set(), now=later, disk=(1000, 500)) == []  # 50% used: under the high threshold
+    removed = store.gc({b.digest}, now=later, disk=(1000, 50))
+    assert removed == ["docker.io/library/a:1"]
+    assert not store.rootfs(a.digest).exists() and store.rootfs(b.digest).is_dir()
+    assert store.remove("b:also") == ["docker.io/library/b:also"]
+    assert store.rootfs(b.digest).is_dir()  # still tagged b:1
+    assert store.remove(b.config_digest.removeprefix("sha256:")[:12]) == ["docker.io/library/b:1"]
+    assert not store.rootfs(b.digest).exists() and store.records() == {}
+
+
+# ---------------------------------------------------------------- the kubelet's image manager
+
+
+class Events:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, str]] = []
+
+    def __call__(self, type_: str, reason: str, message: str) -> None:
+        self.items.append((type_, reason, message))
+
+    def reasons(self) -> list[str]:
+        return [r for _, r, _ in self.items]
+
+
+def catalog(name: str) -> images.Image:
+    return images.Image(images.normalise(name), [], ["sh"])
+
+
+async def no_secrets() -> list[dict[str, Any]]:
+    return []
+
+
+def test_manager_pulls_with_the_kubelets_events(registry: fx.Registry, store: ImageStore, tmp_path: pathlib.Path) -> None:
+    ref = registry.push(fx.build_layout(tmp_path / "l", "v1", spec(files={"/x": "1"})), "v1", "demo/events:v1")
+    manager = ImageManager(catalog, store, mode="oci")
+    events = Events()
+    image = asyncio.run(manager.ensure(ref, "IfNotPresent", no_secrets, events))
+    assert isinstance(image, OCIImage)
+    assert events.items[0] == ("Normal", "Pulling", f'Pulling image "{ref}"')
+    assert re.fullmatch(rf'Successfully pulled image "{re.escape(ref)}" in [0-9.]+m?s \([0-9.]+m?s including waiting\)\. '
+                        rf"Image size: {image.size} bytes\.", events.items[1][2]), events.items[1]
+    events = Events()
+    assert asyncio.run(manager.ensure(ref, "IfNotPresent", no_secrets, events)) == image
+    assert events.items == [("Normal", "Pulled", f'Container image "{ref}" already present on machine')]
+    events = Events()
+    with pytest.raises(ImagePullError) as never:
+        asyncio.run(manager.ensure(f"{registry.host}/demo/absent:v1", "Never", no_secrets, events))
+    assert never.value.reason == "ErrImageNeverPull"
+    assert str(never.value) == f'Container image "{registry.host}/demo/absent:v1" is not present with pull policy of Never'
+    assert events.reasons() == ["ErrImageNeverPull"]
+    events = Events()
+    with pytest.raises(ImagePullError, match="manifest unknown") as missing:
+        asyncio.run(manager.ensure(f"{registry.host}/demo/events:nope", "IfNotPresent", no_secrets, events))
+    assert missing.value.reason == "ErrImagePull"
+    assert events.items[-1][:2] == ("Warning", "Failed")
+    assert events.items[-1][2].startswith(f'Failed to pull image "{registry.host}/demo/events:nope": ')
+
+
+def test_manager_always_on_a_loaded_latest_image_says_how_to_fix_it(store: ImageStore, tmp_path: pathlib.Path) -> None:
+    port = fx.free_port()  # nothing listens: the registry cannot be reached
+    store.load(fx.oci_archive(fx.build_layout(tmp_path / "l", "v1", spec()), tmp_path / "a.tar"), [f"127.0.0.1:{port}/app"])
+    manager = ImageManager(catalog, store, mode="auto")
+    with pytest.raises(ImagePullError, match="set imagePullPolicy: IfNotPresent") as failed:
+        asyncio.run(manager.ensure(f"127.0.0.1:{port}/app", "Always", no_secrets, Events()))
+    assert failed.value.reason == "ErrImagePull"
+    assert isinstance(asyncio.run(manager.ensure(f"127.0.0.1:{port}/app", "IfNotPresent", no_secrets, Events())), OCIImage)
+    assert isinstance(asyncio.run(manager.ensure(f"127.0.0.1:{port}/app:latest", "Never", no_secrets, Events())), OCIImage)
+
+
+def test_resolution_modes(store: ImageStore, tmp_path: pathlib.Path) -> None:
+    # auto: a catalog name not in the store resolves from the catalog with no pull at all.
+    auto = ImageManager(catalog, store, mode="auto")
+    events = Events()
+    started = time.monotonic()
+    got = asyncio.run(auto.ensure("busybox", "Always", no_secrets, events))
+    assert isinstance(got, images.Image) and "Pulling" not in events.reasons()
+    assert time.monotonic() - started < 0.5
+    # ... and from the store once it is there (loaded or pulled).
+    store.load(fx.oci_archive(fx.build_layout(tmp_path / "l", "v1", spec()), tmp_path / "b.tar"), ["busybox:1.36"])
+    assert isinstance(asyncio.run(auto.ensure("busybox:1.36", "IfNotPresent", no_secrets, Events())), OCIImage)
+    # catalog: never the store, never a pull.
+    assert isinstance(asyncio.run(ImageManager(catalog, store, mode="catalog").ensure(
+        "busybox:1.36", "Always", no_secrets, Events())), images.Image)
+    # oci: never the catalog (docker.io cannot be reached from here, or has no such tag).
+    oci = ImageManager(catalog, store, mode="oci")
+    events = Events()
+    with pytest.raises(ImagePullError) as failed:
+        asyncio.run(oci.ensure("registry.invalid/kubelite/busybox:0", "IfNotPresent", no_secrets, events))
+    assert failed.value.reason == "ErrImagePull" and events.reasons() == ["Pulling", "Failed"]
+    # auto, a catalog name whose registry cannot be reached: the catalog after all.
+    auto_knows = ImageManager(catalog, store, mode="auto", catalog_knows=lambda n: "kubelite/known" in n)
+    store.load(fx.oci_archive(fx.build_layout(tmp_path / "k", "v1", spec()), tmp_path / "k.tar"),
+               [f"127.0.0.1:{fx.free_port()}/kubelite/other"])
+    got = asyncio.run(auto_knows.ensure(f"127.0.0.1:{fx.free_port()}/kubelite/known:1", "Always", no_secrets, Events()))
+    assert isinstance(got, images.Image)

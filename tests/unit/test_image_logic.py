@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from kubelite.images import normalise, split_reference
 from kubelite.images import gc as image_gc
+from kubelite.images import normalise, split_reference
 from kubelite.images.pull import authfile_content, credentials_for, is_loopback, plain_http, write_authfile
 from kubelite.images.store import tool_reason
 from kubelite.node.images import go_duration, pull_policy

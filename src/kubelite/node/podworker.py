@@ -243,7 +243,7 @@ class PodWorker:
         # kubelet keeps one of each for all pods, but their keys are this pod's alone.
         self._backoff = podspec.Backoff()
         self._image_backoff = podspec.Backoff()
-        self._pull_errors: dict[str, str] = {}  # image back-off key → the last pull's error
+        self._pull_errors: dict[str, tuple[str, float]] = {}  # image back-off key → the last pull's error, when
         self._tasks: set[asyncio.Task[None]] = set()  # kills of unhealthy containers
         self._born = time.monotonic()
 
@@ -473,7 +473,11 @@ class PodWorker:
         if cs.waiting and cs.waiting[0] in ("ErrImagePull", "ImagePullBackOff") and \
                 self._image_backoff.in_backoff_since_update(image_key, now):
             # As the kubelet: no pull while in back-off, the last pull's error in the message.
-            message = self._pull_errors.get(image_key, "")
+            message, failed_at = self._pull_errors.get(image_key, ("", 0.0))
+            if cs.waiting[0] == "ErrImagePull" and now - failed_at < RETRY:
+                # Our own status write wakes this worker at once: ErrImagePull stays visible a
+                # moment, as the kubelet's next sync of a failed pod comes seconds later.
+                return RETRY - (now - failed_at)
             cs.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image_name}": ErrImagePull: {message}')
             self.event("Normal", "BackOff", f'Back-off pulling image "{image_name}"')
             self.event("Warning", "Failed", "Error: ImagePullBackOff")
@@ -485,10 +489,10 @@ class PodWorker:
         except node_images.ImagePullError as e:
             if e.reason == "ErrImagePull":
                 self._image_backoff.next(image_key, now)
-                self._pull_errors[image_key] = str(e)
+                self._pull_errors[image_key] = (str(e), now)
             cs.waiting = (e.reason, str(e))
             self.event("Warning", "Failed", f"Error: {e.reason}")
-            return 1.0 if e.reason == "ErrImagePull" else RETRY
+            return RETRY
         cs.image_id, cs.image = image.image_id, image.name
         try:
             env, argv, mounts = await host.config.container_config(pod, c, image, self.net, self.dir)

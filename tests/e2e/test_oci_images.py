@@ -110,6 +110,9 @@ def has_event(cluster: Cluster, name: str, reason: str, contains: str = "") -> t
 
 def test_pull_from_registry_events_and_image_id(env: tuple[Cluster, fx.Registry, fx.Registry, pathlib.Path]) -> None:
     cluster, reg, _, base = env
+    # `kubelite up` said what it found for real images.
+    assert any(line.strip().startswith("✓ images: --images=auto, runtime ") or "images: --images=auto, runtime " in line
+               for line in cluster.output), cluster.output
     ref = reg.push(fx.build_layout(base / "web", "v1", fx.ImageSpec(files={"/www/index.html": "hello"})), "v1", "e2e/web:v1")
     apply(cluster, pod("pulled", ref))
     pulled = wait_for("Pulled event", lambda: has_event(cluster, "pulled", "Pulled", "Successfully pulled image"))

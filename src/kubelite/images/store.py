@@ -463,26 +463,71 @@ class ImageStore:
         (layout / "index.json").write_bytes(index.read())
         return self.import_layout(layout, names)
 
+    def _copy_blob(self, src: Any, expected: str = "") -> tuple[str, int]:
+        """Copy a file object into the blob store, hashing on the way; ``(digest, size)``."""
+        tmp = self.blobs / f".incoming.{uuid.uuid4().hex}"
+        h = hashlib.sha256()
+        size = 0
+        with open(tmp, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                h.update(chunk)
+                dst.write(chunk)
+                size += len(chunk)
+        hexdigest = h.hexdigest()
+        if expected and expected != hexdigest:
+            tmp.unlink()
+            raise StoreError(f"blob sha256:{expected} of the archive does not match its digest")
+        target = self.blobs / hexdigest
+        if target.exists():
+            tmp.unlink()  # content-addressed: the one present stays
+        else:
+            os.replace(tmp, target)
+        return f"sha256:{hexdigest}", size
+
     def _load_docker(self, path: pathlib.Path, names: list[str]) -> list[Record]:
+        """A docker save archive, converted as is: its layers are blobs already (plain tars, or
+        compressed ones), its config is an OCI config; only the manifest is new. No recompression
+        (skopeo would gzip every layer: seconds for a large image)."""
+        out: list[Record] = []
         with tarfile.open(path) as tar:
             member = tar.extractfile("manifest.json")
             assert member is not None
             entries = json.loads(member.read())
-        if not names and not any(e.get("RepoTags") for e in entries):
-            raise StoreError(f"{path}: the archive's images have no name: give one with --tag")
-        out: list[Record] = []
-        for i, entry in enumerate(entries):
-            entry_names = names if names else [str(t) for t in entry.get("RepoTags") or []]
-            if not entry_names:
-                continue
-            layout = self.new_layout()
-            try:
-                run_tool(["skopeo", "copy", "--quiet", f"docker-archive:{path}:@{i}", f"oci:{layout}:image"])
-                out.extend(self.import_layout(layout, entry_names, ref_name="image"))
-            finally:
-                self.drop_layout(layout)
-            if names:
-                break
+            if not names and not any(e.get("RepoTags") for e in entries):
+                raise StoreError(f"{path}: the archive's images have no name: give one with --tag")
+
+            def blob(name: str) -> tuple[str, int, bytes]:
+                src = tar.extractfile(name)
+                if src is None:
+                    raise StoreError(f"{path}: {name} is missing from the archive")
+                head = src.read(2)
+                src.seek(0)
+                digest, size = self._copy_blob(src)
+                return digest, size, head
+
+            for entry in entries:
+                entry_names = names if names else [str(t) for t in entry.get("RepoTags") or []]
+                if not entry_names:
+                    continue
+                config_digest, config_size, _ = blob(str(entry["Config"]))
+                layers = []
+                for layer in entry.get("Layers") or []:
+                    digest, size, head = blob(str(layer))
+                    media = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if head == b"\x1f\x8b" else "")
+                    layers.append({"mediaType": media, "digest": digest, "size": size})
+                manifest = json.dumps({
+                    "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                               "digest": config_digest, "size": config_size},
+                    "layers": layers,
+                }).encode()
+                import io
+
+                digest, _ = self._copy_blob(io.BytesIO(manifest))
+                self.unpack(digest)
+                out.extend(self.tag(entry_names, digest))
+                if names:
+                    break
         return out
 
 

@@ -7,8 +7,11 @@ image half on its own; the pod-level behaviour is in tests/e2e/test_oci_images.p
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import pathlib
 import re
+import subprocess
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +19,7 @@ from typing import Any
 import pytest
 
 from kubelite import images
+from kubelite.cli.image import ls_lines
 from kubelite.images.oci import OCIImage
 from kubelite.images.pull import Puller, PullError
 from kubelite.images.store import ImageStore, StoreError, host_platform
@@ -59,7 +63,9 @@ def test_pull_unpacks_once_and_reads_the_config(registry: fx.Registry, store: Im
     assert (image.entrypoint, image.cmd, image.workdir, image.user) == (["/bin/sh", "-c"], ["cat hello.txt"], "/app", "65534")
     assert image.env == {"PATH": "/bin", "GREETING": "hi=there"}
     assert image.name == f"{ref}" and image.digest.startswith("sha256:") and image.size > 500_000
-    assert image.image_id == f"{registry.host}/demo/pull@{image.digest}"
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"],
+                         capture_output=True, check=True).stdout
+    assert image.image_id == f"{registry.host}/demo/pull@sha256:{hashlib.sha256(raw).hexdigest()}"
     # Resolving it again is a lookup: no unpack (the root is the same directory, untouched).
     stamp = image.rootfs.stat().st_mtime_ns
     again = store.lookup(ref)
@@ -152,6 +158,10 @@ def test_load_archives_and_move_tags(store: ImageStore, tmp_path: pathlib.Path, 
     store.load(archive(v2, "v2"), names)  # the tag moves to the new image
     moved = store.lookup("docker.io/library/demo:latest")
     assert moved is not None and moved.digest != image.digest and (moved.rootfs / "version").read_text() == "2"
+    # The old image stays, by digest only (crictl's <none>), until removed or collected.
+    assert sorted(store.records()) == ["docker.io/library/demo:latest", f"docker.io/library/demo@{image.digest}"]
+    assert store.lookup(f"demo@{image.digest}") == dataclasses.replace(image, name=f"docker.io/library/demo@{image.digest}")
+    assert any(line.split()[:2] == ["docker.io/library/demo", "<none>"] for line in ls_lines(store))
     assert store.lookup(f"demo@{moved.digest}") == moved
     with pytest.raises(StoreError, match="neither a docker save archive nor an OCI archive"):
         (tmp_path / "junk.tar").write_bytes(b"\0" * 1024)

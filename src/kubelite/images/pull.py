@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import fnmatch
+import hashlib
 import json
 import os
 import pathlib
@@ -182,37 +183,46 @@ class Puller:
         assert last is not None
         raise last
 
-    def _pull_sync(self, ref: str, creds: tuple[str, str] | None) -> OCIImage:
+    @staticmethod
+    def _skopeo(args: list[str], ref: str) -> bytes:
         import subprocess
 
+        try:
+            proc = subprocess.run(["skopeo", *args], capture_output=True, timeout=PULL_TIMEOUT)
+        except FileNotFoundError:
+            raise PullError("skopeo is not installed (Debian/Ubuntu: apt-get install skopeo umoci)",
+                            unreachable=True) from None
+        except subprocess.TimeoutExpired:
+            raise PullError(f"pulling {ref} took more than {PULL_TIMEOUT:.0f}s", unreachable=True) from None
+        if proc.returncode != 0:
+            reason = tool_reason((proc.stderr or proc.stdout).decode(errors="replace"))
+            raise PullError(reason, unreachable=any(m in reason.lower() for m in _UNREACHABLE))
+        return proc.stdout
+
+    def _pull_sync(self, ref: str, creds: tuple[str, str] | None) -> OCIImage:
         repository, version = split_reference(ref)
-        source = f"docker://{repository}@{version}" if version.startswith("sha256:") else f"docker://{repository}:{version}"
-        host = registry_host(ref)
+        insecure = plain_http(registry_host(ref), self.insecure)
         layout = self.store.new_layout()
         # Never the user's ~/.docker or $XDG_RUNTIME_DIR credentials: a pod gets only its secrets.
         authfile = write_authfile(self.store.tmp, authfile_content(ref, creds) if creds else {"auths": {}})
         try:
-            argv = ["skopeo", "copy", "--quiet", "--retry-times", "0"]
-            if plain_http(host, self.insecure):
-                argv.append("--src-tls-verify=false")
-            argv += ["--src-authfile", str(authfile)]
-            argv += [source, f"oci:{layout}:image"]
+            if version.startswith("sha256:"):
+                repo_digest = version
+            else:
+                # The registry's digest of the tag first (containerd's repo digest: the imageID, and
+                # what the copy then names, so a tag moving meanwhile cannot mix two images).
+                raw = self._skopeo(["inspect", "--raw", "--retry-times", "0", "--authfile", str(authfile),
+                                    *(["--tls-verify=false"] if insecure else []),
+                                    f"docker://{repository}:{version}"], ref)
+                repo_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+            self._skopeo(["copy", "--quiet", "--retry-times", "0", "--src-authfile", str(authfile),
+                          *(["--src-tls-verify=false"] if insecure else []),
+                          f"docker://{repository}@{repo_digest}", f"oci:{layout}:image"], ref)
             try:
-                proc = subprocess.run(argv, capture_output=True, text=True, timeout=PULL_TIMEOUT)
-            except FileNotFoundError:
-                raise PullError("skopeo is not installed (Debian/Ubuntu: apt-get install skopeo umoci)",
-                                unreachable=True) from None
-            except subprocess.TimeoutExpired:
-                raise PullError(f"pulling {ref} took more than {PULL_TIMEOUT:.0f}s", unreachable=True) from None
-            if proc.returncode != 0:
-                reason = tool_reason(proc.stderr or proc.stdout)
-                raise PullError(reason, unreachable=any(m in reason.lower() for m in _UNREACHABLE))
-            try:
-                record = self.store.import_layout(layout, [ref], ref_name="image")[0]
+                record = self.store.import_layout(layout, [ref], ref_name="image", repo_digest=repo_digest)[0]
             except StoreError as e:
                 raise PullError(str(e)) from e
-            image = self.store.image(record)
-            return image
+            return self.store.image(record)
         finally:
             authfile.unlink(missing_ok=True)
             self.store.drop_layout(layout)

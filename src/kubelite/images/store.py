@@ -77,15 +77,22 @@ class Record:
     size: int
     created: float  # when stored here
     last_used: float
+    # The registry's digest of what was pulled (a multi-arch index's, say), when it differs from
+    # ``digest`` (skopeo writes OCI manifests): containerd's repo digest, the imageID users compare.
+    repo_digest: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {"digest": self.digest, "config": self.config, "configDigest": self.config_digest,
-                "size": self.size, "created": self.created, "lastUsed": self.last_used}
+        out = {"digest": self.digest, "config": self.config, "configDigest": self.config_digest,
+               "size": self.size, "created": self.created, "lastUsed": self.last_used}
+        if self.repo_digest:
+            out["repoDigest"] = self.repo_digest
+        return out
 
     @classmethod
     def from_json(cls, name: str, data: dict[str, Any]) -> Record:
         return cls(name, str(data["digest"]), dict(data.get("config") or {}), str(data.get("configDigest", "")),
-                   int(data.get("size", 0)), float(data.get("created", 0)), float(data.get("lastUsed", 0)))
+                   int(data.get("size", 0)), float(data.get("created", 0)), float(data.get("lastUsed", 0)),
+                   str(data.get("repoDigest", "")))
 
 
 def _env(config: dict[str, Any]) -> dict[str, str]:
@@ -152,7 +159,7 @@ class ImageStore:
         _, version = split_reference(ref)
         if version.startswith("sha256:"):
             for record in records.values():
-                if record.digest == version and split_reference(record.name)[0] == repository:
+                if version in (record.digest, record.repo_digest) and split_reference(record.name)[0] == repository:
                     return record
         return None
 
@@ -163,7 +170,7 @@ class ImageStore:
             entrypoint=[str(a) for a in config.get("Entrypoint") or []],
             cmd=[str(a) for a in config.get("Cmd") or []],
             env=_env(config), workdir=str(config.get("WorkingDir") or ""), user=str(config.get("User") or ""),
-            size=record.size,
+            size=record.size, repo_digest=record.repo_digest,
         )
 
     def lookup(self, ref: str) -> OCIImage | None:
@@ -186,8 +193,12 @@ class ImageStore:
             if changed:
                 self._write(records)
 
-    def tag(self, names: list[str], digest: str, now: float | None = None) -> list[Record]:
-        """Point ``names`` at manifest ``digest`` (an existing tag moves, as `ctr images import`)."""
+    def tag(self, names: list[str], digest: str, now: float | None = None, repo_digest: str = "") -> list[Record]:
+        """Point ``names`` at manifest ``digest`` (an existing tag moves, as `ctr images import`).
+
+        The image a tag moves away from stays, under its digest (``repo@sha256:...``, crictl's
+        ``<none>`` tag), until nothing else names it and the image GC or ``image rm`` frees it:
+        a running container may still use it."""
         manifest = self.read_json(digest)
         config_digest = str(manifest["config"]["digest"])
         config = self.read_json(config_digest).get("config") or {}
@@ -201,8 +212,14 @@ class ImageStore:
                 key = normalise(name)
                 old = records.get(key)
                 created = old.created if old is not None and old.digest == digest else now
-                records[key] = Record(key, digest, config, config_digest, size, created, now)
+                records[key] = Record(key, digest, config, config_digest, size, created, now,
+                                      repo_digest if repo_digest != digest else "")
                 out.append(records[key])
+                if old is not None and old.digest != digest and \
+                        not any(r.digest == old.digest for r in records.values()):
+                    dangling = f"{split_reference(key)[0]}@{old.digest}"
+                    records[dangling] = Record(dangling, old.digest, old.config, old.config_digest, old.size,
+                                               old.created, old.last_used, old.repo_digest)
             self._write(records)
         return out
 
@@ -235,6 +252,7 @@ class ImageStore:
         if disk is None:
             st = os.statvfs(self.root)
             disk = (st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)
+        in_use = set(in_use) | {r.digest for r in self.records().values() if r.repo_digest in in_use}
         candidates: dict[str, gc_policy.Candidate] = {}
         for record in self.records().values():
             old = candidates.get(record.digest)
@@ -351,7 +369,8 @@ class ImageStore:
 
     # -- import from an OCI layout (a pull's, or an archive's)
 
-    def import_layout(self, layout: pathlib.Path, names: list[str], ref_name: str | None = None) -> list[Record]:
+    def import_layout(self, layout: pathlib.Path, names: list[str], ref_name: str | None = None,
+                      repo_digest: str = "") -> list[Record]:
         """Tag and unpack the image(s) of ``layout`` whose blobs are already in this store.
 
         ``ref_name`` picks one entry of its index.json; without it every named entry is
@@ -380,7 +399,7 @@ class ImageStore:
             manifest = self.select_manifest(entry)
             digest = str(manifest["digest"])
             self.unpack(digest)
-            out.extend(self.tag(entry_names, digest))
+            out.extend(self.tag(entry_names, digest, repo_digest=repo_digest))
         if not out:
             raise StoreError("the archive's images have no name: give one with --tag")
         return out

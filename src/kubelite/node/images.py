@@ -115,6 +115,7 @@ class ImageManager:
                 event("Warning", "ErrImageNeverPull", message)
                 raise ImagePullError("ErrImageNeverPull", message)
             event("Normal", "Pulled", f'Container image "{name}" already present on machine')
+            await asyncio.to_thread(self.store.touch, [present.name])  # for the image GC's LRU order
             return present
         missing = tools_missing()
         if missing:

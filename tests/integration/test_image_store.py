@@ -12,6 +12,7 @@ import hashlib
 import pathlib
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -269,3 +270,25 @@ def test_resolution_modes(store: ImageStore, tmp_path: pathlib.Path) -> None:
                [f"127.0.0.1:{fx.free_port()}/kubelite/other"])
     got = asyncio.run(auto_knows.ensure(f"127.0.0.1:{fx.free_port()}/kubelite/known:1", "Always", no_secrets, Events()))
     assert isinstance(got, images.Image)
+
+
+def kubelite(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kubelite", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_image_cli_pull_ls_rm(private_registry: fx.Registry, tmp_path: pathlib.Path) -> None:
+    fx.require_tools("skopeo", "umoci")
+    ref = private_registry.push(fx.build_layout(tmp_path / "c", "v1", spec(files={"/c": "c"})), "v1", "cli/app:v1")
+    data = ["--data-dir", str(tmp_path / "data")]
+    denied = kubelite("image", "pull", *data, ref)
+    assert denied.returncode == 1 and "unauthorized" in denied.stderr
+    pulled = kubelite("image", "pull", *data, "--creds", f"{USER}:{PASSWORD}", ref)
+    assert pulled.returncode == 0, pulled.stderr
+    rows = [line.split() for line in kubelite("image", "ls", *data).stdout.splitlines()]
+    assert rows[0] == ["IMAGE", "TAG", "IMAGE", "ID", "SIZE"]
+    assert rows[1][:2] == [f"{private_registry.host}/cli/app", "v1"] and len(rows[1][2]) == 13
+    assert kubelite("image", "rm", *data, ref).stdout.strip() == f"Deleted: {ref}"
+    missing = kubelite("image", "rm", *data, ref)
+    assert missing.returncode == 1 and "no such image" in missing.stderr
+    assert kubelite("image", "ls", *data).stdout.splitlines()[1:] == []
+    assert list((tmp_path / "data" / "imagestore" / "rootfs").iterdir()) == []

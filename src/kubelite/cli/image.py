@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import pathlib
 import sys
 import time
+from typing import Any
 
 from kubelite.images import split_reference
 from kubelite.images.store import ImageStore, StoreError
@@ -35,6 +38,16 @@ def ls_lines(store: ImageStore) -> list[str]:
         rows.append((repository, tag, record.config_digest.removeprefix("sha256:")[:13], human_size(record.size)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return [f"{r[0]:<{widths[0]}}   {r[1]:<{widths[1]}}   {r[2]:<{widths[2]}}   {r[3]}".rstrip() for r in rows]
+
+
+def creds_secret(ref: str, creds: str) -> dict[str, Any]:
+    """``--creds USER:PASSWORD`` as the pull secret a pod would have for ``ref``'s registry."""
+    from kubelite.images.pull import registry_host
+
+    user, _, password = creds.partition(":")
+    doc = {"auths": {registry_host(ref): {"username": user, "password": password}}}
+    return {"type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(json.dumps(doc).encode()).decode()}}
 
 
 def run_image(args: argparse.Namespace, data_dir: pathlib.Path) -> int:
@@ -69,8 +82,9 @@ def run_image(args: argparse.Namespace, data_dir: pathlib.Path) -> int:
 
             puller = Puller(store, args.insecure_registry)
             for ref in args.refs:
+                secrets = [creds_secret(ref, args.creds)] if args.creds else []
                 try:
-                    result = asyncio.run(puller.pull(ref))
+                    result = asyncio.run(puller.pull(ref, secrets))
                 except PullError as e:
                     print(f'kubelite: pulling image "{ref}": {e}', file=sys.stderr)
                     return 1

@@ -617,7 +617,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
         elif verb in ("rm", "pull"):
             isp.add_argument("refs", nargs="+", metavar="REF")
         if verb == "pull":
-            isp.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]")
+            isp.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                             help="a registry spoken to over plain HTTP (loopback registries always are)")
+            isp.add_argument("--creds", default=None, metavar="USER:PASSWORD", help="credentials for the registry")
     down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
     common(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")

@@ -104,7 +104,8 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes | None = None, *, mode: in
 
 
 _APPLETS = ("sh", "ls", "cat", "echo", "env", "id", "pwd", "sleep", "wget", "nc", "httpd", "touch",
-            "mkdir", "rm", "head", "dd", "grep", "hostname", "true", "false", "test", "ps", "whoami", "df", "mount")
+            "mkdir", "rm", "head", "dd", "grep", "hostname", "true", "false", "test", "ps", "whoami", "df", "mount",
+            "seq", "sed", "cp", "chmod", "stat", "readlink", "tail", "wc", "ln", "[")
 
 
 def layer_tar(spec: ImageSpec) -> bytes:

@@ -226,3 +226,63 @@ def test_pod_runs_the_images_filesystem(env: tuple[Cluster, fx.Registry, fx.Regi
     wait_for("done", lambda: get_pod(cluster, "runs")["status"].get("phase") in ("Succeeded", "Failed"))
     logs = cluster.kubectl("logs", "runs", check=True).stdout
     assert "baked-in" in logs and "No such file" in logs
+
+
+def pod_output(cluster: Cluster, name: str) -> str:
+    wait_for(f"{name} done", lambda: get_pod(cluster, name)["status"].get("phase") in ("Succeeded", "Failed"))
+    return str(cluster.kubectl("logs", name, check=True).stdout)
+
+
+@needs_oci_runtime
+def test_entrypoint_cmd_env_workdir_as_kubernetes_combines_them(
+        env: tuple[Cluster, fx.Registry, fx.Registry, pathlib.Path]) -> None:
+    cluster, reg, _, base = env
+    ref = reg.push(fx.build_layout(base / "ep", "v1", fx.ImageSpec(
+        files={"/srv/baked.txt": "baked"}, entrypoint=["/bin/echo", "ep"], cmd=["cmd"], workdir="/srv",
+        env=["PATH=/bin", "GREETING=from-image"])), "v1", "e2e/ep:v1")
+
+    def run(name: str, **container: Any) -> str:
+        p = pod(name, ref)
+        p["spec"]["containers"][0].update(container)
+        apply(cluster, p)
+        return pod_output(cluster, name).strip()
+
+    assert run("ep-default") == "ep cmd"  # Entrypoint + Cmd
+    assert run("ep-args", args=["a"]) == "ep a"  # Entrypoint + args (Cmd dropped)
+    assert run("ep-command", command=["/bin/echo", "c"]) == "c"  # command alone (Cmd dropped)
+    assert run("ep-both", command=["/bin/echo", "c"], args=["d"]) == "c d"
+    out = run("ep-env", command=["sh", "-c", "pwd; echo $GREETING $OVERRIDE; cat baked.txt; "
+                                              f"test -e /etc/os-release || echo no-os-release; "
+                                              f"test -e {cluster.data_dir} || echo no-data-dir"],
+              env=[{"name": "OVERRIDE", "value": "from-pod"}])
+    assert out.splitlines() == ["/srv", "from-image from-pod", "baked", "no-os-release", "no-data-dir"]
+    env_override = run("ep-env2", command=["sh", "-c", "echo $GREETING"], env=[{"name": "GREETING", "value": "pod"}])
+    assert env_override == "pod"
+
+
+@needs_oci_runtime
+def test_service_over_two_pods_of_an_image_with_exec_and_readiness(
+        env: tuple[Cluster, fx.Registry, fx.Registry, pathlib.Path]) -> None:
+    cluster, reg, _, base = env
+    ref = reg.push(fx.build_layout(base / "httpd", "v1", fx.ImageSpec(files={"/www/.keep": ""})), "v1", "e2e/httpd:v1")
+    server = {"name": "web", "image": ref, "imagePullPolicy": "IfNotPresent",
+              "command": ["sh", "-c", "hostname > /www/index.html; exec httpd -f -p 8080 -h /www"],
+              "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1}}
+    for name in ("web-a", "web-b"):
+        apply(cluster, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "labels": {"app": "oci-web"}},
+                        "spec": {"terminationGracePeriodSeconds": 1, "containers": [server]}})
+    apply(cluster, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "oci-web"},
+                    "spec": {"selector": {"app": "oci-web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+    def is_ready(name: str) -> bool:
+        return any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in get_pod(cluster, name)["status"].get("conditions") or [])
+
+    wait_for("web-a ready", lambda: is_ready("web-a"))
+    wait_for("web-b ready", lambda: is_ready("web-b"))
+    assert cluster.kubectl("exec", "web-a", "--", "cat", "/www/index.html", check=True).stdout.strip() == "web-a"
+    client = pod("oci-client", ref)
+    client["spec"]["containers"][0]["command"] = [
+        "sh", "-c", "for i in $(seq 40); do wget -qO- http://oci-web/; done"]
+    apply(cluster, client)
+    answers = set(pod_output(cluster, "oci-client").split())
+    assert answers == {"web-a", "web-b"}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import json
 import pathlib
 import re
 import subprocess
@@ -137,6 +138,21 @@ def test_multi_arch_index_resolves_to_the_host_platform(registry: fx.Registry, s
     assert (asyncio.run(Puller(store).pull(ref)).image.rootfs / "arch").read_text() == "host"
     # The same out of an OCI archive holding the index.
     loaded = store.load(fx.oci_archive(layout, tmp_path / "multi.tar"), ["demo/multi-loaded:v1"])
+    assert (store.rootfs(loaded[0].digest) / "arch").read_text() == "host"
+
+
+def test_oci_archive_listing_one_manifest_per_platform(store: ImageStore, tmp_path: pathlib.Path) -> None:
+    # Some tools write a multi-platform archive as index.json listing each platform's manifest
+    # (no nested index): the host's is the one loaded.
+    other = "s390x" if host_platform()[1] != "s390x" else "arm64"
+    layout = fx.build_layout(tmp_path / "m", "v1", spec(files={"/arch": "host"}),
+                             extra_platforms={other: spec(files={"/arch": other})})
+    index_path = layout / "index.json"
+    outer = json.loads(index_path.read_text())
+    nested = json.loads((layout / "blobs" / "sha256" / outer["manifests"][0]["digest"].split(":")[1]).read_text())
+    outer["manifests"] = list(reversed(nested["manifests"]))  # the foreign platform first
+    index_path.write_text(json.dumps(outer))
+    loaded = store.load(fx.oci_archive(layout, tmp_path / "flat.tar"), ["flat:1"])
     assert (store.rootfs(loaded[0].digest) / "arch").read_text() == "host"
 
 

@@ -136,3 +136,14 @@ def test_tool_reason_is_the_registry_reason() -> None:
            'reading manifest nope in 127.0.0.1:5000/x: manifest unknown: manifest unknown"\n')
     assert tool_reason(out).endswith("manifest unknown: manifest unknown")
     assert not tool_reason(out).startswith("time=")
+
+
+def test_up_says_what_it_found_and_what_to_install() -> None:
+    from kubelite.images.tools import Tools
+
+    found = Tools("runc", "/usr/sbin/runc", "/usr/bin/skopeo", "/usr/bin/umoci")
+    assert found.describe("auto") == "images: --images=auto, runtime runc (/usr/sbin/runc), puller skopeo + umoci"
+    missing = Tools("", "", "", "/usr/bin/umoci")
+    assert missing.describe("auto").endswith("missing runc, skopeo (catalog images only): apt-get install runc skopeo")
+    assert "real images fail to start" in missing.describe("oci")
+    assert missing.describe("catalog") == "images: catalog only (--images=catalog): no pulls"

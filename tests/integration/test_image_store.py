@@ -199,6 +199,15 @@ def test_remove_and_gc_never_free_an_image_in_use(store: ImageStore, tmp_path: p
     assert store.rootfs(b.digest).is_dir()  # still tagged b:1
     assert store.remove(b.config_digest.removeprefix("sha256:")[:12]) == ["docker.io/library/b:1"]
     assert not store.rootfs(b.digest).exists() and store.records() == {}
+    # What a pull that died midway left: removed once old, and never the shared blobs.
+    store.load(tmp_path / "a.tar", ["a:again"])
+    leftover = store.new_layout()
+    blobs = set(store.blobs.iterdir())
+    assert blobs
+    store.clean_tmp()
+    assert leftover.exists()  # young: maybe a pull in progress
+    store.clean_tmp(max_age=-1)
+    assert not leftover.exists() and set(store.blobs.iterdir()) == blobs
 
 
 # ---------------------------------------------------------------- the kubelet's image manager

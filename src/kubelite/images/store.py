@@ -413,6 +413,19 @@ class ImageStore:
         # A bare tag ("latest", "1.0") names no repository; a full reference does.
         return [ref] if ref and ("/" in ref or ":" in ref) else []
 
+    def clean_tmp(self, max_age: float = 3600.0) -> None:
+        """Remove what pulls and loads that died midway left in tmp/ (a live one is younger)."""
+        if not self.tmp.is_dir():
+            return
+        for entry in self.tmp.iterdir():
+            with contextlib.suppress(OSError):
+                if time.time() - entry.lstat().st_mtime > max_age:
+                    if entry.is_dir() and not entry.is_symlink():
+                        (entry / "blobs").unlink(missing_ok=True)  # the shared blobs stay
+                        self._rmtree(entry)
+                    else:
+                        entry.unlink()
+
     def new_layout(self) -> pathlib.Path:
         """A temporary OCI layout whose blobs are this store's (skopeo writes straight into it)."""
         self.ensure()

@@ -215,6 +215,7 @@ async def housekeeping(manager: ImageManager, import_dir: pathlib.Path | None,
         seen = {k: (int(v[0]), int(v[1])) for k, v in json.loads(state.read_text()).items()}
     except (OSError, ValueError):
         seen = {}
+    await asyncio.to_thread(store.clean_tmp)
     next_gc = time.monotonic() + GC_PERIOD
     while True:
         if import_dir is not None:

@@ -288,3 +288,13 @@ def test_service_over_two_pods_of_an_image_with_exec_and_readiness(
     apply(cluster, client)
     answers = set(pod_output(cluster, "oci-client").split())
     assert answers == {"web-a", "web-b"}
+
+
+def test_invalid_image_name(env: tuple[Cluster, fx.Registry, fx.Registry, pathlib.Path]) -> None:
+    cluster, _, _, _ = env
+    apply(cluster, pod("invalid", "Example/App:1"))
+    w = wait_for("InvalidImageName", lambda: (w := waiting(get_pod(cluster, "invalid"))).get("reason")
+                 == "InvalidImageName" and w)
+    assert w["message"] == ('Failed to apply default image tag "Example/App:1": couldn\'t parse image name '
+                            '"Example/App:1": invalid reference format: repository name (Example/App) must be lowercase')
+    assert has_event(cluster, "invalid", "InspectFailed") is not None

@@ -16,7 +16,7 @@ from kubelite.images import gc as image_gc
 from kubelite.images import normalise, split_reference
 from kubelite.images.pull import authfile_content, credentials_for, is_loopback, plain_http, write_authfile
 from kubelite.images.store import tool_reason
-from kubelite.node.images import go_duration, pull_policy
+from kubelite.node.images import go_duration, pull_policy, reference_error
 
 
 @pytest.mark.parametrize(("ref", "expected"), [
@@ -147,3 +147,16 @@ def test_up_says_what_it_found_and_what_to_install() -> None:
     assert missing.describe("auto").endswith("missing runc, skopeo (catalog images only): apt-get install runc skopeo")
     assert "real images fail to start" in missing.describe("oci")
     assert missing.describe("catalog") == "images: catalog only (--images=catalog): no pulls"
+
+
+@pytest.mark.parametrize(("image", "error"), [
+    ("busybox", ""), ("busybox:1.36", ""), ("localhost:5000/a/b_c/d-e:v1.2_3", ""),
+    ("ghcr.io/acme/api@sha256:" + "a" * 64, ""), ("[::1]:5000/x:1", ""), ("quay.io/x/y:t@sha256:" + "b" * 64, ""),
+    ("Busybox", "invalid reference format: repository name (library/Busybox) must be lowercase"),
+    ("ghcr.io/Acme/api:1", "invalid reference format: repository name (Acme/api) must be lowercase"),
+    ("busybox:", "invalid reference format"), ("bad image", "invalid reference format"),
+    ("x:tag:more", "invalid reference format"), ("x@sha256:short", "invalid reference format"),
+    ("-x", "invalid reference format"), ("", "invalid reference format"),
+])
+def test_reference_errors_as_distribution_reports_them(image: str, error: str) -> None:
+    assert reference_error(image) == error

@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import pathlib
+import re
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -59,6 +60,30 @@ def pull_policy(container: dict[str, Any]) -> str:
     if "@" in image:
         return "IfNotPresent"
     return "Always" if split_reference(image)[1] == "latest" else "IfNotPresent"
+
+
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+_PATH_PART = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
+_REFERENCE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_PART}(?:/{_PATH_PART})*"  # name
+    r"(?::[\w][\w.-]{0,127})?"  # tag
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")  # digest
+
+
+def reference_error(image: str) -> str:
+    """Why ``image`` is no image reference (distribution's ParseNormalizedNamed), or ""."""
+    name = image.split("@", 1)[0]
+    slash = name.find("/")
+    first = name[:slash] if slash >= 0 else ""
+    remainder = name[slash + 1:] if first and ("." in first or ":" in first or first == "localhost") else name
+    remainder = remainder.rsplit(":", 1)[0] if ":" in remainder.rsplit("/", 1)[-1] else remainder
+    if remainder.lower() != remainder:
+        path = remainder if "/" in remainder or first else f"library/{remainder}"
+        return f"invalid reference format: repository name ({path}) must be lowercase"
+    if not image or _REFERENCE.fullmatch(image) is None or len(name.split(":")[0]) > 255:
+        return "invalid reference format"
+    return ""
 
 
 def go_duration(seconds: float) -> str:
@@ -103,6 +128,10 @@ class ImageManager:
 
     async def ensure(self, name: str, policy: str, secrets: SecretsFn, event: EventFn) -> AnyImage:
         """The image of a container about to start (EnsureImageExists)."""
+        if error := reference_error(name):
+            message = f'Failed to apply default image tag "{name}": couldn\'t parse image name "{name}": {error}'
+            event("Warning", "InspectFailed", message)
+            raise ImagePullError("InvalidImageName", message)
         if self.mode == "catalog" or self.store is None:
             return self._from_catalog(name, event)
         present = await asyncio.to_thread(self.store.lookup, name)

@@ -160,3 +160,10 @@ def test_up_says_what_it_found_and_what_to_install() -> None:
 ])
 def test_reference_errors_as_distribution_reports_them(image: str, error: str) -> None:
     assert reference_error(image) == error
+
+
+def test_sizes_as_crictl_prints_them() -> None:
+    from kubelite.cli.image import human_size
+
+    assert [human_size(n) for n in (999, 1084463, 31_234_567, 4190, 2_500_000_000)] == \
+        ["999B", "1.08MB", "31.2MB", "4.19kB", "2.5GB"]

@@ -21,11 +21,11 @@ from kubelite.images.store import ImageStore, StoreError
 
 
 def human_size(size: int) -> str:
-    """crictl's size column (go-units HumanSize: 3 significant digits, decimal units)."""
+    """crictl's size column (go-units HumanSizeWithPrecision(size, 3): decimal units)."""
     value = float(size)
     for unit in ("B", "kB", "MB", "GB", "TB"):
         if value < 1000 or unit == "TB":
-            return f"{value:.4g}{unit}"
+            return f"{value:.3g}{unit}"
         value /= 1000
     return f"{size}B"
 

@@ -3,7 +3,7 @@
 What containerd's content store and snapshotter do for a kubelet, in one directory:
 
     <root>/blobs/sha256/<hex>       every blob of every image (an OCI layout's blob store, shared)
-    <root>/rootfs/<manifest hex>/   each manifest unpacked ONCE (umoci raw unpack), read-only,
+    <root>/rootfs/<manifest hex>/   each manifest unpacked ONCE (images/unpack.py, or umoci), read-only,
                                     the lower layer of every container of that image
     <root>/images.json              tags: normalised reference -> manifest digest, config, size,
                                     when it was stored and last used (for the image GC)
@@ -15,8 +15,9 @@ the running agent share one store; the agent re-reads it when its mtime changes.
 
 Why not containerd: its CRI plugin wants to own the pod's network namespace (see issue 16),
 and its content store needs a daemon; here the store is files, and the tools are skopeo (the
-distribution API, auth, platforms) and umoci (layer unpacking with whiteouts), both run only
-when something new arrives.
+distribution API, auth, platforms) and, for layers, a chroot-confined tarfile child as Docker's
+chrootarchive (umoci where that cannot run: zstd layers, no root), run only when something new
+arrives.
 """
 
 from __future__ import annotations

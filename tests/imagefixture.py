@@ -36,7 +36,9 @@ import pytest
 
 from kubelite.images.store import host_platform
 
-CACHE = pathlib.Path(os.environ.get("KUBELITE_TEST_CACHE", "/var/cache/kubelite-tests"))
+# The .deb is fetched once per machine (not per test run): /var/cache for root, else ~/.cache.
+CACHE = pathlib.Path(os.environ.get("KUBELITE_TEST_CACHE") or (
+    "/var/cache/kubelite-tests" if os.geteuid() == 0 else os.path.expanduser("~/.cache/kubelite-tests")))
 
 
 def require_tools(*tools: str) -> None:

@@ -7,9 +7,11 @@ image half on its own; the pod-level behaviour is in tests/e2e/test_oci_images.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -317,3 +319,44 @@ def test_image_cli_pull_ls_rm(private_registry: fx.Registry, tmp_path: pathlib.P
     assert missing.returncode == 1 and "no such image" in missing.stderr
     assert kubelite("image", "ls", *data).stdout.splitlines()[1:] == []
     assert list((tmp_path / "data" / "imagestore" / "rootfs").iterdir()) == []
+
+
+def test_agent_housekeeping_imports_dropped_archives_once(store: ImageStore, tmp_path: pathlib.Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubelite.node import images as node_images
+
+    monkeypatch.setattr(node_images, "IMPORT_PERIOD", 0.05)
+    monkeypatch.setattr(node_images, "GC_PERIOD", 0.0)
+    drop = tmp_path / "images"
+    drop.mkdir()
+    archive = fx.docker_archive(fx.build_layout(tmp_path / "d", "v1", spec(files={"/d": "1"})), "v1",
+                                "dropped:1", tmp_path / "dropped.tar")
+    os.utime(archive, (time.time() - 10, time.time() - 10))  # fully written
+    archive.rename(drop / "dropped.tar")
+    (drop / "notes.txt").write_text("not an archive")
+    gc_asked: list[set[str]] = []
+
+    def in_use() -> set[str]:
+        gc_asked.append(set())
+        return set()
+
+    async def run() -> None:
+        manager = ImageManager(catalog, store, mode="auto")
+        task = asyncio.create_task(node_images.housekeeping(manager, drop, in_use))
+        try:
+            deadline = time.monotonic() + 20
+            while store.lookup("dropped:1") is None or not gc_asked:
+                assert time.monotonic() < deadline, "not imported"
+                await asyncio.sleep(0.05)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    asyncio.run(run())
+    seen = json.loads((store.root / "imported.json").read_text())
+    assert list(seen) == [str(drop / "dropped.tar")]  # remembered: a restarted agent does not load it again
+    first = store.records()["docker.io/library/dropped:1"].created
+    gc_asked.clear()  # the next run returns after one whole pass: import, then the GC
+    asyncio.run(run())
+    assert store.records()["docker.io/library/dropped:1"].created == first

@@ -356,7 +356,7 @@ def test_agent_housekeeping_imports_dropped_archives_once(store: ImageStore, tmp
     asyncio.run(run())
     seen = json.loads((store.root / "imported.json").read_text())
     assert list(seen) == [str(drop / "dropped.tar")]  # remembered: a restarted agent does not load it again
-    first = store.records()["docker.io/library/dropped:1"].created
+    first = store.records()["docker.io/library/dropped:1"].last_used  # a load would set it anew
     gc_asked.clear()  # the next run returns after one whole pass: import, then the GC
     asyncio.run(run())
-    assert store.records()["docker.io/library/dropped:1"].created == first
+    assert store.records()["docker.io/library/dropped:1"].last_used == first

@@ -154,3 +154,32 @@ def test_unpack_of_a_busybox_image_runs(tmp_path: pathlib.Path, unpacker: str) -
     out = subprocess.run(["chroot", str(root), "/bin/sh", "-c", "cat /hello; echo; ls /bin/sh"], capture_output=True,
                          text=True, check=True).stdout
     assert out.split() == ["hi", "/bin/sh"]
+
+
+def test_a_root_mounted_as_an_overlay_lower_dir_is_kept_until_unmounted(tmp_path: pathlib.Path) -> None:
+    import subprocess
+
+    require(os.geteuid() == 0, "needs root (mount namespaces, overlay)")
+    fx.require_tools("unshare")
+    store = ImageStore(tmp_path / "store")
+    record = store.load(fx.oci_archive(fx.build_layout(tmp_path / "l", "v1", fx.ImageSpec()), tmp_path / "a.tar"),
+                        ["inuse:1"])[0]
+    root = store.rootfs(record.digest)
+    for d in ("upper", "work", "merged"):
+        (tmp_path / d).mkdir()
+    # A container's root as a runtime mounts it, in a mount namespace of its own.
+    holder = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         f"mount -t overlay overlay -o lowerdir={root},upperdir={tmp_path / 'upper'},workdir={tmp_path / 'work'} "
+         f"{tmp_path / 'merged'} && echo mounted && exec sleep 60"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "mounted"
+        assert record.digest.removeprefix("sha256:") in store.mounted_roots()
+        assert store.remove("inuse:1") == ["docker.io/library/inuse:1"]
+        assert root.is_dir() and (root / "bin" / "busybox").is_file()  # kept: a container stands on it
+    finally:
+        holder.kill()
+        holder.wait()
+    store.remove("nothing-else")  # any later prune
+    assert not root.exists()

@@ -286,13 +286,40 @@ class ImageStore:
                 manifest = self.read_json(digest)
                 live_blobs.add(str(manifest["config"]["digest"]).removeprefix("sha256:"))
                 live_blobs.update(str(layer["digest"]).removeprefix("sha256:") for layer in manifest["layers"])
+        mounted = self.mounted_roots()
         for d in self.rootfs_dir.iterdir():
             if not d.name.startswith(".") and f"sha256:{d.name}" not in live_manifests:
+                if d.name in mounted:
+                    # A container's overlay still has it as its lower layer: changing a lower dir
+                    # under a mounted overlay is undefined. Its blobs go; the root goes once unused.
+                    continue
                 self._rmtree(d)
         for blob in self.blobs.iterdir():
             # A pull in progress writes its blobs before it tags: leave recent ones alone.
             if blob.name not in live_blobs and time.time() - blob.stat().st_mtime > 60:
                 blob.unlink(missing_ok=True)
+
+    def mounted_roots(self) -> set[str]:
+        """Manifest hexes whose unpacked root is a lower dir of a mounted overlay, in any mount
+        namespace (a runtime may mount a container's root in the container's own)."""
+        prefix = f"{self.rootfs_dir}/"
+        found: set[str] = set()
+        seen_ns: set[str] = set()
+        for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+            try:
+                ns = os.readlink(f"/proc/{pid}/ns/mnt")
+                if ns in seen_ns:
+                    continue
+                seen_ns.add(ns)
+                with open(f"/proc/{pid}/mountinfo") as f:
+                    text = f.read()
+            except OSError:
+                continue  # gone, or not ours to read
+            start = 0
+            while (i := text.find(prefix, start)) >= 0:
+                found.add(text[i + len(prefix):].split("/", 1)[0].split(",", 1)[0].split(":", 1)[0].split()[0])
+                start = i + len(prefix)
+        return found
 
     @staticmethod
     def _rmtree(path: pathlib.Path) -> None:

@@ -66,6 +66,8 @@ def split_reference(image: str) -> tuple[str, str]:
     ref = image.strip()
     if "@" in ref:
         repository, version = ref.split("@", 1)
+        if repository.rfind(":") > repository.rfind("/"):  # name:tag@digest: the digest names the image
+            repository = repository[:repository.rfind(":")]
     else:
         slash = ref.rfind("/")
         colon = ref.rfind(":")

@@ -291,6 +291,15 @@ def test_resolution_modes(store: ImageStore, tmp_path: pathlib.Path) -> None:
     with pytest.raises(ImagePullError) as failed:
         asyncio.run(oci.ensure("registry.invalid/kubelite/busybox:0", "IfNotPresent", no_secrets, events))
     assert failed.value.reason == "ErrImagePull" and events.reasons() == ["Pulling", "Failed"]
+    # auto, a catalog name whose program is not installed here: the registry (unreachable here).
+    def no_program(name: str) -> images.Image:
+        raise images.ImageNotFound(f'Failed to pull image "{name}": ... "redis-server", which is not installed')
+
+    events = Events()
+    with pytest.raises(ImagePullError, match="failed to pull and unpack image"):
+        asyncio.run(ImageManager(no_program, store, mode="auto", catalog_knows=lambda n: True).ensure(
+            f"127.0.0.1:{fx.free_port()}/library/redis:7", "IfNotPresent", no_secrets, events))
+    assert events.reasons() == ["Pulling", "Failed"]
     # auto, a catalog name whose registry cannot be reached: the catalog after all.
     auto_knows = ImageManager(catalog, store, mode="auto", catalog_knows=lambda n: "kubelite/known" in n)
     store.load(fx.oci_archive(fx.build_layout(tmp_path / "k", "v1", spec()), tmp_path / "k.tar"),

@@ -9,7 +9,8 @@ the manager also applies the node's resolution mode (``kubelite up --images``):
 - ``oci``: the image store, then the registry; never the catalog;
 - ``auto`` (default): the store first; a name the catalog knows and the store does not have
   resolves from the catalog without any network round trip (an offline machine never waits
-  on a registry for ``busybox``); any other name is pulled; when a pull cannot reach its
+  on a registry for ``busybox``) unless the catalog's program is not installed here (then it
+  is pulled); any other name is pulled; when a pull cannot reach its
   registry, or skopeo/umoci are missing, a catalog name still falls back to the catalog.
 
 Back-off (ErrImagePull → ImagePullBackOff) stays in the pod worker, keyed per container, as
@@ -137,7 +138,17 @@ class ImageManager:
         present = await asyncio.to_thread(self.store.lookup, name)
         knows = self.mode == "auto" and self.catalog_knows(name)
         if present is None and knows:
-            return self._from_catalog(name, event)  # no network round trip for catalog names
+            # No network round trip for catalog names; unless the catalog's program is not on
+            # this machine (no redis-server, say) while the puller is: then the real image.
+            try:
+                image = self.catalog(name)
+            except images.ImageNotFound:
+                if tools_missing():
+                    return self._from_catalog(name, event)
+                knows = False
+            else:
+                event("Normal", "Pulled", f'Container image "{name}" already present on machine')
+                return image
         if policy == "Never" or (policy != "Always" and present is not None):
             if present is None:
                 message = f'Container image "{name}" is not present with pull policy of Never'

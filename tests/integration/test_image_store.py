@@ -369,3 +369,12 @@ def test_agent_housekeeping_imports_dropped_archives_once(store: ImageStore, tmp
     gc_asked.clear()  # the next run returns after one whole pass: import, then the GC
     asyncio.run(run())
     assert store.records()["docker.io/library/dropped:1"].last_used == first
+
+
+def test_an_archive_blob_that_does_not_match_its_digest_is_refused(store: ImageStore, tmp_path: pathlib.Path) -> None:
+    layout = fx.build_layout(tmp_path / "bad", "v1", spec(files={"/x": "x"}))
+    blob = max((layout / "blobs" / "sha256").iterdir(), key=lambda p: p.stat().st_size)  # the layer
+    blob.write_bytes(blob.read_bytes()[:-1] + b"!")
+    with pytest.raises(StoreError, match="does not match its digest"):
+        store.load(fx.oci_archive(layout, tmp_path / "bad.tar"), ["bad:1"])
+    assert store.records() == {} and [p.name for p in store.blobs.iterdir() if p.name.startswith(".")] == []

@@ -525,16 +525,7 @@ class ImageStore:
                 continue  # content-addressed: never written twice
             src = tar.extractfile(member)
             assert src is not None
-            tmp = self.blobs / f".{hexdigest}.{uuid.uuid4().hex}"
-            h = hashlib.sha256()
-            with open(tmp, "wb") as dst:
-                while chunk := src.read(1 << 20):
-                    h.update(chunk)
-                    dst.write(chunk)
-            if h.hexdigest() != hexdigest:
-                tmp.unlink()
-                raise StoreError(f"blob sha256:{hexdigest} of the archive does not match its digest")
-            os.replace(tmp, target)
+            self._copy_blob(src, expected=hexdigest)
         layout = work / "layout"
         layout.mkdir()
         index = tar.extractfile(members["index.json"])

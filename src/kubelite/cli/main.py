@@ -206,6 +206,13 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
                           "its running pods are kept and adopted")
         else:
             progress.done(f"cleaned up after a previous run that did not stop cleanly (pid {run.get('pid')})")
+    if not args.no_agent:
+        from kubelite.images.tools import find_tools
+
+        tools = find_tools()
+        (progress.done if (tools.puller and tools.runtime) or args.images == "catalog" else progress.warn)(
+            tools.describe(args.images))
+        (data_dir / "images").mkdir(exist_ok=True)  # the auto-import directory
     pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=service_cidr.nth(1))
     server_url = f"https://{host}:{args.api_port}"
     kc_path = data_dir / "kubeconfig"
@@ -239,6 +246,9 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
             "--node-name", node_name(name), "--state-dir", str(data_dir / "agent"),
             "--pod-cidr", args.pod_cidr, "--api-port", str(args.api_port),
             "--with-proxy", "--service-cidr", args.service_cidr, "--cluster-dns", plan.dns_ip,
+            "--images", args.images, "--image-store", str(data_dir / "imagestore"),
+            "--image-import-dir", str(data_dir / "images"),
+            *(f"--insecure-registry={r}" for r in args.insecure_registry),
         ]))
     return plan
 
@@ -588,6 +598,28 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="do not merge the cluster's context into ~/.kube/config (or $KUBECONFIG's first file)")
     up.add_argument("--api-workers", type=int, default=None, metavar="N",  # None: DEFAULT_API_WORKERS
                     help="API server processes besides up's own, sharing its port and store (default: 0)")
+    up.add_argument("--images", default="auto", choices=("auto", "oci", "catalog"),
+                    help="how a container's image resolves: auto (the image store, then the registry; "
+                         "catalog names without a network round trip), oci (store and registry only), "
+                         "catalog (never pulls) (default: auto)")
+    up.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                    help="a registry spoken to over plain HTTP (loopback registries always are)")
+    image = sub.add_parser("image", help="the node's image store: load, ls, rm, pull")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    for verb, text in (("load", "load docker-save or OCI archives (plain or gzipped)"),
+                       ("ls", "list the images (as crictl images)"), ("rm", "remove an image"),
+                       ("pull", "pull an image from its registry")):
+        isp = image_sub.add_parser(verb, help=text)
+        common(isp)
+        if verb == "load":
+            isp.add_argument("--tag", action="append", default=[], help="name the archive's image (repeatable)")
+            isp.add_argument("files", nargs="+", metavar="FILE")
+        elif verb in ("rm", "pull"):
+            isp.add_argument("refs", nargs="+", metavar="REF")
+        if verb == "pull":
+            isp.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                             help="a registry spoken to over plain HTTP (loopback registries always are)")
+            isp.add_argument("--creds", default=None, metavar="USER:PASSWORD", help="credentials for the registry")
     down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
     common(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")
@@ -744,6 +776,10 @@ def main(argv: list[str] | None = None) -> int:
                     child.kill_now()  # a failure before supervision began must not leave them behind
         if args.command == "down":
             return run_down(args)
+        if args.command == "image":
+            from kubelite.cli.image import run_image
+
+            return run_image(args, pathlib.Path(args.data_dir or default_data_dir(args.name)).resolve())
         if args.command == "status":
             return run_status(args)
         if args.command == "agent":

@@ -66,6 +66,8 @@ def split_reference(image: str) -> tuple[str, str]:
     ref = image.strip()
     if "@" in ref:
         repository, version = ref.split("@", 1)
+        if repository.rfind(":") > repository.rfind("/"):  # name:tag@digest: the digest names the image
+            repository = repository[:repository.rfind(":")]
     else:
         slash = ref.rfind("/")
         colon = ref.rfind(":")
@@ -76,6 +78,8 @@ def split_reference(image: str) -> tuple[str, str]:
         if not rest:
             repository = f"docker.io/library/{first}"
     repository = repository.replace("index.docker.io/", "docker.io/", 1)
+    if repository.startswith("docker.io/") and repository.count("/") == 1:
+        repository = "docker.io/library/" + repository.removeprefix("docker.io/")  # as containerd: official images
     return repository, version
 
 

@@ -23,6 +23,9 @@ from typing import Any
 from kubelite import images
 from kubelite.api.types import Obj
 from kubelite.client import CONFIGMAPS, SECRETS, SERVICEACCOUNTS, ApiError, Client, Informer
+from kubelite.images.oci import OCIImage
+from kubelite.images.store import ImageStore
+from kubelite.node import images as node_images
 from kubelite.node import podspec, volumes
 from kubelite.node.network import PodNetwork
 from kubelite.node.nodestatus import read_first
@@ -61,6 +64,9 @@ class PodConfigurer:
         allocatable: Callable[[], dict[str, str]],
         event: EventFn,
         cluster_dns: str = podspec.DEFAULT_DNS_IP,
+        image_store: pathlib.Path | None = None,
+        image_mode: str = "catalog",
+        insecure_registries: tuple[str, ...] = (),
     ) -> None:
         self.client = client
         self.services = services
@@ -75,6 +81,10 @@ class PodConfigurer:
         self._ca = client.config.ca_data or b""
         self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
         self._images: dict[tuple[str, int], tuple[images.Image, float]] = {}
+        # The kubelet's image manager: catalog, image store and registry (see node/images.py).
+        self.images = node_images.ImageManager(
+            self.resolve_image, ImageStore(image_store) if image_store is not None else None,
+            mode=image_mode, insecure_registries=insecure_registries, catalog_knows=self.catalog_knows)
 
     def cluster_dns(self) -> str:
         svc = self.services.get("kube-system/kube-dns")
@@ -95,6 +105,29 @@ class PodConfigurer:
         image = images.resolve(name, self.image_catalog)  # ImageNotFound is not cached
         self._images[key] = (image, time.monotonic())
         return image
+
+    def catalog_knows(self, name: str) -> bool:
+        """Whether the catalog (built-in or the user's file) has ``name``, without resolving it."""
+        repository, version = images.split_reference(name)
+        if repository in images.BUILTIN:
+            return True
+        if self.image_catalog is None:
+            return False
+        try:
+            catalog = images.load_catalog(self.image_catalog)
+        except (OSError, ValueError):
+            return False
+        return f"{repository}:{version}" in catalog or repository in catalog
+
+    async def pull_secrets(self, pod: Obj) -> list[Obj]:
+        """The pod's imagePullSecrets that exist (a missing one is skipped, as the kubelet does)."""
+        ns = pod["metadata"]["namespace"]
+        out = []
+        for ref in (pod.get("spec") or {}).get("imagePullSecrets") or []:
+            secret = await self._get_optional(SECRETS, str(ref.get("name") or ""), ns)
+            if secret is not None:
+                out.append(secret)
+        return out
 
     async def _get_optional(self, rt: Any, name: str, namespace: str) -> Obj | None:
         try:
@@ -141,7 +174,7 @@ class PodConfigurer:
         for key in [k for k in self._tokens if k[0] == pod_uid]:
             del self._tokens[key]
 
-    async def container_config(self, pod: Obj, c: Obj, image: images.Image, net: PodNetwork,
+    async def container_config(self, pod: Obj, c: Obj, image: images.Image | OCIImage, net: PodNetwork,
                                pod_dir: pathlib.Path) -> tuple[dict[str, str], list[str], Mounts]:
         """(env, argv, mounts) of a container about to start."""
         ns = pod["metadata"]["namespace"]

@@ -509,6 +509,15 @@ class Backoff:
         else:
             self._entries[key] = (min(entry[0] * 2, self.maximum), now)
 
+    def in_backoff_since_update(self, key: str, now: float) -> bool:
+        """IsInBackOffSinceUpdate: less than the current back-off since the last failure."""
+        entry = self._entries.get(key)
+        return entry is not None and not self._expired(now, entry[1]) and now - entry[1] < entry[0]
+
+    def until_retry(self, key: str, now: float) -> float:
+        entry = self._entries.get(key)
+        return max(0.0, entry[1] + entry[0] - now) if entry else 0.0
+
     def remaining(self, key: str, event_time: float, now: float) -> float:
         entry = self._entries.get(key)
         return max(0.0, event_time + entry[0] - now) if entry else 0.0

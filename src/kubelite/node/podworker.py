@@ -30,12 +30,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubelite import images
 from kubelite.api import timeutil
 from kubelite.api.resource import pod_qos_class
 from kubelite.api.types import Obj
 from kubelite.client import PODS, ApiError, Client
+from kubelite.images.oci import OCIImage
 from kubelite.node import activedeadline, podspec, probes, terminationmessage, volumes
+from kubelite.node import images as node_images
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.podconfig import PodConfigurer
 from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
@@ -248,6 +249,7 @@ class PodWorker:
         # kubelet keeps one of each for all pods, but their keys are this pod's alone.
         self._backoff = podspec.Backoff()
         self._image_backoff = podspec.Backoff()
+        self._pull_errors: dict[str, tuple[str, float]] = {}  # image back-off key → the last pull's error, when
         self._tasks: set[asyncio.Task[None]] = set()  # kills of unhealthy containers
         self._born = time.monotonic()
 
@@ -500,21 +502,29 @@ class PodWorker:
         image_name = c.get("image", "")
         image_key = _stable_key(pod, c["name"]) + "/image"
         now = time.time()
+        if cs.waiting and cs.waiting[0] in ("ErrImagePull", "ImagePullBackOff") and \
+                self._image_backoff.in_backoff_since_update(image_key, now):
+            # As the kubelet: no pull while in back-off, the last pull's error in the message.
+            message, failed_at = self._pull_errors.get(image_key, ("", 0.0))
+            if cs.waiting[0] == "ErrImagePull" and now - failed_at < RETRY:
+                # Our own status write wakes this worker at once: ErrImagePull stays visible a
+                # moment, as the kubelet's next sync of a failed pod comes seconds later.
+                return RETRY - (now - failed_at)
+            cs.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image_name}": ErrImagePull: {message}')
+            self.event("Normal", "BackOff", f'Back-off pulling image "{image_name}"')
+            self.event("Warning", "Failed", "Error: ImagePullBackOff")
+            return max(0.05, self._image_backoff.until_retry(image_key, now))
         try:
-            image = host.config.resolve_image(image_name)
-        except images.ImageNotFound as e:
-            message = str(e)
-            if cs.waiting and cs.waiting[0] in ("ErrImagePull", "ImagePullBackOff") and \
-                    self._image_backoff.in_backoff_since(image_key, now, now):
-                cs.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image_name}": ErrImagePull: {message}')
-                self.event("Normal", "BackOff", f'Back-off pulling image "{image_name}"')
-                self.event("Warning", "Failed", "Error: ImagePullBackOff")
-                return max(0.05, self._image_backoff.get(image_key))
-            self._image_backoff.next(image_key, now)
-            cs.waiting = ("ErrImagePull", message)
-            self.event("Warning", "Failed", message)
-            self.event("Warning", "Failed", "Error: ErrImagePull")
-            return 1.0
+            image = await host.config.images.ensure(
+                image_name, node_images.pull_policy(c), lambda: host.config.pull_secrets(pod),
+                lambda type_, reason, message: self.event(type_, reason, message))
+        except node_images.ImagePullError as e:
+            if e.reason == "ErrImagePull":
+                self._image_backoff.next(image_key, now)
+                self._pull_errors[image_key] = (str(e), now)
+            cs.waiting = (e.reason, str(e))
+            self.event("Warning", "Failed", f"Error: {e.reason}")
+            return RETRY
         cs.image_id, cs.image = image.image_id, image.name
         try:
             env, argv, mounts = await host.config.container_config(pod, c, image, self.net, self.dir)
@@ -554,8 +564,8 @@ class PodWorker:
             tty=bool(c.get("tty")),
             stdin=bool(c.get("stdin")),
             stdin_once=bool(c.get("stdinOnce")),
+            oci=image if isinstance(image, OCIImage) else None,
         )
-        self.event("Normal", "Pulled", f'Container image "{image_name}" already present on machine')
         try:
             cid = await host.runtime.start(spec)
         except Exception as e:

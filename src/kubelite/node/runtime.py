@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from kubelite.api.timeutil import now_rfc3339
+from kubelite.images.oci import OCIImage
 from kubelite.node.shim import (
     EXEC_REQUEST,
     STDIN_DATA,
@@ -84,6 +85,7 @@ class ContainerSpec:
     tty: bool = False
     stdin: bool = False
     stdin_once: bool = False  # the first attach session that ends its stdin closes the container's
+    oci: OCIImage | None = None  # a real image (its unpacked root, config); None: a catalog image, host files
 
 
 @dataclass

@@ -23,6 +23,7 @@ from typing import Any
 from kubelite import images
 from kubelite.api.types import Obj
 from kubelite.client import CONFIGMAPS, SECRETS, SERVICEACCOUNTS, ApiError, Client, Informer
+from kubelite.images.oci import OCIImage
 from kubelite.node import podspec, volumes
 from kubelite.node.network import PodNetwork
 from kubelite.node.nodestatus import read_first
@@ -74,14 +75,14 @@ class PodConfigurer:
         self._cluster_dns = cluster_dns
         self._ca = client.config.ca_data or b""
         self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
-        self._images: dict[tuple[str, int], tuple[images.Image, float]] = {}
+        self._images: dict[tuple[str, int], tuple[images.Image | OCIImage, float]] = {}
 
     def cluster_dns(self) -> str:
         svc = self.services.get("kube-system/kube-dns")
         ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
         return ip if ip and ip != "None" else self._cluster_dns
 
-    def resolve_image(self, name: str) -> images.Image:
+    def resolve_image(self, name: str) -> images.Image | OCIImage:
         # Resolving may run a program (busybox --list) and read the catalog file: once per
         # image name and catalog version, not once per container start (the event loop waits).
         try:
@@ -92,7 +93,9 @@ class PodConfigurer:
         cached = self._images.get(key)
         if cached is not None and time.monotonic() - cached[1] < IMAGE_CACHE_SECONDS:
             return cached[0]
-        image = images.resolve(name, self.image_catalog)  # ImageNotFound is not cached
+        image: images.Image | OCIImage | None = images.resolve_oci(name, self.image_catalog)  # test hook
+        if image is None:
+            image = images.resolve(name, self.image_catalog)  # ImageNotFound is not cached
         self._images[key] = (image, time.monotonic())
         return image
 
@@ -141,7 +144,7 @@ class PodConfigurer:
         for key in [k for k in self._tokens if k[0] == pod_uid]:
             del self._tokens[key]
 
-    async def container_config(self, pod: Obj, c: Obj, image: images.Image, net: PodNetwork,
+    async def container_config(self, pod: Obj, c: Obj, image: images.Image | OCIImage, net: PodNetwork,
                                pod_dir: pathlib.Path) -> tuple[dict[str, str], list[str], Mounts]:
         """(env, argv, mounts) of a container about to start."""
         ns = pod["metadata"]["namespace"]
@@ -187,7 +190,10 @@ class PodConfigurer:
         # HOME as runc sets it from the image's passwd (root's, or / for other users).
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
         home = "/" if sc.get("runAsUser") else "/root"
-        env = {"HOSTNAME": podspec.uts_hostname(pod), "HOME": home, **image.env, **result.env}
+        # A real image's HOME is its own, else runc's from the image's /etc/passwd (kubelite.node.ocispec).
+        base = {"HOSTNAME": podspec.uts_hostname(pod)} if isinstance(image, OCIImage) else \
+            {"HOSTNAME": podspec.uts_hostname(pod), "HOME": home}
+        env = {**base, **image.env, **result.env}
         argv = image.host_argv(podspec.container_argv(c, image.entrypoint, image.cmd, result.env))
         if not argv:
             raise podspec.EnvError("no command specified")

@@ -35,7 +35,8 @@ from kubelite.api import timeutil
 from kubelite.api.resource import pod_qos_class
 from kubelite.api.types import Obj
 from kubelite.client import PODS, ApiError, Client
-from kubelite.node import podspec, probes, volumes
+from kubelite.images.oci import OCIImage
+from kubelite.node import ocispec, podspec, probes, volumes
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.podconfig import PodConfigurer
 from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
@@ -492,7 +493,13 @@ class PodWorker:
             return RETRY
         restart = cs.restart_count + 1 if cs.current else 0
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
-        if sc.get("runAsNonRoot") and not sc.get("runAsUser"):
+        oci = image if isinstance(image, OCIImage) else None
+        if oci is not None and (msg := ocispec.verify_run_as_non_root(
+                sc, oci.user, podspec.pod_ref(pod), c["name"])):
+            cs.waiting = ("CreateContainerConfigError", msg)
+            self.event("Warning", "Failed", f"Error: {msg}")
+            return RETRY
+        if oci is None and sc.get("runAsNonRoot") and not sc.get("runAsUser"):
             # Every catalog image runs as root unless told otherwise, as the kubelet checks it.
             meta = pod.get("metadata") or {}
             msg = (f'container has runAsNonRoot and image will run as root (pod: "{meta.get("name")}_'
@@ -516,6 +523,10 @@ class PodWorker:
             tty=bool(c.get("tty")),
             stdin=bool(c.get("stdin")),
             stdin_once=bool(c.get("stdinOnce")),
+            oci=oci,
+            pod_security_context=dict((pod.get("spec") or {}).get("securityContext") or {}),
+            security_context=dict(c.get("securityContext") or {}),
+            resources=dict(c.get("resources") or {}),
         )
         self.event("Normal", "Pulled", f'Container image "{image_name}" already present on machine')
         try:

@@ -23,6 +23,7 @@ import builtins
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import pathlib
 import secrets
@@ -34,10 +35,12 @@ import subprocess
 import sys
 import termios
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from kubelite.api.timeutil import now_rfc3339
+from kubelite.images.oci import OCIImage
+from kubelite.node import ocispec, runc
 from kubelite.node.shim import (
     EXEC_REQUEST,
     STDIN_DATA,
@@ -48,6 +51,8 @@ from kubelite.node.shim import (
     stdin_frame,
     write_json_atomic,
 )
+
+log = logging.getLogger(__name__)
 
 ID_PREFIX = "kubelite://"
 UNKNOWN_EXIT_CODE = 255  # containerd's exit status for a task whose shim died
@@ -84,6 +89,12 @@ class ContainerSpec:
     tty: bool = False
     stdin: bool = False
     stdin_once: bool = False  # the first attach session that ends its stdin closes the container's
+    oci: OCIImage | None = None  # a real image: run with runc from its unpacked root (kubelite.node.runc)
+    # For OCI images only (catalog containers use uid/gid above): the pod's and the
+    # container's securityContext, and the container's resources, mapped by kubelite.node.ocispec.
+    pod_security_context: dict[str, Any] = field(default_factory=dict)
+    security_context: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -350,12 +361,26 @@ def _read_json(path: pathlib.Path) -> dict[str, Any] | None:
 class Runtime:
     def __init__(self, state_dir: pathlib.Path) -> None:
         self.containers_dir = pathlib.Path(state_dir) / "containers"
+        self.runc_root = pathlib.Path(state_dir) / "runc"  # runc's --root: its state outlives the agent
         self._zygote = _Zygote()
         self._idents: dict[str, dict[str, Any]] = {}
+        self._oci: runc.Probe | None = None
+
+    def oci_runtime(self) -> runc.Probe:
+        """The OCI runtime for real images and what the host's cgroups enforce (probed once)."""
+        if self._oci is None:
+            self._oci = runc.probe()
+            if self._oci.runtime:
+                log.info("OCI images run with %s (%s)", self._oci.name, self._oci.runtime)
+            for note in self._oci.notes:
+                log.warning("%s", note)
+        return self._oci
 
     async def prepare(self) -> None:
-        """Start the shims' fork server now rather than at the first container start."""
+        """Start the shims' fork server now rather than at the first container start, and
+        say once which OCI runtime runs real images and which limits this host cannot enforce."""
         await self._zygote.ensure()
+        await asyncio.to_thread(self.oci_runtime)
 
     def container_dir(self, container_id: str) -> pathlib.Path:
         return self.containers_dir / _hex(container_id)
@@ -373,7 +398,16 @@ class Runtime:
         data["container_dir"] = str(cdir)
         data["stdin_framed"] = True  # the stdin FIFO speaks shim.stdin_frame (older shims: raw bytes)
         spec_path = cdir / "spec.json"
-        await asyncio.to_thread(_write_container_dir, cdir, json.dumps(data))
+        if spec.oci is not None:
+            found = self.oci_runtime()
+            if not found.runtime:
+                raise RuntimeError("; ".join(found.notes))
+            data["oci"] = {"id": hexid, "runtime": found.runtime, "name": found.name, "root": str(self.runc_root),
+                           "bundle": str(cdir / "bundle"), "lower": str(spec.oci.rootfs), "image": spec.oci.name}
+            config = ocispec.config_for(spec, hexid, found)
+            await asyncio.to_thread(ocispec.write, cdir, json.dumps(data), config)
+        else:
+            await asyncio.to_thread(_write_container_dir, cdir, json.dumps(data))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with theirs:
@@ -462,6 +496,9 @@ class Runtime:
             return
         if self._status(cdir).state == "running":
             await self.stop(container_id, 0)
+        oci = (_read_json(cdir / "spec.json") or {}).get("oci")
+        if oci:  # normally deleted by its shim at exit; not if the shim was killed
+            await asyncio.to_thread(runc.delete, oci, oci["id"])
         shutil.rmtree(cdir, ignore_errors=True)
         self._idents.pop(cdir.name, None)
 
@@ -682,6 +719,9 @@ def kill_all(state_dir: pathlib.Path) -> None:
         if raw.get("exit_code") is None and _alive(raw.get("pid"), raw.get("pid_start")):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(raw["pid"], signal.SIGKILL)  # PID 1 of its namespace: takes its descendants along
+        oci = (_read_json(cdir / "spec.json") or {}).get("oci")
+        if oci:
+            runc.delete(oci, oci["id"])  # the cgroups and runc's state of an OCI image's container
         try:
             shim_pid = int((cdir / "shim.pid").read_text())
             cmdline = pathlib.Path(f"/proc/{shim_pid}/cmdline").read_bytes()

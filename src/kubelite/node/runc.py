@@ -81,6 +81,7 @@ def _crun_works(crun: str) -> str:
             "ociVersion": "1.0.2-dev",
             "process": {"args": ["/bin/true"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "root": {"path": "/", "readonly": True},
+            "mounts": [],
             "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]},
         }
         pathlib.Path(tmp, "config.json").write_text(json.dumps(config))

@@ -277,7 +277,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pod-cidr", default="10.244.0.0/24", help="this node's pod CIDR (default: 10.244.0.0/24)")
     parser.add_argument("--api-port", type=int, default=None,
                         help="API server port for the in-cluster relay (default: the kubeconfig server's port)")
-    parser.add_argument("--image-catalog", default=None, help="YAML file mapping more image names")
+    # KUBELITE_IMAGE_CATALOG: how tests give `up`'s agent a catalog (entries with `rootfs` are
+    # unpacked OCI images: a stand-in until the image store resolves names, issue 16).
+    parser.add_argument("--image-catalog", default=os.environ.get("KUBELITE_IMAGE_CATALOG") or None,
+                        help="YAML file mapping more image names (default: $KUBELITE_IMAGE_CATALOG)")
     parser.add_argument("--dns-upstream", default="",
                         help="resolver (ip[:port]) the node's DNS relay forwards to (default: the host's resolv.conf)")
     parser.add_argument("--cluster-dns", default=podspec.DEFAULT_DNS_IP,

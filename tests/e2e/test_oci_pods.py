@@ -8,6 +8,7 @@ pod worker, the shim, runc, the pod's network namespace, the API's streaming sub
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -97,6 +98,11 @@ def ready(cluster: Cluster, name: str) -> Obj | None:
     return p if any(c["type"] == "Ready" and c["status"] == "True" for c in conditions) else None
 
 
+def waiting_state(cluster: Cluster, name: str) -> Obj | None:
+    state: Obj | None = (status(cluster, name).get("state") or {}).get("waiting")
+    return state
+
+
 def terminated(cluster: Cluster, name: str, container: str = "c") -> Obj:
     state: Obj = wait_for(f"{name} terminated",
                           lambda: (status(cluster, name, container).get("state") or {}).get("terminated"), 60)
@@ -184,7 +190,7 @@ def test_security_context_is_enforced_inside(cluster: Cluster) -> None:
     for name, message in (("nonroot", "container has runAsNonRoot and image will run as root"),
                           ("nonroot-name", "container has runAsNonRoot and image has non-numeric user (app), "
                                            "cannot verify user is non-root")):
-        waiting = wait_for(f"{name} refused", lambda name=name: (status(cluster, name).get("state") or {}).get("waiting"))
+        waiting = wait_for(f"{name} refused", functools.partial(waiting_state, cluster, name))
         uid = (get_pod(cluster, name) or {})["metadata"]["uid"]
         assert waiting == {"reason": "CreateContainerConfigError",
                            "message": f'{message} (pod: "{name}_default({uid})", container: c)'}

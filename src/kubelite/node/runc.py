@@ -9,8 +9,8 @@ instead of forking it itself:
   the container's root there (overlay: the image's unpacked root as the shared read-only
   lower layer, ``upper``/``work`` private to the container, in its directory), so the
   mount is nobody else's to see or clean up: it goes away with the shim and the container;
-- ``runc create`` with the container's stdio (pipes, or ``--console-socket`` for a tty,
-  whose master end runc sends back), then ``runc start``. runc exits; the container's
+- ``runc run --detach`` (create and start in one runc process) with the container's stdio
+  (pipes, or ``--console-socket`` for a tty, whose master end runc sends back). runc exits; the container's
   init is re-parented to the shim (the subreaper), which waits for it exactly as for a
   catalog container (``waitid(WNOWAIT)`` before reaping: the recorded pid is safe to
   signal while no exit is recorded), so exit codes, signals (``Runtime.stop`` signals
@@ -188,7 +188,10 @@ def create_and_start(oci: dict[str, Any], cdir: pathlib.Path, stdio: tuple[int, 
     log = cdir / "runc.log"
     console: tuple[socket.socket, str] | None = _console_socket(cdir) if tty else None
     pid_file = cdir / "init.pid"
-    args = ["--log", str(log), "--log-format", "json", "create", "--bundle", str(bundle), "--pid-file", str(pid_file)]
+    # `run --detach` is create + start in one runc process (each costs a Go start-up and a copy
+    # of the runc binary for `runc init`): the container's init is then re-parented to the shim.
+    args = ["--log", str(log), "--log-format", "json", "run", "--detach", "--bundle", str(bundle),
+            "--pid-file", str(pid_file)]
     if console is not None:
         args += ["--console-socket", console[1]]
     master: int | None = None
@@ -202,16 +205,12 @@ def create_and_start(oci: dict[str, Any], cdir: pathlib.Path, stdio: tuple[int, 
             os.close(devnull)
         if created.returncode != 0:
             delete(oci, container_id)
-            raise OCIStartError(_runc_error(log, (created.stderr or b"").decode(errors="replace")
-                                            or f"{oci['name']} create failed"))
+            message = _runc_error(log, (created.stderr or b"").decode(errors="replace") or f"{oci['name']} run failed")
+            # containerd creates, then starts: its message names the create, which is where this failed.
+            raise OCIStartError(message.replace("runc run failed: ", "runc create failed: ", 1))
         if console is not None:
             master = _receive_master(console[0])
         pid = int(pid_file.read_text().strip())
-        started = subprocess.run(_runc(oci, "--log", str(log), "--log-format", "json", "start", container_id),
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        if started.returncode != 0:
-            delete(oci, container_id)
-            raise OCIStartError(_runc_error(log, started.stderr.decode(errors="replace")))
     except BaseException:
         if master is not None:
             os.close(master)

@@ -882,6 +882,9 @@ def serve_zygote(requests: socket.socket) -> int:
     # The request socket comes as stdin: move it off fd 0, so that in a forked shim the
     # descriptors 0-2 are what they claim to be whatever is opened or closed later.
     requests = socket.socket(fileno=os.dup(requests.detach()))
+    # What a shim of an OCI image's container runs (subprocess, tempfile...), imported once
+    # here and shared copy-on-write by every shim instead of imported by each.
+    from kubelite.node import runc  # noqa: F401
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
 

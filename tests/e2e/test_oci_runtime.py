@@ -260,3 +260,25 @@ async def test_a_new_runtime_adopts_running_containers(
         assert (await again.status(cid)).exit_code == 137
     finally:
         await again.close()
+
+
+async def test_containers_of_a_pod_share_its_ipc_and_uts_namespaces(
+    runtime: Runtime, image: OCIImage, netns: str, pod_dir: pathlib.Path
+) -> None:
+    script = "for n in ipc uts; do readlink /proc/self/ns/$n; done; hostname"
+    specs = [oci_spec(image, netns, pod_dir, ["sh", "-c", script], name=f"c{i}",
+                      log_path=pod_dir / "logs" / f"c{i}" / "0.log") for i in range(2)]
+    other = oci_spec(image, netns, pod_dir, ["sh", "-c", script], pod_uid="another-pod",
+                     log_path=pod_dir / "logs" / "other" / "0.log")
+    for spec in [*specs, other]:
+        assert (await wait_exited(runtime, await runtime.start(spec))).exit_code == 0
+    first, second, third = (log_lines(s.log_path) for s in [*specs, other])
+    assert first == second and first[2] == "web-0"  # IPC and UTS shared, with the pod's hostname
+    assert third[0] != first[0] and third[1] != first[1]
+    host_ipc = os.readlink("/proc/self/ns/ipc")
+    assert first[0] != host_ipc
+    ns_dir = runtime.pod_ns_dir / specs[0].pod_uid
+    assert os.stat(ns_dir / "ipc").st_dev != os.stat(ns_dir).st_dev  # kept on a file while the pod lives
+    await runtime.remove_pod(specs[0].pod_uid)
+    assert not ns_dir.exists()
+    assert runtime.pods_with_namespaces() == {"another-pod"}

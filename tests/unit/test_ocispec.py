@@ -171,3 +171,13 @@ def test_a_catalog_entry_with_a_rootfs_is_an_oci_image(tmp_path: pathlib.Path) -
     assert (image.name, image.rootfs, image.cmd, image.user) == ("localhost/t/app:1", tmp_path, ["sh"], "app")
     assert image.image_id.startswith("localhost/t/app@sha256:")
     assert images.resolve_oci("busybox", catalog) is None and images.resolve_oci("x", None) is None
+
+
+def test_the_pods_ipc_and_uts_namespaces_are_joined_by_path_when_kept() -> None:
+    spec = _build(pod_namespaces={"ipc": "/state/podns/u/ipc", "uts": "/state/podns/u/uts"})
+    linux = spec["linux"]
+    assert isinstance(linux, dict)
+    assert linux["namespaces"] == [{"type": "pid"}, {"type": "ipc", "path": "/state/podns/u/ipc"},
+                                   {"type": "uts", "path": "/state/podns/u/uts"}, {"type": "mount"},
+                                   {"type": "network", "path": "/run/netns/p"}]
+    assert spec["hostname"] == "web-0"

@@ -180,6 +180,8 @@ class Agent:
                     await self.runtime.remove(cid)
         for uid in set(self.network.pods()) - known:
             await self.network.remove_pod(uid)
+        for uid in self.runtime.pods_with_namespaces() - known:
+            await self.runtime.remove_pod(uid)
         if self.pods_dir.is_dir():
             for d in self.pods_dir.iterdir():
                 if d.name not in known:

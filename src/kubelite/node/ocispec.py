@@ -7,10 +7,9 @@ and the pod's merged securityContext, as pure functions (no runc, no mounts), so
 rule can be unit-tested: which capabilities a container ends with, which uid/gid/groups the
 image's ``/etc/passwd`` and ``/etc/group`` give it, what is masked under ``/proc``.
 
-Namespaces: the pod's network namespace is joined by path; PID, mount, IPC and UTS are the
-container's own (the UTS hostname is the pod's, so every container of a pod reads the same
-name; IPC is per container, as for kubelite's catalog containers: see the module docstring
-of :mod:`kubelite.node.runc`).
+Namespaces: the pod's network namespace is joined by path, and so are the pod's IPC and UTS
+namespaces (kept by the runtime for the pod's life, see ``Runtime.pod_namespaces``); PID and
+mount are the container's own.
 """
 
 from __future__ import annotations
@@ -327,6 +326,7 @@ def build(
     requests: Mapping[str, Any],
     can: Resources,
     cgroup_parent: str = "/kubelite",
+    pod_namespaces: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The whole ``config.json``; ``root.path`` is ``rootfs`` in the bundle (the overlay's mount point)."""
     sc = {**pod_sc, **c_sc}
@@ -362,13 +362,13 @@ def build(
     for source, target, read_only in mounts:
         options = ["rbind", "rprivate", "ro" if read_only else "rw"]
         oci_mounts.append({"destination": target, "type": "bind", "source": source, "options": options})
-    namespaces = [
-        {"type": "pid"},
-        {"type": "ipc"},
-        {"type": "uts"},
-        {"type": "mount"},
-        {"type": "network", "path": netns_path},
-    ]
+    # The pod's IPC and UTS namespaces are joined by path when the runtime keeps them
+    # (Runtime.pod_namespaces), as its network namespace; else the container's own.
+    shared = pod_namespaces or {}
+    namespaces: list[dict[str, str]] = [{"type": "pid"}]
+    for kind in ("ipc", "uts"):
+        namespaces.append({"type": kind, "path": shared[kind]} if shared.get(kind) else {"type": kind})
+    namespaces += [{"type": "mount"}, {"type": "network", "path": netns_path}]
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "cgroupsPath": f"{cgroup_parent}/{container_id}",
@@ -397,7 +397,8 @@ def build(
     }
 
 
-def config_for(spec: ContainerSpec, container_id: str, found: Probe) -> dict[str, Any]:
+def config_for(spec: ContainerSpec, container_id: str, found: Probe,
+               pod_namespaces: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``config.json`` of ``spec`` (whose ``oci`` is set), its user resolved in the image's root."""
     assert spec.oci is not None
     pod_sc, c_sc = spec.pod_security_context, spec.security_context
@@ -410,7 +411,7 @@ def config_for(spec: ContainerSpec, container_id: str, found: Probe) -> dict[str
         container_id=container_id, argv=spec.argv, env=spec.env, workdir=spec.workdir, hostname=spec.hostname,
         netns_path=spec.netns_path, mounts=spec.mounts, user=user, tty=spec.tty, pod_sc=pod_sc, c_sc=c_sc,
         limits=resources.get("limits") or {}, requests=resources.get("requests") or {},
-        can=Resources(memory=found.memory, cpu=found.cpu),
+        can=Resources(memory=found.memory, cpu=found.cpu), pod_namespaces=pod_namespaces or {},
     )
 
 

@@ -781,6 +781,7 @@ class PodWorker:
                     with contextlib.suppress(Exception):
                         await self.host.runtime.remove(cid)
         await self.host.network.remove_pod(self.uid)
+        await self.host.runtime.remove_pod(self.uid)  # its IPC and UTS namespaces
         self.net = None
         self.sandbox_ready = False
         volumes.remove(self.dir)

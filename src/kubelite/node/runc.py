@@ -24,9 +24,9 @@ instead of forking it itself:
 ``exec`` is ``runc exec`` (with ``-t`` for a terminal), which takes the process's user,
 environment, capabilities and working directory from the bundle's ``config.json``.
 
-IPC and UTS namespaces are per container (as for catalog containers); every container of
-a pod gets the pod's hostname. Sharing IPC pod-wide needs a process holding the namespace
-for the pod's life, which kubelite's pods (a network namespace, no pause process) lack.
+The pod's IPC and UTS namespaces are shared by its OCI containers: kept on files by the
+runtime (``Runtime.pod_namespaces``) as the network namespace is, since kubelite's pods have
+no pause process to hold them. (Catalog containers keep their own, as before.)
 
 This module is imported by the shim: standard library only (plus kubelite.linux).
 """

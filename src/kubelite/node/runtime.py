@@ -40,6 +40,7 @@ from typing import Any, Literal
 
 from kubelite.api.timeutil import now_rfc3339
 from kubelite.images.oci import OCIImage
+from kubelite.linux import syscalls
 from kubelite.node import ocispec, runc
 from kubelite.node.shim import (
     EXEC_REQUEST,
@@ -365,6 +366,8 @@ class Runtime:
         self._zygote = _Zygote()
         self._idents: dict[str, dict[str, Any]] = {}
         self._oci: runc.Probe | None = None
+        self.pod_ns_dir = pathlib.Path(state_dir) / "podns"  # <pod uid>/{ipc,uts}: see pod_namespaces
+        self._pod_ns_lock = asyncio.Lock()
 
     def oci_runtime(self) -> runc.Probe:
         """The OCI runtime for real images and what the host's cgroups enforce (probed once)."""
@@ -375,6 +378,33 @@ class Runtime:
             for note in self._oci.notes:
                 log.warning("%s", note)
         return self._oci
+
+    async def pod_namespaces(self, pod_uid: str) -> dict[str, str]:
+        """The pod's IPC and UTS namespaces, shared by its OCI containers: ``{"ipc": path, "uts": path}``.
+
+        As ``ip netns add`` keeps a network namespace, they are bind-mounted onto files
+        (``unshare --ipc=FILE --uts=FILE``), made at the pod's first container and kept
+        until :meth:`remove_pod`: a restarted container joins the same ones, and so does
+        every container after an agent restart. Without util-linux's ``unshare`` each
+        container gets its own (``{}``).
+        """
+        pod_dir = self.pod_ns_dir / pod_uid
+        paths = {"ipc": str(pod_dir / "ipc"), "uts": str(pod_dir / "uts")}
+        async with self._pod_ns_lock:
+            if all(_is_mount(p) for p in paths.values()):
+                return paths
+            tool = shutil.which("unshare")
+            if tool is None:
+                return {}
+            await asyncio.to_thread(_make_pod_namespaces, tool, pod_dir, paths)
+        return paths
+
+    async def remove_pod(self, pod_uid: str) -> None:
+        """Release the pod's IPC and UTS namespaces (after its containers are removed)."""
+        await asyncio.to_thread(_remove_pod_namespaces, self.pod_ns_dir / pod_uid)
+
+    def pods_with_namespaces(self) -> builtins.set[str]:
+        return {d.name for d in self.pod_ns_dir.iterdir()} if self.pod_ns_dir.is_dir() else set()
 
     async def prepare(self) -> None:
         """Start the shims' fork server now rather than at the first container start, and
@@ -404,7 +434,7 @@ class Runtime:
                 raise RuntimeError("; ".join(found.notes))
             data["oci"] = {"id": hexid, "runtime": found.runtime, "name": found.name, "root": str(self.runc_root),
                            "bundle": str(cdir / "bundle"), "lower": str(spec.oci.rootfs), "image": spec.oci.name}
-            config = ocispec.config_for(spec, hexid, found)
+            config = ocispec.config_for(spec, hexid, found, await self.pod_namespaces(spec.pod_uid))
             await asyncio.to_thread(ocispec.write, cdir, json.dumps(data), config)
         else:
             await asyncio.to_thread(_write_container_dir, cdir, json.dumps(data))
@@ -693,6 +723,34 @@ def _record_unknown_exit(cdir: pathlib.Path, raw: dict[str, Any]) -> dict[str, A
     return again
 
 
+def _is_mount(path: str) -> bool:
+    # A namespace file bind-mounted onto path: nsfs, not the empty file under it.
+    try:
+        return os.stat(path).st_dev != os.stat(os.path.dirname(path)).st_dev
+    except OSError:
+        return False
+
+
+def _make_pod_namespaces(tool: str, pod_dir: pathlib.Path, paths: dict[str, str]) -> None:
+    _remove_pod_namespaces(pod_dir)  # half-made before (a crash): start again
+    pod_dir.mkdir(parents=True, mode=0o700)
+    for path in paths.values():
+        pathlib.Path(path).touch(mode=0o600)
+    subprocess.run([tool, f"--ipc={paths['ipc']}", f"--uts={paths['uts']}", "true"], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _remove_pod_namespaces(pod_dir: pathlib.Path) -> None:
+    for name in ("ipc", "uts"):
+        path = str(pod_dir / name)
+        while _is_mount(path):
+            try:
+                syscalls.umount(path, syscalls.MNT_DETACH)
+            except OSError:
+                break
+    shutil.rmtree(pod_dir, ignore_errors=True)
+
+
 def _write_container_dir(cdir: pathlib.Path, spec: str) -> None:
     cdir.mkdir(parents=True, mode=0o700)
     (cdir / "spec.json").write_text(spec)
@@ -710,7 +768,12 @@ def _read_to_eof(fd: int) -> bytes:
 
 
 def kill_all(state_dir: pathlib.Path) -> None:
-    """SIGKILL every container and shim recorded under ``state_dir`` (for ``kubelite down``)."""
+    """SIGKILL every container and shim recorded under ``state_dir`` (for ``kubelite down``);
+    release the pods' IPC and UTS namespaces."""
+    pod_ns = pathlib.Path(state_dir) / "podns"
+    if pod_ns.is_dir():
+        for pod_dir in pod_ns.iterdir():
+            _remove_pod_namespaces(pod_dir)
     containers = pathlib.Path(state_dir) / "containers"
     if not containers.is_dir():
         return

@@ -34,6 +34,7 @@ Obj = dict[str, Any]
 BB = "localhost/kubelite-test/bb:1"
 BB_APP = "localhost/kubelite-test/bb-app:1"
 WEB = "localhost/kubelite-test/web:1"
+BB_NOUSER = "localhost/kubelite-test/bb-nouser:1"
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -59,6 +60,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         BB: {**common, "cmd": ["sh", "-c", "cat /baked/hello.txt; pwd; echo $GREETING; exec sleep 3600"],
              "workdir": "/app"},
         BB_APP: {**common, "cmd": ["sleep", "3600"], "user": "app"},
+        BB_NOUSER: {**common, "cmd": ["sleep", "3600"], "user": "nosuchuser"},
         WEB: {**common, "workdir": "/www",
               "cmd": ["sh", "-c", "hostname > index.html; exec httpd -f -p 8080 -h /www"]},
     }
@@ -159,6 +161,7 @@ def test_a_service_over_two_image_pods_answers_from_both_and_port_forward(cluste
     apply(cluster, pod("fetch", [{"name": "c", "image": BB, "command": ["sh", "-c", script]}], restartPolicy="Never"))
     assert terminated(cluster, "fetch")["exitCode"] == 0
     assert set(logs(cluster, "fetch")) == {"web-1", "web-2"}
+    assert status(cluster, "web-1")["restartCount"] == 0  # its exec liveness probe (runc exec) keeps passing
     proc = subprocess.Popen([kubectl_binary() or "kubectl", "--kubeconfig", str(cluster.kubeconfig),
                              "port-forward", "pod/web-1", ":8080"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -182,7 +185,8 @@ def test_security_context_is_enforced_inside(cluster: Cluster) -> None:
           pod("nonroot", [{"name": "c", "image": BB, "securityContext": {"runAsNonRoot": True}}]),
           pod("nonroot-name", [{"name": "c", "image": BB_APP, "securityContext": {"runAsNonRoot": True}}]),
           pod("caps", [{"name": "c", "image": BB, "command": ["sh", "-c", "grep CapEff /proc/self/status"]}],
-              restartPolicy="Never"))
+              restartPolicy="Never"),
+          pod("nouser", [{"name": "c", "image": BB_NOUSER}]))
     assert terminated(cluster, "sec")["exitCode"] == 0
     assert [line.split() for line in logs(cluster, "sec")] == [["1000"], ["CapEff:", "0000000000000000"]]
     assert terminated(cluster, "caps")["exitCode"] == 0
@@ -194,6 +198,10 @@ def test_security_context_is_enforced_inside(cluster: Cluster) -> None:
         uid = (get_pod(cluster, name) or {})["metadata"]["uid"]
         assert waiting == {"reason": "CreateContainerConfigError",
                            "message": f'{message} (pod: "{name}_default({uid})", container: c)'}
+    # An image user its /etc/passwd does not know: the container cannot be created.
+    waiting = wait_for("nouser refused", functools.partial(waiting_state, cluster, "nouser"))
+    assert waiting == {"reason": "CreateContainerError",
+                       "message": "unable to find user nosuchuser: no matching entries in passwd file"}
 
 
 def test_a_memory_limit_ends_in_oomkilled(cluster: Cluster) -> None:
@@ -211,6 +219,10 @@ def test_restarts_and_graceful_termination(cluster: Cluster) -> None:
                     and status(cluster, "crash"), 30)
     assert last["lastState"]["terminated"]["exitCode"] == 3
     wait_for("trap Ready", lambda: ready(cluster, "trap"))
+    apply(cluster, pod("hooks", [{"name": "c", "image": BB, "lifecycle": {
+        "postStart": {"exec": {"command": ["sh", "-c", "echo from-post-start > /tmp/hook"]}}}}]))
+    wait_for("hooks Ready", lambda: ready(cluster, "hooks"))
+    assert cluster.kubectl("exec", "hooks", "--", "cat", "/tmp/hook", check=True).stdout == "from-post-start\n"
     started = time.monotonic()
     cluster.kubectl("delete", "pod", "trap", "--wait=true", check=True)
     assert time.monotonic() - started < 15  # the container handled SIGTERM: no 30 s grace period waited out

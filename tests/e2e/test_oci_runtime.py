@@ -282,3 +282,30 @@ async def test_containers_of_a_pod_share_its_ipc_and_uts_namespaces(
     await runtime.remove_pod(specs[0].pod_uid)
     assert not ns_dir.exists()
     assert runtime.pods_with_namespaces() == {"another-pod"}
+
+
+async def test_stdin_and_a_terminal_reach_the_container(
+    runtime: Runtime, image: OCIImage, netns: str, pod_dir: pathlib.Path
+) -> None:
+    """attach: the shim feeds the container's stdin (a pipe, or runc's terminal) from the FIFO."""
+    spec = oci_spec(image, netns, pod_dir, ["sh", "-c", "read line; echo got-$line"], stdin=True, stdin_once=True)
+    cid = await runtime.start(spec)
+    writer = await runtime.attach_stdin(cid)
+    assert writer is not None
+    await writer.write(b"hello\n")
+    await writer.close_stdin()
+    writer.close()
+    assert (await wait_exited(runtime, cid)).exit_code == 0
+    assert log_lines(spec.log_path) == ["got-hello"]
+
+    spec = oci_spec(image, netns, pod_dir, ["sh", "-c", "tty; read line; echo got-$line; stty size"], stdin=True,
+                    tty=True, log_path=pod_dir / "logs" / "main" / "1.log")
+    cid = await runtime.start(spec)
+    writer = await runtime.attach_stdin(cid)
+    assert writer is not None
+    await writer.resize(120, 50)
+    await writer.write(b"typed\r")
+    writer.close()
+    assert (await wait_exited(runtime, cid)).exit_code == 0
+    lines = [line.strip() for line in log_lines(spec.log_path)]
+    assert lines[0].startswith("/dev/pts/") and "got-typed" in lines and "50 120" in lines, lines

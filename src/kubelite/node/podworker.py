@@ -531,6 +531,10 @@ class PodWorker:
         self.event("Normal", "Pulled", f'Container image "{image_name}" already present on machine')
         try:
             cid = await host.runtime.start(spec)
+        except ocispec.UserError as e:  # the image's user is not in its /etc/passwd: containerd's create fails
+            cs.waiting = ("CreateContainerError", str(e))
+            self.event("Warning", "Failed", f"Error: {e}")
+            return RETRY
         except Exception as e:
             cs.waiting = ("RunContainerError", str(e))
             self.event("Warning", "Failed", f"Error: {e}")

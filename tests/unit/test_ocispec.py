@@ -153,6 +153,10 @@ def test_limits_become_cgroup_resources_where_the_host_enforces_them() -> None:
     assert isinstance(linux, dict)
     assert linux["resources"]["memory"] == {"limit": 64 << 20, "swap": 64 << 20}
     assert linux["resources"]["cpu"] == {"quota": 25000, "period": 100000, "shares": 102}
+    spec = _build(limits={"memory": "64Mi"}, can=Resources(swap=False))  # no swap accounting: memory alone
+    linux = spec["linux"]
+    assert isinstance(linux, dict)
+    assert linux["resources"]["memory"] == {"limit": 64 << 20}
     spec = _build(limits={"memory": "64Mi", "cpu": "1"}, can=Resources(memory=False, cpu=False))
     linux = spec["linux"]
     assert isinstance(linux, dict)

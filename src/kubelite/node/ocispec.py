@@ -279,6 +279,7 @@ class Resources:
 
     memory: bool = True
     cpu: bool = True
+    swap: bool = True
     pids: bool = True
     notes: list[str] = field(default_factory=list)
 
@@ -288,8 +289,9 @@ def linux_resources(limits: Mapping[str, Any], requests: Mapping[str, Any], can:
     out: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if can.memory and limits.get("memory") is not None:
         memory = int(parse_quantity(str(limits["memory"])))
-        # memory+swap = memory: an allocation over the limit is OOM-killed, never swapped.
-        out["memory"] = {"limit": memory, "swap": memory}
+        out["memory"] = {"limit": memory}
+        if can.swap:  # memory+swap = memory: an allocation over the limit is OOM-killed, never swapped
+            out["memory"]["swap"] = memory
     if can.cpu:
         cpu: dict[str, Any] = {}
         if limits.get("cpu") is not None:
@@ -411,7 +413,7 @@ def config_for(spec: ContainerSpec, container_id: str, found: Probe,
         container_id=container_id, argv=spec.argv, env=spec.env, workdir=spec.workdir, hostname=spec.hostname,
         netns_path=spec.netns_path, mounts=spec.mounts, user=user, tty=spec.tty, pod_sc=pod_sc, c_sc=c_sc,
         limits=resources.get("limits") or {}, requests=resources.get("requests") or {},
-        can=Resources(memory=found.memory, cpu=found.cpu), pod_namespaces=pod_namespaces or {},
+        can=Resources(memory=found.memory, cpu=found.cpu, swap=found.swap), pod_namespaces=pod_namespaces or {},
     )
 
 

@@ -62,6 +62,7 @@ class Probe:
     name: str = ""  # "runc" or "crun"
     memory: bool = False
     cpu: bool = False
+    swap: bool = False  # memory+swap can be limited too (cgroup v1 needs swapaccount=1)
     notes: list[str] = field(default_factory=list)
 
 
@@ -112,6 +113,8 @@ def probe(prefer_crun: bool = True) -> Probe:
             return found
     found.memory = _controller_available("memory", "memory.limit_in_bytes")
     found.cpu = _controller_available("cpu", "cpu.cfs_quota_us")
+    found.swap = found.memory and (os.path.exists("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes")
+                                   or not os.path.isdir("/sys/fs/cgroup/memory"))
     if not found.memory:
         found.notes.append("the memory cgroup controller is not available: resources.limits.memory is NOT enforced")
     if not found.cpu:

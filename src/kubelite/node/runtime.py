@@ -10,7 +10,12 @@ memory that matters: everything lives under
 :class:`Runtime` after an agent restart finds every container, running or exited, with
 :meth:`Runtime.list`.
 
-The trade-off: there is no image filesystem, so the "image" is the host's own filesystem
+A container of a real OCI image (``ContainerSpec.oci``) gets a runtime-spec bundle in its
+directory (``bundle/config.json``, built by :mod:`kubelite.node.ocispec`) and its own overlay
+``upper``/``work``; its shim has runc create it (:mod:`kubelite.node.runc`) and otherwise
+treats it as any container (stdio, logs, status, exits), so everything above works alike.
+
+The trade-off for catalog images: there is no image filesystem, so the "image" is the host's own filesystem
 plus the pod's mounts (see :mod:`kubelite.images`); and the runtime polls the status file
 for exits instead of being notified (a start is notified: the shim closes a socket once the
 command runs), which costs a few milliseconds of latency on stop and no long-lived sockets.

@@ -28,6 +28,7 @@ from kubelite.cli.supervisor import component_pids
 from tests.conftest import require
 from tests.e2e import ociroot
 from tests.e2e.conftest import netns_names, require_root_netns
+from tests.e2e.test_streaming import _run_in_pty
 from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
 
 Obj = dict[str, Any]
@@ -144,6 +145,16 @@ def test_the_image_runs_with_its_config_and_its_own_filesystem(cluster: Cluster,
     (tmp_path / "up.txt").write_text("uploaded\n")
     cluster.kubectl("cp", str(tmp_path / "up.txt"), "img:/tmp/up.txt", check=True)
     assert cluster.kubectl("exec", "img", "--", "cat", "/tmp/up.txt", check=True).stdout == "uploaded\n"
+
+
+def test_exec_with_a_terminal(cluster: Cluster) -> None:
+    """`kubectl exec -it sh` from a real terminal: a shell on a terminal in the container, its size set."""
+    wait_for("img Ready", lambda: ready(cluster, "img"))
+    argv = [kubectl_binary() or "kubectl", "--kubeconfig", str(cluster.kubeconfig), "exec", "-it", "img", "--", "sh"]
+    out = _run_in_pty(argv, {**os.environ, "TERM": "xterm"},
+                      [(b"# ", b"tty; stty size; echo $GREETING-$((6*7))\r"), (b"from-image-42", b"exit\r")])
+    text = out.decode(errors="replace")
+    assert "/dev/pts/" in text and "33 101" in text and "from-image-42" in text, text
 
 
 def test_a_service_over_two_image_pods_answers_from_both_and_port_forward(cluster: Cluster) -> None:

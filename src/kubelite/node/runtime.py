@@ -143,24 +143,42 @@ class ExecProcess:
         self._proc = proc
         self._master = tty_master
         self.tty = tty_master is not None
-        self._tty_reader: asyncio.StreamReader | None = None
-        self._tty_writer: asyncio.WriteTransport | None = None
+        self._tty_eof = False
 
     async def _attach_tty(self) -> None:
+        # The terminal's master is read and written directly (non-blocking, woken by the
+        # loop's reader/writer callbacks), not through connect_read_pipe: under uvloop, as
+        # the agent runs, a pty read pipe delivered nothing at all (`kubectl exec -it` showed
+        # no output, for every container).
+        assert self._master is not None
+        os.set_blocking(self._master, False)
+
+    async def _wait_fd(self, writable: bool) -> None:
         assert self._master is not None
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(self._master), "rb", buffering=0)
-        )
-        transport, _ = await loop.connect_write_pipe(
-            asyncio.Protocol, os.fdopen(os.dup(self._master), "wb", buffering=0)
-        )
-        self._tty_reader, self._tty_writer = reader, transport
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        fd = self._master
+        (loop.add_writer if writable else loop.add_reader)(fd, wake)
+        try:
+            await ready
+        finally:
+            (loop.remove_writer if writable else loop.remove_reader)(fd)
+
+    async def _write_tty(self, data: bytes) -> None:
+        while data and self._master is not None:
+            try:
+                data = data[os.write(self._master, data):]
+            except BlockingIOError:
+                await self._wait_fd(writable=True)
 
     async def write_stdin(self, data: bytes) -> None:
-        if self._tty_writer is not None:
-            self._tty_writer.write(data)
+        if self.tty:
+            await self._write_tty(data)
             return
         if self._proc.stdin is None:
             raise RuntimeError("exec was started without stdin")
@@ -168,17 +186,21 @@ class ExecProcess:
         await self._proc.stdin.drain()
 
     async def close_stdin(self) -> None:
-        if self._tty_writer is not None:
-            self._tty_writer.write(b"\x04")
+        if self.tty:
+            await self._write_tty(b"\x04")
         elif self._proc.stdin is not None and not self._proc.stdin.is_closing():
             self._proc.stdin.close()
 
     async def read_stdout(self, n: int = 65536) -> bytes:
-        if self._tty_reader is not None:
-            try:
-                return await self._tty_reader.read(n)
-            except OSError:  # EIO: the command and everything holding the terminal are gone
-                return b""
+        if self.tty:
+            while self._master is not None and not self._tty_eof:
+                try:
+                    return os.read(self._master, n)
+                except BlockingIOError:
+                    await self._wait_fd(writable=False)
+                except OSError:  # EIO: the command and everything holding the terminal are gone
+                    self._tty_eof = True
+            return b""
         assert self._proc.stdout is not None
         return await self._proc.stdout.read(n)
 
@@ -206,10 +228,11 @@ class ExecProcess:
 
     def close(self) -> None:
         """Release the terminal; call once done reading."""
-        if self._tty_writer is not None:
-            self._tty_writer.close()
-            self._tty_writer = None
         if self._master is not None:
+            with contextlib.suppress(RuntimeError, OSError, ValueError):  # a read cancelled mid-wait
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(self._master)
+                loop.remove_writer(self._master)
             os.close(self._master)
             self._master = None
 

@@ -185,3 +185,9 @@ def test_the_pods_ipc_and_uts_namespaces_are_joined_by_path_when_kept() -> None:
                                    {"type": "uts", "path": "/state/podns/u/uts"}, {"type": "mount"},
                                    {"type": "network", "path": "/run/netns/p"}]
     assert spec["hostname"] == "web-0"
+
+
+def test_a_localhost_seccomp_profile_is_refused_not_ignored() -> None:
+    with pytest.raises(ocispec.SpecError, match="seccomp profile type Localhost is not supported"):
+        _build(c_sc={"seccompProfile": {"type": "Localhost", "localhostProfile": "my.json"}})
+    assert "seccomp" not in _build(pod_sc={"seccompProfile": {"type": "Unconfined"}})["linux"]  # type: ignore[operator]

@@ -91,7 +91,11 @@ _SECCOMP_ALLOWED_BY_CAP: dict[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-class UserError(Exception):
+class SpecError(Exception):
+    """The container's spec cannot be made (CreateContainerError); the message says why."""
+
+
+class UserError(SpecError):
     """The image's user (or group) is not in its /etc/passwd (/etc/group); the message is containerd's."""
 
 
@@ -387,8 +391,13 @@ def build(
             if minor >= 0:
                 rule["minor"] = minor
             rules.append(rule)
-        if seccomp_type(pod_sc, c_sc) == "RuntimeDefault":
+        kind = seccomp_type(pod_sc, c_sc)
+        if kind == "RuntimeDefault":
             linux["seccomp"] = seccomp_profile(caps)
+        elif kind == "Localhost":
+            # The kubelet reads it from its seccomp directory: kubelite has none. Refused
+            # rather than run without the confinement the pod asked for.
+            raise SpecError("seccomp profile type Localhost is not supported by kubelite (use RuntimeDefault)")
     return {
         "ociVersion": "1.0.2-dev",
         "process": process,

@@ -531,7 +531,7 @@ class PodWorker:
         self.event("Normal", "Pulled", f'Container image "{image_name}" already present on machine')
         try:
             cid = await host.runtime.start(spec)
-        except ocispec.UserError as e:  # the image's user is not in its /etc/passwd: containerd's create fails
+        except ocispec.SpecError as e:  # e.g. the image's user is not in its /etc/passwd: containerd's create fails
             cs.waiting = ("CreateContainerError", str(e))
             self.event("Warning", "Failed", f"Error: {e}")
             return RETRY

@@ -200,7 +200,7 @@ async def test_security_context_is_observable_inside(
     runtime: Runtime, image: OCIImage, netns: str, pod_dir: pathlib.Path
 ) -> None:
     script = ("id; grep CapEff /proc/self/status; touch /x 2>/dev/null && echo WROTE-ROOT; "
-              "touch /tmp/t 2>/dev/null && echo WROTE-TMP; echo $HOME; cat /proc/kcore 2>&1 | head -c 0; "
+              "touch /tmp/t 2>/dev/null && echo WROTE-TMP; echo $HOME; head -c 1 /proc/timer_list | wc -c; "
               "grep NoNewPrivs /proc/self/status; grep Seccomp: /proc/self/status")
     spec = oci_spec(image, netns, pod_dir, ["sh", "-c", script],
                     pod_security_context={"runAsUser": 1000, "supplementalGroups": [3000], "fsGroup": 4000},
@@ -213,7 +213,7 @@ async def test_security_context_is_observable_inside(
     assert lines[0] == "uid=1000(app) gid=1000(app) groups=1000(app),2000(extra),3000,4000"
     assert lines[1].split() == ["CapEff:", "0000000000000000"]
     assert "WROTE-ROOT" not in lines and "WROTE-TMP" not in lines  # /tmp is the image's, read-only too
-    assert lines[2:] == ["/home/app", "NoNewPrivs:\t1", "Seccomp:\t2"]
+    assert lines[2:] == ["/home/app", "0", "NoNewPrivs:\t1", "Seccomp:\t2"]  # /proc/timer_list masked
 
     # Root with every capability dropped but one: the kernel's view says exactly that.
     spec = oci_spec(image, netns, pod_dir, ["sh", "-c", "grep CapEff /proc/self/status; chown 1000 /tmp && echo CHOWNED"],
@@ -224,6 +224,16 @@ async def test_security_context_is_observable_inside(
     lines = log_lines(spec.log_path)
     assert lines[0].split() == ["CapEff:", f"{1 << 10:016x}"]
     assert "CHOWNED" not in lines
+
+    # privileged: every capability, the host's devices, /proc unmasked.
+    spec = oci_spec(image, netns, pod_dir, ["sh", "-c", "grep CapEff /proc/self/status; test -e /dev/kmsg && echo KMSG; "
+                                            "head -c 1 /proc/timer_list | wc -c"],
+                    log_path=pod_dir / "logs" / "main" / "2.log", security_context={"privileged": True})
+    cid = await runtime.start(spec)
+    status = await wait_exited(runtime, cid)
+    assert status.exit_code == 0, status.message
+    lines = log_lines(spec.log_path)
+    assert lines[1:] == ["KMSG", "1"] and int(lines[0].split()[1], 16) >= (1 << 38) - 1, lines
 
 
 async def test_a_memory_limit_oom_kills_with_reason_oomkilled(

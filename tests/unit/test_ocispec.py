@@ -145,6 +145,10 @@ def test_security_context_fields_map_to_the_spec() -> None:
     assert isinstance(linux, dict)
     assert "maskedPaths" not in linux and "seccomp" not in linux
     assert linux["resources"]["devices"] == [{"allow": True, "access": "rwm"}]
+    mounts = privileged["mounts"]
+    assert isinstance(mounts, list)
+    assert mounts[1] == {"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind", "rprivate", "rw"]}
+    assert "rw" in mounts[5]["options"]  # /sys too
 
 
 def test_limits_become_cgroup_resources_where_the_host_enforces_them() -> None:
@@ -191,3 +195,12 @@ def test_a_localhost_seccomp_profile_is_refused_not_ignored() -> None:
     with pytest.raises(ocispec.SpecError, match="seccomp profile type Localhost is not supported"):
         _build(c_sc={"seccompProfile": {"type": "Localhost", "localhostProfile": "my.json"}})
     assert "seccomp" not in _build(pod_sc={"seccompProfile": {"type": "Unconfined"}})["linux"]  # type: ignore[operator]
+
+
+def test_all_means_the_capabilities_this_process_can_hand_on() -> None:
+    status = "Name:\tx\nCapBnd:\t000001fffeffffff\n"  # everything but CAP_SYS_RESOURCE (bit 24)
+    current = ocispec.current_capabilities(status)
+    assert "CAP_SYS_RESOURCE" not in current and len(current) == len(ocispec.ALL_CAPABILITIES) - 1
+    assert ocispec.capabilities({"privileged": True}, current) == list(current)
+    assert ocispec.capabilities({"capabilities": {"add": ["ALL"]}}, current) == list(current)
+    assert ocispec.current_capabilities("no caps line") == ocispec.ALL_CAPABILITIES

@@ -236,17 +236,31 @@ def resolve_user(
     return User(uid, gid, unique, entry.home if entry and entry.home else "/")
 
 
-def capabilities(sc: Mapping[str, Any]) -> list[str]:
+def current_capabilities(status: str | None = None) -> tuple[str, ...]:
+    """The capabilities this process may hand on (its bounding set, /proc/self/status CapBnd):
+    what "all" means for containerd (WithAllCurrentCapabilities), e.g. without
+    CAP_SYS_RESOURCE where the host withholds it."""
+    try:
+        text = status if status is not None else pathlib.Path("/proc/self/status").read_text()
+        line = next(line for line in text.splitlines() if line.startswith("CapBnd:"))
+        mask = int(line.split()[1], 16)
+    except (OSError, StopIteration, ValueError, IndexError):
+        return ALL_CAPABILITIES
+    return tuple(name for bit, name in enumerate(ALL_CAPABILITIES) if mask >> bit & 1)
+
+
+def capabilities(sc: Mapping[str, Any], all_caps: Sequence[str] = ALL_CAPABILITIES) -> list[str]:
     """The container's capability set: containerd's defaults, then ``add: [ALL]``, ``drop:
-    [ALL]``, the single adds and the single drops, in that order (CRI's WithCapabilities)."""
+    [ALL]``, the single adds and the single drops, in that order (CRI's WithCapabilities);
+    ``all_caps`` is what ALL and privileged mean (see :func:`current_capabilities`)."""
     if sc.get("privileged"):
-        return list(ALL_CAPABILITIES)
+        return list(all_caps)
     caps_sc = sc.get("capabilities") or {}
     add = [str(c).upper() for c in caps_sc.get("add") or []]
     drop = [str(c).upper() for c in caps_sc.get("drop") or []]
     caps = list(DEFAULT_CAPABILITIES)
     if "ALL" in add:
-        caps = list(ALL_CAPABILITIES)
+        caps = list(all_caps)
     if "ALL" in drop:
         caps = []
     for name in add:
@@ -333,11 +347,12 @@ def build(
     can: Resources,
     cgroup_parent: str = "/kubelite",
     pod_namespaces: Mapping[str, str] | None = None,
+    all_caps: Sequence[str] = ALL_CAPABILITIES,
 ) -> dict[str, Any]:
     """The whole ``config.json``; ``root.path`` is ``rootfs`` in the bundle (the overlay's mount point)."""
     sc = {**pod_sc, **c_sc}
     privileged = bool(c_sc.get("privileged"))
-    caps = capabilities(c_sc if not privileged else {"privileged": True})
+    caps = capabilities(c_sc if not privileged else {"privileged": True}, all_caps)
     process_env = dict(env)
     process_env.setdefault("PATH", DEFAULT_PATH)
     if "HOME" not in process_env:
@@ -365,6 +380,10 @@ def build(
         {"destination": "/sys", "type": "sysfs", "source": "sysfs",
          "options": ["nosuid", "noexec", "nodev", "rw" if privileged else "ro"]},
     ]  # fmt: skip
+    if privileged:
+        # Every host device, as containerd's WithDevices(all) gives a privileged container:
+        # the host's /dev itself (runc then creates no device nodes of its own).
+        oci_mounts[1] = {"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind", "rprivate", "rw"]}
     for source, target, read_only in mounts:
         options = ["rbind", "rprivate", "ro" if read_only else "rw"]
         oci_mounts.append({"destination": target, "type": "bind", "source": source, "options": options})
@@ -423,6 +442,7 @@ def config_for(spec: ContainerSpec, container_id: str, found: Probe,
         netns_path=spec.netns_path, mounts=spec.mounts, user=user, tty=spec.tty, pod_sc=pod_sc, c_sc=c_sc,
         limits=resources.get("limits") or {}, requests=resources.get("requests") or {},
         can=Resources(memory=found.memory, cpu=found.cpu, swap=found.swap), pod_namespaces=pod_namespaces or {},
+        all_caps=current_capabilities(),
     )
 
 

@@ -111,6 +111,9 @@ class FakeRuntime:
     async def remove(self, cid: str) -> None:
         self.removed.append(cid)
 
+    async def remove_pod(self, uid: str) -> None:  # the pod's IPC/UTS namespaces (OCI containers)
+        pass
+
 
 class FakeHost:
     """Exactly PodHost's members, each a fake or a value."""

@@ -194,6 +194,8 @@ class Agent:
                     await self.runtime.remove(cid)
         for uid in set(self.network.pods()) - known:
             await self.network.remove_pod(uid)
+        for uid in self.runtime.pods_with_namespaces() - known:
+            await self.runtime.remove_pod(uid)
         if self.pods_dir.is_dir():
             for d in self.pods_dir.iterdir():
                 if d.name not in known:
@@ -295,7 +297,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pod-cidr", default="10.244.0.0/24", help="this node's pod CIDR (default: 10.244.0.0/24)")
     parser.add_argument("--api-port", type=int, default=None,
                         help="API server port for the in-cluster relay (default: the kubeconfig server's port)")
-    parser.add_argument("--image-catalog", default=None, help="YAML file mapping more image names")
+    # KUBELITE_IMAGE_CATALOG: a catalog for `up`'s agent from the environment (the OCI runtime's
+    # tests give entries with `rootfs`: an unpacked image served under a name).
+    parser.add_argument("--image-catalog", default=os.environ.get("KUBELITE_IMAGE_CATALOG") or None,
+                        help="YAML file mapping more image names (default: $KUBELITE_IMAGE_CATALOG)")
     parser.add_argument("--images", default="catalog", choices=node_images.MODES,
                         help="how images resolve: auto (store, registry, catalog), oci, catalog (default: catalog)")
     parser.add_argument("--image-store", default=None, help="the image store's directory (default: STATE_DIR/../imagestore)")

@@ -109,7 +109,7 @@ def tools_missing() -> list[str]:
 class ImageManager:
     def __init__(
         self,
-        catalog: Callable[[str], images.Image],
+        catalog: Callable[[str], images.Image | OCIImage],
         store: ImageStore | None,
         *,
         mode: str = "auto",
@@ -187,7 +187,7 @@ class ImageManager:
               f"({go_duration(waited)} including waiting). Image size: {result.image.size} bytes.")
         return result.image
 
-    def _from_catalog(self, name: str, event: EventFn) -> images.Image:
+    def _from_catalog(self, name: str, event: EventFn) -> images.Image | OCIImage:
         try:
             image = self.catalog(name)
         except images.ImageNotFound as e:

@@ -80,7 +80,7 @@ class PodConfigurer:
         self._cluster_dns = cluster_dns
         self._ca = client.config.ca_data or b""
         self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
-        self._images: dict[tuple[str, int], tuple[images.Image, float]] = {}
+        self._images: dict[tuple[str, int], tuple[images.Image | OCIImage, float]] = {}
         # The kubelet's image manager: catalog, image store and registry (see node/images.py).
         self.images = node_images.ImageManager(
             self.resolve_image, ImageStore(image_store) if image_store is not None else None,
@@ -91,7 +91,7 @@ class PodConfigurer:
         ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
         return ip if ip and ip != "None" else self._cluster_dns
 
-    def resolve_image(self, name: str) -> images.Image:
+    def resolve_image(self, name: str) -> images.Image | OCIImage:
         # Resolving may run a program (busybox --list) and read the catalog file: once per
         # image name and catalog version, not once per container start (the event loop waits).
         try:
@@ -102,7 +102,9 @@ class PodConfigurer:
         cached = self._images.get(key)
         if cached is not None and time.monotonic() - cached[1] < IMAGE_CACHE_SECONDS:
             return cached[0]
-        image = images.resolve(name, self.image_catalog)  # ImageNotFound is not cached
+        image: images.Image | OCIImage | None = images.resolve_oci(name, self.image_catalog)  # test hook
+        if image is None:
+            image = images.resolve(name, self.image_catalog)  # ImageNotFound is not cached
         self._images[key] = (image, time.monotonic())
         return image
 
@@ -220,7 +222,10 @@ class PodConfigurer:
         # HOME as runc sets it from the image's passwd (root's, or / for other users).
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
         home = "/" if sc.get("runAsUser") else "/root"
-        env = {"HOSTNAME": podspec.uts_hostname(pod), "HOME": home, **image.env, **result.env}
+        # A real image's HOME is its own, else runc's from the image's /etc/passwd (kubelite.node.ocispec).
+        base = {"HOSTNAME": podspec.uts_hostname(pod)} if isinstance(image, OCIImage) else \
+            {"HOSTNAME": podspec.uts_hostname(pod), "HOME": home}
+        env = {**base, **image.env, **result.env}
         argv = image.host_argv(podspec.container_argv(c, image.entrypoint, image.cmd, result.env))
         if not argv:
             raise podspec.EnvError("no command specified")

@@ -35,7 +35,7 @@ from kubelite.api.resource import pod_qos_class
 from kubelite.api.types import Obj
 from kubelite.client import PODS, ApiError, Client
 from kubelite.images.oci import OCIImage
-from kubelite.node import activedeadline, podspec, probes, terminationmessage, volumes
+from kubelite.node import activedeadline, ocispec, podspec, probes, terminationmessage, volumes
 from kubelite.node import images as node_images
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.podconfig import PodConfigurer
@@ -540,7 +540,13 @@ class PodWorker:
             # Only the current and the previous instance are kept (lastState): not their files.
             terminationmessage.host_file(self.dir, c["name"], restart - 2).unlink(missing_ok=True)
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
-        if sc.get("runAsNonRoot") and not sc.get("runAsUser"):
+        oci = image if isinstance(image, OCIImage) else None
+        if oci is not None and (msg := ocispec.verify_run_as_non_root(
+                sc, oci.user, podspec.pod_ref(pod), c["name"])):
+            cs.waiting = ("CreateContainerConfigError", msg)
+            self.event("Warning", "Failed", f"Error: {msg}")
+            return RETRY
+        if oci is None and sc.get("runAsNonRoot") and not sc.get("runAsUser"):
             # Every catalog image runs as root unless told otherwise, as the kubelet checks it.
             meta = pod.get("metadata") or {}
             msg = (f'container has runAsNonRoot and image will run as root (pod: "{meta.get("name")}_'
@@ -564,10 +570,17 @@ class PodWorker:
             tty=bool(c.get("tty")),
             stdin=bool(c.get("stdin")),
             stdin_once=bool(c.get("stdinOnce")),
-            oci=image if isinstance(image, OCIImage) else None,
+            oci=oci,
+            pod_security_context=dict((pod.get("spec") or {}).get("securityContext") or {}),
+            security_context=dict(c.get("securityContext") or {}),
+            resources=dict(c.get("resources") or {}),
         )
         try:
             cid = await host.runtime.start(spec)
+        except ocispec.SpecError as e:  # e.g. the image's user is not in its /etc/passwd: containerd's create fails
+            cs.waiting = ("CreateContainerError", str(e))
+            self.event("Warning", "Failed", f"Error: {e}")
+            return RETRY
         except Exception as e:
             cs.waiting = ("RunContainerError", str(e))
             self.event("Warning", "Failed", f"Error: {e}")
@@ -843,6 +856,7 @@ class PodWorker:
                     with contextlib.suppress(Exception):
                         await self.host.runtime.remove(cid)
         await self.host.network.remove_pod(self.uid)
+        await self.host.runtime.remove_pod(self.uid)  # its IPC and UTS namespaces
         self.net = None
         self.sandbox_ready = False
         volumes.remove(self.dir)

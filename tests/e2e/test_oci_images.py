@@ -4,11 +4,8 @@ A ``kubelite up`` (default ``--images=auto``) with its node agent, a Debian dock
 127.0.0.1 (one open, one behind htpasswd) holding images built by tests/imagefixture.py, and
 the real kubectl. What the kubelet's image manager shows is checked through the API as a user
 sees it: events (``Pulling``, ``Pulled``, ``Failed``), the waiting reasons ErrImagePull /
-ImagePullBackOff / ErrImageNeverPull with the registry's reason, ``imageID``.
-
-Tests marked ``needs_oci_runtime`` run the image's processes (they need the node's runc
-runtime, which lands separately): they are skipped until ``kubelite.node.runtime`` has one,
-or forced with ``KUBELITE_OCI_RUNTIME=1``.
+ImagePullBackOff / ErrImageNeverPull with the registry's reason, ``imageID``; and the pods of
+pulled images run with runc (their filesystem, config, exec, a Service over two of them).
 """
 
 from __future__ import annotations
@@ -35,13 +32,6 @@ Obj = dict[str, Any]
 USER, PASSWORD = "puller", "pull-pass"
 
 
-def oci_runtime_ready() -> bool:
-    import kubelite.node.runtime as rt
-
-    return os.environ.get("KUBELITE_OCI_RUNTIME") == "1" or any("runc" in n.lower() for n in dir(rt))
-
-
-needs_oci_runtime = pytest.mark.skipif(not oci_runtime_ready(), reason="needs the node's OCI (runc) runtime")
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +206,6 @@ def test_catalog_images_still_resolve_offline(env: tuple[Cluster, fx.Registry, f
     assert has_event(cluster, "catalog", "Pulling") is None
 
 
-@needs_oci_runtime
 def test_pod_runs_the_images_filesystem(env: tuple[Cluster, fx.Registry, fx.Registry, pathlib.Path]) -> None:
     cluster, reg, _, base = env
     ref = reg.push(fx.build_layout(base / "run", "v1", fx.ImageSpec(
@@ -233,7 +222,6 @@ def pod_output(cluster: Cluster, name: str) -> str:
     return str(cluster.kubectl("logs", name, check=True).stdout)
 
 
-@needs_oci_runtime
 def test_entrypoint_cmd_env_workdir_as_kubernetes_combines_them(
         env: tuple[Cluster, fx.Registry, fx.Registry, pathlib.Path]) -> None:
     cluster, reg, _, base = env
@@ -251,7 +239,7 @@ def test_entrypoint_cmd_env_workdir_as_kubernetes_combines_them(
     assert run("ep-args", args=["a"]) == "ep a"  # Entrypoint + args (Cmd dropped)
     assert run("ep-command", command=["/bin/echo", "c"]) == "c"  # command alone (Cmd dropped)
     assert run("ep-both", command=["/bin/echo", "c"], args=["d"]) == "c d"
-    out = run("ep-env", command=["sh", "-c", "pwd; echo $GREETING $OVERRIDE; cat baked.txt; "
+    out = run("ep-env", command=["sh", "-c", "pwd; echo $GREETING $OVERRIDE; cat baked.txt; echo; "
                                               f"test -e /etc/os-release || echo no-os-release; "
                                               f"test -e {cluster.data_dir} || echo no-data-dir"],
               env=[{"name": "OVERRIDE", "value": "from-pod"}])
@@ -260,7 +248,6 @@ def test_entrypoint_cmd_env_workdir_as_kubernetes_combines_them(
     assert env_override == "pod"
 
 
-@needs_oci_runtime
 def test_service_over_two_pods_of_an_image_with_exec_and_readiness(
         env: tuple[Cluster, fx.Registry, fx.Registry, pathlib.Path]) -> None:
     cluster, reg, _, base = env

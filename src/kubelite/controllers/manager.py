@@ -31,6 +31,10 @@ CONTROLLERS: dict[str, str] = {
     "disruption": "kubelite.controllers.disruption:DisruptionController",
     "resourcequota": "kubelite.controllers.resourcequota:ResourceQuotaController",
     "csrsigning": "kubelite.controllers.certificates:CSRSigningController",
+    "persistentvolume-binder": "kubelite.controllers.persistentvolume:PersistentVolumeController",
+    "pvc-protection": "kubelite.controllers.persistentvolume:PVCProtectionController",
+    "pv-protection": "kubelite.controllers.persistentvolume:PVProtectionController",
+    "local-path-provisioner": "kubelite.controllers.localpath:LocalPathProvisioner",
 }
 
 

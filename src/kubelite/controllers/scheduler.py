@@ -27,6 +27,7 @@ from kubelite.api.types import EventType, Obj
 from kubelite.client import NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.volumebinding import VolumeBinding, prefilter_error
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,8 @@ class Scheduler(Controller):
         self._assumed: dict[str, str] = {}  # pod key -> node it was bound to, until the cache shows it
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
+        self.volume_binding = VolumeBinding(ctx)
+        self.volume_binding.on_claim(self._on_claim)
 
     def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         key = key_of(pod)
@@ -217,6 +220,14 @@ class Scheduler(Controller):
             if needs_scheduling(pod):
                 self.queue.add(key_of(pod))
 
+    def _on_claim(self, namespace: str, name: str) -> None:
+        # A claim created, bound or handed to a node may let a waiting pod go on.
+        for pod in self.pods.by_index("scheduler-node", ""):
+            if (pod.get("metadata") or {}).get("namespace") == namespace and needs_scheduling(pod) and \
+                    any((v.get("persistentVolumeClaim") or {}).get("claimName") == name
+                        for v in (pod.get("spec") or {}).get("volumes") or []):
+                self.queue.add(key_of(pod))
+
     def _pods_on(self, node: str) -> int:
         bound = sum(1 for p in self.pods.by_index("scheduler-node", node)
                     if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
@@ -230,10 +241,14 @@ class Scheduler(Controller):
         if not nodes:
             await self._unschedulable(pod, NO_NODES)
             return
+        unresolvable = self.volume_binding.prefilter(pod)
+        if unresolvable is not None:
+            await self._unschedulable(pod, prefilter_error(pod, len(nodes), unresolvable))
+            return
         feasible: list[str] = []
         reasons: list[str] = []
         for node in nodes:
-            reason = filter_node(pod, node)
+            reason = filter_node(pod, node) or self.volume_binding.filter(pod, node)
             if reason is None:
                 feasible.append(node["metadata"]["name"])
             else:
@@ -242,6 +257,9 @@ class Scheduler(Controller):
             await self._unschedulable(pod, fit_error(pod, len(nodes), reasons))
             return
         target = min(feasible, key=lambda n: (self._pods_on(n), n))
+        if not await self.volume_binding.prebind(pod, target):
+            self.queue.add_after(key, 1.0)  # its claims are being bound (claim events bring it back sooner)
+            return
         await self._bind(pod, target)
 
     async def _bind(self, pod: Obj, node: str) -> None:

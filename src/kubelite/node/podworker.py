@@ -396,7 +396,7 @@ class PodWorker:
             await self.refresh_volumes(raise_errors=True)
             log.debug("pod %s: network %.3fs, files and volumes %.3fs", self.name, t1 - t0, time.monotonic() - t1)
         except volumes.VolumeError as e:
-            self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e}")
+            self.event("Warning", "FailedMount", e.event_message())
             return False
         except ApiError as e:
             self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e.status.get('message', e)}")

@@ -31,6 +31,21 @@ SA_TOKEN_SECONDS = 3607  # what the kubelet asks for the kube-api-access volume
 class VolumeError(Exception):
     """A volume cannot be set up yet (the kubelet's FailedMount); the pod waits in ContainerCreating."""
 
+    def event_message(self) -> str:
+        return f"MountVolume.SetUp failed: {self}"
+
+
+class ClaimError(VolumeError):
+    """A claim that cannot be used yet: the kubelet's volume manager says so in its own words."""
+
+    def __init__(self, volume: str, detail: str) -> None:
+        super().__init__(detail)
+        self.volume = volume
+
+    def event_message(self) -> str:
+        return (f"Unable to attach or mount volumes: unmounted volumes=[{self.volume}], unattached volumes=[], "
+                f"failed to process volumes=[{self.volume}]: {self}")
+
 
 @dataclass
 class Sources:
@@ -43,6 +58,9 @@ class Sources:
     pod_ips: Sequence[str] = ()
     host_ips: Sequence[str] = ()
     allocatable: Mapping[str, str] | None = None
+    # name → PersistentVolumeClaim (in the pod's namespace) / PersistentVolume, None when missing
+    claim: Callable[[str], Awaitable[Obj | None]] | None = None
+    volume: Callable[[str], Awaitable[Obj | None]] | None = None
 
 
 def volume_dir(pod_dir: pathlib.Path, name: str) -> pathlib.Path:
@@ -171,6 +189,10 @@ async def setup(pod: Obj, pod_dir: pathlib.Path, sources: Sources) -> None:
             await _write_files_async(target, _downward_files(pod, sources, src.get("items") or [], _mode(src)))
         elif vol.get("projected") is not None:
             await _write_files_async(target, await _projected_files(pod, sources, vol["projected"]))
+        elif vol.get("persistentVolumeClaim") is not None:
+            from kubelite.node import persistentvolumes  # it builds on this module's errors
+
+            await persistentvolumes.setup_claim(pod, vol, target, sources)
         else:
             kinds = [k for k in vol if k != "name"]
             raise VolumeError(f"volume {vol['name']!r}: unsupported volume type {', '.join(kinds) or 'none'}")
@@ -229,9 +251,13 @@ def container_mounts(pod: Obj, container: Obj, pod_dir: pathlib.Path) -> list[tu
             raise VolumeError(f"volume {m.get('name')!r} not found")
         if vol.get("hostPath") is not None:
             source = pathlib.Path(vol["hostPath"].get("path", ""))
+        elif vol.get("persistentVolumeClaim") is not None:
+            # setup() linked the claim's volume directory here.
+            source = volume_dir(pod_dir, vol["name"]).resolve()
         else:
             source = volume_dir(pod_dir, vol["name"])
         read_only = bool(m.get("readOnly")) or any(k in vol for k in ("configMap", "secret", "downwardAPI", "projected"))
+        read_only = read_only or bool((vol.get("persistentVolumeClaim") or {}).get("readOnly"))
         if m.get("subPath"):
             source = source / m["subPath"]
             if not source.exists():

@@ -28,6 +28,7 @@ from kubelite.api.validation import (
     policy,
     quota,
     service,
+    storage,
     workloads,
 )
 from kubelite.api.validation.meta import KindValidator, validate_object_meta, validate_object_meta_update
@@ -58,6 +59,7 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("apiregistration.k8s.io", "APIService"): cluster.validate_api_service,
     **quota.VALIDATORS,
     **certificates.VALIDATORS,
+    **storage.VALIDATORS,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

@@ -119,6 +119,7 @@ class Client:
         self.user_agent = user_agent
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str], **kw: Any) -> Client:
@@ -142,10 +143,22 @@ class Client:
             )
         return self._session
 
+    @property
+    def watch_session(self) -> aiohttp.ClientSession:
+        """Watches get a pool of their own, without a limit: over HTTP/1.1 every open watch
+        holds a connection for its whole life (client-go multiplexes them over one HTTP/2
+        connection), so in the bounded pool a process with more informers than connections
+        (the controller-manager has 30+) would wait forever for its last lists and watches."""
+        if self._watch_session is None or self._watch_session.closed:
+            connector = aiohttp.TCPConnector(ssl=self.config.ssl_context(), limit=0)
+            self._watch_session = aiohttp.ClientSession(connector=connector)
+        return self._watch_session
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
+        self._session = self._watch_session = None
 
     async def __aenter__(self) -> Client:
         return self
@@ -254,8 +267,8 @@ class Client:
                          fieldSelector=field_selector, timeoutSeconds=str(timeout_seconds) if timeout_seconds else "",
                          allowWatchBookmarks="true" if allow_bookmarks else "")
         timeout = aiohttp.ClientTimeout(total=None, sock_read=None)
-        async with self.session.get(self.url(rt, namespace), params=params, headers=self._headers(),
-                                    timeout=timeout) as resp:
+        async with self.watch_session.get(self.url(rt, namespace), params=params, headers=self._headers(),
+                                          timeout=timeout) as resp:
             if resp.status >= 400:
                 raise ApiError(orjson.loads(await resp.read() or b"{}"), resp.status)
             async for line in resp.content:

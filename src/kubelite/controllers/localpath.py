@@ -28,6 +28,7 @@ from typing import Any
 from kubelite.api import storage
 from kubelite.api.types import EventType, Obj
 from kubelite.client import NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, STORAGECLASSES, ApiError, key_of
+from kubelite.client.events import EventRecorder
 from kubelite.controllers.base import Context, Controller
 from kubelite.controllers.persistentvolume import as_claim, claim_ref
 
@@ -69,7 +70,9 @@ def persistent_volume(pvc: Obj, sc: Obj, path: pathlib.Path, node: Obj | None) -
         "storageClassName": (sc.get("metadata") or {}).get("name", ""),
         "volumeMode": spec.get("volumeMode") or "Filesystem",
     }
-    if params.get("volumeType", "local").lower() == "hostpath":
+    # A local volume must name its node; without one (no node yet, an Immediate class on a
+    # cluster without nodes) the volume is a hostPath one, usable anywhere on this machine.
+    if params.get("volumeType", "local").lower() == "hostpath" or node is None:
         pv_spec["hostPath"] = {"path": str(path), "type": "DirectoryOrCreate"}
     else:
         pv_spec["local"] = {"path": str(path)}
@@ -102,7 +105,9 @@ class LocalPathProvisioner(Controller):
         self.volumes = ctx.informer(PERSISTENTVOLUMES)
         self.classes = ctx.informer(STORAGECLASSES)
         self.nodes = ctx.informer(NODES)
-        self.recorder = ctx.recorder
+        # external-provisioner reports as "<provisioner>_<its pod>_<uuid>", external-resizer by name.
+        self.recorder = EventRecorder(self.client, f"{PROVISIONER}_local-path-provisioner")
+        self.resizer = EventRecorder(self.client, f"external-resizer {PROVISIONER}")
         self.claims.add_handler(lambda kind, pvc, old: self._on("claim/", kind, pvc))
         self.volumes.add_handler(lambda kind, pv, old: self._on("volume/", kind, pv))
 
@@ -181,14 +186,14 @@ class LocalPathProvisioner(Controller):
             return
         meta = pvc["metadata"]
         request = pvc["spec"]["resources"]["requests"]["storage"]
-        await self.recorder.event(as_claim(pvc), "Normal", "Resizing",
+        await self.resizer.event(as_claim(pvc), "Normal", "Resizing",
                                   f"External resizer is resizing volume {pv['metadata']['name']}")
         if want > storage.volume_capacity(pv):
             await self.client.patch(PERSISTENTVOLUMES, pv["metadata"]["name"], {"spec": {"capacity": {"storage": request}}})
         await self.client.patch(PERSISTENTVOLUMECLAIMS, meta["name"], {"status": {
             "capacity": {"storage": request}, "allocatedResources": {"storage": request}, "conditions": None,
         }}, meta["namespace"], subresource="status")
-        await self.recorder.event(as_claim(pvc), "Normal", "VolumeResizeSuccessful", "Resize volume succeeded")
+        await self.resizer.event(as_claim(pvc), "Normal", "VolumeResizeSuccessful", "Resize volume succeeded")
 
     async def sync_volume(self, name: str) -> None:
         pv = self.volumes.get(name)

@@ -37,6 +37,7 @@ from kubelite.client import (
     ApiError,
     key_of,
 )
+from kubelite.client.events import EventRecorder
 from kubelite.controllers.base import Context, Controller
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class PersistentVolumeController(Controller):
         self.volumes = ctx.informer(PERSISTENTVOLUMES, indexers={"claim": _volume_claim_key})
         self.classes = ctx.informer(STORAGECLASSES)
         self.nodes = ctx.informer(NODES)
-        self.recorder = ctx.recorder
+        self.recorder = EventRecorder(self.client, "persistentvolume-controller")
         self.claims.add_handler(self._on_claim)
         self.volumes.add_handler(self._on_volume)
         self.classes.add_handler(self._on_class)

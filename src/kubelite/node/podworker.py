@@ -512,6 +512,7 @@ class PodWorker:
             mounts=mounts,
             uid=sc.get("runAsUser"),
             gid=sc.get("runAsGroup"),
+            groups=podspec.supplementary_groups(pod),
             log_path=self.dir / "logs" / c["name"] / f"{restart}.log",
             tty=bool(c.get("tty")),
             stdin=bool(c.get("stdin")),

@@ -34,7 +34,7 @@ import subprocess
 import sys
 import termios
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from kubelite.api.timeutil import now_rfc3339
@@ -84,6 +84,8 @@ class ContainerSpec:
     tty: bool = False
     stdin: bool = False
     stdin_once: bool = False  # the first attach session that ends its stdin closes the container's
+    # Supplementary groups (the pod's fsGroup and supplementalGroups, as the kubelet adds them).
+    groups: list[int] = field(default_factory=list)
 
 
 @dataclass

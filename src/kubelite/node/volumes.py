@@ -17,6 +17,7 @@ import base64
 import os
 import pathlib
 import shutil
+import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -259,13 +260,27 @@ def container_mounts(pod: Obj, container: Obj, pod_dir: pathlib.Path) -> list[tu
         read_only = bool(m.get("readOnly")) or any(k in vol for k in ("configMap", "secret", "downwardAPI", "projected"))
         read_only = read_only or bool((vol.get("persistentVolumeClaim") or {}).get("readOnly"))
         if m.get("subPath"):
-            source = source / m["subPath"]
+            root, source = source, source / m["subPath"]
             if not source.exists():
-                source.mkdir(parents=True, exist_ok=True)
+                _make_sub_path(root, source)
         out.append((str(source), m.get("mountPath", ""), read_only))
     if wants_sa_mount(pod) and not _mounts_sa(container):
         out.append((str(sa_dir(pod_dir)), SA_MOUNT, True))
     return out
+
+
+def _make_sub_path(root: pathlib.Path, sub: pathlib.Path) -> None:
+    """As the kubelet's SafeMakeDir: new directories take the volume root's mode (and, through
+    its setgid bit, its group), so that an fsGroup can write into a subPath the kubelet made."""
+    try:
+        mode = stat.S_IMODE(os.stat(root).st_mode)
+    except OSError:
+        mode = 0o755
+    missing = [p for p in [sub, *sub.parents] if p != root and root in p.parents and not p.exists()]
+    for p in reversed(missing):
+        p.mkdir(exist_ok=True)
+        os.chmod(p, mode)
+    sub.mkdir(parents=True, exist_ok=True)
 
 
 def remove(pod_dir: pathlib.Path) -> None:

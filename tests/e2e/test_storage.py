@@ -11,6 +11,7 @@ satisfy stays Pending with the PV controller's Event.
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import shutil
 from collections.abc import Iterator
@@ -121,6 +122,51 @@ def test_sub_path_read_only_and_fs_group_inside_the_container(cluster: Cluster) 
     assert "Read-only file system" in out and "refused" in out, out
     cluster.kubectl("delete", "pod", "writer", "reader", "--wait=true", check=True)
     cluster.kubectl("delete", "pvc", "shared", check=True)
+
+
+def _hand_made(name: str, source: Obj, node: str | None = None) -> Obj:
+    spec: Obj = {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], **source}
+    if node is not None:
+        spec["nodeAffinity"] = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name}, "spec": spec}
+
+
+def test_hand_made_local_and_host_path_volumes(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    node = _json(cluster, "get", "nodes")["items"][0]["metadata"]["labels"]["kubernetes.io/hostname"]
+    local_dir, host_dir = tmp_path / "local", tmp_path / "host"
+    local_dir.mkdir()
+    cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump_all([
+        _hand_made("e2e-local", {"local": {"path": str(local_dir)}}, node),
+        _hand_made("e2e-host", {"hostPath": {"path": str(host_dir), "type": "DirectoryOrCreate"}}),
+        _hand_made("e2e-away", {"local": {"path": str(local_dir)}}, "some-other-node"),
+        # Claims pre-bound by name (spec.volumeName), as an administrator does.
+        _claim("local-claim", storageClassName="", volumeName="e2e-local"),
+        _claim("host-claim", storageClassName="", volumeName="e2e-host"),
+        _claim("away-claim", storageClassName="", volumeName="e2e-away"),
+    ]))
+    claims = ("local-claim", "host-claim", "away-claim")
+    wait_for("the claims bound", lambda: all(_phase(cluster, "pvc", c) == "Bound" for c in claims), 60)
+    mounts = [{"name": "data", "mountPath": "/data"}]
+    cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump_all([
+        _pod("on-local", "echo local > /data/f && stat -c %g /data/f", [_claim_volume("local-claim")], mounts,
+             securityContext={"runAsUser": 1000, "fsGroup": 2000}),
+        _pod("on-host", "echo host > /data/f", [_claim_volume("host-claim")], mounts),
+        _pod("on-away", "true", [_claim_volume("away-claim")], mounts),
+    ]))
+    assert _finished(cluster, "on-local") == "2000\n"
+    assert (local_dir / "f").read_text() == "local\n" and os.stat(local_dir / "f").st_gid == 2000
+    _finished(cluster, "on-host")
+    assert (host_dir / "f").read_text() == "host\n"
+    wait_for("the affinity conflict", lambda: any(
+        e["reason"] == "FailedScheduling" and "1 node(s) had volume node affinity conflict" in e["message"]
+        for e in _events(cluster, "Pod", "on-away")), 60)
+    cluster.kubectl("delete", "pod", "on-local", "on-host", "on-away", check=True)
+    cluster.kubectl("delete", "pvc", "local-claim", "host-claim", "away-claim", check=True)
+    # Retain (the default of a hand-made volume): Released, the data left where it is.
+    wait_for("Released", lambda: _phase(cluster, "pv", "e2e-local") == "Released", 60)
+    assert (local_dir / "f").exists()
+    cluster.kubectl("delete", "pv", "e2e-local", "e2e-host", "e2e-away", check=True)
 
 
 def test_data_survives_the_pod_and_a_restart_and_goes_with_the_claim(cluster: Cluster) -> None:

@@ -148,3 +148,11 @@ def test_a_claim_made_before_any_default_gets_the_default_later(cluster: Cluster
     wait_for("the default class given", lambda: _json(cluster, "get", "pvc", "int-late")["spec"]
              .get("storageClassName") == "local-path", 30)
     cluster.kubectl("delete", "pvc", "int-late", check=True)
+
+
+def test_a_claim_of_a_missing_class_fails_to_provision(cluster: Cluster) -> None:
+    _apply(cluster, _claim("int-noclass", storageClassName="int-nope"))
+    wait_for("ProvisioningFailed", lambda: 'storageclass.storage.k8s.io "int-nope" not found' in
+             cluster.kubectl("describe", "pvc", "int-noclass").stdout, 30)
+    assert _phase(cluster, "pvc", "int-noclass") == "Pending"
+    cluster.kubectl("delete", "pvc", "int-noclass", check=True)

@@ -277,8 +277,6 @@ def find_matching_volume(pvc: Obj, volumes: Iterable[Obj], node: Obj | None = No
             continue
         if not volume_fits(pv, pvc, node):
             continue
-        # A claim with a selector or an empty class may only take a volume without a class...
-        # (the class comparison above already requires equality).
         if best is None or volume_capacity(pv) < volume_capacity(best):
             best = pv
     return best

@@ -81,14 +81,11 @@ def persistent_volume(pvc: Obj, sc: Obj, path: pathlib.Path, node: Obj | None) -
         hostname = (node_meta.get("labels") or {}).get(HOSTNAME_LABEL) or node_meta.get("name", "")
         pv_spec["nodeAffinity"] = {"required": {"nodeSelectorTerms": [
             {"matchExpressions": [{"key": HOSTNAME_LABEL, "operator": "In", "values": [hostname]}]}]}}
-    return {
-        "apiVersion": "v1", "kind": "PersistentVolume",
-        "metadata": {"name": volume_name(pvc), "annotations": {
-            storage.PROVISIONED_BY: PROVISIONER,
-            "local.path.provisioner/selected-node": (node or {}).get("metadata", {}).get("name", ""),
-        }},
-        "spec": pv_spec,
-    }
+    annotations = {storage.PROVISIONED_BY: PROVISIONER}
+    if node is not None:
+        annotations["local.path.provisioner/selected-node"] = (node.get("metadata") or {}).get("name", "")
+    return {"apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": volume_name(pvc), "annotations": annotations}, "spec": pv_spec}
 
 
 class LocalPathProvisioner(Controller):

@@ -156,3 +156,17 @@ def test_a_claim_of_a_missing_class_fails_to_provision(cluster: Cluster) -> None
              cluster.kubectl("describe", "pvc", "int-noclass").stdout, 30)
     assert _phase(cluster, "pvc", "int-noclass") == "Pending"
     cluster.kubectl("delete", "pvc", "int-noclass", check=True)
+
+
+def test_a_claim_whose_volume_is_gone_is_lost(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    _apply(cluster, _volume("int-lost", "1Gi", str(tmp_path / "lost")),
+           _claim("int-lost", storageClassName="", volumeName="int-lost"))
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-lost") == "Bound", 30)
+    # pv-protection keeps a bound volume: only with its finalizer removed does it go.
+    cluster.kubectl("delete", "pv", "int-lost", "--wait=false", check=True)
+    assert "Terminating" in cluster.kubectl("get", "pv", "int-lost", check=True).stdout
+    cluster.kubectl("patch", "pv", "int-lost", "-p", '{"metadata":{"finalizers":null}}', check=True)
+    wait_for("the claim Lost", lambda: _phase(cluster, "pvc", "int-lost") == "Lost", 30)
+    assert "Bound claim has lost its PersistentVolume. Data on the volume is lost!" in \
+        cluster.kubectl("describe", "pvc", "int-lost", check=True).stdout
+    cluster.kubectl("delete", "pvc", "int-lost", check=True)

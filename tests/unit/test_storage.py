@@ -387,4 +387,4 @@ async def test_a_bound_claim_links_its_volume_and_mounts_it(tmp_path: pathlib.Pa
     # The kubelet makes a subPath with the volume root's mode, so an fsGroup may write into it.
     assert stat.S_IMODE(os.stat(data / "a").st_mode) == stat.S_IMODE(os.stat(data / "a" / "b").st_mode) == 0o2777
     volumes.remove(pod_dir)
-    assert data.is_dir()  # removing the pod's volumes never touches the claim's data
+    assert (data / "a" / "b").is_dir()  # removing the pod's volumes never touches the claim's data

@@ -122,9 +122,10 @@ class PersistentVolumeController(Controller):
         if ref:
             self.queue.add(f"claim/{ref.get('namespace', '')}/{ref.get('name', '')}")
         elif kind != "DELETED":
-            # A volume that became Available may satisfy a waiting claim.
+            # A volume that became Available may satisfy a waiting claim, or be the one a
+            # claim was pre-bound to by name.
             for pvc in self.claims.list():
-                if not (pvc.get("spec") or {}).get("volumeName"):
+                if (pvc.get("spec") or {}).get("volumeName") in (None, "", key_of(pv)):
                     self.queue.add("claim/" + key_of(pvc))
 
     def _on_class(self, kind: EventType, sc: Obj, old: Obj | None) -> None:
@@ -161,6 +162,9 @@ class PersistentVolumeController(Controller):
                 await self._set_claim_phase(pvc, "Lost")
                 await self.recorder.event(as_claim(pvc), "Warning", "ClaimLost" if pv is None else "ClaimMisbound",
                                           CLAIM_LOST if pv is None else CLAIM_MISBOUND)
+            else:
+                # Pre-bound by name to a volume that does not exist (yet): look again later.
+                self.queue.add_after("claim/" + key, SYNC_PERIOD)
             return
         if not _claim_ref_of(pv):
             # Pre-bound by the user to a free volume: the volume side of the bind is ours.

@@ -98,6 +98,19 @@ def test_a_claim_nothing_can_satisfy_stays_pending_with_an_event(cluster: Cluste
         for e in _events(cluster, "Pod", "stuck")), 60)
     assert _phase(cluster, "pod", "stuck") == "Pending"
     cluster.kubectl("delete", "pod/stuck", "pvc/nowhere", "--wait=false", check=True)
+    # A pod put on the node directly (no scheduler to wait) waits in ContainerCreating instead.
+    node = _json(cluster, "get", "nodes")["items"][0]["metadata"]["name"]
+    cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump(
+        _pod("direct", "true", [_claim_volume("missing")], [{"name": "data", "mountPath": "/data"}], nodeName=node)))
+    wait_for("FailedMount", lambda: any(
+        e["reason"] == "FailedMount" and e["message"] ==
+        "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[], failed to process "
+        'volumes=[data]: error processing PVC default/missing: failed to fetch PVC from API server: '
+        'persistentvolumeclaims "missing" not found'
+        for e in _events(cluster, "Pod", "direct")), 60)
+    waiting = _json(cluster, "get", "pod", "direct")["status"]["containerStatuses"][0]["state"]["waiting"]
+    assert waiting["reason"] == "ContainerCreating"
+    cluster.kubectl("delete", "pod/direct", "--wait=false", check=True)
 
 
 def test_sub_path_read_only_and_fs_group_inside_the_container(cluster: Cluster) -> None:

@@ -182,6 +182,35 @@ def test_hand_made_local_and_host_path_volumes(cluster: Cluster, tmp_path: pathl
     cluster.kubectl("delete", "pv", "e2e-local", "e2e-host", "e2e-away", check=True)
 
 
+def test_a_static_local_class_binds_when_the_pod_is_scheduled(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    """The classic local-volume setup: kubernetes.io/no-provisioner, WaitForFirstConsumer."""
+    node = _json(cluster, "get", "nodes")["items"][0]["metadata"]["labels"]["kubernetes.io/hostname"]
+    volume = _hand_made("e2e-static", {"local": {"path": str(tmp_path)}, "storageClassName": "e2e-local"}, node)
+    cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump_all([
+        {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "e2e-local"},
+         "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "WaitForFirstConsumer"},
+        volume, _claim("static-claim", storageClassName="e2e-local"),
+    ]))
+    wait_for("WaitForFirstConsumer", lambda: any(
+        e["reason"] == "WaitForFirstConsumer" for e in _events(cluster, "PersistentVolumeClaim", "static-claim")), 60)
+    assert _phase(cluster, "pvc", "static-claim") == "Pending"
+    cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump(
+        _pod("on-static", "echo static > /data/f", [_claim_volume("static-claim")],
+             [{"name": "data", "mountPath": "/data"}])))
+    _finished(cluster, "on-static")
+    assert (tmp_path / "f").read_text() == "static\n"
+    pvc = _json(cluster, "get", "pvc", "static-claim")
+    assert pvc["spec"]["volumeName"] == "e2e-static" and pvc["status"]["phase"] == "Bound"
+    # The scheduler bound the existing volume itself: no node was handed to a provisioner.
+    assert "volume.kubernetes.io/selected-node" not in pvc["metadata"].get("annotations", {})
+    pv = _json(cluster, "get", "pv", "e2e-static")
+    assert pv["metadata"]["annotations"]["pv.kubernetes.io/bound-by-controller"] == "yes"
+    cluster.kubectl("delete", "pod", "on-static", check=True)
+    cluster.kubectl("delete", "pvc", "static-claim", check=True)
+    cluster.kubectl("delete", "pv", "e2e-static", check=True)
+    cluster.kubectl("delete", "sc", "e2e-local", check=True)
+
+
 def test_data_survives_the_pod_and_a_restart_and_goes_with_the_claim(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump(_claim("db")))
     # WaitForFirstConsumer: nothing is bound before a pod uses the claim.

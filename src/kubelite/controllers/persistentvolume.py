@@ -190,6 +190,12 @@ class PersistentVolumeController(Controller):
         selected = annotations.get(storage.SELECTED_NODE)
         delay = sc is not None and sc.get("volumeBindingMode") == "WaitForFirstConsumer"
         if delay and not selected:
+            # Only a volume already bound to the claim (by the scheduler's PreBind) is taken now.
+            prebound = next((v for v in self.volumes.list()
+                             if storage.claim_ref_matches(v, pvc) and storage.volume_fits(v, pvc)), None)
+            if prebound is not None:
+                await self._complete_claim(pvc, prebound, by_controller=True)
+                return
             await self.recorder.event(as_claim(pvc), "Normal", "WaitForFirstConsumer", WAIT_FOR_CONSUMER)
             return
         node = self.nodes.get(selected) if selected else None

@@ -4,11 +4,11 @@ PreFilter refuses a pod whose claim is missing, being deleted, or unbound in an 
 class (the PV controller binds those on its own; the pod waits for it). Filter keeps the nodes
 a bound claim's volume may be used on (its node affinity: a ``local`` volume lives on one
 node), and for an unbound ``WaitForFirstConsumer`` claim the nodes where a free volume fits or
-the class can provision one. PreBind writes the chosen node to each such claim
-(``volume.kubernetes.io/selected-node``), which lets the PV controller bind it (to a matching
-volume on that node, or through the provisioner); the pod is bound to the node once every claim
-is. Kubernetes' scheduler binds pre-provisioned volumes itself in PreBind; here the PV
-controller does it from the annotation, which ends in the same objects.
+the class can provision one. PreBind binds a fitting existing volume to the claim (its
+``claimRef``), or else writes the chosen node to the claim
+(``volume.kubernetes.io/selected-node``) for its provisioner; the PV controller completes the
+binding, and the pod is bound to the node once every claim is (kube-scheduler waits the same
+way in PreBind; here the pod goes back to the queue and claim events bring it back).
 """
 
 from __future__ import annotations
@@ -17,8 +17,16 @@ from typing import Any
 
 from kubelite.api import storage
 from kubelite.api.types import EventType, Obj
-from kubelite.client import PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, STORAGECLASSES, ApiError, Informer
+from kubelite.client import (
+    NODES,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
+    STORAGECLASSES,
+    ApiError,
+    Informer,
+)
 from kubelite.controllers.base import Context
+from kubelite.controllers.persistentvolume import claim_ref
 
 UNBOUND_IMMEDIATE = "pod has unbound immediate PersistentVolumeClaims"
 NODE_CONFLICT = "node(s) had volume node affinity conflict"
@@ -44,6 +52,7 @@ class VolumeBinding:
         self.claims: Informer = ctx.informer(PERSISTENTVOLUMECLAIMS)
         self.volumes: Informer = ctx.informer(PERSISTENTVOLUMES)
         self.classes: Informer = ctx.informer(STORAGECLASSES)
+        self.nodes: Informer = ctx.informer(NODES)
 
     def on_claim(self, handler: Any) -> None:
         """Call ``handler(namespace, name)`` when a claim changes (pods waiting for it retry)."""
@@ -102,11 +111,24 @@ class VolumeBinding:
                 continue
             ready = False
             meta = pvc.get("metadata") or {}
-            if (meta.get("annotations") or {}).get(storage.SELECTED_NODE) != node and not (pvc.get("spec") or {}).get("volumeName"):
-                try:
+            if (pvc.get("spec") or {}).get("volumeName") or \
+                    (meta.get("annotations") or {}).get(storage.SELECTED_NODE) == node:
+                continue
+            node_obj = self.nodes.get(node)
+            match = storage.find_matching_volume(pvc, self.volumes.list(), node_obj) if node_obj else None
+            try:
+                if match is not None and not (match.get("spec") or {}).get("claimRef"):
+                    # bindAPIUpdate: an existing volume is bound to the claim here; the PV
+                    # controller completes the claim's side.
+                    await self.client.patch(PERSISTENTVOLUMES, match["metadata"]["name"], {
+                        "metadata": {"annotations": {storage.BOUND_BY_CONTROLLER: "yes"},
+                                     "resourceVersion": match["metadata"].get("resourceVersion")},
+                        "spec": {"claimRef": claim_ref(pvc)}})
+                elif match is None:
+                    # Nothing to bind: the claim's provisioner makes a volume on this node.
                     await self.client.patch(PERSISTENTVOLUMECLAIMS, meta["name"], {
                         "metadata": {"annotations": {storage.SELECTED_NODE: node}}}, meta["namespace"])
-                except ApiError as e:
-                    if not e.not_found:
-                        raise
+            except ApiError as e:
+                if not (e.not_found or e.conflict):
+                    raise
         return ready

@@ -170,3 +170,21 @@ def test_a_claim_whose_volume_is_gone_is_lost(cluster: Cluster, tmp_path: pathli
     assert "Bound claim has lost its PersistentVolume. Data on the volume is lost!" in \
         cluster.kubectl("describe", "pvc", "int-lost", check=True).stdout
     cluster.kubectl("delete", "pvc", "int-lost", check=True)
+
+
+def test_a_volume_pre_bound_to_a_claim_by_name_gets_its_uid(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    volume = _volume("int-pre", "1Gi", str(tmp_path / "pre"))
+    volume["spec"]["claimRef"] = {"namespace": "default", "name": "int-pre"}
+    _apply(cluster, volume, _volume("int-decoy", "1Gi", str(tmp_path / "decoy")),
+           _claim("int-pre", storageClassName=""))
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-pre") == "Bound", 30)
+    pvc = _json(cluster, "get", "pvc", "int-pre")
+    assert pvc["spec"]["volumeName"] == "int-pre"
+    pv = _json(cluster, "get", "pv", "int-pre")
+    assert pv["spec"]["claimRef"]["uid"] == pvc["metadata"]["uid"]
+    # An administrator's binding is not the controller's.
+    assert "pv.kubernetes.io/bound-by-controller" not in pv["metadata"].get("annotations", {})
+    assert _phase(cluster, "pv", "int-decoy") == "Available"
+    cluster.kubectl("delete", "pvc", "int-pre", check=True)
+    wait_for("Released", lambda: _phase(cluster, "pv", "int-pre") == "Released", 30)
+    cluster.kubectl("delete", "pv", "int-pre", "int-decoy", check=True)

@@ -194,6 +194,8 @@ class PersistentVolumeController(Controller):
             prebound = next((v for v in self.volumes.list()
                              if storage.claim_ref_matches(v, pvc) and storage.volume_fits(v, pvc)), None)
             if prebound is not None:
+                if not _claim_ref_of(prebound).get("uid"):
+                    prebound = await self._bind_volume(prebound, pvc)
                 await self._complete_claim(pvc, prebound, by_controller=True)
                 return
             await self.recorder.event(as_claim(pvc), "Normal", "WaitForFirstConsumer", WAIT_FOR_CONSUMER)
@@ -202,7 +204,8 @@ class PersistentVolumeController(Controller):
         match = storage.find_matching_volume(pvc, self.volumes.list(), node)
         if match is not None:
             pv = dict(match)
-            if not _claim_ref_of(pv):
+            if not _claim_ref_of(pv).get("uid"):
+                # Free, or pre-bound by name only: the claimRef gets the claim's uid.
                 pv = await self._bind_volume(pv, pvc)
             await self._complete_claim(pvc, pv, by_controller=True)
             return
@@ -222,11 +225,13 @@ class PersistentVolumeController(Controller):
         await self.recorder.event(as_claim(pvc), "Normal", "ExternalProvisioning", external_provisioning(provisioner))
 
     async def _bind_volume(self, pv: Obj, pvc: Obj) -> Obj:
-        """bindVolumeToClaim: the volume's claimRef, marked as the controller's doing."""
+        """bindVolumeToClaim: the volume's claimRef, marked as the controller's doing unless an
+        administrator had pre-bound the volume to the claim."""
         meta = _meta(pv)
-        body = {"metadata": {"annotations": {storage.BOUND_BY_CONTROLLER: "yes"},
-                             "resourceVersion": meta.get("resourceVersion")},
-                "spec": {"claimRef": claim_ref(pvc)}}
+        body: dict[str, Any] = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
+                                "spec": {"claimRef": claim_ref(pvc)}}
+        if not _claim_ref_of(pv):
+            body["metadata"]["annotations"] = {storage.BOUND_BY_CONTROLLER: "yes"}
         out: Obj = await self.client.patch(PERSISTENTVOLUMES, meta["name"], body)
         return out
 

@@ -15,7 +15,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kubelite.api import defaults, errors, protobuf, schema, timeutil, validation
+from kubelite.api import defaults, errors, protobuf, schema, storage, timeutil, validation
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.resource import pod_qos_class
@@ -428,6 +428,67 @@ def _stamp_conditions(new: dict[str, Any], old: dict[str, Any]) -> None:
             )
 
 
+# -- persistent storage (pkg/registry/core/persistentvolume(claim), storage/storageclass) ----------
+
+
+async def _storage_classes(objects: ObjectLister) -> list[dict[str, Any]]:
+    rt = lookup("storage.k8s.io", "v1", "storageclasses")
+    return [] if rt is None else await objects.list_objects(rt, None)
+
+
+class PersistentVolumeStrategy(Strategy):
+    """A volume starts Pending (its phase stamped); StorageObjectInUseProtection adds pv-protection."""
+
+    def defaults(self, obj: dict[str, Any]) -> None:
+        super().defaults(obj)
+        storage.default_persistent_volume(obj)
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"phase": "Pending", "lastPhaseTransitionTime": timeutil.now_rfc3339()}
+
+    def prepare_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_status_update(new, old)
+        status = new.get("status")
+        if isinstance(status, dict) and status.get("phase") != (old.get("status") or {}).get("phase"):
+            status["lastPhaseTransitionTime"] = timeutil.now_rfc3339()
+
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        if old is None:
+            storage.add_finalizer(obj, storage.PV_PROTECTION)
+
+
+class PersistentVolumeClaimStrategy(Strategy):
+    """A claim starts Pending; admission adds pvc-protection and the default class (on create) and
+    refuses a grown request its class does not allow (PersistentVolumeClaimResize)."""
+
+    def defaults(self, obj: dict[str, Any]) -> None:
+        super().defaults(obj)
+        storage.default_persistent_volume_claim(obj)
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"phase": "Pending"}
+
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        if old is not None or not isinstance(obj.get("spec"), dict):
+            return
+        storage.admit_default_class(obj, await _storage_classes(objects))
+        storage.add_finalizer(obj, storage.PVC_PROTECTION)
+
+    async def admit_validating(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        if old is None:
+            return
+        classes = {str((sc.get("metadata") or {}).get("name")): sc for sc in await _storage_classes(objects)}
+        refusal = storage.admit_resize(obj, old, classes)
+        if refusal is not None:
+            raise errors.forbidden_error("persistentvolumeclaims", (obj.get("metadata") or {}).get("name") or "", refusal)
+
+
+class StorageClassStrategy(Strategy):
+    def defaults(self, obj: dict[str, Any]) -> None:
+        super().defaults(obj)
+        storage.default_storage_class(obj)
+
+
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
@@ -452,6 +513,9 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("apps", "DaemonSet"): DaemonSetStrategy,
     ("batch", "Job"): JobStrategy,
     ("batch", "CronJob"): GenerationStrategy,
+    ("", "PersistentVolume"): PersistentVolumeStrategy,
+    ("", "PersistentVolumeClaim"): PersistentVolumeClaimStrategy,
+    ("storage.k8s.io", "StorageClass"): StorageClassStrategy,
 }
 
 

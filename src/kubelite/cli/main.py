@@ -239,6 +239,7 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     plan.children.append(Child("controllers", [
         *verbosity, "controllers", "--kubeconfig", str(kc_path),
         "--cluster-signing-cert-file", str(pki.ca_cert), "--cluster-signing-key-file", str(pki.ca_key),
+        "--local-path-dir", str(data_dir / "storage"),
     ]))
     if not args.no_agent:
         plan.children.append(Child("agent", [
@@ -336,6 +337,7 @@ async def run_up(plan: UpPlan) -> int:
             "agent": not args.no_agent, "podCIDR": args.pod_cidr,
             **({"mergedInto": str(merged), "previousContext": previous} if merged else {}),
         })
+        await install_storage_addon(api)
         if not args.no_agent:
             await install_dns_addon(api, args.service_cidr)
             node = node_name(name)
@@ -459,6 +461,24 @@ async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, limit: flo
                 return True
         await asyncio.sleep(0.02)
     return stop.is_set()
+
+
+async def install_storage_addon(api: APIServer) -> None:
+    """The default StorageClass (k3s's local-storage addon): created once, then the user's to change."""
+    from kubelite.api.errors import StatusError
+    from kubelite.api.registry import for_kind
+    from kubelite.controllers.localpath import default_storage_class
+
+    obj = default_storage_class()
+    rt = for_kind(obj["apiVersion"], obj["kind"])
+    assert rt is not None
+    if await api.store.get(rt.key(None, obj["metadata"]["name"])) is not None:
+        return
+    try:
+        await api.registry.create_object(rt, None, obj, manager="kubelite")
+    except StatusError as e:
+        if e.code != 409:
+            raise
 
 
 async def install_dns_addon(api: APIServer, service_cidr: str) -> None:
@@ -653,6 +673,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     ctrl.add_argument("--cluster-signing-cert-file", default="",
                       help="the CA certificate approved CertificateSigningRequests are signed with")
     ctrl.add_argument("--cluster-signing-key-file", default="", help="that CA's private key")
+    ctrl.add_argument("--local-path-dir", default="",
+                      help="where the local-path provisioner makes volume directories (default: it provisions none)")
     return p
 
 
@@ -799,7 +821,8 @@ def main(argv: list[str] | None = None) -> int:
             from kubelite.controllers.base import Options
 
             options = Options(cluster_signing_cert_file=args.cluster_signing_cert_file,
-                              cluster_signing_key_file=args.cluster_signing_key_file)
+                              cluster_signing_key_file=args.cluster_signing_key_file,
+                              local_path_dir=args.local_path_dir)
             return _run_component(
                 controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c], options),
                 args.kubeconfig,

@@ -36,6 +36,10 @@ CONTROLLERS: dict[str, str] = {
     "ttl-after-finished": "kubelite.controllers.ttlafterfinished:TTLAfterFinishedController",
     "statefulset": "kubelite.controllers.statefulset:StatefulSetController",
     "daemonset": "kubelite.controllers.daemonset:DaemonSetController",
+    "persistentvolume-binder": "kubelite.controllers.persistentvolume:PersistentVolumeController",
+    "pvc-protection": "kubelite.controllers.persistentvolume:PVCProtectionController",
+    "pv-protection": "kubelite.controllers.persistentvolume:PVProtectionController",
+    "local-path-provisioner": "kubelite.controllers.localpath:LocalPathProvisioner",
 }
 
 

@@ -29,6 +29,7 @@ from kubelite.client import NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import defaultpreemption, nodeports, noderesources
 from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.volumebinding import VolumeBinding, prefilter_error
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,8 @@ class Scheduler(Controller):
         self._assumed: dict[str, str] = {}  # pod key -> node it was bound to, until the cache shows it
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
+        self.volume_binding = VolumeBinding(ctx)
+        self.volume_binding.on_claim(self._on_claim)
 
     def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         key = key_of(pod)
@@ -268,6 +271,14 @@ class Scheduler(Controller):
                 bound.append(assumed)
         return bound
 
+    def _on_claim(self, namespace: str, name: str) -> None:
+        # A claim created, bound or handed to a node may let a waiting pod go on.
+        for pod in self.pods.by_index("scheduler-node", ""):
+            if (pod.get("metadata") or {}).get("namespace") == namespace and needs_scheduling(pod) and \
+                    any((v.get("persistentVolumeClaim") or {}).get("claimName") == name
+                        for v in (pod.get("spec") or {}).get("volumes") or []):
+                self.queue.add(key_of(pod))
+
     async def reconcile(self, key: str) -> None:
         pod = self.pods.get(key)
         if pod is None or not needs_scheduling(pod) or key in self._assumed:
@@ -276,12 +287,16 @@ class Scheduler(Controller):
         if not nodes:
             await self._unschedulable(pod, NO_NODES)
             return
+        unresolvable = self.volume_binding.prefilter(pod)
+        if unresolvable is not None:
+            await self._unschedulable(pod, prefilter_error(pod, len(nodes), unresolvable))
+            return
         feasible: list[tuple[int, str]] = []
         reasons: list[str] = []
         resolvable: list[Obj] = []  # nodes where preemption might help
         for node in nodes:
             name = node["metadata"]["name"]
-            reason = filter_node(pod, node)
+            reason = filter_node(pod, node) or self.volume_binding.filter(pod, node)
             if reason is not None:
                 reasons.append(reason)
                 continue
@@ -293,7 +308,11 @@ class Scheduler(Controller):
             reasons += failed
             resolvable.append(node)
         if feasible:
-            await self._bind(pod, min(feasible)[1])
+            target = min(feasible)[1]
+            if not await self.volume_binding.prebind(pod, target):
+                self.queue.add_after(key, 1.0)  # its claims are being bound (claim events bring it back sooner)
+                return
+            await self._bind(pod, target)
             return
         await self._unschedulable(pod, await self._post_filter(pod, nodes, reasons, resolvable))
 

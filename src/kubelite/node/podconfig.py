@@ -22,7 +22,16 @@ from typing import Any
 
 from kubelite import images
 from kubelite.api.types import Obj
-from kubelite.client import CONFIGMAPS, SECRETS, SERVICEACCOUNTS, ApiError, Client, Informer
+from kubelite.client import (
+    CONFIGMAPS,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
+    SECRETS,
+    SERVICEACCOUNTS,
+    ApiError,
+    Client,
+    Informer,
+)
 from kubelite.images.oci import OCIImage
 from kubelite.images.store import ImageStore
 from kubelite.node import images as node_images
@@ -170,6 +179,8 @@ class PodConfigurer:
             pod_ips=[net.ip] if net else [],
             host_ips=[self.node_ip],
             allocatable=self._allocatable(),
+            claim=lambda name: self._get_optional(PERSISTENTVOLUMECLAIMS, name, ns),
+            volume=lambda name: self._get_optional(PERSISTENTVOLUMES, name, ""),
         )
 
     def forget_tokens(self, pod_uid: str) -> None:

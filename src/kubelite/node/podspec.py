@@ -732,3 +732,10 @@ def pod_conditions(
     out += [c for t, c in old.items() if t not in KUBELET_CONDITIONS]
     return out
 
+
+
+def supplementary_groups(pod: Obj) -> list[int]:
+    """The container processes' extra groups: the pod's fsGroup, then its supplementalGroups."""
+    sc = (pod.get("spec") or {}).get("securityContext") or {}
+    groups = [int(sc["fsGroup"])] if sc.get("fsGroup") is not None else []
+    return groups + [int(g) for g in sc.get("supplementalGroups") or [] if int(g) not in groups]

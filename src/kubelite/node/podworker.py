@@ -423,7 +423,7 @@ class PodWorker:
             await self.refresh_volumes(raise_errors=True)
             log.debug("pod %s: network %.3fs, files and volumes %.3fs", self.name, t1 - t0, time.monotonic() - t1)
         except volumes.VolumeError as e:
-            self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e}")
+            self.event("Warning", "FailedMount", e.event_message())
             return False
         except ApiError as e:
             self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e.status.get('message', e)}")
@@ -566,6 +566,7 @@ class PodWorker:
             mounts=mounts,
             uid=sc.get("runAsUser"),
             gid=sc.get("runAsGroup"),
+            groups=podspec.supplementary_groups(pod),
             log_path=self.dir / "logs" / c["name"] / f"{restart}.log",
             tty=bool(c.get("tty")),
             stdin=bool(c.get("stdin")),

@@ -101,6 +101,8 @@ class ContainerSpec:
     pod_security_context: dict[str, Any] = field(default_factory=dict)
     security_context: dict[str, Any] = field(default_factory=dict)
     resources: dict[str, Any] = field(default_factory=dict)
+    # Supplementary groups (the pod's fsGroup and supplementalGroups, as the kubelet adds them).
+    groups: list[int] = field(default_factory=list)
 
 
 @dataclass

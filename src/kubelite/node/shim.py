@@ -263,10 +263,10 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def _drop_privileges(uid: int | None, gid: int | None) -> None:
-    if uid is None and gid is None:
+def _drop_privileges(uid: int | None, gid: int | None, groups: list[int] | None = None) -> None:
+    if uid is None and gid is None and not groups:
         return
-    os.setgroups([])
+    os.setgroups(groups or [])
     os.setgid(gid if gid is not None else 0)
     os.setuid(uid if uid is not None else 0)
 
@@ -404,7 +404,7 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
         # runc creates a missing working directory rather than failing.
         os.makedirs(workdir, exist_ok=True)
         os.chdir(workdir)
-        _drop_privileges(spec["uid"], spec["gid"])
+        _drop_privileges(spec["uid"], spec["gid"], spec.get("groups"))
         _exec(spec["argv"], spec["env"])
     except StartError as e:
         message = str(e)
@@ -797,7 +797,7 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
             if tty:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             _reset_signals()
-            _drop_privileges(spec["uid"], spec["gid"])
+            _drop_privileges(spec["uid"], spec["gid"], spec.get("groups"))
             # After the uid change (which clears it): die with the helper, so killing it ends the exec.
             syscalls.set_parent_death_signal(signal.SIGKILL)
             _exec(argv, spec["env"])

@@ -747,6 +747,99 @@ def _volume_attachment_row(va: Obj, now: datetime) -> Row:
     )
 
 
+# --- persistent storage (printPersistentVolume, printPersistentVolumeClaim, printStorageClass) ---------
+
+_ACCESS_MODE_SHORT = (
+    ("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP"),
+)
+_BETA_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+_DEFAULT_CLASS_ANNOTATIONS = (
+    "storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class",
+)
+
+
+def _access_modes(modes: list[str] | None) -> str:
+    """helper.GetAccessModesAsString: short names in a fixed order, whatever the object's order."""
+    present = set(modes or [])
+    return ",".join(short for mode, short in _ACCESS_MODE_SHORT if mode in present)
+
+
+def _storage_quantity(resources: Obj | None) -> str:
+    value = (resources or {}).get("storage")
+    return _canonical(value) if value is not None else "0"
+
+
+def _volume_class(obj: Obj) -> str:
+    """GetPersistentVolume(Claim)Class: the beta annotation wins over spec.storageClassName."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if _BETA_CLASS_ANNOTATION in annotations:
+        return str(annotations[_BETA_CLASS_ANNOTATION])
+    return str((obj.get("spec") or {}).get("storageClassName") or "")
+
+
+def _terminating_phase(obj: Obj) -> str:
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    return str((obj.get("status") or {}).get("phase") or "")
+
+
+def _persistent_volume_row(pv: Obj, now: datetime) -> Row:
+    spec = pv.get("spec") or {}
+    ref = spec.get("claimRef")
+    claim = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if ref else ""
+    return _cells(
+        _name(pv),
+        _storage_quantity(spec.get("capacity")),
+        _access_modes(spec.get("accessModes")),
+        spec.get("persistentVolumeReclaimPolicy") or "",
+        _terminating_phase(pv),
+        claim,
+        _volume_class(pv),
+        spec.get("volumeAttributesClassName") or "<unset>",
+        (pv.get("status") or {}).get("reason") or "",
+        _age(pv, now),
+        spec.get("volumeMode") or "<unset>",
+    )
+
+
+def _persistent_volume_claim_row(pvc: Obj, now: datetime) -> Row:
+    spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
+    capacity = access = ""
+    if spec.get("volumeName"):
+        # Go reads the status capacity's quantity even when absent: its zero prints "0".
+        access = _access_modes(status.get("accessModes"))
+        capacity = _storage_quantity(status.get("capacity"))
+    return _cells(
+        _name(pvc),
+        _terminating_phase(pvc),
+        spec.get("volumeName") or "",
+        capacity,
+        access,
+        _volume_class(pvc),
+        spec.get("volumeAttributesClassName") or "<unset>",
+        _age(pvc, now),
+        spec.get("volumeMode") or "<unset>",
+    )
+
+
+def is_default_class(sc: Obj) -> bool:
+    """storageutil.IsDefaultAnnotation: either the GA or the beta annotation says "true"."""
+    annotations = (sc.get("metadata") or {}).get("annotations") or {}
+    return any(annotations.get(a) == "true" for a in _DEFAULT_CLASS_ANNOTATIONS)
+
+
+def _storage_class_row(sc: Obj, now: datetime) -> Row:
+    name = _name(sc) + (" (default)" if is_default_class(sc) else "")
+    return _cells(
+        name,
+        sc.get("provisioner", ""),
+        sc.get("reclaimPolicy") or "Delete",
+        sc.get("volumeBindingMode") or "Immediate",
+        bool(sc.get("allowVolumeExpansion", False)),
+        _age(sc, now),
+    )
+
+
 def _flow_schema_row(fs: Obj, now: datetime) -> Row:
     spec = fs.get("spec") or {}
     method = (spec.get("distinguisherMethod") or {}).get("type") if spec.get("distinguisherMethod") else None
@@ -1049,6 +1142,41 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("TokenRequests", "string", _doc(f"{storage}.CSIDriverSpec", "tokenRequests")),
             _col("RequiresRepublish", "boolean", _doc(f"{storage}.CSIDriverSpec", "requiresRepublish")),
             _col("Modes", "string", _doc(f"{storage}.CSIDriverSpec", "volumeLifecycleModes")),
+            _age_col(),
+        ),
+        ("", "PersistentVolume"): p(
+            _persistent_volume_row,
+            _name_col(),
+            _col("Capacity", "string", _doc(f"{core}.PersistentVolumeSpec", "capacity")),
+            _col("Access Modes", "string", _doc(f"{core}.PersistentVolumeSpec", "accessModes")),
+            _col("Reclaim Policy", "string", _doc(f"{core}.PersistentVolumeSpec", "persistentVolumeReclaimPolicy")),
+            _col("Status", "string", _doc(f"{core}.PersistentVolumeStatus", "phase")),
+            _col("Claim", "string", _doc(f"{core}.PersistentVolumeSpec", "claimRef")),
+            _col("StorageClass", "string", "StorageClass of the pv"),
+            _col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pv"),
+            _col("Reason", "string", _doc(f"{core}.PersistentVolumeStatus", "reason")),
+            _age_col(),
+            _col("VolumeMode", "string", _doc(f"{core}.PersistentVolumeSpec", "volumeMode"), 1),
+        ),
+        ("", "PersistentVolumeClaim"): p(
+            _persistent_volume_claim_row,
+            _name_col(),
+            _col("Status", "string", _doc(f"{core}.PersistentVolumeClaimStatus", "phase")),
+            _col("Volume", "string", _doc(f"{core}.PersistentVolumeClaimSpec", "volumeName")),
+            _col("Capacity", "string", _doc(f"{core}.PersistentVolumeClaimStatus", "capacity")),
+            _col("Access Modes", "string", _doc(f"{core}.PersistentVolumeClaimStatus", "accessModes")),
+            _col("StorageClass", "string", "StorageClass of the pvc"),
+            _col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc"),
+            _age_col(),
+            _col("VolumeMode", "string", _doc(f"{core}.PersistentVolumeClaimSpec", "volumeMode"), 1),
+        ),
+        ("storage.k8s.io", "StorageClass"): p(
+            _storage_class_row,
+            _name_col(),
+            _col("Provisioner", "string", _doc(f"{storage}.StorageClass", "provisioner")),
+            _col("ReclaimPolicy", "string", _doc(f"{storage}.StorageClass", "reclaimPolicy")),
+            _col("VolumeBindingMode", "string", _doc(f"{storage}.StorageClass", "volumeBindingMode")),
+            _col("AllowVolumeExpansion", "string", _doc(f"{storage}.StorageClass", "allowVolumeExpansion")),
             _age_col(),
         ),
         ("storage.k8s.io", "CSINode"): p(

@@ -30,6 +30,7 @@ from kubelite.api.validation import (
     policy,
     quota,
     service,
+    storage,
     workloads,
 )
 from kubelite.api.validation.meta import KindValidator, validate_object_meta, validate_object_meta_update
@@ -65,6 +66,7 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     **certificates.VALIDATORS,
     ("batch", "Job"): batch.validate_job,
     ("batch", "CronJob"): batch.validate_cronjob,
+    **storage.VALIDATORS,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

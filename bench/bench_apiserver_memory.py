@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import pathlib
+import shutil
 import ssl
 import sys
 import time
@@ -165,6 +166,7 @@ def main() -> None:
     finally:
         for u in ups:
             u.down()
+            shutil.rmtree(u.dir, ignore_errors=True)  # write_cpu.Up leaves its directory
     print("step       " + "".join(f"{src[-24:]:>34}" for src in results))
     for step in STEPS:
         if any(step not in r for r in results.values()):

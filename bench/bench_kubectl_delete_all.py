@@ -23,6 +23,7 @@ import base64
 import os
 import pathlib
 import re
+import shutil
 import ssl
 import subprocess
 import sys
@@ -110,6 +111,7 @@ def main() -> None:
                       flush=True)
     finally:
         u.down()
+        shutil.rmtree(u.dir, ignore_errors=True)  # write_cpu.Up leaves its directory
 
 
 if __name__ == "__main__":

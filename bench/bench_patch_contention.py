@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import pathlib
+import shutil
 import ssl
 import statistics
 import sys
@@ -108,6 +109,7 @@ def main() -> None:
     finally:
         for u in ups:
             u.down()
+            shutil.rmtree(u.dir, ignore_errors=True)  # write_cpu.Up leaves its directory
 
 
 if __name__ == "__main__":

@@ -242,7 +242,8 @@ def _compact(value: bytes) -> bytes:
 
     Values are kept in memory for as long as the key lives (and in the watch history), and
     orjson, which encodes nearly all of them, returns bytes in a buffer sized for growth: a
-    560-byte ConfigMap held 4 KB, 20,000 of them 80 MB. The copy costs a memcpy per write.
+    560-byte ConfigMap held 4 to 8 KB (20,000 ConfigMaps: +112 MB of RSS, +45 MB with the
+    copy). The copy costs a memcpy per write.
     """
     return bytes(memoryview(value))
 

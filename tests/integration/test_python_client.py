@@ -245,7 +245,6 @@ def test_create_daemonset(api: client.ApiClient, ns: str) -> None:
     apps.delete_namespaced_daemon_set(name, ns, body=client.V1DeleteOptions())
 
 
-@xfail_issue(17, "batch/v1 jobs are not served yet")
 def test_job_apis(api: client.ApiClient, ns: str) -> None:
     batch = typed(client.BatchV1Api, api)
     name = f"job-{short()}"

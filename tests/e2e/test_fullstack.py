@@ -229,3 +229,48 @@ def test_zero_failed_requests_while_pods_die_scale_and_roll(example: Cluster) ->
     assert summary["sent"] >= 20 * LOAD_SECONDS and summary["sent"] / summary["elapsed"] >= 20, summary
     assert summary["failures"] == [], f"failed requests {summary['failures']} during {steps}"
     assert len(summary["pods"]) >= 3 + 2 + 2  # old, replacements, scaled-up and restarted pods all answered
+
+
+STATEFUL = EXAMPLE.parent / "fullstack-statefulset"
+
+
+def test_stateful_variant_keeps_its_data_across_pod_replacement(cluster: Cluster) -> None:
+    """Issue 17: examples/fullstack-statefulset, the stores as StatefulSets with claims; the data
+    written through the backend is there after ``kubectl delete pod db-0 redis-0``."""
+    ns = "stateful"
+    kubectl(cluster, "create", "namespace", ns)
+    try:
+        kubectl(cluster, "apply", "-n", ns, "-f", str(STATEFUL) + "/")
+        kubectl(cluster, "rollout", "status", "-n", ns, "statefulset/db", "--timeout=180s", timeout=200)
+        kubectl(cluster, "rollout", "status", "-n", ns, "statefulset/redis", "--timeout=180s", timeout=200)
+        kubectl(cluster, "wait", "-n", ns, "--for=condition=Available", "deployment", "--all", "--timeout=180s",
+                timeout=200)
+        claims = kubectl(cluster, "get", "pvc", "-n", ns, "-o", "jsonpath={range .items[*]}{.metadata.name}="
+                         "{.status.phase} {end}").split()
+        assert sorted(claims) == ["data-db-0=Bound", "data-redis-0=Bound"]
+
+        def visit() -> dict[str, Any]:
+            out = kubectl(cluster, "exec", "-n", ns, "deploy/frontend", "--", "python", "/app/fetch.py",
+                          "http://backend/", timeout=120)
+            result: dict[str, Any] = json.loads(out)
+            return result
+
+        first = visit()
+        old_uid = kubectl(cluster, "get", "pod", "-n", ns, "db-0", "-o", "jsonpath={.metadata.uid}")
+        kubectl(cluster, "delete", "pod", "-n", ns, "db-0", "redis-0", timeout=120)
+        wait_for("db-0 replaced", lambda: cluster.kubectl("get", "pod", "-n", ns, "db-0", "-o",
+                                                          "jsonpath={.metadata.uid}").stdout not in ("", old_uid))
+        kubectl(cluster, "rollout", "status", "-n", ns, "statefulset/db", "--timeout=180s", timeout=200)
+        kubectl(cluster, "rollout", "status", "-n", ns, "statefulset/redis", "--timeout=180s", timeout=200)
+        second = wait_for("the backend answering again", lambda: _try(visit), timeout=120)
+        assert second["db"]["visits"] == first["db"]["visits"] + 1
+        assert second["redis"]["hits"] == first["redis"]["hits"] + 1
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def _try(fn: Callable[[], dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        return fn()
+    except (AssertionError, ValueError, subprocess.SubprocessError):
+        return None

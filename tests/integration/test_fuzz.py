@@ -139,6 +139,9 @@ def prepare(doc: dict[str, Any]) -> dict[str, Any]:
                 content = (op.get("requestBody") or {}).get("content") or {}
                 if "application/json-patch+json" in content:
                     content["application/json-patch+json"] = {"schema": JSON_PATCH}
+                if "*/*" in content:
+                    # Any media type: schemathesis would send images and forms, each a 415 at once.
+                    content["application/json"] = content.pop("*/*")
     return doc
 
 

@@ -119,3 +119,25 @@ def test_scale_json_patch_errors_are_4xx(cluster: Cluster, body: Any, code: int,
                          [{"op": "replace", "path": "/spec/replicas", "value": 3}], JSON_PATCH)
     assert status == 200 and resp["spec"]["replicas"] == 3, resp
     cluster.kubectl("delete", "deployment", name, "--wait=false")
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ({"spec": {"containers": [{"image": "x"}]}}, "does not contain declared merge key: name"),
+    ({"spec": {"$patch": 5}}, "unknown patch type: %!s(int64=5) in map: map[$patch:5]"),
+    ({"spec": {"$setElementOrder/containers": 5}}, "expected a []interface {}, but received a int64"),
+])
+def test_strategic_merge_patch_errors_are_400(cluster: Cluster, body: Any, message: str) -> None:
+    """kube-apiserver answers these with a bare 500 (a plain error from the patch library); they
+    are the client's mistake, so a 400 with the same text here (before: 500)."""
+    raw = Raw(cluster)
+    name = f"pl-{uuid.uuid4().hex[:6]}"
+    status, created = raw.json("POST", "/api/v1/namespaces/default/pods", {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10"}]},
+    })
+    assert status == 201, created
+    status, resp = patch(raw, f"/api/v1/namespaces/default/pods/{name}", body,
+                         "application/strategic-merge-patch+json")
+    assert (status, resp.get("kind"), resp.get("reason")) == (400, "Status", "BadRequest"), resp
+    assert message in resp["message"], resp
+    raw.request("DELETE", f"/api/v1/namespaces/default/pods/{name}")

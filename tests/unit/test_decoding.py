@@ -528,3 +528,31 @@ def test_json_nested_deeper_than_the_store_writes_is_a_400() -> None:
     with pytest.raises(StatusError) as err:
         decode("", "v1", "ConfigMap", body)
     assert err.value.code == 400
+
+
+def test_nulls_decode_into_go_zero_values() -> None:
+    """Found by the fuzz run (issue 20): a null where the schema has a type reached the code
+    after decoding as None, and was a 500 (labels, finalizers, list items, quantities...)."""
+    obj = pod(tolerations=None, nodeSelector={"a": None}, imagePullSecrets=[None])
+    obj["metadata"].update(labels={"a": None}, finalizers=[None], creationTimestamp=None)
+    container = obj["spec"]["containers"][0]
+    container.update(ports=[None], command=[None], resources={"limits": {"cpu": None}}, readinessProbe=None)
+    obj["status"] = None
+    assert enforce(check("", "v1", "Pod", obj), "Strict", body_kind="Pod", body_version="v1", kind="Pod") == []
+    assert "tolerations" not in obj["spec"] and "readinessProbe" not in container  # nil pointers, nil slices
+    assert obj["spec"]["nodeSelector"] == {"a": ""} and obj["metadata"]["labels"] == {"a": ""}
+    assert obj["metadata"]["finalizers"] == [""] and container["command"] == [""]
+    assert obj["spec"]["imagePullSecrets"] == [{}] and container["ports"] == [{}]
+    assert container["resources"] == {"limits": {"cpu": "0"}}
+    assert obj["metadata"]["creationTimestamp"] is None  # metav1.Time's zero value is null
+    assert obj["status"] == {}  # a struct value, not a pointer
+    raw_obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": None, "data": {"a": None}}
+    assert enforce(check("", "v1", "ConfigMap", raw_obj), "Warn", body_kind="ConfigMap", body_version="v1",
+                   kind="ConfigMap") == []
+    assert raw_obj == {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {}, "data": {"a": ""}}
+
+
+def test_nulls_in_a_patched_object_decode_into_zero_values() -> None:
+    patched = pod(nodeSelector={"a": None})
+    enforce_patched(check("", "v1", "Pod", patched), "Strict", patched)
+    assert patched["spec"]["nodeSelector"] == {"a": ""}

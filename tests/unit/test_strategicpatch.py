@@ -222,3 +222,14 @@ def test_go_value_formatting() -> None:
     assert go_v({"b": [1, 2.5, None], "a": True}) == "map[a:true b:[1 2.5 <nil>]]"
     assert go_v(1e6) == "1e+06"
     assert go_v(123456.0) == "123456"
+
+
+def test_patch_errors_kube_apiserver_answers_as_500_are_400_here() -> None:
+    """A missing merge key or an unknown directive is the client's mistake: kube-apiserver's bare
+    500 (issue 20: no input reaches a 500) becomes a 400 BadRequest with the same text."""
+    for patch in ({"spec": {"containers": [{"image": "x"}]}}, {"spec": {"$patch": "merge"}}):
+        with pytest.raises(PatchError) as err:
+            smp(pod(), patch)
+        assert err.value.code == 500  # what kube-apiserver answers
+        status = err.value.status_error()
+        assert (status.code, status.reason, status.message) == (400, "BadRequest", err.value.message)

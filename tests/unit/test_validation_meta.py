@@ -349,3 +349,12 @@ def test_update_through_entry_point() -> None:
     new = obj({"data": {"a": "2"}}, name="y", resourceVersion="3", uid="u")
     assert strs(validate("", "ConfigMap", new, old)) == ['metadata.name: Invalid value: "y": field is immutable']
     assert validate("", "ConfigMap", obj({"data": {"a": "2"}}, resourceVersion="3", uid="u"), old) == []
+
+
+@pytest.mark.parametrize("entry", [None, {"manager": None}, {"operation": None}, {"fieldsType": None}])
+def test_managed_fields_nulls_are_go_zero_values(entry: Any) -> None:
+    """Found by the fuzz run (issue 20): a null manager was a 500 (AttributeError on None)."""
+    from kubelite.api.validation.meta import validate_managed_fields
+
+    errs = validate_managed_fields([entry], "metadata.managedFields")
+    assert [(e.field, e.value) for e in errs] == [("metadata.managedFields[0].operation", "")]

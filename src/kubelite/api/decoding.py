@@ -75,10 +75,23 @@ class DecodeResult:
     type_error: str | None = None
     # Where the unknown fields are (the dict and its key): dropped unless the request is refused.
     unknown_at: tuple[tuple[dict[str, Any], str], ...] = field(default=(), compare=False, repr=False)
+    # Where JSON null stands for a typed value (container, key or index, Go's zero value).
+    null_at: tuple[tuple[Any, Any, Any], ...] = field(default=(), compare=False, repr=False)
 
     def drop_unknown(self) -> None:
         for container, key in self.unknown_at:
             container.pop(key, None)
+
+    def zero_nulls(self) -> None:
+        """Give each null what Go's decoder leaves there: nothing for a struct's field (a nil
+        pointer, or a zero value its omitempty drops), the zero value for a map's value or a
+        list's item ("" in a map[string]string, {} for a struct in a list). Code after decoding
+        then never meets a None where the schema has a type."""
+        for container, key, zero in self.null_at:
+            if zero is _DROP:
+                container.pop(key, None)
+            else:
+                container[key] = zero
 
     @property
     def unknown_fields(self) -> list[str]:
@@ -89,12 +102,16 @@ class DecodeResult:
         return [e.path for e in self.strict_errors if e.reason == "duplicate"]
 
 
+_DROP = object()  # a struct field's null: the key goes
+_KEEP = object()  # raw JSON (and metav1.Time, whose zero encodes as null): null stays
+
+
 class _Fatal(Exception):
     """A custom UnmarshalJSON failed: Go's decoder returns at once with this error."""
 
 
 class _State:
-    __slots__ = ("go_fields", "go_struct", "path", "seen", "strict", "type_error", "unknown_at")
+    __slots__ = ("go_fields", "go_struct", "null_at", "path", "seen", "strict", "type_error", "unknown_at")
 
     def __init__(self, kind: str) -> None:
         self.strict: list[StrictError] = []
@@ -104,6 +121,12 @@ class _State:
         self.go_fields: list[str] = []  # struct fields only: Go's UnmarshalTypeError.Field
         self.go_struct = kind
         self.unknown_at: list[tuple[dict[str, Any], str]] = []
+        self.null_at: list[tuple[Any, Any, Any]] = []
+
+    def null(self, container: Any, key: Any, node: _Node) -> None:
+        zero = node.zero()
+        if zero is not _KEEP:
+            self.null_at.append((container, key, zero))
 
     def strict_error(self, reason: str, key: str) -> None:
         path = ("".join(self.path) + "." + key)[1:]
@@ -148,6 +171,10 @@ class _Node:
     def walk(self, value: Any, st: _State) -> None:
         raise NotImplementedError
 
+    def zero(self) -> Any:
+        """What a JSON null decodes to, in a map or a list (a fresh object each time)."""
+        return _KEEP
+
 
 class _Any(_Node):
     ok = frozenset((str, int, float, bool, dict, list, _Pairs))
@@ -160,6 +187,9 @@ class _String(_Node):
     go_type = "string"
     ok = frozenset((str,))
 
+    def zero(self) -> Any:
+        return ""
+
     def walk(self, value: Any, st: _State) -> None:
         st.save_type_error(_json_kind(value), self.go_type)
 
@@ -167,6 +197,9 @@ class _String(_Node):
 class _Bool(_Node):
     go_type = "bool"
     ok = frozenset((bool,))
+
+    def zero(self) -> Any:
+        return False
 
     def walk(self, value: Any, st: _State) -> None:
         st.save_type_error(_json_kind(value), self.go_type)
@@ -176,6 +209,9 @@ class _Float(_Node):
     go_type = "float64"
     ok = frozenset((int, float))
 
+    def zero(self) -> Any:
+        return 0
+
     def walk(self, value: Any, st: _State) -> None:
         st.save_type_error(_json_kind(value), self.go_type)
 
@@ -184,6 +220,9 @@ class _Int(_Node):
     def __init__(self, bits: int) -> None:
         self.go_type = f"int{bits}"
         self.low, self.high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def zero(self) -> Any:
+        return 0
 
     def walk(self, value: Any, st: _State) -> None:
         if type(value) is int:
@@ -199,6 +238,9 @@ class _Bytes(_Node):
     """``format: byte``: Go decodes the string as standard base64."""
 
     go_type = "[]uint8"
+
+    def zero(self) -> Any:
+        return ""
 
     def walk(self, value: Any, st: _State) -> None:
         if type(value) is not str:
@@ -245,6 +287,9 @@ class _IntOrString(_Node):
 
     ok = frozenset((str,))
 
+    def zero(self) -> Any:
+        return 0
+
     def walk(self, value: Any, st: _State) -> None:
         if type(value) is int and -(1 << 31) <= value < (1 << 31):
             return
@@ -257,6 +302,9 @@ class _Quantity(_Node):
     """resource.Quantity.UnmarshalJSON: ParseQuantity of the string or of the raw JSON text."""
 
     go_type = "resource.Quantity"
+
+    def zero(self) -> Any:
+        return "0"
 
     def walk(self, value: Any, st: _State) -> None:
         text = value if type(value) is str else orjson.dumps(value).decode()
@@ -295,13 +343,19 @@ class _List(_Node):
         self.item = item
         self.go_type = "[]" + item.go_type
 
+    def zero(self) -> Any:
+        return []
+
     def walk(self, value: Any, st: _State) -> None:
         if type(value) is not list:
             st.save_type_error(_json_kind(value), self.go_type)
             return
         item, ok, path = self.item, self.item.ok, st.path
         for i, v in enumerate(value):
-            if v is None or type(v) in ok:
+            if v is None:
+                st.null(value, i, item)
+                continue
+            if type(v) in ok:
                 continue
             path.append(f"[{i}]")
             item.walk(v, st)
@@ -312,6 +366,9 @@ class _Map(_Node):
     def __init__(self, value: _Node, go_type: str) -> None:
         self.value = value
         self.go_type = go_type
+
+    def zero(self) -> Any:
+        return {}
 
     def walk(self, value: Any, st: _State) -> None:
         kind = type(value)
@@ -324,7 +381,11 @@ class _Map(_Node):
             return
         node, ok, path = self.value, self.value.ok, st.path
         for key, v in pairs:
-            if v is None or type(v) in ok:
+            if v is None:
+                if kind is dict:
+                    st.null(value, key, node)
+                continue
+            if type(v) in ok:
                 continue
             path.append("." + key)
             node.walk(v, st)
@@ -336,6 +397,11 @@ class _Struct(_Node):
         self.name = name
         self.go_type = go_type
         self.fields: dict[str, _Node] = {}
+        # Fields that are Go structs, not pointers: null decodes into their zero value, {}.
+        self.value_structs: frozenset[str] = frozenset()
+
+    def zero(self) -> Any:
+        return {}
 
     def walk(self, value: Any, st: _State) -> None:
         kind = type(value)
@@ -355,7 +421,11 @@ class _Struct(_Node):
                 if kind is dict:
                     st.unknown_at.append((value, key))
                 continue
-            if v is None or type(v) in node.ok:
+            if v is None:
+                if kind is dict and node.zero() is not _KEEP:
+                    st.null_at.append((value, key, {} if key in self.value_structs else _DROP))
+                continue
+            if type(v) in node.ok:
                 continue
             path.append("." + key)
             go_fields.append(key)
@@ -450,6 +520,8 @@ def _root(group: str, version: str, kind: str) -> _Struct | None:
     # apiVersion and kind are read before decoding, by the codec that picks the Go type.
     root = _Struct(compiled.name, compiled.go_type)
     root.fields = {**compiled.fields, "apiVersion": _Any(), "kind": _Any()}
+    # A kind's metadata, spec and status are struct values (ObjectMeta, PodSpec, ...) in Go.
+    root.value_structs = frozenset(k for k in ("metadata", "spec", "status") if isinstance(root.fields.get(k), _Struct))
     return root
 
 
@@ -459,7 +531,7 @@ def _run(root: _Struct, obj: Any) -> DecodeResult:
         root.walk(obj, st)
     except _Fatal:
         pass
-    return DecodeResult(tuple(st.strict), st.type_error, tuple(st.unknown_at))
+    return DecodeResult(tuple(st.strict), st.type_error, tuple(st.unknown_at), tuple(st.null_at))
 
 
 def check(group: str, version: str, kind: str, obj: Any) -> DecodeResult:
@@ -523,7 +595,8 @@ def decode(group: str, version: str, kind: str, body: bytes) -> tuple[Any, Decod
         result = _run(root, json.loads(body, object_pairs_hook=_Pairs))
         if result.unknown_fields and result.type_error is None:
             # The pairs' walk found them; the dicts to drop them from are obj's.
-            result = DecodeResult(result.strict_errors, None, _run(root, obj).unknown_at)
+            on_obj = _run(root, obj)
+            result = DecodeResult(result.strict_errors, None, on_obj.unknown_at, on_obj.null_at)
         return obj, result
     return obj, _run(root, obj)
 
@@ -546,6 +619,7 @@ def enforce(
     prefix = f"{body_kind} in version {orjson.dumps(body_version).decode()} cannot be handled as a {kind}: "
     if result.type_error is not None:
         raise bad_request(prefix + result.type_error)
+    result.zero_nulls()
     if not result.strict_errors:
         return []
     if directive == "Strict":
@@ -564,6 +638,7 @@ def enforce_patched(result: DecodeResult, directive: str, patched: Any) -> list[
     bounded(patched)
     if result.type_error is not None:
         raise invalid_error("", "", [invalid("patch", orjson.dumps(patched).decode(), result.type_error)])
+    result.zero_nulls()
     if not result.strict_errors:
         return []
     if directive == "Strict":

@@ -33,7 +33,8 @@ ERR_SET_ELEMENT_ORDER = "invalid patch format of setElementOrder list"
 ERR_LIST_OF_LISTS = "lists of lists are not supported"
 
 # mergepatch errors the API server turns into 400 (interpretStrategicMergePatchError); the rest
-# reach the client as a bare 500 with the Go error text as message.
+# reach kube-apiserver's clients as a bare 500 with the Go error text as message (a 400 here,
+# see PatchError.status_error).
 _BAD_REQUEST = {ERR_PRIMITIVE_LIST, ERR_RETAIN_KEYS, ERR_SET_ELEMENT_ORDER}
 
 
@@ -55,7 +56,9 @@ class PatchError(Exception):
             return StatusError(
                 422, "Invalid", "the server rejected our request due to an error in our request"
             )
-        return StatusError(self.code, "", self.message)
+        # kube-apiserver answers the other mergepatch errors as a bare 500 (ErrorToAPIStatus of
+        # a plain error); the patch is the client's mistake, so it is a 400 here, same text.
+        return bad_request(self.message)
 
 
 # --- Go formatting, for error texts that embed values ------------------------------------

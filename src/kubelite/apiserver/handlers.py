@@ -22,13 +22,12 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import jsonpatch
 import orjson
 import yaml
 from aiohttp import web
 from multidict import CIMultiDict
 
-from kubelite.api import decoding, errors, managedfields, printers, protobuf, timeutil, yamlload
+from kubelite.api import decoding, errors, jsonpatching, managedfields, printers, protobuf, timeutil, yamlload
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import SUBRESOURCES, ResourceType
 from kubelite.apiserver import componentstatus, httplog
@@ -671,7 +670,7 @@ class RestHandlers:
             if request.method == "PUT":
                 return body
             if ctype == "application/json-patch+json":
-                patched = jsonpatch.apply_patch(current, body)
+                patched = jsonpatching.apply(current, body)
             else:
                 patched = merge_patch(current, body)
             if isinstance(patched, dict):

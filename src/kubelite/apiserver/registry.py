@@ -38,7 +38,7 @@ import jsonpatch
 import orjson
 
 from kubelite.api import apply as ssa
-from kubelite.api import decoding, errors, managedfields, schema, strategicpatch, timeutil
+from kubelite.api import decoding, errors, jsonpatching, managedfields, schema, strategicpatch, timeutil
 from kubelite.api.errors import StatusError
 from kubelite.api.fields import object_fields, parse_field_selector
 from kubelite.api.labels import SelectorError, parse_selector, selector_from_label_selector
@@ -866,7 +866,7 @@ class Registry:
             nonlocal warnings
             try:
                 if ptype == "json":
-                    new = jsonpatch.apply_patch(old, patch)
+                    new = jsonpatching.apply(old, patch)  # bounded while applying
                 elif ptype == "merge":
                     new = merge_patch(old, patch)
                 else:
@@ -902,10 +902,12 @@ class Registry:
 
         def run(live: Obj | None) -> Obj:
             try:
-                return ssa.server_side_apply(
+                result = ssa.server_side_apply(
                     live, applied, manager=manager, force=force, schema=kind_schema,
                     api_version=rt.api_version, now=now,
                 )
+                decoding.bounded(result)  # the applied and the live object are each bounded; merged, they may not be
+                return result
             except strategicpatch.PatchError as e:
                 raise e.status_error() from None
 

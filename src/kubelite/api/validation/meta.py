@@ -156,13 +156,15 @@ def validate_managed_fields(entries: Sequence[Mapping[str, Any]] | None, path: s
     errs: list[FieldError] = []
     for i, entry in enumerate(entries or []):
         p = f"{path}[{i}]"
-        operation = entry.get("operation", "")
+        # JSON null decodes into Go's zero value: an empty entry, empty strings.
+        entry = entry or {}
+        operation = entry.get("operation") or ""
         if operation not in ("Apply", "Update"):
             errs.append(invalid(f"{p}.operation", operation, "must be `Apply` or `Update`"))
-        fields_type = entry.get("fieldsType", "")
+        fields_type = entry.get("fieldsType") or ""
         if fields_type and fields_type != "FieldsV1":
             errs.append(invalid(f"{p}.fieldsType", fields_type, "must be `FieldsV1`"))
-        manager = entry.get("manager", "")
+        manager = entry.get("manager") or ""
         if len(manager.encode()) > _FIELD_MANAGER_MAX_LENGTH:
             errs.append(too_long(f"{p}.manager", manager, _FIELD_MANAGER_MAX_LENGTH))
     return errs

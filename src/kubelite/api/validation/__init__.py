@@ -27,6 +27,7 @@ from kubelite.api.validation import (
     pod,
     policy,
     quota,
+    rbac,
     service,
     workloads,
 )
@@ -58,6 +59,7 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("apiregistration.k8s.io", "APIService"): cluster.validate_api_service,
     **quota.VALIDATORS,
     **certificates.VALIDATORS,
+    **rbac.VALIDATORS,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

@@ -144,7 +144,19 @@ def wants_partial_metadata(request: web.Request) -> bool:
     return False
 
 
+_BODY_KEY: web.RequestKey[bytes] = web.RequestKey("body", bytes)
+
+
 async def read_body(request: web.Request) -> bytes:
+    """The request's whole body, read once (the escalation check reads it before the handler)."""
+    if _BODY_KEY in request:
+        return request[_BODY_KEY]
+    data = await _read_body(request)
+    request[_BODY_KEY] = data
+    return data
+
+
+async def _read_body(request: web.Request) -> bytes:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise errors.too_large()
     content = request.content

@@ -136,7 +136,8 @@ class APIServer:
             if user is not None:
                 # Impersonation, then authorization, as kube-apiserver's filter chain orders them.
                 if "Impersonate-User" in request.headers or "Impersonate-Group" in request.headers:
-                    user = self.authorizer.impersonate(user, request.headers, request.headers.getall)
+                    user = self.authorizer.impersonate(user, request.headers,
+                                                       lambda key: request.headers.getall(key, []))
                 self.authorizer.check(rbac.request_attributes(user.name, user.groups, request.method,
                                                               request.path, request.query))
             request[USER_KEY] = user

@@ -60,7 +60,7 @@ def policy(*bindings: dict[str, object], roles: list[dict[str, object]] | None =
     cluster_roles = roles if roles is not None else bootstrappolicy.bootstrap_cluster_roles()
     crbs = [b for b in bindings if b["kind"] == "ClusterRoleBinding"]
     rbs = [b for b in bindings if b["kind"] == "RoleBinding"]
-    return rbac.Policy.of(cluster_roles, [], crbs, rbs)  # type: ignore[arg-type]
+    return rbac.Policy.of(cluster_roles, [], crbs, rbs)
 
 
 def role_binding(ns: str, role: str, subject: dict[str, str]) -> dict[str, object]:

@@ -31,6 +31,7 @@ CONTROLLERS: dict[str, str] = {
     "disruption": "kubelite.controllers.disruption:DisruptionController",
     "resourcequota": "kubelite.controllers.resourcequota:ResourceQuotaController",
     "csrsigning": "kubelite.controllers.certificates:CSRSigningController",
+    "clusterrole-aggregation": "kubelite.controllers.clusterroleaggregation:ClusterRoleAggregationController",
 }
 
 

@@ -10,6 +10,7 @@ a kubelet would have stopped.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -89,9 +90,13 @@ def ready_node(cluster: Cluster, name: str, labels: Obj | None = None, taints: l
         node["spec"] = {"taints": taints}
     apply(cluster, node)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    # What a kubelet reports: the scheduler fits requests against allocatable (and a node
+    # without "pods" in it takes none, as in kube-scheduler).
+    resources = {"cpu": "2", "memory": "4Gi", "pods": "110"}
     status = {"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
                                          "message": "kubelet is posting ready status",
-                                         "lastHeartbeatTime": now, "lastTransitionTime": now}]}}
+                                         "lastHeartbeatTime": now, "lastTransitionTime": now}],
+                         "capacity": resources, "allocatable": resources}}
     cluster.kubectl("patch", "node", name, "--subresource=status", "--type=merge", "-p", json.dumps(status),
                     check=True)
 
@@ -394,6 +399,111 @@ def test_not_ready_node_gets_no_pods(cluster: Cluster, nodes: list[str]) -> None
     ready_node(cluster, nodes[-1], labels={"lifecycle-zone": zone})
     wait_until(lambda: (get(cluster, "pod", "p", ns) or {})["spec"].get("nodeName") == nodes[-1],
                "the pod to be bound once the node is Ready")
+
+
+def test_a_pod_that_fits_no_node_waits_until_resources_are_freed(cluster: Cluster, nodes: list[str]) -> None:
+    ns = new_namespace(cluster)
+    zone = f"zone-{uid()}"
+    nodes.append(f"{zone}-n")
+    ready_node(cluster, nodes[-1], labels={"lifecycle-zone": zone})  # 2 CPUs allocatable
+
+    def requesting(name: str, cpu: str, **spec: Any) -> Obj:
+        p = pod(name, nodeSelector={"lifecycle-zone": zone}, **spec)
+        p["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
+        return p
+
+    def scheduled_condition(name: str) -> Obj | None:
+        return next((c for c in ((get(cluster, "pod", name, ns) or {}).get("status") or {}).get("conditions", [])
+                     if c["type"] == "PodScheduled"), None)
+
+    apply(cluster, requesting("huge", "100"), ns)
+    apply(cluster, requesting("first", "1500m"), ns)
+    wait_until(lambda: (get(cluster, "pod", "first", ns) or {})["spec"].get("nodeName"), "the first pod to be bound")
+    apply(cluster, requesting("second", "1"), ns)  # 1.5 of 2 CPUs are held: does not fit
+    for name in ("huge", "second"):
+        cond = wait_until(functools.partial(scheduled_condition, name), f"{name}'s PodScheduled condition")
+        assert cond["status"] == "False" and cond["reason"] == "Unschedulable"
+    # Other test files leave nodes of their own in this shared cluster: match this node's part.
+    cond = scheduled_condition("huge")
+    assert cond is not None
+    assert re.match(r"0/(\d+) nodes are available: (.*, )?1 Insufficient cpu[,.]", cond["message"]), cond["message"]
+    assert "preemption: 0/" in cond["message"] and "1 No preemption victims found for incoming pod" in cond["message"]
+    events = json.loads(cluster.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=huge",
+                                        "-o", "json", check=True).stdout)["items"]
+    failed = [e for e in events if e["reason"] == "FailedScheduling"]
+    assert failed and failed[0]["type"] == "Warning" and failed[0]["message"] == cond["message"]
+    assert failed[0]["source"]["component"] == "default-scheduler"
+    # Deleting the pod that holds the CPUs lets the waiting one in, without any other change.
+    cluster.kubectl("delete", "pod", "first", "-n", ns, "--grace-period=0", "--force", check=True)
+    wait_until(lambda: (get(cluster, "pod", "second", ns) or {})["spec"].get("nodeName") == nodes[-1],
+               "the second pod to be bound once the first is gone")
+    assert not (get(cluster, "pod", "huge", ns) or {})["spec"].get("nodeName")
+    # A node that grows (its allocatable changes) is looked at again too.
+    grown = {"status": {"capacity": {"cpu": "128"}, "allocatable": {"cpu": "128"}}}
+    cluster.kubectl("patch", "node", nodes[-1], "--subresource=status", "--type=merge", "-p", json.dumps(grown),
+                    check=True)
+    wait_until(lambda: (get(cluster, "pod", "huge", ns) or {})["spec"].get("nodeName") == nodes[-1],
+               "the huge pod to be bound once the node is big enough")
+
+
+def test_a_higher_priority_pod_preempts_a_lower_one(cluster: Cluster, nodes: list[str]) -> None:
+    ns = new_namespace(cluster)
+    zone = f"zone-{uid()}"
+    nodes.append(f"{zone}-n")
+    ready_node(cluster, nodes[-1], labels={"lifecycle-zone": zone})  # 2 CPUs allocatable
+    classes = {f"lc-low-{zone}": 10, f"lc-high-{zone}": 1000}
+    for name, value in classes.items():
+        apply(cluster, {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+                        "metadata": {"name": name}, "value": value})
+    low_class, high_class = classes
+    try:
+        def requesting(name: str, cpu: str, priority_class: str) -> Obj:
+            p = pod(name, nodeSelector={"lifecycle-zone": zone}, priorityClassName=priority_class)
+            p["spec"]["containers"][0]["resources"] = {"requests": {"cpu": cpu}}
+            return p
+
+        apply(cluster, requesting("low", "1500m", low_class), ns)
+        wait_until(lambda: (get(cluster, "pod", "low", ns) or {})["spec"].get("nodeName"), "the low pod bound")
+        high = apply(cluster, requesting("high", "1", high_class), ns)
+        low = wait_until(lambda: (p := get(cluster, "pod", "low", ns)) and p["metadata"].get("deletionTimestamp")
+                         and p, "the low-priority pod to be preempted")
+        target = next(c for c in low["status"]["conditions"] if c["type"] == "DisruptionTarget")
+        assert (target["status"], target["reason"], target["message"]) == (
+            "True", "PreemptionByScheduler", "default-scheduler: preempting to accommodate a higher priority pod")
+        events = json.loads(cluster.kubectl("get", "events", "-n", ns, "--field-selector", "involvedObject.name=low",
+                                            "-o", "json", check=True).stdout)["items"]
+        assert any(e["reason"] == "Preempted" and e["message"] ==
+                   f"Preempted by pod {high['metadata']['uid']} on node {nodes[-1]}" for e in events)
+        waiting = wait_until(lambda: (p := get(cluster, "pod", "high", ns)) and p["status"].get("nominatedNodeName")
+                             and p, "the nominated node")
+        assert waiting["status"]["nominatedNodeName"] == nodes[-1] and not waiting["spec"].get("nodeName")
+        # The kubelet's part: the victim's containers stop and it goes; then the room is free.
+        cluster.kubectl("delete", "pod", "low", "-n", ns, "--grace-period=0", "--force", check=True)
+        wait_until(lambda: (get(cluster, "pod", "high", ns) or {})["spec"].get("nodeName") == nodes[-1],
+                   "the high-priority pod to be bound")
+    finally:
+        for name in classes:
+            cluster.kubectl("delete", "priorityclass", name, "--wait=false")
+
+
+def test_a_taken_host_port_keeps_a_pod_off_the_node(cluster: Cluster, nodes: list[str]) -> None:
+    ns = new_namespace(cluster)
+    zone = f"zone-{uid()}"
+    nodes.append(f"{zone}-n")
+    ready_node(cluster, nodes[-1], labels={"lifecycle-zone": zone})
+
+    def web(name: str) -> Obj:
+        p = pod(name, nodeSelector={"lifecycle-zone": zone})
+        p["spec"]["containers"][0]["ports"] = [{"containerPort": 80, "hostPort": 18080}]
+        return p
+
+    apply(cluster, web("a"), ns)
+    wait_until(lambda: (get(cluster, "pod", "a", ns) or {})["spec"].get("nodeName"), "the first pod to be bound")
+    apply(cluster, web("b"), ns)
+    cond = wait_until(lambda: next((c for c in ((get(cluster, "pod", "b", ns) or {}).get("status") or {})
+                                    .get("conditions", []) if c["type"] == "PodScheduled"), None),
+                      "b's PodScheduled condition")
+    assert "1 node(s) didn't have free ports for the requested pod ports" in cond["message"], cond["message"]
 
 
 # ---------------------------------------------------------------------- service accounts and root CA

@@ -232,7 +232,6 @@ def test_created_deployment_has_a_status(api: client.ApiClient, ns: str) -> None
     assert json.loads(resp.data)["status"] == {}
 
 
-@xfail_issue(17, "apps/v1 daemonsets are not served yet")
 def test_create_daemonset(api: client.ApiClient, ns: str) -> None:
     apps = typed(client.AppsV1Api, api)
     name = f"nginx-app-{short()}"
@@ -246,7 +245,6 @@ def test_create_daemonset(api: client.ApiClient, ns: str) -> None:
     apps.delete_namespaced_daemon_set(name, ns, body=client.V1DeleteOptions())
 
 
-@xfail_issue(17, "batch/v1 jobs are not served yet")
 def test_job_apis(api: client.ApiClient, ns: str) -> None:
     batch = typed(client.BatchV1Api, api)
     name = f"job-{short()}"
@@ -438,7 +436,6 @@ def test_create_apiservice_from_yaml_with_conflict(api: client.ApiClient, tmp_pa
         reg.delete_api_service(name)
 
 
-@xfail_issue(18, "rbac.authorization.k8s.io is not served yet")
 def test_create_rbac_role_from_yaml(api: client.ApiClient, ns: str, tmp_path: Any) -> None:
     body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "pod-reader"},
             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list"]}]}

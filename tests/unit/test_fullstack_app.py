@@ -269,3 +269,11 @@ def test_frontend_page_shows_the_backend_pod_and_the_stores() -> None:
 def test_fetch_names_the_pod_that_answered() -> None:
     assert fetch.answered_by(b'{"pod": "backend-1", "redis": {}}') == "backend-1"
     assert fetch.answered_by(b"web-a\n") == "web-a"
+
+
+def test_fullstack_images_example_has_the_same_manifests() -> None:
+    # examples/fullstack-images runs the same application from the official images.
+    images_example = EXAMPLE.parent / "fullstack-images"
+    for manifest in sorted(EXAMPLE.glob("*.yaml")):
+        copy = images_example / manifest.name
+        assert copy.read_text() == manifest.read_text(), f"{copy} differs from {manifest}: copy it again"

@@ -251,6 +251,17 @@ def test_hosts_file_subdomain_and_aliases() -> None:
     )
 
 
+def test_hosts_file_of_a_host_network_pod_is_the_nodes() -> None:
+    pod = make_pod(hostNetwork=True, hostAliases=[{"ip": "1.2.3.4", "hostnames": ["foo.local"]}])
+    node = "127.0.0.1\tlocalhost\n192.0.2.7\tthe-node\n"
+    assert podspec.hosts_file(pod, ["10.244.0.9"], node) == (
+        "# Kubernetes-managed hosts file (host network).\n" + node +
+        "\n# Entries added by HostAliases.\n1.2.3.4\tfoo.local\n")
+    # Not "# Kubernetes-managed hosts file." (what conformance looks for to tell the two apart).
+    assert "# Kubernetes-managed hosts file." not in podspec.hosts_file(make_pod(hostNetwork=True), [], node)
+    assert podspec.hosts_file(make_pod(), ["10.244.0.9"], node).startswith("# Kubernetes-managed hosts file.\n")
+
+
 def test_hostname_truncation_and_fqdn() -> None:
     long = make_pod()
     long["metadata"]["name"] = "a" * 62 + "-b"

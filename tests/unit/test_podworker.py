@@ -9,6 +9,7 @@ the fakes: the sync waits in one until the test has deleted the pod.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import pathlib
 from typing import Any, cast
@@ -16,7 +17,7 @@ from typing import Any, cast
 import pytest
 
 from kubelite.client import ApiError
-from kubelite.node import podspec
+from kubelite.node import activedeadline, podspec, volumes
 from kubelite.node.network import PodNetwork
 from kubelite.node.podworker import ContainerState, PodHost, PodWorker
 from kubelite.node.runtime import ContainerStatus
@@ -109,6 +110,9 @@ class FakeRuntime:
 
     async def remove(self, cid: str) -> None:
         self.removed.append(cid)
+
+    async def remove_pod(self, uid: str) -> None:  # the pod's IPC/UTS namespaces (OCI containers)
+        pass
 
 
 class FakeHost:
@@ -241,3 +245,74 @@ async def test_a_pod_force_deleted_while_it_terminates(tmp_path: pathlib.Path,
     assert worker.done and host.done == [worker]
     assert host.runtime.removed == ["cid-1"] and host.network.removed[-1] == "u-1"
     assert not (tmp_path / "u-1").exists()
+
+
+# ---------------------------------------------------------------------------------- active deadline
+
+
+def test_active_deadline_counts_from_the_start_time() -> None:
+    pod = make_pod()
+    start = "2026-01-01T00:00:00Z"
+    t0 = 1767225600.0  # that instant
+    assert activedeadline.remaining(pod, start, t0 + 100) is None  # no deadline
+    pod["spec"]["activeDeadlineSeconds"] = 30
+    assert activedeadline.remaining(pod, "", t0) is None  # not started
+    assert activedeadline.remaining(pod, start, t0 + 29.5) == 0.5
+    assert activedeadline.remaining(pod, start, t0 + 30) == 0  # duration >= allowed: past it
+
+
+async def test_a_pod_past_its_active_deadline_is_stopped_and_fails(tmp_path: pathlib.Path) -> None:
+    host = FakeHost(tmp_path)
+    pod = quiet_pod()
+    pod["spec"] |= {"activeDeadlineSeconds": 5, "restartPolicy": "Always", "terminationGracePeriodSeconds": 3}
+    pod["status"] = {"phase": "Running", "startTime": "2026-01-01T00:00:00Z"}  # long ago
+    worker = PodWorker(cast(PodHost, host), pod)
+    worker.sandbox_ready, worker.net = True, await host.network.add_pod("u-1")
+    host.runtime.statuses["cid-1"] = ContainerStatus("running", 42, None, "2026-01-01T00:00:00Z", None, "")
+    worker.containers["c"] = ContainerState("c", False, current="cid-1", status=host.runtime.statuses["cid-1"])
+    await worker.sync()
+    status = host.client.patches[-1]["status"]
+    assert (status["phase"], status["reason"], status["message"]) == (
+        "Failed", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline")
+    [c] = status["containerStatuses"]
+    assert c["state"]["terminated"]["exitCode"] == 143
+    assert host.events[:2] == [
+        ("Normal", "DeadlineExceeded", "Pod was active on the node longer than the specified deadline"),
+        ("Normal", "Killing", "Stopping container c"),
+    ]
+    assert host.network.removed == ["u-1"]  # the sandbox goes, as for any finished pod
+    assert worker.terminal and await worker.sync() == 3600  # and no container starts again
+
+
+# ---------------------------------------------------------------------------------- downward API volumes
+
+
+async def test_downward_api_files_follow_label_changes_at_once(tmp_path: pathlib.Path) -> None:
+    host = FakeHost(tmp_path)
+
+    async def nothing(*_: Any) -> None:
+        return None
+
+    sources = volumes.Sources(configmap=nothing, secret=nothing, token=nothing, ca_crt=b"")  # type: ignore[arg-type]
+    host.config.volume_sources = lambda pod, net: sources  # type: ignore[method-assign]
+    pod = quiet_pod()
+    pod["metadata"]["labels"] = {"tier": "one"}
+    pod["spec"]["volumes"] = [{"name": "info", "downwardAPI": {"items": [
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}]
+    worker = PodWorker(cast(PodHost, host), pod)
+
+    async def patch(rt: Any, name: str, body: Obj, namespace: str, *, subresource: str = "") -> Obj:
+        return {**worker.pod, "status": body["status"]}  # the whole pod, as the API answers
+
+    host.client.patch = patch  # type: ignore[method-assign]
+    worker.sandbox_ready, worker.net = True, await host.network.add_pod("u-1")
+    host.runtime.statuses["cid-1"] = ContainerStatus("running", 42, None, "2026-01-01T00:00:00Z", None, "")
+    worker.containers["c"] = ContainerState("c", False, current="cid-1", status=host.runtime.statuses["cid-1"])
+    labels = tmp_path / "u-1" / "volumes" / "info" / "labels"
+    await worker.sync()
+    assert labels.read_text() == 'tier="one"'
+    changed = copy.deepcopy(pod)
+    changed["metadata"]["labels"] = {"tier": "two"}
+    worker.update(changed)
+    await worker.sync()  # the very next sync, not a minute later
+    assert labels.read_text() == 'tier="two"'

@@ -408,6 +408,149 @@ def _default_replicaset(obj: Obj) -> None:
     _default_template(spec)
 
 
+# -- batch/v1 -------------------------------------------------------------------------------------
+
+
+def _default_job(obj: Obj) -> None:
+    """SetDefaults_Job: one pod at a time unless told; six retries (or unlimited retries with a
+    per-index limit); the template's labels stand in for missing Job labels."""
+    spec = _dict(obj, "spec")
+    if spec.get("completions") is None and spec.get("parallelism") is None:
+        spec["completions"] = 1
+    if spec.get("parallelism") is None:
+        spec["parallelism"] = 1
+    if spec.get("backoffLimit") is None:
+        spec["backoffLimit"] = 2147483647 if spec.get("backoffLimitPerIndex") is not None else 6
+    template = spec.get("template")
+    labels = ((template.get("metadata") or {}).get("labels")) if isinstance(template, dict) else None
+    meta = _dict(obj, "metadata")
+    if labels and not meta.get("labels"):
+        meta["labels"] = dict(labels)
+    if spec.get("completionMode") is None:
+        spec["completionMode"] = "NonIndexed"
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    for rule in (spec.get("podFailurePolicy") or {}).get("rules") or []:
+        for pattern in rule.get("onPodConditions") or []:
+            if not pattern.get("status"):
+                pattern["status"] = "True"
+    if spec.get("podReplacementPolicy") is None:
+        spec["podReplacementPolicy"] = "Failed" if spec.get("podFailurePolicy") is not None else "TerminatingOrFailed"
+    if spec.get("manualSelector") is None:
+        spec["manualSelector"] = False
+    _default_template(spec)
+
+
+def _default_cronjob(obj: Obj) -> None:
+    """SetDefaults_CronJob; the job template's pod spec gets the PodSpec defaults (not the
+    Job's own: those apply when the controller creates the Job)."""
+    spec = _dict(obj, "spec")
+    if not spec.get("concurrencyPolicy"):
+        spec["concurrencyPolicy"] = "Allow"
+    if spec.get("suspend") is None:
+        spec["suspend"] = False
+    if spec.get("successfulJobsHistoryLimit") is None:
+        spec["successfulJobsHistoryLimit"] = 3
+    if spec.get("failedJobsHistoryLimit") is None:
+        spec["failedJobsHistoryLimit"] = 1
+    job_template = spec.get("jobTemplate")
+    if isinstance(job_template, dict) and isinstance(job_template.get("spec"), dict):
+        _default_template(job_template["spec"])
+
+
+def prepare_job_create(job: Obj) -> None:
+    """The Job strategy's PrepareForCreate: unless ``manualSelector``, the selector is generated
+    (``batch.kubernetes.io/controller-uid=<uid>``) and the template labelled with the Job's uid and
+    name, both the ``batch.kubernetes.io/`` keys and the legacy ones; labels the user set are kept
+    (validation then says which are wrong). Needs ``metadata.uid``.
+
+    The defaulting that kube-apiserver ran while decoding (before this) copied the template's
+    labels to a Job without labels: that is done here first, so that a Job whose template had
+    labels keeps exactly those, and one whose template had none gets the generated ones (as it
+    does when kube-apiserver defaults the stored object again on reading it).
+    """
+    spec = _dict(job, "spec")
+    template = _dict(spec, "template")
+    tmeta = _dict(template, "metadata")
+    meta = _dict(job, "metadata")
+    if tmeta.get("labels") and not meta.get("labels"):
+        meta["labels"] = dict(tmeta["labels"])
+    if spec.get("manualSelector"):
+        return
+    spec["manualSelector"] = False
+    labels = tmeta.get("labels")
+    if not isinstance(labels, dict):
+        labels = tmeta["labels"] = {}
+    name, uid = str(meta.get("name") or ""), str(meta.get("uid") or "")
+    for key in ("job-name", "batch.kubernetes.io/job-name"):
+        labels.setdefault(key, name)
+    for key in ("controller-uid", "batch.kubernetes.io/controller-uid"):
+        labels.setdefault(key, uid)
+    selector = spec.get("selector")
+    if not isinstance(selector, dict):
+        selector = spec["selector"] = {}
+    match = selector.get("matchLabels")
+    if not isinstance(match, dict):
+        match = selector["matchLabels"] = {}
+    match.setdefault("batch.kubernetes.io/controller-uid", uid)
+
+
+def _default_claim_template(claim: Obj) -> None:
+    """SetDefaults_PersistentVolumeClaim(Spec), as the generated defaulters run them over a
+    StatefulSet's volumeClaimTemplates: volumeMode Filesystem, phase Pending."""
+    spec = _dict(claim, "spec")
+    if not spec.get("volumeMode"):
+        spec["volumeMode"] = "Filesystem"
+    status = _dict(claim, "status")
+    if not status.get("phase"):
+        status["phase"] = "Pending"
+
+
+def _default_statefulset(obj: Obj) -> None:
+    """SetDefaults_StatefulSet (apps/v1, 1.33). maxUnavailable is not defaulted: the
+    MaxUnavailableStatefulSet gate that would default it to 1 is off by default in 1.33."""
+    spec = _dict(obj, "spec")
+    if not spec.get("podManagementPolicy"):
+        spec["podManagementPolicy"] = "OrderedReady"
+    strategy = _dict(spec, "updateStrategy")
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+        if strategy.get("rollingUpdate") is None:
+            strategy["rollingUpdate"] = {}
+    rolling = strategy.get("rollingUpdate")
+    if strategy["type"] == "RollingUpdate" and isinstance(rolling, dict) and rolling.get("partition") is None:
+        rolling["partition"] = 0
+    retention = _dict(spec, "persistentVolumeClaimRetentionPolicy")
+    for key in ("whenDeleted", "whenScaled"):
+        if not retention.get(key):
+            retention[key] = "Retain"
+    if spec.get("replicas") is None:
+        spec["replicas"] = 1
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    _default_template(spec)
+    for claim in spec.get("volumeClaimTemplates") or []:
+        if isinstance(claim, dict):
+            _default_claim_template(claim)
+
+
+def _default_daemonset(obj: Obj) -> None:
+    """SetDefaults_DaemonSet (apps/v1): RollingUpdate with maxUnavailable 1, maxSurge 0."""
+    spec = _dict(obj, "spec")
+    strategy = _dict(spec, "updateStrategy")
+    if not strategy.get("type"):
+        strategy["type"] = "RollingUpdate"
+    if strategy["type"] == "RollingUpdate":
+        rolling = _dict(strategy, "rollingUpdate")
+        if rolling.get("maxUnavailable") is None:
+            rolling["maxUnavailable"] = 1
+        if rolling.get("maxSurge") is None:
+            rolling["maxSurge"] = 0
+    if spec.get("revisionHistoryLimit") is None:
+        spec["revisionHistoryLimit"] = 10
+    _default_template(spec)
+
+
 # -- Endpoints and EndpointSlices ---------------------------------------------------------------
 
 
@@ -498,7 +641,11 @@ _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
     ("", "Endpoints"): _default_endpoints,
     ("apps", "Deployment"): _default_deployment,
     ("apps", "ReplicaSet"): _default_replicaset,
+    ("apps", "StatefulSet"): _default_statefulset,
+    ("apps", "DaemonSet"): _default_daemonset,
     ("discovery.k8s.io", "EndpointSlice"): _default_endpoint_slice,
+    ("batch", "Job"): _default_job,
+    ("batch", "CronJob"): _default_cronjob,
 }
 
 

@@ -48,6 +48,7 @@ from kubelite.apiserver.registry import (
     merge_patch,
     object_bytes,
 )
+from kubelite.apiserver.watchstreams import WatchLabels, WatchStreams
 from kubelite.store import CompactedError, KeyValue, StoreError, WatchEvent
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,7 @@ class RestHandlers:
     def __init__(self, registry: Registry, authorizer: Authorizer | None = None) -> None:
         self.registry = registry
         self.authorizer = authorizer
-        self.watchers: set[asyncio.Task[Any]] = set()
+        self.watchers = WatchStreams()
         httplog.quiet_client_errors()  # unparsable requests: one INFO line, not an ERROR traceback
         self._decode_cache: dict[tuple[str, int, str], dict[str, Any]] = {}
         self._line_cache: dict[tuple[str, int, str, str], bytes] = {}
@@ -427,7 +428,10 @@ class RestHandlers:
         await resp.prepare(request)
         task = asyncio.current_task()
         if task:
-            self.watchers.add(task)
+            # kube-apiserver's RequestInfo takes a watch's name from ``fieldSelector=metadata.name=X`` too.
+            named = name_filter or flt.fields.requires_exact_match("metadata.name")
+            scope = "resource" if named else "namespace" if target.namespace else "cluster"
+            self.watchers.add(task, request, WatchLabels(rt.group, rt.version, rt.plural, scope))
         first_table = [True]
 
         def encode(ev_type: str, obj: dict[str, Any]) -> bytes:

@@ -49,6 +49,7 @@ from kubelite.apiserver import eviction, objects
 from kubelite.apiserver.admission import Admission
 from kubelite.apiserver.auth import User
 from kubelite.apiserver.strategy import Rollback, Strategy, strategy_for
+from kubelite.apiserver.writeturns import WriteTurns
 from kubelite.store import (
     ConflictError,
     KeyExistsError,
@@ -434,6 +435,7 @@ class Registry:
     caches: dict[ResourceType, CachedKind] = field(init=False, default_factory=dict)
     admission: Admission = field(init=False)
     _strategies: dict[ResourceType, Strategy] = field(init=False, default_factory=dict)
+    _write_turns: WriteTurns = field(init=False, default_factory=WriteTurns)
 
     def __post_init__(self) -> None:
         self.namespaces = ActiveNamespaces(self.store)
@@ -685,7 +687,32 @@ class Registry:
         track_fields: bool = True,
         internal: bool = False,
     ) -> tuple[dict[str, Any], bool]:
-        """Read-modify-write with compare-and-swap; returns (object, created)."""
+        """Read-modify-write with compare-and-swap; returns (object, created).
+
+        Writers of one object in this process take turns (writeturns): otherwise N
+        concurrent patches all read the same revision, all compute, one wins each commit and
+        the rest redo everything, so contended throughput fell with every added client.
+        """
+        assert target.name is not None
+        async with self._write_turns.turn(target.rt.key(target.namespace, target.name)):
+            return await self._guaranteed_update(
+                target, compute, manager=manager, operation=operation, precondition_rv=precondition_rv,
+                dry_run=dry_run, create_missing=create_missing, track_fields=track_fields, internal=internal,
+            )
+
+    async def _guaranteed_update(
+        self,
+        target: Target,
+        compute: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        manager: str,
+        operation: str,
+        precondition_rv: str | None,
+        dry_run: bool,
+        create_missing: Callable[[], Awaitable[dict[str, Any]]] | None,
+        track_fields: bool,
+        internal: bool,
+    ) -> tuple[dict[str, Any], bool]:
         rt = target.rt
         assert target.name is not None
         key = rt.key(target.namespace, target.name)

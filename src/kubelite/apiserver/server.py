@@ -25,7 +25,15 @@ from kubelite import __version__
 from kubelite.api import errors, openapi, rbac, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
-from kubelite.apiserver import authorization, discovery, healthz, metrics, systemobjects
+from kubelite.apiserver import (
+    authorization,
+    discovery,
+    healthz,
+    memtrim,
+    metrics,
+    systemobjects,
+    watchstreams,
+)
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
 from kubelite.apiserver.authorization import Authorizer
 from kubelite.apiserver.handlers import JSON, USER_KEY, RestHandlers, json_response, status_response
@@ -95,6 +103,7 @@ class APIServer:
         )
         self.ready = False
         self._runner: web.AppRunner | None = None
+        self.trimmer = memtrim.Trimmer()  # gives freed memory back after bursts
         # kube-apiserver writes /version with json.MarshalIndent (two spaces, no final newline),
         # not with its object serializer.
         self._version = orjson.dumps(version_info(), option=orjson.OPT_INDENT_2)
@@ -212,7 +221,7 @@ class APIServer:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         # Authenticated like kube-apiserver's /metrics (the middleware refuses anonymous calls).
-        return web.Response(text=metrics.render(await self.store.health()),
+        return web.Response(text=metrics.render(await self.store.health()) + watchstreams.render(self.rest.watchers),
                             headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def _api(self, request: web.Request) -> web.Response:
@@ -325,6 +334,7 @@ class APIServer:
         await site.start()
         if self.primary:
             self.kubernetes_service.start()
+        self.trimmer.start()
         self.ready = True
         log.info("API server %sserving on https://%s:%d", "" if self.primary else "worker ",
                  self.config.host, self.config.port)
@@ -334,8 +344,8 @@ class APIServer:
         await self.kubernetes_service.stop()
         await self.registry.stop_caches()
         await self.authorizer.stop()
-        for task in list(self.rest.watchers):
-            task.cancel()
+        await self.rest.watchers.stop()
+        await self.trimmer.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

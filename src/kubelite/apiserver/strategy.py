@@ -15,7 +15,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kubelite.api import defaults, errors, protobuf, schema, timeutil, validation
+from kubelite.api import defaults, errors, protobuf, schema, storage, timeutil, validation
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.resource import pod_qos_class
@@ -263,6 +263,46 @@ class GenerationStrategy(Strategy):
     tracks_generation = True
 
 
+
+class JobStrategy(GenerationStrategy):
+    """pkg/registry/batch/job: the selector and the template's labels are generated on create."""
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        defaults.prepare_job_create(obj)
+
+
+class StatefulSetStrategy(Strategy):
+    """statefulSetStrategy: a new set's status is the zero StatefulSetStatus, whose
+    availableReplicas has no omitempty (so it shows as 0 beside replicas)."""
+
+    tracks_generation = True
+
+    def fill_status(self, obj: dict[str, Any]) -> None:
+        if obj.get("status") is None:
+            obj["status"] = {"replicas": 0, "availableReplicas": 0}
+
+
+class DaemonSetStrategy(Strategy):
+    """daemonSetStrategy: apps/v1 keeps the internal spec.templateGeneration as the
+    ``deprecated.daemonset.template.generation`` annotation: 1 at creation, one more each time
+    the pod template changes (the controller labels its pods with it)."""
+
+    tracks_generation = True
+    _ANNOTATION = "deprecated.daemonset.template.generation"
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj.setdefault("metadata", {}).setdefault("annotations", {})[self._ANNOTATION] = "1"
+
+    def prepare_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_update(new, old)
+        annotations = new.setdefault("metadata", {}).setdefault("annotations", {})
+        previous = (old.get("metadata") or {}).get("annotations", {}).get(self._ANNOTATION)
+        generation = int(previous) if previous and previous.isdigit() else 1
+        if (new.get("spec") or {}).get("template") != (old.get("spec") or {}).get("template"):
+            generation += 1
+        annotations[self._ANNOTATION] = str(generation)
+
+
 class EventStrategy(Strategy):
     allow_create_on_update = True
 
@@ -388,6 +428,67 @@ def _stamp_conditions(new: dict[str, Any], old: dict[str, Any]) -> None:
             )
 
 
+# -- persistent storage (pkg/registry/core/persistentvolume(claim), storage/storageclass) ----------
+
+
+async def _storage_classes(objects: ObjectLister) -> list[dict[str, Any]]:
+    rt = lookup("storage.k8s.io", "v1", "storageclasses")
+    return [] if rt is None else await objects.list_objects(rt, None)
+
+
+class PersistentVolumeStrategy(Strategy):
+    """A volume starts Pending (its phase stamped); StorageObjectInUseProtection adds pv-protection."""
+
+    def defaults(self, obj: dict[str, Any]) -> None:
+        super().defaults(obj)
+        storage.default_persistent_volume(obj)
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"phase": "Pending", "lastPhaseTransitionTime": timeutil.now_rfc3339()}
+
+    def prepare_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_status_update(new, old)
+        status = new.get("status")
+        if isinstance(status, dict) and status.get("phase") != (old.get("status") or {}).get("phase"):
+            status["lastPhaseTransitionTime"] = timeutil.now_rfc3339()
+
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        if old is None:
+            storage.add_finalizer(obj, storage.PV_PROTECTION)
+
+
+class PersistentVolumeClaimStrategy(Strategy):
+    """A claim starts Pending; admission adds pvc-protection and the default class (on create) and
+    refuses a grown request its class does not allow (PersistentVolumeClaimResize)."""
+
+    def defaults(self, obj: dict[str, Any]) -> None:
+        super().defaults(obj)
+        storage.default_persistent_volume_claim(obj)
+
+    def prepare_create(self, obj: dict[str, Any]) -> None:
+        obj["status"] = {"phase": "Pending"}
+
+    async def admit(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        if old is not None or not isinstance(obj.get("spec"), dict):
+            return
+        storage.admit_default_class(obj, await _storage_classes(objects))
+        storage.add_finalizer(obj, storage.PVC_PROTECTION)
+
+    async def admit_validating(self, obj: dict[str, Any], old: dict[str, Any] | None, objects: ObjectLister) -> None:
+        if old is None:
+            return
+        classes = {str((sc.get("metadata") or {}).get("name")): sc for sc in await _storage_classes(objects)}
+        refusal = storage.admit_resize(obj, old, classes)
+        if refusal is not None:
+            raise errors.forbidden_error("persistentvolumeclaims", (obj.get("metadata") or {}).get("name") or "", refusal)
+
+
+class StorageClassStrategy(Strategy):
+    def defaults(self, obj: dict[str, Any]) -> None:
+        super().defaults(obj)
+        storage.default_storage_class(obj)
+
+
 STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Namespace"): NamespaceStrategy,
     ("", "Pod"): PodStrategy,
@@ -408,10 +509,13 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"): GenerationStrategy,
     ("", "ResourceQuota"): ResourceQuotaStrategy,
     ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
-    ("apps", "StatefulSet"): GenerationStrategy,
-    ("apps", "DaemonSet"): GenerationStrategy,
-    ("batch", "Job"): GenerationStrategy,
+    ("apps", "StatefulSet"): StatefulSetStrategy,
+    ("apps", "DaemonSet"): DaemonSetStrategy,
+    ("batch", "Job"): JobStrategy,
     ("batch", "CronJob"): GenerationStrategy,
+    ("", "PersistentVolume"): PersistentVolumeStrategy,
+    ("", "PersistentVolumeClaim"): PersistentVolumeClaimStrategy,
+    ("storage.k8s.io", "StorageClass"): StorageClassStrategy,
 }
 
 

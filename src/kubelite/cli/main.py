@@ -206,6 +206,13 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
                           "its running pods are kept and adopted")
         else:
             progress.done(f"cleaned up after a previous run that did not stop cleanly (pid {run.get('pid')})")
+    if not args.no_agent:
+        from kubelite.images.tools import find_tools
+
+        tools = find_tools()
+        (progress.done if (tools.puller and tools.runtime) or args.images == "catalog" else progress.warn)(
+            tools.describe(args.images))
+        (data_dir / "images").mkdir(exist_ok=True)  # the auto-import directory
     pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=service_cidr.nth(1))
     server_url = f"https://{host}:{args.api_port}"
     kc_path = data_dir / "kubeconfig"
@@ -232,6 +239,7 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     plan.children.append(Child("controllers", [
         *verbosity, "controllers", "--kubeconfig", str(kc_path),
         "--cluster-signing-cert-file", str(pki.ca_cert), "--cluster-signing-key-file", str(pki.ca_key),
+        "--local-path-dir", str(data_dir / "storage"),
     ]))
     if not args.no_agent:
         plan.children.append(Child("agent", [
@@ -239,6 +247,9 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
             "--node-name", node_name(name), "--state-dir", str(data_dir / "agent"),
             "--pod-cidr", args.pod_cidr, "--api-port", str(args.api_port),
             "--with-proxy", "--service-cidr", args.service_cidr, "--cluster-dns", plan.dns_ip,
+            "--images", args.images, "--image-store", str(data_dir / "imagestore"),
+            "--image-import-dir", str(data_dir / "images"),
+            *(f"--insecure-registry={r}" for r in args.insecure_registry),
         ]))
     return plan
 
@@ -326,6 +337,7 @@ async def run_up(plan: UpPlan) -> int:
             "agent": not args.no_agent, "podCIDR": args.pod_cidr,
             **({"mergedInto": str(merged), "previousContext": previous} if merged else {}),
         })
+        await install_storage_addon(api)
         if not args.no_agent:
             await install_dns_addon(api, args.service_cidr)
             node = node_name(name)
@@ -449,6 +461,24 @@ async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, limit: flo
                 return True
         await asyncio.sleep(0.02)
     return stop.is_set()
+
+
+async def install_storage_addon(api: APIServer) -> None:
+    """The default StorageClass (k3s's local-storage addon): created once, then the user's to change."""
+    from kubelite.api.errors import StatusError
+    from kubelite.api.registry import for_kind
+    from kubelite.controllers.localpath import default_storage_class
+
+    obj = default_storage_class()
+    rt = for_kind(obj["apiVersion"], obj["kind"])
+    assert rt is not None
+    if await api.store.get(rt.key(None, obj["metadata"]["name"])) is not None:
+        return
+    try:
+        await api.registry.create_object(rt, None, obj, manager="kubelite")
+    except StatusError as e:
+        if e.code != 409:
+            raise
 
 
 async def install_dns_addon(api: APIServer, service_cidr: str) -> None:
@@ -590,6 +620,28 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                     help="do not merge the cluster's context into ~/.kube/config (or $KUBECONFIG's first file)")
     up.add_argument("--api-workers", type=int, default=None, metavar="N",  # None: DEFAULT_API_WORKERS
                     help="API server processes besides up's own, sharing its port and store (default: 0)")
+    up.add_argument("--images", default="auto", choices=("auto", "oci", "catalog"),
+                    help="how a container's image resolves: auto (the image store, then the registry; "
+                         "catalog names without a network round trip), oci (store and registry only), "
+                         "catalog (never pulls) (default: auto)")
+    up.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                    help="a registry spoken to over plain HTTP (loopback registries always are)")
+    image = sub.add_parser("image", help="the node's image store: load, ls, rm, pull")
+    image_sub = image.add_subparsers(dest="image_command", required=True)
+    for verb, text in (("load", "load docker-save or OCI archives (plain or gzipped)"),
+                       ("ls", "list the images (as crictl images)"), ("rm", "remove an image"),
+                       ("pull", "pull an image from its registry")):
+        isp = image_sub.add_parser(verb, help=text)
+        common(isp)
+        if verb == "load":
+            isp.add_argument("--tag", action="append", default=[], help="name the archive's image (repeatable)")
+            isp.add_argument("files", nargs="+", metavar="FILE")
+        elif verb in ("rm", "pull"):
+            isp.add_argument("refs", nargs="+", metavar="REF")
+        if verb == "pull":
+            isp.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                             help="a registry spoken to over plain HTTP (loopback registries always are)")
+            isp.add_argument("--creds", default=None, metavar="USER:PASSWORD", help="credentials for the registry")
     down = sub.add_parser("down", help="stop a cluster and remove what a crashed run left")
     common(down)
     down.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a clean stop")
@@ -623,6 +675,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     ctrl.add_argument("--cluster-signing-cert-file", default="",
                       help="the CA certificate approved CertificateSigningRequests are signed with")
     ctrl.add_argument("--cluster-signing-key-file", default="", help="that CA's private key")
+    ctrl.add_argument("--local-path-dir", default="",
+                      help="where the local-path provisioner makes volume directories (default: it provisions none)")
     return p
 
 
@@ -746,6 +800,10 @@ def main(argv: list[str] | None = None) -> int:
                     child.kill_now()  # a failure before supervision began must not leave them behind
         if args.command == "down":
             return run_down(args)
+        if args.command == "image":
+            from kubelite.cli.image import run_image
+
+            return run_image(args, pathlib.Path(args.data_dir or default_data_dir(args.name)).resolve())
         if args.command == "status":
             return run_status(args)
         if args.command == "agent":
@@ -765,7 +823,8 @@ def main(argv: list[str] | None = None) -> int:
             from kubelite.controllers.base import Options
 
             options = Options(cluster_signing_cert_file=args.cluster_signing_cert_file,
-                              cluster_signing_key_file=args.cluster_signing_key_file)
+                              cluster_signing_key_file=args.cluster_signing_key_file,
+                              local_path_dir=args.local_path_dir)
             return _run_component(
                 controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c], options),
                 args.kubeconfig,

@@ -27,6 +27,9 @@ class Options:
     cluster_signing_duration: float = 365 * 24 * 3600.0
     # --resource-quota-sync-period: how often every quota is recounted in full.
     resource_quota_sync_period: float = 300.0
+    # Where the local-path provisioner makes its volume directories (k3s's
+    # --default-local-storage-path); unset, it provisions nothing.
+    local_path_dir: str = ""
 
 
 class Context:

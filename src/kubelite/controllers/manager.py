@@ -31,6 +31,15 @@ CONTROLLERS: dict[str, str] = {
     "disruption": "kubelite.controllers.disruption:DisruptionController",
     "resourcequota": "kubelite.controllers.resourcequota:ResourceQuotaController",
     "csrsigning": "kubelite.controllers.certificates:CSRSigningController",
+    "job": "kubelite.controllers.job:JobController",
+    "cronjob": "kubelite.controllers.cronjob:CronJobController",
+    "ttl-after-finished": "kubelite.controllers.ttlafterfinished:TTLAfterFinishedController",
+    "statefulset": "kubelite.controllers.statefulset:StatefulSetController",
+    "daemonset": "kubelite.controllers.daemonset:DaemonSetController",
+    "persistentvolume-binder": "kubelite.controllers.persistentvolume:PersistentVolumeController",
+    "pvc-protection": "kubelite.controllers.persistentvolume:PVCProtectionController",
+    "pv-protection": "kubelite.controllers.persistentvolume:PVProtectionController",
+    "local-path-provisioner": "kubelite.controllers.localpath:LocalPathProvisioner",
     "clusterrole-aggregation": "kubelite.controllers.clusterroleaggregation:ClusterRoleAggregationController",
 }
 

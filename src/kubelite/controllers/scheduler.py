@@ -2,9 +2,10 @@
 
 A real scheduler is a pipeline of plugins; kubelite keeps the filters that decide *whether*
 a pod may go to a node, in kube-scheduler's order and with its messages (NodeUnschedulable,
-TaintToleration, NodeAffinity), and replaces scoring by one rule: the node with the fewest
-pods. Resource requests, host ports, pod (anti-)affinity and topology spread are not
-considered: one machine runs every pod, so capacity is the machine's.
+TaintToleration, NodeAffinity, NodePorts, NodeResourcesFit), and replaces scoring by one
+rule: the node with the fewest pods. Pod (anti-)affinity and topology spread are not
+considered. A pod that fits nowhere may preempt pods of lower priority
+(:mod:`kubelite.controllers.defaultpreemption`).
 
 Kubernetes' node lifecycle controller turns a node that is not Ready into a
 ``node.kubernetes.io/not-ready`` (or ``unreachable``) NoSchedule taint, and the scheduler
@@ -26,7 +27,9 @@ from kubelite.api import timeutil
 from kubelite.api.types import EventType, Obj
 from kubelite.client import NODES, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
+from kubelite.controllers import defaultpreemption, nodeports, noderesources
 from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.volumebinding import VolumeBinding, prefilter_error
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,8 @@ NO_NODES = "no nodes available to schedule pods"
 
 # kube-scheduler re-tries unschedulable pods at least this often even without a cluster event.
 UNSCHEDULABLE_RETRY_SECONDS = 300.0
+# ... and after a cluster event that may make them fit, no sooner than this (podInitialBackoff).
+RETRY_BACKOFF_SECONDS = 1.0
 
 
 # ---------------------------------------------------------------------- pure filters
@@ -146,20 +151,41 @@ def filter_node(pod: Obj, node: Obj) -> str | None:
     return None
 
 
-def fit_error(pod: Obj, num_nodes: int, reasons: list[str]) -> str:
-    """kube-scheduler's FitError text, with the DefaultPreemption post-filter's verdict.
+def resolvable_reasons(pod: Obj, node: Obj, pods: list[Obj]) -> list[str]:
+    """The filters preemption can help with (NodePorts, then NodeResourcesFit), given the
+    pods that hold the node's ports and resources; empty when the pod fits."""
+    wanted = nodeports.host_ports(pod)
+    if wanted and nodeports.conflicts(wanted, (hp for p in pods for hp in nodeports.host_ports(p))):
+        return [nodeports.REASON]
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    return noderesources.insufficient(noderesources.pod_requests(pod), allocatable,
+                                      noderesources.held(pods), len(pods))
 
-    Every reason the filters above give is "unresolvable" by preemption, hence the fixed
-    second half.
-    """
+
+def _histogram(num_nodes: int, reasons: list[str]) -> str:
     counts: dict[str, int] = {}
     for r in reasons:
         counts[r] = counts.get(r, 0) + 1
     histogram = ", ".join(sorted(f"{n} {r}" for r, n in counts.items()))
-    msg = f"0/{num_nodes} nodes are available: {histogram}."
+    return f"0/{num_nodes} nodes are available: {histogram}."
+
+
+NOT_HELPFUL = defaultpreemption.NOT_HELPFUL
+
+
+def fit_error(pod: Obj, num_nodes: int, reasons: list[str], preemption: list[str] | None = None) -> str:
+    """kube-scheduler's FitError text, with the DefaultPreemption post-filter's verdict.
+
+    ``reasons`` are every failing filter's reasons over all nodes; ``preemption`` the
+    post-filter's reason per node (see :func:`defaultpreemption.select_victims`); None means
+    no node's filter failure could be resolved by preemption.
+    """
+    msg = _histogram(num_nodes, reasons)
     if (pod.get("spec") or {}).get("preemptionPolicy") == "Never":
-        return msg + " preemption: not eligible due to preemptionPolicy=Never."
-    return msg + f" preemption: 0/{num_nodes} nodes are available: {num_nodes} Preemption is not helpful for scheduling."
+        return f"{msg} preemption: {defaultpreemption.NEVER}"
+    if preemption is None:
+        preemption = [NOT_HELPFUL] * num_nodes
+    return msg + " preemption: " + _histogram(num_nodes, preemption)
 
 
 def needs_scheduling(pod: Obj) -> bool:
@@ -179,7 +205,14 @@ def _schedulability(node: Obj) -> tuple[Any, ...]:
         (node.get("metadata") or {}).get("labels"),
         (node.get("spec") or {}).get("unschedulable"),
         node_taints(node),
+        (node.get("status") or {}).get("allocatable"),
     )
+
+
+def _holds_node(pod: Obj) -> bool:
+    """A bound pod that still holds its node's ports and resources (not yet finished)."""
+    return bool((pod.get("spec") or {}).get("nodeName")) and \
+        (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
 
 
 # ---------------------------------------------------------------------- the controller
@@ -199,11 +232,18 @@ class Scheduler(Controller):
         self._assumed: dict[str, str] = {}  # pod key -> node it was bound to, until the cache shows it
         self.pods.add_handler(self._on_pod)
         self.nodes.add_handler(self._on_node)
+        self.volume_binding = VolumeBinding(ctx)
+        self.volume_binding.on_claim(self._on_claim)
 
     def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         key = key_of(pod)
         if kind == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
             self._assumed.pop(key, None)
+        was = pod if kind == "DELETED" else old
+        if was is not None and _holds_node(was) and (kind == "DELETED" or not _holds_node(pod)):
+            # A pod gone from its node (deleted, or finished) frees ports and resources:
+            # pods waiting for them may fit now (kube-scheduler's AssignedPodDelete event).
+            self._requeue_pending()
         if kind == "DELETED" or not needs_scheduling(pod):
             return
         # Our own status writes (the PodScheduled condition) must not bring a pod straight back.
@@ -213,14 +253,31 @@ class Scheduler(Controller):
     def _on_node(self, kind: EventType, node: Obj, old: Obj | None) -> None:
         if kind == "DELETED" or (old is not None and _schedulability(old) == _schedulability(node)):
             return
-        for pod in self.pods.by_index("scheduler-node", ""):
-            if needs_scheduling(pod):
-                self.queue.add(key_of(pod))
+        self._requeue_pending()
 
-    def _pods_on(self, node: str) -> int:
-        bound = sum(1 for p in self.pods.by_index("scheduler-node", node)
-                    if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed"))
-        return bound + sum(1 for n in self._assumed.values() if n == node)
+    def _requeue_pending(self) -> None:
+        # After kube-scheduler's initial pod backoff: a burst of deletions (a Deployment
+        # scaled down) makes one more attempt per waiting pod, not one per deletion.
+        for pod in self.pods.by_index("scheduler-node", ""):
+            if needs_scheduling(pod) and key_of(pod) not in self._assumed:
+                self.queue.add_after(key_of(pod), RETRY_BACKOFF_SECONDS)
+
+    def _pods_on(self, node: str) -> list[Obj]:
+        """The pods that hold ``node``: bound and not finished, or bound by us a moment ago."""
+        bound = [p for p in self.pods.by_index("scheduler-node", node) if _holds_node(p)]
+        for key, n in self._assumed.items():
+            assumed = self.pods.get(key) if n == node else None
+            if assumed is not None and not (assumed.get("spec") or {}).get("nodeName"):
+                bound.append(assumed)
+        return bound
+
+    def _on_claim(self, namespace: str, name: str) -> None:
+        # A claim created, bound or handed to a node may let a waiting pod go on.
+        for pod in self.pods.by_index("scheduler-node", ""):
+            if (pod.get("metadata") or {}).get("namespace") == namespace and needs_scheduling(pod) and \
+                    any((v.get("persistentVolumeClaim") or {}).get("claimName") == name
+                        for v in (pod.get("spec") or {}).get("volumes") or []):
+                self.queue.add(key_of(pod))
 
     async def reconcile(self, key: str) -> None:
         pod = self.pods.get(key)
@@ -230,19 +287,85 @@ class Scheduler(Controller):
         if not nodes:
             await self._unschedulable(pod, NO_NODES)
             return
-        feasible: list[str] = []
-        reasons: list[str] = []
-        for node in nodes:
-            reason = filter_node(pod, node)
-            if reason is None:
-                feasible.append(node["metadata"]["name"])
-            else:
-                reasons.append(reason)
-        if not feasible:
-            await self._unschedulable(pod, fit_error(pod, len(nodes), reasons))
+        unresolvable = self.volume_binding.prefilter(pod)
+        if unresolvable is not None:
+            await self._unschedulable(pod, prefilter_error(pod, len(nodes), unresolvable))
             return
-        target = min(feasible, key=lambda n: (self._pods_on(n), n))
-        await self._bind(pod, target)
+        feasible: list[tuple[int, str]] = []
+        reasons: list[str] = []
+        resolvable: list[Obj] = []  # nodes where preemption might help
+        for node in nodes:
+            name = node["metadata"]["name"]
+            reason = filter_node(pod, node) or self.volume_binding.filter(pod, node)
+            if reason is not None:
+                reasons.append(reason)
+                continue
+            held = self._pods_on(name)
+            failed = resolvable_reasons(pod, node, held)
+            if not failed:
+                feasible.append((len(held), name))
+                continue
+            reasons += failed
+            resolvable.append(node)
+        if feasible:
+            target = min(feasible)[1]
+            if not await self.volume_binding.prebind(pod, target):
+                self.queue.add_after(key, 1.0)  # its claims are being bound (claim events bring it back sooner)
+                return
+            await self._bind(pod, target)
+            return
+        await self._unschedulable(pod, await self._post_filter(pod, nodes, reasons, resolvable))
+
+    async def _post_filter(self, pod: Obj, nodes: list[Obj], reasons: list[str], resolvable: list[Obj]) -> str:
+        """DefaultPreemption: evict lower-priority pods if that makes room; the FitError message."""
+        fits = _histogram(len(nodes), reasons)
+        nominated = (pod.get("status") or {}).get("nominatedNodeName") or ""
+        resolvable_names = {n["metadata"]["name"] for n in resolvable}
+        why_not = defaultpreemption.ineligible(
+            pod, self._pods_on(nominated) if nominated else None,
+            nominated_unresolvable=bool(nominated) and nominated not in resolvable_names)
+        if why_not is not None:
+            return f"{fits} preemption: {why_not}"
+        verdicts = [NOT_HELPFUL] * (len(nodes) - len(resolvable))
+        candidates = []
+        for node in resolvable:
+            name = node["metadata"]["name"]
+            victims, failed = defaultpreemption.select_victims(pod, node, self._pods_on(name), resolvable_reasons)
+            if victims is None:
+                verdicts += failed
+            else:
+                candidates.append(defaultpreemption.Candidate(name, victims))
+        chosen = defaultpreemption.pick(candidates)
+        if chosen is None:
+            return f"{fits} preemption: {_histogram(len(nodes), verdicts)}"
+        await self._preempt(pod, chosen)
+        return fits  # preemption worked: the pod waits for the room, nothing more to say
+
+    async def _preempt(self, pod: Obj, chosen: defaultpreemption.Candidate) -> None:
+        meta = pod["metadata"]
+        for victim in chosen.victims:
+            vmeta = victim["metadata"]
+            if defaultpreemption.terminating_by_preemption(victim):
+                continue
+            cond = defaultpreemption.disruption_condition(SCHEDULER_NAME, timeutil.now_rfc3339())
+            try:
+                await self.client.patch(PODS, vmeta["name"], {"status": {"conditions": [cond]}}, vmeta["namespace"],
+                                        type="strategic", subresource="status")
+                await self.client.delete(PODS, vmeta["name"], vmeta["namespace"],
+                                         preconditions={"uid": vmeta.get("uid", "")})
+            except ApiError as e:
+                if not (e.not_found or e.code == 409):
+                    raise
+                continue
+            await self.recorder.event(victim, "Normal", "Preempted",
+                                      f"Preempted by pod {meta.get('uid', '')} on node {chosen.node}")
+        if (pod.get("status") or {}).get("nominatedNodeName") != chosen.node:
+            try:
+                await self.client.patch(PODS, meta["name"], {"status": {"nominatedNodeName": chosen.node}},
+                                        meta["namespace"], type="strategic", subresource="status")
+            except ApiError as e:
+                if not e.not_found:
+                    raise
 
     async def _bind(self, pod: Obj, node: str) -> None:
         meta = pod["metadata"]

@@ -31,11 +31,13 @@ class OCIImage:
     workdir: str = ""  # config.WorkingDir
     user: str = ""  # config.User: "uid", "uid:gid", "name" or "name:group", resolved in the rootfs
     size: int = 0  # bytes of the image's layers, for events and `kubelite image ls`
+    repo_digest: str = ""  # the registry's digest of what was pulled (an index's), if not ``digest``
 
     @property
     def image_id(self) -> str:
-        """``repo@sha256:...`` for containerStatuses[].imageID, as containerd reports it."""
-        return f"{split_reference(self.name)[0]}@{self.digest}"
+        """``repo@sha256:...`` for containerStatuses[].imageID, as containerd reports it: the
+        registry's digest for a pulled image (what `docker pull` prints), else the manifest's."""
+        return f"{split_reference(self.name)[0]}@{self.repo_digest or self.digest}"
 
     def host_argv(self, argv: list[str]) -> list[str]:
         """Inside its own root a container's argv needs no translation (a catalog image's does)."""

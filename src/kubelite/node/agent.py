@@ -33,8 +33,10 @@ from aiohttp import web
 from kubelite.api.types import EventType, Obj
 from kubelite.client import PODS, SERVICES, Client, Informer
 from kubelite.client.events import EventRecorder
+from kubelite.node import images as node_images
 from kubelite.node import podspec
 from kubelite.node.dnsrelay import DnsRelay
+from kubelite.node.hostport import HostPorts
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.nodestatus import KUBELET_VERSION, NodeStatus
 from kubelite.node.podconfig import PodConfigurer, host_resolv
@@ -81,6 +83,10 @@ class Agent:
         image_catalog: pathlib.Path | None = None,
         dns_upstream: str = "",
         cluster_dns: str = podspec.DEFAULT_DNS_IP,
+        image_store: pathlib.Path | None = None,
+        image_mode: str = "catalog",
+        insecure_registries: tuple[str, ...] = (),
+        image_import_dir: pathlib.Path | None = None,
     ) -> None:
         self.client = client
         self.node_name = node_name
@@ -108,7 +114,10 @@ class Agent:
             host_resolv=dataclasses.replace(
                 upstream, nameservers=(self.node_ip,) if self.dns_upstream else upstream.nameservers),
             allocatable=self.node_status.allocatable, event=self.event, cluster_dns=cluster_dns,
+            image_store=image_store, image_mode=image_mode, insecure_registries=insecure_registries,
         )
+        self.hostports = HostPorts(self.network.netns_path)
+        self.image_import_dir = image_import_dir
         self._tasks: set[asyncio.Task[Any]] = set()
         self._leftovers: dict[str, list[tuple[str, ContainerStatus]]] = {}
         self._leftover_nets: dict[str, PodNetwork] = {}
@@ -138,6 +147,11 @@ class Agent:
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def images_in_use(self) -> set[str]:
+        """Manifest digests of the containers that exist (the image GC never frees them)."""
+        return {cs.image_id.partition("@")[2] for w in self.workers.values()
+                for cs in [*w.init_containers.values(), *w.containers.values()] if "@" in cs.image_id}
 
     def pod_worker_done(self, worker: PodWorker) -> None:
         self.workers.pop(worker.uid, None)
@@ -180,6 +194,8 @@ class Agent:
                     await self.runtime.remove(cid)
         for uid in set(self.network.pods()) - known:
             await self.network.remove_pod(uid)
+        for uid in self.runtime.pods_with_namespaces() - known:
+            await self.runtime.remove_pod(uid)
         if self.pods_dir.is_dir():
             for d in self.pods_dir.iterdir():
                 if d.name not in known:
@@ -235,6 +251,8 @@ class Agent:
         try:
             await self.node_status.register()
             tasks.append(asyncio.create_task(self.node_status.heartbeat(), name="heartbeat"))
+            tasks.append(asyncio.create_task(
+                node_images.housekeeping(self.config.images, self.image_import_dir, self.images_in_use), name="images"))
             await self.pods.wait_synced()
             await self.services.wait_synced()
             await self.cleanup_orphans()
@@ -244,6 +262,8 @@ class Agent:
                 self._leftovers.setdefault(st.pod_uid, []).append((cid, st))
             self._leftover_nets = self.network.pods()
             self.pods.add_handler(self.on_pod)
+            self.pods.add_handler(self.hostports.on_pod)
+            tasks.append(asyncio.create_task(self.hostports.run(), name="hostports"))
             self._leftovers.clear()
             self._leftover_nets.clear()
             self.ready.set()
@@ -277,7 +297,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pod-cidr", default="10.244.0.0/24", help="this node's pod CIDR (default: 10.244.0.0/24)")
     parser.add_argument("--api-port", type=int, default=None,
                         help="API server port for the in-cluster relay (default: the kubeconfig server's port)")
-    parser.add_argument("--image-catalog", default=None, help="YAML file mapping more image names")
+    # KUBELITE_IMAGE_CATALOG: a catalog for `up`'s agent from the environment (the OCI runtime's
+    # tests give entries with `rootfs`: an unpacked image served under a name).
+    parser.add_argument("--image-catalog", default=os.environ.get("KUBELITE_IMAGE_CATALOG") or None,
+                        help="YAML file mapping more image names (default: $KUBELITE_IMAGE_CATALOG)")
+    parser.add_argument("--images", default="catalog", choices=node_images.MODES,
+                        help="how images resolve: auto (store, registry, catalog), oci, catalog (default: catalog)")
+    parser.add_argument("--image-store", default=None, help="the image store's directory (default: STATE_DIR/../imagestore)")
+    parser.add_argument("--image-import-dir", default=None, help="archives here are loaded into the store while running")
+    parser.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+                        help="a registry spoken to over plain HTTP (loopback ones always are)")
     parser.add_argument("--dns-upstream", default="",
                         help="resolver (ip[:port]) the node's DNS relay forwards to (default: the host's resolv.conf)")
     parser.add_argument("--cluster-dns", default=podspec.DEFAULT_DNS_IP,
@@ -298,6 +327,10 @@ async def main(args: argparse.Namespace) -> int:
         image_catalog=pathlib.Path(args.image_catalog) if args.image_catalog else None,
         dns_upstream=args.dns_upstream,
         cluster_dns=args.cluster_dns,
+        image_store=pathlib.Path(args.image_store) if args.image_store else pathlib.Path(args.state_dir).parent / "imagestore",
+        image_mode=args.images,
+        insecure_registries=tuple(args.insecure_registry),
+        image_import_dir=pathlib.Path(args.image_import_dir) if args.image_import_dir else None,
     )
     try:
         await agent.run()

@@ -22,7 +22,19 @@ from typing import Any
 
 from kubelite import images
 from kubelite.api.types import Obj
-from kubelite.client import CONFIGMAPS, SECRETS, SERVICEACCOUNTS, ApiError, Client, Informer
+from kubelite.client import (
+    CONFIGMAPS,
+    PERSISTENTVOLUMECLAIMS,
+    PERSISTENTVOLUMES,
+    SECRETS,
+    SERVICEACCOUNTS,
+    ApiError,
+    Client,
+    Informer,
+)
+from kubelite.images.oci import OCIImage
+from kubelite.images.store import ImageStore
+from kubelite.node import images as node_images
 from kubelite.node import podspec, volumes
 from kubelite.node.network import PodNetwork
 from kubelite.node.nodestatus import read_first
@@ -61,6 +73,9 @@ class PodConfigurer:
         allocatable: Callable[[], dict[str, str]],
         event: EventFn,
         cluster_dns: str = podspec.DEFAULT_DNS_IP,
+        image_store: pathlib.Path | None = None,
+        image_mode: str = "catalog",
+        insecure_registries: tuple[str, ...] = (),
     ) -> None:
         self.client = client
         self.services = services
@@ -74,14 +89,18 @@ class PodConfigurer:
         self._cluster_dns = cluster_dns
         self._ca = client.config.ca_data or b""
         self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
-        self._images: dict[tuple[str, int], tuple[images.Image, float]] = {}
+        self._images: dict[tuple[str, int], tuple[images.Image | OCIImage, float]] = {}
+        # The kubelet's image manager: catalog, image store and registry (see node/images.py).
+        self.images = node_images.ImageManager(
+            self.resolve_image, ImageStore(image_store) if image_store is not None else None,
+            mode=image_mode, insecure_registries=insecure_registries, catalog_knows=self.catalog_knows)
 
     def cluster_dns(self) -> str:
         svc = self.services.get("kube-system/kube-dns")
         ip = ((svc or {}).get("spec") or {}).get("clusterIP") or ""
         return ip if ip and ip != "None" else self._cluster_dns
 
-    def resolve_image(self, name: str) -> images.Image:
+    def resolve_image(self, name: str) -> images.Image | OCIImage:
         # Resolving may run a program (busybox --list) and read the catalog file: once per
         # image name and catalog version, not once per container start (the event loop waits).
         try:
@@ -92,9 +111,34 @@ class PodConfigurer:
         cached = self._images.get(key)
         if cached is not None and time.monotonic() - cached[1] < IMAGE_CACHE_SECONDS:
             return cached[0]
-        image = images.resolve(name, self.image_catalog)  # ImageNotFound is not cached
+        image: images.Image | OCIImage | None = images.resolve_oci(name, self.image_catalog)  # test hook
+        if image is None:
+            image = images.resolve(name, self.image_catalog)  # ImageNotFound is not cached
         self._images[key] = (image, time.monotonic())
         return image
+
+    def catalog_knows(self, name: str) -> bool:
+        """Whether the catalog (built-in or the user's file) has ``name``, without resolving it."""
+        repository, version = images.split_reference(name)
+        if repository in images.BUILTIN:
+            return True
+        if self.image_catalog is None:
+            return False
+        try:
+            catalog = images.load_catalog(self.image_catalog)
+        except (OSError, ValueError):
+            return False
+        return f"{repository}:{version}" in catalog or repository in catalog
+
+    async def pull_secrets(self, pod: Obj) -> list[Obj]:
+        """The pod's imagePullSecrets that exist (a missing one is skipped, as the kubelet does)."""
+        ns = pod["metadata"]["namespace"]
+        out = []
+        for ref in (pod.get("spec") or {}).get("imagePullSecrets") or []:
+            secret = await self._get_optional(SECRETS, str(ref.get("name") or ""), ns)
+            if secret is not None:
+                out.append(secret)
+        return out
 
     async def _get_optional(self, rt: Any, name: str, namespace: str) -> Obj | None:
         try:
@@ -135,13 +179,15 @@ class PodConfigurer:
             pod_ips=[net.ip] if net else [],
             host_ips=[self.node_ip],
             allocatable=self._allocatable(),
+            claim=lambda name: self._get_optional(PERSISTENTVOLUMECLAIMS, name, ns),
+            volume=lambda name: self._get_optional(PERSISTENTVOLUMES, name, ""),
         )
 
     def forget_tokens(self, pod_uid: str) -> None:
         for key in [k for k in self._tokens if k[0] == pod_uid]:
             del self._tokens[key]
 
-    async def container_config(self, pod: Obj, c: Obj, image: images.Image, net: PodNetwork,
+    async def container_config(self, pod: Obj, c: Obj, image: images.Image | OCIImage, net: PodNetwork,
                                pod_dir: pathlib.Path) -> tuple[dict[str, str], list[str], Mounts]:
         """(env, argv, mounts) of a container about to start."""
         ns = pod["metadata"]["namespace"]
@@ -187,12 +233,20 @@ class PodConfigurer:
         # HOME as runc sets it from the image's passwd (root's, or / for other users).
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
         home = "/" if sc.get("runAsUser") else "/root"
-        env = {"HOSTNAME": podspec.uts_hostname(pod), "HOME": home, **image.env, **result.env}
+        # A real image's HOME is its own, else runc's from the image's /etc/passwd (kubelite.node.ocispec).
+        base = {"HOSTNAME": podspec.uts_hostname(pod)} if isinstance(image, OCIImage) else \
+            {"HOSTNAME": podspec.uts_hostname(pod), "HOME": home}
+        env = {**base, **image.env, **result.env}
         argv = image.host_argv(podspec.container_argv(c, image.entrypoint, image.cmd, result.env))
         if not argv:
             raise podspec.EnvError("no command specified")
         etc = pod_dir / "etc"
         mounts = [(str(etc / "hosts"), "/etc/hosts", False), (str(etc / "resolv.conf"), "/etc/resolv.conf", False),
                   (str(etc / "hostname"), "/etc/hostname", False)]
-        mounts += volumes.container_mounts(pod, c, pod_dir)
+        if any(m.get("mountPath") == "/etc/hosts" for m in c.get("volumeMounts") or []):
+            # The kubelet manages /etc/hosts only for containers that do not mount a file of
+            # their own there; ours would also shadow a hostPath /etc/hosts source, as binds
+            # are made one after the other inside the container.
+            mounts = mounts[1:]
+        mounts += volumes.container_mounts(pod, c, pod_dir, result.env)
         return env, argv, mounts

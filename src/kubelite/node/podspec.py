@@ -380,8 +380,15 @@ def uts_hostname(pod: Obj) -> str:
     return hostname
 
 
-def hosts_file(pod: Obj, pod_ips: Sequence[str]) -> str:
-    """The kubelet's managed /etc/hosts."""
+def hosts_file(pod: Obj, pod_ips: Sequence[str], node_hosts: str | None = None) -> str:
+    """The kubelet's managed /etc/hosts; for a hostNetwork pod, the node's own file
+    (``node_hosts``) under the host-network header, as the kubelet's nodeHostsFileContent."""
+    aliases = (pod.get("spec") or {}).get("hostAliases") or []
+    alias_lines = ["", "# Entries added by HostAliases."] if aliases else []
+    alias_lines += [f"{a.get('ip', '')}\t" + "\t".join(a.get("hostnames") or []) for a in aliases]
+    if (pod.get("spec") or {}).get("hostNetwork") and node_hosts is not None:
+        return "# Kubernetes-managed hosts file (host network).\n" + node_hosts + \
+            "".join(line + "\n" for line in alias_lines)
     hostname, domain = pod_hostname(pod)
     lines = [
         "# Kubernetes-managed hosts file.",
@@ -394,11 +401,7 @@ def hosts_file(pod: Obj, pod_ips: Sequence[str]) -> str:
     ]
     for ip in pod_ips:
         lines.append(f"{ip}\t{hostname}.{domain}\t{hostname}" if domain else f"{ip}\t{hostname}")
-    aliases = (pod.get("spec") or {}).get("hostAliases") or []
-    if aliases:
-        lines += ["", "# Entries added by HostAliases."]
-        lines += [f"{a.get('ip', '')}\t" + "\t".join(a.get("hostnames") or []) for a in aliases]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + alias_lines) + "\n"
 
 
 @dataclass(frozen=True)
@@ -505,6 +508,15 @@ class Backoff:
             self._entries[key] = (self.initial, now)
         else:
             self._entries[key] = (min(entry[0] * 2, self.maximum), now)
+
+    def in_backoff_since_update(self, key: str, now: float) -> bool:
+        """IsInBackOffSinceUpdate: less than the current back-off since the last failure."""
+        entry = self._entries.get(key)
+        return entry is not None and not self._expired(now, entry[1]) and now - entry[1] < entry[0]
+
+    def until_retry(self, key: str, now: float) -> float:
+        entry = self._entries.get(key)
+        return max(0.0, entry[1] + entry[0] - now) if entry else 0.0
 
     def remaining(self, key: str, event_time: float, now: float) -> float:
         entry = self._entries.get(key)
@@ -720,3 +732,10 @@ def pod_conditions(
     out += [c for t, c in old.items() if t not in KUBELET_CONDITIONS]
     return out
 
+
+
+def supplementary_groups(pod: Obj) -> list[int]:
+    """The container processes' extra groups: the pod's fsGroup, then its supplementalGroups."""
+    sc = (pod.get("spec") or {}).get("securityContext") or {}
+    groups = [int(sc["fsGroup"])] if sc.get("fsGroup") is not None else []
+    return groups + [int(g) for g in sc.get("supplementalGroups") or [] if int(g) not in groups]

@@ -30,12 +30,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from kubelite import images
 from kubelite.api import timeutil
 from kubelite.api.resource import pod_qos_class
 from kubelite.api.types import Obj
 from kubelite.client import PODS, ApiError, Client
-from kubelite.node import podspec, probes, volumes
+from kubelite.images.oci import OCIImage
+from kubelite.node import activedeadline, ocispec, podspec, probes, terminationmessage, volumes
+from kubelite.node import images as node_images
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.podconfig import PodConfigurer
 from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerStatus, ExecStartError, Runtime
@@ -50,7 +51,7 @@ MIN_GRACE = 2  # the kubelet never gives SIGTERM less than this before SIGKILL
 DRAIN_DELAY = 1.5
 HOOK_TIMEOUT = 60.0
 OWNED_STATUS = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime",
-                "initContainerStatuses", "containerStatuses", "qosClass")
+                "initContainerStatuses", "containerStatuses", "qosClass", "reason", "message")
 
 
 class PodHost(Protocol):
@@ -231,17 +232,24 @@ class PodWorker:
         self.net: PodNetwork | None = None
         self.sandbox_ready = False
         self.volumes_refreshed = 0.0
+        self.volumes_meta: tuple[Any, Any] = _downward_meta(pod)  # what the volumes were last written from
         self.start_time: str = (pod.get("status") or {}).get("startTime") or ""
         self.containers: dict[str, ContainerState] = {}
         self.init_containers: dict[str, ContainerState] = {}
         self.terminal = (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
         self.terminating = False
+        # (reason, message) once the kubelet itself has failed the pod (its active deadline):
+        # the phase is Failed whatever the containers say.
+        self.failed_by_node: tuple[str, str] | None = None
+        if (pod.get("status") or {}).get("reason") == activedeadline.REASON:
+            self.failed_by_node = (activedeadline.REASON, activedeadline.MESSAGE)
         self.done = False
         self.task: asyncio.Task[None] | None = None
         # Crash-loop back-off (keyed by <uid>/<container>) and image pull back-off: the
         # kubelet keeps one of each for all pods, but their keys are this pod's alone.
         self._backoff = podspec.Backoff()
         self._image_backoff = podspec.Backoff()
+        self._pull_errors: dict[str, tuple[str, float]] = {}  # image back-off key → the last pull's error, when
         self._tasks: set[asyncio.Task[None]] = set()  # kills of unhealthy containers
         self._born = time.monotonic()
 
@@ -260,6 +268,8 @@ class PodWorker:
         for name, found in by_name.items():
             found.sort(key=lambda x: x[1].restart_count)
             cs = self._state(name, name in init_names)
+            for _, st in found[-2:]:
+                self._read_termination_message(name, st, st.restart_count)
             cid, st = found[-1]
             cs.current, cs.status, cs.restart_count = cid, st, st.restart_count
             if len(found) > 1:
@@ -272,6 +282,17 @@ class PodWorker:
         if net is not None:
             self.net = net
             self.sandbox_ready = (self.dir / "etc" / "hosts").exists()
+
+    def _read_termination_message(self, name: str, st: ContainerStatus, restart: int) -> None:
+        """Put what an exited instance left (file or log tail) into its status message, once."""
+        if st.state != "exited":
+            return
+        spec = self.pod.get("spec") or {}
+        containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+        c: Obj = next((c for c in containers if c.get("name") == name), {})
+        st.message = terminationmessage.message(
+            st, c, terminationmessage.host_file(self.dir, name, restart),
+            pathlib.Path(st.log_path) if st.log_path else self.dir / "logs" / name / f"{restart}.log")
 
     def _state(self, name: str, init: bool) -> ContainerState:
         table = self.init_containers if init else self.containers
@@ -331,6 +352,10 @@ class PodWorker:
             return 3600
         if not self.start_time:
             self.start_time = timeutil.now_rfc3339()
+        deadline = activedeadline.remaining(pod, self.start_time, time.time())
+        if deadline is not None and deadline <= 0:
+            await self.deadline_exceeded()
+            return 3600
         if not self.sandbox_ready:
             if not await self.ensure_sandbox():
                 await self.report()
@@ -338,7 +363,7 @@ class PodWorker:
             log.debug("pod %s: sandbox ready after %.3fs", self.name, time.monotonic() - self._born)
             if self.gone:
                 return 0  # deleted meanwhile: start nothing, the next sync tears down
-        delays = [POLL]
+        delays = [POLL] if deadline is None else [POLL, deadline]
         await self.refresh()
         spec = pod.get("spec") or {}
         initialized = True
@@ -373,7 +398,9 @@ class PodWorker:
             await self.finish()
             await self.report(terminal=True)  # PodReadyToStartContainers goes False with the sandbox
             return 3600
-        if time.monotonic() - self.volumes_refreshed > 60:
+        if time.monotonic() - self.volumes_refreshed > 60 or _downward_meta(pod) != self.volumes_meta:
+            # Labels and annotations changed: downward API files follow at once, as the
+            # kubelet remounts such volumes when the pod is updated.
             await self.refresh_volumes()
         return max(0.05, min(delays))
 
@@ -396,7 +423,7 @@ class PodWorker:
             await self.refresh_volumes(raise_errors=True)
             log.debug("pod %s: network %.3fs, files and volumes %.3fs", self.name, t1 - t0, time.monotonic() - t1)
         except volumes.VolumeError as e:
-            self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e}")
+            self.event("Warning", "FailedMount", e.event_message())
             return False
         except ApiError as e:
             self.event("Warning", "FailedMount", f"MountVolume.SetUp failed: {e.status.get('message', e)}")
@@ -407,8 +434,12 @@ class PodWorker:
     async def write_etc_files(self) -> None:
         pod = self.pod
         assert self.net is not None
+        # A hostNetwork pod sees the node's own hosts file (read here, as the kubelet reads its node's).
+        node_hosts = None
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            node_hosts = await asyncio.to_thread(pathlib.Path("/etc/hosts").read_text)
         files = {
-            "hosts": podspec.hosts_file(pod, [self.net.ip]),
+            "hosts": podspec.hosts_file(pod, [self.net.ip], node_hosts),
             "resolv.conf": podspec.resolv_conf(pod, cluster_dns=self.host.config.cluster_dns(),
                                                host=self.host.config.host_resolv),
             "hostname": podspec.uts_hostname(pod) + "\n",
@@ -420,6 +451,7 @@ class PodWorker:
     async def refresh_volumes(self, raise_errors: bool = False) -> None:
         pod = self.pod
         self.volumes_refreshed = time.monotonic()
+        self.volumes_meta = _downward_meta(pod)
         try:
             await volumes.setup(pod, self.dir, self.host.config.volume_sources(pod, self.net))
         except (volumes.VolumeError, ApiError):
@@ -437,6 +469,8 @@ class PodWorker:
                 except ContainerNotFound:
                     cs.status = ContainerStatus("exited", None, 137, "", timeutil.now_rfc3339(), "ContainerStatusUnknown",
                                                 "The container could not be located when the pod was terminated")
+                else:
+                    self._read_termination_message(cs.name, cs.status, cs.restart_count)
                 if cs.exited:
                     cs.ready = cs.started = False
                     cs.stop_probes()
@@ -468,21 +502,29 @@ class PodWorker:
         image_name = c.get("image", "")
         image_key = _stable_key(pod, c["name"]) + "/image"
         now = time.time()
+        if cs.waiting and cs.waiting[0] in ("ErrImagePull", "ImagePullBackOff") and \
+                self._image_backoff.in_backoff_since_update(image_key, now):
+            # As the kubelet: no pull while in back-off, the last pull's error in the message.
+            message, failed_at = self._pull_errors.get(image_key, ("", 0.0))
+            if cs.waiting[0] == "ErrImagePull" and now - failed_at < RETRY:
+                # Our own status write wakes this worker at once: ErrImagePull stays visible a
+                # moment, as the kubelet's next sync of a failed pod comes seconds later.
+                return RETRY - (now - failed_at)
+            cs.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image_name}": ErrImagePull: {message}')
+            self.event("Normal", "BackOff", f'Back-off pulling image "{image_name}"')
+            self.event("Warning", "Failed", "Error: ImagePullBackOff")
+            return max(0.05, self._image_backoff.until_retry(image_key, now))
         try:
-            image = host.config.resolve_image(image_name)
-        except images.ImageNotFound as e:
-            message = str(e)
-            if cs.waiting and cs.waiting[0] in ("ErrImagePull", "ImagePullBackOff") and \
-                    self._image_backoff.in_backoff_since(image_key, now, now):
-                cs.waiting = ("ImagePullBackOff", f'Back-off pulling image "{image_name}": ErrImagePull: {message}')
-                self.event("Normal", "BackOff", f'Back-off pulling image "{image_name}"')
-                self.event("Warning", "Failed", "Error: ImagePullBackOff")
-                return max(0.05, self._image_backoff.get(image_key))
-            self._image_backoff.next(image_key, now)
-            cs.waiting = ("ErrImagePull", message)
-            self.event("Warning", "Failed", message)
-            self.event("Warning", "Failed", "Error: ErrImagePull")
-            return 1.0
+            image = await host.config.images.ensure(
+                image_name, node_images.pull_policy(c), lambda: host.config.pull_secrets(pod),
+                lambda type_, reason, message: self.event(type_, reason, message))
+        except node_images.ImagePullError as e:
+            if e.reason == "ErrImagePull":
+                self._image_backoff.next(image_key, now)
+                self._pull_errors[image_key] = (str(e), now)
+            cs.waiting = (e.reason, str(e))
+            self.event("Warning", "Failed", f"Error: {e.reason}")
+            return RETRY
         cs.image_id, cs.image = image.image_id, image.name
         try:
             env, argv, mounts = await host.config.container_config(pod, c, image, self.net, self.dir)
@@ -491,8 +533,20 @@ class PodWorker:
             self.event("Warning", "Failed", f"Error: {e}")
             return RETRY
         restart = cs.restart_count + 1 if cs.current else 0
+        if c.get("terminationMessagePath"):
+            term_file = terminationmessage.host_file(self.dir, c["name"], restart)
+            await asyncio.to_thread(terminationmessage.prepare, term_file)
+            mounts = [*mounts, (str(term_file), c["terminationMessagePath"], False)]
+            # Only the current and the previous instance are kept (lastState): not their files.
+            terminationmessage.host_file(self.dir, c["name"], restart - 2).unlink(missing_ok=True)
         sc = {**((pod.get("spec") or {}).get("securityContext") or {}), **(c.get("securityContext") or {})}
-        if sc.get("runAsNonRoot") and not sc.get("runAsUser"):
+        oci = image if isinstance(image, OCIImage) else None
+        if oci is not None and (msg := ocispec.verify_run_as_non_root(
+                sc, oci.user, podspec.pod_ref(pod), c["name"])):
+            cs.waiting = ("CreateContainerConfigError", msg)
+            self.event("Warning", "Failed", f"Error: {msg}")
+            return RETRY
+        if oci is None and sc.get("runAsNonRoot") and not sc.get("runAsUser"):
             # Every catalog image runs as root unless told otherwise, as the kubelet checks it.
             meta = pod.get("metadata") or {}
             msg = (f'container has runAsNonRoot and image will run as root (pod: "{meta.get("name")}_'
@@ -512,14 +566,22 @@ class PodWorker:
             mounts=mounts,
             uid=sc.get("runAsUser"),
             gid=sc.get("runAsGroup"),
+            groups=podspec.supplementary_groups(pod),
             log_path=self.dir / "logs" / c["name"] / f"{restart}.log",
             tty=bool(c.get("tty")),
             stdin=bool(c.get("stdin")),
             stdin_once=bool(c.get("stdinOnce")),
+            oci=oci,
+            pod_security_context=dict((pod.get("spec") or {}).get("securityContext") or {}),
+            security_context=dict(c.get("securityContext") or {}),
+            resources=dict(c.get("resources") or {}),
         )
-        self.event("Normal", "Pulled", f'Container image "{image_name}" already present on machine')
         try:
             cid = await host.runtime.start(spec)
+        except ocispec.SpecError as e:  # e.g. the image's user is not in its /etc/passwd: containerd's create fails
+            cs.waiting = ("CreateContainerError", str(e))
+            self.event("Warning", "Failed", f"Error: {e}")
+            return RETRY
         except Exception as e:
             cs.waiting = ("RunContainerError", str(e))
             self.event("Warning", "Failed", f"Error: {e}")
@@ -532,6 +594,7 @@ class PodWorker:
             cs.previous, cs.prev_status = cs.current, cs.status
         cs.current, cs.restart_count, cs.waiting = cid, restart, None
         cs.status = await host.runtime.status(cid)
+        self._read_termination_message(c["name"], cs.status, restart)  # a quick one may be done already
         cs.started_mono = time.monotonic()
         self.event("Normal", "Created", f"Created container: {c['name']}")
         if cs.status.state == "exited" and cs.status.reason == "StartError":
@@ -649,7 +712,10 @@ class PodWorker:
         if force_unready:
             for s in statuses:
                 s["ready"] = False
+        terminationmessage.trim(spec, [*init_statuses, *statuses])
         phase = podspec.pod_phase(pod, init_statuses, statuses, terminal)
+        if self.failed_by_node is not None:
+            phase = "Failed"
         status: Obj = {
             "phase": phase,
             "conditions": podspec.pod_conditions(
@@ -667,6 +733,8 @@ class PodWorker:
             status["podIPs"] = [{"ip": self.net.ip}]
         if init_statuses:
             status["initContainerStatuses"] = init_statuses
+        if self.failed_by_node is not None:
+            status["reason"], status["message"] = self.failed_by_node
         return status
 
     async def report(self, **kw: bool) -> str:
@@ -689,6 +757,25 @@ class PodWorker:
         return str(status["phase"])
 
     # -- the end of a pod
+
+    async def deadline_exceeded(self) -> None:
+        """Past ``activeDeadlineSeconds``: stop every container with the pod's grace period,
+        as the kubelet's pod worker kills a pod its sync handlers evict, and report Failed."""
+        self.failed_by_node = (activedeadline.REASON, activedeadline.MESSAGE)
+        self.event("Normal", activedeadline.REASON, activedeadline.MESSAGE)
+        await self.refresh()
+        running = [cs for cs in [*self.init_containers.values(), *self.containers.values()] if cs.running]
+        for cs in running:
+            cs.stop_probes()
+            cs.ready = False
+            self.event("Normal", "Killing", f"Stopping container {cs.name}")
+        grace = max(MIN_GRACE, int((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
+        await asyncio.gather(*(self.host.runtime.stop(cs.current, grace) for cs in running),
+                             return_exceptions=True)
+        await self.refresh()
+        self.terminal = True
+        await self.finish()
+        await self.report(terminal=True)
 
     async def finish(self) -> None:
         """A pod that has run to completion: stop probes, free its network; logs stay."""
@@ -770,6 +857,7 @@ class PodWorker:
                     with contextlib.suppress(Exception):
                         await self.host.runtime.remove(cid)
         await self.host.network.remove_pod(self.uid)
+        await self.host.runtime.remove_pod(self.uid)  # its IPC and UTS namespaces
         self.net = None
         self.sandbox_ready = False
         volumes.remove(self.dir)
@@ -777,6 +865,11 @@ class PodWorker:
         self.host.config.forget_tokens(self.uid)
         if remove_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _downward_meta(pod: Obj) -> tuple[Any, Any]:
+    meta = pod.get("metadata") or {}
+    return meta.get("labels"), meta.get("annotations")
 
 
 def _write_files(directory: pathlib.Path, files: dict[str, str]) -> None:

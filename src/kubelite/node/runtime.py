@@ -10,7 +10,12 @@ memory that matters: everything lives under
 :class:`Runtime` after an agent restart finds every container, running or exited, with
 :meth:`Runtime.list`.
 
-The trade-off: there is no image filesystem, so the "image" is the host's own filesystem
+A container of a real OCI image (``ContainerSpec.oci``) gets a runtime-spec bundle in its
+directory (``bundle/config.json``, built by :mod:`kubelite.node.ocispec`) and its own overlay
+``upper``/``work``; its shim has runc create it (:mod:`kubelite.node.runc`) and otherwise
+treats it as any container (stdio, logs, status, exits), so everything above works alike.
+
+The trade-off for catalog images: there is no image filesystem, so the "image" is the host's own filesystem
 plus the pod's mounts (see :mod:`kubelite.images`); and the runtime polls the status file
 for exits instead of being notified (a start is notified: the shim closes a socket once the
 command runs), which costs a few milliseconds of latency on stop and no long-lived sockets.
@@ -23,6 +28,7 @@ import builtins
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import pathlib
 import secrets
@@ -34,10 +40,13 @@ import subprocess
 import sys
 import termios
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from kubelite.api.timeutil import now_rfc3339
+from kubelite.images.oci import OCIImage
+from kubelite.linux import syscalls
+from kubelite.node import ocispec, runc
 from kubelite.node.shim import (
     EXEC_REQUEST,
     STDIN_DATA,
@@ -48,6 +57,8 @@ from kubelite.node.shim import (
     stdin_frame,
     write_json_atomic,
 )
+
+log = logging.getLogger(__name__)
 
 ID_PREFIX = "kubelite://"
 UNKNOWN_EXIT_CODE = 255  # containerd's exit status for a task whose shim died
@@ -84,6 +95,14 @@ class ContainerSpec:
     tty: bool = False
     stdin: bool = False
     stdin_once: bool = False  # the first attach session that ends its stdin closes the container's
+    oci: OCIImage | None = None  # a real image: run with runc from its unpacked root (kubelite.node.runc)
+    # For OCI images only (catalog containers use uid/gid above): the pod's and the
+    # container's securityContext, and the container's resources, mapped by kubelite.node.ocispec.
+    pod_security_context: dict[str, Any] = field(default_factory=dict)
+    security_context: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+    # Supplementary groups (the pod's fsGroup and supplementalGroups, as the kubelet adds them).
+    groups: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -126,24 +145,42 @@ class ExecProcess:
         self._proc = proc
         self._master = tty_master
         self.tty = tty_master is not None
-        self._tty_reader: asyncio.StreamReader | None = None
-        self._tty_writer: asyncio.WriteTransport | None = None
+        self._tty_eof = False
 
     async def _attach_tty(self) -> None:
+        # The terminal's master is read and written directly (non-blocking, woken by the
+        # loop's reader/writer callbacks), not through connect_read_pipe: under uvloop, as
+        # the agent runs, a pty read pipe delivered nothing at all (`kubectl exec -it` showed
+        # no output, for every container).
+        assert self._master is not None
+        os.set_blocking(self._master, False)
+
+    async def _wait_fd(self, writable: bool) -> None:
         assert self._master is not None
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader()
-        await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(os.dup(self._master), "rb", buffering=0)
-        )
-        transport, _ = await loop.connect_write_pipe(
-            asyncio.Protocol, os.fdopen(os.dup(self._master), "wb", buffering=0)
-        )
-        self._tty_reader, self._tty_writer = reader, transport
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        fd = self._master
+        (loop.add_writer if writable else loop.add_reader)(fd, wake)
+        try:
+            await ready
+        finally:
+            (loop.remove_writer if writable else loop.remove_reader)(fd)
+
+    async def _write_tty(self, data: bytes) -> None:
+        while data and self._master is not None:
+            try:
+                data = data[os.write(self._master, data):]
+            except BlockingIOError:
+                await self._wait_fd(writable=True)
 
     async def write_stdin(self, data: bytes) -> None:
-        if self._tty_writer is not None:
-            self._tty_writer.write(data)
+        if self.tty:
+            await self._write_tty(data)
             return
         if self._proc.stdin is None:
             raise RuntimeError("exec was started without stdin")
@@ -151,17 +188,21 @@ class ExecProcess:
         await self._proc.stdin.drain()
 
     async def close_stdin(self) -> None:
-        if self._tty_writer is not None:
-            self._tty_writer.write(b"\x04")
+        if self.tty:
+            await self._write_tty(b"\x04")
         elif self._proc.stdin is not None and not self._proc.stdin.is_closing():
             self._proc.stdin.close()
 
     async def read_stdout(self, n: int = 65536) -> bytes:
-        if self._tty_reader is not None:
-            try:
-                return await self._tty_reader.read(n)
-            except OSError:  # EIO: the command and everything holding the terminal are gone
-                return b""
+        if self.tty:
+            while self._master is not None and not self._tty_eof:
+                try:
+                    return os.read(self._master, n)
+                except BlockingIOError:
+                    await self._wait_fd(writable=False)
+                except OSError:  # EIO: the command and everything holding the terminal are gone
+                    self._tty_eof = True
+            return b""
         assert self._proc.stdout is not None
         return await self._proc.stdout.read(n)
 
@@ -189,10 +230,11 @@ class ExecProcess:
 
     def close(self) -> None:
         """Release the terminal; call once done reading."""
-        if self._tty_writer is not None:
-            self._tty_writer.close()
-            self._tty_writer = None
         if self._master is not None:
+            with contextlib.suppress(RuntimeError, OSError, ValueError):  # a read cancelled mid-wait
+                loop = asyncio.get_running_loop()
+                loop.remove_reader(self._master)
+                loop.remove_writer(self._master)
             os.close(self._master)
             self._master = None
 
@@ -350,12 +392,55 @@ def _read_json(path: pathlib.Path) -> dict[str, Any] | None:
 class Runtime:
     def __init__(self, state_dir: pathlib.Path) -> None:
         self.containers_dir = pathlib.Path(state_dir) / "containers"
+        self.runc_root = pathlib.Path(state_dir) / "runc"  # runc's --root: its state outlives the agent
         self._zygote = _Zygote()
         self._idents: dict[str, dict[str, Any]] = {}
+        self._oci: runc.Probe | None = None
+        self.pod_ns_dir = pathlib.Path(state_dir) / "podns"  # <pod uid>/{ipc,uts}: see pod_namespaces
+        self._pod_ns_lock = asyncio.Lock()
+
+    def oci_runtime(self) -> runc.Probe:
+        """The OCI runtime for real images and what the host's cgroups enforce (probed once)."""
+        if self._oci is None:
+            self._oci = runc.probe()
+            if self._oci.runtime:
+                log.info("OCI images run with %s (%s)", self._oci.name, self._oci.runtime)
+            for note in self._oci.notes:
+                log.warning("%s", note)
+        return self._oci
+
+    async def pod_namespaces(self, pod_uid: str) -> dict[str, str]:
+        """The pod's IPC and UTS namespaces, shared by its OCI containers: ``{"ipc": path, "uts": path}``.
+
+        As ``ip netns add`` keeps a network namespace, they are bind-mounted onto files
+        (``unshare --ipc=FILE --uts=FILE``), made at the pod's first container and kept
+        until :meth:`remove_pod`: a restarted container joins the same ones, and so does
+        every container after an agent restart. Without util-linux's ``unshare`` each
+        container gets its own (``{}``).
+        """
+        pod_dir = self.pod_ns_dir / pod_uid
+        paths = {"ipc": str(pod_dir / "ipc"), "uts": str(pod_dir / "uts")}
+        async with self._pod_ns_lock:
+            if all(_is_mount(p) for p in paths.values()):
+                return paths
+            tool = shutil.which("unshare")
+            if tool is None:
+                return {}
+            await asyncio.to_thread(_make_pod_namespaces, tool, pod_dir, paths)
+        return paths
+
+    async def remove_pod(self, pod_uid: str) -> None:
+        """Release the pod's IPC and UTS namespaces (after its containers are removed)."""
+        await asyncio.to_thread(_remove_pod_namespaces, self.pod_ns_dir / pod_uid)
+
+    def pods_with_namespaces(self) -> builtins.set[str]:
+        return {d.name for d in self.pod_ns_dir.iterdir()} if self.pod_ns_dir.is_dir() else set()
 
     async def prepare(self) -> None:
-        """Start the shims' fork server now rather than at the first container start."""
+        """Start the shims' fork server now rather than at the first container start, and
+        say once which OCI runtime runs real images and which limits this host cannot enforce."""
         await self._zygote.ensure()
+        await asyncio.to_thread(self.oci_runtime)
 
     def container_dir(self, container_id: str) -> pathlib.Path:
         return self.containers_dir / _hex(container_id)
@@ -373,7 +458,16 @@ class Runtime:
         data["container_dir"] = str(cdir)
         data["stdin_framed"] = True  # the stdin FIFO speaks shim.stdin_frame (older shims: raw bytes)
         spec_path = cdir / "spec.json"
-        await asyncio.to_thread(_write_container_dir, cdir, json.dumps(data))
+        if spec.oci is not None:
+            found = self.oci_runtime()
+            if not found.runtime:
+                raise RuntimeError("; ".join(found.notes))
+            data["oci"] = {"id": hexid, "runtime": found.runtime, "name": found.name, "root": str(self.runc_root),
+                           "bundle": str(cdir / "bundle"), "lower": str(spec.oci.rootfs), "image": spec.oci.name}
+            config = ocispec.config_for(spec, hexid, found, await self.pod_namespaces(spec.pod_uid))
+            await asyncio.to_thread(ocispec.write, cdir, json.dumps(data), config)
+        else:
+            await asyncio.to_thread(_write_container_dir, cdir, json.dumps(data))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             with theirs:
@@ -462,6 +556,9 @@ class Runtime:
             return
         if self._status(cdir).state == "running":
             await self.stop(container_id, 0)
+        oci = (_read_json(cdir / "spec.json") or {}).get("oci")
+        if oci:  # normally deleted by its shim at exit; not if the shim was killed
+            await asyncio.to_thread(runc.delete, oci, oci["id"])
         shutil.rmtree(cdir, ignore_errors=True)
         self._idents.pop(cdir.name, None)
 
@@ -656,6 +753,34 @@ def _record_unknown_exit(cdir: pathlib.Path, raw: dict[str, Any]) -> dict[str, A
     return again
 
 
+def _is_mount(path: str) -> bool:
+    # A namespace file bind-mounted onto path: nsfs, not the empty file under it.
+    try:
+        return os.stat(path).st_dev != os.stat(os.path.dirname(path)).st_dev
+    except OSError:
+        return False
+
+
+def _make_pod_namespaces(tool: str, pod_dir: pathlib.Path, paths: dict[str, str]) -> None:
+    _remove_pod_namespaces(pod_dir)  # half-made before (a crash): start again
+    pod_dir.mkdir(parents=True, mode=0o700)
+    for path in paths.values():
+        pathlib.Path(path).touch(mode=0o600)
+    subprocess.run([tool, f"--ipc={paths['ipc']}", f"--uts={paths['uts']}", "true"], check=True,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _remove_pod_namespaces(pod_dir: pathlib.Path) -> None:
+    for name in ("ipc", "uts"):
+        path = str(pod_dir / name)
+        while _is_mount(path):
+            try:
+                syscalls.umount(path, syscalls.MNT_DETACH)
+            except OSError:
+                break
+    shutil.rmtree(pod_dir, ignore_errors=True)
+
+
 def _write_container_dir(cdir: pathlib.Path, spec: str) -> None:
     cdir.mkdir(parents=True, mode=0o700)
     (cdir / "spec.json").write_text(spec)
@@ -673,7 +798,12 @@ def _read_to_eof(fd: int) -> bytes:
 
 
 def kill_all(state_dir: pathlib.Path) -> None:
-    """SIGKILL every container and shim recorded under ``state_dir`` (for ``kubelite down``)."""
+    """SIGKILL every container and shim recorded under ``state_dir`` (for ``kubelite down``);
+    release the pods' IPC and UTS namespaces."""
+    pod_ns = pathlib.Path(state_dir) / "podns"
+    if pod_ns.is_dir():
+        for pod_dir in pod_ns.iterdir():
+            _remove_pod_namespaces(pod_dir)
     containers = pathlib.Path(state_dir) / "containers"
     if not containers.is_dir():
         return
@@ -682,6 +812,9 @@ def kill_all(state_dir: pathlib.Path) -> None:
         if raw.get("exit_code") is None and _alive(raw.get("pid"), raw.get("pid_start")):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(raw["pid"], signal.SIGKILL)  # PID 1 of its namespace: takes its descendants along
+        oci = (_read_json(cdir / "spec.json") or {}).get("oci")
+        if oci:
+            runc.delete(oci, oci["id"])  # the cgroups and runc's state of an OCI image's container
         try:
             shim_pid = int((cdir / "shim.pid").read_text())
             cmdline = pathlib.Path(f"/proc/{shim_pid}/cmdline").read_bytes()

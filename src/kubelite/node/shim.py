@@ -70,6 +70,8 @@ _CREATE_PREFIX = (
     "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
     "runc create failed: unable to start container process: "
 )
+# For an OCI image runc's own message already starts with "runc create failed: ...".
+OCI_CREATE_PREFIX = "failed to create containerd task: failed to create shim task: OCI runtime create failed: "
 EXEC_PREFIX = "OCI runtime exec failed: exec failed: unable to start container process: "
 
 
@@ -261,10 +263,10 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def _drop_privileges(uid: int | None, gid: int | None) -> None:
-    if uid is None and gid is None:
+def _drop_privileges(uid: int | None, gid: int | None, groups: list[int] | None = None) -> None:
+    if uid is None and gid is None and not groups:
         return
-    os.setgroups([])
+    os.setgroups(groups or [])
     os.setgid(gid if gid is not None else 0)
     os.setuid(uid if uid is not None else 0)
 
@@ -402,7 +404,7 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
         # runc creates a missing working directory rather than failing.
         os.makedirs(workdir, exist_ok=True)
         os.chdir(workdir)
-        _drop_privileges(spec["uid"], spec["gid"])
+        _drop_privileges(spec["uid"], spec["gid"], spec.get("groups"))
         _exec(spec["argv"], spec["env"])
     except StartError as e:
         message = str(e)
@@ -453,11 +455,13 @@ class CriLogWriter:
             os.write(self._fd, b"".join(records))
 
     def close_stream(self, stream: str) -> None:
-        """At EOF an unterminated last line is a full record, as containerd writes it."""
+        """At EOF an unterminated last line is a partial record, as containerd writes it
+        (its redirectLogs: a line without a newline "should be treated as a partial line"):
+        readers then add no newline, so ``echo -n DONE`` logs (and falls back to) "DONE"."""
         rest, self._pending[stream] = self._pending[stream], b""
         if rest:
             stamp = format_nano_ns(time.time_ns()).encode()
-            os.write(self._fd, b"%s %s F %s\n" % (stamp, stream.encode(), rest.removesuffix(b"\r")))
+            os.write(self._fd, b"%s %s P %s\n" % (stamp, stream.encode(), rest.removesuffix(b"\r")))
 
 
 # The stdin FIFO carries frames, so that an attach can say more than bytes: ``kind`` (one
@@ -669,23 +673,45 @@ def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) 
             stdin = _StdinPump(fifo_fd, stdin_w, False, bool(spec.get("stdin_once")))
         stdio = (stdin_r, out_w, err_w)
         outputs = {out_r: "stdout", err_r: "stderr"}
-    start_r, start_w = os.pipe()
-
-    syscalls.unshare(syscalls.CLONE_NEWPID)  # applies to the next child: it becomes PID 1
-    pid = os.fork()
-    if pid == 0:
-        os.close(start_r)
-        _container_child(spec, stdio, tty, start_w)
-    os.close(start_w)
-    for fd in child_side:
-        os.close(fd)
-
     start_error = b""
-    while chunk := os.read(start_r, 65536):
-        start_error += chunk
-    os.close(start_r)
+    create_prefix = _CREATE_PREFIX
+    if spec.get("oci"):
+        # A real image: runc creates the container (see kubelite.node.runc), the shim stays its parent.
+        from kubelite.node import runc
+
+        create_prefix = OCI_CREATE_PREFIX
+        pid = 0
+        try:
+            pid, master = runc.create_and_start(spec["oci"], cdir, stdio, tty)
+        except (runc.OCIStartError, OSError) as e:
+            start_error = str(e).encode()
+            master = None
+        for fd in child_side:
+            os.close(fd)
+        if tty:
+            os.close(tty_master)
+            outputs = {}
+            if master is not None:
+                os.set_blocking(master, False)
+                outputs = {master: "stdout"}
+                if fifo_fd is not None:
+                    stdin = _StdinPump(fifo_fd, master, True, bool(spec.get("stdin_once")))
+    else:
+        start_r, start_w = os.pipe()
+        syscalls.unshare(syscalls.CLONE_NEWPID)  # applies to the next child: it becomes PID 1
+        pid = os.fork()
+        if pid == 0:
+            os.close(start_r)
+            _container_child(spec, stdio, tty, start_w)
+        os.close(start_w)
+        for fd in child_side:
+            os.close(fd)
+        while chunk := os.read(start_r, 65536):
+            start_error += chunk
+        os.close(start_r)
     if start_error:
-        os.waitpid(pid, 0)
+        if not spec.get("oci"):
+            os.waitpid(pid, 0)
         for fd in outputs:
             os.close(fd)
         write_json_atomic(
@@ -697,7 +723,7 @@ def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) 
                 "exit_code": START_ERROR_EXIT_CODE,
                 "finished_at": now_rfc3339(),
                 "reason": "StartError",
-                "message": _CREATE_PREFIX + start_error.decode(errors="replace") + ": unknown",
+                "message": create_prefix + start_error.decode(errors="replace") + ": unknown",
             },
         )
         if started_fd is not None:
@@ -723,9 +749,17 @@ def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) 
     result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
     assert result is not None
     code = _exit_code(result)
-    status.update(exit_code=code, finished_at=now_rfc3339(), reason="Completed" if code == 0 else "Error")
+    reason = "Completed" if code == 0 else "Error"
+    if spec.get("oci"):
+        from kubelite.node import runc
+
+        if runc.oom_killed(spec["oci"]["id"]):
+            reason = "OOMKilled"  # as containerd reports a task its cgroup's OOM killer ended
+    status.update(exit_code=code, finished_at=now_rfc3339(), reason=reason)
     write_json_atomic(status_path, status)
     os.waitpid(pid, 0)
+    if spec.get("oci"):
+        runc.delete(spec["oci"], spec["oci"]["id"])  # its cgroups and runc's state
 
 
 def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[str]) -> int:
@@ -737,6 +771,8 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
         pid = status["pid"]
         if status["exit_code"] is not None or pid is None or process_start_time(pid) != status["pid_start"]:
             raise StartError("cannot exec in a stopped container")
+        if spec.get("oci"):
+            return _runc_exec(spec, pid, err_fd, tty, argv)
         # Open every namespace before entering any: after the mount namespace /proc is the container's.
         order = (
             ("ipc", syscalls.CLONE_NEWIPC),
@@ -761,7 +797,7 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
             if tty:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             _reset_signals()
-            _drop_privileges(spec["uid"], spec["gid"])
+            _drop_privileges(spec["uid"], spec["gid"], spec.get("groups"))
             # After the uid change (which clears it): die with the helper, so killing it ends the exec.
             syscalls.set_parent_death_signal(signal.SIGKILL)
             _exec(argv, spec["env"])
@@ -775,6 +811,80 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
             os._exit(START_ERROR_EXIT_CODE)
     os.close(err_fd)
 
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    _, wait_status = os.waitpid(child, 0)
+    return (
+        os.waitstatus_to_exitcode(wait_status)
+        if os.WIFEXITED(wait_status)
+        else 128 + os.WTERMSIG(wait_status)
+    )
+
+
+def _runc_exec(spec: dict[str, Any], pid: int, err_fd: int, tty: bool, argv: list[str]) -> int:
+    """``runc exec`` in a container of an OCI image (user, env, caps, cwd from its config.json).
+
+    runc reports a command it cannot find only once it has run (exit code 255, on the
+    command's stderr); kubectl expects containerd's start error instead, so the command is
+    first looked up as runc will: inside the container's mount namespace, in its PATH.
+    """
+    from kubelite.node import runc
+
+    if not argv:
+        raise StartError("args must not be empty")
+    env = spec["env"]
+    look_r, look_w = os.pipe()
+    checker = os.fork()
+    if checker == 0:
+        code = 0
+        try:
+            os.close(look_r)
+            mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+            syscalls.setns(mnt, syscalls.CLONE_NEWNS)
+            os.chdir(spec["workdir"] or "/")
+            look_path(argv[0], env.get("PATH", DEFAULT_PATH))
+        except StartError as e:
+            os.write(look_w, str(e).encode())
+            code = 1
+        except BaseException:
+            code = 0  # cannot tell: let runc try and say
+        finally:
+            os._exit(code)
+    os.close(look_w)
+    missing = _read_all(look_r)
+    os.waitpid(checker, 0)
+    if missing:
+        os.write(err_fd, (EXEC_PREFIX + missing.decode(errors="replace") + ": unknown").encode())
+        return START_ERROR_EXIT_CODE
+    command = runc.exec_argv(spec["oci"], tty, argv)
+    child = os.fork()
+    if child == 0:
+        try:
+            os.setsid()
+            if tty:
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            _reset_signals()
+            syscalls.set_parent_death_signal(signal.SIGKILL)
+            os.execv(command[0], command)
+        finally:
+            os._exit(START_ERROR_EXIT_CODE)
+    os.close(err_fd)
+    return _wait_forwarding(child)
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    os.close(fd)
+    return data
+
+
+def _wait_forwarding(child: int) -> int:
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)
@@ -833,6 +943,9 @@ def serve_zygote(requests: socket.socket) -> int:
     # The request socket comes as stdin: move it off fd 0, so that in a forked shim the
     # descriptors 0-2 are what they claim to be whatever is opened or closed later.
     requests = socket.socket(fileno=os.dup(requests.detach()))
+    # What a shim of an OCI image's container runs (subprocess, tempfile...), imported once
+    # here and shared copy-on-write by every shim instead of imported by each.
+    from kubelite.node import runc  # noqa: F401
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
 

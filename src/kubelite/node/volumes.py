@@ -17,6 +17,7 @@ import base64
 import os
 import pathlib
 import shutil
+import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,21 @@ SA_TOKEN_SECONDS = 3607  # what the kubelet asks for the kube-api-access volume
 class VolumeError(Exception):
     """A volume cannot be set up yet (the kubelet's FailedMount); the pod waits in ContainerCreating."""
 
+    def event_message(self) -> str:
+        return f"MountVolume.SetUp failed: {self}"
+
+
+class ClaimError(VolumeError):
+    """A claim that cannot be used yet: the kubelet's volume manager says so in its own words."""
+
+    def __init__(self, volume: str, detail: str) -> None:
+        super().__init__(detail)
+        self.volume = volume
+
+    def event_message(self) -> str:
+        return (f"Unable to attach or mount volumes: unmounted volumes=[{self.volume}], unattached volumes=[], "
+                f"failed to process volumes=[{self.volume}]: {self}")
+
 
 @dataclass
 class Sources:
@@ -43,6 +59,9 @@ class Sources:
     pod_ips: Sequence[str] = ()
     host_ips: Sequence[str] = ()
     allocatable: Mapping[str, str] | None = None
+    # name → PersistentVolumeClaim (in the pod's namespace) / PersistentVolume, None when missing
+    claim: Callable[[str], Awaitable[Obj | None]] | None = None
+    volume: Callable[[str], Awaitable[Obj | None]] | None = None
 
 
 def volume_dir(pod_dir: pathlib.Path, name: str) -> pathlib.Path:
@@ -171,6 +190,10 @@ async def setup(pod: Obj, pod_dir: pathlib.Path, sources: Sources) -> None:
             await _write_files_async(target, _downward_files(pod, sources, src.get("items") or [], _mode(src)))
         elif vol.get("projected") is not None:
             await _write_files_async(target, await _projected_files(pod, sources, vol["projected"]))
+        elif vol.get("persistentVolumeClaim") is not None:
+            from kubelite.node import persistentvolumes  # it builds on this module's errors
+
+            await persistentvolumes.setup_claim(pod, vol, target, sources)
         else:
             kinds = [k for k in vol if k != "name"]
             raise VolumeError(f"volume {vol['name']!r}: unsupported volume type {', '.join(kinds) or 'none'}")
@@ -219,8 +242,48 @@ def _mounts_sa(container: Obj) -> bool:
     return any(m.get("mountPath", "").rstrip("/") == SA_MOUNT for m in container.get("volumeMounts") or [])
 
 
-def container_mounts(pod: Obj, container: Obj, pod_dir: pathlib.Path) -> list[tuple[str, str, bool]]:
-    """(host source, container target, read-only) for a container's volumeMounts (+ the token dir)."""
+class _Missing(dict[str, str]):
+    """The environment as ExpandContainerVolumeMounts reads it: an unset or empty variable
+    expands to nothing and is remembered, to be reported."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        super().__init__(env)
+        self.missing: set[str] = set()
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __getitem__(self, key: str) -> str:
+        value = self.get(key, "")
+        if not value:
+            self.missing.add(key)
+        return value
+
+
+def sub_path(mount: Obj, env: Mapping[str, str]) -> str:
+    """The mount's subPath, or its subPathExpr with ``$(VAR)`` from the container's
+    environment, checked as the kubelet's makeMounts checks it (with its error texts)."""
+    path = mount.get("subPath") or ""
+    if mount.get("subPathExpr"):
+        envmap = _Missing(env)
+        path = podspec.expand(mount["subPathExpr"], envmap)
+        if envmap.missing:
+            raise VolumeError(f"missing value for {', '.join(sorted(envmap.missing))}")
+    if not path:
+        return ""
+    if path.startswith("/"):
+        raise VolumeError(f"error SubPath `{path}` must not be an absolute path")
+    if ".." in path.split("/"):
+        raise VolumeError(f"unable to provision SubPath `{path}`: must not contain '..'")
+    return path
+
+
+def container_mounts(pod: Obj, container: Obj, pod_dir: pathlib.Path,
+                     env: Mapping[str, str] | None = None) -> list[tuple[str, str, bool]]:
+    """(host source, container target, read-only) for a container's volumeMounts (+ the token dir).
+
+    ``env`` is the container's environment, for ``subPathExpr``.
+    """
     volumes = {v["name"]: v for v in (pod.get("spec") or {}).get("volumes") or []}
     out: list[tuple[str, str, bool]] = []
     for m in container.get("volumeMounts") or []:
@@ -229,17 +292,37 @@ def container_mounts(pod: Obj, container: Obj, pod_dir: pathlib.Path) -> list[tu
             raise VolumeError(f"volume {m.get('name')!r} not found")
         if vol.get("hostPath") is not None:
             source = pathlib.Path(vol["hostPath"].get("path", ""))
+        elif vol.get("persistentVolumeClaim") is not None:
+            # setup() linked the claim's volume directory here.
+            source = volume_dir(pod_dir, vol["name"]).resolve()
         else:
             source = volume_dir(pod_dir, vol["name"])
         read_only = bool(m.get("readOnly")) or any(k in vol for k in ("configMap", "secret", "downwardAPI", "projected"))
-        if m.get("subPath"):
-            source = source / m["subPath"]
+        read_only = read_only or bool((vol.get("persistentVolumeClaim") or {}).get("readOnly"))
+        sub = sub_path(m, env or {})
+        if sub:
+            root, source = source, source / sub
             if not source.exists():
-                source.mkdir(parents=True, exist_ok=True)
+                _make_sub_path(root, source)
         out.append((str(source), m.get("mountPath", ""), read_only))
     if wants_sa_mount(pod) and not _mounts_sa(container):
         out.append((str(sa_dir(pod_dir)), SA_MOUNT, True))
     return out
+
+
+def _make_sub_path(root: pathlib.Path, sub: pathlib.Path) -> None:
+    """As the kubelet's SafeMakeDir: new directories take the volume root's mode (and, through
+    its setgid bit, its group), so that an fsGroup can write into a subPath the kubelet made."""
+    try:
+        mode = stat.S_IMODE(os.stat(root).st_mode)
+    except OSError:
+        mode = 0o755
+        root.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in [sub, *sub.parents] if p != root and root in p.parents and not p.exists()]
+    for p in reversed(missing):
+        p.mkdir(exist_ok=True)
+        os.chmod(p, mode)
+    sub.mkdir(parents=True, exist_ok=True)
 
 
 def remove(pod_dir: pathlib.Path) -> None:

@@ -237,6 +237,17 @@ class _Write:
     done: asyncio.Future[KeyValue]
 
 
+def _compact(value: bytes) -> bytes:
+    """A copy of ``value`` in an allocation of its own size.
+
+    Values are kept in memory for as long as the key lives (and in the watch history), and
+    orjson, which encodes nearly all of them, returns bytes in a buffer sized for growth: a
+    560-byte ConfigMap held 4 to 8 KB (20,000 ConfigMaps: +112 MB of RSS, +45 MB with the
+    copy). The copy costs a memcpy per write.
+    """
+    return bytes(memoryview(value))
+
+
 def _prefix_end(prefix: str) -> str | None:
     """The smallest string greater than every string starting with ``prefix`` (None: no bound)."""
     stem = prefix.rstrip("\U0010ffff")
@@ -602,12 +613,12 @@ class SqliteStore:
         if self._current(key) is not None:
             await self._refuse(key, KeyExistsError(key))
         rev = self._next_revision()
-        return await self._enqueue(WatchEvent("ADDED", KeyValue(key, value, rev, rev), None))
+        return await self._enqueue(WatchEvent("ADDED", KeyValue(key, _compact(value), rev, rev), None))
 
     async def update(self, key: str, value: bytes, expected_mod_revision: int = 0) -> KeyValue:
         self._check_usable()
         current = await self._current_for_swap(key, expected_mod_revision)
-        kv = KeyValue(key, value, current.create_revision, self._next_revision())
+        kv = KeyValue(key, _compact(value), current.create_revision, self._next_revision())
         return await self._enqueue(WatchEvent("MODIFIED", kv, current))
 
     async def delete(self, key: str, expected_mod_revision: int = 0) -> KeyValue:

@@ -566,6 +566,108 @@ def _replicaset_row(rs: Obj, now: datetime) -> Row:
     )
 
 
+# --- Job, CronJob ---------------------------------------------------------------------------
+
+
+def _has_true_job_condition(job: Obj, type_: str) -> bool:
+    """hasJobCondition: a condition of that type with status True."""
+    return any(c.get("type") == type_ and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def _job_row(job: Obj, now: datetime) -> Row:
+    """printJob: the first terminal-ish state wins (Complete, Failed, Terminating, Suspended,
+    FailureTarget), else Running; Duration runs from startTime to completionTime (or now)."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    succeeded = int(status.get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        completions = f"{succeeded}/{spec['completions']}"
+    elif int(spec.get("parallelism") or 0) > 1:
+        completions = f"{succeeded}/1 of {spec['parallelism']}"
+    else:
+        completions = f"{succeeded}/1"
+    start, end = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
+    duration = "" if start is None else human_duration((end or now) - start)
+    if _has_true_job_condition(job, "Complete"):
+        state = "Complete"
+    elif _has_true_job_condition(job, "Failed"):
+        state = "Failed"
+    elif (job.get("metadata") or {}).get("deletionTimestamp"):
+        state = "Terminating"
+    elif _has_true_job_condition(job, "Suspended"):
+        state = "Suspended"
+    elif _has_true_job_condition(job, "FailureTarget"):
+        state = "FailureTarget"
+    else:
+        state = "Running"
+    names, images = _layout_containers(_template_containers(job))
+    return _cells(_name(job), state, completions, duration, _age(job, now), names, images,
+                  format_label_selector(spec.get("selector")))
+
+
+def _cronjob_row(cj: Obj, now: datetime) -> Row:
+    spec, status = cj.get("spec") or {}, cj.get("status") or {}
+    last = status.get("lastScheduleTime")
+    job_spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    names, images = _layout_containers(_template_containers({"spec": job_spec}))
+    # printBoolPtr: a nil pointer prints <unset>; the API server defaults suspend, so it is rare.
+    suspend = spec.get("suspend")
+    return _cells(
+        _name(cj),
+        spec.get("schedule", ""),
+        spec.get("timeZone") if spec.get("timeZone") is not None else NONE,
+        "<unset>" if suspend is None else ("True" if suspend else "False"),
+        len(status.get("active") or []),
+        NONE if not last else since(last, now),
+        _age(cj, now),
+        names,
+        images,
+        format_label_selector(job_spec.get("selector")),
+    )
+
+
+# --- StatefulSet, DaemonSet, ControllerRevision --------------------------------------------
+
+
+def _statefulset_row(sts: Obj, now: datetime) -> Row:
+    spec, status = sts.get("spec") or {}, sts.get("status") or {}
+    names, images = _layout_containers(_template_containers(sts))
+    return _cells(
+        _name(sts), f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}", _age(sts, now), names, images
+    )
+
+
+def _daemonset_row(ds: Obj, now: datetime) -> Row:
+    spec, status = ds.get("spec") or {}, ds.get("status") or {}
+    names, images = _layout_containers(_template_containers(ds))
+    node_selector = (((spec.get("template") or {}).get("spec")) or {}).get("nodeSelector")
+    return _cells(
+        _name(ds),
+        status.get("desiredNumberScheduled", 0),
+        status.get("currentNumberScheduled", 0),
+        status.get("numberReady", 0),
+        status.get("updatedNumberScheduled", 0),
+        status.get("numberAvailable", 0),
+        format_labels(node_selector),
+        _age(ds, now),
+        names,
+        images,
+        format_label_selector(spec.get("selector")),
+    )
+
+
+def _controller_revision_row(cr: Obj, now: datetime) -> Row:
+    """The controller prints as ``kind.group/name`` (formatResourceName of the owner's GroupKind)."""
+    controller = NONE
+    for ref in (cr.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller") is True:
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            kind = f"{ref.get('kind', '')}.{group}" if group else str(ref.get("kind", ""))
+            controller = f"{kind.lower()}/{ref.get('name', '')}" if kind else str(ref.get("name", ""))
+            break
+    return _cells(_name(cr), controller, cr.get("revision", 0), _age(cr, now))
+
+
 # --- ReplicationController, PodTemplate, ComponentStatus ------------------------------------
 
 
@@ -642,6 +744,99 @@ def _volume_attachment_row(va: Obj, now: datetime) -> Row:
         spec.get("nodeName", ""),
         bool((va.get("status") or {}).get("attached", False)),
         _age(va, now),
+    )
+
+
+# --- persistent storage (printPersistentVolume, printPersistentVolumeClaim, printStorageClass) ---------
+
+_ACCESS_MODE_SHORT = (
+    ("ReadWriteOnce", "RWO"), ("ReadOnlyMany", "ROX"), ("ReadWriteMany", "RWX"), ("ReadWriteOncePod", "RWOP"),
+)
+_BETA_CLASS_ANNOTATION = "volume.beta.kubernetes.io/storage-class"
+_DEFAULT_CLASS_ANNOTATIONS = (
+    "storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class",
+)
+
+
+def _access_modes(modes: list[str] | None) -> str:
+    """helper.GetAccessModesAsString: short names in a fixed order, whatever the object's order."""
+    present = set(modes or [])
+    return ",".join(short for mode, short in _ACCESS_MODE_SHORT if mode in present)
+
+
+def _storage_quantity(resources: Obj | None) -> str:
+    value = (resources or {}).get("storage")
+    return _canonical(value) if value is not None else "0"
+
+
+def _volume_class(obj: Obj) -> str:
+    """GetPersistentVolume(Claim)Class: the beta annotation wins over spec.storageClassName."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    if _BETA_CLASS_ANNOTATION in annotations:
+        return str(annotations[_BETA_CLASS_ANNOTATION])
+    return str((obj.get("spec") or {}).get("storageClassName") or "")
+
+
+def _terminating_phase(obj: Obj) -> str:
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return "Terminating"
+    return str((obj.get("status") or {}).get("phase") or "")
+
+
+def _persistent_volume_row(pv: Obj, now: datetime) -> Row:
+    spec = pv.get("spec") or {}
+    ref = spec.get("claimRef")
+    claim = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if ref else ""
+    return _cells(
+        _name(pv),
+        _storage_quantity(spec.get("capacity")),
+        _access_modes(spec.get("accessModes")),
+        spec.get("persistentVolumeReclaimPolicy") or "",
+        _terminating_phase(pv),
+        claim,
+        _volume_class(pv),
+        spec.get("volumeAttributesClassName") or "<unset>",
+        (pv.get("status") or {}).get("reason") or "",
+        _age(pv, now),
+        spec.get("volumeMode") or "<unset>",
+    )
+
+
+def _persistent_volume_claim_row(pvc: Obj, now: datetime) -> Row:
+    spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
+    capacity = access = ""
+    if spec.get("volumeName"):
+        # Go reads the status capacity's quantity even when absent: its zero prints "0".
+        access = _access_modes(status.get("accessModes"))
+        capacity = _storage_quantity(status.get("capacity"))
+    return _cells(
+        _name(pvc),
+        _terminating_phase(pvc),
+        spec.get("volumeName") or "",
+        capacity,
+        access,
+        _volume_class(pvc),
+        spec.get("volumeAttributesClassName") or "<unset>",
+        _age(pvc, now),
+        spec.get("volumeMode") or "<unset>",
+    )
+
+
+def is_default_class(sc: Obj) -> bool:
+    """storageutil.IsDefaultAnnotation: either the GA or the beta annotation says "true"."""
+    annotations = (sc.get("metadata") or {}).get("annotations") or {}
+    return any(annotations.get(a) == "true" for a in _DEFAULT_CLASS_ANNOTATIONS)
+
+
+def _storage_class_row(sc: Obj, now: datetime) -> Row:
+    name = _name(sc) + (" (default)" if is_default_class(sc) else "")
+    return _cells(
+        name,
+        sc.get("provisioner", ""),
+        sc.get("reclaimPolicy") or "Delete",
+        sc.get("volumeBindingMode") or "Immediate",
+        bool(sc.get("allowVolumeExpansion", False)),
+        _age(sc, now),
     )
 
 
@@ -824,6 +1019,29 @@ def printers() -> dict[tuple[str, str], Printer]:
             _age_col(),
             *_containers_cols(_EXT_DEPLOY_SELECTOR),
         ),
+        ("batch", "Job"): p(
+            _job_row,
+            _name_col(),
+            _col("Status", "string", "Status of the job."),
+            _col("Completions", "string", _doc("api.batch.v1.JobStatus", "succeeded")),
+            _col("Duration", "string", "Time required to complete the job."),
+            _age_col(),
+            *_containers_cols(_doc("api.batch.v1.JobSpec", "selector")),
+        ),
+        # kube-apiserver still describes these columns with batch/v1beta1's doc strings; only
+        # timeZone's differs from v1's (the beta note was dropped from v1 at GA).
+        ("batch", "CronJob"): p(
+            _cronjob_row,
+            _name_col(),
+            _col("Schedule", "string", _doc("api.batch.v1.CronJobSpec", "schedule")),
+            _col("Timezone", "string", _doc("api.batch.v1.CronJobSpec", "timeZone")
+                 + " This is beta field and must be enabled via the `CronJobTimeZone` feature gate."),
+            _col("Suspend", "boolean", _doc("api.batch.v1.CronJobSpec", "suspend")),
+            _col("Active", "integer", _doc("api.batch.v1.CronJobStatus", "active")),
+            _col("Last Schedule", "string", _doc("api.batch.v1.CronJobStatus", "lastScheduleTime")),
+            _age_col(),
+            *_containers_cols(_doc("api.batch.v1.JobSpec", "selector")),
+        ),
         ("apps", "ReplicaSet"): p(
             _replicaset_row,
             _name_col(),
@@ -832,6 +1050,32 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("Ready", "integer", _EXT_RS_STATUS_READY),
             _age_col(),
             *_containers_cols(_EXT_RS_SELECTOR),
+        ),
+        ("apps", "StatefulSet"): p(
+            _statefulset_row,
+            _name_col(),
+            _col("Ready", "string", "Number of the pod with ready state"),
+            _age_col(),
+            *_containers_cols("")[:2],
+        ),
+        ("apps", "DaemonSet"): p(
+            _daemonset_row,
+            _name_col(),
+            _col("Desired", "integer", _doc("api.apps.v1.DaemonSetStatus", "desiredNumberScheduled")),
+            _col("Current", "integer", _doc("api.apps.v1.DaemonSetStatus", "currentNumberScheduled")),
+            _col("Ready", "integer", _doc("api.apps.v1.DaemonSetStatus", "numberReady")),
+            _col("Up-to-date", "integer", _doc("api.apps.v1.DaemonSetStatus", "updatedNumberScheduled")),
+            _col("Available", "integer", _doc("api.apps.v1.DaemonSetStatus", "numberAvailable")),
+            _col("Node Selector", "string", _doc(f"{core}.PodSpec", "nodeSelector")),
+            _age_col(),
+            *_containers_cols(_doc("api.apps.v1.DaemonSetSpec", "selector")),
+        ),
+        ("apps", "ControllerRevision"): p(
+            _controller_revision_row,
+            _name_col(),
+            _col("Controller", "string", "Controller of the object"),
+            _col("Revision", "string", _doc("api.apps.v1.ControllerRevision", "revision")),
+            _age_col(),
         ),
         ("discovery.k8s.io", "EndpointSlice"): p(
             _endpoint_slice_row,
@@ -898,6 +1142,41 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("TokenRequests", "string", _doc(f"{storage}.CSIDriverSpec", "tokenRequests")),
             _col("RequiresRepublish", "boolean", _doc(f"{storage}.CSIDriverSpec", "requiresRepublish")),
             _col("Modes", "string", _doc(f"{storage}.CSIDriverSpec", "volumeLifecycleModes")),
+            _age_col(),
+        ),
+        ("", "PersistentVolume"): p(
+            _persistent_volume_row,
+            _name_col(),
+            _col("Capacity", "string", _doc(f"{core}.PersistentVolumeSpec", "capacity")),
+            _col("Access Modes", "string", _doc(f"{core}.PersistentVolumeSpec", "accessModes")),
+            _col("Reclaim Policy", "string", _doc(f"{core}.PersistentVolumeSpec", "persistentVolumeReclaimPolicy")),
+            _col("Status", "string", _doc(f"{core}.PersistentVolumeStatus", "phase")),
+            _col("Claim", "string", _doc(f"{core}.PersistentVolumeSpec", "claimRef")),
+            _col("StorageClass", "string", "StorageClass of the pv"),
+            _col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pv"),
+            _col("Reason", "string", _doc(f"{core}.PersistentVolumeStatus", "reason")),
+            _age_col(),
+            _col("VolumeMode", "string", _doc(f"{core}.PersistentVolumeSpec", "volumeMode"), 1),
+        ),
+        ("", "PersistentVolumeClaim"): p(
+            _persistent_volume_claim_row,
+            _name_col(),
+            _col("Status", "string", _doc(f"{core}.PersistentVolumeClaimStatus", "phase")),
+            _col("Volume", "string", _doc(f"{core}.PersistentVolumeClaimSpec", "volumeName")),
+            _col("Capacity", "string", _doc(f"{core}.PersistentVolumeClaimStatus", "capacity")),
+            _col("Access Modes", "string", _doc(f"{core}.PersistentVolumeClaimStatus", "accessModes")),
+            _col("StorageClass", "string", "StorageClass of the pvc"),
+            _col("VolumeAttributesClass", "string", "VolumeAttributesClass of the pvc"),
+            _age_col(),
+            _col("VolumeMode", "string", _doc(f"{core}.PersistentVolumeClaimSpec", "volumeMode"), 1),
+        ),
+        ("storage.k8s.io", "StorageClass"): p(
+            _storage_class_row,
+            _name_col(),
+            _col("Provisioner", "string", _doc(f"{storage}.StorageClass", "provisioner")),
+            _col("ReclaimPolicy", "string", _doc(f"{storage}.StorageClass", "reclaimPolicy")),
+            _col("VolumeBindingMode", "string", _doc(f"{storage}.StorageClass", "volumeBindingMode")),
+            _col("AllowVolumeExpansion", "string", _doc(f"{storage}.StorageClass", "allowVolumeExpansion")),
             _age_col(),
         ),
         ("storage.k8s.io", "CSINode"): p(

@@ -19,6 +19,8 @@ from typing import Any
 from kubelite.api.errors import FieldError
 from kubelite.api.registry import RESOURCES
 from kubelite.api.validation import (
+    apps,
+    batch,
     certificates,
     cluster,
     core,
@@ -29,6 +31,7 @@ from kubelite.api.validation import (
     quota,
     rbac,
     service,
+    storage,
     workloads,
 )
 from kubelite.api.validation.meta import KindValidator, validate_object_meta, validate_object_meta_update
@@ -46,6 +49,9 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("", "Pod"): pod.validate_pod,
     ("apps", "Deployment"): workloads.validate_deployment,
     ("apps", "ReplicaSet"): workloads.validate_replicaset,
+    ("apps", "StatefulSet"): apps.validate_statefulset,
+    ("apps", "DaemonSet"): apps.validate_daemonset,
+    ("apps", "ControllerRevision"): apps.validate_controller_revision,
     ("discovery.k8s.io", "EndpointSlice"): discovery.validate_endpointslice,
     ("", "Endpoints"): discovery.validate_endpoints,
     ("policy", "PodDisruptionBudget"): policy.validate_pod_disruption_budget,
@@ -59,6 +65,9 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("apiregistration.k8s.io", "APIService"): cluster.validate_api_service,
     **quota.VALIDATORS,
     **certificates.VALIDATORS,
+    ("batch", "Job"): batch.validate_job,
+    ("batch", "CronJob"): batch.validate_cronjob,
+    **storage.VALIDATORS,
     **rbac.VALIDATORS,
 }
 

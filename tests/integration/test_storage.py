@@ -1,0 +1,190 @@
+"""PersistentVolumes, claims and StorageClasses through the real kubectl (control plane only).
+
+No node runs here, so the default class (WaitForFirstConsumer) binds nothing; an Immediate
+class of the same provisioner provisions at once (a hostPath volume: there is no node to tie
+it to). Pre-made volumes bind to claims without a class; Retain leaves a volume Released, and
+Delete without a provisioner to delete it fails it, as Kubernetes does.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any
+
+import yaml
+
+from tests.e2e.test_images_services import wait_for
+from tests.integration.cluster import Cluster
+
+Obj = dict[str, Any]
+
+
+def _apply(cluster: Cluster, *objs: Obj) -> None:
+    cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump_all(objs))
+
+
+def _json(cluster: Cluster, *args: str) -> Obj:
+    out: Obj = json.loads(cluster.kubectl(*args, "-o", "json", check=True).stdout)
+    return out
+
+
+def _claim(name: str, size: str = "1Gi", **spec: Any) -> Obj:
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}, **spec}}
+
+
+def _volume(name: str, size: str, path: str, policy: str = "Retain") -> Obj:
+    return {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+            "spec": {"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+                     "persistentVolumeReclaimPolicy": policy, "hostPath": {"path": path}}}
+
+
+def _phase(cluster: Cluster, kind: str, name: str) -> str:
+    return cluster.kubectl("get", kind, name, "-o", "jsonpath={.status.phase}").stdout
+
+
+def test_the_default_class_is_local_path(cluster: Cluster) -> None:
+    out = cluster.kubectl("get", "sc", "local-path", check=True).stdout.splitlines()
+    assert out[0].split() == ["NAME", "PROVISIONER", "RECLAIMPOLICY", "VOLUMEBINDINGMODE", "ALLOWVOLUMEEXPANSION", "AGE"]
+    assert out[1].split()[:6] == ["local-path", "(default)", "rancher.io/local-path", "Delete", "WaitForFirstConsumer",
+                                  "true"]
+    claim = _claim("int-wffc")
+    _apply(cluster, claim)
+    pvc = _json(cluster, "get", "pvc", "int-wffc")
+    assert pvc["spec"]["storageClassName"] == "local-path"
+    assert pvc["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
+    assert pvc["status"] == {"phase": "Pending"}
+    wait_for("WaitForFirstConsumer", lambda: "waiting for first consumer to be created before binding" in
+             cluster.kubectl("describe", "pvc", "int-wffc").stdout, 30)
+    assert _phase(cluster, "pvc", "int-wffc") == "Pending"
+    cluster.kubectl("delete", "pvc", "int-wffc", check=True)
+
+
+def test_provisioning_expansion_and_deletion(cluster: Cluster) -> None:
+    _apply(cluster, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "int-now"},
+                     "provisioner": "rancher.io/local-path", "volumeBindingMode": "Immediate",
+                     "allowVolumeExpansion": True},
+           _claim("int-dyn", storageClassName="int-now"))
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-dyn") == "Bound", 30)
+    pvc = _json(cluster, "get", "pvc", "int-dyn")
+    pv_name = pvc["spec"]["volumeName"]
+    assert pv_name == "pvc-" + pvc["metadata"]["uid"]
+    assert pvc["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"] == "yes"
+    assert pvc["metadata"]["annotations"]["volume.kubernetes.io/storage-provisioner"] == "rancher.io/local-path"
+    pv = _json(cluster, "get", "pv", pv_name)
+    directory = pathlib.Path(pv["spec"]["hostPath"]["path"])
+    assert directory == cluster.data_dir / "storage" / f"{pv_name}_default_int-dyn"
+    assert directory.is_dir()
+    assert pv["spec"]["claimRef"]["name"] == "int-dyn" and pv["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
+    row = cluster.kubectl("get", "pvc", "int-dyn", "--no-headers", check=True).stdout.split()
+    assert row[:6] == ["int-dyn", "Bound", pv_name, "1Gi", "RWO", "int-now"]
+    events = cluster.kubectl("describe", "pvc", "int-dyn", check=True).stdout
+    assert f"Successfully provisioned volume {pv_name}" in events
+    assert 'External provisioner is provisioning volume for claim "default/int-dyn"' in events
+
+    cluster.kubectl("patch", "pvc", "int-dyn", "-p", '{"spec":{"resources":{"requests":{"storage":"3Gi"}}}}', check=True)
+    wait_for("the new capacity", lambda: _json(cluster, "get", "pvc", "int-dyn")["status"]
+             .get("capacity", {}).get("storage") == "3Gi", 30)
+    assert _json(cluster, "get", "pv", pv_name)["spec"]["capacity"]["storage"] == "3Gi"
+    shrink = cluster.kubectl("patch", "pvc", "int-dyn", "-p", '{"spec":{"resources":{"requests":{"storage":"1Gi"}}}}')
+    assert "spec.resources.requests.storage: Forbidden: field can not be less than status.capacity" in shrink.stderr
+    modes = cluster.kubectl("patch", "pvc", "int-dyn", "-p", '{"spec":{"accessModes":["ReadWriteMany"]}}')
+    assert "spec: Forbidden: spec is immutable after creation except resources.requests" in modes.stderr
+
+    cluster.kubectl("delete", "pvc", "int-dyn", check=True)
+    wait_for("the volume deleted", lambda: cluster.kubectl("get", "pv", pv_name).returncode != 0, 30)
+    assert not directory.exists()
+    cluster.kubectl("delete", "sc", "int-now", check=True)
+
+
+def test_static_volumes_bind_smallest_first_and_are_reclaimed_by_policy(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    _apply(cluster, _volume("int-big", "10Gi", str(tmp_path / "big")),
+           _volume("int-small", "2Gi", str(tmp_path / "small"), policy="Delete"))
+    wait_for("volumes Available", lambda: _phase(cluster, "pv", "int-big") == "Available"
+             and _phase(cluster, "pv", "int-small") == "Available", 30)
+    row = cluster.kubectl("get", "pv", "int-big", "--no-headers", check=True).stdout.split()
+    assert row[:5] == ["int-big", "10Gi", "RWO", "Retain", "Available"]
+    _apply(cluster, _claim("int-static", "1Gi", storageClassName=""))
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-static") == "Bound", 30)
+    assert _json(cluster, "get", "pvc", "int-static")["spec"]["volumeName"] == "int-small"
+    # Resizing needs a class that allows it.
+    resize = cluster.kubectl("patch", "pvc", "int-static", "-p", '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}')
+    assert ('persistentvolumeclaims "int-static" is forbidden: only dynamically provisioned pvc can be resized and '
+            "the storageclass that provisions the pvc must support resize") in resize.stderr
+    _apply(cluster, _claim("int-static2", "3Gi", storageClassName=""))
+    wait_for("the second claim bound", lambda: _phase(cluster, "pvc", "int-static2") == "Bound", 30)
+    assert _json(cluster, "get", "pvc", "int-static2")["spec"]["volumeName"] == "int-big"
+    assert "default/int-static2" in cluster.kubectl("get", "pv", "int-big", check=True).stdout
+
+    cluster.kubectl("delete", "pvc", "int-static", "int-static2", check=True)
+    wait_for("Released", lambda: _phase(cluster, "pv", "int-big") == "Released", 30)
+    wait_for("Failed", lambda: _phase(cluster, "pv", "int-small") == "Failed", 30)
+    assert "no deletable volume plugin matched" in cluster.kubectl("describe", "pv", "int-small", check=True).stdout
+    cluster.kubectl("delete", "pv", "int-big", "int-small", check=True)
+
+
+def test_validation_in_kubernetes_words(cluster: Cluster) -> None:
+    bad = _claim("int-bad")
+    bad["spec"]["resources"] = {}
+    out = cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(bad))
+    assert 'The PersistentVolumeClaim "int-bad" is invalid: spec.resources[storage]: Required value' in out.stderr
+    sc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "int-frozen"},
+          "provisioner": "example.com/a"}
+    _apply(cluster, sc)
+    out = cluster.kubectl("patch", "sc", "int-frozen", "-p", '{"reclaimPolicy":"Retain"}')
+    assert "reclaimPolicy: Forbidden: updates to reclaimPolicy are forbidden." in out.stderr
+    cluster.kubectl("delete", "sc", "int-frozen", check=True)
+
+
+def test_a_claim_made_before_any_default_gets_the_default_later(cluster: Cluster) -> None:
+    annotation = "storageclass.kubernetes.io/is-default-class"
+    cluster.kubectl("annotate", "sc", "local-path", f"{annotation}-", check=True)
+    try:
+        _apply(cluster, _claim("int-late"))
+        assert "storageClassName" not in _json(cluster, "get", "pvc", "int-late")["spec"]
+    finally:
+        cluster.kubectl("annotate", "sc", "local-path", f"{annotation}=true", check=True)
+    wait_for("the default class given", lambda: _json(cluster, "get", "pvc", "int-late")["spec"]
+             .get("storageClassName") == "local-path", 30)
+    cluster.kubectl("delete", "pvc", "int-late", check=True)
+
+
+def test_a_claim_of_a_missing_class_fails_to_provision(cluster: Cluster) -> None:
+    _apply(cluster, _claim("int-noclass", storageClassName="int-nope"))
+    wait_for("ProvisioningFailed", lambda: 'storageclass.storage.k8s.io "int-nope" not found' in
+             cluster.kubectl("describe", "pvc", "int-noclass").stdout, 30)
+    assert _phase(cluster, "pvc", "int-noclass") == "Pending"
+    cluster.kubectl("delete", "pvc", "int-noclass", check=True)
+
+
+def test_a_claim_whose_volume_is_gone_is_lost(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    _apply(cluster, _volume("int-lost", "1Gi", str(tmp_path / "lost")),
+           _claim("int-lost", storageClassName="", volumeName="int-lost"))
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-lost") == "Bound", 30)
+    # pv-protection keeps a bound volume: only with its finalizer removed does it go.
+    cluster.kubectl("delete", "pv", "int-lost", "--wait=false", check=True)
+    assert "Terminating" in cluster.kubectl("get", "pv", "int-lost", check=True).stdout
+    cluster.kubectl("patch", "pv", "int-lost", "-p", '{"metadata":{"finalizers":null}}', check=True)
+    wait_for("the claim Lost", lambda: _phase(cluster, "pvc", "int-lost") == "Lost", 30)
+    assert "Bound claim has lost its PersistentVolume. Data on the volume is lost!" in \
+        cluster.kubectl("describe", "pvc", "int-lost", check=True).stdout
+    cluster.kubectl("delete", "pvc", "int-lost", check=True)
+
+
+def test_a_volume_pre_bound_to_a_claim_by_name_gets_its_uid(cluster: Cluster, tmp_path: pathlib.Path) -> None:
+    volume = _volume("int-pre", "1Gi", str(tmp_path / "pre"))
+    volume["spec"]["claimRef"] = {"namespace": "default", "name": "int-pre"}
+    _apply(cluster, volume, _volume("int-decoy", "1Gi", str(tmp_path / "decoy")),
+           _claim("int-pre", storageClassName=""))
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-pre") == "Bound", 30)
+    pvc = _json(cluster, "get", "pvc", "int-pre")
+    assert pvc["spec"]["volumeName"] == "int-pre"
+    pv = _json(cluster, "get", "pv", "int-pre")
+    assert pv["spec"]["claimRef"]["uid"] == pvc["metadata"]["uid"]
+    # An administrator's binding is not the controller's.
+    assert "pv.kubernetes.io/bound-by-controller" not in pv["metadata"].get("annotations", {})
+    assert _phase(cluster, "pv", "int-decoy") == "Available"
+    cluster.kubectl("delete", "pvc", "int-pre", check=True)
+    wait_for("Released", lambda: _phase(cluster, "pv", "int-pre") == "Released", 30)
+    cluster.kubectl("delete", "pv", "int-pre", "int-decoy", check=True)

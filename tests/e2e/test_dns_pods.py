@@ -464,12 +464,23 @@ def test_outside_names_are_forwarded_and_cached(env: Env) -> None:
 # --------------------------------------------------------------------------- the API from a pod
 
 
+# A pod's service account holds nothing until bound (issue 18): these pods read with "view".
+VIEW_BINDING = {
+    "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+    "metadata": {"name": "default-view", "namespace": "default"},
+    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"},
+    "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "default"}],
+}
+
+
 def test_service_account_token_reaches_the_api_through_the_kubernetes_service(env: Env) -> None:
+    env.apply(VIEW_BINDING)
     names = env.py(script=BEARER).split()
     assert {"bb", "py", "peer-a"} <= set(names)
 
 
 def test_official_python_client_in_cluster_lists_pods(env: Env) -> None:
+    env.apply(VIEW_BINDING)
     names = env.py(script=INCLUSTER).split()
     assert {"bb", "py", "peer-a"} <= set(names)
 

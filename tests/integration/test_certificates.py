@@ -12,6 +12,8 @@ import base64
 import json
 import pathlib
 import ssl
+import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -101,10 +103,31 @@ def test_approved_client_request_is_signed_and_the_certificate_authenticates(
         # Who the API takes it for shows in what it records of a requestor: a CSR created with it.
         _, second = key_and_request("second")
         mine = csr_object(f"{name}-by-alice", second)
-        req = urllib.request.Request(
-            cluster.server + "/apis/certificates.k8s.io/v1/certificatesigningrequests", data=json.dumps(mine).encode(),
-            method="POST", headers={"Content-Type": "application/json"},
-        )
+
+        def post() -> urllib.request.Request:
+            return urllib.request.Request(
+                cluster.server + "/apis/certificates.k8s.io/v1/certificatesigningrequests",
+                data=json.dumps(mine).encode(), method="POST", headers={"Content-Type": "application/json"},
+            )
+
+        # Authenticated is not authorized (issue 18): the group "developers" holds nothing yet.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(post(), context=ctx, timeout=10)
+        assert refused.value.code == 403
+        assert json.loads(refused.value.read())["message"] == (
+            f'certificatesigningrequests.certificates.k8s.io is forbidden: User "alice-{name}" cannot create '
+            'resource "certificatesigningrequests" in API group "certificates.k8s.io" at the cluster scope')
+        for role in ("system:node-bootstrapper", "view"):
+            cluster.kubectl("create", "clusterrolebinding", f"{name}-{role.replace(':', '-')}", f"--clusterrole={role}",
+                            "--group=developers", check=True)
+        req = post()
+        for _ in range(100):  # the authorizer's cache follows the binding within milliseconds
+            try:
+                urllib.request.urlopen(urllib.request.Request(cluster.server + "/api/v1/namespaces/default"),
+                                       context=ctx, timeout=10).close()
+                break
+            except urllib.error.HTTPError:
+                time.sleep(0.02)
         with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
             assert resp.status == 201
             created = json.loads(resp.read())
@@ -129,6 +152,8 @@ def test_approved_client_request_is_signed_and_the_certificate_authenticates(
         assert f"alice-{name}" in res.stdout
     finally:
         cluster.kubectl("delete", "csr", name, f"{name}-by-alice")
+        cluster.kubectl("delete", "clusterrolebinding", f"{name}-system-node-bootstrapper", f"{name}-view",
+                        "--ignore-not-found")
 
 
 def test_deny_and_the_verdicts_are_exclusive(cluster: Cluster) -> None:

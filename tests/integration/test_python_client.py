@@ -436,7 +436,6 @@ def test_create_apiservice_from_yaml_with_conflict(api: client.ApiClient, tmp_pa
         reg.delete_api_service(name)
 
 
-@xfail_issue(18, "rbac.authorization.k8s.io is not served yet")
 def test_create_rbac_role_from_yaml(api: client.ApiClient, ns: str, tmp_path: Any) -> None:
     body = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "pod-reader"},
             "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "watch", "list"]}]}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import pathlib
 
+from kubelite.api import bootstrappolicy
+from kubelite.api.registry import lookup
+from kubelite.apiserver import authorization
 from kubelite.apiserver.metrics import go_float, render
 from kubelite.store import SqliteStore, StoreHealth
 from tests.unit.test_healthz import _client
@@ -46,6 +49,25 @@ def test_metrics_are_served_to_authenticated_clients_from_the_real_store(tmp_pat
                 assert resp.status == 401  # as kube-apiserver: /metrics needs credentials
                 token, _ = api.tokens.issue("default", "scraper", "uid-1", expiration_seconds=600)
                 resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+                # Issue 18: a service account holds nothing until a role is bound to it.
+                assert resp.status == 403
+                assert (await resp.json())["message"] == (
+                    'forbidden: User "system:serviceaccount:default:scraper" cannot get path "/metrics"')
+                await api.authorizer.start()
+                try:
+                    await authorization.bootstrap(api.registry)
+                    rt = lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+                    assert rt is not None
+                    await api.registry.create_object(rt, None, bootstrappolicy.binding(
+                        "scraper", "system:monitoring", [bootstrappolicy.service_account("default", "scraper")]),
+                        manager="test")
+                    for _ in range(200):  # the authorizer's cache follows the store's watch
+                        resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+                        if resp.status != 403:
+                            break
+                        await asyncio.sleep(0.01)
+                finally:
+                    await api.authorizer.stop()
                 assert resp.status == 200
                 assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
                 text = await resp.text()

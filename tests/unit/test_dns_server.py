@@ -630,7 +630,9 @@ def test_upstreams(tmp_path: Any) -> None:
 def test_manifests_match_kubeadm() -> None:
     assert manifests.cluster_dns_ip("10.96.0.0/12") == "10.96.0.10"
     assert manifests.cluster_dns_ip("172.20.0.0/16") == "172.20.0.10"
-    sa, svc, dep = manifests.objects("10.96.0.10")
+    role, binding, sa, svc, dep = manifests.objects("10.96.0.10")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"] == "system:coredns"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}]
     assert (sa["kind"], sa["metadata"]) == ("ServiceAccount", {"name": "coredns", "namespace": "kube-system"})
     assert svc["metadata"]["name"] == "kube-dns" and svc["metadata"]["namespace"] == "kube-system"
     assert svc["metadata"]["labels"] == {"k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",

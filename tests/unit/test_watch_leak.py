@@ -16,6 +16,9 @@ import pathlib
 import aiohttp
 from aiohttp import web
 
+from kubelite.api import bootstrappolicy
+from kubelite.api.registry import lookup
+from kubelite.apiserver import authorization
 from kubelite.apiserver.pki import ensure_pki
 from kubelite.apiserver.server import APIServer, ServerConfig
 from kubelite.store import SqliteStore
@@ -36,6 +39,9 @@ async def _until(condition: object, what: str, limit: float = 20.0) -> None:
 
 
 def test_watches_closed_by_their_clients_are_unregistered(tmp_path: pathlib.Path) -> None:
+    rbac_bindings = lookup("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+    assert rbac_bindings is not None
+
     async def main() -> None:
         store = SqliteStore(str(tmp_path / "state.db"))
         await store.start()
@@ -55,6 +61,16 @@ def test_watches_closed_by_their_clients_are_unregistered(tmp_path: pathlib.Path
             return f"http://127.0.0.1:{port}{path}"
 
         await api.registry.start_caches()
+        await api.authorizer.start()
+        # The service account may do all this once bound to cluster-admin (issue 18: RBAC).
+        await authorization.bootstrap(api.registry)
+        await api.registry.create_object(rbac_bindings, None, bootstrappolicy.binding(
+            "watcher", "cluster-admin", [bootstrappolicy.service_account("default", "watcher")]), manager="test")
+        for _ in range(200):
+            if api.authorizer.policy().cluster_role_bindings and any(
+                    b["metadata"]["name"] == "watcher" for b in api.authorizer.policy().cluster_role_bindings):
+                break
+            await asyncio.sleep(0.01)
         try:
             url = make_url("/api/v1/namespaces/default/configmaps")
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
@@ -88,6 +104,7 @@ def test_watches_closed_by_their_clients_are_unregistered(tmp_path: pathlib.Path
                 async with session.get(make_url("/metrics"), headers=headers) as r:
                     assert "apiserver_longrunning_requests{" not in await r.text()
         finally:
+            await api.authorizer.stop()
             for task in list(api.rest.watchers):
                 task.cancel()
             await api.registry.stop_caches()

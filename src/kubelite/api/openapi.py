@@ -340,7 +340,8 @@ class _Builder:
     def resource(self, r: ResourceType) -> None:
         kind_schema = schema.definition_name(r.group, r.version, r.kind)
         list_schema = schema.definition_name(r.group, r.version, r.list_kind)
-        if kind_schema is None or list_schema is None:
+        # The review kinds (SelfSubjectAccessReview & co) are create-only and have no list kind.
+        if kind_schema is None or (list_schema is None and set(r.verbs) != {"create"}):
             raise LookupError(f"no OpenAPI schema for {r.api_version} {r.kind}")
         gvk = _gvk(r.group, r.version, r.kind)
         ns = "Namespaced" if r.namespaced else ""
@@ -356,7 +357,7 @@ class _Builder:
         watch_responses = _responses(_META + "WatchEvent", "200", media=_WATCH_MEDIA)
 
         self.path_params(collection, [*scope_params, _PRETTY])
-        if "list" in verbs:
+        if "list" in verbs and list_schema is not None:
             self.op(
                 collection,
                 "get",
@@ -395,6 +396,8 @@ class _Builder:
                 delete_body,
             )
 
+        if verbs == {"create"}:
+            return  # no item path: a review is never read back
         self.path_params(item, [name_param, *scope_params, _PRETTY])
         if "get" in verbs:
             self.op(

@@ -183,12 +183,28 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "PersistentVolume", "persistentvolumes", False, ("pv",), subresources=("status",)),
     ResourceType("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ("pvc",), subresources=("status",)),
     ResourceType("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ("sc",)),
+    # Issue 18: authorization. RBAC's four kinds, and the reviews: create-only kinds that are
+    # answered, never stored (who am I, may I, what may I).
+    ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
+    ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
+    ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
+    ResourceType("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False, verbs=("create",)),
+    ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False, verbs=("create",)),
+    ResourceType("authorization.k8s.io", "v1", "LocalSubjectAccessReview", "localsubjectaccessreviews", True,
+                 verbs=("create",)),
+    ResourceType("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False,
+                 verbs=("create",)),
+    ResourceType("authorization.k8s.io", "v1", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False,
+                 verbs=("create",)),
+    ResourceType("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False,
+                 verbs=("create",)),
 )
 
 # Preferred order of API groups in discovery, as kube-apiserver orders them.
 GROUP_ORDER = (
-    "", "apps", "events.k8s.io", "batch", "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io",
-    "networking.k8s.io", "policy",
+    "", "apps", "events.k8s.io", "authentication.k8s.io", "authorization.k8s.io", "batch", "certificates.k8s.io",
+    "coordination.k8s.io", "discovery.k8s.io", "networking.k8s.io", "policy", "rbac.authorization.k8s.io",
     # kube-apiserver's order for the groups added since (by APIService group priority).
     "apiregistration.k8s.io", "storage.k8s.io", "scheduling.k8s.io", "flowcontrol.apiserver.k8s.io",
 )

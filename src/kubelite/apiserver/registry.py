@@ -349,6 +349,7 @@ class CachedKind:
         self.prefix = rt.key_prefix()
         self.objects: dict[str, Obj] = {}
         self.synced = False
+        self.generation = 0  # moves with every change: readers that derive data from it rebuild
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -367,6 +368,7 @@ class CachedKind:
         kvs, rev, _ = await self.store.list(self.prefix)
         self.objects = {kv.key: decode_kv(kv, self.rt) for kv in kvs}
         self.synced = True
+        self.generation += 1
         return rev
 
     async def _follow(self, rev: int) -> None:
@@ -380,6 +382,7 @@ class CachedKind:
                             else:
                                 self.objects[ev.kv.key] = decode_kv(ev.kv, self.rt)
                         rev = batch.revision
+                        self.generation += 1
             except StoreError as e:
                 self.synced = False
                 log.info("cache of %s: %s; relisting", self.prefix, e)

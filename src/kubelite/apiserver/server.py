@@ -22,11 +22,20 @@ import orjson
 from aiohttp import web
 
 from kubelite import __version__
-from kubelite.api import errors, openapi, schema
+from kubelite.api import errors, openapi, rbac, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
-from kubelite.apiserver import discovery, healthz, memtrim, metrics, systemobjects, watchstreams
+from kubelite.apiserver import (
+    authorization,
+    discovery,
+    healthz,
+    memtrim,
+    metrics,
+    systemobjects,
+    watchstreams,
+)
 from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
+from kubelite.apiserver.authorization import Authorizer
 from kubelite.apiserver.handlers import JSON, USER_KEY, RestHandlers, json_response, status_response
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
 from kubelite.apiserver.kubernetesservice import INTERVAL, KubernetesService
@@ -87,7 +96,8 @@ class APIServer:
         # allocation); the registry that serves the API is then built with both collaborators.
         self.services = ServiceAllocation(store, Registry(store), self.cidr, NodePortAllocator(*config.node_port_range))
         self.registry = Registry(store, services=self.services, tokens=self.tokens)
-        self.rest = RestHandlers(self.registry)
+        self.authorizer = Authorizer(store, self.tokens.verify)
+        self.rest = RestHandlers(self.registry, self.authorizer)
         self.kubernetes_service = KubernetesService(
             self.registry, self.cidr, config.advertise_address, config.port, config.kubernetes_service_interval
         )
@@ -132,6 +142,13 @@ class APIServer:
             user = self._authenticate(request)
             if user is None and request.path not in OPEN_PATHS and not request.path.startswith(("/livez/", "/readyz/", "/healthz/")):
                 raise errors.unauthorized()
+            if user is not None:
+                # Impersonation, then authorization, as kube-apiserver's filter chain orders them.
+                if "Impersonate-User" in request.headers or "Impersonate-Group" in request.headers:
+                    user = self.authorizer.impersonate(user, request.headers,
+                                                       lambda key: request.headers.getall(key, []))
+                self.authorizer.check(rbac.request_attributes(user.name, user.groups, request.method,
+                                                              request.path, request.query))
             request[USER_KEY] = user
             resp: web.StreamResponse = await handler(request)
             return resp
@@ -289,6 +306,7 @@ class APIServer:
         await self.services.repair()
         await self.kubernetes_service.reconcile()
         await systemobjects.bootstrap(self.registry)
+        await authorization.bootstrap(self.registry)
 
     def ssl_context(self) -> ssl.SSLContext:
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -308,6 +326,7 @@ class APIServer:
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         await self.registry.start_caches()
+        await self.authorizer.start()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.ssl_context(), backlog=1024,
             reuse_address=True, reuse_port=True,
@@ -324,6 +343,7 @@ class APIServer:
         self.ready = False
         await self.kubernetes_service.stop()
         await self.registry.stop_caches()
+        await self.authorizer.stop()
         await self.rest.watchers.stop()
         await self.trimmer.stop()
         if self._runner is not None:

@@ -482,7 +482,8 @@ async def install_storage_addon(api: APIServer) -> None:
 
 
 async def install_dns_addon(api: APIServer, service_cidr: str) -> None:
-    """The cluster DNS addon (kubeadm's CoreDNS phase): ServiceAccount, kube-dns Service, coredns Deployment."""
+    """The cluster DNS addon (kubeadm's CoreDNS phase): its ClusterRole and binding, ServiceAccount,
+    kube-dns Service, coredns Deployment."""
     from kubelite.api.errors import StatusError
     from kubelite.api.registry import for_kind
     from kubelite.dns import manifests as dns_manifests
@@ -490,10 +491,11 @@ async def install_dns_addon(api: APIServer, service_cidr: str) -> None:
     for obj in dns_manifests.objects(dns_manifests.cluster_dns_ip(service_cidr)):
         rt = for_kind(obj["apiVersion"], obj["kind"])
         assert rt is not None
-        if await api.store.get(rt.key("kube-system", obj["metadata"]["name"])) is not None:
+        namespace = "kube-system" if rt.namespaced else None
+        if await api.store.get(rt.key(namespace, obj["metadata"]["name"])) is not None:
             continue
         try:
-            await api.registry.create_object(rt, "kube-system", obj, manager="kubelite")
+            await api.registry.create_object(rt, namespace, obj, manager="kubelite")
         except StatusError as e:
             if e.code != 409:
                 raise

@@ -40,6 +40,7 @@ CRONJOBS = _rt("batch", "v1", "cronjobs")
 PERSISTENTVOLUMES = _rt("", "v1", "persistentvolumes")
 PERSISTENTVOLUMECLAIMS = _rt("", "v1", "persistentvolumeclaims")
 STORAGECLASSES = _rt("storage.k8s.io", "v1", "storageclasses")
+CLUSTERROLES = _rt("rbac.authorization.k8s.io", "v1", "clusterroles")
 
 __all__ = [
     "CONFIGMAPS", "DEPLOYMENTS", "ENDPOINTS", "ENDPOINTSLICES", "EVENTS", "LEASES", "NAMESPACES", "NODES",

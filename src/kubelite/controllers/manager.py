@@ -40,6 +40,7 @@ CONTROLLERS: dict[str, str] = {
     "pvc-protection": "kubelite.controllers.persistentvolume:PVCProtectionController",
     "pv-protection": "kubelite.controllers.persistentvolume:PVProtectionController",
     "local-path-provisioner": "kubelite.controllers.localpath:LocalPathProvisioner",
+    "clusterrole-aggregation": "kubelite.controllers.clusterroleaggregation:ClusterRoleAggregationController",
 }
 
 

@@ -7,7 +7,8 @@ address of the service CIDR, the Deployment ``coredns`` with the ``k8s-app=kube-
 label tools look for, the same probes and ports, and ``dnsPolicy: Default`` so the DNS
 server itself resolves through the node's resolvers, not through itself. Differences: the
 image is our built-in ``kubelite/dns`` configured by flags (no Corefile ConfigMap), one
-replica (memory matters on one machine), and no RBAC objects (kubelite has no RBAC yet).
+replica (memory matters on one machine). The RBAC objects are kubeadm's: the ClusterRole
+``system:coredns`` (list and watch what DNS serves) bound to the ``coredns`` ServiceAccount.
 """
 
 from __future__ import annotations
@@ -114,9 +115,30 @@ def deployment(zone: str = "cluster.local", *, replicas: int = 1, image: str = I
     }
 
 
+def cluster_role() -> Obj:
+    """kubeadm's ``system:coredns``: what the DNS server lists and watches, nothing more."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": "system:coredns"},
+        "rules": [
+            {"apiGroups": [""], "resources": ["endpoints", "services", "pods", "namespaces"], "verbs": ["list", "watch"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+        ],
+    }
+
+
+def cluster_role_binding() -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "system:coredns"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "system:coredns"},
+        "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": NAMESPACE}],
+    }
+
+
 def objects(cluster_ip: str, zone: str = "cluster.local") -> list[Obj]:
     """Everything cluster DNS needs, in creation order."""
-    return [service_account(), service(cluster_ip), deployment(zone)]
+    return [cluster_role(), cluster_role_binding(), service_account(), service(cluster_ip), deployment(zone)]
 
 
 async def probe(server_ip: str, port: int = 53, within: float = 1.0, *, zone: str = "cluster.local",

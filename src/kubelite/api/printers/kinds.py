@@ -1230,6 +1230,21 @@ def printers() -> dict[tuple[str, str], Printer]:
             _col("Available", "string", "Whether this service is available."),
             _age_col(),
         ),
+        # printRole/printClusterRole: name and creation time, as the default printer.
+        ("rbac.authorization.k8s.io", "Role"): p(
+            _default_row, _name_col(), _col("Created At", "date", _meta_doc("creationTimestamp"))
+        ),
+        ("rbac.authorization.k8s.io", "ClusterRole"): p(
+            _default_row, _name_col(), _col("Created At", "date", _meta_doc("creationTimestamp"))
+        ),
+        ("rbac.authorization.k8s.io", "RoleBinding"): p(
+            _binding_row, _name_col(), _col("Role", "string", "Role indicates which role is being bound."),
+            _age_col(), *_binding_subject_cols(),
+        ),
+        ("rbac.authorization.k8s.io", "ClusterRoleBinding"): p(
+            _binding_row, _name_col(), _col("Role", "string", "Role indicates which role is being bound."),
+            _age_col(), *_binding_subject_cols(),
+        ),
         # printLimitRange: kube-apiserver's own columns are the default ones.
         ("", "LimitRange"): p(
             _default_row, _name_col(), _col("Created At", "date", _meta_doc("creationTimestamp"))
@@ -1310,6 +1325,31 @@ def _pdb_row(pdb: Obj, now: datetime) -> Row:
     spec, status = pdb.get("spec") or {}, pdb.get("status") or {}
     bounds = ["N/A" if spec.get(k) is None else str(spec[k]) for k in ("minAvailable", "maxUnavailable")]
     return _cells(_name(pdb), *bounds, int(status.get("disruptionsAllowed") or 0), _age(pdb, now))
+
+
+def _binding_subject_cols() -> list[Obj]:
+    return [
+        _col("Users", "string", "Users in the roleBinding", 1),
+        _col("Groups", "string", "Groups in the roleBinding", 1),
+        _col("ServiceAccounts", "string", "ServiceAccounts in the roleBinding", 1),
+    ]
+
+
+def _binding_row(binding: Obj, now: datetime) -> Row:
+    """printRoleBinding: ``Kind/name`` of the role, then the subjects by kind (rbac.SubjectsStrings)."""
+    ref = binding.get("roleRef") or {}
+    users, groups, sas = [], [], []
+    for subject in binding.get("subjects") or []:
+        kind, name = subject.get("kind"), str(subject.get("name", ""))
+        if kind == "User":
+            users.append(name)
+        elif kind == "Group":
+            groups.append(name)
+        elif kind == "ServiceAccount":
+            ns = subject.get("namespace")
+            sas.append(f"{ns}/{name}" if ns else name)
+    return _cells(_name(binding), f"{ref.get('kind', '')}/{ref.get('name', '')}", _age(binding, now),
+                  ", ".join(users), ", ".join(groups), ", ".join(sas))
 
 
 def _default_row(obj: Obj, now: datetime) -> Row:

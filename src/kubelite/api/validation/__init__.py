@@ -29,6 +29,7 @@ from kubelite.api.validation import (
     pod,
     policy,
     quota,
+    rbac,
     service,
     storage,
     workloads,
@@ -67,6 +68,7 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("batch", "Job"): batch.validate_job,
     ("batch", "CronJob"): batch.validate_cronjob,
     **storage.VALIDATORS,
+    **rbac.VALIDATORS,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

@@ -1,0 +1,297 @@
+"""The bootstrap RBAC policy: the ClusterRoles and ClusterRoleBindings every cluster starts with.
+
+Facts from kube-apiserver's ``plugin/pkg/auth/authorizer/rbac/bootstrappolicy`` (its
+testdata/cluster-roles.yaml lists them): the user-facing roles (``cluster-admin``, and
+``admin``/``edit``/``view`` aggregated from the ``system:aggregate-to-*`` roles), what every
+authenticated user may do (``system:basic-user``, ``system:discovery``,
+``system:public-info-viewer``), and the roles of the components (controller-manager,
+scheduler, node, kube-proxy, DNS). kube-apiserver reconciles them at every start
+(``rbac.authorization.kubernetes.io/autoupdate: "true"``): missing ones are created, and
+kubelite does the same. The per-controller ``system:controller:*`` roles are not here:
+kubelite's controller-manager runs every controller under its own one identity.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Obj = dict[str, Any]
+
+READ = ["get", "list", "watch"]
+WRITE = ["create", "delete", "deletecollection", "patch", "update"]
+ALL = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+AUTOUPDATE = {"rbac.authorization.kubernetes.io/autoupdate": "true"}
+BOOTSTRAPPING = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+
+
+def rule(groups: list[str], resources: list[str], verbs: list[str], names: list[str] | None = None) -> Obj:
+    r: Obj = {"verbs": verbs, "apiGroups": groups, "resources": resources}
+    if names:
+        r["resourceNames"] = names
+    return r
+
+
+def urls(paths: list[str], verbs: list[str]) -> Obj:
+    return {"verbs": verbs, "nonResourceURLs": paths}
+
+
+def cluster_role(name: str, rules: list[Obj] | None, labels: dict[str, str] | None = None,
+                 aggregate: str = "") -> Obj:
+    role: Obj = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": name, "labels": {**BOOTSTRAPPING, **(labels or {})}, "annotations": dict(AUTOUPDATE)},
+    }
+    if aggregate:
+        role["aggregationRule"] = {"clusterRoleSelectors": [
+            {"matchLabels": {f"rbac.authorization.k8s.io/aggregate-to-{aggregate}": "true"}}]}
+    role["rules"] = rules if rules is not None else []
+    return role
+
+
+def binding(name: str, role: str, subjects: list[Obj]) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": name, "labels": dict(BOOTSTRAPPING), "annotations": dict(AUTOUPDATE)},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": subjects,
+    }
+
+
+def group(name: str) -> Obj:
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": name}
+
+
+def user(name: str) -> Obj:
+    return {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": name}
+
+
+def service_account(namespace: str, name: str) -> Obj:
+    return {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+
+
+def _to(role: str) -> dict[str, str]:
+    return {f"rbac.authorization.k8s.io/aggregate-to-{role}": "true"}
+
+
+EVENTS = rule(["", "events.k8s.io"], ["events"], ["create", "patch", "update"])
+
+CLUSTER_ROLES: list[Obj] = [
+    cluster_role("cluster-admin", [rule(["*"], ["*"], ["*"]), urls(["*"], ["*"])]),
+    cluster_role("admin", None, aggregate="admin"),
+    cluster_role("edit", None, _to("admin"), aggregate="edit"),
+    cluster_role("view", None, _to("edit"), aggregate="view"),
+    cluster_role("system:aggregate-to-admin", [
+        rule(["authorization.k8s.io"], ["localsubjectaccessreviews"], ["create"]),
+        rule(["rbac.authorization.k8s.io"], ["rolebindings", "roles"], ALL),
+    ], _to("admin")),
+    cluster_role("system:aggregate-to-edit", [
+        rule([""], ["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets", "services/proxy"], READ),
+        rule([""], ["serviceaccounts"], ["impersonate"]),
+        rule([""], ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"], WRITE),
+        rule([""], ["pods/eviction"], ["create"]),
+        rule([""], ["configmaps", "events", "persistentvolumeclaims", "replicationcontrollers",
+                    "replicationcontrollers/scale", "secrets", "serviceaccounts", "services", "services/proxy"], WRITE),
+        rule([""], ["serviceaccounts/token"], ["create"]),
+        rule(["apps"], ["daemonsets", "deployments", "deployments/rollback", "deployments/scale", "replicasets",
+                        "replicasets/scale", "statefulsets", "statefulsets/scale"], WRITE),
+        rule(["autoscaling"], ["horizontalpodautoscalers"], WRITE),
+        rule(["batch"], ["cronjobs", "jobs"], WRITE),
+        rule(["extensions"], ["daemonsets", "deployments", "deployments/rollback", "deployments/scale", "ingresses",
+                              "networkpolicies", "replicasets", "replicasets/scale", "replicationcontrollers/scale"],
+             WRITE),
+        rule(["policy"], ["poddisruptionbudgets"], WRITE),
+        rule(["networking.k8s.io"], ["ingresses", "networkpolicies"], WRITE),
+        rule(["coordination.k8s.io"], ["leases"], ALL),
+    ], _to("edit")),
+    cluster_role("system:aggregate-to-view", [
+        rule([""], ["configmaps", "endpoints", "persistentvolumeclaims", "persistentvolumeclaims/status", "pods",
+                    "replicationcontrollers", "replicationcontrollers/scale", "serviceaccounts", "services",
+                    "services/status"], READ),
+        rule([""], ["bindings", "events", "limitranges", "namespaces/status", "pods/log", "pods/status",
+                    "replicationcontrollers/status", "resourcequotas", "resourcequotas/status"], READ),
+        rule([""], ["namespaces"], READ),
+        rule(["discovery.k8s.io"], ["endpointslices"], READ),
+        rule(["apps"], ["controllerrevisions", "daemonsets", "daemonsets/status", "deployments", "deployments/scale",
+                        "deployments/status", "replicasets", "replicasets/scale", "replicasets/status",
+                        "statefulsets", "statefulsets/scale", "statefulsets/status"], READ),
+        rule(["autoscaling"], ["horizontalpodautoscalers", "horizontalpodautoscalers/status"], READ),
+        rule(["batch"], ["cronjobs", "cronjobs/status", "jobs", "jobs/status"], READ),
+        rule(["extensions"], ["daemonsets", "daemonsets/status", "deployments", "deployments/scale",
+                              "deployments/status", "ingresses", "ingresses/status", "networkpolicies", "replicasets",
+                              "replicasets/scale", "replicasets/status", "replicationcontrollers/scale"], READ),
+        rule(["policy"], ["poddisruptionbudgets", "poddisruptionbudgets/status"], READ),
+        rule(["networking.k8s.io"], ["ingresses", "ingresses/status", "networkpolicies"], READ),
+    ], _to("view")),
+    cluster_role("system:auth-delegator", [
+        rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
+        rule(["authorization.k8s.io"], ["subjectaccessreviews"], ["create"]),
+    ]),
+    cluster_role("system:basic-user", [
+        rule(["authorization.k8s.io"], ["selfsubjectaccessreviews", "selfsubjectrulesreviews"], ["create"]),
+        rule(["authentication.k8s.io"], ["selfsubjectreviews"], ["create"]),
+    ]),
+    cluster_role("system:discovery", [urls(["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
+                                            "/openapi/*", "/readyz", "/version", "/version/"], ["get"])]),
+    cluster_role("system:public-info-viewer", [urls(["/healthz", "/livez", "/readyz", "/version", "/version/"],
+                                                    ["get"])]),
+    cluster_role("system:monitoring", [urls(["/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics",
+                                             "/metrics/slis", "/readyz", "/readyz/*"], ["get"])]),
+    cluster_role("system:service-account-issuer-discovery", [
+        urls(["/.well-known/openid-configuration", "/openid/v1/jwks"], ["get"])]),
+    cluster_role("system:kube-controller-manager", [
+        EVENTS,
+        rule(["coordination.k8s.io"], ["leases"], ["create"]),
+        rule(["coordination.k8s.io"], ["leases"], ["get", "update"], ["kube-controller-manager"]),
+        rule([""], ["secrets", "serviceaccounts"], ["create"]),
+        rule([""], ["secrets"], ["delete"]),
+        rule([""], ["configmaps", "namespaces", "secrets", "serviceaccounts"], ["get"]),
+        rule([""], ["secrets", "serviceaccounts"], ["update"]),
+        rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
+        rule(["authorization.k8s.io"], ["subjectaccessreviews"], ["create"]),
+        rule(["*"], ["*"], ["list", "watch"]),
+        rule([""], ["serviceaccounts/token"], ["create"]),
+    ]),
+    cluster_role("system:kube-scheduler", [
+        EVENTS,
+        rule(["coordination.k8s.io"], ["leases"], ["create"]),
+        rule(["coordination.k8s.io"], ["leases"], ["get", "update"], ["kube-scheduler"]),
+        rule([""], ["nodes"], READ),
+        rule([""], ["pods"], ["delete", "get", "list", "watch"]),
+        rule([""], ["bindings", "pods/binding"], ["create"]),
+        rule([""], ["pods/status"], ["patch", "update"]),
+        rule([""], ["replicationcontrollers", "services"], READ),
+        rule(["apps", "extensions"], ["replicasets"], READ),
+        rule(["apps"], ["statefulsets"], READ),
+        rule(["policy"], ["poddisruptionbudgets"], READ),
+        rule([""], ["persistentvolumeclaims", "persistentvolumes"], READ),
+        rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
+        rule(["authorization.k8s.io"], ["subjectaccessreviews"], ["create"]),
+        rule(["storage.k8s.io"], ["csinodes"], READ),
+        rule([""], ["namespaces"], READ),
+        rule(["storage.k8s.io"], ["csidrivers"], READ),
+        rule(["storage.k8s.io"], ["csistoragecapacities"], READ),
+    ]),
+    cluster_role("system:volume-scheduler", [
+        rule([""], ["persistentvolumes"], ["get", "list", "patch", "update", "watch"]),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
+        rule([""], ["persistentvolumeclaims"], ["get", "list", "patch", "update", "watch"]),
+    ]),
+    cluster_role("system:kube-dns", [rule([""], ["endpoints", "services"], ["list", "watch"])]),
+    cluster_role("system:node", [
+        rule(["authentication.k8s.io"], ["tokenreviews"], ["create"]),
+        rule(["authorization.k8s.io"], ["localsubjectaccessreviews", "subjectaccessreviews"], ["create"]),
+        rule([""], ["services"], READ),
+        rule([""], ["nodes"], ["create", "get", "list", "watch"]),
+        rule([""], ["nodes/status"], ["patch", "update"]),
+        rule([""], ["nodes"], ["patch", "update"]),
+        rule([""], ["events"], ["create", "patch", "update"]),
+        rule([""], ["pods"], READ),
+        rule([""], ["pods"], ["create", "delete"]),
+        rule([""], ["pods/status"], ["patch", "update"]),
+        rule([""], ["pods/eviction"], ["create"]),
+        rule([""], ["configmaps", "secrets"], READ),
+        rule([""], ["persistentvolumeclaims", "persistentvolumes"], ["get"]),
+        rule([""], ["endpoints"], ["get"]),
+        rule(["certificates.k8s.io"], ["certificatesigningrequests"], ["create", "get", "list", "watch"]),
+        rule(["coordination.k8s.io"], ["leases"], ["create", "delete", "get", "patch", "update"]),
+        rule(["storage.k8s.io"], ["volumeattachments"], ["get"]),
+        rule([""], ["serviceaccounts/token"], ["create"]),
+        rule([""], ["persistentvolumeclaims/status"], ["get", "patch", "update"]),
+        rule(["storage.k8s.io"], ["csidrivers"], READ),
+        rule(["storage.k8s.io"], ["csinodes"], ["create", "delete", "get", "patch", "update"]),
+        rule(["node.k8s.io"], ["runtimeclasses"], READ),
+    ]),
+    cluster_role("system:node-proxier", [
+        rule([""], ["endpoints", "services"], ["list", "watch"]),
+        rule([""], ["nodes"], READ),
+        EVENTS,
+        rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
+    ]),
+    cluster_role("system:node-bootstrapper", [
+        rule(["certificates.k8s.io"], ["certificatesigningrequests"], ["create", "get", "list", "watch"])]),
+    cluster_role("system:persistent-volume-provisioner", [
+        rule([""], ["persistentvolumes"], ["create", "delete", "get", "list", "watch"]),
+        rule([""], ["persistentvolumeclaims"], ["get", "list", "update", "watch"]),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
+        rule([""], ["events"], ["watch"]),
+        EVENTS,
+    ]),
+    cluster_role("system:kubelet-api-admin", [
+        rule([""], ["nodes"], READ),
+        rule([""], ["nodes"], ["proxy"]),
+        rule([""], ["nodes/log", "nodes/metrics", "nodes/proxy", "nodes/stats"], ["*"]),
+    ]),
+    cluster_role("system:kube-aggregator", [rule([""], ["endpoints", "services"], READ)]),
+    *[cluster_role(f"system:certificates.k8s.io:{name}", [
+        rule(["certificates.k8s.io"], ["signers"], ["approve"], [f"kubernetes.io/{signer}"])])
+      for name, signer in (("kube-apiserver-client-approver", "kube-apiserver-client"),
+                           ("kube-apiserver-client-kubelet-approver", "kube-apiserver-client-kubelet"),
+                           ("kubelet-serving-approver", "kubelet-serving"),
+                           ("legacy-unknown-approver", "legacy-unknown"))],
+    cluster_role("system:certificates.k8s.io:certificatesigningrequests:nodeclient", [
+        rule(["certificates.k8s.io"], ["certificatesigningrequests/nodeclient"], ["create"])]),
+    cluster_role("system:certificates.k8s.io:certificatesigningrequests:selfnodeclient", [
+        rule(["certificates.k8s.io"], ["certificatesigningrequests/selfnodeclient"], ["create"])]),
+]
+
+CLUSTER_ROLE_BINDINGS: list[Obj] = [
+    binding("cluster-admin", "cluster-admin", [group("system:masters")]),
+    binding("system:basic-user", "system:basic-user", [group("system:authenticated")]),
+    binding("system:discovery", "system:discovery", [group("system:authenticated")]),
+    binding("system:public-info-viewer", "system:public-info-viewer",
+            [group("system:authenticated"), group("system:unauthenticated")]),
+    binding("system:monitoring", "system:monitoring", [group("system:monitoring")]),
+    binding("system:service-account-issuer-discovery", "system:service-account-issuer-discovery",
+            [group("system:serviceaccounts")]),
+    binding("system:kube-controller-manager", "system:kube-controller-manager",
+            [user("system:kube-controller-manager")]),
+    binding("system:kube-scheduler", "system:kube-scheduler", [user("system:kube-scheduler")]),
+    binding("system:volume-scheduler", "system:volume-scheduler", [user("system:kube-scheduler")]),
+    binding("system:kube-dns", "system:kube-dns", [service_account("kube-system", "kube-dns")]),
+    binding("system:node", "system:node", []),  # nodes are authorized by the Node authorizer
+    binding("system:node-proxier", "system:node-proxier", [user("system:kube-proxy")]),
+]
+
+
+def _selector_matches(selector: Obj, labels: dict[str, str]) -> bool:
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for expr in selector.get("matchExpressions") or ():
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values") or []
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and key in labels and labels[key] in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def aggregated_rules(role: Obj, roles: list[Obj]) -> list[Obj]:
+    """What the clusterrole-aggregation controller writes into an aggregated role: the rules of
+    every ClusterRole its selectors match, in name order, each rule once."""
+    selectors = ((role.get("aggregationRule") or {}).get("clusterRoleSelectors")) or []
+    rules: list[Obj] = []
+    for other in sorted(roles, key=lambda r: r["metadata"]["name"]):
+        if other["metadata"]["name"] == role["metadata"]["name"]:
+            continue
+        labels = other["metadata"].get("labels") or {}
+        if any(_selector_matches(s, labels) for s in selectors):
+            for r in other.get("rules") or []:
+                if r not in rules:
+                    rules.append(r)
+    return rules
+
+
+def bootstrap_cluster_roles() -> list[Obj]:
+    """The bootstrap ClusterRoles with admin/edit/view already aggregated (the controller keeps
+    them so when other roles join)."""
+    roles = [dict(r) for r in CLUSTER_ROLES]
+    for _ in range(3):  # view feeds edit, edit feeds admin
+        for r in roles:
+            if r.get("aggregationRule"):
+                r["rules"] = aggregated_rules(r, roles)
+    return roles

@@ -1,0 +1,270 @@
+"""Authorization in the API server: RBAC over cached Roles and bindings, impersonation, reviews.
+
+kube-apiserver runs ``--authorization-mode=Node,RBAC``: after authentication every request's
+attributes go to the authorizers, and a refusal is a 403 Status naming the user, verb,
+resource and namespace. Here the RBAC objects are read from four informer-like caches
+(:class:`~kubelite.apiserver.registry.CachedKind`) and turned into a
+:class:`kubelite.api.rbac.Policy` once per change, so the per-request cost is the rule walk
+(members of ``system:masters`` skip it, as kube-apiserver's privileged-group authorizer
+does). Also here: the ``Impersonate-*`` headers (``kubectl --as``), which need the
+``impersonate`` verb on users, groups, service accounts and extras; the bootstrap policy
+(created when missing at every start, as kube-apiserver's RBAC post-start hook does); the
+escalation check on writes of roles and bindings; and the answers of the review kinds
+(SelfSubjectAccessReview, SubjectAccessReview, SelfSubjectRulesReview, SelfSubjectReview,
+TokenReview), which are computed, never stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubelite.api import bootstrappolicy, rbac
+from kubelite.api.errors import StatusError
+from kubelite.api.registry import ResourceType, lookup
+from kubelite.apiserver.auth import User
+from kubelite.apiserver.registry import CachedKind
+from kubelite.store import Store
+
+log = logging.getLogger(__name__)
+Obj = dict[str, Any]
+
+RBAC_GROUP = "rbac.authorization.k8s.io"
+REVIEW_GROUPS = ("authorization.k8s.io", "authentication.k8s.io")
+
+
+def _rt(group: str, plural: str) -> ResourceType:
+    rt = lookup(group, "v1", plural)
+    assert rt is not None, plural
+    return rt
+
+
+class Authorizer:
+    """The RBAC authorizer of one API server process."""
+
+    def __init__(self, store: Store, verify_token: Callable[[str], User | None] | None = None) -> None:
+        self.store = store
+        self.verify_token = verify_token
+        self.kinds = {name: _rt(RBAC_GROUP, name) for name in ("clusterroles", "roles", "clusterrolebindings",
+                                                              "rolebindings")}
+        self.caches = {name: CachedKind(store, rt) for name, rt in self.kinds.items()}
+        self._policy = rbac.Policy()
+        self._seen: tuple[int, ...] = ()
+
+    async def start(self) -> None:
+        for cache in self.caches.values():
+            await cache.start()
+
+    async def stop(self) -> None:
+        for cache in self.caches.values():
+            await cache.stop()
+
+    def policy(self) -> rbac.Policy:
+        generations = tuple(c.generation for c in self.caches.values())
+        if generations != self._seen:
+            self._policy = rbac.Policy.of(*(list(self.caches[n].objects.values()) for n in
+                                             ("clusterroles", "roles", "clusterrolebindings", "rolebindings")))
+            self._seen = generations
+        return self._policy
+
+    def allows(self, attrs: rbac.Attributes) -> bool:
+        if rbac.SUPER_GROUP in attrs.groups:
+            return True
+        return self.policy().allows(attrs)
+
+    def check(self, attrs: rbac.Attributes) -> None:
+        """Raise kube-apiserver's 403 unless the request is allowed."""
+        if not self.allows(attrs):
+            raise StatusError(403, "Forbidden", rbac.forbidden_message(attrs), rbac.forbidden_details(attrs))
+
+    # -- impersonation
+
+    def impersonate(self, user: User, headers: Mapping[str, str], all_values: Any) -> User:
+        """``Impersonate-User``/``-Group``/``-Uid``/``-Extra-*``: the identity the request acts as,
+        once ``user`` may impersonate each part (``impersonate`` on users, serviceaccounts,
+        groups, uids, userextras/KEY), as kube-apiserver's impersonation filter checks."""
+        name = headers.get("Impersonate-User", "")
+        groups = list(all_values("Impersonate-Group"))
+        uid = headers.get("Impersonate-Uid", "")
+        extra: dict[str, list[str]] = {}
+        for key in headers:
+            if key.lower().startswith("impersonate-extra-"):
+                extra.setdefault(key[len("impersonate-extra-"):].lower(), []).extend(all_values(key))
+        if not name:
+            if groups or uid or extra:
+                raise StatusError(500, "InternalError",
+                                  "Internal error occurred: requested impersonation of groups or extras without "
+                                  "impersonating a user", {})
+            return user
+
+        def need(resource: str, target: str, namespace: str = "", subresource: str = "",
+                 group: str = "") -> None:
+            attrs = rbac.Attributes(user.name, user.groups, "impersonate", True, "", group, "", resource,
+                                    subresource, namespace, target)
+            if not self.allows(attrs):
+                raise StatusError(403, "Forbidden", rbac.forbidden_message(attrs), rbac.forbidden_details(attrs))
+
+        sa = name.removeprefix("system:serviceaccount:") if name.startswith("system:serviceaccount:") else ""
+        if sa and ":" in sa:
+            ns, _, sa_name = sa.partition(":")
+            need("serviceaccounts", sa_name, ns)
+        else:
+            need("users", name)
+        for g in groups:
+            need("groups", g)
+        if uid:
+            need("uids", uid, group="authentication.k8s.io")
+        for key, values in extra.items():
+            for v in values:
+                need("userextras", v, subresource=key, group="authentication.k8s.io")
+        implied = ["system:authenticated"]
+        if sa and ":" in sa:
+            implied = ["system:serviceaccounts", f"system:serviceaccounts:{sa.partition(':')[0]}", *implied]
+        all_groups = tuple(dict.fromkeys([*groups, *([] if name == "system:anonymous" else implied)]))
+        return User(name, all_groups, uid, extra)
+
+    # -- escalation
+
+    def check_escalation(self, user: User | None, rt: ResourceType, obj: Obj, namespace: str | None) -> None:
+        """Creating or updating a role needs its rules held (or ``escalate``); a binding needs
+        its role's rules held (or ``bind`` on it), as the RBAC registry strategies check."""
+        if user is None or rbac.SUPER_GROUP in user.groups or rt.group != RBAC_GROUP:
+            return
+        ns = namespace or ""
+        name = (obj.get("metadata") or {}).get("name", "")
+        policy = self.policy()
+        held = policy.rules_for(user.name, user.groups, ns)
+        if rt.plural in ("roles", "clusterroles"):
+            if self.allows(rbac.Attributes(user.name, user.groups, "escalate", True, "", RBAC_GROUP, "v1",
+                                           rt.plural, "", ns, name)):
+                return
+            rules = obj.get("rules") or []
+            if rt.plural == "clusterroles" and obj.get("aggregationRule"):
+                return  # its rules are the controller's to write
+            missing = rbac.uncovered_rules(held, rules)
+        else:
+            ref = obj.get("roleRef") or {}
+            if self.allows(rbac.Attributes(user.name, user.groups, "bind", True, "", RBAC_GROUP, "v1",
+                                           "clusterroles" if ref.get("kind") == "ClusterRole" else "roles", "",
+                                           "" if ref.get("kind") == "ClusterRole" else ns, ref.get("name", ""))):
+                return
+            if ref.get("kind") == "ClusterRole":
+                role = policy.cluster_roles.get(ref.get("name", ""))
+            else:
+                role = policy.roles.get((ns, ref.get("name", "")))
+            if role is None:
+                kind = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
+                raise StatusError(404, "NotFound", f'{kind}.{RBAC_GROUP} "{ref.get("name", "")}" not found',
+                                  {"name": ref.get("name", ""), "group": RBAC_GROUP, "kind": kind})
+            missing = rbac.uncovered_rules(held, role.get("rules") or [])
+        if missing:
+            message = f'{rt.plural}.{RBAC_GROUP} "{name}" is forbidden: ' + \
+                rbac.escalation_message(user.name, user.groups, missing)
+            raise StatusError(403, "Forbidden", message, {"name": name, "group": RBAC_GROUP, "kind": rt.plural})
+
+    # -- reviews
+
+    def access_review(self, spec: Obj, user: str, groups: tuple[str, ...], namespace: str = "") -> Obj:
+        """The status of a (Self|Local)SubjectAccessReview."""
+        ra = spec.get("resourceAttributes")
+        if ra is not None:
+            attrs = rbac.Attributes(user, groups, ra.get("verb", ""), True, "", ra.get("group", ""),
+                                    ra.get("version", ""), ra.get("resource", ""), ra.get("subresource", ""),
+                                    namespace or ra.get("namespace", ""), ra.get("name", ""))
+        else:
+            nra = spec.get("nonResourceAttributes") or {}
+            attrs = rbac.Attributes(user, groups, nra.get("verb", ""), False, nra.get("path", ""))
+        if self.allows(attrs):
+            reason = "" if rbac.SUPER_GROUP in groups else "RBAC: allowed"
+            return {"allowed": True, **({"reason": reason} if reason else {})}
+        return {"allowed": False}
+
+    def rules_review(self, user: User, namespace: str) -> Obj:
+        """SelfSubjectRulesReview's status: every rule that applies in the namespace."""
+        rules = self.policy().rules_for(user.name, user.groups, namespace)
+        if rbac.SUPER_GROUP in user.groups:
+            rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, {"verbs": ["*"], "nonResourceURLs": ["*"]},
+                     *rules]
+        resource_rules = [{k: r[k] for k in ("verbs", "apiGroups", "resources", "resourceNames") if r.get(k)}
+                          for r in rules if not r.get("nonResourceURLs")]
+        nonresource = [{"verbs": r["verbs"], "nonResourceURLs": r["nonResourceURLs"]}
+                       for r in rules if r.get("nonResourceURLs")]
+        return {"resourceRules": resource_rules, "nonResourceRules": nonresource, "incomplete": False}
+
+
+    def answer(self, rt: ResourceType, body: Obj, user: User, namespace: str | None) -> Obj:
+        """The object a review kind's create returns: the request, with its status filled."""
+        raw_spec, raw_meta = body.get("spec"), body.get("metadata")
+        spec: Obj = raw_spec if isinstance(raw_spec, dict) else {}
+        meta: Obj = raw_meta if isinstance(raw_meta, dict) else {}
+        out: Obj = {"kind": rt.kind, "apiVersion": rt.api_version,
+                    "metadata": {k: v for k, v in meta.items() if k in ("name", "namespace")}}
+        out["metadata"]["creationTimestamp"] = None
+        if rt.plural == "selfsubjectreviews":
+            info: Obj = {"username": user.name, "groups": list(user.groups)}
+            if user.uid:
+                info["uid"] = user.uid
+            if user.extra:
+                info["extra"] = user.extra
+            out["status"] = {"userInfo": info}
+            return out
+        if rt.plural == "tokenreviews":
+            token = str(spec.get("token", ""))
+            if not token:
+                raise StatusError(422, "Invalid", 'TokenReview.authentication.k8s.io "" is invalid: spec.token: '
+                                  "Required value: token must not be empty", {"group": "authentication.k8s.io",
+                                                                             "kind": "TokenReview"})
+            who = self.verify_token(token) if self.verify_token is not None else None
+            status: Obj = {"user": {}}
+            if who is not None:
+                status = {"authenticated": True, "user": {"username": who.name, "uid": who.uid,
+                                                          "groups": list(who.groups)},
+                          "audiences": list(spec.get("audiences") or ["https://kubernetes.default.svc.cluster.local"])}
+                if who.extra:
+                    status["user"]["extra"] = who.extra
+            out["spec"] = spec
+            out["status"] = status
+            return out
+        if rt.plural == "selfsubjectrulesreviews":
+            ns = str(spec.get("namespace", ""))
+            out["spec"] = spec
+            out["status"] = self.rules_review(user, ns)
+            return out
+        if rt.plural == "selfsubjectaccessreviews":
+            name, groups = user.name, user.groups
+        else:  # subjectaccessreviews, localsubjectaccessreviews: someone else
+            name, groups = str(spec.get("user", "")), tuple(spec.get("groups") or ())
+            if rt.plural == "localsubjectaccessreviews":
+                ra = spec.get("resourceAttributes") or {}
+                if ra.get("namespace", namespace) != namespace:
+                    raise StatusError(
+                        422, "Invalid",
+                        f'LocalSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes.namespace: '
+                        f'Invalid value: "{ra.get("namespace")}": must match metadata.namespace',
+                        {"group": "authorization.k8s.io", "kind": "LocalSubjectAccessReview"})
+        if not spec.get("resourceAttributes") and not spec.get("nonResourceAttributes"):
+            raise StatusError(
+                422, "Invalid",
+                f'{rt.kind}.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: "null": '
+                "exactly one of nonResourceAttributes or resourceAttributes must be specified",
+                {"group": "authorization.k8s.io", "kind": rt.kind})
+        out["spec"] = spec
+        out["status"] = self.access_review(spec, name, groups, namespace or "")
+        return out
+
+
+async def bootstrap(registry: Any) -> None:
+    """Create the bootstrap ClusterRoles and ClusterRoleBindings that are missing (kube-apiserver's
+    ``rbac/bootstrap-roles`` post-start hook; existing ones are left as their owners edited them)."""
+    roles_rt, bindings_rt = _rt(RBAC_GROUP, "clusterroles"), _rt(RBAC_GROUP, "clusterrolebindings")
+    for rt, objects in ((roles_rt, bootstrappolicy.bootstrap_cluster_roles()),
+                        (bindings_rt, bootstrappolicy.CLUSTER_ROLE_BINDINGS)):
+        for obj in objects:
+            if await registry.store.get(rt.key(None, obj["metadata"]["name"])) is not None:
+                continue
+            try:
+                await registry.create_object(rt, None, obj, manager="kube-apiserver")
+            except StatusError as e:
+                if e.code != 409:
+                    raise

@@ -2,9 +2,8 @@
 
 Like kube-apiserver, a request is authenticated by the first authenticator that recognises
 it; one with no credentials is refused (401) except on ``/livez``, ``/readyz`` and
-``/healthz``, which stay open for probes. Authorization is deliberately absent: every
-authenticated identity is an administrator, as on a single-user machine; RBAC would come
-later behind the same :class:`User`.
+``/healthz``, which stay open for probes. What an identity may then do is RBAC's
+(:mod:`kubelite.apiserver.authorization`).
 
 Service-account tokens are JWTs signed with the cluster's ES256 key (``pki/sa.key``), with
 the claims kube-apiserver puts in them, so in-cluster clients can present them and the

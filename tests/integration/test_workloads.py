@@ -181,6 +181,12 @@ async def _ensure_node(client: Client) -> None:
     except ApiError as e:
         if not e.already_exists:
             raise
+    # What a kubelet reports: the scheduler fits requests against allocatable, and a node
+    # without "pods" in it takes none (as kube-scheduler). Only the DaemonSet tests, which
+    # tolerate the taint, get pods scheduled here.
+    resources = {"cpu": "2", "memory": "4Gi", "pods": "110"}
+    await client.patch(NODES, NODE, {"status": {"capacity": resources, "allocatable": resources}},
+                       subresource="status")
 
 
 async def _env(cluster: Cluster, ready_delay: float) -> AsyncIterator[Env]:

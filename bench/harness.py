@@ -329,7 +329,29 @@ class Cluster(KubeliteProcess):
 
             signer = TokenSigner((self.dir / "pki" / "sa.key").read_bytes())
             self._token, _ = signer.issue("default", "bench", "bench-uid", expiration_seconds=3600)
+            # The service account holds nothing until bound (RBAC): bind it to cluster-admin,
+            # then wait until the API server's authorizer has seen the binding.
+            subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "create", "clusterrolebinding",
+                            "bench-admin", "--clusterrole=cluster-admin", "--serviceaccount=default:bench"],
+                           capture_output=True, check=False)
+            self._wait_authorized()
         return self._token
+
+    def _wait_authorized(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(f"https://127.0.0.1:{self.port}/api/v1/namespaces/default/configmaps?limit=1",
+                                     headers={"Authorization": f"Bearer {self._token}"})
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(req, context=self.ssl(), timeout=5):
+                    return
+            except urllib.error.HTTPError as e:
+                if e.code != 403:
+                    raise
+            time.sleep(0.02)
+        raise RuntimeError("the bench service account was never authorized")
 
     def ssl(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))

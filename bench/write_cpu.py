@@ -67,6 +67,30 @@ class Up:
 
         signer = TokenSigner((self.dir / "pki" / "sa.key").read_bytes())
         self.token, _ = signer.issue("default", "bench", "bench-uid", expiration_seconds=3600)
+        # Under RBAC the service account holds nothing until bound (trees from before RBAC
+        # have no such kind: there the command fails and nothing is needed).
+        bound = subprocess.run(["kubectl", "--kubeconfig", str(self.dir / "kubeconfig"), "create",
+                                "clusterrolebinding", "bench-admin", "--clusterrole=cluster-admin",
+                                "--serviceaccount=default:bench"], capture_output=True, check=False)
+        if bound.returncode == 0:
+            self._wait_authorized()
+
+    def _wait_authorized(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        ctx = ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))
+        req = urllib.request.Request(f"https://127.0.0.1:{self.port}/api/v1/namespaces/default/configmaps?limit=1",
+                                     headers={"Authorization": f"Bearer {self.token}"})
+        for _ in range(200):
+            try:
+                with urllib.request.urlopen(req, context=ctx, timeout=5):
+                    return
+            except urllib.error.HTTPError as e:
+                if e.code != 403:
+                    raise
+            time.sleep(0.02)
+        raise RuntimeError("the bench service account was never authorized")
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of the API server (`up`) and of the controller-manager."""

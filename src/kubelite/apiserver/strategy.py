@@ -307,6 +307,17 @@ class EventStrategy(Strategy):
     allow_create_on_update = True
 
 
+class EndpointSliceStrategy(GenerationStrategy):
+    """``endpoints`` and ``ports`` have no omitempty in Go: an empty slice reads back with both
+    as null, as kube-apiserver serves it (a null in a request is dropped by decoding, like
+    every nil slice, so it is put back here)."""
+
+    def defaults(self, obj: dict[str, Any]) -> None:
+        super().defaults(obj)
+        obj.setdefault("endpoints", None)
+        obj.setdefault("ports", None)
+
+
 class EndpointsStrategy(Strategy):
     allow_create_on_update = True
 
@@ -496,7 +507,7 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Secret"): SecretStrategy,
     ("apps", "Deployment"): GenerationStrategy,
     ("apps", "ReplicaSet"): GenerationStrategy,
-    ("discovery.k8s.io", "EndpointSlice"): GenerationStrategy,
+    ("discovery.k8s.io", "EndpointSlice"): EndpointSliceStrategy,
     ("", "Event"): EventStrategy,
     ("", "Endpoints"): EndpointsStrategy,
     ("policy", "PodDisruptionBudget"): PodDisruptionBudgetStrategy,

@@ -35,6 +35,7 @@ from kubelite.client import PODS, Client
 
 NS = "default"
 OCI_IMAGE = "localhost/bench/busybox-oci:1"
+SETTLE = 5.0  # seconds of quiet after a kind's pods are torn down, for the kernel's namespace cleanup
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -62,8 +63,8 @@ def build_rootfs(dest: pathlib.Path) -> pathlib.Path:
     return dest
 
 
-def shim_memory(state_dir: pathlib.Path, oci: bool) -> tuple[list[int], int]:
-    """PSS (KiB) of the running shims of containers "c" of one kind, and how many runc processes live."""
+def live_shims(state_dir: pathlib.Path, oci: bool) -> list[int]:
+    """The pids of the running shims of containers "c" of one kind."""
     shims = []
     for spec_file in state_dir.glob("containers/*/spec.json"):
         with contextlib.suppress(OSError, ValueError):
@@ -72,7 +73,12 @@ def shim_memory(state_dir: pathlib.Path, oci: bool) -> tuple[list[int], int]:
                 pid = int((spec_file.parent / "shim.pid").read_text())
                 if os.path.exists(f"/proc/{pid}") and bool(spec.get("oci")) == oci:
                     shims.append(pid)
-    pss = [memory_kib(pid)[1] for pid in shims]
+    return shims
+
+
+def shim_memory(state_dir: pathlib.Path, oci: bool) -> tuple[list[int], int]:
+    """PSS (KiB) of the running shims of containers "c" of one kind, and how many runc processes live."""
+    pss = [memory_kib(pid)[1] for pid in live_shims(state_dir, oci)]
     runc_alive = 0
     for comm in pathlib.Path("/proc").glob("[0-9]*/comm"):
         with contextlib.suppress(OSError):
@@ -91,7 +97,7 @@ async def measure(kubeconfig: pathlib.Path, node: str, image: str, prefix: str, 
 
     async def watch() -> None:
         async for kind, pod in client.watch(PODS, NS, label_selector=f"bench={prefix}"):
-            name = pod["metadata"]["name"]
+            name = pod["metadata"].get("name", "")
             if kind == "DELETED":
                 gone.add(name)
                 continue
@@ -102,6 +108,8 @@ async def measure(kubeconfig: pathlib.Path, node: str, image: str, prefix: str, 
                 if not waiting:
                     done.set()
 
+    cluster_prefix = node.removesuffix("-node")
+    netns_before = len(list(pathlib.Path("/run/netns").glob(f"{cluster_prefix}-*")))
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0.3)
 
@@ -135,6 +143,18 @@ async def measure(kubeconfig: pathlib.Path, node: str, image: str, prefix: str, 
     async with asyncio.timeout(120):
         while not gone.issuperset(serial_names + paced_names):
             await asyncio.sleep(0.1)
+    deleted_at = time.perf_counter()
+    # The node finishes tearing the pods down (shims stopped, network namespaces removed)
+    # after the API has forgotten them, and the kernel then destroys those namespaces in
+    # the background (its cleanup_net work, under the rtnl lock a new pod's veth needs:
+    # measured, the first pod after 110 deletions waited ~0.45 s in its network set-up).
+    # The next kind starts on a quiet node.
+    async with asyncio.timeout(120):
+        while (await asyncio.to_thread(live_shims, state_dir, prefix == "oci")
+               or len(list(pathlib.Path("/run/netns").glob(f"{cluster_prefix}-*"))) > netns_before):
+            await asyncio.sleep(0.1)
+    teardown_s = time.perf_counter() - deleted_at
+    await asyncio.sleep(SETTLE)
     watcher.cancel()
     await client.close()
     serial_lat = [ready[n] - sent[n] for n in serial_names]
@@ -143,12 +163,14 @@ async def measure(kubeconfig: pathlib.Path, node: str, image: str, prefix: str, 
         "image": image,
         "serial_p50_ms": round(statistics.median(serial_lat) * 1000, 1),
         "serial_p99_ms": round(percentile(serial_lat, 99) * 1000, 1),
+        "serial_ms": [round(v * 1000, 1) for v in serial_lat],
         "paced_p50_ms": round(statistics.median(paced_lat) * 1000, 1),
         "paced_p99_ms": round(percentile(paced_lat, 99) * 1000, 1),
         "paced_slowest_ms": [round(v * 1000, 1) for v in sorted(paced_lat)[-5:]],
         "shims_measured": len(pss),
         "shim_pss_kib_mean": round(statistics.mean(pss)) if pss else None,
         "runc_processes_alive": runc_alive,
+        "teardown_after_delete_s": round(teardown_s, 2),
     }
 
 
@@ -158,6 +180,7 @@ def main() -> None:
     parser.add_argument("--paced", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--json", default=None)
+    parser.add_argument("--only", choices=("catalog", "oci"), default=None)
     args = parser.parse_args()
     if os.geteuid() != 0 or not shutil.which("runc"):
         sys.exit("bench_oci_start needs root and runc")
@@ -172,10 +195,12 @@ def main() -> None:
             state_dir = cluster.dir / "agent"
             results = {}
             for prefix, image in (("catalog", "busybox"), ("oci", OCI_IMAGE)):
+                if args.only and prefix != args.only:
+                    continue
                 results[prefix] = asyncio.run(measure(cluster.kubeconfig, node, image, prefix, args.serial,
                                                       args.paced, args.rate, state_dir))
         out: dict[str, Any] = {**results, "load_avg_1m": os.getloadavg()[0], "cpus": os.cpu_count()}
-        c, o = results["catalog"], results["oci"]
+        c, o = results.get("catalog", {}), results.get("oci", {})
         out["ratio_oci_over_catalog"] = {k: round(o[k] / c[k], 2) for k in
                                          ("serial_p50_ms", "serial_p99_ms", "paced_p50_ms", "paced_p99_ms",
                                           "shim_pss_kib_mean") if c.get(k) and o.get(k)}

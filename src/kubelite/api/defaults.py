@@ -630,7 +630,21 @@ def _default_limit_range(obj: Obj) -> None:
                 del item[key]
 
 
+def _default_network_policy(obj: Obj) -> None:
+    """SetDefaults_NetworkPolicy (networking/v1): policyTypes say Ingress, and Egress too when
+    there are egress rules; SetDefaults_NetworkPolicyPort: a port's protocol is TCP."""
+    spec = _dict(obj, "spec")
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
+    for direction in ("ingress", "egress"):
+        for rule in spec.get(direction) or []:
+            for port in (rule.get("ports") or []) if isinstance(rule, dict) else []:
+                if isinstance(port, dict) and port.get("protocol") is None:
+                    port["protocol"] = "TCP"
+
+
 _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
+    ("networking.k8s.io", "NetworkPolicy"): _default_network_policy,
     ("", "ReplicationController"): _default_replication_controller,
     ("", "PodTemplate"): _default_pod_template,
     ("scheduling.k8s.io", "PriorityClass"): _default_priority_class,

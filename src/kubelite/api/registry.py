@@ -147,6 +147,8 @@ RESOURCES: tuple[ResourceType, ...] = (
     ResourceType("coordination.k8s.io", "v1", "Lease", "leases", True),
     ResourceType("networking.k8s.io", "v1", "IPAddress", "ipaddresses", False, ("ip",)),
     ResourceType("networking.k8s.io", "v1", "ServiceCIDR", "servicecidrs", False, subresources=("status",)),
+    # Issue 18: enforced by kubelite.networkpolicy in the node's nftables.
+    ResourceType("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ("netpol",)),
     ResourceType("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ("pdb",),
                  subresources=("status",)),
     # Issue 15 (resa): the older core kinds, scheduling, CSI storage, flow control (read-only here:

@@ -41,9 +41,10 @@ PERSISTENTVOLUMES = _rt("", "v1", "persistentvolumes")
 PERSISTENTVOLUMECLAIMS = _rt("", "v1", "persistentvolumeclaims")
 STORAGECLASSES = _rt("storage.k8s.io", "v1", "storageclasses")
 CLUSTERROLES = _rt("rbac.authorization.k8s.io", "v1", "clusterroles")
+NETWORKPOLICIES = _rt("networking.k8s.io", "v1", "networkpolicies")
 
 __all__ = [
-    "CONFIGMAPS", "DEPLOYMENTS", "ENDPOINTS", "ENDPOINTSLICES", "EVENTS", "LEASES", "NAMESPACES", "NODES",
+    "CONFIGMAPS", "DEPLOYMENTS", "ENDPOINTS", "ENDPOINTSLICES", "EVENTS", "LEASES", "NAMESPACES", "NETWORKPOLICIES", "NODES",
     "PODDISRUPTIONBUDGETS", "PODS", "REPLICASETS", "REPLICATIONCONTROLLERS", "SECRETS", "SERVICEACCOUNTS", "SERVICES",
     "ApiError", "Client", "Config", "Informer", "ResourceType", "WorkQueue", "key_of", "run_workers",
 ]

@@ -1268,6 +1268,12 @@ def printers() -> dict[tuple[str, str], Printer]:
                                                      "expirationSeconds")),
             _col("Condition", "string", _doc("api.certificates.v1.CertificateSigningRequestStatus", "conditions")),
         ),
+        ("networking.k8s.io", "NetworkPolicy"): p(
+            _network_policy_row,
+            _name_col(),
+            _col("Pod-Selector", "string", _doc("api.networking.v1.NetworkPolicySpec", "podSelector")),
+            _age_col(),
+        ),
         ("policy", "PodDisruptionBudget"): p(
             _pdb_row,
             _name_col(),
@@ -1318,6 +1324,11 @@ def _csr_row(csr: Obj, now: datetime) -> Row:
     duration = human_duration(timedelta(seconds=seconds)) if isinstance(seconds, int) else NONE
     return _cells(_name(csr), _age(csr, now), spec.get("signerName") or NONE, spec.get("username") or "",
                   duration, _csr_condition(csr))
+
+
+def _network_policy_row(np: Obj, now: datetime) -> Row:
+    """printNetworkPolicy: the pod selector as metav1.FormatLabelSelector writes it."""
+    return _cells(_name(np), format_label_selector((np.get("spec") or {}).get("podSelector") or {}), _age(np, now))
 
 
 def _pdb_row(pdb: Obj, now: datetime) -> Row:

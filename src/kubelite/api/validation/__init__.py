@@ -26,6 +26,7 @@ from kubelite.api.validation import (
     core,
     discovery,
     legacy,
+    networking,
     pod,
     policy,
     quota,
@@ -69,6 +70,7 @@ VALIDATORS: dict[tuple[str, str], KindValidator] = {
     ("batch", "CronJob"): batch.validate_cronjob,
     **storage.VALIDATORS,
     **rbac.VALIDATORS,
+    **networking.VALIDATORS,
 }
 
 _NAME_VALIDATORS: dict[tuple[str, str], NameValidator] = {

@@ -31,14 +31,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import logging
 import socket
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import cast
 
@@ -48,6 +45,7 @@ from pyroute2 import IPRoute, NetlinkError
 from kubelite.api.types import EndpointSlice, EventType, Obj, Service
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client, Informer, key_of
 from kubelite.linux.netns import BRIDGE, NotANamespace, in_netns, node_netns_path
+from kubelite.linux.nftables import NFTables, NFTError
 from kubelite.proxy import conntrack
 from kubelite.proxy.ruleset import (
     EMPTY,
@@ -182,69 +180,6 @@ def _slice_service(s: Obj) -> list[str]:
 
 
 # --------------------------------------------------------------------------- nftables
-
-
-class NFTError(Exception):
-    """nft refused a transaction; the message is nft's own error text."""
-
-
-class NFTables:
-    """libnftables, run on one worker thread inside the namespace at ``netns_path``."""
-
-    def __init__(self, netns_path: str) -> None:
-        self.netns_path = netns_path
-        path = ctypes.util.find_library("nftables") or "libnftables.so.1"
-        lib = ctypes.CDLL(path, use_errno=True)
-        lib.nft_ctx_new.restype = ctypes.c_void_p
-        lib.nft_ctx_new.argtypes = [ctypes.c_uint32]
-        lib.nft_ctx_free.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_output.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_buffer_error.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_output_set_flags.argtypes = [ctypes.c_void_p, ctypes.c_uint]
-        lib.nft_ctx_get_output_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_output_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_ctx_get_error_buffer.restype = ctypes.c_char_p
-        lib.nft_ctx_get_error_buffer.argtypes = [ctypes.c_void_p]
-        lib.nft_run_cmd_from_buffer.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        self._lib = lib
-        self._libc = ctypes.CDLL(None)
-        self._ctx: int | None = None
-        # One thread: libnftables contexts are not thread-safe, and transactions stay ordered.
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="nft")
-
-    _JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON
-    _TRIM_AFTER = 1 << 20
-
-    def _run(self, text: str, json: bool) -> str:
-        # The netlink socket is opened on first use: inside the node namespace, where every
-        # call is made, so nothing can reach the host's tables.
-        with in_netns(self.netns_path):
-            lib = self._lib
-            if self._ctx is None:
-                self._ctx = lib.nft_ctx_new(0)
-                lib.nft_ctx_buffer_output(self._ctx)
-                lib.nft_ctx_buffer_error(self._ctx)
-            lib.nft_ctx_output_set_flags(self._ctx, self._JSON if json else 0)
-            rc = lib.nft_run_cmd_from_buffer(self._ctx, text.encode())
-            out = (lib.nft_ctx_get_output_buffer(self._ctx) or b"").decode()
-            err = (lib.nft_ctx_get_error_buffer(self._ctx) or b"").decode()
-        if len(text) > self._TRIM_AFTER:
-            # Parsing a full sync of 10,000 Services takes ~250 MB that libnftables frees but
-            # malloc keeps; give it back, or the proxy would hold its peak for good.
-            self._libc.malloc_trim(0)
-        if rc != 0:
-            raise NFTError(err.strip() or f"nft failed ({rc})")
-        return out
-
-    async def run(self, text: str, *, json: bool = False) -> str:
-        """Run nft commands (``nft -f`` syntax) as one transaction; their output (JSON if asked)."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._run, text, json)
-
-    def close(self) -> None:
-        self._executor.shutdown(wait=True)
-        if self._ctx is not None:
-            self._lib.nft_ctx_free(self._ctx)
-            self._ctx = None
 
 
 @dataclass(frozen=True, order=True)

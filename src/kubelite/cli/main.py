@@ -681,10 +681,11 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 async def node_with_proxy(args: argparse.Namespace) -> int:
-    """The node's two components in one process, as DESIGN's "node agent (kubelet + proxy)":
-    the kubelet and kube-proxy. One interpreter less (about 20 MiB, and its start-up CPU); the
+    """The node's components in one process, as DESIGN's "node agent (kubelet + proxy)":
+    the kubelet, kube-proxy and the NetworkPolicy enforcement (kube-network-policies). One interpreter less (about 20 MiB, and its start-up CPU); the
     proxy's heavy work (libnftables) runs on its own thread outside the GIL, so pods do not
     wait for it. If either fails, the process ends and `up` restarts both."""
+    from kubelite.networkpolicy import controller as netpol
     from kubelite.node import agent as node_agent
     from kubelite.proxy import proxier
 
@@ -692,8 +693,11 @@ async def node_with_proxy(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig, cluster_name=args.cluster_name, node_name=args.node_name,
         service_cidr=args.service_cidr, min_sync_period=proxier.MIN_SYNC_PERIOD, cleanup=False,
     )
+    netpol_args = argparse.Namespace(kubeconfig=args.kubeconfig, cluster_name=args.cluster_name,
+                                     min_sync_period=netpol.MIN_SYNC_PERIOD, cleanup=False)
     tasks = [asyncio.create_task(node_agent.main(args), name="kubelet"),
-             asyncio.create_task(proxier.main(proxy_args), name="proxy")]
+             asyncio.create_task(proxier.main(proxy_args), name="proxy"),
+             asyncio.create_task(netpol.main(netpol_args), name="network-policy")]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:

@@ -124,19 +124,20 @@ def _ipv4(ip: str) -> bool:
 def ip_block(cidr: str, excepts: Iterable[str] = ()) -> tuple[str, ...]:
     """The networks of ``cidr`` outside every ``except`` (IPv4; IPv6 blocks give none)."""
     try:
-        nets = [ipaddress.ip_network(cidr, strict=False)]
+        net = ipaddress.ip_network(cidr, strict=False)
     except ValueError:
         return ()
-    if nets[0].version != 4:
+    if not isinstance(net, ipaddress.IPv4Network):
         return ()
+    nets = [net]
     for text in excepts:
         try:
             ex = ipaddress.ip_network(text, strict=False)
         except ValueError:
             continue
-        if ex.version != 4:
+        if not isinstance(ex, ipaddress.IPv4Network):
             continue
-        out: list[Any] = []
+        out: list[ipaddress.IPv4Network] = []
         for n in nets:
             if not n.overlaps(ex):
                 out.append(n)
@@ -291,7 +292,7 @@ def render_policy(policy: Policy) -> PolicyObjects:
                 blocks = [c for p in rule.peers for c in p.cidrs]
                 if blocks:
                     objs.sets[cidrs] = _SET_TYPES["cidrs"]
-                    nets = ipaddress.collapse_addresses(ipaddress.ip_network(c) for c in blocks)
+                    nets = ipaddress.collapse_addresses(ipaddress.IPv4Network(c) for c in blocks)
                     objs.static[cidrs] = {str(n) for n in nets}
                     peer_matches.append(f"{addr} @{cidrs}")
             port_matches = [""]

@@ -45,7 +45,8 @@ from pyroute2 import IPRoute, NetlinkError
 from kubelite.api.types import EndpointSlice, EventType, Obj, Service
 from kubelite.client import ENDPOINTSLICES, SERVICES, Client, Informer, key_of
 from kubelite.linux.netns import BRIDGE, NotANamespace, in_netns, node_netns_path
-from kubelite.linux.nftables import NFTables, NFTError
+from kubelite.linux.nftables import NFTables as NFTables
+from kubelite.linux.nftables import NFTError as NFTError
 from kubelite.proxy import conntrack
 from kubelite.proxy.ruleset import (
     EMPTY,

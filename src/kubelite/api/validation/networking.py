@@ -17,7 +17,12 @@ from kubelite.api.errors import FieldError, forbidden, invalid, not_supported, r
 from kubelite.api.validation.core import object_meta, object_meta_update
 from kubelite.api.validation.meta import validate_label_selector
 from kubelite.api.validation.names import name_is_dns_subdomain
-from kubelite.api.validation.service import is_valid_port_name, is_valid_port_num, parse_ip_sloppy, validate_cidr
+from kubelite.api.validation.service import (
+    is_valid_port_name,
+    is_valid_port_num,
+    parse_ip_sloppy,
+    validate_cidr,
+)
 
 Obj = Mapping[str, Any]
 

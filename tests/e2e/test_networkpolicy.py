@@ -4,8 +4,9 @@ One cluster for the module: an agnhost server behind the Service ``server`` (por
 container port named ``http``), busybox clients in ``default`` (``app=client`` and
 ``app=other``) and in the namespace ``team`` (labelled ``team=blue``). Each test applies its
 policies and every test ends with none left. A blocked request is a connection that gets no
-answer: busybox ``wget -T 2`` gives up after 2 s. Requests go to the ClusterIP, so each one
-checks that policies judge the backend pod after the proxy's DNAT.
+answer: ``timeout 2 wget`` gives up after 2 s (busybox 1.35's own ``wget -T`` crashes).
+Requests go to the ClusterIP, so each one checks that policies judge the backend pod after
+the proxy's DNAT.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Env:
 
     def reaches(self, pod: str, ns: str = "default", url: str = "") -> bool:
         """One HTTP request from ``pod`` to the Service (or ``url``), given up after 2 s."""
-        r = self.exec(pod, "wget", "-qO-", "-T", "2", url or f"http://{self.cluster_ip}/hostname", ns=ns)
+        r = self.exec(pod, "timeout", "2", "wget", "-qO-", url or f"http://{self.cluster_ip}/hostname", ns=ns)
         return r.returncode == 0 and r.stdout.strip() == "server"
 
     def resolves(self, pod: str) -> bool:
@@ -244,7 +245,7 @@ def test_kubectl_shows_policies_and_refuses_invalid_ones(clean: Env) -> None:
     bad = allow_from("bad", {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.1.0.0/24"]}}, 70000)
     r = env.cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(bad), timeout=30)
     assert r.returncode != 0
-    assert 'NetworkPolicy.networking.k8s.io "bad" is invalid' in r.stderr
-    assert "spec.ingress[0].ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive" in r.stderr
-    assert ('spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: "10.1.0.0/24": '
-            "must be a strict subset of `cidr`") in r.stderr
+    assert r.stderr == (
+        'The NetworkPolicy "bad" is invalid: \n'
+        "* spec.ingress[0].ports[0].port: Invalid value: 70000: must be between 1 and 65535, inclusive\n"
+        '* spec.ingress[0].from[0].ipBlock.except[0]: Invalid value: "10.1.0.0/24": must be a strict subset of `cidr`\n')

@@ -684,7 +684,8 @@ async def node_with_proxy(args: argparse.Namespace) -> int:
     """The node's components in one process, as DESIGN's "node agent (kubelet + proxy)":
     the kubelet, kube-proxy and the NetworkPolicy enforcement (kube-network-policies). One
     interpreter less (about 20 MiB, and its start-up CPU); the proxy's and the policies' heavy
-    work (libnftables) runs on their own threads outside the GIL, so pods do not wait for it. If either fails, the process ends and `up` restarts both."""
+    work (libnftables) runs on their own threads outside the GIL, so pods do not wait for it.
+    If any fails, the process ends and `up` restarts them all."""
     from kubelite.networkpolicy import controller as netpol
     from kubelite.node import agent as node_agent
     from kubelite.proxy import proxier

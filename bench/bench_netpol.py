@@ -261,7 +261,7 @@ def main() -> None:
     for k, v in b.results.items():
         print(f"{k}: {v}")
     if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(b.results, indent=2))
+        pathlib.Path(args.json).write_text(json.dumps({"results": b.results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -241,6 +241,9 @@ class Bench:
                 await self.add_policies(self.args.policies)
                 await self.latencies(f"{self.args.policies} more policies")
                 self.results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+            except BaseException:
+                print(self.cluster.log.read_text(errors="replace")[-6000:], file=sys.stderr)  # the cluster's side
+                raise
             finally:
                 self.nft.close()
                 await self.api.close()

@@ -141,14 +141,14 @@ def test_peers_ports_named_ports_and_ip_blocks() -> None:
     assert sets(c) == {
         "in0-peers": {"10.244.0.6"},  # a podSelector alone: the policy's own namespace only
         "in0-cidrs": {"192.168.0.0/25"},
-        "in0-ports": {"tcp . 80-90", "udp . 0-65535"},  # overlapping ranges merged
+        "in0-ranges": {"tcp . 80-90", "udp . 0-65535"},  # overlapping ranges merged
         "in0-named": {"10.244.0.5 . tcp . 8080"},
     }
     base = policy_base("default/p")
     assert c.desired.chains[base + "-ingress"] == (
-        f"ip saddr @{base}-in0-peers meta l4proto . th dport @{base}-in0-ports accept",
+        f"ip saddr @{base}-in0-peers meta l4proto . th dport @{base}-in0-ranges accept",
         f"ip saddr @{base}-in0-peers ip daddr . meta l4proto . th dport @{base}-in0-named accept",
-        f"ip saddr @{base}-in0-cidrs meta l4proto . th dport @{base}-in0-ports accept",
+        f"ip saddr @{base}-in0-cidrs meta l4proto . th dport @{base}-in0-ranges accept",
         f"ip saddr @{base}-in0-cidrs ip daddr . meta l4proto . th dport @{base}-in0-named accept",
     )
 
@@ -213,7 +213,7 @@ def test_one_policy_change_among_many_writes_that_policy_only() -> None:
     c.set_policy(p.key, p)
     base = policy_base("default/p7")
     assert partial(c, w).splitlines() == [
-        f"add set inet kubelite-netpol {base}-in0-ports {{ type inet_proto . inet_service ; flags interval ; }}",
+        f"add set inet kubelite-netpol {base}-in0-ports {{ type inet_proto . inet_service ; }}",
         "add chain inet kubelite-netpol pod-10.244.0.5-ingress",
         "add element inet kubelite-netpol ingress-pods { 10.244.0.5 : goto pod-10.244.0.5-ingress }",
         f"add element inet kubelite-netpol {base}-in0-ports {{ tcp . 80 }}",

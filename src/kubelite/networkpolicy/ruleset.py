@@ -24,8 +24,8 @@ of the node's namespace:
 * A policy's chain ``np-<hash>-<ns>/<name>-<direction>`` has one rule per (peer kind, port
   kind) of each of its rules, and looks everything up in sets of its own: ``-peers`` (IPs of
   the pods its podSelector/namespaceSelector peers select), ``-cidrs`` (its ipBlocks, with
-  ``except`` cut out, as intervals), ``-ports`` (protocol . port ranges, endPort included)
-  and ``-named`` (pod IP . protocol . port of the named ports, resolved per pod). The chains
+  ``except`` cut out, as intervals), ``-ports`` (protocol . port) or ``-ranges`` (with
+  endPort, or a protocol's every port: an interval set, slower to look up) and ``-named`` (pod IP . protocol . port of the named ports, resolved per pod). The chains
   depend only on the policy's spec; pods and namespaces only ever change set elements.
 
 So a pod starting changes elements only (its IP added to the peer sets that select it, its
@@ -232,15 +232,18 @@ def pod_chain(ip: str, direction: str) -> str:
     return f"pod-{ip}-{direction}"
 
 
-def _rule_sets(key: str, direction: str, i: int) -> tuple[str, str, str, str]:
+def _rule_sets(key: str, direction: str, i: int) -> tuple[str, str, str, str, str]:
     base = f"{policy_base(key)}-{direction[:2]}{i}"
-    return f"{base}-peers", f"{base}-cidrs", f"{base}-ports", f"{base}-named"
+    return f"{base}-peers", f"{base}-cidrs", f"{base}-ports", f"{base}-ranges", f"{base}-named"
 
 
+# Single ports go in a hash set; ranges (endPort, or a protocol without a port) need an
+# interval set, whose concatenated lookup (the kernel's pipapo) costs more per new connection.
 _SET_TYPES = {
     "peers": "type ipv4_addr ;",
     "cidrs": "type ipv4_addr ; flags interval ;",
-    "ports": "type inet_proto . inet_service ; flags interval ;",
+    "ports": "type inet_proto . inet_service ;",
+    "ranges": "type inet_proto . inet_service ; flags interval ;",
     "named": "type ipv4_addr . inet_proto . inet_service ;",
 }
 
@@ -282,7 +285,7 @@ def render_policy(policy: Policy) -> PolicyObjects:
         addr = "ip saddr" if direction == INGRESS else "ip daddr"
         lines: list[str] = []
         for i, rule in enumerate(rules):
-            peers, cidrs, ports, named = _rule_sets(policy.key, direction, i)
+            peers, cidrs, ports, ranges, named = _rule_sets(policy.key, direction, i)
             peer_matches = [""]
             if rule.peers is not None:
                 peer_matches = []
@@ -299,10 +302,11 @@ def render_policy(policy: Policy) -> PolicyObjects:
             if rule.ports is not None:
                 port_matches = []
                 numeric = _merge_ranges(rule.ports)
+                kind, name = ("ranges", ranges) if any("-" in e for e in numeric) else ("ports", ports)
                 if numeric:
-                    objs.sets[ports] = _SET_TYPES["ports"]
-                    objs.static[ports] = set(numeric)
-                    port_matches.append(f"meta l4proto . th dport @{ports}")
+                    objs.sets[name] = _SET_TYPES[kind]
+                    objs.static[name] = set(numeric)
+                    port_matches.append(f"meta l4proto . th dport @{name}")
                 if any(p.name for p in rule.ports):
                     objs.sets[named] = _SET_TYPES["named"]
                     port_matches.append(f"ip daddr . meta l4proto . th dport @{named}")
@@ -331,7 +335,7 @@ def pod_elements(policy: Policy, pod: Pod, ns_labels: Mapping[str, str] | None) 
     out: dict[str, set[str]] = {}
     for direction in DIRECTIONS:
         for i, rule in enumerate(policy.rules(direction) or ()):
-            peers, _, _, named = _rule_sets(policy.key, direction, i)
+            peers, _, _, _, named = _rule_sets(policy.key, direction, i)
             if rule.peers is not None and any(_peer_matches(p, policy, pod, ns_labels) for p in rule.peers):
                 out.setdefault(peers, set()).add(pod.ip)
             for port in rule.ports or ():

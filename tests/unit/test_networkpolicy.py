@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from typing import Any, cast
 
 import pytest
 
 from kubelite.api.defaults import apply_defaults
 from kubelite.api.validation import validate
+from kubelite.client import Client
+from kubelite.networkpolicy import controller
 from kubelite.networkpolicy.ruleset import (
     EGRESS_PODS,
     INGRESS_PODS,
@@ -250,3 +253,42 @@ def test_incremental_changes_reach_what_a_fresh_compile_gives() -> None:
     c.set_policy(a.key, a)
     fresh = cluster(*specs)
     assert full_transaction(c.desired) == full_transaction(fresh.desired)
+
+
+# --------------------------------------------------------------------------- the controller's syncs
+
+
+class FakeNFT:
+    """Stands in for libnftables: records transactions; ``gate`` holds one until released."""
+
+    def __init__(self, netns_path: str) -> None:
+        self.texts: list[str] = []
+        self.gate: asyncio.Event | None = None
+
+    async def run(self, text: str, *, json: bool = False) -> str:
+        self.texts.append(text)
+        if self.gate is not None:
+            await self.gate.wait()
+        return ""
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_change_made_while_nft_runs_is_written_by_the_next_sync(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(controller, "NFTables", FakeNFT)
+    ctl = controller.NetworkPolicyController(cast(Client, None), netns_path="/nonexistent")
+    nft = cast(FakeNFT, ctl.nft)
+    await ctl.sync()  # the first, full sync
+    policy = netpol({"podSelector": {}}, "p")
+    ctl._on_policy("ADDED", policy, None)
+    nft.gate = asyncio.Event()
+    first = asyncio.create_task(ctl.sync())
+    await asyncio.sleep(0)
+    assert f"add chain inet kubelite-netpol {policy_base('default/p')}-ingress" in nft.texts[-1]
+    ctl._on_policy("DELETED", policy, None)  # while the creation is being written
+    nft.gate.set()
+    await first
+    await ctl.sync()
+    assert nft.texts[-1] == f"flush chain inet kubelite-netpol {policy_base('default/p')}-ingress\n" \
+                            f"delete chain inet kubelite-netpol {policy_base('default/p')}-ingress\n"

@@ -112,10 +112,16 @@ class NetworkPolicyController:
         chains, sets = self.compiler.take_dirty()
         full = self._needs_full
         started = time.perf_counter()
+        # What this transaction writes, copied now: handlers keep changing the compiler while
+        # nft runs (the loop serves them meanwhile), and recording their later state as written
+        # would hide the change from the next sync (a policy deleted right after its creation
+        # would stay in the kernel).
         if full:
-            text = full_transaction(self.compiler.desired)
+            staged = snapshot(self.compiler.desired)
+            text = full_transaction(staged)
         else:
-            text = transaction(self.written, self.compiler.desired, chains, sets)
+            staged = self.compiler.desired.copy_of(chains, sets)
+            text = transaction(self.written, staged, chains, sets)
             if not text:
                 return
         try:
@@ -127,10 +133,10 @@ class NetworkPolicyController:
             asyncio.get_running_loop().call_later(RETRY_AFTER_FAILURE, self._wake.set)
             return
         if full:
-            self.written = snapshot(self.compiler.desired)
+            self.written = staged
             self._needs_full = False
         else:
-            record(self.written, self.compiler.desired, chains, sets)
+            record(self.written, staged, chains, sets)
         self.last_sync = SyncResult(full, time.perf_counter() - started, text.count("\n"))
         log.log(logging.INFO if full else logging.DEBUG, "%s sync: %d commands in %.1f ms",
                 "full" if full else "partial", self.last_sync.commands, self.last_sync.seconds * 1000)

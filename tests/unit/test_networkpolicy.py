@@ -139,21 +139,19 @@ def test_default_deny_ingress_isolates_the_selected_pods_only() -> None:
 def test_peers_ports_named_ports_and_ip_blocks() -> None:
     c = cluster(netpol({"podSelector": {"matchLabels": {"app": "server"}}, "ingress": [{
         "from": [{"podSelector": {"matchLabels": {"app": "client"}}},
-                 {"ipBlock": {"cidr": "192.168.0.0/24", "except": ["192.168.0.128/25"]}}],
+                 {"ipBlock": {"cidr": "192.168.0.1/24", "except": ["192.168.0.128/25"]}}],
         "ports": [{"port": "http"}, {"port": 80, "endPort": 90}, {"port": 85}, {"protocol": "UDP"}]}]}))
     assert sets(c) == {
         "in0-peers": {"10.244.0.6"},  # a podSelector alone: the policy's own namespace only
-        "in0-cidrs": {"192.168.0.0/25"},
-        "in0-ranges": {"tcp . 80-90", "udp . 0-65535"},  # overlapping ranges merged
         "in0-named": {"10.244.0.5 . tcp . 8080"},
     }
     base = policy_base("default/p")
-    assert c.desired.chains[base + "-ingress"] == (
-        f"ip saddr @{base}-in0-peers meta l4proto . th dport @{base}-in0-ranges accept",
-        f"ip saddr @{base}-in0-peers ip daddr . meta l4proto . th dport @{base}-in0-named accept",
-        f"ip saddr @{base}-in0-cidrs meta l4proto . th dport @{base}-in0-ranges accept",
-        f"ip saddr @{base}-in0-cidrs ip daddr . meta l4proto . th dport @{base}-in0-named accept",
-    )
+    peers = f"ip saddr @{base}-in0-peers"
+    block = "ip saddr 192.168.0.0/24 ip saddr != 192.168.0.128/25"
+    named = f"ip daddr . meta l4proto . th dport @{base}-in0-named"
+    assert c.desired.chains[base + "-ingress"] == tuple(
+        f"{p} {q} accept" for p in (peers, block)
+        for q in ("tcp dport 80-90", "tcp dport 85", "meta l4proto udp", named))
 
 
 def test_namespace_selector_alone_and_combined() -> None:
@@ -175,10 +173,12 @@ def test_policies_are_additive() -> None:
     assert c.desired.chains["pod-10.244.0.6-ingress"] == (f"jump {policy_base('default/a')}-ingress", "drop")
 
 
-def test_ip_block_except() -> None:
-    assert ip_block("10.0.0.0/8", ["10.0.0.0/9"]) == ("10.128.0.0/9",)
-    assert ip_block("10.0.0.0/30", ["10.0.0.1/32"]) == ("10.0.0.0/32", "10.0.0.2/31")
-    assert ip_block("2001:db8::/64") == ()
+def test_ip_blocks_normalized_and_ipv6_selecting_nothing() -> None:
+    assert ip_block("10.0.0.1/8", ["10.2.0.0/16", "10.1.0.0/16"]) == ("10.0.0.0/8", ("10.1.0.0/16", "10.2.0.0/16"))
+    assert ip_block("2001:db8::/64") is None
+    c = cluster(netpol({"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "0.0.0.0/0",
+                                                                               "except": ["10.0.0.0/8"]}}]}]}))
+    assert c.desired.chains[policy_base("default/p") + "-ingress"] == ("ip saddr != 10.0.0.0/8 accept",)
 
 
 def written_after(c: Compiler) -> Objects:
@@ -216,12 +216,10 @@ def test_one_policy_change_among_many_writes_that_policy_only() -> None:
     c.set_policy(p.key, p)
     base = policy_base("default/p7")
     assert partial(c, w).splitlines() == [
-        f"add set inet kubelite-netpol {base}-in0-ports {{ type inet_proto . inet_service ; }}",
         "add chain inet kubelite-netpol pod-10.244.0.5-ingress",
         "add element inet kubelite-netpol ingress-pods { 10.244.0.5 : goto pod-10.244.0.5-ingress }",
-        f"add element inet kubelite-netpol {base}-in0-ports {{ tcp . 80 }}",
         f"flush chain inet kubelite-netpol {base}-ingress",
-        f"add rule inet kubelite-netpol {base}-ingress meta l4proto . th dport @{base}-in0-ports accept",
+        f"add rule inet kubelite-netpol {base}-ingress tcp dport 80 accept",
         f"add rule inet kubelite-netpol pod-10.244.0.5-ingress jump {base}-ingress",
         "add rule inet kubelite-netpol pod-10.244.0.5-ingress drop",
     ]
@@ -232,7 +230,6 @@ def test_one_policy_change_among_many_writes_that_policy_only() -> None:
         "flush chain inet kubelite-netpol pod-10.244.0.5-ingress",
         f"delete chain inet kubelite-netpol {base}-ingress",
         "delete chain inet kubelite-netpol pod-10.244.0.5-ingress",
-        f"delete set inet kubelite-netpol {base}-in0-ports",
     ]
 
 

@@ -174,11 +174,11 @@ def test_default_deny_then_allow_by_labels_on_a_named_port(clean: Env) -> None:
 def test_numeric_ports_and_port_ranges(clean: Env) -> None:
     env = clean
     env.apply(DENY_INGRESS, allow_from("wrong-port", {"podSelector": {}}, 9999))
-    programmed(env, "tcp . 9999")
+    programmed(env, "tcp dport 9999")
     assert not env.reaches("client")
     env.apply(policy("range", {"podSelector": {"matchLabels": SERVER},
                                "ingress": [{"ports": [{"port": 8000, "endPort": 8100, "protocol": "TCP"}]}]}))
-    programmed(env, "tcp . 8000-8100")
+    programmed(env, "tcp dport 8000-8100")
     assert env.reaches("client") and env.reaches("other")
 
 
@@ -212,7 +212,7 @@ def test_ip_block_with_except(clean: Env) -> None:
     env = clean
     client_ip = env.get("pod", "client")["status"]["podIP"]
     env.apply(DENY_INGRESS, allow_from("block", {"ipBlock": {"cidr": "10.244.0.0/16", "except": [f"{client_ip}/32"]}}))
-    programmed(env, "-cidrs")
+    programmed(env, f"ip saddr 10.244.0.0/16 ip saddr != {client_ip}")
     assert not env.reaches("client")
     assert env.reaches("other")
 
@@ -230,7 +230,7 @@ def test_egress_deny_blocks_dns_until_allowed_to_kube_dns(clean: Env) -> None:
                                  "matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                                  "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
                                  "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]}))
-    programmed(env, "udp . 53")
+    programmed(env, "udp dport 53")
     assert env.resolves("client")
     assert not env.reaches("client")  # DNS only
     assert env.resolves("other")  # not selected: not isolated

@@ -14,7 +14,8 @@ and real traffic in the cluster's own namespaces:
   interleaved rounds (goal >= 0.95): new TCP connections each, so every one is judged by the
   policy chains (established packets are accepted at the first rule). The client's CPU time
   per connection is compared too (less noisy on a shared machine), and both again once the
-  1,000 policies are present (dispatch is one map lookup whatever their number).
+  1,000 policies are present (dispatch is one map lookup whatever their number), and once
+  more with the guard policy deleted: the control, the same pods with nothing guarded.
 
 Needs root and nft. Usage: ``python bench/bench_netpol.py [--policies 1000] [--samples 20]
 [--json out.json] [--quick]``.
@@ -256,6 +257,11 @@ class Bench:
                 await self.add_policies(self.args.policies)
                 await self.latencies(f"{self.args.policies} more policies")
                 await self.rates(f", {self.args.policies} more policies")
+                # The control: the same two pods with the guard policy gone. What differs between
+                # the two pods themselves (where the scheduler runs them) shows here, not the policy.
+                await self.api.delete(NETWORKPOLICIES, "guard", "default")
+                await self.wait("the guard policy gone", lambda: self._gone(policy_chain("default/guard", "ingress")))
+                await self.rates(", control: guard policy deleted")
                 self.results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
             except BaseException:
                 print(self.cluster.log.read_text(errors="replace")[-6000:], file=sys.stderr)  # the cluster's side

@@ -578,12 +578,13 @@ def new_replicaset(d: Obj, old_rss: list[Obj], new_revision: str) -> Obj:
 
 class DeploymentController(Controller):
     name = "deployment"
+    service_account = "deployment-controller"
     workers = 5
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         # Kubernetes names the source of these events after the controller, not the process.
-        self.recorder = EventRecorder(ctx.client, "deployment-controller")
+        self.recorder = EventRecorder(self.client, "deployment-controller")
         self.d_informer = ctx.informer(DEPLOYMENTS)
         self.rs_informer = ctx.informer(REPLICASETS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.pod_informer = ctx.informer(PODS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})

@@ -92,6 +92,7 @@ class LocalPathProvisioner(Controller):
     """Keys: ``claim/NS/NAME`` (provision, resize) and ``volume/NAME`` (delete)."""
 
     name = "local-path-provisioner"
+    service_account = "persistent-volume-binder"
     workers = 1
 
     def __init__(self, ctx: Context) -> None:

@@ -97,6 +97,7 @@ class PersistentVolumeController(Controller):
     """The binder: keys are ``claim/NS/NAME`` and ``volume/NAME``."""
 
     name = "persistentvolume-binder"
+    service_account = "persistent-volume-binder"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -350,6 +351,7 @@ class PVCProtectionController(Controller):
     """pkg/controller/volume/pvcprotection: the finalizer goes once no live pod uses the claim."""
 
     name = "pvc-protection"
+    service_account = "pvc-protection-controller"
     workers = 1
 
     def __init__(self, ctx: Context) -> None:
@@ -398,6 +400,7 @@ class PVProtectionController(Controller):
     """pkg/controller/volume/pvprotection: the finalizer goes once the volume is not Bound."""
 
     name = "pv-protection"
+    service_account = "pv-protection-controller"
     workers = 1
 
     def __init__(self, ctx: Context) -> None:

@@ -343,12 +343,13 @@ def claim_owner_refs(sts: Obj, pod: Obj, claim: Obj) -> list[Obj] | None:
 
 class StatefulSetController(Controller):
     name = "statefulset"
+    service_account = "statefulset-controller"
     workers = 5
     event_source = "statefulset-controller"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = EventRecorder(ctx.client, self.event_source)
+        self.recorder = EventRecorder(self.client, self.event_source)
         self.sts_informer = ctx.informer(STATEFULSETS)
         self.pod_informer = ctx.informer(PODS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.rev_informer = ctx.informer(CONTROLLERREVISIONS,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubelite.api.registry import ResourceType
-from kubelite.client import Client, Informer, WorkQueue, key_of, run_workers
+from kubelite.client import ApiError, Client, Informer, WorkQueue, key_of, run_workers
 from kubelite.client.events import EventRecorder
 from kubelite.controllers.clientbuilder import ServiceAccountClientBuilder
 
@@ -106,3 +106,34 @@ class Controller:
 
     async def run(self) -> None:
         await run_workers(self.queue, self.reconcile, self.workers, self.name)
+
+
+def merge_patched(obj: Any, patch: Any) -> Any:
+    """``obj`` with a JSON merge patch (RFC 7386) applied: objects merge, null removes, the rest replaces."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(obj) if isinstance(obj, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patched(out.get(key), value)
+    return out
+
+
+async def update_by_merge(client: Client, rt: ResourceType, name: str, patch: dict[str, Any],
+                          namespace: str | None = None, *, subresource: str | None = None) -> dict[str, Any]:
+    """Write ``patch`` with get and update. The roles Kubernetes gives the volume controllers
+    grant ``update``, not ``patch`` (their Go code updates): a merge patch is applied here and
+    written whole. A resourceVersion in the patch pins the update to it (a conflict is the
+    caller's); without one a lost race is tried again on the new state."""
+    pinned = bool((patch.get("metadata") or {}).get("resourceVersion"))
+    for attempt in range(5):
+        current = await client.get(rt, name, namespace)
+        try:
+            out: dict[str, Any] = await client.update(rt, merge_patched(current, patch), subresource=subresource)
+            return out
+        except ApiError as e:
+            if pinned or not e.conflict or attempt == 4:
+                raise
+    raise AssertionError("unreachable")

@@ -751,8 +751,9 @@ class DeploymentController(Controller):
         annotations = _meta(d).get("annotations") or {}
         if annotations.get(REVISION) == rev:
             return False
-        out = await self.client.patch(DEPLOYMENTS, _meta(d)["name"], {"metadata": {"annotations": {REVISION: rev}}},
-                                      _meta(d)["namespace"])
+        # An update, as the deployment controller writes it (its role grants update, not patch).
+        out = await self.client.update(DEPLOYMENTS, {**d, "metadata": {**d["metadata"],
+                                                                       "annotations": {**annotations, REVISION: rev}}})
         d["metadata"]["annotations"] = _meta(out).get("annotations") or {}
         d["metadata"]["resourceVersion"] = _meta(out).get("resourceVersion")
         return True

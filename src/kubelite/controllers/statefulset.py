@@ -44,7 +44,7 @@ from kubelite.client import (
 )
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import history, podutil
-from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.base import Context, Controller, update_by_merge
 
 log = logging.getLogger(__name__)
 
@@ -606,10 +606,10 @@ class StatefulSetController(Controller):
                 if refs is None:
                     continue
                 try:
-                    await self.client.patch(PERSISTENTVOLUMECLAIMS, _meta(existing)["name"],
-                                            {"metadata": {"ownerReferences": refs,
-                                                          "resourceVersion": _meta(existing).get("resourceVersion")}},
-                                            ns, type="merge")
+                    await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, _meta(existing)["name"],
+                                          {"metadata": {"ownerReferences": refs,
+                                                        "resourceVersion": _meta(existing).get("resourceVersion")}},
+                                          ns)
                 except ApiError as e:
                     if not (e.not_found or e.conflict):
                         raise

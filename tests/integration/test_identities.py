@@ -207,8 +207,9 @@ def test_node_restriction_keeps_a_node_to_its_own_objects(cluster: Cluster) -> N
         message = cluster.kubectl("get", "pod", "mine", "-n", ns, "-o", "jsonpath={.status.message}", check=True)
         assert message.stdout == "written by the node"
         # A token only for a pod running on it.
+        uid = cluster.kubectl("get", "pod", "theirs", "-n", ns, "-o", "jsonpath={.metadata.uid}", check=True).stdout
         res = cluster.kubectl("create", "token", "default", "-n", ns, "--bound-object-kind=Pod",
-                              "--bound-object-name=theirs", env=kubelet)
+                              "--bound-object-name=theirs", f"--bound-object-uid={uid}", env=kubelet)
         assert res.stderr.strip().endswith(
             'serviceaccounts "default" is forbidden: node requested token bound to a pod scheduled on a different '
             "node")

@@ -144,7 +144,7 @@ def test_node_restriction() -> None:
     relabelled = {**mine, "metadata": {**mine["metadata"], "labels": {"x": "y"}}}
     assert refusal("UPDATE", "pods", "p", relabelled, mine, subresource="status") == \
         'pods "p" is forbidden: node "n1" cannot update labels through pod status'
-    mirror = {"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"},
+    mirror: Obj = {"metadata": {"name": "m", "annotations": {"kubernetes.io/config.mirror": "x"},
                            "ownerReferences": [{"apiVersion": "v1", "kind": "Node", "name": "n1", "controller": True}]},
               "spec": {"nodeName": "n1", "containers": [{"name": "c"}]}}
     _restrict("CREATE", "pods", "m", mirror)

@@ -239,3 +239,39 @@ def test_bound_token_validation_with_a_fake_clock() -> None:
     assert review(authn, token) == 'serviceaccounts "app" not found'
     # Not one of ours at all.
     assert asyncio.run(authn.review("not.a.token")) is None
+
+
+class TokenClient:
+    """The TokenRequest API as the kubelet's token manager sees it: numbered tokens."""
+
+    def __init__(self) -> None:
+        self.requests: list[Obj] = []
+
+    async def create(self, rt: Any, body: Obj, namespace: str, *, subresource: str, name: str) -> Obj:
+        self.requests.append(body["spec"])
+        return {"status": {"token": f"token-{len(self.requests)}"}}
+
+
+def test_the_kubelet_renews_a_token_at_80_percent_of_its_life() -> None:
+    from kubelite.node.podconfig import TokenManager
+
+    clock = Clock(1000.0)
+    client = TokenClient()
+    manager = TokenManager(client, clock=clock)  # type: ignore[arg-type]
+
+    def get(seconds: int = 600) -> str:
+        return asyncio.run(manager.get("ns", "p", "pod-uid", "app", seconds, ""))
+
+    assert get() == "token-1"
+    assert client.requests == [{"expirationSeconds": 600,
+                                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "pod-uid"}}]
+    clock.now = 1000.0 + 479
+    assert get() == "token-1"  # 79.8 % of its 10 minutes
+    clock.now = 1000.0 + 480
+    assert get() == "token-2"  # 80 %: a new one
+    # A token of two days is renewed after a day at the latest.
+    assert get(2 * 86400) == "token-3"
+    clock.now += 86400
+    assert get(2 * 86400) == "token-4"
+    manager.forget("pod-uid")
+    assert get() == "token-5"

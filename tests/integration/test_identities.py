@@ -275,3 +275,28 @@ def test_token_requests_as_kubernetes_answers_them(cluster: Cluster, tmp_path: p
         assert out["spec"]["audiences"] == ["https://kubernetes.default.svc.cluster.local"]
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_a_controller_recovers_its_deleted_service_account(cluster: Cluster) -> None:
+    """Deleting a controller's service account voids its token; like client-go's token source
+    after a 401, the controller manager makes the account again and asks for a new token."""
+    eventually(lambda: cluster.kubectl("get", "serviceaccount", "replicaset-controller", "-n", "kube-system")
+               .returncode == 0, "the replicaset controller's service account was never made")
+    old_uid = cluster.kubectl("get", "serviceaccount", "replicaset-controller", "-n", "kube-system", "-o",
+                              "jsonpath={.metadata.uid}", check=True).stdout
+    cluster.kubectl("delete", "serviceaccount", "replicaset-controller", "-n", "kube-system", check=True)
+    ns = f"rec-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", ns, check=True)
+    try:
+        rs = json.dumps({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs"},
+                         "spec": {"replicas": 1, "selector": {"matchLabels": {"a": "b"}},
+                                  "template": {"metadata": {"labels": {"a": "b"}},
+                                               "spec": {"containers": [{"name": "c", "image": "busybox"}]}}}})
+        cluster.kubectl("create", "-n", ns, "-f", "-", input=rs, check=True)
+        eventually(lambda: bool(cluster.kubectl("get", "pods", "-n", ns, "-o", "name").stdout.strip()),
+                   "the replicaset controller never wrote again", within=20)
+        new_uid = cluster.kubectl("get", "serviceaccount", "replicaset-controller", "-n", "kube-system", "-o",
+                                  "jsonpath={.metadata.uid}", check=True).stdout
+        assert new_uid and new_uid != old_uid
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")

@@ -115,11 +115,15 @@ class Client:
     """One connection pool to one API server."""
 
     def __init__(self, config: Config, *, user_agent: str = "kubelite", max_connections: int = 32,
-                 token_source: Callable[[], str] | None = None) -> None:
+                 token_source: Callable[[], str] | None = None,
+                 on_unauthorized: Callable[[], None] | None = None) -> None:
         self.config = config
         self.user_agent = user_agent
-        # A bearer token that changes over the client's life (a refreshed TokenRequest token).
+        # A bearer token that changes over the client's life (a refreshed TokenRequest token),
+        # and who to tell when the server stops accepting it (client-go's resettable token
+        # source: a 401 makes it fetch a new one).
         self.token_source = token_source
+        self.on_unauthorized = on_unauthorized
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._watch_session: aiohttp.ClientSession | None = None
@@ -199,6 +203,8 @@ class Client:
             except orjson.JSONDecodeError:
                 out = {"kind": "Status", "code": resp.status, "message": raw.decode(errors="replace")}
             if resp.status >= 400:
+                if resp.status == 401 and self.on_unauthorized is not None:
+                    self.on_unauthorized()
                 raise ApiError(out, resp.status)
             return out
 

@@ -8,7 +8,8 @@ their tokens, but not write workloads. Each controller writes as the service acc
 (the deployment controller may write ReplicaSets, not Secrets). This is the controller
 manager's ``DynamicControllerClientBuilder``: it makes the service account when missing, asks
 the TokenRequest API for a token of an hour (bound to the account only: deleting the account
-revokes it) and asks again at 80 % of its life.
+revokes it) and asks again at 80 % of its life, or at once when the API server refuses the
+one it has (the account was deleted and made again), as client-go's token source resets on a 401.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class ServiceAccountClientBuilder:
         self._tokens: dict[str, _Token] = {}
         self._clients: dict[str, Client] = {}
         self._task: asyncio.Task[None] | None = None
+        self._due = asyncio.Event()
 
     def client_for(self, name: str) -> Client:
         """The client of service account ``name``; usable once :meth:`start` returned."""
@@ -54,8 +56,14 @@ class ServiceAccountClientBuilder:
             # authenticate the certificate, not the token.
             config = Config(server=self.root.config.server, ca_data=self.root.config.ca_data)
             client = self._clients[name] = Client(config, user_agent=f"{self.root.user_agent}/{name}",
-                                                  token_source=lambda: token.value)
+                                                  token_source=lambda: token.value,
+                                                  on_unauthorized=lambda: self._expire(token))
         return client
+
+    def _expire(self, token: _Token) -> None:
+        """The API server refused the token (its account was deleted, say): get a new one now."""
+        token.refresh_at = 0.0
+        self._due.set()
 
     async def start(self) -> None:
         """Every account made and its first token in hand, then the refresher runs."""
@@ -105,4 +113,8 @@ class ServiceAccountClientBuilder:
             for name in due:
                 await self._refresh(name)
             soonest = min((t.refresh_at for t in self._tokens.values()), default=now + 60)
-            await asyncio.sleep(max(1.0, soonest - time.monotonic()))
+            self._due.clear()
+            with contextlib.suppress(TimeoutError):
+                # At most once a second, even when refused tokens keep coming back.
+                await asyncio.wait_for(self._due.wait(), max(1.0, soonest - time.monotonic()))
+                await asyncio.sleep(1.0)

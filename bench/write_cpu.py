@@ -65,8 +65,14 @@ class Up:
             time.sleep(0.05)
         from kubelite.apiserver.auth import TokenSigner
 
+        # A bound token holds only while its service account exists with the UID it names
+        # (trees from before bound tokens accept any UID).
+        kubectl = ["kubectl", "--kubeconfig", str(self.dir / "kubeconfig")]
+        subprocess.run([*kubectl, "create", "serviceaccount", "bench"], capture_output=True, check=False)
+        uid = subprocess.run([*kubectl, "get", "serviceaccount", "bench", "-o", "jsonpath={.metadata.uid}"],
+                             capture_output=True, text=True, check=False).stdout or "bench-uid"
         signer = TokenSigner((self.dir / "pki" / "sa.key").read_bytes())
-        self.token, _ = signer.issue("default", "bench", "bench-uid", expiration_seconds=3600)
+        self.token, _ = signer.issue("default", "bench", uid, expiration_seconds=3600)
         # Under RBAC the service account holds nothing until bound (trees from before RBAC
         # have no such kind: there the command fails and nothing is needed).
         bound = subprocess.run(["kubectl", "--kubeconfig", str(self.dir / "kubeconfig"), "create",

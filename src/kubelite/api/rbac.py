@@ -42,6 +42,9 @@ class Attributes:
     namespace: str = ""
     name: str = ""
     extra: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # A list's or watch's field selector as (field, operator, value) requirements (the Node
+    # authorizer allows a node's pod list only with spec.nodeName=<itself>).
+    fields: tuple[tuple[str, str, str], ...] = ()
 
 
 def request_attributes(user: str, groups: Sequence[str], method: str, path: str,
@@ -68,6 +71,7 @@ def request_attributes(user: str, groups: Sequence[str], method: str, path: str,
     if not rest:  # /api/v1, /apis/GROUP/VERSION: discovery
         return nonresource
     verb = ""
+    fields: tuple[tuple[str, str, str], ...] = ()
     if rest[0] == "watch":  # the deprecated /watch/ paths
         verb, rest = "watch", rest[1:]
     namespace = ""
@@ -86,13 +90,18 @@ def request_attributes(user: str, groups: Sequence[str], method: str, path: str,
                 "DELETE": "delete"}.get(method.upper(), "")
         if not name and verb == "get":
             verb = "watch" if str(query.get("watch", "")).lower() in ("1", "true") else "list"
+            requirements = []
             for selector in str(query.get("fieldSelector", "")).split(","):
                 key, op, value = _split_selector(selector)
                 if key == "metadata.name" and op in ("=", "==") and value:
                     name = value
+                if key:
+                    requirements.append((key, op, value))
+            fields = tuple(requirements)
         elif not name and verb == "delete":
             verb = "deletecollection"
-    return Attributes(user, tuple(groups), verb, True, path, group, version, resource, subresource, namespace, name)
+    return Attributes(user, tuple(groups), verb, True, path, group, version, resource, subresource, namespace, name,
+                      fields=fields)
 
 
 def _split_selector(selector: str) -> tuple[str, str, str]:

@@ -304,7 +304,7 @@ class RestHandlers:
         if not isinstance(body, dict):
             raise errors.bad_request(f"a {target.rt.kind} is required")
         user = request.get(USER_KEY) or User("system:anonymous", ("system:unauthenticated",))
-        return object_response(request, self.authorizer.answer(target.rt, body, user, target.namespace), 201)
+        return object_response(request, await self.authorizer.answer(target.rt, body, user, target.namespace), 201)
 
     async def _check_escalation(self, request: web.Request, target: Target, verb: str) -> None:
         """Roles and bindings may grant only what their writer holds (RBAC's escalation check); a

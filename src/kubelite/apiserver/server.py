@@ -34,7 +34,14 @@ from kubelite.apiserver import (
     systemobjects,
     watchstreams,
 )
-from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
+from kubelite.apiserver.auth import (
+    OPEN_PATHS,
+    REQUEST_USER,
+    TokenAuthenticator,
+    TokenSigner,
+    User,
+    user_from_peercert,
+)
 from kubelite.apiserver.authorization import Authorizer
 from kubelite.apiserver.handlers import JSON, USER_KEY, RestHandlers, json_response, status_response
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
@@ -91,12 +98,14 @@ class APIServer:
         self.config = config
         self.primary = primary
         self.cidr = ServiceCIDR.parse(config.service_cidr)
-        self.tokens = TokenSigner(pki.sa_key.read_bytes())
+        self.signer = TokenSigner(pki.sa_key.read_bytes())
         # The allocator writes IPAddress objects through a registry of its own (they need no
         # allocation); the registry that serves the API is then built with both collaborators.
         self.services = ServiceAllocation(store, Registry(store), self.cidr, NodePortAllocator(*config.node_port_range))
-        self.registry = Registry(store, services=self.services, tokens=self.tokens)
-        self.authorizer = Authorizer(store, self.tokens.verify)
+        self.registry = Registry(store, services=self.services, tokens=self.signer)
+        self.authorizer = Authorizer(store)
+        self.tokens = TokenAuthenticator(self.signer, self.authorizer.objects)
+        self.authorizer.tokens = self.tokens
         self.rest = RestHandlers(self.registry, self.authorizer)
         self.kubernetes_service = KubernetesService(
             self.registry, self.cidr, config.advertise_address, config.port, config.kubernetes_service_interval
@@ -139,7 +148,7 @@ class APIServer:
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         try:
-            user = self._authenticate(request)
+            user = await self._authenticate(request)
             if user is None and request.path not in OPEN_PATHS and not request.path.startswith(("/livez/", "/readyz/", "/healthz/")):
                 raise errors.unauthorized()
             if user is not None:
@@ -147,9 +156,11 @@ class APIServer:
                 if "Impersonate-User" in request.headers or "Impersonate-Group" in request.headers:
                     user = self.authorizer.impersonate(user, request.headers,
                                                        lambda key: request.headers.getall(key, []))
-                self.authorizer.check(rbac.request_attributes(user.name, user.groups, request.method,
-                                                              request.path, request.query))
+                await self.authorizer.check(rbac.request_attributes(user.name, user.groups, request.method,
+                                                                    request.path, request.query))
             request[USER_KEY] = user
+            # Admission reads who asks from the request's context, as kube-apiserver's plugins do.
+            REQUEST_USER.set(user)
             resp: web.StreamResponse = await handler(request)
             return resp
         except StatusError as e:
@@ -170,7 +181,7 @@ class APIServer:
             log.exception("internal error serving %s %s", request.method, request.path)
             return status_response(errors.internal_error(f"{type(e).__name__}: {e}"), request)
 
-    def _authenticate(self, request: web.Request) -> User | None:
+    async def _authenticate(self, request: web.Request) -> User | None:
         transport = request.transport
         if transport is not None:
             user = user_from_peercert(transport.get_extra_info("peercert"))
@@ -180,7 +191,7 @@ class APIServer:
         # client's in-cluster config sends "bearer".
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return self.tokens.verify(token.strip())
+            return await self.tokens.authenticate(token.strip())
         return None
 
     # ------------------------------------------------------------------ plain endpoints

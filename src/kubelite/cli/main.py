@@ -213,11 +213,25 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         (progress.done if (tools.puller and tools.runtime) or args.images == "catalog" else progress.warn)(
             tools.describe(args.images))
         (data_dir / "images").mkdir(exist_ok=True)  # the auto-import directory
-    pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=service_cidr.nth(1))
+    from kubelite.apiserver import pki as cluster_pki
+
+    # Each component its own client certificate and kubeconfig (kubeadm's controller-manager.conf,
+    # scheduler.conf, kubelet.conf; kube-proxy's): the admin's is for people, not components.
+    components = {
+        "controller-manager.conf": cluster_pki.CONTROLLER_MANAGER,
+        "scheduler.conf": cluster_pki.SCHEDULER,
+        "kubelet.conf": cluster_pki.kubelet_identity(node_name(name)),
+        "kube-proxy.conf": cluster_pki.KUBE_PROXY,
+    }
+    pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=service_cidr.nth(1),
+                     clients=tuple(components.values()))
     server_url = f"https://{host}:{args.api_port}"
     kc_path = data_dir / "kubeconfig"
     config = kcfg.build(name, server_url, pki)
     kcfg.write_private(kc_path, yaml.safe_dump(config, sort_keys=False).encode())
+    for file, ident in components.items():
+        kcfg.write_private(data_dir / file, yaml.safe_dump(
+            kcfg.build_component(name, server_url, pki, ident.base, ident.user), sort_keys=False).encode())
     plan = UpPlan(args, name, data_dir, host, server_url, kc_path, config, str(service_cidr.nth(10)), progress,
                   advertise_address=advertise_address)
     verbosity = ["-" + "v" * args.verbose] if args.verbose else []
@@ -237,16 +251,18 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     # As kube-controller-manager gets the cluster CA for its csrsigning controller (kubeadm's
     # --cluster-signing-cert-file/--cluster-signing-key-file): the API server keeps no signer.
     plan.children.append(Child("controllers", [
-        *verbosity, "controllers", "--kubeconfig", str(kc_path),
+        *verbosity, "controllers", "--kubeconfig", str(data_dir / "controller-manager.conf"),
+        "--scheduler-kubeconfig", str(data_dir / "scheduler.conf"), "--use-service-account-credentials",
         "--cluster-signing-cert-file", str(pki.ca_cert), "--cluster-signing-key-file", str(pki.ca_key),
         "--local-path-dir", str(data_dir / "storage"),
     ]))
     if not args.no_agent:
         plan.children.append(Child("agent", [
-            *verbosity, "agent", "--kubeconfig", str(kc_path), "--cluster-name", name,
+            *verbosity, "agent", "--kubeconfig", str(data_dir / "kubelet.conf"), "--cluster-name", name,
             "--node-name", node_name(name), "--state-dir", str(data_dir / "agent"),
             "--pod-cidr", args.pod_cidr, "--api-port", str(args.api_port),
-            "--with-proxy", "--service-cidr", args.service_cidr, "--cluster-dns", plan.dns_ip,
+            "--with-proxy", "--proxy-kubeconfig", str(data_dir / "kube-proxy.conf"),
+            "--service-cidr", args.service_cidr, "--cluster-dns", plan.dns_ip,
             "--images", args.images, "--image-store", str(data_dir / "imagestore"),
             "--image-import-dir", str(data_dir / "images"),
             *(f"--insecure-registry={r}" for r in args.insecure_registry),
@@ -656,6 +672,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                            help="run the service proxy in this process too (as `up` does)")
         agent.add_argument("--service-cidr", default="10.96.0.0/12",
                            help="with --with-proxy: ClusterIP range(s), comma-separated (default: 10.96.0.0/12)")
+        agent.add_argument("--proxy-kubeconfig", default="",
+                           help="with --with-proxy: the proxy's own kubeconfig (default: --kubeconfig)")
     proxy = sub.add_parser("proxy", help="run the service proxy: the nftables ClusterIP datapath on its own")
     if command == "proxy":
         from kubelite.proxy import proxier
@@ -672,6 +690,11 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
+    ctrl.add_argument("--scheduler-kubeconfig", default="",
+                      help="the scheduler's own kubeconfig (kube-scheduler's identity; default: --kubeconfig)")
+    ctrl.add_argument("--use-service-account-credentials", action="store_true",
+                      help="each controller acts as its own service account in kube-system, as "
+                           "kube-controller-manager's flag of this name (kubeadm sets it)")
     ctrl.add_argument("--cluster-signing-cert-file", default="",
                       help="the CA certificate approved CertificateSigningRequests are signed with")
     ctrl.add_argument("--cluster-signing-key-file", default="", help="that CA's private key")
@@ -689,7 +712,7 @@ async def node_with_proxy(args: argparse.Namespace) -> int:
     from kubelite.proxy import proxier
 
     proxy_args = argparse.Namespace(
-        kubeconfig=args.kubeconfig, cluster_name=args.cluster_name, node_name=args.node_name,
+        kubeconfig=args.proxy_kubeconfig or args.kubeconfig, cluster_name=args.cluster_name, node_name=args.node_name,
         service_cidr=args.service_cidr, min_sync_period=proxier.MIN_SYNC_PERIOD, cleanup=False,
     )
     tasks = [asyncio.create_task(node_agent.main(args), name="kubelet"),
@@ -824,9 +847,11 @@ def main(argv: list[str] | None = None) -> int:
 
             options = Options(cluster_signing_cert_file=args.cluster_signing_cert_file,
                               cluster_signing_key_file=args.cluster_signing_key_file,
-                              local_path_dir=args.local_path_dir)
+                              local_path_dir=args.local_path_dir,
+                              use_service_account_credentials=args.use_service_account_credentials)
             return _run_component(
-                controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c], options),
+                controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c], options,
+                                       scheduler_kubeconfig=args.scheduler_kubeconfig or None),
                 args.kubeconfig,
             )
     except CLIError as e:

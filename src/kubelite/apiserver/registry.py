@@ -765,6 +765,8 @@ class Registry:
                 raise self._invalid(rt, new, errs)
             if target.subresource is None and not internal:
                 await strat.admit(new, old, self)
+                # Validating admission in kube-apiserver's plugin order: PodSecurity, then the strategy's.
+                await self.admission.validate_update(rt, target.namespace, new, old)
                 await strat.admit_validating(new, old, self)
             if track_fields:
                 managedfields.update_managed_fields(

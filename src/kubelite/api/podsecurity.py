@@ -597,6 +597,15 @@ def checks_for(lv: LevelVersion) -> tuple[CheckFn, ...]:
     return fns
 
 
+def check_fn(check_id: str, version: int = LATEST) -> CheckFn:
+    """One check's revision for a policy version (for tests and tools)."""
+    check = next(c for c in CHECKS if c.id == check_id)
+    revision = check.at(min(version, MAX_VERSION))
+    if revision is None:
+        raise KeyError(f"{check_id} has no revision for v1.{version}")
+    return revision.fn
+
+
 @dataclass(frozen=True)
 class Result:
     """AggregateCheckResult: the reasons (and details) of every check that forbade."""
@@ -648,8 +657,10 @@ POD_TEMPLATE_RESOURCES: dict[tuple[str, str], tuple[str, ...]] = {
 def pod_template(group: str, resource: str, obj: Obj) -> tuple[Obj, Obj] | None:
     """The metadata and spec of a workload's pod template (None when it has none)."""
     path = POD_TEMPLATE_RESOURCES.get((group, resource))
+    if path is None:
+        return None
     node: Any = obj
-    for key in path or ():
+    for key in path:
         node = node.get(key) if isinstance(node, dict) else None
     if not isinstance(node, dict):
         return None

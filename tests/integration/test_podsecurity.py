@@ -127,13 +127,20 @@ def test_a_deployment_in_an_enforce_namespace_is_created_with_a_warning(audited:
         "get", "events", "-n", ns, "--field-selector", "reason=FailedCreate", "-o", "json").stdout,
         "no FailedCreate event for the refused pods")
     assert json.loads(cluster.kubectl("get", "pods", "-n", ns, "-o", "json", check=True).stdout)["items"] == []
+    # The scale subresource is not judged (its pod template does not change); an update of the template is.
+    res = cluster.kubectl("scale", "deployment", "web", "-n", ns, "--replicas=2")
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    res = cluster.kubectl("set", "image", "deployment/web", "-n", ns, "busybox=busybox:1.36")
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip() == 'Warning: would violate PodSecurity "restricted:latest": ' + \
+        RESTRICTED_PLAIN.format(c="busybox")
 
 
 def test_labelling_a_namespace_warns_about_its_existing_pods(audited: tuple[Cluster, pathlib.Path]) -> None:
     cluster, _ = audited
     ns = namespace(cluster)
-    for name, manifest in (("a-priv", pod_manifest("a-priv", privileged=True)), ("b-plain", pod_manifest("b-plain")),
-                           ("c-plain", pod_manifest("c-plain")), ("d-ok", pod_manifest("d-ok", compliant=True))):
+    for manifest in (pod_manifest("a-priv", privileged=True), pod_manifest("b-plain"), pod_manifest("c-plain"),
+                     pod_manifest("d-ok", compliant=True)):
         cluster.kubectl("create", "-n", ns, "-f", "-", input=manifest, check=True)
     res = cluster.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
     assert res.returncode == 0, res.stderr

@@ -686,8 +686,12 @@ class Registry:
         create_missing: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         track_fields: bool = True,
         internal: bool = False,
+        via_subresource: str = "",
     ) -> tuple[dict[str, Any], bool]:
         """Read-modify-write with compare-and-swap; returns (object, created).
+
+        ``via_subresource``: the subresource the request came through when it writes the main
+        object (``scale``): admission sees that subresource, as in kube-apiserver.
 
         Writers of one object in this process take turns (writeturns): otherwise N
         concurrent patches all read the same revision, all compute, one wins each commit and
@@ -698,6 +702,7 @@ class Registry:
             return await self._guaranteed_update(
                 target, compute, manager=manager, operation=operation, precondition_rv=precondition_rv,
                 dry_run=dry_run, create_missing=create_missing, track_fields=track_fields, internal=internal,
+                via_subresource=via_subresource,
             )
 
     async def _guaranteed_update(
@@ -712,6 +717,7 @@ class Registry:
         create_missing: Callable[[], Awaitable[dict[str, Any]]] | None,
         track_fields: bool,
         internal: bool,
+        via_subresource: str = "",
     ) -> tuple[dict[str, Any], bool]:
         rt = target.rt
         assert target.name is not None
@@ -766,7 +772,8 @@ class Registry:
             if target.subresource is None and not internal:
                 await strat.admit(new, old, self)
                 # Validating admission in kube-apiserver's plugin order: PodSecurity, then the strategy's.
-                await self.admission.validate_update(rt, target.namespace, new, old)
+                if not via_subresource:
+                    await self.admission.validate_update(rt, target.namespace, new, old)
                 await strat.admit_validating(new, old, self)
             if track_fields:
                 managedfields.update_managed_fields(
@@ -964,7 +971,7 @@ class Registry:
 
         result, _ = await self.guaranteed_update(
             Target(target.rt, target.namespace, target.name, None), compute, manager=manager,
-            precondition_rv=precondition_rv, dry_run=dry_run,
+            precondition_rv=precondition_rv, dry_run=dry_run, via_subresource="scale",
         )
         return scale_of(result)
 

@@ -1,0 +1,127 @@
+"""What Pod Security admission and the audit log cost on the write path.
+
+Pod creates/s and their p50/p99 (``wrk`` POSTing pods with ``generateName`` over HTTPS with a
+bearer token, closed loop with ``--clients`` connections), side by side in one run:
+- ``plain``: a namespace without Pod Security labels (the plugin only notes the default
+  ``privileged:latest`` policy);
+- ``restricted``: a namespace labelled ``pod-security.kubernetes.io/enforce=restricted``
+  (every check runs on every pod; the pods comply, so each is stored);
+- ``plain_audited``: the plain namespace of a second cluster started with ``--audit-log``
+  (every create is also an audit event written in the background).
+
+Runs alternate (plain, restricted, plain, restricted, ...) so that the machine's drift
+spreads over both; the ratios restricted / plain and audited / plain are the figures. The
+pods name a node that does not exist, so no scheduler or agent works on them (the control
+plane only: no root needed).
+
+Usage: python bench/bench_admission.py [--quick] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+from typing import Any
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+from harness import Cluster
+
+POD = {
+    "apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "b-"},
+    "spec": {
+        "nodeName": "bench-no-such-node",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [{"name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
+    },
+}
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%f %%f %%f\\n", summary.requests, summary.errors.status,
+    latency:percentile(50), latency:percentile(99), summary.duration))
+end
+"""
+
+
+def namespace(c: Cluster, name: str, labels: dict[str, str]) -> None:
+    manifest = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+    subprocess.run(["kubectl", "--kubeconfig", str(c.kubeconfig), "create", "-f", "-"], input=json.dumps(manifest),
+                   text=True, check=True, capture_output=True)
+
+
+def creates(c: Cluster, ns: str, clients: int, seconds: int) -> dict[str, float]:
+    script = c.dir / f"pods-{ns}.lua"
+    script.write_text(WRK_SCRIPT % (json.dumps(POD, separators=(",", ":")), c.token))
+    out = subprocess.run(
+        ["wrk", "-t", str(min(clients, 2)), "-c", str(clients), "-d", f"{seconds}s", "-s", str(script),
+         f"{c.url}/api/v1/namespaces/{ns}/pods"],
+        capture_output=True, text=True, timeout=seconds + 30,
+    ).stdout
+    m = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
+    assert m, out
+    reqs, errs, p50, p99, dur = int(m[1]), int(m[2]), float(m[3]), float(m[4]), float(m[5])
+    if errs:
+        raise RuntimeError(f"{errs} of {reqs} pod creates in {ns} failed")
+    return {"creates_per_s": reqs / (dur / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000}
+
+
+def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--clients", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=None)
+    args = ap.parse_args()
+    seconds = 2 if args.quick else 5
+    rounds = args.rounds or (1 if args.quick else 3)
+    runs: dict[str, list[dict[str, float]]] = {"plain": [], "restricted": [], "plain_audited": []}
+    load: dict[str, list[float]] = {"before": list(os.getloadavg())}
+    with Cluster("klbpsa", agent=False) as c:
+        namespace(c, "plain", {})
+        namespace(c, "restricted", {"pod-security.kubernetes.io/enforce": "restricted"})
+        creates(c, "plain", args.clients, 1)  # warm-up
+        creates(c, "restricted", args.clients, 1)
+        for _ in range(rounds):
+            runs["plain"].append(creates(c, "plain", args.clients, seconds))
+            runs["restricted"].append(creates(c, "restricted", args.clients, seconds))
+    with Cluster("klbaud", agent=False, up_args=("--audit-log",)) as c:
+        namespace(c, "plain", {})
+        creates(c, "plain", args.clients, 1)
+        for _ in range(rounds):
+            runs["plain_audited"].append(creates(c, "plain", args.clients, seconds))
+        audit_lines = sum(1 for _ in (c.dir / "audit.log").open("rb"))
+    load["after"] = list(os.getloadavg())
+    results: dict[str, Any] = {k: summarize(v) for k, v in runs.items()}
+    results["ratio_restricted_over_plain"] = (results["restricted"]["creates_per_s"]
+                                              / results["plain"]["creates_per_s"])
+    results["ratio_audited_over_plain"] = results["plain_audited"]["creates_per_s"] / results["plain"]["creates_per_s"]
+    results["audit_lines"] = audit_lines
+    results["loadavg"] = load
+    results["clients"] = args.clients
+    print(f"pod creates, {args.clients} clients, closed loop, median of {rounds} x {seconds}s "
+          f"(load {load['before'][0]:.2f} -> {load['after'][0]:.2f})")
+    for k in runs:
+        r = results[k]
+        print(f"  {k:15} {r['creates_per_s']:8.0f}/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms")
+    print(f"  restricted / plain = {results['ratio_restricted_over_plain']:.3f}; "
+          f"audited / plain = {results['ratio_audited_over_plain']:.3f} ({audit_lines} audit lines)")
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -204,6 +204,12 @@ def test_the_audit_log_records_who_what_and_the_verdict(audited: tuple[Cluster, 
                           f"--as=system:serviceaccount:{ns}:default")
     assert res.returncode == 1
     cluster.kubectl("create", "-n", ns, "-f", "-", input=pod_manifest("priv", privileged=True))
+    cluster.kubectl("create", "serviceaccount", "editor", "-n", ns, check=True)
+    cluster.kubectl("create", "rolebinding", "editor", "--clusterrole=edit", f"--serviceaccount={ns}:editor", "-n", ns,
+                    check=True)
+    eventually(lambda: cluster.kubectl("create", "configmap", "by-editor", "-n", ns,
+                                       f"--as=system:serviceaccount:{ns}:editor").returncode == 0,
+               "the binding was never seen")
 
     [allowed] = audit_events(log, lambda e: e.get("objectRef", {}).get("name") == "allowed")
     assert allowed["apiVersion"] == "audit.k8s.io/v1" and allowed["kind"] == "Event"
@@ -227,6 +233,12 @@ def test_the_audit_log_records_who_what_and_the_verdict(audited: tuple[Cluster, 
         f'configmaps is forbidden: User "system:serviceaccount:{ns}:default" cannot create resource "configmaps" '
         f'in API group "" in the namespace "{ns}"')
     assert refused["annotations"]["authorization.k8s.io/decision"] == "forbid"
+
+    [editor] = audit_events(log, lambda e: e.get("objectRef", {}).get("name") == "by-editor"
+                            and e["responseStatus"]["code"] == 201)
+    assert editor["annotations"]["authorization.k8s.io/reason"] == (
+        f'RBAC: allowed by RoleBinding "editor/{ns}" of ClusterRole "edit" to ServiceAccount "editor/{ns}"')
+    assert editor["impersonatedUser"]["username"] == f"system:serviceaccount:{ns}:editor"
 
     [pod] = audit_events(log, lambda e: e.get("objectRef", {}).get("name") == "priv"
                          and e["objectRef"].get("namespace") == ns)

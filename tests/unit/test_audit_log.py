@@ -100,3 +100,25 @@ def test_request_context() -> None:
         requestcontext.close_context(token)
     assert ctx.warnings == ["a", "b"] and ctx.annotations == {"k": "1"} and ctx.object_name == "x"
     assert requestcontext.current() is None
+
+
+def test_rbac_reason_of_an_allowed_request() -> None:
+    """The audit event's authorization.k8s.io/reason, in RBACAuthorizer's words."""
+    from kubelite.api import rbac
+
+    role = {"metadata": {"name": "edit"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["*"]}]}
+    crb = {"metadata": {"name": "viewers"}, "roleRef": {"kind": "ClusterRole", "name": "edit"},
+           "subjects": [{"kind": "Group", "name": "team"}]}
+    rb = {"metadata": {"name": "sa-edit", "namespace": "ns"}, "roleRef": {"kind": "ClusterRole", "name": "edit"},
+          "subjects": [{"kind": "ServiceAccount", "name": "default"}]}
+    policy = rbac.Policy.of([role], [], [crb], [rb])
+
+    def attrs(user: str, groups: tuple[str, ...], verb: str = "create") -> rbac.Attributes:
+        return rbac.Attributes(user, groups, verb, True, "", "", "v1", "configmaps", "", "ns", "")
+
+    assert policy.allowed_by(attrs("system:serviceaccount:ns:default", ("system:serviceaccounts",))) == \
+        'RBAC: allowed by RoleBinding "sa-edit/ns" of ClusterRole "edit" to ServiceAccount "default/ns"'
+    assert policy.allowed_by(attrs("jane", ("team",))) == \
+        'RBAC: allowed by ClusterRoleBinding "viewers" of ClusterRole "edit" to Group "team"'
+    assert policy.allowed_by(attrs("joe", ())) == ""
+    assert policy.allowed_by(attrs("root", ("system:masters",))) == ""

@@ -179,7 +179,8 @@ class APIServer:
                         ctx.annotations[audit.REASON_ANNOTATION] = ""
                         raise
                     ctx.annotations[audit.DECISION_ANNOTATION] = "allow"
-                    ctx.annotations[audit.REASON_ANNOTATION] = ""
+                    if self.audit is not None and request.method not in audit.READ_METHODS:
+                        ctx.annotations[audit.REASON_ANNOTATION] = self.authorizer.policy().allowed_by(attrs)
                 request[USER_KEY] = acting
                 resp: web.StreamResponse = await handler(request)
             except StatusError as e:

@@ -10,7 +10,8 @@ the background), each with two namespaces:
 
 Runs take turns (plain, plain audited, restricted, restricted audited, and again) so that
 the machine's drift spreads over all four; the figures are the ratios restricted / plain
-(Pod Security's cost) and audited / not (the audit log's). The
+(Pod Security's cost) and audited / not (the audit log's), of the rates and of the API
+server's CPU time per create (the steadier of the two on a shared machine). The
 pods name a node that does not exist, so no scheduler or agent works on them (the control
 plane only: no root needed).
 
@@ -30,7 +31,7 @@ import sys
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import Cluster
+from harness import Cluster, cpu_seconds
 
 POD = {
     "apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "b-"},
@@ -60,19 +61,25 @@ def namespace(c: Cluster, name: str, labels: dict[str, str]) -> None:
 
 
 def creates(c: Cluster, ns: str, clients: int, seconds: int) -> dict[str, float]:
+    """Closed-loop pod creates: their rate, latency, and the API server's CPU time per create
+    (what the machine's other load disturbs least)."""
+    assert c.proc is not None  # `up` serves the API itself (no workers)
     script = c.dir / f"pods-{ns}.lua"
     script.write_text(WRK_SCRIPT % (json.dumps(POD, separators=(",", ":")), c.token))
+    cpu_before = cpu_seconds(c.proc.pid)
     out = subprocess.run(
         ["wrk", "-t", str(min(clients, 2)), "-c", str(clients), "-d", f"{seconds}s", "-s", str(script),
          f"{c.url}/api/v1/namespaces/{ns}/pods"],
         capture_output=True, text=True, timeout=seconds + 30,
     ).stdout
+    cpu = cpu_seconds(c.proc.pid) - cpu_before
     m = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
     assert m, out
     reqs, errs, p50, p99, dur = int(m[1]), int(m[2]), float(m[3]), float(m[4]), float(m[5])
     if errs:
         raise RuntimeError(f"{errs} of {reqs} pod creates in {ns} failed")
-    return {"creates_per_s": reqs / (dur / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000}
+    return {"creates_per_s": reqs / (dur / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000,
+            "server_cpu_us_per_create": cpu / reqs * 1e6}
 
 
 def summarize(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -112,6 +119,9 @@ def main() -> None:
     results["ratio_audited_over_plain"] = results["plain_audited"]["creates_per_s"] / results["plain"]["creates_per_s"]
     results["ratio_restricted_audited_over_restricted"] = (results["restricted_audited"]["creates_per_s"]
                                                            / results["restricted"]["creates_per_s"])
+    for name, (a, b) in {"cpu_ratio_restricted_over_plain": ("restricted", "plain"),
+                         "cpu_ratio_audited_over_plain": ("plain_audited", "plain")}.items():
+        results[name] = results[a]["server_cpu_us_per_create"] / results[b]["server_cpu_us_per_create"]
     results["audit_lines"] = audit_lines
     results["loadavg"] = load
     results["clients"] = args.clients
@@ -119,10 +129,13 @@ def main() -> None:
           f"(load {load['before'][0]:.2f} -> {load['after'][0]:.2f})")
     for k in runs:
         r = results[k]
-        print(f"  {k:18} {r['creates_per_s']:8.0f}/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms")
+        print(f"  {k:18} {r['creates_per_s']:8.0f}/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+              f"API server CPU {r['server_cpu_us_per_create']:5.0f} us/create")
     print(f"  restricted / plain = {results['ratio_restricted_over_plain']:.3f}; "
           f"audited / not: plain {results['ratio_audited_over_plain']:.3f}, restricted "
           f"{results['ratio_restricted_audited_over_restricted']:.3f} ({audit_lines} audit lines)")
+    print(f"  API server CPU per create: restricted / plain = {results['cpu_ratio_restricted_over_plain']:.3f}; "
+          f"audited / not = {results['cpu_ratio_audited_over_plain']:.3f}")
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
 

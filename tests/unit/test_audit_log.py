@@ -122,3 +122,16 @@ def test_rbac_reason_of_an_allowed_request() -> None:
         'RBAC: allowed by ClusterRoleBinding "viewers" of ClusterRole "edit" to Group "team"'
     assert policy.allowed_by(attrs("joe", ())) == ""
     assert policy.allowed_by(attrs("root", ("system:masters",))) == ""
+
+
+def test_audit_ids_and_times() -> None:
+    import uuid
+
+    ids = {audit.new_audit_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for text in list(ids)[:50]:
+        u = uuid.UUID(text)
+        assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == text
+    assert audit.micro_time(1_700_000_000.000001) == "2023-11-14T22:13:20.000001Z"
+    assert audit.micro_time(1_700_000_001.999999) == "2023-11-14T22:13:21.999999Z"
+    assert audit.micro_time(0.5) == "1970-01-01T00:00:00.500000Z"

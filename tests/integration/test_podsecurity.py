@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import pathlib
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require
-from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
+from tests.integration.cluster import Cluster, free_port, kubectl_binary, new_cluster
 
 RESTRICTED_PRIVILEGED_POD = (
     'violates PodSecurity "restricted:latest": privileged (container "c" must not set '
@@ -267,3 +269,14 @@ def test_no_audit_event_is_lost_on_a_clean_stop(fresh_cluster: Cluster) -> None:
                      and e["objectRef"].get("namespace") == "default" and e["responseStatus"]["code"] == 201
                      and e["objectRef"].get("name", "").startswith("cm-"))
     assert created == sorted(names)
+
+
+def test_an_audit_log_that_cannot_be_written_is_a_clear_error(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "file").write_text("")
+    path = tmp_path / "file" / "logs" / "audit.log"
+    res = subprocess.run([sys.executable, "-m", "kubelite", "up", "--name", f"kl-{uuid.uuid4().hex[:6]}",
+                          "--data-dir", str(tmp_path / "data"), "--api-port", str(free_port()), "--no-agent",
+                          "--no-kubeconfig-merge", "--audit-log", str(path)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"kubelite: cannot write the audit log {path}: Not a directory"

@@ -228,7 +228,13 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         raise CLIError(f"--api-workers must be 0 or more, not {workers}")
     plan.store_socket = store_socket_path(data_dir, name) if workers else None
     if args.audit_log is not None:
-        plan.audit_log = str(pathlib.Path(args.audit_log).resolve()) if args.audit_log else str(data_dir / "audit.log")
+        audit_log = pathlib.Path(args.audit_log).resolve() if args.audit_log else data_dir / "audit.log"
+        try:  # a path the API server cannot write is the user's to fix, before anything starts
+            audit_log.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as e:
+            raise CLIError(f"cannot write the audit log {audit_log}: {e.strerror}") from None
+        plan.audit_log = str(audit_log)
     # Workers first: stopped last (in reverse), while the store they use is still served.
     plan.children = [
         Child("apiserver" if workers == 1 else f"apiserver-{i + 1}", [

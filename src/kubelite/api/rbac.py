@@ -218,6 +218,37 @@ class Policy:
         return False
 
 
+    def allowed_by(self, attrs: Attributes) -> str:
+        """The authorizer's reason for an allowed request (the audit event's
+        ``authorization.k8s.io/reason``): the binding, role and subject that allowed it, in
+        RBACAuthorizer's words; "" when nothing (or the super-user group) did."""
+        if SUPER_GROUP in attrs.groups:
+            return ""
+        for b in self.cluster_role_bindings:
+            for s in b.get("subjects") or ():
+                if subject_matches(s, attrs.user, attrs.groups, "") and any(
+                        rule_allows(attrs, r) for r in self._role_rules(b.get("roleRef") or {}, "")):
+                    ref = b.get("roleRef") or {}
+                    return (f'RBAC: allowed by ClusterRoleBinding "{b["metadata"]["name"]}" of {ref.get("kind", "")} '
+                            f'"{ref.get("name", "")}" to {_describe_subject(s, "")}')
+        if attrs.namespace:
+            for b in self.role_bindings.get(attrs.namespace, ()):
+                for s in b.get("subjects") or ():
+                    if subject_matches(s, attrs.user, attrs.groups, attrs.namespace) and any(
+                            rule_allows(attrs, r) for r in self._role_rules(b.get("roleRef") or {}, attrs.namespace)):
+                        ref = b.get("roleRef") or {}
+                        return (f'RBAC: allowed by RoleBinding "{b["metadata"]["name"]}/{attrs.namespace}" of '
+                                f'{ref.get("kind", "")} "{ref.get("name", "")}" to '
+                                f"{_describe_subject(s, attrs.namespace)}")
+        return ""
+
+
+def _describe_subject(subject: Mapping[str, Any], binding_namespace: str) -> str:
+    if subject.get("kind") == "ServiceAccount":
+        return f'ServiceAccount "{subject.get("name", "")}/{subject.get("namespace") or binding_namespace}"'
+    return f'{subject.get("kind", "")} "{subject.get("name", "")}"'
+
+
 def forbidden_message(attrs: Attributes, reason: str = "") -> str:
     """The message of kube-apiserver's 403 (``responsewriters.forbiddenMessage`` + NewForbidden)."""
     user = attrs.user

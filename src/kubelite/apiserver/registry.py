@@ -696,9 +696,13 @@ class Registry:
         track_fields: bool = True,
         internal: bool = False,
         admit: bool = False,
+        via_subresource: str = "",
     ) -> tuple[dict[str, Any], bool]:
         """Read-modify-write with compare-and-swap; returns (object, created). ``admit``: a
         client's own update (update, patch, apply, status, scale), which admission sees.
+
+        ``via_subresource``: the subresource the request came through when it writes the main
+        object (``scale``): admission sees that subresource, as in kube-apiserver.
 
         Writers of one object in this process take turns (writeturns): otherwise N
         concurrent patches all read the same revision, all compute, one wins each commit and
@@ -710,6 +714,7 @@ class Registry:
                 target, compute, manager=manager, operation=operation, precondition_rv=precondition_rv,
                 dry_run=dry_run, create_missing=create_missing, track_fields=track_fields, internal=internal,
                 admit=admit,
+                via_subresource=via_subresource,
             )
 
     async def _guaranteed_update(
@@ -725,6 +730,7 @@ class Registry:
         track_fields: bool,
         internal: bool,
         admit: bool = False,
+        via_subresource: str = "",
     ) -> tuple[dict[str, Any], bool]:
         rt = target.rt
         assert target.name is not None
@@ -780,6 +786,9 @@ class Registry:
                 await self.restrict_node("UPDATE", rt, target.subresource, target.namespace, target.name, new, old)
             if target.subresource is None and not internal:
                 await strat.admit(new, old, self)
+                # Validating admission in kube-apiserver's plugin order: PodSecurity, then the strategy's.
+                if not via_subresource:
+                    await self.admission.validate_update(rt, target.namespace, new, old)
                 await strat.admit_validating(new, old, self)
             if track_fields:
                 managedfields.update_managed_fields(
@@ -977,7 +986,7 @@ class Registry:
 
         result, _ = await self.guaranteed_update(
             Target(target.rt, target.namespace, target.name, None), compute, manager=manager,
-            precondition_rv=precondition_rv, dry_run=dry_run, admit=True,
+            precondition_rv=precondition_rv, dry_run=dry_run, admit=True, via_subresource="scale",
         )
         return scale_of(result)
 

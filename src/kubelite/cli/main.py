@@ -113,6 +113,8 @@ class UpPlan:
     children: list[Child] = field(default_factory=list)
     # Where `up` serves its store to the API server workers (None: no workers).
     store_socket: pathlib.Path | None = None
+    # The API servers' audit log ("": none).
+    audit_log: str = ""
 
 
 # None by default: measured on 2 cores, one process serves as many writes at the same p99
@@ -239,12 +241,21 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     if workers < 0:
         raise CLIError(f"--api-workers must be 0 or more, not {workers}")
     plan.store_socket = store_socket_path(data_dir, name) if workers else None
+    if args.audit_log is not None:
+        audit_log = pathlib.Path(args.audit_log).resolve() if args.audit_log else data_dir / "audit.log"
+        try:  # a path the API server cannot write is the user's to fix, before anything starts
+            audit_log.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as e:
+            raise CLIError(f"cannot write the audit log {audit_log}: {e.strerror}") from None
+        plan.audit_log = str(audit_log)
     # Workers first: stopped last (in reverse), while the store they use is still served.
     plan.children = [
         Child("apiserver" if workers == 1 else f"apiserver-{i + 1}", [
             *verbosity, "apiserver", "--kubeconfig", str(kc_path), "--store", f"unix://{plan.store_socket}",
             "--pki-dir", str(data_dir / "pki"), "--api-port", str(args.api_port),
             "--service-cidr", args.service_cidr, "--advertise-address", advertise_address,
+            *(["--audit-log", plan.audit_log] if plan.audit_log else []),
         ])
         for i in range(workers)
     ]
@@ -326,7 +337,7 @@ async def run_up(plan: UpPlan) -> int:
         api = APIServer(
             store, PKI(data_dir / "pki"),
             ServerConfig(host=plan.host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr,
-                         advertise_address=plan.advertise_address),
+                         advertise_address=plan.advertise_address, audit_log=plan.audit_log),
         )
         await api.start()
         if plan.store_socket is not None:
@@ -337,7 +348,8 @@ async def run_up(plan: UpPlan) -> int:
         # the garbage collector from walking it again and again (long GC pauses show in p99).
         gc.collect()
         gc.freeze()
-        progress.done(f"API server serving at {plan.server_url}")
+        progress.done(f"API server serving at {plan.server_url}"
+                      + (f" (audit log: {plan.audit_log})" if plan.audit_log else ""))
         if store_server is not None:
             workers = sum(1 for child in children if child.name.startswith("apiserver"))
             async with progress.waiting(f"{workers} API server worker(s) to serve",
@@ -642,6 +654,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                          "catalog (never pulls) (default: auto)")
     up.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                     help="a registry spoken to over plain HTTP (loopback registries always are)")
+    up.add_argument("--audit-log", nargs="?", const="", default=None, metavar="PATH",
+                    help="write an audit.k8s.io/v1 event per write request (level Metadata) to PATH, one JSON "
+                         "line each (without PATH: DATA_DIR/audit.log; default: no audit log)")
     image = sub.add_parser("image", help="the node's image store: load, ls, rm, pull")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     for verb, text in (("load", "load docker-save or OCI archives (plain or gzipped)"),
@@ -687,6 +702,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     apiserver.add_argument("--service-cidr", default="10.96.0.0/12")
     apiserver.add_argument("--advertise-address", default="10.244.0.1",
                            help="where pods reach the API server: the node's gateway in its pod CIDR")
+    apiserver.add_argument("--audit-log", default="", metavar="PATH", help="the audit log to append to (default: none)")
     ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
@@ -740,7 +756,7 @@ async def api_worker(args: argparse.Namespace) -> int:
     await store.start()
     api = APIServer(store, PKI(pathlib.Path(args.pki_dir)),
                     ServerConfig(port=args.api_port, service_cidr=args.service_cidr,
-                                 advertise_address=args.advertise_address), primary=False)
+                                 advertise_address=args.advertise_address, audit_log=args.audit_log), primary=False)
     try:
         await api.start()
         await store.note("serving")  # `up` waits for this before it says the cluster is ready

@@ -578,7 +578,10 @@ def _fields_v1_bytes(value: Any, field: str) -> bytes:
 def _extra_value_bytes(value: Any, field: str) -> bytes:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ProtobufError(f"field {field} is not a list of strings")
-    return _bytes_of(lambda b: [_put_bytes(b, 1, v.encode()) for v in value])
+    out = bytearray()
+    for v in value:
+        _put_bytes(out, 1, v.encode())
+    return bytes(out)
 
 
 _SPECIAL_ENCODERS = {

@@ -76,6 +76,11 @@ def live_shims(state_dir: pathlib.Path, oci: bool) -> list[int]:
     return shims
 
 
+def count_netns(cluster: str) -> int:
+    """The cluster's named network namespaces (the node's, and one per pod sandbox)."""
+    return len(list(pathlib.Path("/run/netns").glob(f"{cluster}-*")))
+
+
 def shim_memory(state_dir: pathlib.Path, oci: bool) -> tuple[list[int], int]:
     """PSS (KiB) of the running shims of containers "c" of one kind, and how many runc processes live."""
     pss = [memory_kib(pid)[1] for pid in live_shims(state_dir, oci)]
@@ -109,7 +114,7 @@ async def measure(kubeconfig: pathlib.Path, node: str, image: str, prefix: str, 
                     done.set()
 
     cluster_prefix = node.removesuffix("-node")
-    netns_before = len(list(pathlib.Path("/run/netns").glob(f"{cluster_prefix}-*")))
+    netns_before = await asyncio.to_thread(count_netns, cluster_prefix)
     watcher = asyncio.create_task(watch())
     await asyncio.sleep(0.3)
 
@@ -151,7 +156,7 @@ async def measure(kubeconfig: pathlib.Path, node: str, image: str, prefix: str, 
     # The next kind starts on a quiet node.
     async with asyncio.timeout(120):
         while (await asyncio.to_thread(live_shims, state_dir, prefix == "oci")
-               or len(list(pathlib.Path("/run/netns").glob(f"{cluster_prefix}-*"))) > netns_before):
+               or await asyncio.to_thread(count_netns, cluster_prefix) > netns_before):
             await asyncio.sleep(0.1)
     teardown_s = time.perf_counter() - deleted_at
     await asyncio.sleep(SETTLE)

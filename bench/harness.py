@@ -327,8 +327,13 @@ class Cluster(KubeliteProcess):
         if not self._token:
             from kubelite.apiserver.auth import TokenSigner
 
+            # A bound token holds only while its service account exists with the UID it names.
+            kubectl = ["kubectl", "--kubeconfig", str(self.kubeconfig)]
+            subprocess.run([*kubectl, "create", "serviceaccount", "bench"], capture_output=True, check=False)
+            uid = subprocess.run([*kubectl, "get", "serviceaccount", "bench", "-o", "jsonpath={.metadata.uid}"],
+                                 capture_output=True, text=True, check=True).stdout
             signer = TokenSigner((self.dir / "pki" / "sa.key").read_bytes())
-            self._token, _ = signer.issue("default", "bench", "bench-uid", expiration_seconds=3600)
+            self._token, _ = signer.issue("default", "bench", uid, expiration_seconds=3600)
             # The service account holds nothing until bound (RBAC): bind it to cluster-admin,
             # then wait until the API server's authorizer has seen the binding.
             subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), "create", "clusterrolebinding",

@@ -65,8 +65,14 @@ class Up:
             time.sleep(0.05)
         from kubelite.apiserver.auth import TokenSigner
 
+        # A bound token holds only while its service account exists with the UID it names
+        # (trees from before bound tokens accept any UID).
+        kubectl = ["kubectl", "--kubeconfig", str(self.dir / "kubeconfig")]
+        subprocess.run([*kubectl, "create", "serviceaccount", "bench"], capture_output=True, check=False)
+        uid = subprocess.run([*kubectl, "get", "serviceaccount", "bench", "-o", "jsonpath={.metadata.uid}"],
+                             capture_output=True, text=True, check=False).stdout or "bench-uid"
         signer = TokenSigner((self.dir / "pki" / "sa.key").read_bytes())
-        self.token, _ = signer.issue("default", "bench", "bench-uid", expiration_seconds=3600)
+        self.token, _ = signer.issue("default", "bench", uid, expiration_seconds=3600)
         # Under RBAC the service account holds nothing until bound (trees from before RBAC
         # have no such kind: there the command fails and nothing is needed).
         bound = subprocess.run(["kubectl", "--kubeconfig", str(self.dir / "kubeconfig"), "create",
@@ -106,19 +112,25 @@ class Up:
                 out[part] = out.get(part, 0.0) + seconds
         return out
 
-    async def post(self, n: int, clients: int) -> None:
+    async def post(self, n: int, clients: int) -> tuple[float, list[float]]:
+        """``n`` POSTs from ``clients`` closed-loop clients: (seconds in all, each one's latency)."""
         ctx = ssl.create_default_context(cafile=str(self.dir / "pki" / "ca.crt"))
         headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
         url = f"https://127.0.0.1:{self.port}/api/v1/namespaces/default/configmaps"
+        latencies: list[float] = []
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ctx, limit=clients)) as s:
             async def client(k: int) -> None:
                 for _ in range(k):
+                    sent = time.perf_counter()
                     async with s.post(url, data=BODY, headers=headers) as r:
                         await r.read()
                         if r.status != 201:
                             raise RuntimeError(f"POST: {r.status}")
+                    latencies.append(time.perf_counter() - sent)
 
+            started = time.perf_counter()
             await asyncio.gather(*(client(n // clients) for _ in range(clients)))
+            return time.perf_counter() - started, latencies
 
     def down(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -148,15 +160,18 @@ def main() -> None:
         for r in range(args.rounds):
             for u in ups[r % len(ups):] + ups[:r % len(ups)]:
                 before = u.cpu()
-                asyncio.run(u.post(args.posts, args.clients))
+                seconds, latencies = asyncio.run(u.post(args.posts, args.clients))
                 time.sleep(0.5)  # the watchers' and the store's trailing work belongs to the round
                 after = u.cpu()
                 us = {k: (after[k] - before.get(k, 0.0)) / args.posts * 1e6 for k in after}
+                # Throughput and tail latency of the round too (noisier than CPU on a shared host).
+                us["writes_per_s"] = len(latencies) / seconds
+                us["p99_ms"] = sorted(latencies)[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))] * 1000
                 per_write[u.src].append(us)
-                print(f"round {r} {u.src}: " + ", ".join(f"{k} {v:.0f} us" for k, v in sorted(us.items())), flush=True)
+                print(f"round {r} {u.src}: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(us.items())), flush=True)
         for src, rounds in per_write.items():
             medians = {k: statistics.median(d.get(k, 0.0) for d in rounds) for k in rounds[0]}
-            print(f"median {src}: " + ", ".join(f"{k} {v:.0f} us/write" for k, v in sorted(medians.items())))
+            print(f"median {src}: " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(medians.items())))
     finally:
         for u in ups:
             u.down()

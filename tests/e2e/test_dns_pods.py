@@ -488,3 +488,21 @@ def test_official_python_client_in_cluster_lists_pods(env: Env) -> None:
 def test_no_query_but_the_tests_own_outside_names_reached_the_upstream(env: Env) -> None:
     asked = {name for _, name, _ in env.upstream.queries}
     assert asked and all(n.endswith(".example.test.") for n in asked), asked
+
+
+def test_cluster_dns_reads_the_api_as_its_own_service_account(env: Env) -> None:
+    """CoreDNS's identity (issue 18): the coredns pod's projected token, bound to that pod, is
+    ``system:serviceaccount:kube-system:coredns``, which kubeadm's ``system:coredns`` role lets
+    list and watch what DNS serves, and nothing else."""
+    [dns] = env.pods("k8s-app=kube-dns", "kube-system")
+    token_file = env.cluster.data_dir / "agent" / "pods" / dns["metadata"]["uid"] / "serviceaccount" / "token"
+    review = json.dumps({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                         "spec": {"token": token_file.read_text().strip()}})
+    out = env.cluster.kubectl("create", "-o", "json", "-f", "-", input=review, check=True).stdout
+    user = json.loads(out)["status"]["user"]
+    assert user["username"] == "system:serviceaccount:kube-system:coredns"
+    assert user["extra"]["authentication.kubernetes.io/pod-name"] == [dns["metadata"]["name"]]
+    as_dns = "--as=system:serviceaccount:kube-system:coredns"
+    assert env.cluster.kubectl("auth", "can-i", "watch", "endpointslices.discovery.k8s.io", as_dns).stdout.strip() \
+        == "yes"
+    assert env.cluster.kubectl("auth", "can-i", "get", "secrets", "-A", as_dns).stdout.strip() == "no"

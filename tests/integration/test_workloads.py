@@ -559,7 +559,7 @@ async def test_controller_killed_mid_rollout_converges(env: Env) -> None:
                 created.add(pod["metadata"]["name"])
 
     env.tasks.append(asyncio.create_task(record()))
-    pattern = f"controllers --kubeconfig {env.cluster.kubeconfig}"
+    pattern = f"controllers --kubeconfig {env.cluster.data_dir / 'controller-manager.conf'}"
     before = await _pgrep(pattern)
     assert len(before) == 1, f"expected one controller-manager process, found {before}"
     await env.apply(deployment("crash", replicas=8))

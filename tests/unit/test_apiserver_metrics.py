@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import pathlib
 
+import orjson
+
 from kubelite.api import bootstrappolicy
 from kubelite.api.registry import lookup
 from kubelite.apiserver import authorization
@@ -47,7 +49,10 @@ def test_metrics_are_served_to_authenticated_clients_from_the_real_store(tmp_pat
             async with _client(tmp_path, store) as (api, client):
                 resp = await client.get("/metrics")
                 assert resp.status == 401  # as kube-apiserver: /metrics needs credentials
-                token, _ = api.tokens.issue("default", "scraper", "uid-1", expiration_seconds=600)
+                # A bound token holds while its service account exists with the UID in its claims.
+                sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "scraper", "namespace": "default", "uid": "uid-1"}}
+                await store.create("/registry/core/serviceaccounts/default/scraper", orjson.dumps(sa))
+                token, _ = api.signer.issue("default", "scraper", "uid-1", expiration_seconds=600)
                 resp = await client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
                 # Issue 18: a service account holds nothing until a role is bound to it.
                 assert resp.status == 403

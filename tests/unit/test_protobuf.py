@@ -422,3 +422,20 @@ def test_the_added_kinds_round_trip_with_their_pointers_and_inlined_structs() ->
            "spec": {"type": "Exempt", "exempt": {"nominalConcurrencyShares": 0, "lendablePercent": 0}}, "status": {}}
     for obj in (apiservice, attachment, rc, plc):
         assert decode_envelope(encode_envelope(obj)) == obj, obj["kind"]
+
+
+def test_extra_values_are_lists_both_ways() -> None:
+    """A user's extra values are Go's ``[]string`` (ExtraValue): a JSON list, in protobuf a
+    message of ``repeated string items``. `kubectl auth whoami` prints them from a
+    SelfSubjectReview's ``status.userInfo.extra``; a SubjectAccessReview carries them in
+    ``spec.extra``."""
+    extra = {"authentication.kubernetes.io/pod-name": ["web-0"], "scopes": ["a", "b"]}
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview", "metadata": {},
+              "status": {"userInfo": {"username": "u", "groups": ["g"], "extra": extra}}}
+    assert decode_envelope(encode_envelope(review))["status"]["userInfo"]["extra"] == extra
+    sar = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "metadata": {},
+           "spec": {"user": "u", "extra": extra, "resourceAttributes": {"verb": "get", "resource": "pods"}},
+           "status": {"allowed": False}}
+    assert decode_envelope(encode_envelope(sar))["spec"]["extra"] == extra
+    with pytest.raises(ProtobufError):
+        encode_envelope({**sar, "spec": {"user": "u", "extra": {"k": "not-a-list"}}})

@@ -26,7 +26,8 @@ EXPIRES = 1_700_000_000  # 2023-11-14T22:13:20Z
 class FakeTokens:
     def issue(
         self, namespace: str, service_account: str, sa_uid: str, *, expiration_seconds: int = 3600,
-        pod: tuple[str, str] | None = None, audiences: builtins.list[str] | None = None,
+        audiences: builtins.list[str] | None = None, pod: tuple[str, str] | None = None,
+        secret: tuple[str, str] | None = None, node: tuple[str, str] | None = None,
     ) -> tuple[str, int]:
         return "a-token", EXPIRES
 

@@ -14,6 +14,7 @@ import asyncio
 import pathlib
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from kubelite.api import bootstrappolicy
@@ -47,7 +48,10 @@ def test_watches_closed_by_their_clients_are_unregistered(tmp_path: pathlib.Path
         await store.start()
         pki = ensure_pki(tmp_path / "pki", cluster_name="leak", service_ip="10.96.0.1")
         api = APIServer(store, pki, ServerConfig(port=0))
-        token, _ = api.tokens.issue("default", "watcher", "watcher-uid", expiration_seconds=3600)
+        # A bound token holds while its service account exists with the UID in its claims.
+        sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "watcher", "namespace": "default", "uid": "watcher-uid"}}
+        await store.create("/registry/core/serviceaccounts/default/watcher", orjson.dumps(sa))
+        token, _ = api.signer.issue("default", "watcher", "watcher-uid", expiration_seconds=3600)
         headers = {"Authorization": f"Bearer {token}"}
         # Served as `kubelite up` serves it (aiohttp's TestServer would cancel handlers on
         # disconnect, which the production runner does not).

@@ -7,8 +7,10 @@ authenticated user may do (``system:basic-user``, ``system:discovery``,
 ``system:public-info-viewer``), and the roles of the components (controller-manager,
 scheduler, node, kube-proxy, DNS). kube-apiserver reconciles them at every start
 (``rbac.authorization.kubernetes.io/autoupdate: "true"``): missing ones are created, and
-kubelite does the same. The per-controller ``system:controller:*`` roles are not here:
-kubelite's controller-manager runs every controller under its own one identity.
+kubelite does the same. The per-controller ``system:controller:*`` roles (testdata/
+controller-roles.yaml), each bound to the service account ``kube-system/<controller>`` that the
+controller acts as (``--use-service-account-credentials``), are here for the controllers
+kubelite runs.
 """
 
 from __future__ import annotations
@@ -234,6 +236,145 @@ CLUSTER_ROLES: list[Obj] = [
         rule(["certificates.k8s.io"], ["certificatesigningrequests/selfnodeclient"], ["create"])]),
 ]
 
+EVENTS_CREATE = rule(["", "events.k8s.io"], ["events"], ["create", "patch", "update"])
+CRUD = ["create", "delete", "get", "list", "patch", "update", "watch"]
+
+
+def _controller(name: str, rules: list[Obj], events: bool = True) -> Obj:
+    return cluster_role(f"system:controller:{name}", [*rules, *([EVENTS_CREATE] if events else [])])
+
+
+# controller-roles.yaml, for the controllers kubelite runs (each rule as Kubernetes lists it).
+CONTROLLER_ROLES: list[Obj] = [
+    _controller("certificate-controller", [
+        rule(["certificates.k8s.io"], ["certificatesigningrequests"], ["delete", "get", "list", "watch"]),
+        rule(["certificates.k8s.io"], ["certificatesigningrequests/approval", "certificatesigningrequests/status"],
+             ["update"]),
+        rule(["certificates.k8s.io"], ["signers"], ["approve"], ["kubernetes.io/kube-apiserver-client-kubelet"]),
+        rule(["certificates.k8s.io"], ["signers"], ["sign"], [
+            "kubernetes.io/kube-apiserver-client", "kubernetes.io/kube-apiserver-client-kubelet",
+            "kubernetes.io/kubelet-serving", "kubernetes.io/legacy-unknown"]),
+        rule(["authorization.k8s.io"], ["subjectaccessreviews"], ["create"]),
+    ]),
+    _controller("clusterrole-aggregation-controller", [
+        rule(["rbac.authorization.k8s.io"], ["clusterroles"], ["escalate", "get", "list", "patch", "update", "watch"]),
+    ], events=False),
+    _controller("cronjob-controller", [
+        rule(["batch"], ["cronjobs"], ["get", "list", "update", "watch"]),
+        rule(["batch"], ["jobs"], CRUD),
+        rule(["batch"], ["cronjobs/status"], ["update"]),
+        rule(["batch"], ["cronjobs/finalizers"], ["update"]),
+        rule([""], ["pods"], ["delete", "list", "watch"]),
+    ]),
+    _controller("daemon-set-controller", [
+        rule(["apps", "extensions"], ["daemonsets"], READ),
+        rule(["apps", "extensions"], ["daemonsets/status"], ["update"]),
+        rule(["apps", "extensions"], ["daemonsets/finalizers"], ["update"]),
+        rule([""], ["nodes"], ["list", "watch"]),
+        rule([""], ["pods"], ["create", "delete", "list", "patch", "watch"]),
+        rule([""], ["pods/binding"], ["create"]),
+        rule(["apps"], ["controllerrevisions"], CRUD),
+    ]),
+    _controller("deployment-controller", [
+        rule(["apps", "extensions"], ["deployments"], ["get", "list", "update", "watch"]),
+        rule(["apps", "extensions"], ["deployments/status"], ["update"]),
+        rule(["apps", "extensions"], ["deployments/finalizers"], ["update"]),
+        rule(["apps", "extensions"], ["replicasets"], CRUD),
+        rule([""], ["pods"], ["get", "list", "update", "watch"]),
+    ]),
+    _controller("disruption-controller", [
+        rule(["apps", "extensions"], ["deployments"], READ),
+        rule(["apps", "extensions"], ["replicasets"], READ),
+        rule([""], ["replicationcontrollers"], READ),
+        rule(["policy"], ["poddisruptionbudgets"], READ),
+        rule(["apps"], ["statefulsets"], READ),
+        rule(["policy"], ["poddisruptionbudgets/status"], ["update"]),
+        rule([""], ["pods/status"], ["patch", "update"]),
+        rule(["*"], ["*/scale"], ["get"]),
+    ]),
+    _controller("endpoint-controller", [
+        rule([""], ["pods", "services"], READ),
+        rule([""], ["endpoints"], ["create", "delete", "get", "list", "update", "watch"]),
+        rule([""], ["endpoints/restricted"], ["create"]),
+    ]),
+    _controller("endpointslice-controller", [
+        rule([""], ["nodes", "pods", "services"], READ),
+        rule([""], ["services/finalizers"], ["update"]),
+        rule(["discovery.k8s.io"], ["endpointslices"], ["create", "delete", "get", "list", "update", "watch"]),
+    ]),
+    _controller("generic-garbage-collector", [
+        rule(["*"], ["*"], ["delete", "get", "list", "patch", "update", "watch"]),
+    ]),
+    _controller("job-controller", [
+        rule(["batch"], ["jobs"], ["get", "list", "patch", "update", "watch"]),
+        rule(["batch"], ["jobs/status"], ["update"]),
+        rule(["batch"], ["jobs/finalizers"], ["update"]),
+        rule([""], ["pods"], ["create", "delete", "list", "patch", "watch"]),
+    ]),
+    _controller("namespace-controller", [
+        rule([""], ["namespaces"], ["delete", "get", "list", "watch"]),
+        rule([""], ["namespaces/finalize", "namespaces/status"], ["update"]),
+        rule(["*"], ["*"], ["delete", "deletecollection", "get", "list", "watch"]),
+    ], events=False),
+    _controller("node-controller", [
+        rule([""], ["nodes"], ["delete", "get", "list", "patch", "update", "watch"]),
+        rule([""], ["nodes/status"], ["patch", "update"]),
+        rule([""], ["pods/status"], ["patch", "update"]),
+        rule([""], ["pods"], ["delete", "get", "list", "watch"]),
+    ]),
+    _controller("persistent-volume-binder", [
+        rule([""], ["persistentvolumes"], ["create", "delete", "get", "list", "update", "watch"]),
+        rule([""], ["persistentvolumes/status"], ["update"]),
+        rule([""], ["persistentvolumeclaims"], ["get", "list", "update", "watch"]),
+        rule([""], ["persistentvolumeclaims/status"], ["update"]),
+        rule([""], ["pods"], ["create", "delete", "get", "list", "watch"]),
+        rule(["storage.k8s.io"], ["storageclasses"], READ),
+        rule([""], ["nodes"], ["list", "watch"]),
+        EVENTS_CREATE,
+        rule([""], ["events"], ["watch"]),
+    ], events=False),
+    _controller("pv-protection-controller", [
+        rule([""], ["persistentvolumes"], ["get", "list", "update", "watch"]),
+    ]),
+    _controller("pvc-protection-controller", [
+        rule([""], ["persistentvolumeclaims"], ["get", "list", "update", "watch"]),
+        rule([""], ["persistentvolumeclaims/status"], ["update"]),
+        rule([""], ["pods"], READ),
+    ]),
+    _controller("replicaset-controller", [
+        rule(["apps", "extensions"], ["replicasets"], ["get", "list", "update", "watch"]),
+        rule(["apps", "extensions"], ["replicasets/status"], ["update"]),
+        rule(["apps", "extensions"], ["replicasets/finalizers"], ["update"]),
+        rule([""], ["pods"], ["create", "delete", "list", "patch", "watch"]),
+    ]),
+    _controller("replication-controller", [
+        rule([""], ["replicationcontrollers"], ["get", "list", "update", "watch"]),
+        rule([""], ["replicationcontrollers/status"], ["update"]),
+        rule([""], ["replicationcontrollers/finalizers"], ["update"]),
+        rule([""], ["pods"], ["create", "delete", "list", "patch", "watch"]),
+    ]),
+    _controller("resourcequota-controller", [
+        rule(["*"], ["*"], ["list", "watch"]),
+        rule([""], ["resourcequotas/status"], ["update"]),
+    ]),
+    _controller("root-ca-cert-publisher", [rule([""], ["configmaps"], ["create", "update"])]),
+    _controller("service-account-controller", [rule([""], ["serviceaccounts"], ["create"])]),
+    _controller("statefulset-controller", [
+        rule([""], ["pods"], ["list", "watch"]),
+        rule(["apps"], ["statefulsets"], READ),
+        rule(["apps"], ["statefulsets/status"], ["update"]),
+        rule(["apps"], ["statefulsets/finalizers"], ["update"]),
+        rule([""], ["pods"], ["create", "delete", "get", "patch", "update"]),
+        rule(["apps"], ["controllerrevisions"], CRUD),
+        rule([""], ["persistentvolumeclaims"], ["create", "get", "list", "watch"]),
+        rule([""], ["persistentvolumeclaims"], ["delete", "update"]),
+        rule([""], ["pods/finalizers"], ["update"]),
+    ]),
+    _controller("ttl-after-finished-controller", [rule(["batch"], ["jobs"], ["delete", "get", "list", "watch"])]),
+]
+
+CLUSTER_ROLES += CONTROLLER_ROLES
+
 CLUSTER_ROLE_BINDINGS: list[Obj] = [
     binding("cluster-admin", "cluster-admin", [group("system:masters")]),
     binding("system:basic-user", "system:basic-user", [group("system:authenticated")]),
@@ -250,6 +391,10 @@ CLUSTER_ROLE_BINDINGS: list[Obj] = [
     binding("system:kube-dns", "system:kube-dns", [service_account("kube-system", "kube-dns")]),
     binding("system:node", "system:node", []),  # nodes are authorized by the Node authorizer
     binding("system:node-proxier", "system:node-proxier", [user("system:kube-proxy")]),
+    # controller-role-bindings.yaml: each controller's role to its service account.
+    *[binding(r["metadata"]["name"], r["metadata"]["name"],
+              [service_account("kube-system", r["metadata"]["name"].removeprefix("system:controller:"))])
+      for r in CONTROLLER_ROLES],
 ]
 
 

@@ -56,7 +56,9 @@ def _tables() -> tuple[dict[str, str], dict[str, dict[int, _Field]]]:
     data = orjson.loads(gzip.decompress(raw))
     messages = {
         name: {
-            int(num): _Field(json, label, type_, "z" in flags, "i" in flags)
+            # Every group's ExtraValue is Go's ``[]string``: its JSON is a list, not the message.
+            int(num): _Field(json, label, "extravalue" if type_.endswith(".ExtraValue") else type_,
+                             "z" in flags, "i" in flags)
             for num, (json, label, type_, flags) in fields.items()
         }
         for name, fields in data["messages"].items()
@@ -344,6 +346,19 @@ def _fields_v1(r: _Reader) -> Any:
         raise ProtobufError("fieldsV1 is not JSON") from e
 
 
+def _extra_value(r: _Reader) -> list[str]:
+    """An ExtraValue (a user's extra values): Go's ``[]string``, so a JSON list, written in
+    protobuf as a message of one ``repeated string items = 1``."""
+    items: list[str] = []
+    while not r.done():
+        n, w = r.tag()
+        if n == 1:
+            items.append(_scalar(r, w, "string", "items"))
+        else:
+            r.skip(w)
+    return items
+
+
 _SPECIAL = {
     "time": _time,
     "microtime": _microtime,
@@ -352,6 +367,7 @@ _SPECIAL = {
     "fieldsv1": _fields_v1,
     # A RawExtension (ControllerRevision.data) holds JSON in its ``raw`` = 1, as FieldsV1 does.
     "rawextension": _fields_v1,
+    "extravalue": _extra_value,
 }
 
 
@@ -559,6 +575,15 @@ def _fields_v1_bytes(value: Any, field: str) -> bytes:
     return _bytes_of(lambda b: _put_bytes(b, 1, orjson.dumps(value)))
 
 
+def _extra_value_bytes(value: Any, field: str) -> bytes:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ProtobufError(f"field {field} is not a list of strings")
+    out = bytearray()
+    for v in value:
+        _put_bytes(out, 1, v.encode())
+    return bytes(out)
+
+
 _SPECIAL_ENCODERS = {
     "time": _timestamp_bytes,
     "microtime": _timestamp_bytes,
@@ -566,6 +591,7 @@ _SPECIAL_ENCODERS = {
     "quantity": _quantity_bytes,
     "fieldsv1": _fields_v1_bytes,
     "rawextension": _fields_v1_bytes,
+    "extravalue": _extra_value_bytes,
 }
 
 

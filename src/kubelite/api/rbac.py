@@ -42,6 +42,9 @@ class Attributes:
     namespace: str = ""
     name: str = ""
     extra: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # A list's or watch's field selector as (field, operator, value) requirements (the Node
+    # authorizer allows a node's pod list only with spec.nodeName=<itself>).
+    fields: tuple[tuple[str, str, str], ...] = ()
 
 
 def request_attributes(user: str, groups: Sequence[str], method: str, path: str,
@@ -68,6 +71,7 @@ def request_attributes(user: str, groups: Sequence[str], method: str, path: str,
     if not rest:  # /api/v1, /apis/GROUP/VERSION: discovery
         return nonresource
     verb = ""
+    fields: tuple[tuple[str, str, str], ...] = ()
     if rest[0] == "watch":  # the deprecated /watch/ paths
         verb, rest = "watch", rest[1:]
     namespace = ""
@@ -86,13 +90,18 @@ def request_attributes(user: str, groups: Sequence[str], method: str, path: str,
                 "DELETE": "delete"}.get(method.upper(), "")
         if not name and verb == "get":
             verb = "watch" if str(query.get("watch", "")).lower() in ("1", "true") else "list"
+            requirements = []
             for selector in str(query.get("fieldSelector", "")).split(","):
                 key, op, value = _split_selector(selector)
                 if key == "metadata.name" and op in ("=", "==") and value:
                     name = value
+                if key:
+                    requirements.append((key, op, value))
+            fields = tuple(requirements)
         elif not name and verb == "delete":
             verb = "deletecollection"
-    return Attributes(user, tuple(groups), verb, True, path, group, version, resource, subresource, namespace, name)
+    return Attributes(user, tuple(groups), verb, True, path, group, version, resource, subresource, namespace, name,
+                      fields=fields)
 
 
 def _split_selector(selector: str) -> tuple[str, str, str]:
@@ -207,6 +216,37 @@ class Policy:
                     if any(rule_allows(attrs, r) for r in self._role_rules(b.get("roleRef") or {}, attrs.namespace)):
                         return True
         return False
+
+
+    def allowed_by(self, attrs: Attributes) -> str:
+        """The authorizer's reason for an allowed request (the audit event's
+        ``authorization.k8s.io/reason``): the binding, role and subject that allowed it, in
+        RBACAuthorizer's words; "" when nothing (or the super-user group) did."""
+        if SUPER_GROUP in attrs.groups:
+            return ""
+        for b in self.cluster_role_bindings:
+            for s in b.get("subjects") or ():
+                if subject_matches(s, attrs.user, attrs.groups, "") and any(
+                        rule_allows(attrs, r) for r in self._role_rules(b.get("roleRef") or {}, "")):
+                    ref = b.get("roleRef") or {}
+                    return (f'RBAC: allowed by ClusterRoleBinding "{b["metadata"]["name"]}" of {ref.get("kind", "")} '
+                            f'"{ref.get("name", "")}" to {_describe_subject(s, "")}')
+        if attrs.namespace:
+            for b in self.role_bindings.get(attrs.namespace, ()):
+                for s in b.get("subjects") or ():
+                    if subject_matches(s, attrs.user, attrs.groups, attrs.namespace) and any(
+                            rule_allows(attrs, r) for r in self._role_rules(b.get("roleRef") or {}, attrs.namespace)):
+                        ref = b.get("roleRef") or {}
+                        return (f'RBAC: allowed by RoleBinding "{b["metadata"]["name"]}/{attrs.namespace}" of '
+                                f'{ref.get("kind", "")} "{ref.get("name", "")}" to '
+                                f"{_describe_subject(s, attrs.namespace)}")
+        return ""
+
+
+def _describe_subject(subject: Mapping[str, Any], binding_namespace: str) -> str:
+    if subject.get("kind") == "ServiceAccount":
+        return f'ServiceAccount "{subject.get("name", "")}/{subject.get("namespace") or binding_namespace}"'
+    return f'{subject.get("kind", "")} "{subject.get("name", "")}"'
 
 
 def forbidden_message(attrs: Attributes, reason: str = "") -> str:

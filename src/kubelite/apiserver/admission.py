@@ -1,4 +1,4 @@
-"""Admission: kube-apiserver's LimitRanger, ResourceQuota and CertificateSubjectRestriction plugins.
+"""Admission: kube-apiserver's LimitRanger, PodSecurity, ResourceQuota and CertificateSubjectRestriction plugins.
 
 kube-apiserver runs mutating admission before the strategy prepares an object and validating
 admission after it validated, just before storage. Of its default plugins these two read
@@ -13,7 +13,16 @@ CertificateSubjectRestriction refuses a CertificateSigningRequest for the
 ``kube-apiserver-client`` signer whose subject claims the ``system:masters`` group (a
 certificate no authorization could ever restrict).
 
-Most namespaces hold neither kind: a watch keeps the set of namespaces that do, so that a
+PodSecurity evaluates pods, and the pod templates of workloads, against the Pod Security
+Standards level their namespace's ``pod-security.kubernetes.io/*`` labels choose
+(kubelite.api.podsecurity has the checks): ``enforce`` refuses a pod (a create, or an update
+that changes an image), ``warn`` answers with ``Warning`` headers, ``audit`` annotates the
+request's audit event; templates get warn and audit, never enforce, as in Kubernetes. A
+namespace's labels are validated on its writes, and a stricter enforce level reports the
+existing pods that would now be refused. The labels come from a watch of the namespaces
+(the plugin's namespace informer).
+
+Most namespaces hold neither LimitRanges nor quotas: a watch keeps the set of namespaces that do, so that a
 create elsewhere costs no store read (LimitRanger's informer and ResourceQuota's quota
 lister do the same job in Kubernetes). The quotas themselves are read live when charged.
 """
@@ -32,10 +41,12 @@ import orjson
 from cryptography.x509.oid import NameOID
 
 from kubelite.api import errors
+from kubelite.api import podsecurity as psa
 from kubelite.api import quota as apiquota
 from kubelite.api.registry import ResourceType
 from kubelite.api.resource import format_quantity, parse_quantity, quantity_format
 from kubelite.api.validation import certificates
+from kubelite.apiserver import requestcontext
 from kubelite.store import ConflictError, KeyNotFoundError, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,9 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 LIMIT_RANGES_PREFIX = "/registry/core/limitranges/"
 QUOTAS_PREFIX = "/registry/core/resourcequotas/"
+NAMESPACES_PREFIX = "/registry/core/namespaces/"
+PODS_PREFIX = "/registry/core/pods/"
+_PSA_MARK = psa.LABEL_PREFIX.encode()
 LIMIT_RANGER_ANNOTATION = "kubernetes.io/limit-ranger"
 # install.DefaultIgnoredResources: what quota never charges (events of both APIs).
 QUOTA_IGNORED = frozenset({("", "events"), ("events.k8s.io", "events")})
@@ -98,6 +112,175 @@ class NamespacesHolding:
                 with contextlib.suppress(StoreError):
                     rev = await self._relist()
                     self.started = True
+
+
+class NamespacePolicies:
+    """The ``pod-security.kubernetes.io/*`` labels of every namespace that has some, from a watch.
+
+    Only namespaces whose stored bytes mention the prefix are decoded, so the watch costs
+    next to nothing where no namespace uses Pod Security. Until it has listed (and after it
+    lost its watch) it is not ``synced``, and readers look the namespace up live.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.labels: dict[str, dict[str, str]] = {}
+        self.synced = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        rev = await self._relist()
+        self._task = asyncio.create_task(self._follow(rev), name="admission-namespace-policies")
+
+    async def stop(self) -> None:
+        self.synced = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    @staticmethod
+    def labels_of(value: bytes) -> dict[str, str] | None:
+        if _PSA_MARK not in value:
+            return None
+        labels = (orjson.loads(value).get("metadata") or {}).get("labels") or {}
+        found = {k: str(v) for k, v in labels.items() if k.startswith(psa.LABEL_PREFIX)}
+        return found or None
+
+    def _put(self, key: str, value: bytes | None) -> None:
+        name = key[len(NAMESPACES_PREFIX):]
+        labels = self.labels_of(value) if value is not None else None
+        if labels is None:
+            self.labels.pop(name, None)
+        else:
+            self.labels[name] = labels
+
+    async def _relist(self) -> int:
+        kvs, rev, _ = await self.store.list(NAMESPACES_PREFIX)
+        self.labels = {}
+        for kv in kvs:
+            self._put(kv.key, kv.value)
+        self.synced = True
+        return rev
+
+    async def _follow(self, rev: int) -> None:
+        while True:
+            try:
+                async with contextlib.aclosing(self.store.watch_batches(NAMESPACES_PREFIX, rev)) as batches:
+                    async for batch in batches:
+                        for ev in batch.events:
+                            self._put(ev.kv.key, None if ev.type == "DELETED" else ev.kv.value)
+                        rev = batch.revision
+            except StoreError as e:
+                self.synced = False
+                log.info("namespace policies: %s; relisting", e)
+                await asyncio.sleep(0.1)
+                with contextlib.suppress(StoreError):
+                    rev = await self._relist()
+
+    async def get(self, namespace: str) -> dict[str, str] | None:
+        """The namespace's Pod Security labels (None: it has none)."""
+        if self.synced:
+            return self.labels.get(namespace)
+        kv = await self.store.get(NAMESPACES_PREFIX + namespace)
+        return self.labels_of(kv.value) if kv is not None else None
+
+
+# ---------------------------------------------------------------------------- PodSecurity
+
+
+class PodSecurity:
+    """kube-apiserver's PodSecurity plugin (validating): pods, workloads' templates, namespaces."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.namespaces = NamespacePolicies(store)
+
+    async def validate(self, group: str, resource: str, namespace: str | None, obj: Obj, old: Obj | None) -> None:
+        """Admit a create (``old`` None) or an update of the main resource; raises to refuse."""
+        if not group and resource == "namespaces":
+            self._validate_namespace(obj, old)
+            if old is not None:
+                await self._check_existing_pods(obj, old)
+            return
+        is_pod = not group and resource == "pods"
+        if not namespace or not (is_pod or (group, resource) in psa.POD_TEMPLATE_RESOURCES):
+            return
+        policy, errs = psa.policy_to_evaluate(await self.namespaces.get(namespace))
+        if is_pod:
+            if not errs and policy.fully_privileged():
+                requestcontext.add_annotation(psa.ENFORCE_POLICY_ANNOTATION, str(psa.DEFAULT))
+                return
+            if old is not None and not psa.significant_pod_update(obj, old):
+                return
+            self._evaluate(policy, errs, obj.get("metadata"), obj.get("spec"), _name(obj), enforce=True)
+            return
+        if not errs and policy.warn.level == policy.audit.level == psa.PRIVILEGED:
+            return
+        template = psa.pod_template(group, resource, obj)
+        if template is not None:
+            self._evaluate(policy, errs, template[0], template[1], _name(obj), enforce=False)
+
+    @staticmethod
+    def _evaluate(policy: psa.Policy, errs: list[errors.FieldError], meta: Any, spec: Any, name: str, *,
+                  enforce: bool) -> None:
+        """EvaluatePod: enforce (pods only), then audit, then warn (unless refused)."""
+        if errs:
+            requestcontext.add_annotation(psa.ERROR_ANNOTATION,
+                                          "Failed to parse policy: " + errors.aggregate(str(e) for e in errs))
+        results: dict[psa.LevelVersion, psa.Result] = {}
+
+        def result(lv: psa.LevelVersion) -> psa.Result:
+            r = results.get(lv)
+            if r is None:
+                r = results[lv] = psa.evaluate(lv, meta, spec)
+            return r
+
+        refused: errors.StatusError | None = None
+        if enforce:
+            requestcontext.add_annotation(psa.ENFORCE_POLICY_ANNOTATION, str(policy.enforce))
+            r = result(policy.enforce)
+            if not r.allowed:
+                refused = errors.forbidden_error("pods", name, f'violates PodSecurity "{policy.enforce}": {r.detail()}')
+        r = result(policy.audit)
+        if not r.allowed:
+            requestcontext.add_annotation(psa.AUDIT_VIOLATIONS_ANNOTATION,
+                                          f'would violate PodSecurity "{policy.audit}": {r.detail()}')
+        if refused is not None:
+            raise refused
+        r = result(policy.warn)
+        if not r.allowed:
+            requestcontext.add_warning(f'would violate PodSecurity "{policy.warn}": {r.detail()}')
+
+    @staticmethod
+    def _validate_namespace(obj: Obj, old: Obj | None) -> None:
+        """Invalid labels refuse a create, and an update that changes which ones are invalid."""
+        _, errs = psa.policy_to_evaluate((obj.get("metadata") or {}).get("labels"))
+        if not errs:
+            return
+        if old is not None:
+            _, old_errs = psa.policy_to_evaluate((old.get("metadata") or {}).get("labels"))
+            if old_errs == errs:
+                return
+        raise errors.invalid_error("Namespace", str((obj.get("metadata") or {}).get("name", "")), errs)
+
+    async def _check_existing_pods(self, obj: Obj, old: Obj) -> None:
+        """A stricter enforce level: warn about the namespace's pods it would refuse."""
+        new_policy, _ = psa.policy_to_evaluate((obj.get("metadata") or {}).get("labels"))
+        old_policy, _ = psa.policy_to_evaluate((old.get("metadata") or {}).get("labels"))
+        if not psa.enforce_tightened(new_policy, old_policy):
+            return
+        name = str((obj.get("metadata") or {}).get("name", ""))
+        try:
+            kvs, _, _ = await self.store.list(f"{PODS_PREFIX}{name}/")
+        except StoreError as e:
+            log.info("PodSecurity: listing the pods of %s: %s", name, e)
+            requestcontext.add_warning("failed to list pods while checking new PodSecurity enforce level")
+            return
+        pods = [orjson.loads(kv.value) for kv in kvs]
+        for warning in psa.existing_pods_warnings(name, new_policy.enforce, pods):
+            requestcontext.add_warning(warning)
 
 
 def _quantity(text: Any) -> tuple[decimal.Decimal, str]:
@@ -239,14 +422,17 @@ class Admission:
         self.store = store
         self.limit_ranges = NamespacesHolding(store, LIMIT_RANGES_PREFIX)
         self.quotas = NamespacesHolding(store, QUOTAS_PREFIX)
+        self.pod_security = PodSecurity(store)
 
     async def start(self) -> None:
         await self.limit_ranges.start()
         await self.quotas.start()
+        await self.pod_security.namespaces.start()
 
     async def stop(self) -> None:
         await self.limit_ranges.stop()
         await self.quotas.stop()
+        await self.pod_security.namespaces.stop()
 
     async def _list(self, prefix: str, namespace: str) -> list[tuple[Obj, int, str]]:
         kvs, _, _ = await self.store.list(f"{prefix}{namespace}/")
@@ -274,13 +460,14 @@ class Admission:
         before_quota: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         """Validating admission of a create, in kube-apiserver's plugin order: LimitRanger's checks,
-        ``before_quota`` (the plugins between, the strategy's: Priority), CertificateSubjectRestriction,
-        then ResourceQuota's charge."""
+        PodSecurity, ``before_quota`` (the plugins between, the strategy's: Priority),
+        CertificateSubjectRestriction, then ResourceQuota's charge."""
         if rt.namespaced and namespace and not rt.group and rt.plural == "pods" and self.limit_ranges.may_hold(namespace):
             for lr, _, _ in await self._list(LIMIT_RANGES_PREFIX, namespace):
                 problems = limit_ranger_validate(obj, lr)
                 if problems:
                     raise errors.forbidden_error(rt.plural, _name(obj), errors.aggregate(problems), rt.group)
+        await self.pod_security.validate(rt.group, rt.plural, namespace if rt.namespaced else None, obj, None)
         if before_quota is not None:
             await before_quota()
         if rt.group == "certificates.k8s.io" and rt.plural == "certificatesigningrequests":
@@ -301,6 +488,10 @@ class Admission:
             except (ConflictError, KeyNotFoundError):
                 continue  # another create charged first (or the quota went): price again
         raise errors.StatusError(500, "InternalError", "Internal error occurred: resource quota evaluation timed out")
+
+    async def validate_update(self, rt: ResourceType, namespace: str | None, new: Obj, old: Obj) -> None:
+        """Validating admission of an update of the main resource (of these plugins, PodSecurity's)."""
+        await self.pod_security.validate(rt.group, rt.plural, namespace if rt.namespaced else None, new, old)
 
     def _charge(self, rt: ResourceType, obj: Obj, quotas: list[tuple[Obj, int, str]]) -> list[tuple[Obj, int, str]]:
         """The quotas with the object's usage added (checkRequest), or a Forbidden error."""

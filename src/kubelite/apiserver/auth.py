@@ -7,16 +7,21 @@ it; one with no credentials is refused (401) except on ``/livez``, ``/readyz`` a
 
 Service-account tokens are JWTs signed with the cluster's ES256 key (``pki/sa.key``), with
 the claims kube-apiserver puts in them, so in-cluster clients can present them and the
-official ``load_incluster_config()`` works.
+official ``load_incluster_config()`` works. They are bound tokens, as the TokenRequest API
+issues them: audience-scoped, expiring, and void once the service account or the pod (or
+secret, or node) they are bound to is gone or was made again under another UID. There are no
+legacy Secret-held tokens.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from cryptography.exceptions import InvalidSignature
@@ -24,10 +29,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
+from kubelite.api import timeutil
+
 ISSUER = "https://kubernetes.default.svc.cluster.local"
+# --api-audiences: kube-apiserver defaults them to the issuer; a token for another audience
+# (a projected token for Vault, say) is not a credential for the API.
+API_AUDIENCES = (ISSUER,)
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/version"})
 CACHE_SIZE = 4096
-CACHE_TTL = 10.0
+LEEWAY = 60.0  # go-jose's jwt.DefaultLeeway, which kube-apiserver's validation uses
+Obj = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,10 @@ class User:
     groups: tuple[str, ...] = ()
     uid: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+# Who the request being served is (set by the API server's middleware, read by admission).
+REQUEST_USER: contextvars.ContextVar[User | None] = contextvars.ContextVar("request_user", default=None)
 
 
 def user_from_peercert(peercert: dict[str, Any] | None) -> User | None:
@@ -63,17 +78,20 @@ def _unb64(text: str) -> bytes:
 
 
 class TokenSigner:
-    """Issues and verifies service-account JWTs (ES256)."""
+    """Issues service-account JWTs (ES256) with kube-apiserver's claims, and checks their
+    signatures; what a token's claims still mean is :class:`TokenAuthenticator`'s to decide."""
 
-    def __init__(self, pem_key: bytes) -> None:
+    def __init__(self, pem_key: bytes, clock: Callable[[], float] = time.time) -> None:
         key = serialization.load_pem_private_key(pem_key, None)
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise ValueError("service-account key must be an EC P-256 key")
         self._key = key
         self._pub = key.public_key()
-        # Verified tokens, as kube-apiserver's token cache: an ECDSA verification costs more
-        # than serving a whole request, and clients send the same token on every call.
-        self._cache: dict[str, tuple[User, float]] = {}
+        self.clock = clock
+        # Verified signatures: an ECDSA verification costs more than serving a whole request,
+        # and clients send the same token on every call. Claims never change; whether they
+        # still hold (expiry, the bound objects) is checked on every request.
+        self._cache: dict[str, Obj] = {}
 
     def issue(
         self,
@@ -81,62 +99,174 @@ class TokenSigner:
         service_account: str,
         sa_uid: str,
         *,
-        expiration_seconds: int = 3607,
-        pod: tuple[str, str] | None = None,
+        expiration_seconds: int = 3600,
         audiences: list[str] | None = None,
+        pod: tuple[str, str] | None = None,
+        secret: tuple[str, str] | None = None,
+        node: tuple[str, str] | None = None,
     ) -> tuple[str, int]:
-        now = int(time.time())
+        """A signed token and its expiry, with serviceaccount.Claims' claims: the ``kubernetes.io``
+        claim names the namespace, the account and the object the token is bound to (a pod, with
+        its node when known; a secret; or a node), ``jti`` a fresh credential ID."""
+        now = int(self.clock())
         exp = now + expiration_seconds
-        k8s: dict[str, Any] = {"namespace": namespace, "serviceaccount": {"name": service_account, "uid": sa_uid}}
+        k8s: Obj = {"namespace": namespace, "serviceaccount": {"name": service_account, "uid": sa_uid}}
         if pod:
             k8s["pod"] = {"name": pod[0], "uid": pod[1]}
+        if secret:
+            k8s["secret"] = {"name": secret[0], "uid": secret[1]}
+        if node:
+            k8s["node"] = {k: v for k, v in (("name", node[0]), ("uid", node[1])) if v}
         claims = {
-            "aud": audiences or [ISSUER],
+            "aud": audiences or list(API_AUDIENCES),
             "exp": exp,
             "iat": now,
-            "nbf": now,
             "iss": ISSUER,
             "jti": str(uuid.uuid4()),
             "kubernetes.io": k8s,
+            "nbf": now,
             "sub": f"system:serviceaccount:{namespace}:{service_account}",
         }
-        header = _b64(orjson.dumps({"alg": "ES256", "typ": "JWT"}))
+        header = _b64(orjson.dumps({"alg": "ES256", "kid": self.key_id(), "typ": "JWT"}))
         payload = _b64(orjson.dumps(claims))
         der = self._key.sign(f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
         r, s = decode_dss_signature(der)
         return f"{header}.{payload}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}", exp
 
-    def verify(self, token: str) -> User | None:
-        now = time.time()
-        hit = self._cache.get(token)
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        user, exp = self._verify(token)
-        if user is not None:
-            if len(self._cache) >= CACHE_SIZE:
-                self._cache.clear()
-            self._cache[token] = (user, min(exp, now + CACHE_TTL))
-        return user
+    def key_id(self) -> str:
+        """The key's ID as kube-apiserver derives it: the SHA-256 of its public key's DER."""
+        der = self._pub.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        digest = hashes.Hash(hashes.SHA256())
+        digest.update(der)
+        return _b64(digest.finalize())
 
-    def _verify(self, token: str) -> tuple[User | None, float]:
+    def claims(self, token: str) -> Obj | None:
+        """The claims of a token this key signed (None: not one of ours)."""
+        hit = self._cache.get(token)
+        if hit is not None:
+            return hit
         try:
             header, payload, sig = token.split(".")
             raw = _unb64(sig)
             if len(raw) != 64:
-                return None, 0.0
+                return None
             der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
             self._pub.verify(der, f"{header}.{payload}".encode(), ec.ECDSA(hashes.SHA256()))
             claims = orjson.loads(_unb64(payload))
         except (ValueError, InvalidSignature, orjson.JSONDecodeError):
-            return None, 0.0
-        exp = claims.get("exp", 0)
-        if claims.get("iss") != ISSUER or not isinstance(exp, (int, float)) or exp < time.time():
-            return None, 0.0
+            return None
+        if not isinstance(claims, dict) or claims.get("iss") != ISSUER:
+            return None
+        if len(self._cache) >= CACHE_SIZE:
+            self._cache.clear()
+        self._cache[token] = claims
+        return claims
+
+
+class ObjectGetter(Protocol):
+    """What token validation looks up (kube-apiserver's ServiceAccountTokenGetter): each returns
+    (uid, deletionTimestamp) of the object, or None when it does not exist."""
+
+    async def service_account(self, namespace: str, name: str) -> tuple[str, str] | None: ...
+    async def pod(self, namespace: str, name: str) -> tuple[str, str] | None: ...
+    async def secret(self, namespace: str, name: str) -> tuple[str, str] | None: ...
+    async def node(self, name: str) -> tuple[str, str] | None: ...
+
+
+class TokenError(Exception):
+    """Why a token of ours does not authenticate (a TokenReview's status.error; a request's 401)."""
+
+
+def _deleted_before(timestamp: str, limit: float) -> bool:
+    when = timeutil.parse_time(timestamp) if timestamp else None
+    return when is not None and when.timestamp() < limit
+
+
+class TokenAuthenticator:
+    """Bearer service-account tokens, validated as kube-apiserver's JWT authenticator and
+    serviceaccount validator do: the audience, expiry (with go-jose's minute of leeway), and the
+    objects the token names: its service account and the pod, secret or node it is bound to must
+    still exist with the UIDs in the claims (one deleted more than the leeway ago is gone)."""
+
+    def __init__(self, signer: TokenSigner, getter: ObjectGetter, audiences: tuple[str, ...] = API_AUDIENCES,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.signer = signer
+        self.getter = getter
+        self.audiences = audiences
+        self.clock = clock
+
+    async def authenticate(self, token: str, audiences: tuple[str, ...] | None = None) -> User | None:
+        try:
+            return await self.review(token, audiences)
+        except TokenError:
+            return None
+
+    async def review(self, token: str, audiences: tuple[str, ...] | None = None) -> User | None:
+        """The token's user; None when it is not a token of ours; TokenError when it is one that
+        does not (or no longer) hold."""
+        claims = self.signer.claims(token)
+        if claims is None:
+            return None
+        wanted = audiences or self.audiences
+        aud = claims.get("aud")
+        token_auds = [aud] if isinstance(aud, str) else list(aud or [])
+        if not set(token_auds) & set(wanted):
+            raise TokenError(f"token audiences {_go_quote_list(token_auds)} is invalid for the target audiences "
+                             f"{_go_quote_list(list(wanted))}")
+        now = self.clock()
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if not isinstance(exp, (int, float)) or now > exp + LEEWAY:
+            raise TokenError("service account token has expired")
+        if isinstance(nbf, (int, float)) and now < nbf - LEEWAY:
+            raise TokenError("service account token is not valid yet")
         k8s = claims.get("kubernetes.io") or {}
-        ns = k8s.get("namespace", "")
-        user = User(
-            claims.get("sub", ""),
+        ns = str(k8s.get("namespace") or "")
+        sa = k8s.get("serviceaccount") or {}
+        invalid_if_deleted_before = now - LEEWAY
+        found = await self.getter.service_account(ns, str(sa.get("name") or ""))
+        if found is None:
+            raise TokenError(f'serviceaccounts "{sa.get("name") or ""}" not found')
+        if found[0] != sa.get("uid"):
+            raise TokenError(f"service account UID ({found[0]}) does not match claim ({sa.get('uid')})")
+        if _deleted_before(found[1], invalid_if_deleted_before):
+            raise TokenError(f"service account {ns}/{sa.get('name')} has been deleted")
+        extra: dict[str, list[str]] = {}
+        for kind, what in (("secret", "secret"), ("pod", "pod")):
+            ref = k8s.get(kind)
+            if not ref:
+                continue
+            lookup = self.getter.secret if kind == "secret" else self.getter.pod
+            obj = await lookup(ns, str(ref.get("name") or ""))
+            if obj is None or _deleted_before(obj[1], invalid_if_deleted_before):
+                raise TokenError("service account token has been invalidated")
+            if obj[0] != ref.get("uid"):
+                raise TokenError(f"{what} UID ({obj[0]}) does not match service account {what} ref claim "
+                                 f"({ref.get('uid')})")
+        pod, node = k8s.get("pod"), k8s.get("node")
+        if pod:
+            extra["authentication.kubernetes.io/pod-name"] = [str(pod.get("name") or "")]
+            extra["authentication.kubernetes.io/pod-uid"] = [str(pod.get("uid") or "")]
+        if node:
+            if not pod:  # a node-bound token: the node must still be there
+                found_node = await self.getter.node(str(node.get("name") or ""))
+                if found_node is None or _deleted_before(found_node[1], invalid_if_deleted_before):
+                    raise TokenError("service account token has been invalidated")
+                if found_node[0] != node.get("uid"):
+                    raise TokenError(f"node UID ({found_node[0]}) does not match service account node ref claim "
+                                     f"({node.get('uid')})")
+            extra["authentication.kubernetes.io/node-name"] = [str(node.get("name") or "")]
+            if node.get("uid"):
+                extra["authentication.kubernetes.io/node-uid"] = [str(node["uid"])]
+        if claims.get("jti"):
+            extra["authentication.kubernetes.io/credential-id"] = [f"JTI={claims['jti']}"]
+        return User(
+            str(claims.get("sub") or ""),
             ("system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"),
-            uid=(k8s.get("serviceaccount") or {}).get("uid", ""),
+            uid=str(sa.get("uid") or ""),
+            extra=dict(sorted(extra.items())),
         )
-        return user, float(exp)
+
+
+def _go_quote_list(values: list[str]) -> str:
+    """A []string as Go's %q prints it: ["a" "b"]."""
+    return "[" + " ".join(orjson.dumps(v).decode() for v in values) + "]"

@@ -17,13 +17,16 @@ TokenReview), which are computed, never stored.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
+
+import orjson
 
 from kubelite.api import bootstrappolicy, rbac
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import ResourceType, lookup
-from kubelite.apiserver.auth import User
+from kubelite.apiserver.auth import API_AUDIENCES, TokenAuthenticator, TokenError, User
+from kubelite.apiserver.nodeauthorizer import ALLOW, NodeAuthorizer, NodeGraph, Verdict, node_identity
 from kubelite.apiserver.registry import CachedKind
 from kubelite.store import Store
 
@@ -40,25 +43,69 @@ def _rt(group: str, plural: str) -> ResourceType:
     return rt
 
 
-class Authorizer:
-    """The RBAC authorizer of one API server process."""
+class ClusterObjects:
+    """What bound-token validation looks up (auth.ObjectGetter): pods from the Node authorizer's
+    graph, service accounts from a watch, the rest (and any miss) from the store."""
 
-    def __init__(self, store: Store, verify_token: Callable[[str], User | None] | None = None) -> None:
+    def __init__(self, store: Store, graph: NodeGraph) -> None:
         self.store = store
-        self.verify_token = verify_token
+        self.graph = graph
+        self.service_accounts = CachedKind(store, _rt("", "serviceaccounts"))
+
+    async def _live(self, rt: ResourceType, namespace: str | None, name: str) -> tuple[str, str] | None:
+        kv = await self.store.get(rt.key(namespace, name))
+        if kv is None:
+            return None
+        meta = orjson.loads(kv.value).get("metadata") or {}
+        return str(meta.get("uid") or ""), str(meta.get("deletionTimestamp") or "")
+
+    async def service_account(self, namespace: str, name: str) -> tuple[str, str] | None:
+        rt = self.service_accounts.rt
+        obj = self.service_accounts.objects.get(rt.key(namespace, name)) if self.service_accounts.synced else None
+        if obj is not None:
+            meta = obj.get("metadata") or {}
+            return str(meta.get("uid") or ""), str(meta.get("deletionTimestamp") or "")
+        return await self._live(rt, namespace, name)
+
+    async def pod(self, namespace: str, name: str) -> tuple[str, str] | None:
+        entry = self.graph.pods.get((namespace, name)) if self.graph.synced else None
+        if entry is not None:
+            return entry.uid, entry.deletion_timestamp
+        return await self._live(_rt("", "pods"), namespace, name)
+
+    async def secret(self, namespace: str, name: str) -> tuple[str, str] | None:
+        return await self._live(_rt("", "secrets"), namespace, name)
+
+    async def node(self, name: str) -> tuple[str, str] | None:
+        return await self._live(_rt("", "nodes"), None, name)
+
+
+class Authorizer:
+    """The authorizers of one API server process: Node, then RBAC (``--authorization-mode=Node,RBAC``)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.tokens: TokenAuthenticator | None = None  # the server sets it: TokenReview answers with it
         self.kinds = {name: _rt(RBAC_GROUP, name) for name in ("clusterroles", "roles", "clusterrolebindings",
                                                               "rolebindings")}
         self.caches = {name: CachedKind(store, rt) for name, rt in self.kinds.items()}
+        self.graph = NodeGraph(store)
+        self.nodes = NodeAuthorizer(self.graph)
+        self.objects = ClusterObjects(store, self.graph)
         self._policy = rbac.Policy()
         self._seen: tuple[int, ...] = ()
 
     async def start(self) -> None:
         for cache in self.caches.values():
             await cache.start()
+        await self.objects.service_accounts.start()
+        await self.graph.start()
 
     async def stop(self) -> None:
         for cache in self.caches.values():
             await cache.stop()
+        await self.objects.service_accounts.stop()
+        await self.graph.stop()
 
     def policy(self) -> rbac.Policy:
         generations = tuple(c.generation for c in self.caches.values())
@@ -68,15 +115,29 @@ class Authorizer:
             self._seen = generations
         return self._policy
 
-    def allows(self, attrs: rbac.Attributes) -> bool:
+    def decide(self, attrs: rbac.Attributes) -> Verdict:
+        """The union of the authorizers: the first that allows, else the reasons they gave."""
         if rbac.SUPER_GROUP in attrs.groups:
-            return True
-        return self.policy().allows(attrs)
+            return ALLOW
+        node = self.nodes.authorize(attrs)
+        if node.allowed or self.policy().allows(attrs):
+            return ALLOW
+        return node
 
-    def check(self, attrs: rbac.Attributes) -> None:
-        """Raise kube-apiserver's 403 unless the request is allowed."""
-        if not self.allows(attrs):
-            raise StatusError(403, "Forbidden", rbac.forbidden_message(attrs), rbac.forbidden_details(attrs))
+    def allows(self, attrs: rbac.Attributes) -> bool:
+        return self.decide(attrs).allowed
+
+    async def check(self, attrs: rbac.Attributes) -> None:
+        """Raise kube-apiserver's 403 unless the request is allowed. A node's request refused for
+        want of a path in the graph is asked again as the graph catches up with the store."""
+        verdict = self.decide(attrs)
+        if not verdict.allowed and verdict.graph:
+            if await self.graph.wait_until(lambda: self.decide(attrs).allowed):
+                return
+            verdict = self.decide(attrs)
+        if not verdict.allowed:
+            raise StatusError(403, "Forbidden", rbac.forbidden_message(attrs, verdict.reason),
+                              rbac.forbidden_details(attrs))
 
     # -- impersonation
 
@@ -182,6 +243,10 @@ class Authorizer:
 
     def rules_review(self, user: User, namespace: str) -> Obj:
         """SelfSubjectRulesReview's status: every rule that applies in the namespace."""
+        if node_identity(user.name, user.groups)[1]:
+            # The Node authorizer cannot enumerate what a node may do (NodeAuthorizer.RulesFor).
+            return {"resourceRules": [], "nonResourceRules": [], "incomplete": True,
+                    "evaluationError": "node authorizer does not support user rule resolution"}
         rules = self.policy().rules_for(user.name, user.groups, namespace)
         if rbac.SUPER_GROUP in user.groups:
             rules = [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}, {"verbs": ["*"], "nonResourceURLs": ["*"]},
@@ -193,7 +258,7 @@ class Authorizer:
         return {"resourceRules": resource_rules, "nonResourceRules": nonresource, "incomplete": False}
 
 
-    def answer(self, rt: ResourceType, body: Obj, user: User, namespace: str | None) -> Obj:
+    async def answer(self, rt: ResourceType, body: Obj, user: User, namespace: str | None) -> Obj:
         """The object a review kind's create returns: the request, with its status filled."""
         raw_spec, raw_meta = body.get("spec"), body.get("metadata")
         spec: Obj = raw_spec if isinstance(raw_spec, dict) else {}
@@ -215,12 +280,18 @@ class Authorizer:
                 raise StatusError(422, "Invalid", 'TokenReview.authentication.k8s.io "" is invalid: spec.token: '
                                   "Required value: token must not be empty", {"group": "authentication.k8s.io",
                                                                              "kind": "TokenReview"})
-            who = self.verify_token(token) if self.verify_token is not None else None
+            wanted = tuple(spec.get("audiences") or API_AUDIENCES)
             status: Obj = {"user": {}}
+            try:
+                who = await self.tokens.review(token, wanted) if self.tokens is not None else None
+            except TokenError as e:
+                who, status["error"] = None, f"[invalid bearer token, {e}]"
             if who is not None:
+                token_auds = (self.tokens.signer.claims(token) or {}).get("aud") if self.tokens else None
+                auds = [token_auds] if isinstance(token_auds, str) else list(token_auds or [])
                 status = {"authenticated": True, "user": {"username": who.name, "uid": who.uid,
                                                           "groups": list(who.groups)},
-                          "audiences": list(spec.get("audiences") or ["https://kubernetes.default.svc.cluster.local"])}
+                          "audiences": [a for a in wanted if a in auds]}
                 if who.extra:
                     status["user"]["extra"] = who.extra
             out["spec"] = spec

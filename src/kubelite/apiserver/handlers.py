@@ -40,7 +40,7 @@ from kubelite.api import (
 )
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import SUBRESOURCES, ResourceType
-from kubelite.apiserver import componentstatus, httplog
+from kubelite.apiserver import componentstatus, httplog, requestcontext
 from kubelite.apiserver.auth import User
 from kubelite.apiserver.authorization import RBAC_GROUP, REVIEW_GROUPS, Authorizer
 from kubelite.apiserver.httpproxy import ResourceProxy
@@ -304,7 +304,7 @@ class RestHandlers:
         if not isinstance(body, dict):
             raise errors.bad_request(f"a {target.rt.kind} is required")
         user = request.get(USER_KEY) or User("system:anonymous", ("system:unauthenticated",))
-        return object_response(request, self.authorizer.answer(target.rt, body, user, target.namespace), 201)
+        return object_response(request, await self.authorizer.answer(target.rt, body, user, target.namespace), 201)
 
     async def _check_escalation(self, request: web.Request, target: Target, verb: str) -> None:
         """Roles and bindings may grant only what their writer holds (RBAC's escalation check); a
@@ -650,6 +650,7 @@ class RestHandlers:
         if target.subresource or target.name is not None:
             raise errors.method_not_allowed()
         obj, warnings = self._decode_object(request, target.rt, await read_body(request))
+        requestcontext.set_object_name(str((obj.get("metadata") or {}).get("name") or ""))
         dry_run = _dry_run(request.query)
         created = await self.registry.create(
             target, obj, manager=self._field_manager(request), dry_run=dry_run, requester=request.get(USER_KEY)
@@ -839,7 +840,12 @@ def _partial(obj: dict[str, Any]) -> dict[str, Any]:
     return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj.get("metadata", {})}
 
 
+def warning_header(text: str) -> str:
+    """A ``Warning`` header's value as kube-apiserver writes it: code 299, no agent, the text quoted."""
+    return f"299 - {orjson.dumps(text).decode()}"
+
+
 def _warning_headers(warnings: builtins.list[str]) -> CIMultiDict[str] | None:
     if not warnings:
         return None
-    return CIMultiDict(("Warning", f"299 - {orjson.dumps(w).decode()}") for w in warnings)
+    return CIMultiDict(("Warning", warning_header(w)) for w in warnings)

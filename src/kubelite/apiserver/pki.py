@@ -1,4 +1,4 @@
-"""The cluster's PKI: a CA, the API server's serving certificate and the admin's client certificate.
+"""The cluster's PKI: a CA, the API server's serving certificate, and the client certificates.
 
 Pods run processes as root on this machine, so an API port open to every local user would
 hand out root. Like kubeadm, the first start creates a cluster CA and signs a serving
@@ -7,6 +7,13 @@ an admin client certificate (``O=system:masters``); the kubeconfig embeds them. 
 written with mode 0600 before any byte of it is. Later starts reuse the files, so a
 kubeconfig handed out once keeps working. A service-account signing key is made too, so the
 node agent can mount signed tokens into pods.
+
+Each component then gets a client certificate of its own, as kubeadm issues them into
+``controller-manager.conf``, ``scheduler.conf`` and ``kubelet.conf`` (and kube-up into
+kube-proxy's kubeconfig): the subject is the identity the bootstrap RBAC policy and the Node
+authorizer know (``CN=system:kube-controller-manager``, ``CN=system:kube-scheduler``,
+``CN=system:node:<name>, O=system:nodes``, ``CN=system:kube-proxy``), so that each holds only
+what its Kubernetes counterpart holds, never ``system:masters``.
 """
 
 from __future__ import annotations
@@ -57,6 +64,31 @@ class PKI:
     def sa_key(self) -> pathlib.Path:
         return self.dir / "sa.key"
 
+    def client_cert(self, base: str) -> pathlib.Path:
+        return self.dir / f"{base}.crt"
+
+    def client_key(self, base: str) -> pathlib.Path:
+        return self.dir / f"{base}.key"
+
+
+@dataclass(frozen=True)
+class ClientIdentity:
+    """A component's client certificate: its file name in pki/ and its subject."""
+
+    base: str
+    user: str
+    groups: tuple[str, ...] = ()
+
+
+CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controller-manager")
+SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
+KUBE_PROXY = ClientIdentity("kube-proxy", "system:kube-proxy")
+
+
+def kubelet_identity(node_name: str) -> ClientIdentity:
+    """The kubelet's identity: what the Node authorizer and NodeRestriction recognise."""
+    return ClientIdentity("kubelet-client", f"system:node:{node_name}", ("system:nodes",))
+
 
 def _write_private(path: pathlib.Path, data: bytes) -> None:
     # O_EXCL-free but created 0600 from the first byte: never readable by others, even briefly.
@@ -78,10 +110,9 @@ def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _name(cn: str, org: str | None = None) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
-    if org:
-        attrs.insert(0, x509.NameAttribute(NameOID.ORGANIZATION_NAME, org))
+def _name(cn: str, *orgs: str) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in orgs]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
     return x509.Name(attrs)
 
 
@@ -121,7 +152,28 @@ def _sign(
     return b.sign(issuer_key, hashes.SHA256())
 
 
-def ensure_pki(directory: pathlib.Path, *, cluster_name: str, service_ip: str) -> PKI:
+def _subject(cert: x509.Certificate) -> tuple[str, tuple[str, ...]]:
+    cn = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    orgs = tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
+    return (cn[0] if cn else ""), orgs
+
+
+def _ensure_client(pki: PKI, ident: ClientIdentity, ca_name: x509.Name, ca_key: ec.EllipticCurvePrivateKey) -> None:
+    """The component's client certificate, made again when missing, for another subject (the
+    node was renamed) or by another CA."""
+    cert_path, key_path = pki.client_cert(ident.base), pki.client_key(ident.base)
+    if cert_path.exists() and key_path.exists():
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if _subject(cert) == (ident.user, ident.groups) and cert.issuer == ca_name:
+            return
+    key = _key()
+    cert = _sign(_name(ident.user, *ident.groups), key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    _write_private(key_path, _pem_key(key))
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def ensure_pki(directory: pathlib.Path, *, cluster_name: str, service_ip: str,
+               clients: tuple[ClientIdentity, ...] = ()) -> PKI:
     """Create whatever part of the PKI is missing; keep what exists."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
@@ -170,4 +222,6 @@ def ensure_pki(directory: pathlib.Path, *, cluster_name: str, service_ip: str) -
 
     if not pki.sa_key.exists():
         _write_private(pki.sa_key, _pem_key(_key()))
+    for ident in clients:
+        _ensure_client(pki, ident, ca_name, ca_key)
     return pki

@@ -30,6 +30,7 @@ import datetime as dt
 import functools
 import logging
 import re
+import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -45,9 +46,9 @@ from kubelite.api.labels import SelectorError, parse_selector, selector_from_lab
 from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.types import Obj
 from kubelite.api.validation.names import is_dns1123_subdomain
-from kubelite.apiserver import eviction, objects
+from kubelite.apiserver import eviction, noderestriction, objects
 from kubelite.apiserver.admission import Admission
-from kubelite.apiserver.auth import User
+from kubelite.apiserver.auth import API_AUDIENCES, REQUEST_USER, User
 from kubelite.apiserver.strategy import Rollback, Strategy, strategy_for
 from kubelite.apiserver.writeturns import WriteTurns
 from kubelite.store import (
@@ -76,12 +77,19 @@ class ServiceAllocator(Protocol):
     async def release_unused(self, new: Obj | None, old: Obj) -> None: ...
 
 
+def _core(plural: str) -> ResourceType:
+    rt = lookup("", "v1", plural)
+    assert rt is not None, plural
+    return rt
+
+
 class TokenIssuer(Protocol):
     """Signs service account tokens (apiserver.auth.TokenSigner: it holds the key)."""
 
     def issue(
         self, namespace: str, service_account: str, sa_uid: str, *, expiration_seconds: int = ...,
-        pod: tuple[str, str] | None = None, audiences: builtins.list[str] | None = None,
+        audiences: builtins.list[str] | None = None, pod: tuple[str, str] | None = None,
+        secret: tuple[str, str] | None = None, node: tuple[str, str] | None = None,
     ) -> tuple[str, int]: ...
 
 
@@ -635,6 +643,7 @@ class Registry:
         errs = strat.validate(obj, None)
         if errs:
             raise self._invalid(rt, obj, errs)
+        await self.restrict_node("CREATE", rt, None, namespace, str(meta.get("name") or ""), obj, None)
         await self._ensure_namespace(rt, namespace, creating=True)
         # Validating admission in kube-apiserver's plugin order: LimitRanger, Priority (the
         # strategy's), CertificateSubjectRestriction, ResourceQuota last (it charges the quota).
@@ -686,8 +695,14 @@ class Registry:
         create_missing: Callable[[], Awaitable[dict[str, Any]]] | None = None,
         track_fields: bool = True,
         internal: bool = False,
+        admit: bool = False,
+        via_subresource: str = "",
     ) -> tuple[dict[str, Any], bool]:
-        """Read-modify-write with compare-and-swap; returns (object, created).
+        """Read-modify-write with compare-and-swap; returns (object, created). ``admit``: a
+        client's own update (update, patch, apply, status, scale), which admission sees.
+
+        ``via_subresource``: the subresource the request came through when it writes the main
+        object (``scale``): admission sees that subresource, as in kube-apiserver.
 
         Writers of one object in this process take turns (writeturns): otherwise N
         concurrent patches all read the same revision, all compute, one wins each commit and
@@ -698,6 +713,8 @@ class Registry:
             return await self._guaranteed_update(
                 target, compute, manager=manager, operation=operation, precondition_rv=precondition_rv,
                 dry_run=dry_run, create_missing=create_missing, track_fields=track_fields, internal=internal,
+                admit=admit,
+                via_subresource=via_subresource,
             )
 
     async def _guaranteed_update(
@@ -712,6 +729,8 @@ class Registry:
         create_missing: Callable[[], Awaitable[dict[str, Any]]] | None,
         track_fields: bool,
         internal: bool,
+        admit: bool = False,
+        via_subresource: str = "",
     ) -> tuple[dict[str, Any], bool]:
         rt = target.rt
         assert target.name is not None
@@ -763,8 +782,13 @@ class Registry:
             errs = [] if internal else strat.validate(new, old, target.subresource)
             if errs:
                 raise self._invalid(rt, new, errs)
+            if admit:
+                await self.restrict_node("UPDATE", rt, target.subresource, target.namespace, target.name, new, old)
             if target.subresource is None and not internal:
                 await strat.admit(new, old, self)
+                # Validating admission in kube-apiserver's plugin order: PodSecurity, then the strategy's.
+                if not via_subresource:
+                    await self.admission.validate_update(rt, target.namespace, new, old)
                 await strat.admit_validating(new, old, self)
             if track_fields:
                 managedfields.update_managed_fields(
@@ -851,7 +875,7 @@ class Registry:
             raise unconditional_update_refused(rt, target.name or "")
         return await self.guaranteed_update(
             target, compute, manager=manager, dry_run=dry_run, create_missing=create_missing,
-            precondition_rv=client_rv,
+            precondition_rv=client_rv, admit=True,
         )
 
     async def patch(
@@ -890,7 +914,7 @@ class Registry:
             return new
 
         result, _ = await self.guaranteed_update(
-            target, compute, manager=manager, precondition_rv=precondition, dry_run=dry_run,
+            target, compute, manager=manager, precondition_rv=precondition, dry_run=dry_run, admit=True,
         )
         return result, warnings
 
@@ -924,7 +948,7 @@ class Registry:
 
         return await self.guaranteed_update(
             target, run, manager=manager, operation="Apply", dry_run=dry_run,
-            create_missing=create_missing, track_fields=False,
+            create_missing=create_missing, track_fields=False, admit=True,
         )
 
     async def update_status(
@@ -962,7 +986,7 @@ class Registry:
 
         result, _ = await self.guaranteed_update(
             Target(target.rt, target.namespace, target.name, None), compute, manager=manager,
-            precondition_rv=precondition_rv, dry_run=dry_run,
+            precondition_rv=precondition_rv, dry_run=dry_run, admit=True, via_subresource="scale",
         )
         return scale_of(result)
 
@@ -993,31 +1017,92 @@ class Registry:
             raise errors.invalid_error("Binding", name, [errors.invalid("target.name", node, "a lowercase RFC 1123 subdomain")])
         await self.guaranteed_update(pod_target, compute, manager=manager, internal=True)
 
+    async def restrict_node(self, operation: str, rt: ResourceType, subresource: str | None, namespace: str | None,
+                            name: str, obj: Obj | None, old: Obj | None) -> None:
+        """NodeRestriction admission for the request being served (a no-op unless a node sends it)."""
+        user = REQUEST_USER.get()
+        if user is None or not user.name.startswith("system:node:"):
+            return
+
+        async def get_pod(ns: str, pod_name: str) -> Obj | None:
+            kv = await self.store.get(_core("pods").key(ns, pod_name))
+            return decode_kv(kv) if kv is not None else None
+
+        await noderestriction.admit(user, operation, rt, subresource, namespace, name, obj, old, get_pod)
+
     async def create_token(self, target: Target, request: Obj) -> Obj:
-        """``serviceaccounts/<name>/token``: a TokenRequest answered with a signed, bound token."""
+        """``serviceaccounts/<name>/token``: a TokenRequest answered with a signed, bound token
+        (TokenREST.Create): audiences default to the API server's, expirationSeconds to an hour
+        (at least 10 minutes, at most 2^32 seconds); a boundObjectRef names a Pod (of this
+        account; its node goes into the token too), a Secret or a Node, which must exist with the
+        UID given."""
         if self.tokens is None:
             raise errors.method_not_allowed()
+        name, namespace = target.name or "", target.namespace or ""
+        meta = request.get("metadata") or {}
+        if meta.get("name") and meta["name"] != name:
+            raise errors.invalid_error("TokenRequest", name, [errors.invalid(
+                "metadata.name", meta["name"], "must match the service account name if specified")],
+                "authentication.k8s.io")
+        if meta.get("namespace") and meta["namespace"] != namespace:
+            raise errors.invalid_error("TokenRequest", name, [errors.invalid(
+                "metadata.namespace", meta["namespace"], "must match the service account namespace if specified")],
+                "authentication.k8s.io")
+        await self.restrict_node("CREATE", target.rt, "token", namespace, name, request, None)
         sa, _ = await self.get(target)
-        spec = request.get("spec") or {}
-        seconds = spec.get("expirationSeconds") or 3600
+        spec = dict(request.get("spec") or {})
+        spec["audiences"] = spec.get("audiences") or list(API_AUDIENCES)
+        seconds = spec.get("expirationSeconds")
+        seconds = 3600 if seconds is None else seconds
+        spec["expirationSeconds"] = seconds
+        problem = ""
         if not isinstance(seconds, int) or seconds < 600:
-            raise errors.invalid_error(
-                "TokenRequest", target.name or "",
-                [errors.invalid("spec.expirationSeconds", seconds, "may not specify a duration less than 10 minutes")],
-                "authentication.k8s.io",
-            )
-        seconds = min(seconds, 2**32)
-        bound = spec.get("boundObjectRef") or {}
-        pod = (bound.get("name", ""), bound.get("uid", "")) if bound.get("kind") == "Pod" else None
+            problem = "may not specify a duration less than 10 minutes"
+        elif seconds > 2**32:
+            problem = "may not specify a duration larger than 2^32 seconds"
+        if problem:
+            raise errors.invalid_error("TokenRequest", "", [errors.invalid("spec.expirationSeconds", seconds, problem)],
+                                       "authentication.k8s.io")
+        pod = secret = node = None
+        ref = spec.get("boundObjectRef")
+        if ref:
+            kind, api_version, ref_name = ref.get("kind", ""), ref.get("apiVersion", ""), ref.get("name", "")
+            group = api_version.rpartition("/")[0] if "/" in api_version else ""
+            if group == "" and kind == "Pod":
+                obj = await self.get_object(_core("pods"), namespace, ref_name)
+                if ((obj.get("spec") or {}).get("serviceAccountName") or "default") != name:
+                    raise errors.bad_request(f'cannot bind token for serviceaccount "{name}" to pod running with '
+                                             "different serviceaccount name.")
+                pod = (ref_name, obj["metadata"].get("uid", ""))
+                node_name = (obj.get("spec") or {}).get("nodeName") or ""
+                if node_name:
+                    kv = await self.store.get(_core("nodes").key(None, node_name))
+                    node_uid = (orjson.loads(kv.value).get("metadata") or {}).get("uid", "") if kv else ""
+                    node = (node_name, node_uid)  # a missing Node still leaves its name in the token
+            elif group == "" and kind == "Secret":
+                obj = await self.get_object(_core("secrets"), namespace, ref_name)
+                secret = (ref_name, obj["metadata"].get("uid", ""))
+            elif group == "" and kind == "Node":
+                obj = await self.get_object(_core("nodes"), None, ref_name)
+                node = (ref_name, obj["metadata"].get("uid", ""))
+            else:
+                gvk = f"{api_version}, Kind={kind}" if "/" in api_version else f"/{api_version}, Kind={kind}"
+                raise errors.bad_request(f"cannot bind token to object of type {gvk}")
+            uid = obj["metadata"].get("uid", "")
+            if ref.get("uid") and ref["uid"] != uid:
+                raise errors.conflict(kind, ref_name, f"the UID in the bound object reference ({ref['uid']}) does not "
+                                      "match the UID in record. The object might have been deleted and then recreated",
+                                      group=group)
+        now = time.time()
         token, exp = self.tokens.issue(
-            target.namespace or "default", target.name or "", sa["metadata"].get("uid", ""),
-            expiration_seconds=seconds, pod=pod, audiences=spec.get("audiences") or None,
+            namespace, name, sa["metadata"].get("uid", ""), expiration_seconds=seconds,
+            audiences=spec["audiences"], pod=pod, secret=secret, node=node,
         )
         return {
             "kind": "TokenRequest",
             "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"name": target.name, "namespace": target.namespace, "creationTimestamp": None},
-            "spec": {**spec, "expirationSeconds": seconds},
+            "metadata": {"name": name, "namespace": namespace, "creationTimestamp": timeutil.format_epoch(now)},
+            "spec": spec,
             "status": {"token": token, "expirationTimestamp": timeutil.format_epoch(exp)},
         }
 
@@ -1035,6 +1120,7 @@ class Registry:
             )
         opts["dryRun"] = dry_run or bool(opts.get("dryRun"))
         assert target.name is not None and target.namespace is not None
+        await self.restrict_node("CREATE", target.rt, "eviction", target.namespace, target.name, body, None)
         result = await eviction.evict(self, target.namespace, target.name, opts)
         # The create handler's rule for a returned Status: its code is the HTTP status, 201
         # when it has none.
@@ -1067,6 +1153,7 @@ class Registry:
                     f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
                     group=rt.group,
                 )
+            await self.restrict_node("DELETE", rt, None, target.namespace, target.name, None, obj)
             graceful = self._graceful_update(rt, obj, opts)
             if graceful is not None:
                 if opts.get("dryRun"):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,17 +27,33 @@ from kubelite.api import errors, openapi, rbac, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
 from kubelite.apiserver import (
+    audit,
     authorization,
     discovery,
     healthz,
     memtrim,
     metrics,
+    requestcontext,
     systemobjects,
     watchstreams,
 )
-from kubelite.apiserver.auth import OPEN_PATHS, TokenSigner, User, user_from_peercert
+from kubelite.apiserver.auth import (
+    OPEN_PATHS,
+    REQUEST_USER,
+    TokenAuthenticator,
+    TokenSigner,
+    User,
+    user_from_peercert,
+)
 from kubelite.apiserver.authorization import Authorizer
-from kubelite.apiserver.handlers import JSON, USER_KEY, RestHandlers, json_response, status_response
+from kubelite.apiserver.handlers import (
+    JSON,
+    USER_KEY,
+    RestHandlers,
+    json_response,
+    status_response,
+    warning_header,
+)
 from kubelite.apiserver.ipalloc import NodePortAllocator, ServiceCIDR
 from kubelite.apiserver.kubernetesservice import INTERVAL, KubernetesService
 from kubelite.apiserver.pki import PKI
@@ -61,6 +78,8 @@ class ServerConfig:
     advertise_address: str = "10.244.0.1"
     # How often the primary puts the `kubernetes` Service and its endpoints back (kube-apiserver: 10 s).
     kubernetes_service_interval: float = INTERVAL
+    # Where the audit log goes (kube-apiserver's --audit-log-path); "" for none.
+    audit_log: str = ""
 
 
 def version_info() -> dict[str, str]:
@@ -91,12 +110,14 @@ class APIServer:
         self.config = config
         self.primary = primary
         self.cidr = ServiceCIDR.parse(config.service_cidr)
-        self.tokens = TokenSigner(pki.sa_key.read_bytes())
+        self.signer = TokenSigner(pki.sa_key.read_bytes())
         # The allocator writes IPAddress objects through a registry of its own (they need no
         # allocation); the registry that serves the API is then built with both collaborators.
         self.services = ServiceAllocation(store, Registry(store), self.cidr, NodePortAllocator(*config.node_port_range))
-        self.registry = Registry(store, services=self.services, tokens=self.tokens)
-        self.authorizer = Authorizer(store, self.tokens.verify)
+        self.registry = Registry(store, services=self.services, tokens=self.signer)
+        self.authorizer = Authorizer(store)
+        self.tokens = TokenAuthenticator(self.signer, self.authorizer.objects)
+        self.authorizer.tokens = self.tokens
         self.rest = RestHandlers(self.registry, self.authorizer)
         self.kubernetes_service = KubernetesService(
             self.registry, self.cidr, config.advertise_address, config.port, config.kubernetes_service_interval
@@ -104,6 +125,7 @@ class APIServer:
         self.ready = False
         self._runner: web.AppRunner | None = None
         self.trimmer = memtrim.Trimmer()  # gives freed memory back after bursts
+        self.audit = audit.AuditLog(config.audit_log) if config.audit_log else None
         # kube-apiserver writes /version with json.MarshalIndent (two spaces, no final newline),
         # not with its object serializer.
         self._version = orjson.dumps(version_info(), option=orjson.OPT_INDENT_2)
@@ -138,39 +160,102 @@ class APIServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        # The request's context gathers warnings and audit annotations from every layer below.
+        ctx, token = requestcontext.open_context()
+        received = time.time()
+        user: User | None = None
+        acting: User | None = None
+        attrs: rbac.Attributes | None = None
+        failure: StatusError | None = None
         try:
-            user = self._authenticate(request)
-            if user is None and request.path not in OPEN_PATHS and not request.path.startswith(("/livez/", "/readyz/", "/healthz/")):
-                raise errors.unauthorized()
-            if user is not None:
-                # Impersonation, then authorization, as kube-apiserver's filter chain orders them.
-                if "Impersonate-User" in request.headers or "Impersonate-Group" in request.headers:
-                    user = self.authorizer.impersonate(user, request.headers,
-                                                       lambda key: request.headers.getall(key, []))
-                self.authorizer.check(rbac.request_attributes(user.name, user.groups, request.method,
-                                                              request.path, request.query))
-            request[USER_KEY] = user
-            resp: web.StreamResponse = await handler(request)
+            try:
+                user = acting = await self._authenticate(request)
+                if user is None and request.path not in OPEN_PATHS and not request.path.startswith(("/livez/", "/readyz/", "/healthz/")):
+                    raise errors.unauthorized()
+                if user is not None:
+                    # Impersonation, then authorization, as kube-apiserver's filter chain orders them.
+                    if "Impersonate-User" in request.headers or "Impersonate-Group" in request.headers:
+                        ctx.annotations[audit.DECISION_ANNOTATION] = "forbid"  # unless impersonation passes
+                        acting = self.authorizer.impersonate(user, request.headers,
+                                                             lambda key: request.headers.getall(key, []))
+                    assert acting is not None
+                    attrs = rbac.request_attributes(acting.name, acting.groups, request.method, request.path,
+                                                    request.query)
+                    try:
+                        await self.authorizer.check(attrs)
+                    except StatusError:
+                        ctx.annotations[audit.DECISION_ANNOTATION] = "forbid"
+                        ctx.annotations[audit.REASON_ANNOTATION] = ""
+                        raise
+                    ctx.annotations[audit.DECISION_ANNOTATION] = "allow"
+                    if self.audit is not None and request.method not in audit.READ_METHODS:
+                        ctx.annotations[audit.REASON_ANNOTATION] = self.authorizer.policy().allowed_by(attrs)
+                request[USER_KEY] = acting
+                # Admission reads who asks from the request's context, as kube-apiserver's plugins do.
+                REQUEST_USER.set(acting)
+                resp: web.StreamResponse = await handler(request)
+            except StatusError as e:
+                failure = e
+                resp = status_response(e, request)
+            except web.HTTPException as e:
+                if e.status == 404:
+                    failure = StatusError(404, "NotFound", "the server could not find the requested resource", {})
+                elif e.status == 405:
+                    failure = errors.method_not_allowed()
+                elif e.status == 413:
+                    failure = errors.too_large()
+                else:
+                    raise
+                resp = status_response(failure, request)
+            except (ConnectionResetError, asyncio.CancelledError):
+                raise
+            except Exception as e:  # a bug: report it, keep serving
+                log.exception("internal error serving %s %s", request.method, request.path)
+                failure = errors.internal_error(f"{type(e).__name__}: {e}")
+                resp = status_response(failure, request)
+            if ctx.warnings and not resp.prepared:
+                for w in ctx.warnings:
+                    resp.headers.add("Warning", warning_header(w))
+            if self.audit is not None and request.method not in audit.READ_METHODS:
+                self._audit(request, resp, ctx, received, user, acting, attrs, failure)
             return resp
-        except StatusError as e:
-            return status_response(e, request)
-        except web.HTTPException as e:
-            if e.status == 404:
-                return status_response(
-                    StatusError(404, "NotFound", "the server could not find the requested resource", {}), request
-                )
-            if e.status == 405:
-                return status_response(errors.method_not_allowed(), request)
-            if e.status == 413:
-                return status_response(errors.too_large(), request)
-            raise
-        except (ConnectionResetError, asyncio.CancelledError):
-            raise
-        except Exception as e:  # a bug: report it, keep serving
-            log.exception("internal error serving %s %s", request.method, request.path)
-            return status_response(errors.internal_error(f"{type(e).__name__}: {e}"), request)
+        finally:
+            requestcontext.close_context(token)
 
-    def _authenticate(self, request: web.Request) -> User | None:
+    def _audit(self, request: web.Request, resp: web.StreamResponse, ctx: requestcontext.RequestContext,
+               received: float, user: User | None, acting: User | None, attrs: rbac.Attributes | None,
+               failure: StatusError | None) -> None:
+        """Record the request's audit event (the log is enabled)."""
+        assert self.audit is not None
+        audit_id = request.headers.get("Audit-ID") or audit.new_audit_id()
+        if not resp.prepared:
+            resp.headers["Audit-Id"] = audit_id
+        if attrs is None:
+            who = acting or user
+            attrs = rbac.request_attributes(who.name if who else "", who.groups if who else (), request.method,
+                                            request.path, request.query)
+        ref = None
+        if attrs.resource_request:
+            ref = audit.object_ref(attrs.resource, attrs.namespace, attrs.name or ctx.object_name, attrs.api_group,
+                                   attrs.api_version, attrs.subresource)
+        if user is None:
+            who_info = audit.user_info("system:anonymous", ["system:unauthenticated"])
+        else:
+            who_info = audit.user_info(user.name, user.groups, user.uid, user.extra)
+        impersonated = None
+        if acting is not None and acting is not user:
+            impersonated = audit.user_info(acting.name, acting.groups, acting.uid, acting.extra)
+        self.audit.record(audit.event(
+            audit_id=audit_id, request_uri=request.raw_path, verb=attrs.verb, user=who_info,
+            impersonated_user=impersonated,
+            source=audit.source_ips(request.headers.get("X-Forwarded-For", ""), request.headers.get("X-Real-Ip", ""),
+                                    request.remote),
+            user_agent=request.headers.get("User-Agent", ""), ref=ref,
+            response_status=audit.response_status(resp.status, failure.status() if failure is not None else None),
+            received=received, completed=time.time(), annotations=dict(sorted(ctx.annotations.items())),
+        ))
+
+    async def _authenticate(self, request: web.Request) -> User | None:
         transport = request.transport
         if transport is not None:
             user = user_from_peercert(transport.get_extra_info("peercert"))
@@ -180,7 +265,7 @@ class APIServer:
         # client's in-cluster config sends "bearer".
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return self.tokens.verify(token.strip())
+            return await self.tokens.authenticate(token.strip())
         return None
 
     # ------------------------------------------------------------------ plain endpoints
@@ -327,6 +412,8 @@ class APIServer:
         await self._runner.setup()
         await self.registry.start_caches()
         await self.authorizer.start()
+        if self.audit is not None:
+            await self.audit.start()
         site = web.TCPSite(
             self._runner, self.config.host, self.config.port, ssl_context=self.ssl_context(), backlog=1024,
             reuse_address=True, reuse_port=True,
@@ -349,4 +436,6 @@ class APIServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.audit is not None:
+            await self.audit.close()  # after the last request: its event is in
 

@@ -55,6 +55,27 @@ def build(name: str, server: str, pki: PKI) -> dict[str, Any]:
     }
 
 
+def build_component(name: str, server: str, pki: PKI, base: str, user: str) -> dict[str, Any]:
+    """A component's kubeconfig, as kubeadm writes ``controller-manager.conf`` and its siblings:
+    the cluster, the component's own client certificate (``pki/BASE.crt``), one context
+    ``USER@CLUSTER``."""
+
+    def b64(p: pathlib.Path) -> str:
+        return base64.b64encode(p.read_bytes()).decode()
+
+    context = f"{user}@{name}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": b64(pki.ca_cert)}}],
+        "users": [{"name": user, "user": {"client-certificate-data": b64(pki.client_cert(base)),
+                                          "client-key-data": b64(pki.client_key(base))}}],
+        "contexts": [{"name": context, "context": {"cluster": name, "user": user}}],
+        "current-context": context,
+    }
+
+
 def admin_user(cluster: str) -> str:
     return f"{cluster}-admin"
 

@@ -113,6 +113,8 @@ class UpPlan:
     children: list[Child] = field(default_factory=list)
     # Where `up` serves its store to the API server workers (None: no workers).
     store_socket: pathlib.Path | None = None
+    # The API servers' audit log ("": none).
+    audit_log: str = ""
 
 
 # None by default: measured on 2 cores, one process serves as many writes at the same p99
@@ -213,11 +215,25 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         (progress.done if (tools.puller and tools.runtime) or args.images == "catalog" else progress.warn)(
             tools.describe(args.images))
         (data_dir / "images").mkdir(exist_ok=True)  # the auto-import directory
-    pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=service_cidr.nth(1))
+    from kubelite.apiserver import pki as cluster_pki
+
+    # Each component its own client certificate and kubeconfig (kubeadm's controller-manager.conf,
+    # scheduler.conf, kubelet.conf; kube-proxy's): the admin's is for people, not components.
+    components = {
+        "controller-manager.conf": cluster_pki.CONTROLLER_MANAGER,
+        "scheduler.conf": cluster_pki.SCHEDULER,
+        "kubelet.conf": cluster_pki.kubelet_identity(node_name(name)),
+        "kube-proxy.conf": cluster_pki.KUBE_PROXY,
+    }
+    pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=service_cidr.nth(1),
+                     clients=tuple(components.values()))
     server_url = f"https://{host}:{args.api_port}"
     kc_path = data_dir / "kubeconfig"
     config = kcfg.build(name, server_url, pki)
     kcfg.write_private(kc_path, yaml.safe_dump(config, sort_keys=False).encode())
+    for file, ident in components.items():
+        kcfg.write_private(data_dir / file, yaml.safe_dump(
+            kcfg.build_component(name, server_url, pki, ident.base, ident.user), sort_keys=False).encode())
     plan = UpPlan(args, name, data_dir, host, server_url, kc_path, config, str(service_cidr.nth(10)), progress,
                   advertise_address=advertise_address)
     verbosity = ["-" + "v" * args.verbose] if args.verbose else []
@@ -225,28 +241,39 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
     if workers < 0:
         raise CLIError(f"--api-workers must be 0 or more, not {workers}")
     plan.store_socket = store_socket_path(data_dir, name) if workers else None
+    if args.audit_log is not None:
+        audit_log = pathlib.Path(args.audit_log).resolve() if args.audit_log else data_dir / "audit.log"
+        try:  # a path the API server cannot write is the user's to fix, before anything starts
+            audit_log.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(audit_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        except OSError as e:
+            raise CLIError(f"cannot write the audit log {audit_log}: {e.strerror}") from None
+        plan.audit_log = str(audit_log)
     # Workers first: stopped last (in reverse), while the store they use is still served.
     plan.children = [
         Child("apiserver" if workers == 1 else f"apiserver-{i + 1}", [
             *verbosity, "apiserver", "--kubeconfig", str(kc_path), "--store", f"unix://{plan.store_socket}",
             "--pki-dir", str(data_dir / "pki"), "--api-port", str(args.api_port),
             "--service-cidr", args.service_cidr, "--advertise-address", advertise_address,
+            *(["--audit-log", plan.audit_log] if plan.audit_log else []),
         ])
         for i in range(workers)
     ]
     # As kube-controller-manager gets the cluster CA for its csrsigning controller (kubeadm's
     # --cluster-signing-cert-file/--cluster-signing-key-file): the API server keeps no signer.
     plan.children.append(Child("controllers", [
-        *verbosity, "controllers", "--kubeconfig", str(kc_path),
+        *verbosity, "controllers", "--kubeconfig", str(data_dir / "controller-manager.conf"),
+        "--scheduler-kubeconfig", str(data_dir / "scheduler.conf"), "--use-service-account-credentials",
         "--cluster-signing-cert-file", str(pki.ca_cert), "--cluster-signing-key-file", str(pki.ca_key),
         "--local-path-dir", str(data_dir / "storage"),
     ]))
     if not args.no_agent:
         plan.children.append(Child("agent", [
-            *verbosity, "agent", "--kubeconfig", str(kc_path), "--cluster-name", name,
+            *verbosity, "agent", "--kubeconfig", str(data_dir / "kubelet.conf"), "--cluster-name", name,
             "--node-name", node_name(name), "--state-dir", str(data_dir / "agent"),
             "--pod-cidr", args.pod_cidr, "--api-port", str(args.api_port),
-            "--with-proxy", "--service-cidr", args.service_cidr, "--cluster-dns", plan.dns_ip,
+            "--with-proxy", "--proxy-kubeconfig", str(data_dir / "kube-proxy.conf"),
+            "--service-cidr", args.service_cidr, "--cluster-dns", plan.dns_ip,
             "--images", args.images, "--image-store", str(data_dir / "imagestore"),
             "--image-import-dir", str(data_dir / "images"),
             *(f"--insecure-registry={r}" for r in args.insecure_registry),
@@ -310,7 +337,7 @@ async def run_up(plan: UpPlan) -> int:
         api = APIServer(
             store, PKI(data_dir / "pki"),
             ServerConfig(host=plan.host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr,
-                         advertise_address=plan.advertise_address),
+                         advertise_address=plan.advertise_address, audit_log=plan.audit_log),
         )
         await api.start()
         if plan.store_socket is not None:
@@ -321,7 +348,8 @@ async def run_up(plan: UpPlan) -> int:
         # the garbage collector from walking it again and again (long GC pauses show in p99).
         gc.collect()
         gc.freeze()
-        progress.done(f"API server serving at {plan.server_url}")
+        progress.done(f"API server serving at {plan.server_url}"
+                      + (f" (audit log: {plan.audit_log})" if plan.audit_log else ""))
         if store_server is not None:
             workers = sum(1 for child in children if child.name.startswith("apiserver"))
             async with progress.waiting(f"{workers} API server worker(s) to serve",
@@ -626,6 +654,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                          "catalog (never pulls) (default: auto)")
     up.add_argument("--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
                     help="a registry spoken to over plain HTTP (loopback registries always are)")
+    up.add_argument("--audit-log", nargs="?", const="", default=None, metavar="PATH",
+                    help="write an audit.k8s.io/v1 event per write request (level Metadata) to PATH, one JSON "
+                         "line each (without PATH: DATA_DIR/audit.log; default: no audit log)")
     image = sub.add_parser("image", help="the node's image store: load, ls, rm, pull")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     for verb, text in (("load", "load docker-save or OCI archives (plain or gzipped)"),
@@ -656,6 +687,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                            help="run the service proxy in this process too (as `up` does)")
         agent.add_argument("--service-cidr", default="10.96.0.0/12",
                            help="with --with-proxy: ClusterIP range(s), comma-separated (default: 10.96.0.0/12)")
+        agent.add_argument("--proxy-kubeconfig", default="",
+                           help="with --with-proxy: the proxy's own kubeconfig (default: --kubeconfig)")
     proxy = sub.add_parser("proxy", help="run the service proxy: the nftables ClusterIP datapath on its own")
     if command == "proxy":
         from kubelite.proxy import proxier
@@ -669,9 +702,15 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     apiserver.add_argument("--service-cidr", default="10.96.0.0/12")
     apiserver.add_argument("--advertise-address", default="10.244.0.1",
                            help="where pods reach the API server: the node's gateway in its pod CIDR")
+    apiserver.add_argument("--audit-log", default="", metavar="PATH", help="the audit log to append to (default: none)")
     ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
+    ctrl.add_argument("--scheduler-kubeconfig", default="",
+                      help="the scheduler's own kubeconfig (kube-scheduler's identity; default: --kubeconfig)")
+    ctrl.add_argument("--use-service-account-credentials", action="store_true",
+                      help="each controller acts as its own service account in kube-system, as "
+                           "kube-controller-manager's flag of this name (kubeadm sets it)")
     ctrl.add_argument("--cluster-signing-cert-file", default="",
                       help="the CA certificate approved CertificateSigningRequests are signed with")
     ctrl.add_argument("--cluster-signing-key-file", default="", help="that CA's private key")
@@ -691,7 +730,7 @@ async def node_with_proxy(args: argparse.Namespace) -> int:
     from kubelite.proxy import proxier
 
     proxy_args = argparse.Namespace(
-        kubeconfig=args.kubeconfig, cluster_name=args.cluster_name, node_name=args.node_name,
+        kubeconfig=args.proxy_kubeconfig or args.kubeconfig, cluster_name=args.cluster_name, node_name=args.node_name,
         service_cidr=args.service_cidr, min_sync_period=proxier.MIN_SYNC_PERIOD, cleanup=False,
     )
     netpol_args = argparse.Namespace(kubeconfig=args.kubeconfig, cluster_name=args.cluster_name,
@@ -722,7 +761,7 @@ async def api_worker(args: argparse.Namespace) -> int:
     await store.start()
     api = APIServer(store, PKI(pathlib.Path(args.pki_dir)),
                     ServerConfig(port=args.api_port, service_cidr=args.service_cidr,
-                                 advertise_address=args.advertise_address), primary=False)
+                                 advertise_address=args.advertise_address, audit_log=args.audit_log), primary=False)
     try:
         await api.start()
         await store.note("serving")  # `up` waits for this before it says the cluster is ready
@@ -829,9 +868,11 @@ def main(argv: list[str] | None = None) -> int:
 
             options = Options(cluster_signing_cert_file=args.cluster_signing_cert_file,
                               cluster_signing_key_file=args.cluster_signing_key_file,
-                              local_path_dir=args.local_path_dir)
+                              local_path_dir=args.local_path_dir,
+                              use_service_account_credentials=args.use_service_account_credentials)
             return _run_component(
-                controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c], options),
+                controller_manager.run(args.kubeconfig, [c for c in args.controllers.split(",") if c], options,
+                                       scheduler_kubeconfig=args.scheduler_kubeconfig or None),
                 args.kubeconfig,
             )
     except CLIError as e:

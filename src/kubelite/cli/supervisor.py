@@ -44,21 +44,46 @@ def command_line(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "kubelite", *args]
 
 
+# The kubeconfigs a cluster's components run with, all in its data dir beside the admin's
+# ``kubeconfig``: a component is recognised by the directory of its ``--kubeconfig``.
+COMPONENT_KUBECONFIGS = frozenset({"kubeconfig", "controller-manager.conf", "scheduler.conf", "kubelet.conf",
+                                   "kube-proxy.conf"})
+
+
+def _command(words: list[str], kubeconfig: object) -> str | None:
+    """The component command of a ``kubelite [-v...] COMMAND --kubeconfig FILE ...`` command line
+    whose FILE is one of the cluster's kubeconfigs (the cluster of ``kubeconfig``); else None."""
+    cluster_dir = os.path.dirname(str(kubeconfig))
+    for i, word in enumerate(words[:-2]):
+        if words[i + 1] == "--kubeconfig":
+            path = words[i + 2]
+            if os.path.dirname(path) == cluster_dir and os.path.basename(path) in COMPONENT_KUBECONFIGS:
+                return word
+    return None
+
+
+def _cmdline_words(entry: pathlib.Path) -> list[str]:
+    # NUL-separated when exec'd, one title string when forked (setproctitle): split both.
+    raw = (entry / "cmdline").read_bytes().decode(errors="replace")
+    return " ".join(a for a in raw.split("\0") if a).split()
+
+
 def component_pids(kubeconfig: object, component: str) -> list[int]:
-    """The processes running ``component`` ("controllers", "agent", "proxy") for the cluster of
-    ``kubeconfig``; the proxy is also found in an agent started ``--with-proxy`` (as `up` does).
-    Command lines come NUL-separated (exec) or as one title string (forked, setproctitle)."""
-    own = f"kubelite {component} --kubeconfig {kubeconfig}"
-    host = f"kubelite agent --kubeconfig {kubeconfig}"
+    """The processes running ``component`` ("controllers", "agent", "proxy", "apiserver") for the
+    cluster of ``kubeconfig``; the proxy is also found in an agent started ``--with-proxy`` (as
+    `up` does)."""
     pids = []
     for entry in pathlib.Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            joined = " ".join(a for a in (entry / "cmdline").read_bytes().decode().split("\0") if a)
+            words = _cmdline_words(entry)
         except OSError:
             continue
-        if own in joined or (component == "proxy" and host in joined and "--with-proxy" in joined.split()):
+        if "kubelite" not in " ".join(words):
+            continue
+        command = _command(words, kubeconfig)
+        if command == component or (component == "proxy" and command == "agent" and "--with-proxy" in words):
             pids.append(int(entry.name))
     return pids
 
@@ -66,18 +91,17 @@ def component_pids(kubeconfig: object, component: str) -> list[int]:
 def cluster_component_pids(kubeconfig: object) -> list[int]:
     """Every component process of the cluster of ``kubeconfig`` (API server workers,
     controllers, the agent), whatever it runs and with whatever options, forked or exec'd:
-    each is ``python -m kubelite [-v...] COMMAND --kubeconfig KUBECONFIG ...``."""
-    own = f"--kubeconfig {kubeconfig}"
+    each is ``python -m kubelite [-v...] COMMAND --kubeconfig FILE ...`` with FILE one of the
+    cluster's kubeconfigs."""
     pids = []
     for entry in pathlib.Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            words = [a for a in (entry / "cmdline").read_bytes().decode(errors="replace").split("\0") if a]
+            words = _cmdline_words(entry)
         except OSError:
             continue
-        joined = " ".join(words)
-        if "-m kubelite " in joined and (joined.endswith(own) or f"{own} " in joined):
+        if "-m kubelite " in " ".join(words) + " " and _command(words, kubeconfig) is not None:
             pids.append(int(entry.name))
     return pids
 

@@ -14,7 +14,7 @@ import os
 import pathlib
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,9 +114,16 @@ class Config:
 class Client:
     """One connection pool to one API server."""
 
-    def __init__(self, config: Config, *, user_agent: str = "kubelite", max_connections: int = 32) -> None:
+    def __init__(self, config: Config, *, user_agent: str = "kubelite", max_connections: int = 32,
+                 token_source: Callable[[], str] | None = None,
+                 on_unauthorized: Callable[[], None] | None = None) -> None:
         self.config = config
         self.user_agent = user_agent
+        # A bearer token that changes over the client's life (a refreshed TokenRequest token),
+        # and who to tell when the server stops accepting it (client-go's resettable token
+        # source: a 401 makes it fetch a new one).
+        self.token_source = token_source
+        self.on_unauthorized = on_unauthorized
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._watch_session: aiohttp.ClientSession | None = None
@@ -128,7 +135,9 @@ class Client:
     def _headers(self) -> dict[str, str]:
         h = {"User-Agent": self.user_agent, "Accept": "application/json"}
         token = self.config.token
-        if self.config.token_file:
+        if self.token_source is not None:
+            token = self.token_source()
+        elif self.config.token_file:
             token = pathlib.Path(self.config.token_file).read_text().strip()
         if token:
             h["Authorization"] = f"Bearer {token}"
@@ -194,6 +203,8 @@ class Client:
             except orjson.JSONDecodeError:
                 out = {"kind": "Status", "code": resp.status, "message": raw.decode(errors="replace")}
             if resp.status >= 400:
+                if resp.status == 401 and self.on_unauthorized is not None:
+                    self.on_unauthorized()
                 raise ApiError(out, resp.status)
             return out
 

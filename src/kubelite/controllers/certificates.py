@@ -196,6 +196,7 @@ def _true(csr: Obj, type_: str) -> bool:
 
 class CSRSigningController(Controller):
     name = "csrsigning"
+    service_account = "certificate-controller"
     workers = 2
 
     def __init__(self, ctx: Context) -> None:

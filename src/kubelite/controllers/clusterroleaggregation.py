@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 class ClusterRoleAggregationController(Controller):
     name = "clusterrole-aggregation"
+    service_account = "clusterrole-aggregation-controller"
     workers = 1
 
     def __init__(self, ctx: Context) -> None:

@@ -189,12 +189,13 @@ def _ref(job: Obj) -> Obj:
 
 class CronJobController(Controller):
     name = "cronjob"
+    service_account = "cronjob-controller"
     workers = 2
 
     def __init__(self, ctx: Context, clock: Clock = timeutil.now) -> None:
         super().__init__(ctx)
         self.clock = clock
-        self.recorder = EventRecorder(ctx.client, "cronjob-controller")
+        self.recorder = EventRecorder(self.client, "cronjob-controller")
         self.cronjobs = ctx.informer(CRONJOBS)
         self.jobs = ctx.informer(JOBS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.cronjobs.add_handler(self._on_cronjob)

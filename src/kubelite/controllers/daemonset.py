@@ -290,12 +290,13 @@ def compute_status(ds: Obj, eligible: dict[str, tuple[bool, bool]], pods_by_node
 
 class DaemonSetController(Controller):
     name = "daemonset"
+    service_account = "daemon-set-controller"
     workers = 2
     event_source = "daemonset-controller"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = EventRecorder(ctx.client, self.event_source)
+        self.recorder = EventRecorder(self.client, self.event_source)
         self.expectations = Expectations()
         self.ds_informer = ctx.informer(DAEMONSETS)
         self.pod_informer = ctx.informer(PODS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})

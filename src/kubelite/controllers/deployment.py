@@ -578,12 +578,13 @@ def new_replicaset(d: Obj, old_rss: list[Obj], new_revision: str) -> Obj:
 
 class DeploymentController(Controller):
     name = "deployment"
+    service_account = "deployment-controller"
     workers = 5
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         # Kubernetes names the source of these events after the controller, not the process.
-        self.recorder = EventRecorder(ctx.client, "deployment-controller")
+        self.recorder = EventRecorder(self.client, "deployment-controller")
         self.d_informer = ctx.informer(DEPLOYMENTS)
         self.rs_informer = ctx.informer(REPLICASETS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.pod_informer = ctx.informer(PODS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
@@ -750,8 +751,9 @@ class DeploymentController(Controller):
         annotations = _meta(d).get("annotations") or {}
         if annotations.get(REVISION) == rev:
             return False
-        out = await self.client.patch(DEPLOYMENTS, _meta(d)["name"], {"metadata": {"annotations": {REVISION: rev}}},
-                                      _meta(d)["namespace"])
+        # An update, as the deployment controller writes it (its role grants update, not patch).
+        out = await self.client.update(DEPLOYMENTS, {**d, "metadata": {**d["metadata"],
+                                                                       "annotations": {**annotations, REVISION: rev}}})
         d["metadata"]["annotations"] = _meta(out).get("annotations") or {}
         d["metadata"]["resourceVersion"] = _meta(out).get("resourceVersion")
         return True

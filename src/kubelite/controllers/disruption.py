@@ -220,11 +220,12 @@ def _same(old: Obj, new: Obj) -> bool:
 
 class DisruptionController(Controller):
     name = "disruption"
+    service_account = "disruption-controller"
     workers = 2
 
     def __init__(self, ctx: Context, clock: Callable[[], dt.datetime] = timeutil.now) -> None:
         super().__init__(ctx)
-        self.recorder = EventRecorder(ctx.client, "controllermanager")
+        self.recorder = EventRecorder(self.client, "controllermanager")
         self.clock = clock
         self.pdbs = ctx.informer(PODDISRUPTIONBUDGETS)
         self.pods = ctx.informer(PODS)

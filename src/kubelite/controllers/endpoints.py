@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 class EndpointsController(Controller):
     name = "endpoints"
+    service_account = "endpoint-controller"
     workers = 5  # kube-controller-manager's --concurrent-endpoint-syncs
 
     def __init__(self, ctx: Context) -> None:

@@ -87,6 +87,7 @@ def namespace_terminating(e: ApiError) -> bool:
 
 class EndpointSliceController(Controller):
     name = "endpointslice"
+    service_account = "endpointslice-controller"
     workers = 5  # kube-controller-manager's --concurrent-service-endpoint-syncs
 
     def __init__(self, ctx: Context, max_endpoints_per_slice: int = eu.DEFAULT_MAX_ENDPOINTS_PER_SLICE) -> None:

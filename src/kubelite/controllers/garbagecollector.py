@@ -87,6 +87,7 @@ def resolve(api_version: str, kind: str) -> ResourceType | None:
 
 class GarbageCollector(Controller):
     name = "garbagecollector"
+    service_account = "generic-garbage-collector"
     workers = 4
 
     def __init__(self, ctx: Context) -> None:

@@ -406,13 +406,14 @@ class JobController(Controller):
     """Watches Jobs and their pods; one reconcile per Job key."""
 
     name = "job"
+    service_account = "job-controller"
     workers = 5
 
     def __init__(self, ctx: Context, clock: Clock = timeutil.now) -> None:
         super().__init__(ctx)
         self.clock = clock
         self.backoff_base = float(os.environ.get("KUBELITE_JOB_POD_FAILURE_BACKOFF") or DEFAULT_POD_FAILURE_BACKOFF)
-        self.recorder = EventRecorder(ctx.client, "job-controller")
+        self.recorder = EventRecorder(self.client, "job-controller")
         self.expectations = Expectations()
         self.backoffs: dict[str, BackoffRecord] = {}
         self.job_informer = ctx.informer(JOBS)

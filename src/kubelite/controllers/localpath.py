@@ -29,7 +29,7 @@ from kubelite.api import storage
 from kubelite.api.types import EventType, Obj
 from kubelite.client import NODES, PERSISTENTVOLUMECLAIMS, PERSISTENTVOLUMES, STORAGECLASSES, ApiError, key_of
 from kubelite.client.events import EventRecorder
-from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.base import Context, Controller, update_by_merge
 from kubelite.controllers.persistentvolume import as_claim, claim_ref
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ class LocalPathProvisioner(Controller):
     """Keys: ``claim/NS/NAME`` (provision, resize) and ``volume/NAME`` (delete)."""
 
     name = "local-path-provisioner"
+    service_account = "persistent-volume-binder"
     workers = 1
 
     def __init__(self, ctx: Context) -> None:
@@ -186,8 +187,8 @@ class LocalPathProvisioner(Controller):
         await self.resizer.event(as_claim(pvc), "Normal", "Resizing",
                                   f"External resizer is resizing volume {pv['metadata']['name']}")
         if want > storage.volume_capacity(pv):
-            await self.client.patch(PERSISTENTVOLUMES, pv["metadata"]["name"], {"spec": {"capacity": {"storage": request}}})
-        await self.client.patch(PERSISTENTVOLUMECLAIMS, meta["name"], {"status": {
+            await update_by_merge(self.client, PERSISTENTVOLUMES, pv["metadata"]["name"], {"spec": {"capacity": {"storage": request}}})
+        await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, meta["name"], {"status": {
             "capacity": {"storage": request}, "allocatedResources": {"storage": request}, "conditions": None,
         }}, meta["namespace"], subresource="status")
         await self.resizer.event(as_claim(pvc), "Normal", "VolumeResizeSuccessful", "Resize volume succeeded")

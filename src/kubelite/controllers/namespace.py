@@ -104,6 +104,7 @@ def merge_conditions(current: list[Obj], failing: list[Obj], now: str) -> tuple[
 
 class NamespaceController(Controller):
     name = "namespace"
+    service_account = "namespace-controller"
     workers = 2
 
     def __init__(self, ctx: Context) -> None:

@@ -44,6 +44,7 @@ def unknown_conditions(node: Obj, now: str) -> list[Obj] | None:
 
 class NodeLifecycleController(Controller):
     name = "nodelifecycle"
+    service_account = "node-controller"
     workers = 1
 
     def __init__(self, ctx: Context) -> None:

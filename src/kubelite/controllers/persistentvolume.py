@@ -38,7 +38,7 @@ from kubelite.client import (
     key_of,
 )
 from kubelite.client.events import EventRecorder
-from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.base import Context, Controller, update_by_merge
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class PersistentVolumeController(Controller):
     """The binder: keys are ``claim/NS/NAME`` and ``volume/NAME``."""
 
     name = "persistentvolume-binder"
+    service_account = "persistent-volume-binder"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
@@ -181,7 +182,7 @@ class PersistentVolumeController(Controller):
             default = storage.default_class(self.classes.list())
             if default is not None:
                 # Retroactive default StorageClass assignment (GA in 1.28).
-                await self.client.patch(PERSISTENTVOLUMECLAIMS, _meta(pvc)["name"],
+                await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, _meta(pvc)["name"],
                                         {"spec": {"storageClassName": (default.get("metadata") or {})["name"]}}, _meta(pvc)["namespace"])
                 return
         class_name = storage.claim_class(pvc)
@@ -219,7 +220,7 @@ class PersistentVolumeController(Controller):
             return
         provisioner = str(sc.get("provisioner") or "")
         if annotations.get(storage.STORAGE_PROVISIONER) != provisioner:
-            await self.client.patch(PERSISTENTVOLUMECLAIMS, _meta(pvc)["name"], {"metadata": {"annotations": {
+            await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, _meta(pvc)["name"], {"metadata": {"annotations": {
                 storage.STORAGE_PROVISIONER: provisioner, storage.BETA_STORAGE_PROVISIONER: provisioner,
             }}}, _meta(pvc)["namespace"])
         await self.recorder.event(as_claim(pvc), "Normal", "ExternalProvisioning", external_provisioning(provisioner))
@@ -232,7 +233,7 @@ class PersistentVolumeController(Controller):
                                 "spec": {"claimRef": claim_ref(pvc)}}
         if not _claim_ref_of(pv):
             body["metadata"]["annotations"] = {storage.BOUND_BY_CONTROLLER: "yes"}
-        out: Obj = await self.client.patch(PERSISTENTVOLUMES, meta["name"], body)
+        out: Obj = await update_by_merge(self.client, PERSISTENTVOLUMES, meta["name"], body)
         return out
 
     async def _complete_claim(self, pvc: Obj, pv: Obj, by_controller: bool = False) -> None:
@@ -244,7 +245,7 @@ class PersistentVolumeController(Controller):
         if by_controller or annotations.get(storage.BOUND_BY_CONTROLLER) == "yes":
             wanted_ann[storage.BOUND_BY_CONTROLLER] = "yes"
         if (pvc.get("spec") or {}).get("volumeName") != pv_name or any(annotations.get(k) != v for k, v in wanted_ann.items()):
-            pvc = await self.client.patch(PERSISTENTVOLUMECLAIMS, meta["name"], {
+            pvc = await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, meta["name"], {
                 "metadata": {"annotations": wanted_ann, "resourceVersion": meta.get("resourceVersion")},
                 "spec": {"volumeName": pv_name},
             }, meta["namespace"])
@@ -253,7 +254,7 @@ class PersistentVolumeController(Controller):
         wanted = {"phase": "Bound", "accessModes": pv_spec.get("accessModes") or [],
                   "capacity": pv_spec.get("capacity") or {}}
         if any(status.get(k) != v for k, v in wanted.items()):
-            await self.client.patch(PERSISTENTVOLUMECLAIMS, meta["name"], {"status": wanted}, meta["namespace"],
+            await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, meta["name"], {"status": wanted}, meta["namespace"],
                                     subresource="status")
         if (pv.get("status") or {}).get("phase") != "Bound":
             await self._set_volume_phase(pv, "Bound")
@@ -261,7 +262,7 @@ class PersistentVolumeController(Controller):
     async def _set_claim_phase(self, pvc: Obj, phase: str) -> None:
         if (pvc.get("status") or {}).get("phase") != phase:
             meta = _meta(pvc)
-            await self.client.patch(PERSISTENTVOLUMECLAIMS, meta["name"], {"status": {"phase": phase}},
+            await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, meta["name"], {"status": {"phase": phase}},
                                     meta["namespace"], subresource="status")
 
     async def _set_volume_phase(self, pv: Obj, phase: str, message: str | None = None) -> None:
@@ -269,7 +270,7 @@ class PersistentVolumeController(Controller):
         if status.get("phase") == phase and (message is None or status.get("message") == message):
             return
         body: dict[str, Any] = {"phase": phase, "message": message, "reason": None}
-        await self.client.patch(PERSISTENTVOLUMES, _meta(pv)["name"], {"status": body}, subresource="status")
+        await update_by_merge(self.client, PERSISTENTVOLUMES, _meta(pv)["name"], {"status": body}, subresource="status")
 
     # -- volumes
 
@@ -308,7 +309,7 @@ class PersistentVolumeController(Controller):
 
     async def _unbind_volume(self, pv: Obj) -> None:
         meta = _meta(pv)
-        await self.client.patch(PERSISTENTVOLUMES, meta["name"], {
+        await update_by_merge(self.client, PERSISTENTVOLUMES, meta["name"], {
             "metadata": {"annotations": {storage.BOUND_BY_CONTROLLER: None}, "resourceVersion": meta.get("resourceVersion")},
             "spec": {"claimRef": None},
         })
@@ -350,6 +351,7 @@ class PVCProtectionController(Controller):
     """pkg/controller/volume/pvcprotection: the finalizer goes once no live pod uses the claim."""
 
     name = "pvc-protection"
+    service_account = "pvc-protection-controller"
     workers = 1
 
     def __init__(self, ctx: Context) -> None:
@@ -380,7 +382,7 @@ class PVCProtectionController(Controller):
         finalizers.remove(storage.PVC_PROTECTION)
         meta = _meta(pvc)
         try:
-            await self.client.patch(PERSISTENTVOLUMECLAIMS, meta["name"], {"metadata": {
+            await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, meta["name"], {"metadata": {
                 "finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}}, meta["namespace"])
         except ApiError as e:
             if e.conflict:
@@ -398,6 +400,7 @@ class PVProtectionController(Controller):
     """pkg/controller/volume/pvprotection: the finalizer goes once the volume is not Bound."""
 
     name = "pv-protection"
+    service_account = "pv-protection-controller"
     workers = 1
 
     def __init__(self, ctx: Context) -> None:
@@ -414,7 +417,7 @@ class PVProtectionController(Controller):
             return
         finalizers.remove(storage.PV_PROTECTION)
         try:
-            await self.client.patch(PERSISTENTVOLUMES, key, {"metadata": {
+            await update_by_merge(self.client, PERSISTENTVOLUMES, key, {"metadata": {
                 "finalizers": finalizers, "resourceVersion": _meta(pv).get("resourceVersion")}})
         except ApiError as e:
             if e.conflict:

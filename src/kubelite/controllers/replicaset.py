@@ -127,6 +127,7 @@ class ReplicaSetController(Controller):
     """
 
     name = "replicaset"
+    service_account = "replicaset-controller"
     workers = 5
     resource: ResourceType = REPLICASETS
     # Kubernetes names the source of these events after the controller, not the process.
@@ -135,7 +136,7 @@ class ReplicaSetController(Controller):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.owner_api_version, self.owner_kind = self.resource.api_version, self.resource.kind
-        self.recorder = EventRecorder(ctx.client, self.event_source)
+        self.recorder = EventRecorder(self.client, self.event_source)
         self.expectations = Expectations()
         self.rs_informer = ctx.informer(self.resource, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.pod_informer = ctx.informer(PODS)

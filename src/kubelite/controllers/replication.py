@@ -19,6 +19,7 @@ from kubelite.controllers.replicaset import ReplicaSetController
 
 class ReplicationManager(ReplicaSetController):
     name = "replicationcontroller"
+    service_account = "replication-controller"
     resource: ResourceType = REPLICATIONCONTROLLERS
     event_source = "replication-controller"
 

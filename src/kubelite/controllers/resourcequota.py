@@ -49,6 +49,7 @@ def _served(plural: str, group: str) -> ResourceType | None:
 
 class ResourceQuotaController(Controller):
     name = "resourcequota"
+    service_account = "resourcequota-controller"
     workers = 2
 
     def __init__(self, ctx: Context) -> None:

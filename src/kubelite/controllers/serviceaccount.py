@@ -39,11 +39,14 @@ def _terminating_refusal(e: ApiError) -> bool:
 
 class ServiceAccountController(Controller):
     name = "serviceaccount"
+    service_account = "service-account-controller"
     workers = 2
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.root_ca = (self.client.config.ca_data or b"").decode()
+        # Two of Kubernetes' controllers in one: the ConfigMaps are the root-ca-cert-publisher's to write.
+        self.ca_client = ctx.client_for("root-ca-cert-publisher")
         self.namespaces = ctx.informer(NAMESPACES)
         # Only the objects this controller keeps: not every ConfigMap and ServiceAccount write
         # of the cluster (each one decoded here cost CPU the API server's writes shared).
@@ -75,8 +78,9 @@ class ServiceAccountController(Controller):
         await self._publish_root_ca(key)
 
     async def _create(self, rt: ResourceType, obj: Obj, ns: str) -> None:
+        client = self.ca_client if rt is CONFIGMAPS else self.client
         try:
-            await self.client.create(rt, obj, ns)
+            await client.create(rt, obj, ns)
         except ApiError as e:
             if not (e.already_exists or _terminating_refusal(e)):
                 raise
@@ -101,4 +105,4 @@ class ServiceAccountController(Controller):
             return
         fixed = {**cm, "data": data, "metadata": {**cm["metadata"],
                                                    "annotations": {**annotations, DESCRIPTION_ANNOTATION: DESCRIPTION}}}
-        await self.client.update(CONFIGMAPS, fixed)
+        await self.ca_client.update(CONFIGMAPS, fixed)

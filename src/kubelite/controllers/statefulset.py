@@ -44,7 +44,7 @@ from kubelite.client import (
 )
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import history, podutil
-from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.base import Context, Controller, update_by_merge
 
 log = logging.getLogger(__name__)
 
@@ -343,12 +343,13 @@ def claim_owner_refs(sts: Obj, pod: Obj, claim: Obj) -> list[Obj] | None:
 
 class StatefulSetController(Controller):
     name = "statefulset"
+    service_account = "statefulset-controller"
     workers = 5
     event_source = "statefulset-controller"
 
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
-        self.recorder = EventRecorder(ctx.client, self.event_source)
+        self.recorder = EventRecorder(self.client, self.event_source)
         self.sts_informer = ctx.informer(STATEFULSETS)
         self.pod_informer = ctx.informer(PODS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.rev_informer = ctx.informer(CONTROLLERREVISIONS,
@@ -605,10 +606,10 @@ class StatefulSetController(Controller):
                 if refs is None:
                     continue
                 try:
-                    await self.client.patch(PERSISTENTVOLUMECLAIMS, _meta(existing)["name"],
-                                            {"metadata": {"ownerReferences": refs,
-                                                          "resourceVersion": _meta(existing).get("resourceVersion")}},
-                                            ns, type="merge")
+                    await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, _meta(existing)["name"],
+                                          {"metadata": {"ownerReferences": refs,
+                                                        "resourceVersion": _meta(existing).get("resourceVersion")}},
+                                          ns)
                 except ApiError as e:
                     if not (e.not_found or e.conflict):
                         raise

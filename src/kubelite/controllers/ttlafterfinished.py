@@ -44,6 +44,7 @@ def time_left(job: Obj, now: dt.datetime) -> float | None:
 
 class TTLAfterFinishedController(Controller):
     name = "ttl-after-finished"
+    service_account = "ttl-after-finished-controller"
     workers = 2
 
     def __init__(self, ctx: Context, clock: Callable[[], dt.datetime] = timeutil.now) -> None:

@@ -59,6 +59,42 @@ def host_resolv() -> podspec.ResolvConf:
     return conf
 
 
+MAX_TOKEN_AGE = 24 * 3600.0  # the token manager's maxTTL: a longer-lived token is renewed daily
+
+
+class TokenManager:
+    """The kubelet's token manager: pod-bound tokens from the TokenRequest API, each reused
+    until 80 % of its lifetime (at most a day) has passed, then asked for again; the pod's
+    volumes are refreshed every minute and pick the new one up, long before the old expires."""
+
+    def __init__(self, client: Client, clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.clock = clock
+        self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
+
+    async def get(self, namespace: str, pod_name: str, pod_uid: str, sa: str, seconds: int, audience: str) -> str:
+        key = (pod_uid, sa, seconds, audience)
+        cached = self._tokens.get(key)
+        if cached is not None and self.clock() < cached[1]:
+            return cached[0]
+        spec: Obj = {
+            "expirationSeconds": seconds,
+            "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod_uid},
+        }
+        if audience:
+            spec["audiences"] = [audience]
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
+        requested = self.clock()
+        out = await self.client.create(SERVICEACCOUNTS, body, namespace, subresource="token", name=sa)
+        log.debug("token for pod %s/%s in %.3fs", namespace, pod_name, self.clock() - requested)
+        self._tokens[key] = (str(out["status"]["token"]), requested + min(0.8 * seconds, MAX_TOKEN_AGE))
+        return self._tokens[key][0]
+
+    def forget(self, pod_uid: str) -> None:
+        for key in [k for k in self._tokens if k[0] == pod_uid]:
+            del self._tokens[key]
+
+
 class PodConfigurer:
     """Images, environment, command, mounts, volume sources and DNS of the pods of one node."""
 
@@ -88,7 +124,7 @@ class PodConfigurer:
         # Service is not (yet) in the cache; `up` passes the tenth address of its service CIDR.
         self._cluster_dns = cluster_dns
         self._ca = client.config.ca_data or b""
-        self._tokens: dict[tuple[str, str, int, str], tuple[str, float]] = {}
+        self.tokens = TokenManager(client)
         self._images: dict[tuple[str, int], tuple[images.Image | OCIImage, float]] = {}
         # The kubelet's image manager: catalog, image store and registry (see node/images.py).
         self.images = node_images.ImageManager(
@@ -153,23 +189,7 @@ class PodConfigurer:
         ns = meta["namespace"]
 
         async def token(sa: str, seconds: int, audience: str) -> str:
-            # As the kubelet's token manager: reuse a token until 80% of its lifetime has passed.
-            key = (meta["uid"], sa, seconds, audience)
-            cached = self._tokens.get(key)
-            if cached is not None and time.monotonic() < cached[1]:
-                return cached[0]
-            spec: Obj = {
-                "expirationSeconds": seconds,
-                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
-            }
-            if audience:
-                spec["audiences"] = [audience]
-            body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec}
-            started = time.monotonic()
-            out = await self.client.create(SERVICEACCOUNTS, body, ns, subresource="token", name=sa)
-            log.debug("token for pod %s/%s in %.3fs", ns, meta["name"], time.monotonic() - started)
-            self._tokens[key] = (str(out["status"]["token"]), time.monotonic() + 0.8 * seconds)
-            return self._tokens[key][0]
+            return await self.tokens.get(ns, meta["name"], meta["uid"], sa, seconds, audience)
 
         return volumes.Sources(
             configmap=lambda name: self._get_optional(CONFIGMAPS, name, ns),
@@ -184,8 +204,7 @@ class PodConfigurer:
         )
 
     def forget_tokens(self, pod_uid: str) -> None:
-        for key in [k for k in self._tokens if k[0] == pod_uid]:
-            del self._tokens[key]
+        self.tokens.forget(pod_uid)
 
     async def container_config(self, pod: Obj, c: Obj, image: images.Image | OCIImage, net: PodNetwork,
                                pod_dir: pathlib.Path) -> tuple[dict[str, str], list[str], Mounts]:

@@ -95,6 +95,12 @@ def test_each_component_has_its_own_identity(cluster: Cluster) -> None:
     ("kube-proxy", ["list", "nodes"], "yes"),
     ("kube-proxy", ["get", "secrets"], "no"),
     ("kube-proxy", ["create", "pods"], "no"),
+    # system:kube-network-policies (kube-network-policies' own ClusterRole): watches, writes nothing
+    ("kube-network-policies", ["watch", "networkpolicies.networking.k8s.io", "-A"], "yes"),
+    ("kube-network-policies", ["list", "pods", "-A"], "yes"),
+    ("kube-network-policies", ["list", "namespaces"], "yes"),
+    ("kube-network-policies", ["create", "networkpolicies.networking.k8s.io"], "no"),
+    ("kube-network-policies", ["get", "secrets"], "no"),
     # the Node authorizer
     ("kubelet", ["get", "secrets"], "no"),
     ("kubelet", ["list", "nodes"], "no"),

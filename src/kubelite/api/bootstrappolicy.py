@@ -209,6 +209,12 @@ CLUSTER_ROLES: list[Obj] = [
         EVENTS,
         rule(["discovery.k8s.io"], ["endpointslices"], ["list", "watch"]),
     ]),
+    # Not Kubernetes' bootstrap policy: the ClusterRole kube-network-policies' own manifest
+    # installs for its service account (what it watches, and nothing it writes).
+    cluster_role("system:kube-network-policies", [
+        rule([""], ["pods", "namespaces"], ["list", "watch"]),
+        rule(["networking.k8s.io"], ["networkpolicies"], ["list", "watch"]),
+    ]),
     cluster_role("system:node-bootstrapper", [
         rule(["certificates.k8s.io"], ["certificatesigningrequests"], ["create", "get", "list", "watch"])]),
     cluster_role("system:persistent-volume-provisioner", [
@@ -391,6 +397,7 @@ CLUSTER_ROLE_BINDINGS: list[Obj] = [
     binding("system:kube-dns", "system:kube-dns", [service_account("kube-system", "kube-dns")]),
     binding("system:node", "system:node", []),  # nodes are authorized by the Node authorizer
     binding("system:node-proxier", "system:node-proxier", [user("system:kube-proxy")]),
+    binding("system:kube-network-policies", "system:kube-network-policies", [user("system:kube-network-policies")]),
     # controller-role-bindings.yaml: each controller's role to its service account.
     *[binding(r["metadata"]["name"], r["metadata"]["name"],
               [service_account("kube-system", r["metadata"]["name"].removeprefix("system:controller:"))])

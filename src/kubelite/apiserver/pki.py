@@ -83,6 +83,8 @@ class ClientIdentity:
 CONTROLLER_MANAGER = ClientIdentity("controller-manager", "system:kube-controller-manager")
 SCHEDULER = ClientIdentity("scheduler", "system:kube-scheduler")
 KUBE_PROXY = ClientIdentity("kube-proxy", "system:kube-proxy")
+# The NetworkPolicy enforcement (kube-network-policies runs as a service account of its own).
+NETWORK_POLICIES = ClientIdentity("kube-network-policies", "system:kube-network-policies")
 
 
 def kubelet_identity(node_name: str) -> ClientIdentity:

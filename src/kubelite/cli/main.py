@@ -224,6 +224,7 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         "scheduler.conf": cluster_pki.SCHEDULER,
         "kubelet.conf": cluster_pki.kubelet_identity(node_name(name)),
         "kube-proxy.conf": cluster_pki.KUBE_PROXY,
+        "kube-network-policies.conf": cluster_pki.NETWORK_POLICIES,
     }
     pki = ensure_pki(data_dir / "pki", cluster_name=name, service_ip=service_cidr.nth(1),
                      clients=tuple(components.values()))
@@ -273,6 +274,7 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
             "--node-name", node_name(name), "--state-dir", str(data_dir / "agent"),
             "--pod-cidr", args.pod_cidr, "--api-port", str(args.api_port),
             "--with-proxy", "--proxy-kubeconfig", str(data_dir / "kube-proxy.conf"),
+            "--network-policy-kubeconfig", str(data_dir / "kube-network-policies.conf"),
             "--service-cidr", args.service_cidr, "--cluster-dns", plan.dns_ip,
             "--images", args.images, "--image-store", str(data_dir / "imagestore"),
             "--image-import-dir", str(data_dir / "images"),
@@ -689,6 +691,9 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
                            help="with --with-proxy: ClusterIP range(s), comma-separated (default: 10.96.0.0/12)")
         agent.add_argument("--proxy-kubeconfig", default="",
                            help="with --with-proxy: the proxy's own kubeconfig (default: --kubeconfig)")
+        agent.add_argument("--network-policy-kubeconfig", default="",
+                           help="with --with-proxy: the NetworkPolicy enforcement's own kubeconfig "
+                                "(default: --kubeconfig)")
     proxy = sub.add_parser("proxy", help="run the service proxy: the nftables ClusterIP datapath on its own")
     if command == "proxy":
         from kubelite.proxy import proxier
@@ -733,7 +738,8 @@ async def node_with_proxy(args: argparse.Namespace) -> int:
         kubeconfig=args.proxy_kubeconfig or args.kubeconfig, cluster_name=args.cluster_name, node_name=args.node_name,
         service_cidr=args.service_cidr, min_sync_period=proxier.MIN_SYNC_PERIOD, cleanup=False,
     )
-    netpol_args = argparse.Namespace(kubeconfig=args.kubeconfig, cluster_name=args.cluster_name,
+    netpol_args = argparse.Namespace(kubeconfig=args.network_policy_kubeconfig or args.kubeconfig,
+                                     cluster_name=args.cluster_name,
                                      min_sync_period=netpol.MIN_SYNC_PERIOD, cleanup=False)
     tasks = [asyncio.create_task(node_agent.main(args), name="kubelet"),
              asyncio.create_task(proxier.main(proxy_args), name="proxy"),

@@ -52,11 +52,15 @@ def test_a_service_account_is_refused_until_bound(cluster: Cluster, tmp_path: pa
         assert info["username"] == f"system:serviceaccount:{ns}:app"
         assert info["groups"] == ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]
         assert cluster.kubectl("auth", "can-i", "list", "pods", env=env).stdout.strip() == "no"
+        # The same request before and after the binding: a verdict remembered by the
+        # authorizer is forgotten when the policy changes.
+        assert cluster.kubectl("get", "pods", "-n", ns, env=env).returncode == 1
         cluster.kubectl("create", "rolebinding", "app-view", "--clusterrole=view", f"--serviceaccount={ns}:app",
                         "-n", ns, check=True)
         eventually(lambda: cluster.kubectl("auth", "can-i", "list", "pods", env=env).stdout.strip() == "yes",
                    "the binding was never seen")
         assert cluster.kubectl("get", "pods", env=env).returncode == 0
+        assert cluster.kubectl("get", "pods", "-n", ns, env=env).returncode == 0
         assert cluster.kubectl("auth", "can-i", "list", "secrets", env=env).stdout.strip() == "no"  # view: no secrets
         assert cluster.kubectl("auth", "can-i", "list", "pods", "-n", "default", env=env).stdout.strip() == "no"
         rules = cluster.kubectl("auth", "can-i", "--list", env=env, check=True).stdout

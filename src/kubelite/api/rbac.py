@@ -13,6 +13,7 @@ from whoever calls (the API server's caches); nothing here does I/O.
 
 from __future__ import annotations
 
+import functools
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,19 +58,34 @@ def request_attributes(user: str, groups: Sequence[str], method: str, path: str,
     ``/version``, ``/apis``) is a non-resource request whose verb is the method, lowercased.
     """
     query = query or {}
+    watch = str(query.get("watch", "")).lower() in ("1", "true")
+    parsed = _parse_request(method.upper(), path, watch, str(query.get("fieldSelector", "")))
+    if parsed is None:
+        return Attributes(user, tuple(groups), method.lower(), False, path)
+    verb, group, version, resource, subresource, namespace, name, fields = parsed
+    return Attributes(user, tuple(groups), verb, True, path, group, version, resource, subresource, namespace, name,
+                      fields=fields)
+
+
+_Parsed = tuple[str, str, str, str, str, str, str, tuple[tuple[str, str, str], ...]]
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_request(method: str, path: str, watch: bool, field_selector: str) -> _Parsed | None:
+    """The resource part of a request's attributes (None: a non-resource request). Cached: a
+    client sends the same few paths over and over, and this runs on every request."""
     parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
-    nonresource = Attributes(user, tuple(groups), method.lower(), False, path)
     if len(parts) < 2 or parts[0] not in _API_PREFIXES:
-        return nonresource
+        return None
     rest = parts[1:]
     group = ""
     if parts[0] not in _GROUPLESS_PREFIXES:
         if len(rest) < 2:  # /apis/GROUP: discovery
-            return nonresource
+            return None
         group, rest = rest[0], rest[1:]
     version, rest = rest[0], rest[1:]
     if not rest:  # /api/v1, /apis/GROUP/VERSION: discovery
-        return nonresource
+        return None
     verb = ""
     fields: tuple[tuple[str, str, str], ...] = ()
     if rest[0] == "watch":  # the deprecated /watch/ paths
@@ -87,11 +103,11 @@ def request_attributes(user: str, groups: Sequence[str], method: str, path: str,
     subresource = rest[2] if len(rest) > 2 else ""
     if not verb:
         verb = {"POST": "create", "GET": "get", "HEAD": "get", "PUT": "update", "PATCH": "patch",
-                "DELETE": "delete"}.get(method.upper(), "")
+                "DELETE": "delete"}.get(method, "")
         if not name and verb == "get":
-            verb = "watch" if str(query.get("watch", "")).lower() in ("1", "true") else "list"
+            verb = "watch" if watch else "list"
             requirements = []
-            for selector in str(query.get("fieldSelector", "")).split(","):
+            for selector in field_selector.split(","):
                 key, op, value = _split_selector(selector)
                 if key == "metadata.name" and op in ("=", "==") and value:
                     name = value
@@ -100,8 +116,7 @@ def request_attributes(user: str, groups: Sequence[str], method: str, path: str,
             fields = tuple(requirements)
         elif not name and verb == "delete":
             verb = "deletecollection"
-    return Attributes(user, tuple(groups), verb, True, path, group, version, resource, subresource, namespace, name,
-                      fields=fields)
+    return verb, group, version, resource, subresource, namespace, name, fields
 
 
 def _split_selector(selector: str) -> tuple[str, str, str]:

@@ -35,6 +35,7 @@ Obj = dict[str, Any]
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 REVIEW_GROUPS = ("authorization.k8s.io", "authentication.k8s.io")
+DECISION_CACHE_SIZE = 4096  # remembered RBAC verdicts (forgotten at once when the policy changes)
 
 
 def _rt(group: str, plural: str) -> ResourceType:
@@ -94,6 +95,8 @@ class Authorizer:
         self.objects = ClusterObjects(store, self.graph)
         self._policy = rbac.Policy()
         self._seen: tuple[int, ...] = ()
+        self._decisions: dict[tuple[Any, ...], bool] = {}
+        self._decided_under: rbac.Policy | None = None
 
     async def start(self) -> None:
         for cache in self.caches.values():
@@ -120,9 +123,27 @@ class Authorizer:
         if rbac.SUPER_GROUP in attrs.groups:
             return ALLOW
         node = self.nodes.authorize(attrs)
-        if node.allowed or self.policy().allows(attrs):
+        if node.allowed or self._rbac_allows(attrs):
             return ALLOW
         return node
+
+    def _rbac_allows(self, attrs: rbac.Attributes) -> bool:
+        """RBAC's verdict, remembered until the policy changes: the same identity asks the same
+        thing over and over (a controller's writes, a client's creates), and the walk over the
+        bindings' subjects and their roles' rules is most of what authorization costs."""
+        policy = self.policy()
+        if policy is not self._decided_under:
+            self._decisions.clear()
+            self._decided_under = policy
+        # What RBAC reads of the attributes (rules match groups, resources, names, verbs, paths).
+        key = (attrs.user, attrs.groups, attrs.verb, attrs.resource_request, attrs.path if not attrs.resource_request
+               else "", attrs.api_group, attrs.resource, attrs.subresource, attrs.namespace, attrs.name)
+        verdict = self._decisions.get(key)
+        if verdict is None:
+            if len(self._decisions) >= DECISION_CACHE_SIZE:
+                self._decisions.clear()
+            verdict = self._decisions[key] = policy.allows(attrs)
+        return verdict
 
     def allows(self, attrs: rbac.Attributes) -> bool:
         return self.decide(attrs).allowed

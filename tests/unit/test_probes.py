@@ -260,3 +260,46 @@ async def test_exec_readiness_probes_keep_their_period() -> None:
     finally:
         task.cancel()
     assert len(failures) == 1 and worker.result is False
+
+
+@pytest.mark.looptime
+async def test_a_slow_attempt_does_not_push_the_next_one_later() -> None:
+    """Attempts keep the period's cadence, as the kubelet's ticker: a 1.5 s exec attempt of a
+    2 s period is followed by the next at 2 s, not at 3.5 s."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    attempts: list[float] = []
+
+    async def slow(cid: str, argv: list[str], seconds: float) -> tuple[int, bytes]:
+        attempts.append(round(loop.time() - t0, 3))
+        await asyncio.sleep(1.5)
+        return 0, b""
+
+    probe = {"exec": {"command": ["check"]}, "periodSeconds": 2, "timeoutSeconds": 5}
+    worker = probes.ProbeWorker(kind="liveness", probe=probe, target=probes.Target("127.0.0.1", {}, "cid", None, slow),
+                                started_at=t0, clock=loop.time, on_change=lambda k, ok: None,
+                                on_failure=lambda k, m: None)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(7)
+    task.cancel()
+    assert attempts == [0.0, 2.0, 4.0, 6.0]
+
+
+@pytest.mark.looptime
+async def test_a_redirect_to_another_host_is_a_warning_not_a_failure(server: tuple[int, dict[str, int]]) -> None:
+    port, _ = server
+    warnings: list[str] = []
+    failures: list[str] = []
+    changes: list[tuple[str, bool]] = []
+    probe = {"httpGet": {"path": "/to?loc=http://192.0.2.1/", "port": port}, "periodSeconds": 1, "failureThreshold": 1}
+    loop = asyncio.get_running_loop()
+    worker = probes.ProbeWorker(kind="liveness", probe=probe, target=target(), started_at=loop.time(),
+                                clock=loop.time, on_change=lambda k, ok: changes.append((k, ok)),
+                                on_failure=lambda k, m: failures.append(m), on_warning=lambda k, m: warnings.append(m))
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(2.5)
+    task.cancel()
+    assert changes == [] and failures == [] and worker.result is True
+    assert len(warnings) == 3
+    assert warnings[0] == ('Liveness probe warning: Probe terminated redirects, Response body: '
+                           '<a href="http://192.0.2.1/">Found</a>.\n')

@@ -684,11 +684,12 @@ class PodWorker:
                              sigterm_at: float = 0.0) -> None:
         """The kubelet's killContainer: the Killing event, the preStop hook within the grace
         period (its time taken from it), then SIGTERM, and SIGKILL once the rest has passed
-        (never less than MIN_GRACE). ``sigterm_at`` (monotonic) holds the SIGTERM back until
-        then (a terminating pod's drain, see :meth:`terminate`)."""
+        (never less than MIN_GRACE). ``sigterm_at`` (the event loop's clock) holds the SIGTERM
+        back until then (a terminating pod's drain, see :meth:`terminate`)."""
         cid = cs.current
         self.event("Normal", "Killing", message)
-        started = time.monotonic()
+        clock = asyncio.get_running_loop().time
+        started = clock()
         pre_stop = (c.get("lifecycle") or {}).get("preStop")
         if pre_stop and grace > 0 and cs.running:
             try:
@@ -700,9 +701,9 @@ class PodWorker:
                 if failure is not None:
                     log.info("pod %s: preStop hook of %s failed: %s", self.name, c["name"], failure)
                     self.event("Warning", "FailedPreStopHook", "PreStopHook failed")
-        if (hold := sigterm_at - time.monotonic()) > 0:
+        if (hold := sigterm_at - clock()) > 0:
             await asyncio.sleep(hold)
-        grace -= int(time.monotonic() - started)  # whole seconds, as the kubelet counts a hook's
+        grace -= int(clock() - started)  # whole seconds, as the kubelet counts a hook's
         cs.stop_probes()
         await self.host.runtime.stop(cid, max(MIN_GRACE, grace))
 
@@ -889,7 +890,7 @@ class PodWorker:
                 cs.stop_probes()
             with contextlib.suppress(ApiError):
                 await self.report(force_unready=True)
-            sigterm_at = time.monotonic() + min(DRAIN_DELAY, grace / 2)
+            sigterm_at = asyncio.get_running_loop().time() + min(DRAIN_DELAY, grace / 2)
             remaining = max(0, math.ceil(deadline - time.monotonic()))
             await asyncio.gather(*(self.kill_container(containers.get(cs.name, {"name": cs.name}), cs,
                                                        f"Stopping container {cs.name}", remaining, sigterm_at)

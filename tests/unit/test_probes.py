@@ -303,3 +303,30 @@ async def test_a_redirect_to_another_host_is_a_warning_not_a_failure(server: tup
     assert len(warnings) == 3
     assert warnings[0] == ('Liveness probe warning: Probe terminated redirects, Response body: '
                            '<a href="http://192.0.2.1/">Found</a>.\n')
+
+
+@pytest.mark.looptime
+async def test_a_trigger_probes_at_once_instead_of_a_period_later(server: tuple[int, dict[str, int]]) -> None:
+    """The readiness probe of a container whose startup probe has just succeeded runs then,
+    not up to a period later (the kubelet triggers it)."""
+    port, _ = server
+    started = {"ok": False}
+    changes: list[tuple[str, float]] = []
+    probe = {"httpGet": {"path": "/ok", "port": port}, "periodSeconds": 30}
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=t0, clock=loop.time,
+                                on_change=lambda k, ok: changes.append((k, round(loop.time() - t0))),
+                                on_failure=lambda k, m: None, gate=lambda: started["ok"])
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(40)  # the first period passed ungated; the next attempt is due at 60 s
+        started["ok"] = True
+        worker.trigger()
+        for _ in range(30):
+            if changes:
+                break
+            await asyncio.sleep(0.1)
+        assert changes == [("readiness", 40)]
+    finally:
+        task.cancel()

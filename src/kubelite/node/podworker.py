@@ -748,6 +748,8 @@ class PodWorker:
             cs.started = True
             cs.ready = c.get("readinessProbe") is None or bool(
                 cs.probes.get("readiness") and cs.probes["readiness"].result)
+            if "readiness" in cs.probes:
+                cs.probes["readiness"].trigger()
         elif kind in ("liveness", "startup") and not ok:
             self._spawn(self.kill_unhealthy(c, cs, kind))
         self.wake.set()

@@ -15,6 +15,7 @@ connection refused``) because they end up in ``kubectl describe`` events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -424,6 +425,7 @@ class ProbeWorker:
     on_warning: Callable[[str, str], None] | None = None
     clock: Callable[[], float] = time.monotonic  # tests pass a fake event loop's clock
     state: ProbeState = field(init=False)
+    _kick: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         if self.initial is None:
@@ -436,6 +438,15 @@ class ProbeWorker:
     def result(self) -> bool | None:
         return self.state.result
 
+    def trigger(self) -> None:
+        """Probe now instead of at the next period (the kubelet's manualTriggerCh: a readiness
+        probe right after the startup probe has succeeded, not up to a period later)."""
+        self._kick.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), max(0.0, seconds))
+
     async def run(self) -> None:
         period = max(1, int(self.probe.get("periodSeconds") or 10))
         timeout = max(1, int(self.probe.get("timeoutSeconds") or 1))
@@ -446,6 +457,7 @@ class ProbeWorker:
             # Attempts keep the period's cadence (the kubelet's ticker): a slow attempt (up to
             # timeoutSeconds) does not push the next one later.
             tick = self.clock()
+            self._kick.clear()  # a trigger from now on (during this attempt too) means another
             if self.kind == "startup" or self.gate():
                 raw, output = await run_handler(self.target, self.probe, timeout)
                 if self.warming_up(raw, first_period_ends):
@@ -468,7 +480,7 @@ class ProbeWorker:
                         return
                     if self.kind == "startup" and self.state.result:
                         return  # started: the kubelet stops running the startup probe
-            await asyncio.sleep(max(0.0, tick + period - self.clock()))
+            await self._sleep(tick + period - self.clock())
 
     def warming_up(self, raw: str, first_period_ends: float) -> bool:
         """Whether a failed readiness attempt falls in the container's start-up grace."""

@@ -125,7 +125,8 @@ class _Response:
 async def exchange(target: Target, scheme: str, host: str, port: int, path: str, headers: dict[str, str],
                     deadline: float) -> _Response:
     """One GET on its own connection (``Connection: close``, as the prober's keep-alive-less
-    transport): status, headers and at most :data:`MAX_BODY` of the body, before ``deadline``."""
+    transport): status, headers and, for a redirect, at most :data:`MAX_BODY` of the body,
+    before ``deadline``."""
     request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request += "Connection: close\r\n\r\n"
     writer: asyncio.StreamWriter | None = None
@@ -149,10 +150,12 @@ async def exchange(target: Target, scheme: str, host: str, port: int, path: str,
                 break
             name, _, value = line.decode("latin-1").partition(":")
             got[name.strip().lower()] = value.strip()
-        try:
-            body = await asyncio.wait_for(_read_body(reader, got), left())
-        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
-            body = b""  # the status decides; a body cut short only shortens a warning's text
+        body = b""
+        if 300 <= code < 400:  # only a redirect's body is ever shown (a warning); others are not read
+            try:
+                body = await asyncio.wait_for(_read_body(reader, got), left())
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                pass  # the status decides; a body cut short only shortens the warning's text
         return _Response(code, got, body)
     finally:
         if writer is not None:

@@ -633,8 +633,8 @@ class PodWorker:
                 await self.kill_container(c, cs, "FailedPostStartHook", self.grace_for(c))
                 with contextlib.suppress(ContainerNotFound):
                     cs.status = await host.runtime.status(cid)
-                if cs.exited and podspec.should_restart((pod.get("spec") or {}).get("restartPolicy") or "Always",
-                                                        (cs.status.exit_code if cs.status else 0) or 0):
+                policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
+                if cs.exited and cs.status and podspec.should_restart(policy, cs.status.exit_code or 0):
                     # The kubelet's reason cache: until the next start, the container waits
                     # with the start's error (a container that stays terminated shows that).
                     cs.waiting = ("PostStartHookError", failure)
@@ -659,8 +659,7 @@ class PodWorker:
         while not task.done():
             if self.deleting:
                 task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+                await asyncio.wait({task})  # (its cancellation is not ours: nothing raised here)
                 return False
             self.updated.clear()
             updated = asyncio.ensure_future(self.updated.wait())

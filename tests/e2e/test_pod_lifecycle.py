@@ -87,10 +87,9 @@ def test_post_start_hooks_run_before_the_container_counts_as_running(node: Node,
     node.apply(pod("poststart-exec", [slow], terminationGracePeriodSeconds=1,
                    volumes=[{"name": "state", "emptyDir": {}}]),
                pod("poststart-http", [http_hook], terminationGracePeriodSeconds=1))
-    p = node.wait_pod("poststart-exec", "running",
-                      lambda p: "running" in status_of(p, "c").get("state", {}), timeout=30)
+    node.wait_pod("poststart-exec", "running", lambda p: "running" in status_of(p, "c").get("state", {}), timeout=30)
     assert node.kubectl("exec", "poststart-exec", "--", "cat", "/state/hook") == "done\n"
-    assert condition(p, "Ready") == "True" or condition(node.pod("poststart-exec"), "Ready") == "True"
+    node.wait_pod("poststart-exec", "Ready", lambda p: condition(p, "Ready") == "True")
     node.wait_pod("poststart-http", "Ready", lambda p: condition(p, "Ready") == "True")
     wait_for("both postStart requests in the handler's log",
              lambda: echoed(node, "poststart-exec") and echoed(node, "poststart-http"), timeout=10)

@@ -250,3 +250,37 @@ def test_pods_are_readopted_after_an_agent_restart(cluster: Cluster) -> None:
     st = status(cluster, "img")
     assert (st["containerID"], st["restartCount"]) == (before, 0)
     assert cluster.kubectl("exec", "img", "--", "cat", ociroot.BAKED, check=True).stdout.strip() == ociroot.BAKED_TEXT
+
+
+def test_lifecycle_hooks_and_unprivileged_defaults_in_image_containers(cluster: Cluster) -> None:
+    """Exec hooks run through runc exec in the image's container: postStart before the
+    container counts as running, preStop before SIGTERM, both reaching a handler pod (a
+    catalog agnhost netexec, which logs every /echo). And what conformance expects of an
+    unprivileged container with a writable root: no CAP_NET_ADMIN, files can be written."""
+    apply(cluster, pod("handler", [{"name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.52",
+                                    "args": ["netexec", "--http-port=8080"]}]))
+    handler_ip = wait_for("handler Ready", lambda: ready(cluster, "handler"))["status"]["podIP"]
+    fetch = f"wget -q -O- http://{handler_ip}:8080/echo?msg="
+    trap = ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]
+    apply(cluster, pod("oci-hooks", [{"name": "c", "image": BB, "command": trap, "lifecycle": {
+        "postStart": {"exec": {"command": ["sh", "-c", f"{fetch}oci-poststart; sleep 1; echo done > /tmp/hook"]}},
+        "preStop": {"exec": {"command": ["sh", "-c", f"{fetch}oci-prestop"]}}}}], terminationGracePeriodSeconds=15),
+        pod("unpriv", [{"name": "c", "image": BB, "securityContext": {
+            "privileged": False, "readOnlyRootFilesystem": False},
+            "command": ["sh", "-c", "ip link add dummy1 type dummy || true; touch /checkfile && echo wrote"]}],
+            restartPolicy="Never"))
+    wait_for("oci-hooks running", lambda: "running" in (status(cluster, "oci-hooks").get("state") or {}))
+    assert cluster.kubectl("exec", "oci-hooks", "--", "cat", "/tmp/hook", check=True).stdout == "done\n"
+
+    def echoed(msg: str) -> bool:
+        return f"GET /echo?msg={msg}&" in cluster.kubectl("logs", "handler", check=True).stdout
+
+    assert echoed("oci-poststart") and not echoed("oci-prestop")
+    started = time.monotonic()
+    cluster.kubectl("delete", "pod", "oci-hooks", "--grace-period=15", check=True)
+    assert time.monotonic() - started < 12  # the TERM trap ended it: the hook came first, quickly
+    wait_for("the preStop request", lambda: echoed("oci-prestop"), 10)
+    assert terminated(cluster, "unpriv")["exitCode"] == 0
+    # (stderr and stdout are separate streams: their lines may come in either order)
+    assert sorted(logs(cluster, "unpriv")) == ["ip: RTNETLINK answers: Operation not permitted", "wrote"]
+    cluster.kubectl("delete", "pod", "handler", "unpriv", "--wait=false", check=True)

@@ -20,7 +20,8 @@ from kubelite.node import probes
 
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[int, dict[str, int]]]:
-    """An HTTP server on 127.0.0.1: /ok 200, /redirect 302, /fail 500, /slow sleeps; /health flips."""
+    """An HTTP server on 127.0.0.1: /ok 200, /redirect 302, /fail 500, /slow sleeps; /health flips;
+    /to?loc=... redirects (302) there, /loop redirects to itself."""
     state = {"health": 200, "hits": 0}
     seen: dict[str, str] = {}
 
@@ -32,6 +33,11 @@ async def server() -> AsyncIterator[tuple[int, dict[str, int]]]:
             await asyncio.sleep(2)
         if path == "/health":
             return web.Response(status=state["health"])
+        if path == "/to":
+            return web.Response(status=302, headers={"Location": request.query["loc"]},
+                                text=f'<a href="{request.query["loc"]}">Found</a>.\n')
+        if path == "/loop":
+            return web.Response(status=301, headers={"Location": "/loop"})
         return web.Response(status={"/ok": 200, "/redirect": 302, "/fail": 500}.get(path, 200))
 
     app = web.Application()
@@ -64,7 +70,9 @@ async def test_http_get_results(server: tuple[int, dict[str, int]]) -> None:
     port, _ = server
     t = target()
     assert await probes.http_get(t, {"path": "/ok", "port": port}, 1) == ("success", "")
-    assert await probes.http_get(t, {"path": "/redirect", "port": port}, 1) == ("success", "")
+    # A 3xx that is not followed (no Location here) succeeds with the kubelet's warning.
+    assert await probes.http_get(t, {"path": "/redirect", "port": port}, 1) == (
+        "warning", "Probe terminated redirects, Response body: ")
     assert await probes.http_get(t, {"path": "/fail", "port": port}, 1) == (
         "failure", "HTTP probe failed with statuscode: 500")
     result, message = await probes.http_get(t, {"path": "/slow", "port": port}, 1)
@@ -74,6 +82,34 @@ async def test_http_get_results(server: tuple[int, dict[str, int]]) -> None:
     dead = closed_port()
     assert await probes.http_get(t, {"path": "/healthz", "port": dead}, 1) == (
         "failure", f'Get "http://127.0.0.1:{dead}/healthz": dial tcp 127.0.0.1:{dead}: connect: connection refused')
+
+
+async def test_http_get_follows_redirects_on_the_probed_host_only(server: tuple[int, dict[str, int]]) -> None:
+    """As the kubelet's prober (pkg/probe/http): a redirect to the same host is followed and the
+    final answer decides (a healthy endpoint that redirects to a failing one fails); one to
+    another host is not followed: its 3xx is a success with a warning, body included."""
+    port, state = server
+    t = target()
+    assert await probes.http_get(t, {"path": "/to?loc=%2Ffail", "port": port}, 1) == (
+        "failure", "HTTP probe failed with statuscode: 500")
+    hits = state["hits"]
+    assert await probes.http_get(t, {"path": "/to?loc=%2Fok", "port": port}, 1) == ("success", "")
+    assert state["hits"] == hits + 2
+    absolute = f"http://127.0.0.1:{port}/fail"  # an absolute URL on the same host is followed too
+    assert (await probes.http_get(t, {"path": f"/to?loc={absolute}", "port": port}, 1))[0] == "failure"
+    away = "http://192.0.2.1/"  # TEST-NET-1: never contacted, the redirect is not followed
+    assert await probes.http_get(t, {"path": f"/to?loc={away}", "port": port}, 1) == (
+        "warning", f'Probe terminated redirects, Response body: <a href="{away}">Found</a>.\n')
+    assert await probes.http_get(t, {"path": "/loop", "port": port}, 1) == (
+        "failure", f'Get "http://127.0.0.1:{port}/loop": stopped after 10 redirects')
+
+
+def test_a_warning_counts_as_a_success() -> None:
+    state = probes.ProbeState(1, 1, True)
+    assert not state.observe("warning")
+    assert state.result is True
+    assert state.observe("failure") and state.result is False
+    assert state.observe("warning") and state.result is True
 
 
 async def test_http_get_named_port_and_headers(server: tuple[int, dict[str, int]]) -> None:
@@ -112,7 +148,7 @@ async def test_exec_action() -> None:
     assert await probes.exec_action(t, {"command": ["true"]}, 1) == ("success", "")
     assert await probes.exec_action(t, {"command": ["sh", "-c", "echo nope; exit 2"]}, 1) == ("failure", "nope\n")
     result, message = await probes.exec_action(t, {"command": ["sleep", "5"]}, 0.2)
-    assert (result, message) == ("failure", "command ['sleep', '5'] timed out")
+    assert (result, message) == ("failure", 'command "sleep 5" timed out')
 
 
 @pytest.mark.parametrize(("success", "failure", "initial", "raws", "settled"), [
@@ -224,3 +260,73 @@ async def test_exec_readiness_probes_keep_their_period() -> None:
     finally:
         task.cancel()
     assert len(failures) == 1 and worker.result is False
+
+
+@pytest.mark.looptime
+async def test_a_slow_attempt_does_not_push_the_next_one_later() -> None:
+    """Attempts keep the period's cadence, as the kubelet's ticker: a 1.5 s exec attempt of a
+    2 s period is followed by the next at 2 s, not at 3.5 s."""
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    attempts: list[float] = []
+
+    async def slow(cid: str, argv: list[str], seconds: float) -> tuple[int, bytes]:
+        attempts.append(round(loop.time() - t0, 3))
+        await asyncio.sleep(1.5)
+        return 0, b""
+
+    probe = {"exec": {"command": ["check"]}, "periodSeconds": 2, "timeoutSeconds": 5}
+    worker = probes.ProbeWorker(kind="liveness", probe=probe, target=probes.Target("127.0.0.1", {}, "cid", None, slow),
+                                started_at=t0, clock=loop.time, on_change=lambda k, ok: None,
+                                on_failure=lambda k, m: None)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(7)
+    task.cancel()
+    assert attempts == [0.0, 2.0, 4.0, 6.0]
+
+
+@pytest.mark.looptime
+async def test_a_redirect_to_another_host_is_a_warning_not_a_failure(server: tuple[int, dict[str, int]]) -> None:
+    port, _ = server
+    warnings: list[str] = []
+    failures: list[str] = []
+    changes: list[tuple[str, bool]] = []
+    probe = {"httpGet": {"path": "/to?loc=http://192.0.2.1/", "port": port}, "periodSeconds": 1, "failureThreshold": 1}
+    loop = asyncio.get_running_loop()
+    worker = probes.ProbeWorker(kind="liveness", probe=probe, target=target(), started_at=loop.time(),
+                                clock=loop.time, on_change=lambda k, ok: changes.append((k, ok)),
+                                on_failure=lambda k, m: failures.append(m), on_warning=lambda k, m: warnings.append(m))
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(2.5)
+    task.cancel()
+    assert changes == [] and failures == [] and worker.result is True
+    assert len(warnings) == 3
+    assert warnings[0] == ('Liveness probe warning: Probe terminated redirects, Response body: '
+                           '<a href="http://192.0.2.1/">Found</a>.\n')
+
+
+@pytest.mark.looptime
+async def test_a_trigger_probes_at_once_instead_of_a_period_later(server: tuple[int, dict[str, int]]) -> None:
+    """The readiness probe of a container whose startup probe has just succeeded runs then,
+    not up to a period later (the kubelet triggers it)."""
+    port, _ = server
+    started = {"ok": False}
+    changes: list[tuple[str, float]] = []
+    probe = {"httpGet": {"path": "/ok", "port": port}, "periodSeconds": 30}
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    worker = probes.ProbeWorker(kind="readiness", probe=probe, target=target(), started_at=t0, clock=loop.time,
+                                on_change=lambda k, ok: changes.append((k, round(loop.time() - t0))),
+                                on_failure=lambda k, m: None, gate=lambda: started["ok"])
+    task = asyncio.create_task(worker.run())
+    try:
+        await asyncio.sleep(40)  # the first period passed ungated; the next attempt is due at 60 s
+        started["ok"] = True
+        worker.trigger()
+        for _ in range(30):
+            if changes:
+                break
+            await asyncio.sleep(0.1)
+        assert changes == [("readiness", 40)]
+    finally:
+        task.cancel()

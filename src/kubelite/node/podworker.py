@@ -35,7 +35,7 @@ from kubelite.api.resource import pod_qos_class
 from kubelite.api.types import Obj
 from kubelite.client import PODS, ApiError, Client
 from kubelite.images.oci import OCIImage
-from kubelite.node import activedeadline, ocispec, podspec, probes, terminationmessage, volumes
+from kubelite.node import activedeadline, lifecycle, ocispec, podspec, probes, terminationmessage, volumes
 from kubelite.node import images as node_images
 from kubelite.node.network import NodeNetwork, PodNetwork
 from kubelite.node.podconfig import PodConfigurer
@@ -44,12 +44,12 @@ from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerSta
 log = logging.getLogger(__name__)
 
 POLL = 1.0  # how often running containers are checked for exits
+HOOK_HTTP_TIMEOUT = 60.0  # one postStart httpGet exchange (the kubelet's client has none; a dead peer would hang it)
 RETRY = 2.0  # retry of a sandbox or config that could not be made yet
 MIN_GRACE = 2  # the kubelet never gives SIGTERM less than this before SIGKILL
 # A terminating pod first reports Ready=False and leaves the Service datapath; its processes
 # get SIGTERM only after this much (bounded by half the grace period). See PodWorker.terminate.
 DRAIN_DELAY = 1.5
-HOOK_TIMEOUT = 60.0
 OWNED_STATUS = ("phase", "conditions", "hostIP", "hostIPs", "podIP", "podIPs", "startTime",
                 "initContainerStatuses", "containerStatuses", "qosClass", "reason", "message")
 
@@ -88,12 +88,14 @@ class PodHost(Protocol):
         """``worker``'s loop has ended: its pod is gone and everything of it removed."""
 
 
-async def exec_in(runtime: Runtime, container_id: str, argv: list[str], seconds: float) -> tuple[int, bytes]:
-    """Run a command in a container and collect its output (exec probes and hooks)."""
+async def exec_split(runtime: Runtime, container_id: str, argv: list[str],
+                     seconds: float | None) -> tuple[int, bytes, bytes]:
+    """Run a command in a container; its exit code, stdout and stderr (the CRI's ExecSync).
+    Past ``seconds`` (None: no limit, as the kubelet runs hooks) it is killed: TimeoutError."""
     try:
         proc = await runtime.exec(container_id, argv, tty=False, stdin=False)
     except ExecStartError as e:
-        return 126, str(e).encode()
+        raise lifecycle.ExecError(str(e)) from None
 
     async def drain(read: Callable[[], Awaitable[bytes]]) -> bytes:
         out = b""
@@ -105,11 +107,20 @@ async def exec_in(runtime: Runtime, container_id: str, argv: list[str], seconds:
         async with asyncio.timeout(seconds):
             out, err = await asyncio.gather(drain(proc.read_stdout), drain(proc.read_stderr))
             code = await proc.wait()
-    except TimeoutError:
+    except BaseException:  # the timeout, or the hook's caller giving up (cancelled)
         proc.kill()
         raise
     finally:
         proc.close()
+    return code, out, err
+
+
+async def exec_in(runtime: Runtime, container_id: str, argv: list[str], seconds: float) -> tuple[int, bytes]:
+    """Run a command in a container and collect its output (exec probes)."""
+    try:
+        code, out, err = await exec_split(runtime, container_id, argv, seconds)
+    except lifecycle.ExecError as e:
+        return 126, str(e).encode()
     return code, out + err
 
 
@@ -229,6 +240,7 @@ class PodWorker:
         self.uid: str = pod["metadata"]["uid"]
         self.dir = host.pods_dir / self.uid
         self.wake = asyncio.Event()
+        self.updated = asyncio.Event()  # a newer object or the deletion arrived (see _unless_deleted)
         self.net: PodNetwork | None = None
         self.sandbox_ready = False
         self.volumes_refreshed = 0.0
@@ -311,6 +323,11 @@ class PodWorker:
         elif not self.gone:
             self.pod = pod
         self.wake.set()
+        self.updated.set()
+
+    @property
+    def deleting(self) -> bool:
+        return self.gone or bool((self.pod.get("metadata") or {}).get("deletionTimestamp"))
 
     async def loop(self) -> None:
         while not self.done:
@@ -603,38 +620,91 @@ class PodWorker:
         self.event("Normal", "Started", f"Started container {c['name']}")
         post_start = (c.get("lifecycle") or {}).get("postStart")
         if post_start and cs.running:
-            ok, output = await self.run_hook(c, cs, post_start, HOOK_TIMEOUT)
-            if not ok:
-                self.event("Warning", "FailedPostStartHook", f"PostStartHook failed: {output}".strip())
-                self.event("Normal", "Killing", f"FailedPostStartHook: Stopping container {c['name']}")
-                await host.runtime.stop(cid, self.grace_for(c))
-                cs.status = await host.runtime.status(cid)
+            # As the kubelet's startContainer: the sync waits for the hook, so the container is
+            # reported running (and probed) only once it has succeeded. Only the pod's deletion
+            # ends a hook that never does (the kubelet cancels the sync's context then).
+            hook = asyncio.ensure_future(self.run_hook(c, cs, post_start, HOOK_HTTP_TIMEOUT))
+            if not await self._unless_deleted(hook):
+                return 0
+            failure = hook.result()
+            if failure is not None:
+                log.info("pod %s: postStart hook of %s failed: %s", self.name, c["name"], failure)
+                self.event("Warning", "FailedPostStartHook", "PostStartHook failed")
+                await self.kill_container(c, cs, "FailedPostStartHook", self.grace_for(c))
+                with contextlib.suppress(ContainerNotFound):
+                    cs.status = await host.runtime.status(cid)
+                policy = (pod.get("spec") or {}).get("restartPolicy") or "Always"
+                if cs.exited and cs.status and podspec.should_restart(policy, cs.status.exit_code or 0):
+                    # The kubelet's reason cache: until the next start, the container waits
+                    # with the start's error (a container that stays terminated shows that).
+                    cs.waiting = ("PostStartHookError", failure)
                 return 0.05
         if not cs.init:
             self.start_probes(c, cs)
         return POLL
 
     def grace_for(self, c: Obj, probe: Obj | None = None) -> int:
+        """The kubelet's setTerminationGracePeriod: a deleted pod's deletion grace period,
+        else the probe's own (a liveness or startup kill), else the pod's."""
+        meta = self.pod.get("metadata") or {}
+        if meta.get("deletionGracePeriodSeconds") is not None:
+            return int(meta["deletionGracePeriodSeconds"])
         spec = self.pod.get("spec") or {}
         if probe and probe.get("terminationGracePeriodSeconds") is not None:
             return int(probe["terminationGracePeriodSeconds"])
         return int(spec.get("terminationGracePeriodSeconds", 30))
+
+    async def _unless_deleted(self, task: asyncio.Future[Any]) -> bool:
+        """Wait for ``task``; if the pod is deleted first, cancel it and return False."""
+        while not task.done():
+            if self.deleting:
+                task.cancel()
+                await asyncio.wait({task})  # (its cancellation is not ours: nothing raised here)
+                return False
+            self.updated.clear()
+            updated = asyncio.ensure_future(self.updated.wait())
+            try:
+                await asyncio.wait({task, updated}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                updated.cancel()
+        return True
 
     def _target(self, c: Obj, cs: ContainerState) -> probes.Target:
         assert self.net is not None
         return probes.Target(self.net.ip, c, cs.current, self.host.network.netns_path,
                              functools.partial(exec_in, self.host.runtime))
 
-    async def run_hook(self, c: Obj, cs: ContainerState, handler: Obj, seconds: float) -> tuple[bool, str]:
-        if handler.get("sleep") is not None:
-            await asyncio.sleep(min(seconds, float(handler["sleep"].get("seconds") or 0)))
-            return True, ""
-        try:
-            async with asyncio.timeout(seconds):
-                result, output = await probes.run_handler(self._target(c, cs), handler, seconds)
-        except TimeoutError:
-            return False, "timed out"
-        return result == "success", output
+    async def run_hook(self, c: Obj, cs: ContainerState, handler: Obj, http_seconds: float) -> str | None:
+        """Run a lifecycle hook of ``c``'s current instance: None, or why it failed."""
+        return await lifecycle.run(self._target(c, cs), functools.partial(exec_split, self.host.runtime), handler,
+                                   c["name"], podspec.pod_ref(self.pod), http_seconds)
+
+    async def kill_container(self, c: Obj, cs: ContainerState, message: str, grace: int,
+                             sigterm_at: float = 0.0) -> None:
+        """The kubelet's killContainer: the Killing event, the preStop hook within the grace
+        period (its time taken from it), then SIGTERM, and SIGKILL once the rest has passed
+        (never less than MIN_GRACE). ``sigterm_at`` (the event loop's clock) holds the SIGTERM
+        back until then (a terminating pod's drain, see :meth:`terminate`)."""
+        cid = cs.current
+        self.event("Normal", "Killing", message)
+        clock = asyncio.get_running_loop().time
+        started = clock()
+        pre_stop = (c.get("lifecycle") or {}).get("preStop")
+        if pre_stop and grace > 0 and cs.running:
+            try:
+                async with asyncio.timeout(grace):
+                    failure = await self.run_hook(c, cs, pre_stop, grace)
+            except TimeoutError:
+                log.info("pod %s: the preStop hook of %s did not complete in %ds", self.name, c["name"], grace)
+            else:
+                if failure is not None:
+                    log.info("pod %s: preStop hook of %s failed: %s", self.name, c["name"], failure)
+                    self.event("Warning", "FailedPreStopHook", "PreStopHook failed")
+        if (hold := sigterm_at - clock()) > 0:
+            await asyncio.sleep(hold)
+        grace -= int(clock() - started)  # whole seconds, as the kubelet counts a hook's
+        cs.stop_probes()
+        await self.host.runtime.stop(cid, max(MIN_GRACE, grace))
 
     # -- probes
 
@@ -658,7 +728,7 @@ class PodWorker:
             worker = probes.ProbeWorker(
                 kind=kind, probe=probe, target=target, started_at=cs.started_mono,
                 on_change=functools.partial(self.on_probe, c, cs),
-                on_failure=self.on_probe_failure,
+                on_failure=self.on_probe_failure, on_warning=self.on_probe_warning,
                 gate=functools.partial(getattr, cs, "started"), initial=initial,
             )
             cs.probes[kind] = worker
@@ -667,6 +737,9 @@ class PodWorker:
     def on_probe_failure(self, _kind: str, message: str) -> None:
         self.event("Warning", "Unhealthy", message)
 
+    def on_probe_warning(self, _kind: str, message: str) -> None:
+        self.event("Warning", "ProbeWarning", message)
+
     def on_probe(self, c: Obj, cs: ContainerState, kind: str, ok: bool) -> None:
         if kind == "readiness":
             cs.ready = ok and cs.started
@@ -674,6 +747,8 @@ class PodWorker:
             cs.started = True
             cs.ready = c.get("readinessProbe") is None or bool(
                 cs.probes.get("readiness") and cs.probes["readiness"].result)
+            if "readiness" in cs.probes:
+                cs.probes["readiness"].trigger()
         elif kind in ("liveness", "startup") and not ok:
             self._spawn(self.kill_unhealthy(c, cs, kind))
         self.wake.set()
@@ -685,11 +760,10 @@ class PodWorker:
         task.add_done_callback(self._tasks.discard)
 
     async def kill_unhealthy(self, c: Obj, cs: ContainerState, kind: str) -> None:
-        cid = cs.current
-        self.event("Normal", "Killing", f"Container {c['name']} failed {kind} probe, will be restarted")
         cs.ready = False
         with contextlib.suppress(Exception):
-            await self.host.runtime.stop(cid, self.grace_for(c, c.get(f"{kind}Probe")))
+            await self.kill_container(c, cs, f"Container {c['name']} failed {kind} probe, will be restarted",
+                                      self.grace_for(c, c.get(f"{kind}Probe")))
         self.wake.set()
 
     # -- status
@@ -768,9 +842,10 @@ class PodWorker:
         for cs in running:
             cs.stop_probes()
             cs.ready = False
-            self.event("Normal", "Killing", f"Stopping container {cs.name}")
-        grace = max(MIN_GRACE, int((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
-        await asyncio.gather(*(self.host.runtime.stop(cs.current, grace) for cs in running),
+        grace = int((self.pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
+        specs = self._container_specs()
+        await asyncio.gather(*(self.kill_container(specs.get(cs.name, {"name": cs.name}), cs,
+                                                   f"Stopping container {cs.name}", grace) for cs in running),
                              return_exceptions=True)
         await self.refresh()
         self.terminal = True
@@ -802,9 +877,7 @@ class PodWorker:
         grace = int(meta.get("deletionGracePeriodSeconds", (pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30)))
         deadline = time.monotonic() + grace
         self.terminating = True
-        pod_spec = pod.get("spec") or {}
-        containers = {c["name"]: c for c in [*(pod_spec.get("initContainers") or []),
-                                             *(pod_spec.get("containers") or [])]}
+        containers = self._container_specs()
         await self.refresh()
         running = [cs for cs in [*self.init_containers.values(), *self.containers.values()] if cs.running]
         if running and not self.terminal:
@@ -815,21 +888,14 @@ class PodWorker:
             # same purpose in real deployments), bounded by half the grace period.
             for cs in running:
                 cs.ready = False
+                cs.stop_probes()
             with contextlib.suppress(ApiError):
                 await self.report(force_unready=True)
-            drain = min(DRAIN_DELAY, grace / 2)
-            hooks = []
-            for cs in running:
-                pre_stop = (containers.get(cs.name, {}).get("lifecycle") or {}).get("preStop")
-                if pre_stop:
-                    hooks.append(self._pre_stop(containers[cs.name], cs, pre_stop, max(0.0, deadline - time.monotonic())))
-            await asyncio.gather(asyncio.sleep(drain), *hooks)
-            for cs in running:
-                cs.stop_probes()
-                self.event("Normal", "Killing", f"Stopping container {cs.name}")
-            remaining = max(MIN_GRACE, math.ceil(deadline - time.monotonic()))
-            await asyncio.gather(*(self.host.runtime.stop(cs.current, remaining) for cs in running),
-                                 return_exceptions=True)
+            sigterm_at = asyncio.get_running_loop().time() + min(DRAIN_DELAY, grace / 2)
+            remaining = max(0, math.ceil(deadline - time.monotonic()))
+            await asyncio.gather(*(self.kill_container(containers.get(cs.name, {"name": cs.name}), cs,
+                                                       f"Stopping container {cs.name}", remaining, sigterm_at)
+                                   for cs in running), return_exceptions=True)
             await self.refresh()
             with contextlib.suppress(ApiError):
                 await self.report(terminal=True)
@@ -843,10 +909,9 @@ class PodWorker:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.done = True
 
-    async def _pre_stop(self, c: Obj, cs: ContainerState, handler: Obj, seconds: float) -> None:
-        ok, output = await self.run_hook(c, cs, handler, seconds)
-        if not ok:
-            self.event("Warning", "FailedPreStopHook", f"PreStopHook failed: {output}".strip())
+    def _container_specs(self) -> dict[str, Obj]:
+        spec = self.pod.get("spec") or {}
+        return {c["name"]: c for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]}
 
     async def cleanup(self, remove_dir: bool) -> None:
         """Remove every container instance and the sandbox."""

@@ -15,12 +15,15 @@ connection refused``) because they end up in ``kubectl describe`` events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
+import json
 import logging
 import socket
 import ssl
 import struct
 import time
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,7 +32,7 @@ from kubelite.api.types import Obj
 
 log = logging.getLogger(__name__)
 
-Result = Literal["success", "failure", "unknown"]
+Result = Literal["success", "warning", "failure", "unknown"]
 USER_AGENT = "kube-probe/1.33"
 
 # (container id, argv, timeout seconds) → (exit code, combined output); raises TimeoutError.
@@ -50,7 +53,7 @@ class Target:
 # ---------------------------------------------------------------------------------- connections
 
 
-def _errno_text(e: OSError) -> str:
+def errno_text(e: OSError) -> str:
     texts = {
         errno.ECONNREFUSED: "connect: connection refused",
         errno.EHOSTUNREACH: "connect: no route to host",
@@ -104,7 +107,86 @@ def resolve_port(port: Any, container: Obj) -> int:
 # ---------------------------------------------------------------------------------- handlers
 
 
+MAX_BODY = 10 * 1024  # the kubelet reads at most this much of a probe's response body
+MAX_REDIRECTS = 10
+
+
+class MalformedResponse(Exception):
+    """No HTTP status line came back."""
+
+
+@dataclass
+class _Response:
+    code: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+async def exchange(target: Target, scheme: str, host: str, port: int, path: str, headers: dict[str, str],
+                    deadline: float) -> _Response:
+    """One GET on its own connection (``Connection: close``, as the prober's keep-alive-less
+    transport): status, headers and, for a redirect, at most :data:`MAX_BODY` of the body,
+    before ``deadline``."""
+    request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    request += "Connection: close\r\n\r\n"
+    writer: asyncio.StreamWriter | None = None
+
+    def left() -> float:
+        return max(0.001, deadline - time.monotonic())
+
+    try:
+        reader, writer = await _connect(target, host, port, left(), tls=scheme == "https")
+        writer.write(request.encode("latin-1"))
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), left())
+        parts = status_line.decode("latin-1").split(" ", 2)
+        if len(parts) < 2 or not parts[1].isdigit():
+            raise MalformedResponse(status_line[:40])
+        code = int(parts[1])
+        got: dict[str, str] = {}
+        while True:
+            line = await asyncio.wait_for(reader.readline(), left())
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = line.decode("latin-1").partition(":")
+            got[name.strip().lower()] = value.strip()
+        body = b""
+        if 300 <= code < 400:  # only a redirect's body is ever shown (a warning); others are not read
+            try:
+                body = await asyncio.wait_for(_read_body(reader, got), left())
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
+                pass  # the status decides; a body cut short only shortens the warning's text
+        return _Response(code, got, body)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = b""
+        while len(body) < MAX_BODY:
+            size = int((await reader.readline()).split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                break
+            body += await reader.readexactly(size)
+            await reader.readline()
+        return body[:MAX_BODY]
+    if "content-length" in headers:
+        return await reader.readexactly(min(int(headers["content-length"]), MAX_BODY))
+    body = b""
+    while len(body) < MAX_BODY and (chunk := await reader.read(MAX_BODY - len(body))):
+        body += chunk
+    return body
+
+
 async def http_get(target: Target, action: Obj, seconds: float) -> tuple[Result, str]:
+    """An httpGet probe as the kubelet's prober runs it (pkg/probe/http).
+
+    200 <= status < 400 succeeds. Redirects are followed (at most 10) while they stay on the
+    probed host; one to another host is not followed, and its 3xx answer is a success with a
+    warning (the kubelet's ProbeWarning event). The whole exchange, redirects and body
+    included, has ``seconds`` (Go's ``Client.Timeout``)."""
     scheme = (action.get("scheme") or "HTTP").lower()
     host = action.get("host") or target.pod_ip
     try:
@@ -114,34 +196,51 @@ async def http_get(target: Target, action: Obj, seconds: float) -> tuple[Result,
     path = action.get("path") or "/"
     if not path.startswith("/"):
         path = "/" + path
-    url = f"{scheme}://{_hostport(host, port)}{path}"
     headers = {"Host": _hostport(host, port), "User-Agent": USER_AGENT, "Accept": "*/*"}
+    custom_host = False
     for h in action.get("httpHeaders") or []:
         # A header given in the probe replaces the default of the same name (Host included).
         for k in [k for k in headers if k.lower() == str(h.get("name", "")).lower()]:
             del headers[k]
         headers[str(h.get("name", ""))] = str(h.get("value", ""))
-    request = f"GET {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-    request += "Connection: close\r\n\r\n"
+        custom_host |= str(h.get("name", "")).lower() == "host"
     deadline = time.monotonic() + seconds
-    writer: asyncio.StreamWriter | None = None
-    try:
-        reader, writer = await _connect(target, host, port, seconds, tls=scheme == "https")
-        writer.write(request.encode("latin-1"))
-        await writer.drain()
-        status_line = await asyncio.wait_for(reader.readline(), max(0.001, deadline - time.monotonic()))
-        parts = status_line.decode("latin-1").split(" ", 2)
-        if len(parts) < 2 or not parts[1].isdigit():
-            return "failure", f'Get "{url}": malformed HTTP response {status_line[:40]!r}'
-        code = int(parts[1])
-    except TimeoutError:
-        return "failure", f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
-    except OSError as e:
-        return "failure", f'Get "{url}": dial tcp {_hostport(host, port)}: {_errno_text(e)}'
-    finally:
-        if writer is not None:
-            writer.close()
+    first_host = host
+    url = f"{scheme}://{_hostport(host, port)}{path}"
+    hops = 0
+    while True:
+        try:
+            response = await exchange(target, scheme, host, port, path, headers, deadline)
+        except TimeoutError:
+            return "failure", f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+        except MalformedResponse as e:
+            return "failure", f'Get "{url}": malformed HTTP response {e.args[0]!r}'
+        except OSError as e:
+            return "failure", f'Get "{url}": dial tcp {_hostport(host, port)}: {errno_text(e)}'
+        location = response.headers.get("location", "")
+        if not (300 <= response.code < 400 and response.code not in (304, 305, 306) and location):
+            break
+        target_url = urllib.parse.urljoin(url, location)
+        parts = urllib.parse.urlsplit(target_url)
+        if parts.hostname != first_host.strip("[]") or parts.scheme not in ("http", "https"):
+            break  # not followed: this 3xx is the answer (http.ErrUseLastResponse)
+        hops += 1
+        if hops > MAX_REDIRECTS:
+            return "failure", f'Get "{target_url}": stopped after {MAX_REDIRECTS} redirects'
+        relative = not urllib.parse.urlsplit(location).scheme
+        scheme, host = parts.scheme, parts.hostname or host
+        port = parts.port or (443 if scheme == "https" else 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        url = target_url
+        if not (custom_host and relative):  # Go keeps a custom Host only through a relative redirect
+            for k in [k for k in headers if k.lower() == "host"]:
+                del headers[k]
+            headers = {"Host": _hostport(host, port), **headers}
+    code = response.code
     if 200 <= code < 400:
+        if code >= 300:
+            body = response.body.decode(errors="replace")
+            return "warning", f"Probe terminated redirects, Response body: {body}"
         return "success", ""
     return "failure", f"HTTP probe failed with statuscode: {code}"
 
@@ -157,7 +256,7 @@ async def tcp_socket(target: Target, action: Obj, seconds: float) -> tuple[Resul
     except TimeoutError:
         return "failure", f"dial tcp {_hostport(host, port)}: i/o timeout"
     except OSError as e:
-        return "failure", f"dial tcp {_hostport(host, port)}: {_errno_text(e)}"
+        return "failure", f"dial tcp {_hostport(host, port)}: {errno_text(e)}"
     writer.close()
     return "success", ""
 
@@ -169,11 +268,17 @@ async def exec_action(target: Target, action: Obj, seconds: float) -> tuple[Resu
     try:
         code, output = await target.exec_fn(target.container_id, argv, seconds)
     except TimeoutError:
-        return "failure", f"command {argv!r} timed out"
+        # The runtime's ExecSync deadline error, as the kubelet (ExecProbeTimeout, 1.20+) reports it.
+        return "failure", f"command {_go_quote(' '.join(argv))} timed out"
     except Exception as e:
         return "unknown", str(e)
     text = output.decode(errors="replace")
     return ("success" if code == 0 else "failure"), text
+
+
+def _go_quote(text: str) -> str:
+    """Go's %q of a string (strconv.Quote), as the kubelet's messages quote commands."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 # gRPC health checking over HTTP/2 cleartext, just enough for grpc.health.v1.Health/Check: the
@@ -236,7 +341,7 @@ async def grpc_check(target: Target, action: Obj, seconds: float) -> tuple[Resul
     except TimeoutError:
         return "failure", f"timeout: health rpc did not complete within {seconds:g}s"
     except (OSError, asyncio.IncompleteReadError) as e:
-        reason = _errno_text(e) if isinstance(e, OSError) else "connection closed"
+        reason = errno_text(e) if isinstance(e, OSError) else "connection closed"
         return "failure", f"failed to connect service {_hostport(host, port)!r} within {seconds:g}s: {reason}"
     finally:
         if writer is not None:
@@ -280,6 +385,8 @@ class ProbeState:
         """Record one raw result; True when the settled result changed."""
         if raw == "unknown":
             return False
+        if raw == "warning":  # e.g. a redirect not followed: the kubelet counts it a success
+            raw = "success"
         self.succeeded_once |= raw == "success"
         if raw == self._last:
             self._run += 1
@@ -304,7 +411,8 @@ class ProbeWorker:
     """Runs one probe of one container instance until cancelled.
 
     ``on_change(kind, result)`` is called when the settled result changes; ``on_failure(msg)``
-    for every failed attempt (the kubelet's Unhealthy event). A liveness or startup failure
+    for every failed attempt (the kubelet's Unhealthy event), ``on_warning(msg)`` for a success
+    with a warning (ProbeWarning: a redirect to another host). A liveness or startup failure
     stops the worker: the container is going to be killed and a new one gets new workers.
     ``gate()`` tells whether the container has started (liveness and readiness wait for it).
     """
@@ -317,8 +425,10 @@ class ProbeWorker:
     on_failure: Callable[[str, str], None]
     gate: Callable[[], bool] = lambda: True
     initial: bool | None = None
+    on_warning: Callable[[str, str], None] | None = None
     clock: Callable[[], float] = time.monotonic  # tests pass a fake event loop's clock
     state: ProbeState = field(init=False)
+    _kick: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         if self.initial is None:
@@ -331,6 +441,15 @@ class ProbeWorker:
     def result(self) -> bool | None:
         return self.state.result
 
+    def trigger(self) -> None:
+        """Probe now instead of at the next period (the kubelet's manualTriggerCh: a readiness
+        probe right after the startup probe has succeeded, not up to a period later)."""
+        self._kick.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), max(0.0, seconds))
+
     async def run(self) -> None:
         period = max(1, int(self.probe.get("periodSeconds") or 10))
         timeout = max(1, int(self.probe.get("timeoutSeconds") or 1))
@@ -338,6 +457,10 @@ class ProbeWorker:
         await asyncio.sleep(max(0.0, self.started_at + delay - self.clock()))
         first_period_ends = self.clock() + period
         while True:
+            # Attempts keep the period's cadence (the kubelet's ticker): a slow attempt (up to
+            # timeoutSeconds) does not push the next one later.
+            tick = self.clock()
+            self._kick.clear()  # a trigger from now on (during this attempt too) means another
             if self.kind == "startup" or self.gate():
                 raw, output = await run_handler(self.target, self.probe, timeout)
                 if self.warming_up(raw, first_period_ends):
@@ -352,16 +475,18 @@ class ProbeWorker:
                     self.on_failure(self.kind, f"{KIND_TITLE[self.kind]} probe failed: {output.strip()}")
                 elif raw == "unknown":
                     self.on_failure(self.kind, f"{KIND_TITLE[self.kind]} probe errored: {output.strip()}")
+                elif raw == "warning" and self.on_warning is not None:
+                    self.on_warning(self.kind, f"{KIND_TITLE[self.kind]} probe warning: {output}")
                 if self.state.observe(raw):
                     self.on_change(self.kind, bool(self.state.result))
                     if self.kind in ("liveness", "startup") and not self.state.result:
                         return
                     if self.kind == "startup" and self.state.result:
                         return  # started: the kubelet stops running the startup probe
-            await asyncio.sleep(period)
+            await self._sleep(tick + period - self.clock())
 
     def warming_up(self, raw: str, first_period_ends: float) -> bool:
         """Whether a failed readiness attempt falls in the container's start-up grace."""
-        return (self.kind == "readiness" and raw != "success" and not self.state.succeeded_once
+        return (self.kind == "readiness" and raw in ("failure", "unknown") and not self.state.succeeded_once
                 and "exec" not in self.probe  # a network probe is cheap to repeat; a process is not
                 and self.clock() + WARM_UP_RETRY < first_period_ends)

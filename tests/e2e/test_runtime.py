@@ -85,6 +85,8 @@ def busybox_spec(netns: str, pod_dir: pathlib.Path, script: str, **overrides: ob
         uid=None,
         gid=None,
         log_path=pod_dir / "logs" / "main" / "0.log",
+        image_paths=list(image.paths),
+        writable_paths=list(image.writable_paths),
     )
     for key, value in overrides.items():
         setattr(spec, key, value)

@@ -103,6 +103,10 @@ class ContainerSpec:
     resources: dict[str, Any] = field(default_factory=dict)
     # Supplementary groups (the pod's fsGroup and supplementalGroups, as the kubelet adds them).
     groups: list[int] = field(default_factory=list)
+    # Catalog images (kubelite.node.isolation): host paths the image's program needs, shown
+    # read-only in the container's root, and directories it writes (private, empty at start).
+    image_paths: list[str] = field(default_factory=list)
+    writable_paths: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -61,6 +61,7 @@ from typing import Any, NoReturn
 
 from kubelite.api.timeutil import format_nano_ns, now_rfc3339
 from kubelite.linux import syscalls
+from kubelite.node import isolation
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # containerd splits longer lines into partial ("P") records of this size.
@@ -263,14 +264,6 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def _drop_privileges(uid: int | None, gid: int | None, groups: list[int] | None = None) -> None:
-    if uid is None and gid is None and not groups:
-        return
-    os.setgroups(groups or [])
-    os.setgid(gid if gid is not None else 0)
-    os.setuid(uid if uid is not None else 0)
-
-
 def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
     if not argv:
         raise StartError("args must not be empty")
@@ -366,6 +359,26 @@ def _reach_install(mounts: list[tuple[str, str, bool]], uid: int | None, gid: in
     return out
 
 
+def _confinement(spec: dict[str, Any]) -> isolation.Confinement:
+    return isolation.confinement(spec.get("pod_security_context") or {}, spec.get("security_context") or {})
+
+
+def _host_view(spec: dict[str, Any]) -> None:
+    """A privileged container's filesystem: the host's, with its own /proc, /dev/shm and /tmp
+    and the pod's mounts (what every catalog container saw before kubelite.node.isolation)."""
+    syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+    if os.path.isdir("/dev/shm"):
+        syscalls.mount(
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
+            "mode=1777,size=65536k",
+        )
+    mounts = _reach_install(spec["mounts"], spec["uid"], spec["gid"])
+    _mount_all(mounts, private_tmp=not _needs_host_tmp(spec["argv"], spec["env"]))
+
+
 def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: bool, err_w: int) -> NoReturn:
     """Runs in the forked child (PID 1 of the new PID namespace); never returns."""
     try:
@@ -387,26 +400,21 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
         syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC)
         # Nothing mounted from here on may propagate back to the host.
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-        syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
-        if os.path.isdir("/dev/shm"):
-            syscalls.mount(
-                "shm",
-                "/dev/shm",
-                "tmpfs",
-                syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
-                "mode=1777,size=65536k",
-            )
-        mounts = _reach_install(spec["mounts"], spec["uid"], spec["gid"])
-        _mount_all(mounts, private_tmp=not _needs_host_tmp(spec["argv"], spec["env"]))
+        conf = _confinement(spec)
+        if conf.privileged:
+            _host_view(spec)
+        else:
+            isolation.enter_root(spec["container_dir"], [tuple(m) for m in spec["mounts"]], spec["workdir"], conf,
+                                 spec.get("image_paths") or (), spec.get("writable_paths") or ())
         if spec["hostname"]:
             socket.sethostname(spec["hostname"])
         workdir = spec["workdir"] or "/"
         # runc creates a missing working directory rather than failing.
         os.makedirs(workdir, exist_ok=True)
         os.chdir(workdir)
-        _drop_privileges(spec["uid"], spec["gid"], spec.get("groups"))
+        isolation.confine(conf, spec["uid"], spec["gid"], spec.get("groups"))
         _exec(spec["argv"], spec["env"])
-    except StartError as e:
+    except (StartError, isolation.IsolationError) as e:
         message = str(e)
     except BaseException as e:  # anything here must become a StartError, never a traceback
         message = f"error during container init: {e}"
@@ -797,7 +805,7 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
             if tty:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             _reset_signals()
-            _drop_privileges(spec["uid"], spec["gid"], spec.get("groups"))
+            isolation.confine(_confinement(spec), spec["uid"], spec["gid"], spec.get("groups"))
             # After the uid change (which clears it): die with the helper, so killing it ends the exec.
             syscalls.set_parent_death_signal(signal.SIGKILL)
             _exec(argv, spec["env"])
@@ -946,6 +954,7 @@ def serve_zygote(requests: socket.socket) -> int:
     # What a shim of an OCI image's container runs (subprocess, tempfile...), imported once
     # here and shared copy-on-write by every shim instead of imported by each.
     from kubelite.node import runc  # noqa: F401
+    isolation.warm()  # /etc's secrets, the capability set and the seccomp program, once for every shim
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
 

@@ -326,8 +326,10 @@ async def test_program_linked_from_tmp_to_outside_runs(runtime: Runtime, netns: 
         python3 = venv / "bin" / "python3"
         python3.parent.mkdir()
         python3.symlink_to(REAL_PYTHON)
+        # The image names its program's directory (as a catalog entry's program is part of its
+        # image): the container's own root shows it, and the link's target with the host's /usr.
         spec = busybox_spec(netns, pod_dir, "", argv=[str(python3), "-c", "print('hello from the venv')"],
-                            env={"PATH": shim.DEFAULT_PATH})
+                            env={"PATH": shim.DEFAULT_PATH}, image_paths=[str(python3.parent)])
         status = await wait_exited(runtime, await runtime.start(spec))
         assert (status.exit_code, status.message) == (0, "")
         assert log_lines(spec.log_path) == ["hello from the venv"]

@@ -16,7 +16,8 @@ namespace, a new root (a tmpfs, entered with ``pivot_root`` so that no way leads
   ``/root``, ``/home``, ``/var`` and ``/run`` are empty, ``/tmp`` is the container's;
 - ``/proc`` of its PID namespace with containerd's masked and read-only paths, a ``/dev``
   with only the default devices (the tmpfs is ``nodev``: a node made with CAP_MKNOD opens
-  nothing, as runc's device cgroup ensures), a read-only ``/sys``;
+  nothing, as runc's device cgroup ensures) and the host's ``/dev/pts`` (see :func:`_dev`),
+  a read-only ``/sys``;
 - the pod's volumes and ``/etc`` files at their mount paths (writable binds are ``nodev``
   for the same reason). A mount target missing under a read-only host directory (a
   configMap at ``/etc/app``) is made in a scratch tmpfs laid over it as an overlay's upper
@@ -59,9 +60,9 @@ SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "
 EMPTY_DIRS = ("proc", "sys", "dev", "tmp", "run", "run/lock", "var", "var/tmp", "var/lib", "var/log",
               "var/cache", "var/spool", "home", "mnt", "srv", "media")  # fmt: skip
 _STICKY = ("tmp", "var/tmp")
-_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
 _DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
-              "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx", "core": "/proc/kcore"}  # fmt: skip
+              "stderr": "/proc/self/fd/2"}  # fmt: skip
 _MAX_SYMLINKS = 40
 
 # Seccomp (linux/seccomp.h, linux/filter.h, linux/audit.h).
@@ -248,15 +249,35 @@ def etc_secrets() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def install_paths() -> list[str]:
-    """The Python installation and kubelite's package: kubelite's own images are this interpreter."""
+@cache
+def install_paths() -> tuple[str, ...]:
+    """The Python installation and kubelite's package: kubelite's own images are this
+    interpreter. With the directories its site-packages' ``.pth`` files add to ``sys.path``
+    (an editable install of kubelite): what ``python -m kubelite...`` imports in a container."""
     package_root = str(Path(__file__).resolve().parents[2])
-    return sorted({sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(sys.executable), package_root})
+    paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(sys.executable), package_root}
+    import sysconfig
+
+    for key in ("purelib", "platlib"):
+        site = sysconfig.get_paths()[key]
+        try:
+            names = [n for n in os.listdir(site) if n.endswith(".pth")]
+        except OSError:
+            continue
+        for name in names:
+            try:
+                lines = Path(site, name).read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            paths.update(line.strip() for line in lines
+                         if line.startswith("/") and os.path.isdir(line.strip()))
+    return tuple(sorted(paths))
 
 
 def warm() -> None:
     """Compute once in the fork server what every container start needs (see the docstring)."""
     etc_secrets()
+    install_paths()
     host_capabilities()
     _seccomp_for(frozenset(ocispec.DEFAULT_CAPABILITIES))
 
@@ -479,8 +500,10 @@ def _dev(root: str) -> None:
         os.symlink(link, os.path.join(dev, name))
     for name in ("pts", "shm", "mqueue"):
         os.mkdir(os.path.join(dev, name), 0o755)
-    syscalls.mount("devpts", os.path.join(dev, "pts"), "devpts", syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
-                   "newinstance,ptmxmode=0666,mode=0620,gid=5")
+    # The host's terminals: a container's terminal (and an exec's) is opened by the shim and
+    # the agent on the host's devpts, and `tty` must find it. A devpts of its own would need
+    # the terminal made inside the container and its master sent out, as runc's console socket.
+    _bind("/dev/pts", os.path.join(dev, "pts"), read_only=False)
     syscalls.mount("shm", os.path.join(dev, "shm"), "tmpfs", flags, "mode=1777,size=65536k")
     try:
         syscalls.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", flags)

@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from typing import Any
 
 from kubelite.images import resolve
 from kubelite.node.runtime import ContainerSpec, Runtime, kill_all
@@ -38,10 +39,7 @@ def spec(netns: str, pod: pathlib.Path, privileged: bool, i: int) -> ContainerSp
     )
 
 
-async def run(count: int) -> dict[str, dict[str, float]]:
-    base = pathlib.Path(tempfile.mkdtemp(prefix="kubelite-bench-iso-"))
-    name = f"kl-bench-iso-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
+async def run(count: int, base: pathlib.Path, name: str) -> dict[str, dict[str, float]]:
     runtime = Runtime(base / "state")
     pod = base / "pod"
     (pod / "data").mkdir(parents=True)
@@ -63,8 +61,6 @@ async def run(count: int) -> dict[str, dict[str, float]]:
     finally:
         await runtime.close()
         kill_all(base / "state")
-        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
-        shutil.rmtree(base, ignore_errors=True)
     return {kind: {"p50_ms": statistics.median(v), "p90_ms": statistics.quantiles(v, n=10)[-1]}
             for kind, v in times.items()}
 
@@ -74,7 +70,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
-    result = asyncio.run(run(args.count))
+    base = pathlib.Path(tempfile.mkdtemp(prefix="kubelite-bench-iso-"))
+    name = f"kl-bench-iso-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        result: dict[str, Any] = dict(asyncio.run(run(args.count, base, name)))
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
     result["loadavg"] = dict(zip(("1m", "5m", "15m"), os.getloadavg(), strict=True))
     for kind in ("privileged", "isolated"):
         r = result[kind]

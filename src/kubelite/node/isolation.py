@@ -274,6 +274,18 @@ def install_paths() -> tuple[str, ...]:
     return tuple(sorted(paths))
 
 
+def _this_kubelite(root: str) -> None:
+    """Where the interpreter's ``sys.path`` would find another kubelite package (an editable
+    install of another checkout, while this one runs from a PYTHONPATH), show this one there:
+    kubelite's images (``python -m kubelite.images...``) are part of the agent that runs them."""
+    own = str(Path(__file__).resolve().parents[1])
+    for directory in install_paths():
+        package = os.path.join(directory, "kubelite")
+        if os.path.realpath(package) == own or not os.path.isdir(package) or _system(os.path.realpath(package)):
+            continue
+        _bind(own, os.path.join(root, os.path.realpath(package).lstrip("/")), read_only=True)
+
+
 def warm() -> None:
     """Compute once in the fork server what every container start needs (see the docstring)."""
     etc_secrets()
@@ -433,6 +445,7 @@ def enter_root(container_dir: str, mounts: Sequence[tuple[str, str, bool]], work
     bound: list[str] = []
     for path in [*install_paths(), *image_paths]:
         _expose(root, path, bound)
+    _this_kubelite(root)
     for path in writable_paths:
         os.makedirs(resolve_in(root, path), mode=0o755, exist_ok=True)
     if not os.path.lexists(os.path.join(root, "root")):

@@ -16,8 +16,8 @@ namespace, a new root (a tmpfs, entered with ``pivot_root`` so that no way leads
   ``/root``, ``/home``, ``/var`` and ``/run`` are empty, ``/tmp`` is the container's;
 - ``/proc`` of its PID namespace with containerd's masked and read-only paths, a ``/dev``
   with only the default devices (the tmpfs is ``nodev``: a node made with CAP_MKNOD opens
-  nothing, as runc's device cgroup ensures) and the host's ``/dev/pts`` (see :func:`_dev`),
-  a read-only ``/sys``;
+  nothing, as runc's device cgroup ensures) and a devpts instance of its own, where its
+  terminal and those of ``kubectl exec -t`` are made (:func:`open_pty`); a read-only ``/sys``;
 - the pod's volumes and ``/etc`` files at their mount paths (writable binds are ``nodev``
   for the same reason). A mount target missing under a read-only host directory (a
   configMap at ``/etc/app``) is made in a scratch tmpfs laid over it as an overlay's upper
@@ -60,9 +60,9 @@ SYSTEM_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "
 EMPTY_DIRS = ("proc", "sys", "dev", "tmp", "run", "run/lock", "var", "var/tmp", "var/lib", "var/log",
               "var/cache", "var/spool", "home", "mnt", "srv", "media")  # fmt: skip
 _STICKY = ("tmp", "var/tmp")
-_DEVICES = ("null", "zero", "full", "random", "urandom", "tty", "ptmx")
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _DEV_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
-              "stderr": "/proc/self/fd/2"}  # fmt: skip
+              "stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx"}  # fmt: skip
 _MAX_SYMLINKS = 40
 
 # Seccomp (linux/seccomp.h, linux/filter.h, linux/audit.h).
@@ -482,6 +482,38 @@ def enter_root(container_dir: str, mounts: Sequence[tuple[str, str, bool]], work
     os.chdir("/")
 
 
+_TIOCGPTN = 0x80045430
+_TIOCSPTLCK = 0x40045431
+
+
+def open_pty(pts: str) -> tuple[int, int]:
+    """A new terminal of the devpts mounted at ``pts`` (``/dev/pts`` inside the container, or
+    ``/proc/<pid>/root/dev/pts`` from the agent): ``(master, slave)``, both close-on-exec."""
+    import fcntl
+
+    master = os.open(os.path.join(pts, "ptmx"), os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(master, _TIOCSPTLCK, struct.pack("i", 0))  # unlockpt
+        number = struct.unpack("i", fcntl.ioctl(master, _TIOCGPTN, b"\0\0\0\0"))[0]
+        slave = os.open(os.path.join(pts, str(number)), os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+    except BaseException:
+        os.close(master)
+        raise
+    return master, slave
+
+
+def container_pts(pid: int) -> str | None:
+    """The devpts of the running container ``pid`` as the agent reaches it, if it has one of
+    its own (an unprivileged catalog container), else None (the host's terminals serve)."""
+    pts = f"/proc/{pid}/root/dev/pts"
+    try:
+        if os.stat(pts).st_dev == os.stat("/dev/pts").st_dev or not os.path.exists(os.path.join(pts, "ptmx")):
+            return None
+    except OSError:
+        return None
+    return pts
+
+
 def _mask(root: str, paths: Iterable[str]) -> None:
     for path in paths:
         inside = os.path.join(root, path.lstrip("/"))
@@ -513,10 +545,10 @@ def _dev(root: str) -> None:
         os.symlink(link, os.path.join(dev, name))
     for name in ("pts", "shm", "mqueue"):
         os.mkdir(os.path.join(dev, name), 0o755)
-    # The host's terminals: a container's terminal (and an exec's) is opened by the shim and
-    # the agent on the host's devpts, and `tty` must find it. A devpts of its own would need
-    # the terminal made inside the container and its master sent out, as runc's console socket.
-    _bind("/dev/pts", os.path.join(dev, "pts"), read_only=False)
+    # A devpts of its own: the host's terminals (other pods', an admin's session) are not
+    # there. The container's terminal and an exec's are made in it (see open_pty).
+    syscalls.mount("devpts", os.path.join(dev, "pts"), "devpts", syscalls.MS_NOSUID | syscalls.MS_NOEXEC,
+                   "newinstance,ptmxmode=0666,mode=0620,gid=5")
     syscalls.mount("shm", os.path.join(dev, "shm"), "tmpfs", flags, "mode=1777,size=65536k")
     try:
         syscalls.mount("mqueue", os.path.join(dev, "mqueue"), "mqueue", flags)

@@ -46,7 +46,7 @@ from typing import Any, Literal
 from kubelite.api.timeutil import now_rfc3339
 from kubelite.images.oci import OCIImage
 from kubelite.linux import syscalls
-from kubelite.node import ocispec, runc
+from kubelite.node import isolation, ocispec, runc
 from kubelite.node.shim import (
     EXEC_REQUEST,
     STDIN_DATA,
@@ -614,7 +614,7 @@ class Runtime:
         err_r, err_w = os.pipe()
         try:
             if tty:
-                master, slave = os.openpty()
+                master, slave = _exec_pty(cdir)
                 theirs += [slave, slave, slave]
             else:
                 if stdin:
@@ -789,6 +789,14 @@ def _write_container_dir(cdir: pathlib.Path, spec: str) -> None:
     cdir.mkdir(parents=True, mode=0o700)
     (cdir / "spec.json").write_text(spec)
     (cdir / "shim.log").touch(mode=0o600)
+
+
+def _exec_pty(cdir: pathlib.Path) -> tuple[int, int]:
+    """The terminal of ``kubectl exec -t``: made in the container's own devpts when it has one
+    (kubelite.node.isolation), where `tty` in the container finds it; else on the host's."""
+    pid = (_read_json(cdir / "status.json") or {}).get("pid")
+    pts = isolation.container_pts(pid) if isinstance(pid, int) else None
+    return isolation.open_pty(pts) if pts is not None else os.openpty()
 
 
 def _read_to_eof(fd: int) -> bytes:

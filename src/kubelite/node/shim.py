@@ -379,14 +379,19 @@ def _host_view(spec: dict[str, Any]) -> None:
     _mount_all(mounts, private_tmp=not _needs_host_tmp(spec["argv"], spec["env"]))
 
 
-def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: bool, err_w: int) -> NoReturn:
-    """Runs in the forked child (PID 1 of the new PID namespace); never returns."""
+def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: bool, err_w: int,
+                     pty_sock: socket.socket | None = None) -> NoReturn:
+    """Runs in the forked child (PID 1 of the new PID namespace); never returns.
+
+    ``pty_sock``: the container's terminal is made in its own devpts once its root is built,
+    and the master end goes to the shim through this socket (as runc's console socket).
+    """
     try:
         os.setsid()
         os.umask(0o022)  # what runc gives every container, whatever the agent's umask
         for target_fd, fd in enumerate(stdio):
             os.dup2(fd, target_fd)
-        if tty:
+        if tty and pty_sock is None:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         _reset_signals()
         try:
@@ -406,6 +411,17 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
         else:
             isolation.enter_root(spec["container_dir"], [tuple(m) for m in spec["mounts"]], spec["workdir"], conf,
                                  spec.get("image_paths") or (), spec.get("writable_paths") or ())
+        if pty_sock is not None:
+            master, slave = isolation.open_pty("/dev/pts")
+            if spec["uid"] is not None:
+                os.fchown(slave, spec["uid"], spec["gid"] if spec["gid"] is not None else -1)
+            for target_fd in range(3):
+                os.dup2(slave, target_fd)
+            os.close(slave)
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            socket.send_fds(pty_sock, [b"m"], [master])
+            os.close(master)
+            pty_sock.close()
         if spec["hostname"]:
             socket.sethostname(spec["hostname"])
         workdir = spec["workdir"] or "/"
@@ -706,14 +722,30 @@ def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) 
                     stdin = _StdinPump(fifo_fd, master, True, bool(spec.get("stdin_once")))
     else:
         start_r, start_w = os.pipe()
+        # An unprivileged container's terminal is made in its own devpts (see _container_child).
+        own_pty = socket.socketpair() if tty and not _confinement(spec).privileged else None
         syscalls.unshare(syscalls.CLONE_NEWPID)  # applies to the next child: it becomes PID 1
         pid = os.fork()
         if pid == 0:
             os.close(start_r)
-            _container_child(spec, stdio, tty, start_w)
+            if own_pty is not None:
+                own_pty[0].close()
+            _container_child(spec, stdio, tty, start_w, own_pty[1] if own_pty else None)
         os.close(start_w)
         for fd in child_side:
             os.close(fd)
+        if own_pty is not None:
+            own_pty[1].close()
+            _, fds, _, _ = socket.recv_fds(own_pty[0], 1, 1)
+            own_pty[0].close()
+            os.close(tty_master)  # the host's terminal only held the place
+            outputs = {}
+            if fds:
+                tty_master = fds[0]
+                os.set_blocking(tty_master, False)
+                outputs = {tty_master: "stdout"}
+                if fifo_fd is not None:
+                    stdin = _StdinPump(fifo_fd, tty_master, True, bool(spec.get("stdin_once")))
         while chunk := os.read(start_r, 65536):
             start_error += chunk
         os.close(start_r)

@@ -123,6 +123,8 @@ def test_exec_is_confined_like_the_container(node: Node) -> None:
     table = out.split("PID", 1)[1].splitlines()[1:]
     ps = [line.split(None, 1) for line in table if line.strip()]
     assert ps[0] == ["1", "sleep 3600"] and len(ps) <= 3  # and the exec's sh and ps
+    # (Its terminals: kubectl exec -t needs a terminal of its own; see test_runtime's
+    # test_terminals_are_made_in_the_containers_own_devpts.)
 
 
 def test_run_as_user_reaches_python_images(node: Node) -> None:

@@ -139,3 +139,16 @@ def test_etc_secrets_are_what_others_cannot_read() -> None:
         assert not any(path.startswith(other + "/") for other in isolation.etc_secrets())
     if os.path.exists("/etc/shadow") and not os.stat("/etc/shadow").st_mode & 0o004:
         assert "/etc/shadow" in isolation.etc_secrets()
+
+
+@pytest.mark.parametrize(("machine", "header", "pattern"), [
+    ("x86_64", "/usr/include/x86_64-linux-gnu/asm/unistd_64.h", r"#define __NR_(\w+) (\d+)"),
+    ("aarch64", "/usr/include/asm-generic/unistd.h", r"#define __NR(?:3264)?_(\w+)\s+(\d+)"),
+])
+def test_syscall_numbers_match_the_kernel_headers(machine: str, header: str, pattern: str) -> None:
+    import re
+
+    if not os.path.exists(header):
+        pytest.skip(f"no {header} (linux-libc-dev) to check against")
+    numbers = {name: int(nr) for name, nr in re.findall(pattern, pathlib.Path(header).read_text())}
+    assert {n: v for n, v in isolation._SYSCALLS[machine].items() if numbers.get(n) != v} == {}

@@ -368,7 +368,8 @@ def _expose(root: str, path: str, bound: list[str]) -> None:
     for part in [c for c in path.split("/") if c]:
         here = os.path.join(walked, part)
         if os.path.islink(here):
-            inside = resolve_in(root, here)
+            # The link itself, where its directory is in the root (unless a system directory holds it).
+            inside = os.path.join(resolve_in(root, os.path.dirname(here)), part)
             if not _system(_host_real(os.path.dirname(here))) and not os.path.lexists(inside):
                 os.makedirs(os.path.dirname(inside), mode=0o755, exist_ok=True)
                 os.symlink(os.readlink(here), inside)

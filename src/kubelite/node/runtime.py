@@ -15,8 +15,9 @@ directory (``bundle/config.json``, built by :mod:`kubelite.node.ocispec`) and it
 ``upper``/``work``; its shim has runc create it (:mod:`kubelite.node.runc`) and otherwise
 treats it as any container (stdio, logs, status, exits), so everything above works alike.
 
-The trade-off for catalog images: there is no image filesystem, so the "image" is the host's own filesystem
-plus the pod's mounts (see :mod:`kubelite.images`); and the runtime polls the status file
+The trade-off for catalog images: there is no image filesystem, so the "image" is the host's
+program directories, read-only in a root of the container's own, plus the pod's mounts (see
+:mod:`kubelite.images` and :mod:`kubelite.node.isolation`); and the runtime polls the status file
 for exits instead of being notified (a start is notified: the shim closes a socket once the
 command runs), which costs a few milliseconds of latency on stop and no long-lived sockets.
 """

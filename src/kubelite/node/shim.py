@@ -13,10 +13,14 @@ container process, which
   volumes, sets the hostname, drops to the requested uid/gid, and ``execve``\\ s the command
   with exactly the environment it was given.
 
-There is no root filesystem of its own: the container sees the host's files plus its
-mounts. A mount target missing on the host is created on the host's filesystem (an empty
-directory or file that serves as mount point, e.g. ``/data``) because without an overlay
-there is nowhere else to create it; the mount itself stays private to the container.
+An unprivileged container then gets a root of its own, built from the host's program
+directories (read-only), the Python installation, the image's paths and the pod's mounts,
+and entered with ``pivot_root``; its process keeps containerd's default capabilities under
+no_new_privs and the RuntimeDefault seccomp filter (see :mod:`kubelite.node.isolation`).
+A ``privileged`` container sees the host's files plus its mounts, as every catalog
+container once did: there a mount target missing on the host is created on the host's
+filesystem (an empty directory or file that serves as mount point, e.g. ``/data``); the
+mount itself stays private to the container.
 
 The shim copies the container's stdout/stderr into the log file in the CRI format the
 kubelet reads (``<RFC3339Nano> stdout F <line>``), and records the container's life in

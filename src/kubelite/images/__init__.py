@@ -7,7 +7,9 @@ redis, nginx, mariadb and mysql), and whatever a user catalog file adds. Referen
 container runtimes do (``busybox``, ``busybox:1.36`` and ``docker.io/library/busybox:1.36``
 are one image) and tags are ignored: there is one version of each program here.
 
-The trade-off: an image's files are the host's. Where a command name matters (busybox's
+The trade-off: an image's files are the host's (its program directories, read-only in a root
+of the container's own, with the paths an image names in ``paths``: see
+:mod:`kubelite.node.isolation`). Where a command name matters (busybox's
 ``sh`` must be busybox's, not the host's ``/bin/sh``) the image's ``PATH`` starts with a
 directory of symlinks generated once in a cache directory (``$KUBELITE_CACHE_DIR``, else
 ``/var/cache/kubelite`` for root, else ``~/.cache/kubelite``).

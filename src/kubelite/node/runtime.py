@@ -795,6 +795,8 @@ def _write_container_dir(cdir: pathlib.Path, spec: str) -> None:
 def _exec_pty(cdir: pathlib.Path) -> tuple[int, int]:
     """The terminal of ``kubectl exec -t``: made in the container's own devpts when it has one
     (kubelite.node.isolation), where `tty` in the container finds it; else on the host's."""
+    if (_read_json(cdir / "spec.json") or {}).get("oci"):
+        return os.openpty()  # runc exec -t makes the container's terminal itself
     pid = (_read_json(cdir / "status.json") or {}).get("pid")
     pts = isolation.container_pts(pid) if isinstance(pid, int) else None
     return isolation.open_pty(pts) if pts is not None else os.openpty()

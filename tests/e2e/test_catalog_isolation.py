@@ -48,6 +48,10 @@ def probe_script(node: Node) -> str:
         '[ -n "$PRIV" ] || if touch /rootfile 2>/dev/null; then echo root=written; else echo root=readonly; fi',
         "if touch /scratch/f 2>/dev/null; then echo scratch=written; else echo scratch=readonly; fi",
         'echo host="$(cat /host/file 2>/dev/null)"',
+        '[ -n "$PRIV" ] || if touch /host-ro/new 2>/dev/null; then echo hostro=written; else echo hostro=readonly; fi',
+        # CAP_MKNOD makes a node on a volume, which is nodev: it opens nothing.
+        '[ -n "$PRIV" ] || { mknod /scratch/mem c 1 1 && if head -c1 /scratch/mem >/dev/null 2>&1; '
+        'then echo mknod=opened; else echo mknod=refused; fi; }',
         'echo config="$(cat /etc/app/key 2>/dev/null)"',
         "true",
     ])
@@ -61,6 +65,7 @@ def test_catalog_container_has_its_own_root_and_default_capabilities(node: Node,
     volumes = [{"name": "scratch", "emptyDir": {}}, {"name": "host", "hostPath": {"path": str(host_dir)}},
                {"name": "app", "configMap": {"name": "iso-app"}}]
     mounts = [{"name": "scratch", "mountPath": "/scratch"}, {"name": "host", "mountPath": "/host"},
+              {"name": "host", "mountPath": "/host-ro", "readOnly": True},
               {"name": "app", "mountPath": "/etc/app"}]
     script = probe_script(node)
 
@@ -91,7 +96,9 @@ def test_catalog_container_has_its_own_root_and_default_capabilities(node: Node,
     assert pids[0] == 1 and max(pids) < 64 and iso["sleepers"] == "0"
     assert (iso["usr"], iso["root"], iso["scratch"]) == ("readonly", "written", "written")
     assert not pathlib.Path("/rootfile").exists()  # the container's root is its own
-    assert (iso["host"], iso["config"]) == ("from the host", "configured")
+    assert (iso["host"], iso["config"], iso["hostro"], iso["mknod"]) == (
+        "from the host", "configured", "readonly", "refused")
+    assert not (host_dir / "new").exists()
 
     ro = lines(node, "iso-ro")
     assert (ro["usr"], ro["root"], ro["scratch"], ro["host"]) == ("readonly", "readonly", "written", "from the host")

@@ -152,3 +152,19 @@ def test_syscall_numbers_match_the_kernel_headers(machine: str, header: str, pat
         pytest.skip(f"no {header} (linux-libc-dev) to check against")
     numbers = {name: int(nr) for name, nr in re.findall(pattern, pathlib.Path(header).read_text())}
     assert {n: v for n, v in isolation._SYSCALLS[machine].items() if numbers.get(n) != v} == {}
+
+
+def test_a_mount_target_swapped_for_a_link_out_of_the_root_is_refused(tmp_path: pathlib.Path) -> None:
+    root = tmp_path / "root"
+    (root / "vol").mkdir(parents=True)
+    (root / "vol" / "target").mkdir()
+    fd = isolation._open_inside(str(root), str(root / "vol" / "target"))
+    os.close(fd)
+    # A container sharing the volume replaces the checked directory by a link to the host's /etc.
+    (root / "vol" / "target").rmdir()
+    (root / "vol" / "target").symlink_to("/etc")
+    (root / "vol" / "link").symlink_to("/etc")
+    with pytest.raises(isolation.IsolationError, match="became a symbolic link"):
+        isolation._open_inside(str(root), str(root / "vol" / "target"))
+    with pytest.raises(isolation.IsolationError, match="leads out of the container's root"):
+        isolation._open_inside(str(root), str(root / "vol" / "link" / "ssl"))

@@ -343,6 +343,39 @@ def _bind(source: str, target: str, read_only: bool, nodev: bool = False) -> Non
         syscalls.mount(None, target, None, flags)
 
 
+def _open_inside(root: str, path: str) -> int:
+    """``path`` opened without following a last symlink, checked to be under ``root``."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    real = os.readlink(f"/proc/self/fd/{fd}")
+    if real != root and not real.startswith(root + "/"):
+        os.close(fd)
+        raise IsolationError(f"mount target {path} leads out of the container's root (to {real})")
+    if stat.S_ISLNK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise IsolationError(f"mount target {path} became a symbolic link")
+    return fd
+
+
+def _bind_inside(root: str, source: str, target: str, read_only: bool, nodev: bool) -> None:
+    """A bind onto ``target`` (under ``root``) that a symlink swapped in meanwhile cannot send
+    elsewhere: a volume shared with a running container may change between the lookup and
+    the mount (runc's CVE-2021-30465), so the mount goes onto the descriptor of what was
+    checked, and so does the remount (opened anew: the new mount's root)."""
+    fd = _open_inside(root, target)
+    try:
+        syscalls.mount(source, f"/proc/self/fd/{fd}", None, syscalls.MS_BIND | syscalls.MS_REC)
+    finally:
+        os.close(fd)
+    if read_only or nodev:
+        fd = _open_inside(root, target)
+        try:
+            flags = syscalls.MS_BIND | syscalls.MS_REMOUNT
+            flags |= (syscalls.MS_RDONLY if read_only else 0) | (syscalls.MS_NODEV if nodev else 0)
+            syscalls.mount(None, f"/proc/self/fd/{fd}", None, flags)
+        finally:
+            os.close(fd)
+
+
 def _make(target: str, is_dir: bool, mode: int = 0o755) -> None:
     if os.path.lexists(target):
         return
@@ -461,6 +494,7 @@ def enter_root(container_dir: str, mounts: Sequence[tuple[str, str, bool]], work
         _bind("/sys", os.path.join(root, "sys"), read_only=True)
     _mask(root, [p for p in ocispec.MASKED_PATHS if p.startswith("/sys/")])
 
+    real_root = os.path.realpath(root)
     for source, target, read_only in mounts:
         try:
             if not os.path.exists(source):
@@ -468,7 +502,8 @@ def enter_root(container_dir: str, mounts: Sequence[tuple[str, str, bool]], work
             inside = resolve_in(root, target)
             _make(inside, os.path.isdir(source))
             # A writable volume is nodev: a device node made there (CAP_MKNOD) opens nothing.
-            _bind(source, inside, read_only, nodev=not source.startswith("/dev/") and source != "/dev")
+            _bind_inside(real_root, source, inside, read_only,
+                         nodev=not source.startswith("/dev/") and source != "/dev")
         except OSError as e:
             raise _mount_error(source, target, e) from None
     if workdir:

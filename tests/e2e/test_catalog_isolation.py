@@ -33,8 +33,9 @@ def lines(node: Node, name: str) -> dict[str, str]:
 
 def probe_script(node: Node) -> str:
     data = node.cluster.data_dir
-    secret_paths = {"kubeconfig": node.cluster.kubeconfig, "pki": data / "pki" / "ca.crt",
+    secret_paths = {"kubeconfig": node.cluster.kubeconfig, "pki": data / "pki" / "ca.key",
                     "db": data / "state.db", "rootkube": pathlib.Path("/root/.kube/config")}
+    assert all(p.exists() for k, p in secret_paths.items() if k != "rootkube")  # hidden, not missing
     checks = [f"if cat {p} >/dev/null 2>&1; then echo {k}=read; else echo {k}=hidden; fi"
               for k, p in secret_paths.items()]
     return "; ".join([

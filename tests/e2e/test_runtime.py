@@ -85,6 +85,8 @@ def busybox_spec(netns: str, pod_dir: pathlib.Path, script: str, **overrides: ob
         uid=None,
         gid=None,
         log_path=pod_dir / "logs" / "main" / "0.log",
+        image_paths=list(image.paths),
+        writable_paths=list(image.writable_paths),
     )
     for key, value in overrides.items():
         setattr(spec, key, value)
@@ -324,8 +326,10 @@ async def test_program_linked_from_tmp_to_outside_runs(runtime: Runtime, netns: 
         python3 = venv / "bin" / "python3"
         python3.parent.mkdir()
         python3.symlink_to(REAL_PYTHON)
+        # The image names its program's directory (as a catalog entry's program is part of its
+        # image): the container's own root shows it, and the link's target with the host's /usr.
         spec = busybox_spec(netns, pod_dir, "", argv=[str(python3), "-c", "print('hello from the venv')"],
-                            env={"PATH": shim.DEFAULT_PATH})
+                            env={"PATH": shim.DEFAULT_PATH}, image_paths=[str(python3.parent)])
         status = await wait_exited(runtime, await runtime.start(spec))
         assert (status.exit_code, status.message) == (0, "")
         assert log_lines(spec.log_path) == ["hello from the venv"]
@@ -360,3 +364,25 @@ def test_shim_runs_without_the_agent_package_state() -> None:
     # The shim is started as `python -m kubelite.node.shim`: it must import on its own.
     proc = subprocess.run([sys.executable, "-m", "kubelite.node.shim"], capture_output=True, text=True)
     assert proc.returncode != 0 and "usage: python -m kubelite.node.shim <spec.json>" in proc.stderr
+
+
+async def test_terminals_are_made_in_the_containers_own_devpts(
+    runtime: Runtime, netns: str, pod_dir: pathlib.Path
+) -> None:
+    # An unprivileged catalog container has a devpts of its own (kubelite.node.isolation):
+    # its terminal and an exec's are made there, and the host's terminals are not to be seen.
+    spec = busybox_spec(netns, pod_dir, "tty; ls /dev/pts | tr '\\n' ' '; echo; sleep 60", tty=True)
+    cid = await runtime.start(spec)
+    await wait_log(spec.log_path, "/dev/pts/0")
+    assert log_lines(spec.log_path)[1].split() == ["0", "ptmx"]
+    proc = await runtime.exec(cid, ["sh", "-c", "tty; ls /dev/pts | tr '\\n' ' '"], tty=True, stdin=False)
+    out = (await read_all(proc.read_stdout)).decode().replace("\r", "").splitlines()
+    proc.close()
+    assert await proc.wait() == 0
+    assert out[0] == "/dev/pts/1" and out[1].split() == ["0", "1", "ptmx"]
+    privileged = busybox_spec(netns, pod_dir, "tty", tty=True, name="priv", security_context={"privileged": True},
+                              log_path=pod_dir / "logs" / "priv" / "0.log")
+    await wait_exited(runtime, await runtime.start(privileged))
+    host_tty = log_lines(privileged.log_path)[0]
+    assert host_tty.startswith("/dev/pts/")  # the host's devpts, as before isolation
+    await runtime.stop(cid, 0)

@@ -146,6 +146,36 @@ busybox:
     assert resolve("busybox:1.36", catalog).cmd == ["echo", "overridden"]
 
 
+def test_user_catalog_paths_are_its_programs_and_what_it_names(tmp_path: pathlib.Path) -> None:
+    # What a catalog container's own root shows of the host (kubelite.node.isolation).
+    bin_dir = tmp_path / "app" / "bin"
+    bin_dir.mkdir(parents=True)
+    interpreter = tmp_path / "interp" / "run"
+    interpreter.parent.mkdir()
+    interpreter.write_text("#!/bin/sh\n")
+    interpreter.chmod(0o755)
+    script = bin_dir / "serve"
+    script.write_text(f"#!{interpreter}\n")
+    script.chmod(0o755)
+    catalog = tmp_path / "images.yaml"
+    catalog.write_text(f"""
+app:
+  command: [serve]
+  env: {{PATH: "{bin_dir}:/usr/bin:/bin"}}
+  paths: [/srv/data]
+  writablePaths: [/var/lib/app]
+plain:
+  command: [sh, -c, "true"]
+""")
+    app = resolve("app", catalog)
+    # Its PATH directory, its interpreter's, /bin/sh's (system directories) and what it names.
+    assert app.paths[:2] == (str(bin_dir), str(interpreter.parent)) and app.paths[-1] == "/srv/data"
+    assert all(p.startswith(("/usr", "/bin")) for p in app.paths[2:-1])
+    assert app.writable_paths == ("/var/lib/app",)
+    plain = resolve("plain", catalog)
+    assert plain.writable_paths == () and all(p.startswith(("/usr", "/bin")) for p in plain.paths)
+
+
 def test_image_id_is_stable_and_per_reference() -> None:
     a = resolve("registry.k8s.io/e2e-test-images/agnhost:2.53")
     assert a.image_id == resolve("registry.k8s.io/e2e-test-images/agnhost:2.53").image_id

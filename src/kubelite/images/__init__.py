@@ -7,7 +7,9 @@ redis, nginx, mariadb and mysql), and whatever a user catalog file adds. Referen
 container runtimes do (``busybox``, ``busybox:1.36`` and ``docker.io/library/busybox:1.36``
 are one image) and tags are ignored: there is one version of each program here.
 
-The trade-off: an image's files are the host's. Where a command name matters (busybox's
+The trade-off: an image's files are the host's (its program directories, read-only in a root
+of the container's own, with the paths an image names in ``paths``: see
+:mod:`kubelite.node.isolation`). Where a command name matters (busybox's
 ``sh`` must be busybox's, not the host's ``/bin/sh``) the image's ``PATH`` starts with a
 directory of symlinks generated once in a cache directory (``$KUBELITE_CACHE_DIR``, else
 ``/var/cache/kubelite`` for root, else ``~/.cache/kubelite``).
@@ -45,6 +47,11 @@ class Image:
     # Programs at fixed paths inside the real image (agnhost's /agnhost), as the argv that
     # runs them here: manifests written for a real cluster say `command: ["/agnhost", ...]`.
     binaries: dict[str, list[str]] = field(default_factory=dict)
+    # What the program needs of the host besides its program directories, the Python
+    # installation and kubelite's package (kubelite.node.isolation): paths shown read-only
+    # in the container's root, and directories it writes (empty and private at each start).
+    paths: tuple[str, ...] = ()
+    writable_paths: tuple[str, ...] = ()
 
     def host_argv(self, argv: list[str]) -> list[str]:
         """``argv`` with an in-image program path replaced by how it runs on this machine."""
@@ -135,13 +142,14 @@ def _busybox(image: str) -> Image:
     busybox = _require("busybox", image)
     applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
     applet_dir = _link_dir("busybox", {applet: busybox for applet in applets if "/" not in applet})
-    return Image(normalise(image), [], ["sh"], {"PATH": f"{applet_dir}:{DEFAULT_PATH}"})
+    return Image(normalise(image), [], ["sh"], {"PATH": f"{applet_dir}:{DEFAULT_PATH}"}, paths=(applet_dir, busybox))
 
 
 def _python(image: str) -> Image:
     python3 = shutil.which("python3", path=DEFAULT_PATH) or sys.executable
     bin_dir = _link_dir("python", {"python": python3, "python3": python3})
-    return Image(normalise(image), [], ["python3"], {"PATH": f"{bin_dir}:{DEFAULT_PATH}", "LANG": "C.UTF-8"})
+    return Image(normalise(image), [], ["python3"], {"PATH": f"{bin_dir}:{DEFAULT_PATH}", "LANG": "C.UTF-8"},
+                 paths=(bin_dir, python3))
 
 
 def _redis(image: str) -> Image:
@@ -163,7 +171,8 @@ def _mariadb(flavour: str) -> Callable[[str], Image]:
         _require("mariadb-install-db", image)
         entrypoint = [sys.executable, "-m", "kubelite.images.mariadb", flavour]
         return Image(normalise(image), entrypoint, [server], ports=(3306,),
-                     binaries={"docker-entrypoint.sh": entrypoint, "/usr/local/bin/docker-entrypoint.sh": entrypoint})
+                     binaries={"docker-entrypoint.sh": entrypoint, "/usr/local/bin/docker-entrypoint.sh": entrypoint},
+                     writable_paths=("/run/mysqld", "/var/lib/mysql"))
 
     return build
 
@@ -200,7 +209,9 @@ def _nginx(image: str) -> Image:
     if not conf.exists() or conf.read_text() != _NGINX_CONF:
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text(_NGINX_CONF)
-    return Image(normalise(image), [], ["nginx", "-c", str(conf), "-g", "daemon off;"], ports=(80,))
+    # nginx opens its compiled-in log and temporary paths before it reads the configuration.
+    return Image(normalise(image), [], ["nginx", "-c", str(conf), "-g", "daemon off;"], ports=(80,),
+                 paths=(str(conf.parent),), writable_paths=("/var/log/nginx", "/var/lib/nginx", "/run/nginx"))
 
 
 def _python_module(module: str, *args: str, binary: str = "") -> Callable[[str], Image]:
@@ -263,21 +274,54 @@ def _oci_from_catalog_entry(image: str, entry: dict[str, Any]) -> OCIImage:
     )
 
 
+def _program_dirs(argv: list[str], path_env: str) -> list[str]:
+    """The directories of the program ``argv`` runs and of its ``#!`` interpreter: a catalog
+    entry's own program (a script of the user's) is part of its image."""
+    dirs: list[str] = []
+    program = argv[0] if argv else ""
+    for _ in range(4):  # the kernel nests interpreters at most 4 deep
+        found = program if "/" in program else shutil.which(program, path=path_env)
+        if not found or not os.path.isfile(found):
+            break
+        for path in (found, os.path.realpath(found)):
+            dirs.append(os.path.dirname(os.path.abspath(path)))
+        try:
+            with open(found, "rb") as f:
+                first = f.readline(256)
+        except OSError:
+            break
+        words = first[2:].decode(errors="replace").split() if first.startswith(b"#!") else []
+        if not words:
+            break
+        program = words[1] if os.path.basename(words[0]) == "env" and len(words) > 1 else words[0]
+    return list(dict.fromkeys(dirs))
+
+
 def _from_catalog_entry(image: str, entry: dict[str, Any]) -> Image:
     env = {"PATH": DEFAULT_PATH, **{str(k): str(v) for k, v in (entry.get("env") or {}).items()}}
+    entrypoint = [str(a) for a in entry.get("command", entry.get("entrypoint")) or []]
+    cmd = [str(a) for a in entry.get("args", entry.get("cmd")) or []]
+    # The entry's PATH directories outside the system's, its program's directory and the
+    # paths it names are its image's files.
+    path_dirs = [d for d in env["PATH"].split(":") if d and d not in DEFAULT_PATH.split(":")]
+    paths = [*path_dirs, *_program_dirs(entrypoint or cmd, env["PATH"]), *(str(p) for p in entry.get("paths") or ())]
     return Image(
         normalise(image),
-        [str(a) for a in entry.get("command", entry.get("entrypoint")) or []],
-        [str(a) for a in entry.get("args", entry.get("cmd")) or []],
+        entrypoint,
+        cmd,
         env,
         str(entry.get("workingDir", entry.get("workdir", ""))),
         tuple(int(p) for p in entry.get("ports") or ()),
+        paths=tuple(dict.fromkeys(paths)),
+        writable_paths=tuple(str(p) for p in entry.get("writablePaths") or ()),
     )
 
 
 def load_catalog(catalog_file: pathlib.Path) -> dict[str, dict[str, Any]]:
     """The user catalog: YAML mapping image names to ``command``/``entrypoint``,
-    ``args``/``cmd``, ``env``, ``workingDir`` and ``ports``. Keys are normalised like
+    ``args``/``cmd``, ``env``, ``workingDir``, ``ports``, and ``paths`` (host paths the
+    program needs, read-only in its containers) and ``writablePaths`` (directories it writes,
+    private to each container). Keys are normalised like
     references; a key without tag matches every tag of its repository."""
     import yaml
 

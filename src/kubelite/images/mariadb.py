@@ -14,7 +14,9 @@ files of ``/docker-entrypoint-initdb.d``), and then the server is exec'd, runnin
 MySQL: clients see MariaDB's ``mysql_native_password``, not MySQL 8's ``caching_sha2_password``).
 
 The trade-off: there is no image filesystem, so the container sees the host's MariaDB install,
-configuration (``/etc/mysql``) and default paths. Two things keep the host's own database out of
+configuration (``/etc/mysql``) and default paths. An unprivileged container has a root of its own
+(:mod:`kubelite.node.isolation`) in which the data and socket directories are empty and private
+(the image's ``writable_paths``). In a privileged one, which sees the host's files, two things keep the host's own database out of
 reach: the container is root in a mount namespace of its own, so the entrypoint mounts a private
 tmpfs over the socket directory (``/run/mysqld``, where the host's clients, e.g. an exec probe's
 ``mysqladmin ping``, look) and over the data directory unless a volume is mounted there (then the
@@ -267,12 +269,28 @@ def _mount_points() -> set[str]:
     return points
 
 
+def own_root() -> bool:
+    """Whether the container has a root of its own (kubelite.node.isolation: a tmpfs), where the
+    host's database and socket directories are not to be seen anyway."""
+    root_type = ""
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split(" ")
+        if fields[4] == "/":
+            root_type = fields[fields.index("-") + 1]
+    return root_type == "tmpfs"
+
+
 def private_dirs(datadir: Path, socket_dir: Path) -> None:
-    """Keep the host's database and socket out of reach: tmpfs over both, unless a volume holds the data."""
+    """Keep the host's database and socket out of reach: tmpfs over both, unless a volume holds
+    the data or the container's root is its own (a privileged container sees the host's)."""
     from kubelite.linux import syscalls
 
     points = _mount_points()
+    isolated = own_root()
     for path in (socket_dir, datadir):
+        if isolated:
+            path.mkdir(parents=True, exist_ok=True)
+            continue
         if str(path) in points or (path == datadir and (path == Path("/tmp") or Path("/tmp") in path.parents)):
             continue  # a volume of the pod, or the container's own /tmp
         path.mkdir(parents=True, exist_ok=True)
@@ -427,7 +445,7 @@ def main(args: list[str]) -> NoReturn:
         if os.geteuid() == 0:
             private_dirs(datadir, Path(config["socket"]).parent)
             become_mysql()
-        elif str(datadir) not in _mount_points() and Path("/tmp") not in datadir.parents:
+        elif str(datadir) not in _mount_points() and Path("/tmp") not in datadir.parents and not own_root():
             raise EntrypointError(f"{datadir} is the host's own data directory: mount a volume there "
                                   "or run the container as root (kubelite then gives it a private one)")
         if not (datadir / "mysql").is_dir():

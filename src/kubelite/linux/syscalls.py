@@ -78,3 +78,79 @@ MNT_DETACH = 2
 
 def umount(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(os.fsencode(target), flags), f"umount {target}")
+
+
+# Process confinement for catalog containers (kubelite.node.isolation): what runc does with
+# libcap and libseccomp, done with the raw system calls.
+PR_CAPBSET_DROP = 24
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+PR_SET_SECCOMP = 22
+SECCOMP_MODE_FILTER = 2
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+# glibc has no pivot_root wrapper: the system call by number (per architecture).
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine)
+_libc.syscall.restype = ctypes.c_long
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    if _SYS_PIVOT_ROOT is None:
+        raise OSError(38, "pivot_root: not supported on this architecture")
+    _check(int(_libc.syscall(ctypes.c_long(_SYS_PIVOT_ROOT), os.fsencode(new_root), os.fsencode(put_old))),
+           "pivot_root")
+
+
+def drop_bounding_capability(cap: int) -> None:
+    _check(_libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), "prctl(PR_CAPBSET_DROP)")
+
+
+def clear_ambient_capabilities() -> None:
+    # EINVAL on kernels before 4.3, which have no ambient set to clear.
+    result = _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    if result != 0 and ctypes.get_errno() != 22:
+        _check(result, "prctl(PR_CAP_AMBIENT)")
+
+
+def get_capabilities() -> tuple[int, int, int]:
+    """(effective, permitted, inheritable) of this thread, as 64-bit masks."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    _check(_libc.capget(ctypes.byref(header), data), "capget")
+    low, high = data[0], data[1]
+    return (low.effective | high.effective << 32, low.permitted | high.permitted << 32,
+            low.inheritable | high.inheritable << 32)
+
+
+def set_capabilities(effective: int, permitted: int, inheritable: int) -> None:
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = effective >> shift & 0xFFFFFFFF
+        data[i].permitted = permitted >> shift & 0xFFFFFFFF
+        data[i].inheritable = inheritable >> shift & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def set_no_new_privs() -> None:
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def install_seccomp_filter(program: bytes) -> None:
+    """Install a classic-BPF seccomp filter (``program``: struct sock_filter[] as bytes)."""
+    buffer = ctypes.create_string_buffer(program, len(program))
+    fprog = _SockFprog(len(program) // 8, ctypes.cast(buffer, ctypes.c_void_p))
+    _check(_libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.addressof(fprog), 0, 0), "prctl(PR_SET_SECCOMP)")

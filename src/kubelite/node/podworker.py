@@ -592,6 +592,8 @@ class PodWorker:
             pod_security_context=dict((pod.get("spec") or {}).get("securityContext") or {}),
             security_context=dict(c.get("securityContext") or {}),
             resources=dict(c.get("resources") or {}),
+            image_paths=[] if isinstance(image, OCIImage) else list(image.paths),
+            writable_paths=[] if isinstance(image, OCIImage) else list(image.writable_paths),
         )
         try:
             cid = await host.runtime.start(spec)

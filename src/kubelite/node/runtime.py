@@ -15,8 +15,9 @@ directory (``bundle/config.json``, built by :mod:`kubelite.node.ocispec`) and it
 ``upper``/``work``; its shim has runc create it (:mod:`kubelite.node.runc`) and otherwise
 treats it as any container (stdio, logs, status, exits), so everything above works alike.
 
-The trade-off for catalog images: there is no image filesystem, so the "image" is the host's own filesystem
-plus the pod's mounts (see :mod:`kubelite.images`); and the runtime polls the status file
+The trade-off for catalog images: there is no image filesystem, so the "image" is the host's
+program directories, read-only in a root of the container's own, plus the pod's mounts (see
+:mod:`kubelite.images` and :mod:`kubelite.node.isolation`); and the runtime polls the status file
 for exits instead of being notified (a start is notified: the shim closes a socket once the
 command runs), which costs a few milliseconds of latency on stop and no long-lived sockets.
 """
@@ -46,7 +47,7 @@ from typing import Any, Literal
 from kubelite.api.timeutil import now_rfc3339
 from kubelite.images.oci import OCIImage
 from kubelite.linux import syscalls
-from kubelite.node import ocispec, runc
+from kubelite.node import isolation, ocispec, runc
 from kubelite.node.shim import (
     EXEC_REQUEST,
     STDIN_DATA,
@@ -103,6 +104,10 @@ class ContainerSpec:
     resources: dict[str, Any] = field(default_factory=dict)
     # Supplementary groups (the pod's fsGroup and supplementalGroups, as the kubelet adds them).
     groups: list[int] = field(default_factory=list)
+    # Catalog images (kubelite.node.isolation): host paths the image's program needs, shown
+    # read-only in the container's root, and directories it writes (private, empty at start).
+    image_paths: list[str] = field(default_factory=list)
+    writable_paths: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -610,7 +615,7 @@ class Runtime:
         err_r, err_w = os.pipe()
         try:
             if tty:
-                master, slave = os.openpty()
+                master, slave = _exec_pty(cdir)
                 theirs += [slave, slave, slave]
             else:
                 if stdin:
@@ -785,6 +790,16 @@ def _write_container_dir(cdir: pathlib.Path, spec: str) -> None:
     cdir.mkdir(parents=True, mode=0o700)
     (cdir / "spec.json").write_text(spec)
     (cdir / "shim.log").touch(mode=0o600)
+
+
+def _exec_pty(cdir: pathlib.Path) -> tuple[int, int]:
+    """The terminal of ``kubectl exec -t``: made in the container's own devpts when it has one
+    (kubelite.node.isolation), where `tty` in the container finds it; else on the host's."""
+    if (_read_json(cdir / "spec.json") or {}).get("oci"):
+        return os.openpty()  # runc exec -t makes the container's terminal itself
+    pid = (_read_json(cdir / "status.json") or {}).get("pid")
+    pts = isolation.container_pts(pid) if isinstance(pid, int) else None
+    return isolation.open_pty(pts) if pts is not None else os.openpty()
 
 
 def _read_to_eof(fd: int) -> bytes:

@@ -13,10 +13,14 @@ container process, which
   volumes, sets the hostname, drops to the requested uid/gid, and ``execve``\\ s the command
   with exactly the environment it was given.
 
-There is no root filesystem of its own: the container sees the host's files plus its
-mounts. A mount target missing on the host is created on the host's filesystem (an empty
-directory or file that serves as mount point, e.g. ``/data``) because without an overlay
-there is nowhere else to create it; the mount itself stays private to the container.
+An unprivileged container then gets a root of its own, built from the host's program
+directories (read-only), the Python installation, the image's paths and the pod's mounts,
+and entered with ``pivot_root``; its process keeps containerd's default capabilities under
+no_new_privs and the RuntimeDefault seccomp filter (see :mod:`kubelite.node.isolation`).
+A ``privileged`` container sees the host's files plus its mounts, as every catalog
+container once did: there a mount target missing on the host is created on the host's
+filesystem (an empty directory or file that serves as mount point, e.g. ``/data``); the
+mount itself stays private to the container.
 
 The shim copies the container's stdout/stderr into the log file in the CRI format the
 kubelet reads (``<RFC3339Nano> stdout F <line>``), and records the container's life in
@@ -61,6 +65,7 @@ from typing import Any, NoReturn
 
 from kubelite.api.timeutil import format_nano_ns, now_rfc3339
 from kubelite.linux import syscalls
+from kubelite.node import isolation
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # containerd splits longer lines into partial ("P") records of this size.
@@ -263,14 +268,6 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
 
 
-def _drop_privileges(uid: int | None, gid: int | None, groups: list[int] | None = None) -> None:
-    if uid is None and gid is None and not groups:
-        return
-    os.setgroups(groups or [])
-    os.setgid(gid if gid is not None else 0)
-    os.setuid(uid if uid is not None else 0)
-
-
 def _exec(argv: list[str], env: dict[str, str]) -> NoReturn:
     if not argv:
         raise StartError("args must not be empty")
@@ -366,14 +363,39 @@ def _reach_install(mounts: list[tuple[str, str, bool]], uid: int | None, gid: in
     return out
 
 
-def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: bool, err_w: int) -> NoReturn:
-    """Runs in the forked child (PID 1 of the new PID namespace); never returns."""
+def _confinement(spec: dict[str, Any]) -> isolation.Confinement:
+    return isolation.confinement(spec.get("pod_security_context") or {}, spec.get("security_context") or {})
+
+
+def _host_view(spec: dict[str, Any]) -> None:
+    """A privileged container's filesystem: the host's, with its own /proc, /dev/shm and /tmp
+    and the pod's mounts (what every catalog container saw before kubelite.node.isolation)."""
+    syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
+    if os.path.isdir("/dev/shm"):
+        syscalls.mount(
+            "shm",
+            "/dev/shm",
+            "tmpfs",
+            syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
+            "mode=1777,size=65536k",
+        )
+    mounts = _reach_install(spec["mounts"], spec["uid"], spec["gid"])
+    _mount_all(mounts, private_tmp=not _needs_host_tmp(spec["argv"], spec["env"]))
+
+
+def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: bool, err_w: int,
+                     pty_sock: socket.socket | None = None) -> NoReturn:
+    """Runs in the forked child (PID 1 of the new PID namespace); never returns.
+
+    ``pty_sock``: the container's terminal is made in its own devpts once its root is built,
+    and the master end goes to the shim through this socket (as runc's console socket).
+    """
     try:
         os.setsid()
         os.umask(0o022)  # what runc gives every container, whatever the agent's umask
         for target_fd, fd in enumerate(stdio):
             os.dup2(fd, target_fd)
-        if tty:
+        if tty and pty_sock is None:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
         _reset_signals()
         try:
@@ -387,26 +409,32 @@ def _container_child(spec: dict[str, Any], stdio: tuple[int, int, int], tty: boo
         syscalls.unshare(syscalls.CLONE_NEWNS | syscalls.CLONE_NEWUTS | syscalls.CLONE_NEWIPC)
         # Nothing mounted from here on may propagate back to the host.
         syscalls.mount(None, "/", None, syscalls.MS_REC | syscalls.MS_PRIVATE)
-        syscalls.mount("proc", "/proc", "proc", syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC)
-        if os.path.isdir("/dev/shm"):
-            syscalls.mount(
-                "shm",
-                "/dev/shm",
-                "tmpfs",
-                syscalls.MS_NOSUID | syscalls.MS_NODEV | syscalls.MS_NOEXEC,
-                "mode=1777,size=65536k",
-            )
-        mounts = _reach_install(spec["mounts"], spec["uid"], spec["gid"])
-        _mount_all(mounts, private_tmp=not _needs_host_tmp(spec["argv"], spec["env"]))
+        conf = _confinement(spec)
+        if conf.privileged:
+            _host_view(spec)
+        else:
+            isolation.enter_root(spec["container_dir"], [tuple(m) for m in spec["mounts"]], spec["workdir"], conf,
+                                 spec.get("image_paths") or (), spec.get("writable_paths") or ())
+        if pty_sock is not None:
+            master, slave = isolation.open_pty("/dev/pts")
+            if spec["uid"] is not None:
+                os.fchown(slave, spec["uid"], spec["gid"] if spec["gid"] is not None else -1)
+            for target_fd in range(3):
+                os.dup2(slave, target_fd)
+            os.close(slave)
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+            socket.send_fds(pty_sock, [b"m"], [master])
+            os.close(master)
+            pty_sock.close()
         if spec["hostname"]:
             socket.sethostname(spec["hostname"])
         workdir = spec["workdir"] or "/"
         # runc creates a missing working directory rather than failing.
         os.makedirs(workdir, exist_ok=True)
         os.chdir(workdir)
-        _drop_privileges(spec["uid"], spec["gid"], spec.get("groups"))
+        isolation.confine(conf, spec["uid"], spec["gid"], spec.get("groups"))
         _exec(spec["argv"], spec["env"])
-    except StartError as e:
+    except (StartError, isolation.IsolationError) as e:
         message = str(e)
     except BaseException as e:  # anything here must become a StartError, never a traceback
         message = f"error during container init: {e}"
@@ -698,14 +726,30 @@ def run(spec_path: Path, started_fd: int | None = None, *, detach: bool = True) 
                     stdin = _StdinPump(fifo_fd, master, True, bool(spec.get("stdin_once")))
     else:
         start_r, start_w = os.pipe()
+        # An unprivileged container's terminal is made in its own devpts (see _container_child).
+        own_pty = socket.socketpair() if tty and not _confinement(spec).privileged else None
         syscalls.unshare(syscalls.CLONE_NEWPID)  # applies to the next child: it becomes PID 1
         pid = os.fork()
         if pid == 0:
             os.close(start_r)
-            _container_child(spec, stdio, tty, start_w)
+            if own_pty is not None:
+                own_pty[0].close()
+            _container_child(spec, stdio, tty, start_w, own_pty[1] if own_pty else None)
         os.close(start_w)
         for fd in child_side:
             os.close(fd)
+        if own_pty is not None:
+            own_pty[1].close()
+            _, fds, _, _ = socket.recv_fds(own_pty[0], 1, 1)
+            own_pty[0].close()
+            os.close(tty_master)  # the host's terminal only held the place
+            outputs = {}
+            if fds:
+                tty_master = fds[0]
+                os.set_blocking(tty_master, False)
+                outputs = {tty_master: "stdout"}
+                if fifo_fd is not None:
+                    stdin = _StdinPump(fifo_fd, tty_master, True, bool(spec.get("stdin_once")))
         while chunk := os.read(start_r, 65536):
             start_error += chunk
         os.close(start_r)
@@ -797,7 +841,7 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
             if tty:
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
             _reset_signals()
-            _drop_privileges(spec["uid"], spec["gid"], spec.get("groups"))
+            isolation.confine(_confinement(spec), spec["uid"], spec["gid"], spec.get("groups"))
             # After the uid change (which clears it): die with the helper, so killing it ends the exec.
             syscalls.set_parent_death_signal(signal.SIGKILL)
             _exec(argv, spec["env"])
@@ -946,6 +990,7 @@ def serve_zygote(requests: socket.socket) -> int:
     # What a shim of an OCI image's container runs (subprocess, tempfile...), imported once
     # here and shared copy-on-write by every shim instead of imported by each.
     from kubelite.node import runc  # noqa: F401
+    isolation.warm()  # /etc's secrets, the capability set and the seccomp program, once for every shim
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 0)
 

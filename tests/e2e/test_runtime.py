@@ -374,6 +374,10 @@ async def test_terminals_are_made_in_the_containers_own_devpts(
     spec = busybox_spec(netns, pod_dir, "tty; ls /dev/pts | tr '\\n' ' '; echo; sleep 60", tty=True)
     cid = await runtime.start(spec)
     await wait_log(spec.log_path, "/dev/pts/0")
+    deadline = time.monotonic() + 10  # the listing is the line after (written a moment later)
+    while len(log_lines(spec.log_path)) < 2:
+        assert time.monotonic() < deadline, f"no listing of /dev/pts: {log_lines(spec.log_path)}"
+        await asyncio.sleep(0.05)
     assert log_lines(spec.log_path)[1].split() == ["0", "ptmx"]
     proc = await runtime.exec(cid, ["sh", "-c", "tty; ls /dev/pts | tr '\\n' ' '"], tty=True, stdin=False)
     out = (await read_all(proc.read_stdout)).decode().replace("\r", "").splitlines()

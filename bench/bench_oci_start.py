@@ -35,7 +35,7 @@ from kubelite.client import PODS, Client
 
 NS = "default"
 OCI_IMAGE = "localhost/bench/busybox-oci:1"
-SETTLE = 5.0  # seconds of quiet after a kind's pods are torn down, for the kernel's namespace cleanup
+SETTLE = 20.0  # seconds of quiet after a kind's pods are torn down, for the kernel's namespace cleanup
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -151,9 +151,10 @@ async def measure(kubeconfig: pathlib.Path, node: str, image: str, prefix: str, 
     deleted_at = time.perf_counter()
     # The node finishes tearing the pods down (shims stopped, network namespaces removed)
     # after the API has forgotten them, and the kernel then destroys those namespaces in
-    # the background (its cleanup_net work, under the rtnl lock a new pod's veth needs:
-    # measured, the first pod after 110 deletions waited ~0.45 s in its network set-up).
-    # The next kind starts on a quiet node.
+    # the background (its cleanup_net work, under the rtnl lock a new pod's veth needs).
+    # Measured: right after the namespaces' files were gone the first pod waited ~0.45 s in
+    # its network set-up; 5 s later, runs of consecutive pods still waited 0.2-1.5 s (3 of 5
+    # runs); after 20 s of quiet, none did. The next kind starts on a quiet node.
     async with asyncio.timeout(120):
         while (await asyncio.to_thread(live_shims, state_dir, prefix == "oci")
                or await asyncio.to_thread(count_netns, cluster_prefix) > netns_before):
@@ -172,6 +173,8 @@ async def measure(kubeconfig: pathlib.Path, node: str, image: str, prefix: str, 
         "paced_p50_ms": round(statistics.median(paced_lat) * 1000, 1),
         "paced_p99_ms": round(percentile(paced_lat, 99) * 1000, 1),
         "paced_slowest_ms": [round(v * 1000, 1) for v in sorted(paced_lat)[-5:]],
+        # Which of the paced pods they were (their order of creation, at 1/rate apart).
+        "paced_slowest_at": sorted(range(len(paced_lat)), key=lambda i: paced_lat[i])[-5:],
         "shims_measured": len(pss),
         "shim_pss_kib_mean": round(statistics.mean(pss)) if pss else None,
         "runc_processes_alive": runc_alive,

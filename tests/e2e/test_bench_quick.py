@@ -7,12 +7,13 @@ gone afterwards: no process the suite saw them start still runs, and no network 
 theirs is left. Benchmarks that need a load generator this machine lacks (wrk, dnsperf,
 iperf3) are allowed to be skipped: scripts/test does not install them.
 
-To stay within about two minutes on 2 cores it runs every benchmark but the three longest,
+To stay within about two minutes on 2 cores it runs every benchmark but the four longest,
 ``proxy`` (~100 s alone: iperf3 rounds, growing to 1,000 Services), ``dns`` (1,000
 Services, a client pod, dnsperf), whose paths tests/e2e/test_proxy.py and test_dns_pods.py
 exercise, and ``space`` (~12 minutes of waiting for the store's 5-minute history window to
-pass, twice; tests/unit/test_store_space.py covers its path); ``python -m bench --quick``
-runs them too.
+pass, twice; tests/unit/test_store_space.py covers its path) and ``netpol`` (~45 s: 1,000
+policies and rounds of connections; tests/e2e/test_networkpolicy.py and
+tests/unit/test_networkpolicy.py cover its paths); ``python -m bench --quick`` runs them too.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 pytestmark = pytest.mark.timeout(600)
-LONGEST = {"proxy", "dns", "space"}
+LONGEST = {"proxy", "dns", "space", "netpol"}
 
 
 def test_bench_quick_runs_every_benchmark_and_leaves_nothing(tmp_path: pathlib.Path) -> None:

@@ -27,20 +27,12 @@ import yaml
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
+from tests.waiting import wait_for
 
 AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.53"
 Obj = dict[str, Any]
 
 
-def wait_for(what: str, check: Any, timeout: float = 60.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @dataclass

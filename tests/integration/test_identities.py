@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 
+from tests import waiting
 from tests.integration.cluster import Cluster
 
 
@@ -39,12 +39,7 @@ def token_env(cluster: Cluster, tmp_path: pathlib.Path, token: str) -> dict[str,
 
 
 def eventually(check: Callable[[], bool], what: str, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(what)
+    waiting.eventually(check, what, timeout=within)
 
 
 def node_name(cluster: Cluster) -> str:

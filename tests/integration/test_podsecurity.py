@@ -10,7 +10,6 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from tests.conftest import require
 from tests.integration.cluster import Cluster, free_port, kubectl_binary, new_cluster
+from tests.waiting import eventually
 
 RESTRICTED_PRIVILEGED_POD = (
     'violates PodSecurity "restricted:latest": privileged (container "c" must not set '
@@ -71,13 +71,6 @@ def pod_manifest(name: str, *, privileged: bool = False, compliant: bool = False
     return json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
 
 
-def eventually(check: Callable[[], bool], what: str, limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError(what)
 
 
 def test_enforce_restricted_refuses_a_privileged_pod_and_admits_a_compliant_one(

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import pathlib
-import time
 import uuid
 
+from tests import waiting
 from tests.integration.cluster import Cluster
 
 
@@ -28,12 +28,10 @@ def token_kubeconfig(cluster: Cluster, tmp_path: pathlib.Path, sa: str, ns: str 
     return {"KUBECONFIG": str(path)}
 
 
+
+
 def eventually(check: object, what: str) -> None:
-    for _ in range(100):
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(what)
+    waiting.eventually(check, what, timeout=5.0)  # type: ignore[arg-type]
 
 
 def test_a_service_account_is_refused_until_bound(cluster: Cluster, tmp_path: pathlib.Path) -> None:

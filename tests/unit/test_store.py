@@ -658,3 +658,34 @@ async def test_a_commit_wakes_only_the_watchers_of_its_keys(tmp_path: Path) -> N
         await mine.aclose()
     finally:
         await s.close()
+
+
+@pytest.mark.parametrize(
+    ("prefix", "woken"),
+    [("/mine/", True), ("/mine/a", True), ("/mi", True), ("/mine/ab", False), ("/mine/b", False),
+     ("/minx/", False), ("/mine/a/", False)],
+)
+async def test_a_dozing_watcher_is_woken_by_any_key_under_its_prefix(tmp_path: Path, prefix: str,
+                                                                      woken: bool) -> None:
+    """The commit decides from the set of '/'-ended prefixes of its keys which dozing watchers
+    to wake; a prefix of another shape (ending mid-segment, or a whole key) must still be
+    matched exactly as ``str.startswith`` would."""
+    s = SqliteStore(str(tmp_path / "state.db"), progress_interval=30)
+    await s.start()
+    try:
+        watcher = s.watch_batches(prefix, s.revision)
+        pending = asyncio.ensure_future(anext(watcher))
+        await s.create("/zzz/0", b"x")  # nobody's key: moves the watcher into its progress wait
+        await wait_until(lambda: all(w.dozing for w in s._watchers.values()))
+        wake = next(iter(s._watchers))
+        await s.create("/mine/a", b"1")
+        assert wake.is_set() is woken
+        if woken:
+            batch = await asyncio.wait_for(pending, 5)
+            assert [ev.kv.key for ev in batch.events] == ["/mine/a"]
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+        await watcher.aclose()
+    finally:
+        await s.close()

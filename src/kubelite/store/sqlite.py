@@ -722,8 +722,23 @@ class SqliteStore:
         keys, not every internal cache and watch stream of the server (a wake-up per watcher
         per write was a measurable share of every write's CPU).
         """
+        if batch is None:
+            for wake in self._watchers:
+                wake.set()
+            return
+        # The batch's keys and every prefix of them that ends at a '/': watchers' prefixes
+        # are mostly of that shape (a kind, a kind in a namespace), so most are one set
+        # lookup; only another shape of prefix is compared key by key.
+        keys = [write.event.kv.key for write in batch]
+        prefixes = set(keys)
+        for key in keys:
+            cut = key.find("/")
+            while cut >= 0:
+                prefixes.add(key[: cut + 1])
+                cut = key.find("/", cut + 1)
         for wake, w in self._watchers.items():
-            if batch is None or not w.dozing or any(write.event.kv.key.startswith(w.prefix) for write in batch):
+            if (not w.dozing or w.prefix in prefixes
+                    or (not w.prefix.endswith("/") and any(key.startswith(w.prefix) for key in keys))):
                 wake.set()
 
     def watch(self, prefix: str, from_revision: int = 0) -> AsyncIterator[WatchEvent]:

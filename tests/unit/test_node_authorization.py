@@ -4,6 +4,7 @@ clock (issue 18): pure logic, no server."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 from typing import Any
 
 import pytest
@@ -189,6 +190,27 @@ class Objects:
     async def node(self, name: str) -> tuple[str, str] | None:
         return None
 
+    def version(self) -> Hashable | None:
+        # Moves with any change, as a watch-fed getter's does: remembered verdicts must not
+        # outlive a deleted or recreated object.
+        return tuple(sorted(self.sas.items())), tuple(sorted(self.pods.items()))
+
+
+class CountingObjects(Objects):
+    """A getter that counts its lookups and whose version moves only when told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups = 0
+        self.moved = 0
+
+    async def service_account(self, namespace: str, name: str) -> tuple[str, str] | None:
+        self.lookups += 1
+        return await super().service_account(namespace, name)
+
+    def version(self) -> Hashable | None:
+        return self.moved
+
 
 def review(authn: TokenAuthenticator, token: str, audiences: tuple[str, ...] | None = None) -> User | str:
     try:
@@ -239,6 +261,41 @@ def test_bound_token_validation_with_a_fake_clock() -> None:
     assert review(authn, token) == 'serviceaccounts "app" not found'
     # Not one of ours at all.
     assert asyncio.run(authn.review("not.a.token")) is None
+
+
+def test_a_token_verdict_is_remembered_until_the_objects_move_or_the_token_expires() -> None:
+    clock = Clock(1_800_000_000.0)
+    signer = TokenSigner(_pem_key(_key()), clock=clock)
+    objects = CountingObjects()
+    authn = TokenAuthenticator(signer, objects, clock=clock)
+    token, exp = signer.issue("ns", "app", "sa-uid", expiration_seconds=600, pod=("p", "pod-uid"))
+    first = review(authn, token)
+    assert isinstance(first, User) and objects.lookups == 1
+    assert review(authn, token) is first and objects.lookups == 1  # remembered
+    # Another audience is its own question.
+    assert isinstance(review(authn, token, ("https://kubernetes.default.svc.cluster.local", "vault")), User)
+    assert objects.lookups == 2
+    # Expiry is checked on every request, remembered or not.
+    clock.now = exp + 61
+    assert review(authn, token) == "service account token has expired"
+    clock.now = exp - 300
+    # A deletion moves the version: the verdict is made again, and refused.
+    del objects.sas[("ns", "app")]
+    objects.moved += 1
+    assert review(authn, token) == 'serviceaccounts "app" not found'
+    # An object being deleted is not remembered: its verdict turns with the clock.
+    objects.sas[("ns", "app")] = ("sa-uid", "2027-01-15T08:05:00Z")  # now, within the leeway
+    objects.moved += 1
+    before = objects.lookups
+    assert isinstance(review(authn, token), User) and isinstance(review(authn, token), User)
+    assert objects.lookups == before + 2
+    # A getter that cannot tell (its caches not synced) has nothing remembered.
+    objects.sas[("ns", "app")] = ("sa-uid", "")
+    objects.version = lambda: None  # type: ignore[method-assign]
+    before = objects.lookups
+    review(authn, token)
+    review(authn, token)
+    assert objects.lookups == before + 2
 
 
 class TokenClient:

@@ -80,6 +80,11 @@ class ClusterObjects:
     async def node(self, name: str) -> tuple[str, str] | None:
         return await self._live(_rt("", "nodes"), None, name)
 
+    def version(self) -> tuple[int, int] | None:
+        if not (self.service_accounts.synced and self.graph.synced):
+            return None
+        return self.service_accounts.generation, self.graph.pod_identities
+
 
 class Authorizer:
     """The authorizers of one API server process: Node, then RBAC (``--authorization-mode=Node,RBAC``)."""

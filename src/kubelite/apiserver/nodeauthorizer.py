@@ -131,6 +131,9 @@ class NodeGraph:
     pvs: dict[str, tuple[str, str, frozenset[tuple[str, str]]]] = field(default_factory=dict)
     revision: int = 0
     synced: bool = False
+    # Moves whenever a pod goes or its UID or deletionTimestamp changes (what bound-token
+    # validation reads of it), not with every status write.
+    pod_identities: int = 0
 
     def __post_init__(self) -> None:
         self._tasks: list[asyncio.Task[None]] = []
@@ -156,6 +159,7 @@ class NodeGraph:
     async def _relist(self, prefix: str) -> int:
         kvs, rev, _ = await self.store.list(prefix)
         if prefix == PODS_PREFIX:
+            self.pod_identities += 1
             for key in list(self.pods):
                 self._remove_pod(key)
         else:
@@ -198,21 +202,27 @@ class NodeGraph:
                 self.pvs[rest] = (str(ref.get("namespace") or ""), str(ref.get("name") or ""), pv_secrets(obj))
             return
         ns, _, name = rest.partition("/")
-        self._remove_pod((ns, name))
+        old = self._remove_pod((ns, name))
         if obj is None:
+            if old is not None:
+                self.pod_identities += 1
             return
         meta, spec = obj.get("metadata") or {}, obj.get("spec") or {}
         entry = PodEntry(str(meta.get("uid") or ""), str(spec.get("nodeName") or ""),
                          str(meta.get("deletionTimestamp") or ""), pod_references(obj))
+        if old is not None and (old.uid, old.deletion_timestamp) != (entry.uid, entry.deletion_timestamp):
+            self.pod_identities += 1
         self.pods[(ns, name)] = entry
         if entry.node:
             for kind, ref in entry.refs:
                 self.uses.setdefault((kind, ns, ref), Counter())[entry.node] += 1
 
-    def _remove_pod(self, key: tuple[str, str]) -> None:
+    def _remove_pod(self, key: tuple[str, str]) -> PodEntry | None:
         entry = self.pods.pop(key, None)
-        if entry is None or not entry.node:
-            return
+        if entry is None:
+            return None
+        if not entry.node:
+            return entry
         for kind, ref in entry.refs:
             counter = self.uses.get((kind, key[0], ref))
             if counter is not None:
@@ -221,6 +231,7 @@ class NodeGraph:
                     del counter[entry.node]
                 if not counter:
                     del self.uses[(kind, key[0], ref)]
+        return entry
 
     async def wait_until(self, answer: Callable[[], bool], limit: float = CATCH_UP_LIMIT) -> bool:
         """``answer()`` once it is True, or once the graph has seen every write the store had

@@ -63,6 +63,14 @@ def test_a_service_account_is_refused_until_bound(cluster: Cluster, tmp_path: pa
         assert cluster.kubectl("auth", "can-i", "list", "pods", "-n", "default", env=env).stdout.strip() == "no"
         rules = cluster.kubectl("auth", "can-i", "--list", env=env, check=True).stdout
         assert "selfsubjectaccessreviews.authorization.k8s.io" in rules and "pods " in rules
+        # And back: the allowed request, remembered by the authorizer, is refused once the
+        # binding is gone.
+        cluster.kubectl("delete", "rolebinding", "app-view", "-n", ns, check=True)
+        eventually(lambda: cluster.kubectl("get", "pods", "-n", ns, env=env).returncode == 1,
+                   "the deleted binding still lets the account list pods")
+        assert cluster.kubectl("get", "pods", "-n", ns, env=env).stderr.strip() == (
+            f'Error from server (Forbidden): pods is forbidden: User "system:serviceaccount:{ns}:app" cannot '
+            f'list resource "pods" in API group "" in the namespace "{ns}"')
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
 

@@ -179,10 +179,9 @@ class APIServer:
                         acting = self.authorizer.impersonate(user, request.headers,
                                                              lambda key: request.headers.getall(key, []))
                     assert acting is not None
-                    attrs = rbac.request_attributes(acting.name, acting.groups, request.method, request.path,
-                                                    request.query)
                     try:
-                        await self.authorizer.check(attrs)
+                        attrs = await self.authorizer.check_request(acting, request.method, request.path,
+                                                                    request.query)
                     except StatusError:
                         ctx.annotations[audit.DECISION_ANNOTATION] = "forbid"
                         ctx.annotations[audit.REASON_ANNOTATION] = ""

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import uuid
 
-from kubelite.client import CONFIGMAPS, NAMESPACES, Client
+import pytest
+
+from kubelite.client import CONFIGMAPS, NAMESPACES, ApiError, Client
 from tests.integration.cluster import Cluster
 
 
@@ -36,3 +40,22 @@ async def test_more_watches_than_pooled_connections_leave_requests_free(cluster:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
+
+
+async def test_the_servers_warnings_are_logged_once_per_text(cluster: Cluster,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """client-go logs the API server's ``Warning`` headers (Pod Security's, unknown fields):
+    kubelite's components do too, each text once per client rather than once per request."""
+    caplog.set_level(logging.WARNING, logger="kubelite.client.rest")
+    async with Client.from_kubeconfig(cluster.kubeconfig) as client:
+        names = [f"warned-{uuid.uuid4().hex[:6]}" for _ in range(2)]
+        try:
+            for name in names:
+                await client.create(CONFIGMAPS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name},
+                                                 "foo": 1}, "default")
+        finally:
+            for name in names:
+                with contextlib.suppress(ApiError):
+                    await client.delete(CONFIGMAPS, name, "default")
+    warned = [r.getMessage() for r in caplog.records if r.name == "kubelite.client.rest"]
+    assert warned == ['Warning: unknown field "foo"']

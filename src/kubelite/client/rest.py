@@ -10,6 +10,7 @@ resources are named by :class:`kubelite.api.registry.ResourceType`.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import pathlib
 import ssl
@@ -26,6 +27,34 @@ from kubelite.api.registry import ResourceType
 from kubelite.api.types import PATCH_CONTENT_TYPES, PatchType, WatchEventType
 
 SA_DIR = pathlib.Path("/var/run/secrets/kubernetes.io/serviceaccount")
+log = logging.getLogger(__name__)
+
+
+def warning_texts(values: list[str]) -> list[str]:
+    """The texts of ``Warning`` headers as client-go's ParseWarningHeaders reads them: code 299
+    only (others are not the API server's), ``299 AGENT "TEXT" [DATE]``, TEXT a quoted-string
+    (backslash escapes). A value that does not parse is skipped."""
+    texts = []
+    for value in values:
+        code, _, rest = value.strip().partition(" ")
+        _agent, _, rest = rest.partition(" ")
+        if code != "299" or not rest.startswith('"'):
+            continue
+        out, i, closed = [], 1, False
+        while i < len(rest):
+            ch = rest[i]
+            if ch == "\\" and i + 1 < len(rest):
+                out.append(rest[i + 1])
+                i += 2
+                continue
+            if ch == '"':
+                closed = True
+                break
+            out.append(ch)
+            i += 1
+        if closed:
+            texts.append("".join(out))
+    return texts
 
 
 class ApiError(Exception):
@@ -127,10 +156,22 @@ class Client:
         self._max = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._watch_session: aiohttp.ClientSession | None = None
+        self._warnings_seen: set[str] = set()
 
     @classmethod
     def from_kubeconfig(cls, path: str | os.PathLike[str], **kw: Any) -> Client:
         return cls(Config.from_kubeconfig(path), **kw)
+
+    def _warned(self, values: list[str]) -> None:
+        """The server's warnings (Pod Security's, deprecated APIs, unknown fields), logged as
+        client-go's default handler logs them, but each text once per client: a controller
+        creating a thousand pods in a ``warn``-labelled namespace would otherwise log it a
+        thousand times (kubectl deduplicates the same way)."""
+        for text in warning_texts(values):
+            if text not in self._warnings_seen:
+                if len(self._warnings_seen) < 1024:
+                    self._warnings_seen.add(text)
+                log.warning("Warning: %s", text)
 
     def _headers(self) -> dict[str, str]:
         h = {"User-Agent": self.user_agent, "Accept": "application/json"}
@@ -198,6 +239,8 @@ class Client:
             headers["Content-Type"] = content_type
         async with self.session.request(method, url, params=params, data=data, headers=headers) as resp:
             raw = await resp.read()
+            if "Warning" in resp.headers:
+                self._warned(resp.headers.getall("Warning"))
             try:
                 out: dict[str, Any] = orjson.loads(raw) if raw else {}
             except orjson.JSONDecodeError:

@@ -378,3 +378,11 @@ def test_an_archive_blob_that_does_not_match_its_digest_is_refused(store: ImageS
     with pytest.raises(StoreError, match="does not match its digest"):
         store.load(fx.oci_archive(layout, tmp_path / "bad.tar"), ["bad:1"])
     assert store.records() == {} and [p.name for p in store.blobs.iterdir() if p.name.startswith(".")] == []
+
+
+def test_gc_of_a_store_never_written_finds_nothing(tmp_path: pathlib.Path) -> None:
+    """The agent's image GC runs every 5 minutes; with `--images catalog` nothing ever makes
+    the store's directory, and the GC warned "No such file or directory" each time."""
+    store = ImageStore(tmp_path / "imagestore")
+    assert store.gc(set()) == []
+    assert not (tmp_path / "imagestore").exists()

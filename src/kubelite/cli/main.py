@@ -494,21 +494,23 @@ async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, limit: flo
 
 
 async def install_storage_addon(api: APIServer) -> None:
-    """The default StorageClass (k3s's local-storage addon): created once, then the user's to change."""
+    """k3s's local-storage addon: the local-path provisioner's service account, ClusterRole and
+    binding, and the default StorageClass; each created when missing, then the user's to change."""
     from kubelite.api.errors import StatusError
     from kubelite.api.registry import for_kind
-    from kubelite.controllers.localpath import default_storage_class
+    from kubelite.controllers.localpath import addon_objects
 
-    obj = default_storage_class()
-    rt = for_kind(obj["apiVersion"], obj["kind"])
-    assert rt is not None
-    if await api.store.get(rt.key(None, obj["metadata"]["name"])) is not None:
-        return
-    try:
-        await api.registry.create_object(rt, None, obj, manager="kubelite")
-    except StatusError as e:
-        if e.code != 409:
-            raise
+    for obj in addon_objects():
+        rt = for_kind(obj["apiVersion"], obj["kind"])
+        assert rt is not None
+        namespace = obj["metadata"].get("namespace") if rt.namespaced else None
+        if await api.store.get(rt.key(namespace, obj["metadata"]["name"])) is not None:
+            continue
+        try:
+            await api.registry.create_object(rt, namespace, obj, manager="kubelite")
+        except StatusError as e:
+            if e.code != 409:
+                raise
 
 
 async def install_dns_addon(api: APIServer, service_cidr: str) -> None:

@@ -80,6 +80,8 @@ class ServerConfig:
     kubernetes_service_interval: float = INTERVAL
     # Where the audit log goes (kube-apiserver's --audit-log-path); "" for none.
     audit_log: str = ""
+    # --service-account-extend-token-expiration (Registry.create_token).
+    extend_token_expiration: bool = True
 
 
 def version_info() -> dict[str, str]:
@@ -114,7 +116,8 @@ class APIServer:
         # The allocator writes IPAddress objects through a registry of its own (they need no
         # allocation); the registry that serves the API is then built with both collaborators.
         self.services = ServiceAllocation(store, Registry(store), self.cidr, NodePortAllocator(*config.node_port_range))
-        self.registry = Registry(store, services=self.services, tokens=self.signer)
+        self.registry = Registry(store, services=self.services, tokens=self.signer,
+                                 extend_token_expiration=config.extend_token_expiration)
         self.authorizer = Authorizer(store)
         self.tokens = TokenAuthenticator(self.signer, self.authorizer.objects)
         self.authorizer.tokens = self.tokens

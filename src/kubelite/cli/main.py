@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -257,6 +258,7 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
             "--pki-dir", str(data_dir / "pki"), "--api-port", str(args.api_port),
             "--service-cidr", args.service_cidr, "--advertise-address", advertise_address,
             *(["--audit-log", plan.audit_log] if plan.audit_log else []),
+            f"--service-account-extend-token-expiration={str(args.service_account_extend_token_expiration).lower()}",
         ])
         for i in range(workers)
     ]
@@ -339,7 +341,8 @@ async def run_up(plan: UpPlan) -> int:
         api = APIServer(
             store, PKI(data_dir / "pki"),
             ServerConfig(host=plan.host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr,
-                         advertise_address=plan.advertise_address, audit_log=plan.audit_log),
+                         advertise_address=plan.advertise_address, audit_log=plan.audit_log,
+                         extend_token_expiration=args.service_account_extend_token_expiration),
         )
         await api.start()
         if plan.store_socket is not None:
@@ -631,6 +634,26 @@ def run_status(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- main
 
 
+def go_bool(flag: str) -> Callable[[str], bool]:
+    """A boolean flag's value as Go's strconv.ParseBool reads it (kube-apiserver's flags)."""
+    def parse(text: str) -> bool:
+        if text in ("1", "t", "T", "true", "TRUE", "True"):
+            return True
+        if text in ("0", "f", "F", "false", "FALSE", "False"):
+            return False
+        raise argparse.ArgumentTypeError(
+            f'invalid argument "{text}" for "{flag}" flag: strconv.ParseBool: parsing "{text}": invalid syntax')
+    return parse
+
+
+def add_apiserver_flags(sp: argparse.ArgumentParser) -> None:
+    """kube-apiserver's own flags, shared by `up` and the API server workers it starts."""
+    flag = "--service-account-extend-token-expiration"
+    sp.add_argument(flag, type=go_bool(flag), nargs="?", const=True, default=True, metavar="BOOL",
+                    help="pod-bound tokens asked for 3607 s (the kubelet's) last a year, with a warnafter claim "
+                         "at the requested expiry (kube-apiserver's flag; default: true)")
+
+
 def parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI's parser; the component sub-commands' own options are added only for ``command``."""
     p = argparse.ArgumentParser(prog="kubelite", description="Kubernetes Services on one machine.")
@@ -661,6 +684,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     up.add_argument("--audit-log", nargs="?", const="", default=None, metavar="PATH",
                     help="write an audit.k8s.io/v1 event per write request (level Metadata) to PATH, one JSON "
                          "line each (without PATH: DATA_DIR/audit.log; default: no audit log)")
+    add_apiserver_flags(up)
     image = sub.add_parser("image", help="the node's image store: load, ls, rm, pull")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     for verb, text in (("load", "load docker-save or OCI archives (plain or gzipped)"),
@@ -710,6 +734,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     apiserver.add_argument("--advertise-address", default="10.244.0.1",
                            help="where pods reach the API server: the node's gateway in its pod CIDR")
     apiserver.add_argument("--audit-log", default="", metavar="PATH", help="the audit log to append to (default: none)")
+    add_apiserver_flags(apiserver)
     ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
@@ -769,7 +794,9 @@ async def api_worker(args: argparse.Namespace) -> int:
     await store.start()
     api = APIServer(store, PKI(pathlib.Path(args.pki_dir)),
                     ServerConfig(port=args.api_port, service_cidr=args.service_cidr,
-                                 advertise_address=args.advertise_address, audit_log=args.audit_log), primary=False)
+                                 advertise_address=args.advertise_address, audit_log=args.audit_log,
+                                 extend_token_expiration=args.service_account_extend_token_expiration),
+                    primary=False)
     try:
         await api.start()
         await store.note("serving")  # `up` waits for this before it says the cluster is ready

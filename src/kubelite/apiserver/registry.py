@@ -43,6 +43,7 @@ from kubelite.api import decoding, errors, jsonpatching, managedfields, schema, 
 from kubelite.api.errors import StatusError
 from kubelite.api.fields import object_fields, parse_field_selector
 from kubelite.api.labels import SelectorError, parse_selector, selector_from_label_selector
+from kubelite.api.podsecurity import Configuration as PodSecurityConfiguration
 from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.types import Obj
 from kubelite.api.validation.names import is_dns1123_subdomain
@@ -446,6 +447,8 @@ class Registry:
     tokens: TokenIssuer | None = None
     # --service-account-extend-token-expiration (default true): see create_token.
     extend_token_expiration: bool = True
+    # PodSecurity's configuration (--admission-control-config-file); None: kube-apiserver's default.
+    pod_security: PodSecurityConfiguration | None = None
     namespaces: ActiveNamespaces = field(init=False)
     # Kinds admission reads on hot paths, cached (started with the server, like namespaces).
     caches: dict[ResourceType, CachedKind] = field(init=False, default_factory=dict)
@@ -455,7 +458,7 @@ class Registry:
 
     def __post_init__(self) -> None:
         self.namespaces = ActiveNamespaces(self.store)
-        self.admission = Admission(self.store)
+        self.admission = Admission(self.store, self.pod_security)
         priority_classes = lookup("scheduling.k8s.io", "v1", "priorityclasses")
         if priority_classes is not None:
             self.caches[priority_classes] = CachedKind(self.store, priority_classes)

@@ -251,6 +251,15 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         except OSError as e:
             raise CLIError(f"cannot write the audit log {audit_log}: {e.strerror}") from None
         plan.audit_log = str(audit_log)
+    if args.admission_control_config_file:
+        # Refused before anything starts, as kube-apiserver refuses to start.
+        from kubelite.apiserver.admission import AdmissionConfigError, load_configuration
+
+        args.admission_control_config_file = os.path.abspath(args.admission_control_config_file)
+        try:
+            load_configuration(args.admission_control_config_file)
+        except AdmissionConfigError as e:
+            raise CLIError(str(e)) from None
     # Workers first: stopped last (in reverse), while the store they use is still served.
     plan.children = [
         Child("apiserver" if workers == 1 else f"apiserver-{i + 1}", [
@@ -259,6 +268,8 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
             "--service-cidr", args.service_cidr, "--advertise-address", advertise_address,
             *(["--audit-log", plan.audit_log] if plan.audit_log else []),
             f"--service-account-extend-token-expiration={str(args.service_account_extend_token_expiration).lower()}",
+            *(["--admission-control-config-file", args.admission_control_config_file]
+              if args.admission_control_config_file else []),
         ])
         for i in range(workers)
     ]
@@ -342,7 +353,8 @@ async def run_up(plan: UpPlan) -> int:
             store, PKI(data_dir / "pki"),
             ServerConfig(host=plan.host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr,
                          advertise_address=plan.advertise_address, audit_log=plan.audit_log,
-                         extend_token_expiration=args.service_account_extend_token_expiration),
+                         extend_token_expiration=args.service_account_extend_token_expiration,
+                         admission_control_config_file=args.admission_control_config_file),
         )
         await api.start()
         if plan.store_socket is not None:
@@ -652,6 +664,9 @@ def add_apiserver_flags(sp: argparse.ArgumentParser) -> None:
     sp.add_argument(flag, type=go_bool(flag), nargs="?", const=True, default=True, metavar="BOOL",
                     help="pod-bound tokens asked for 3607 s (the kubelet's) last a year, with a warnafter claim "
                          "at the requested expiry (kube-apiserver's flag; default: true)")
+    sp.add_argument("--admission-control-config-file", default="", metavar="PATH",
+                    help="an AdmissionConfiguration (apiserver.config.k8s.io/v1) file: PodSecurity's "
+                         "PodSecurityConfiguration (defaults, exemptions) (default: privileged everywhere)")
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -795,7 +810,8 @@ async def api_worker(args: argparse.Namespace) -> int:
     api = APIServer(store, PKI(pathlib.Path(args.pki_dir)),
                     ServerConfig(port=args.api_port, service_cidr=args.service_cidr,
                                  advertise_address=args.advertise_address, audit_log=args.audit_log,
-                                 extend_token_expiration=args.service_account_extend_token_expiration),
+                                 extend_token_expiration=args.service_account_extend_token_expiration,
+                                 admission_control_config_file=args.admission_control_config_file),
                     primary=False)
     try:
         await api.start()

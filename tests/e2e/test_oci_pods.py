@@ -241,8 +241,13 @@ def test_no_new_privs_and_runtime_default_seccomp_unless_the_pod_asks(cluster: C
     waiting = wait_for("nnp-localhost refused", functools.partial(waiting_state, cluster, "nnp-localhost"))
     assert waiting == {"reason": "CreateContainerError",
                        "message": "seccomp profile type Localhost is not supported by kubelite (use RuntimeDefault)"}
+    # runc exec runs in the container's confinement too.
+    apply(cluster, pod("nnp-exec", [{"name": "c", "image": BB, "command": ["sleep", "3600"]}]))
+    wait_for("nnp-exec Ready", lambda: ready(cluster, "nnp-exec"))
+    out = cluster.kubectl("exec", "nnp-exec", "--", "sh", "-c", script, check=True).stdout
+    assert [line.split() for line in out.splitlines()] == [["NoNewPrivs:", "1"], ["Seccomp:", "2"]]
     cluster.kubectl("delete", "pod", "nnp-plain", "nnp-escalate", "nnp-unconfined", "nnp-privileged",
-                    "nnp-localhost", "--wait=false", check=True)
+                    "nnp-localhost", "nnp-exec", "--wait=false", check=True)
 
 
 def test_a_memory_limit_ends_in_oomkilled(cluster: Cluster) -> None:

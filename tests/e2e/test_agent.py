@@ -10,6 +10,7 @@ agent, every container it started, the cluster, and removes the network namespac
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import pathlib
@@ -355,6 +356,22 @@ def test_security_context_and_in_image_agnhost_path(node: Node) -> None:
     assert "container has runAsNonRoot and image will run as root" in status_of(bad, "c")["state"]["waiting"]["message"]
     running = node.wait_pod("agnpath", "Running", lambda p: p["status"].get("phase") == "Running")
     assert status_of(running, "c").get("restartCount") == 0
+
+
+def test_the_service_account_token_is_the_kubelets_extended_one(node: Node) -> None:
+    """The kubelet asks 3607 s for the kube-api-access token; the API server (with
+    --service-account-extend-token-expiration, its default) signs it for a year with warnafter
+    at the hour, bound to the pod and its node."""
+    node.apply(pod("sa-token", [{"name": "c", "image": "busybox", "command": [
+        "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"]}], restartPolicy="Never"))
+    done = node.wait_pod("sa-token", "Succeeded", lambda p: p["status"].get("phase") == "Succeeded")
+    payload = node.log(done, "c").strip().split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["exp"] - claims["iat"] == 365 * 24 * 3600
+    k8s = claims["kubernetes.io"]
+    assert k8s["warnafter"] - claims["iat"] == 3607
+    assert (k8s["pod"]["name"], k8s["pod"]["uid"], k8s["node"]["name"]) == (
+        "sa-token", done["metadata"]["uid"], node.node)
 
 
 def test_default_dns_policy_resolves_through_the_node_relay(node: Node) -> None:

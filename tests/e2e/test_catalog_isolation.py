@@ -135,6 +135,28 @@ def test_exec_is_confined_like_the_container(node: Node) -> None:
     # test_terminals_are_made_in_the_containers_own_devpts.)
 
 
+def test_escalation_and_seccomp_each_follow_the_pod_and_localhost_is_refused(node: Node) -> None:
+    """The same rule as image containers (test_oci_pods): each of allowPrivilegeEscalation and
+    seccompProfile alone changes only its own part; a Localhost profile is a CreateContainerError."""
+    script = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -d ' \t' | tr : ="
+
+    def probe(name: str, **sc: Any) -> Obj:
+        return pod(name, [{"name": "c", "image": "busybox", "command": ["sh", "-c", script],
+                           "securityContext": sc}], restartPolicy="Never")
+
+    node.apply(probe("nnp-escalate", allowPrivilegeEscalation=True),
+               probe("nnp-unconfined", seccompProfile={"type": "Unconfined"}),
+               probe("nnp-localhost", seccompProfile={"type": "Localhost", "localhostProfile": "p.json"}))
+    escalate, unconfined = lines(node, "nnp-escalate"), lines(node, "nnp-unconfined")
+    assert (escalate["NoNewPrivs"], escalate["Seccomp"]) == ("0", "2")
+    assert (unconfined["NoNewPrivs"], unconfined["Seccomp"]) == ("1", "0")
+    p = node.wait_pod("nnp-localhost", "refused",
+                      lambda p: (status_of(p, "c").get("state") or {}).get("waiting", {}).get("reason")
+                      == "CreateContainerError")
+    assert status_of(p, "c")["state"]["waiting"]["message"] == (
+        "seccomp profile type Localhost is not supported by kubelite (use RuntimeDefault)")
+
+
 def test_run_as_user_reaches_python_images(node: Node) -> None:
     agn = {"name": "c", "image": "registry.k8s.io/e2e-test-images/agnhost:2.52",
            "args": ["mounttest", "--file_content=/etc/hostname"], "securityContext": {"runAsUser": 1001}}

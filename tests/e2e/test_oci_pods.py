@@ -215,6 +215,41 @@ def test_security_context_is_enforced_inside(cluster: Cluster) -> None:
                        "message": "unable to find user nosuchuser: no matching entries in passwd file"}
 
 
+def test_no_new_privs_and_runtime_default_seccomp_unless_the_pod_asks(cluster: Cluster) -> None:
+    """The defaults catalog containers have (test_catalog_isolation), on the image path too:
+    one rule (ocispec.process_security) for both; a Localhost profile is refused on both."""
+    script = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status"
+
+    def probe(name: str, **sc: Any) -> Obj:
+        return pod(name, [{"name": "c", "image": BB, "command": ["sh", "-c", script],
+                           **({"securityContext": sc} if sc else {})}], restartPolicy="Never")
+
+    apply(cluster, probe("nnp-plain"), probe("nnp-escalate", allowPrivilegeEscalation=True),
+          probe("nnp-unconfined", seccompProfile={"type": "Unconfined"}),
+          probe("nnp-privileged", privileged=True),
+          probe("nnp-localhost", seccompProfile={"type": "Localhost", "localhostProfile": "profiles/audit.json"}))
+    seen = {}
+    for name in ("nnp-plain", "nnp-escalate", "nnp-unconfined", "nnp-privileged"):
+        assert terminated(cluster, name)["exitCode"] == 0
+        seen[name] = [line.split() for line in logs(cluster, name)]
+    assert seen == {
+        "nnp-plain": [["NoNewPrivs:", "1"], ["Seccomp:", "2"]],
+        "nnp-escalate": [["NoNewPrivs:", "0"], ["Seccomp:", "2"]],
+        "nnp-unconfined": [["NoNewPrivs:", "1"], ["Seccomp:", "0"]],
+        "nnp-privileged": [["NoNewPrivs:", "0"], ["Seccomp:", "0"]],
+    }
+    waiting = wait_for("nnp-localhost refused", functools.partial(waiting_state, cluster, "nnp-localhost"))
+    assert waiting == {"reason": "CreateContainerError",
+                       "message": "seccomp profile type Localhost is not supported by kubelite (use RuntimeDefault)"}
+    # runc exec runs in the container's confinement too.
+    apply(cluster, pod("nnp-exec", [{"name": "c", "image": BB, "command": ["sleep", "3600"]}]))
+    wait_for("nnp-exec Ready", lambda: ready(cluster, "nnp-exec"))
+    out = cluster.kubectl("exec", "nnp-exec", "--", "sh", "-c", script, check=True).stdout
+    assert [line.split() for line in out.splitlines()] == [["NoNewPrivs:", "1"], ["Seccomp:", "2"]]
+    cluster.kubectl("delete", "pod", "nnp-plain", "nnp-escalate", "nnp-unconfined", "nnp-privileged",
+                    "nnp-localhost", "nnp-exec", "--wait=false", check=True)
+
+
 def test_a_memory_limit_ends_in_oomkilled(cluster: Cluster) -> None:
     apply(cluster, pod("oom", [{"name": "c", "image": BB, "command": ["tail", "/dev/zero"],
                                 "resources": {"limits": {"memory": "32Mi"}}}], restartPolicy="Never"))

@@ -9,6 +9,8 @@ which is all the Node authorizer's graph looks at.
 
 from __future__ import annotations
 
+import base64
+import datetime
 import json
 import pathlib
 import uuid
@@ -299,5 +301,45 @@ def test_a_controller_recovers_its_deleted_service_account(cluster: Cluster) -> 
         new_uid = cluster.kubectl("get", "serviceaccount", "replicaset-controller", "-n", "kube-system", "-o",
                                   "jsonpath={.metadata.uid}", check=True).stdout
         assert new_uid and new_uid != old_uid
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def _claims(token: str) -> dict[str, object]:
+    payload = token.split(".")[1]
+    out: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return out
+
+
+def test_the_kubelets_projected_token_lifetime_is_extended(cluster: Cluster) -> None:
+    """--service-account-extend-token-expiration (on by default): the kubelet's 3607 s pod-bound
+    token is signed for a year with warnafter at the hour; the answer keeps the requested expiry."""
+    ns = f"ext-{uuid.uuid4().hex[:6]}"
+    node = node_name(cluster)
+    cluster.kubectl("create", "namespace", ns, check=True)
+    try:
+        cluster.kubectl("create", "serviceaccount", "app", "-n", ns, check=True)
+        cluster.kubectl("create", "-n", ns, "-f", "-", input=pod("holder", node, sa="app"), check=True)
+        uid = cluster.kubectl("get", "pod", "holder", "-n", ns, "-o", "jsonpath={.metadata.uid}", check=True).stdout
+        for env in ({}, kc(cluster, "kubelet")):  # the admin, and the node the pod is on
+            out = json.loads(cluster.kubectl("create", "token", "app", "-n", ns, "--bound-object-kind=Pod",
+                                             "--bound-object-name=holder", f"--bound-object-uid={uid}",
+                                             "--duration=3607s", "-o", "json", env=env, check=True).stdout)
+            claims = _claims(out["status"]["token"])
+            iat, exp = claims["iat"], claims["exp"]
+            assert isinstance(iat, int) and isinstance(exp, int)
+            assert exp - iat == 365 * 24 * 3600
+            k8s = claims["kubernetes.io"]
+            assert isinstance(k8s, dict) and k8s["warnafter"] == iat + 3607
+            expires = datetime.datetime.fromisoformat(out["status"]["expirationTimestamp"].replace("Z", "+00:00"))
+            assert abs(expires.timestamp() - (iat + 3607)) <= 1
+        # Any other lifetime, or no pod to bind to, is what was asked.
+        plain = cluster.kubectl("create", "token", "app", "-n", ns, "--bound-object-kind=Pod",
+                                "--bound-object-name=holder", "--duration=3600s", check=True).stdout.strip()
+        unbound = cluster.kubectl("create", "token", "app", "-n", ns, "--duration=3607s", check=True).stdout.strip()
+        for token, seconds in ((plain, 3600), (unbound, 3607)):
+            claims = _claims(token)
+            assert (claims["exp"], "warnafter" in claims["kubernetes.io"]) == (  # type: ignore[operator]
+                claims["iat"] + seconds, False)  # type: ignore[operator]
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=false")

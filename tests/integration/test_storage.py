@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 import yaml
 
+from tests.conftest import require
 from tests.e2e.test_images_services import wait_for
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
+from tests.integration.test_podsecurity import audit_events
 
 Obj = dict[str, Any]
 
@@ -188,3 +193,79 @@ def test_a_volume_pre_bound_to_a_claim_by_name_gets_its_uid(cluster: Cluster, tm
     cluster.kubectl("delete", "pvc", "int-pre", check=True)
     wait_for("Released", lambda: _phase(cluster, "pv", "int-pre") == "Released", 30)
     cluster.kubectl("delete", "pv", "int-pre", "int-decoy", check=True)
+
+
+PROVISIONER_SA = "system:serviceaccount:kube-system:local-path-provisioner-service-account"
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster, pathlib.Path]]:
+    """A cluster of this module's own whose audit log says who wrote each volume."""
+    require(kubectl_binary() is not None, "kubectl is not installed")
+    base = tmp_path_factory.mktemp("localpath")
+    log = base / "audit.log"
+    c = new_cluster(base)
+    c.start(extra=["--audit-log", str(log)])
+    try:
+        yield c, log
+    finally:
+        c.stop()
+        shutil.rmtree(c.data_dir, ignore_errors=True)
+
+
+def test_the_provisioner_has_k3s_identity_and_nothing_more(cluster: Cluster) -> None:
+    sa = _json(cluster, "get", "serviceaccount", "local-path-provisioner-service-account", "-n", "kube-system")
+    assert sa["metadata"]["name"] == "local-path-provisioner-service-account"
+    role = _json(cluster, "get", "clusterrole", "local-path-provisioner-role")
+    assert role["rules"] == [  # k3s's manifests/local-storage.yaml
+        {"apiGroups": [""], "resources": ["nodes", "persistentvolumeclaims", "configmaps", "pods/log"],
+         "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["endpoints", "persistentvolumes", "pods"], "verbs": ["*"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
+    ]
+    bind = _json(cluster, "get", "clusterrolebinding", "local-path-provisioner-bind")
+    assert bind["roleRef"]["name"] == "local-path-provisioner-role"
+    assert bind["subjects"] == [{"kind": "ServiceAccount", "name": "local-path-provisioner-service-account",
+                                 "namespace": "kube-system"}]
+    as_sa = f"--as={PROVISIONER_SA}"
+    for question, answer in ((["create", "persistentvolumes"], "yes"), (["delete", "persistentvolumes"], "yes"),
+                             (["watch", "persistentvolumeclaims", "-A"], "yes"), (["create", "events", "-n", "x"], "yes"),
+                             (["list", "storageclasses.storage.k8s.io"], "yes"),
+                             (["get", "secrets", "-n", "kube-system"], "no"),
+                             (["update", "persistentvolumeclaims", "--subresource=status"], "no"),
+                             (["delete", "persistentvolumeclaims"], "no"),
+                             (["create", "deployments.apps"], "no"), (["update", "events"], "no")):
+        assert cluster.kubectl("auth", "can-i", *question, as_sa).stdout.strip() == answer, question
+    refused = cluster.kubectl("get", "secrets", "-n", "kube-system", as_sa)
+    assert refused.stderr.strip() == (
+        f'Error from server (Forbidden): secrets is forbidden: User "{PROVISIONER_SA}" cannot list resource '
+        '"secrets" in API group "" in the namespace "kube-system"')
+
+
+def test_the_provisioner_writes_as_its_own_service_account(audited: tuple[Cluster, pathlib.Path]) -> None:
+    cluster, log = audited
+    _apply(cluster, {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "who-now"},
+                     "provisioner": "rancher.io/local-path", "volumeBindingMode": "Immediate",
+                     "allowVolumeExpansion": True},
+           _claim("who", storageClassName="who-now"))
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "who") == "Bound", 30)
+    pv_name = _json(cluster, "get", "pvc", "who")["spec"]["volumeName"]
+    cluster.kubectl("patch", "pvc", "who", "-p", '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}', check=True)
+    wait_for("the new capacity", lambda: _json(cluster, "get", "pvc", "who")["status"]
+             .get("capacity", {}).get("storage") == "2Gi", 30)
+    cluster.kubectl("delete", "pvc", "who", check=True)
+    wait_for("the volume deleted", lambda: cluster.kubectl("get", "pv", pv_name).returncode != 0, 30)
+
+    def writers(resource: str, name: str, verb: str, subresource: str = "") -> set[str]:
+        def match(e: dict[str, Any]) -> bool:
+            ref = e.get("objectRef") or {}
+            return (ref.get("resource"), ref.get("name"), ref.get("subresource", ""), e.get("verb")) == (
+                resource, name, subresource, verb) and e["responseStatus"]["code"] < 300
+        return {e["user"]["username"] for e in audit_events(log, match)}
+
+    assert writers("persistentvolumes", pv_name, "create") == {PROVISIONER_SA}
+    assert writers("persistentvolumes", pv_name, "delete") == {PROVISIONER_SA}
+    resizer = "system:serviceaccount:kube-system:expand-controller"
+    assert writers("persistentvolumeclaims", "who", "update", "status") >= {resizer}
+    assert resizer in writers("persistentvolumes", pv_name, "update")

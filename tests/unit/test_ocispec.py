@@ -115,11 +115,11 @@ def test_the_spec_joins_the_pods_netns_and_masks_proc() -> None:
     assert {n["type"] for n in linux["namespaces"]} == {"pid", "ipc", "uts", "mount", "network"}
     assert linux["maskedPaths"] == list(ocispec.MASKED_PATHS) and "/proc/kcore" in linux["maskedPaths"]
     assert linux["readonlyPaths"] == ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-    assert "seccomp" not in linux  # Unconfined unless asked for (the kubelet's default)
+    assert linux["seccomp"] == ocispec.seccomp_profile(ocispec.DEFAULT_CAPABILITIES)  # RuntimeDefault unless asked
     assert linux["cgroupsPath"] == "/kubelite/abc"
     assert process["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [1000, 5]}
     assert process["env"] == ["A=1", f"PATH={ocispec.DEFAULT_PATH}", "HOME=/home/app"]
-    assert process["cwd"] == "/" and process["noNewPrivileges"] is False
+    assert process["cwd"] == "/" and process["noNewPrivileges"] is True  # unless allowPrivilegeEscalation: true
     assert spec["root"] == {"path": "rootfs", "readonly": False}
     mounts = spec["mounts"]
     assert isinstance(mounts, list)
@@ -194,7 +194,59 @@ def test_the_pods_ipc_and_uts_namespaces_are_joined_by_path_when_kept() -> None:
 def test_a_localhost_seccomp_profile_is_refused_not_ignored() -> None:
     with pytest.raises(ocispec.SpecError, match="seccomp profile type Localhost is not supported"):
         _build(c_sc={"seccompProfile": {"type": "Localhost", "localhostProfile": "my.json"}})
+    with pytest.raises(ocispec.SpecError, match="seccomp profile type Localhost is not supported"):
+        _build(pod_sc={"seccompProfile": {"type": "Localhost", "localhostProfile": "my.json"}})
+    # The container's own Unconfined wins over the pod's Localhost; privileged has no filter to load.
+    assert "seccomp" not in _build(pod_sc={"seccompProfile": {"type": "Localhost"}},  # type: ignore[operator]
+                                   c_sc={"seccompProfile": {"type": "Unconfined"}})["linux"]
+    assert "seccomp" not in _build(c_sc={"privileged": True,  # type: ignore[operator]
+                                         "seccompProfile": {"type": "Localhost"}})["linux"]
     assert "seccomp" not in _build(pod_sc={"seccompProfile": {"type": "Unconfined"}})["linux"]  # type: ignore[operator]
+
+
+def test_escalation_and_seccomp_defaults_are_confined_unless_the_pod_asks() -> None:
+    def security(pod_sc: dict[str, object], c_sc: dict[str, object]) -> tuple[bool, bool]:
+        spec = _build(pod_sc=pod_sc, c_sc=c_sc)
+        process, linux = spec["process"], spec["linux"]
+        assert isinstance(process, dict) and isinstance(linux, dict)
+        return process["noNewPrivileges"], "seccomp" in linux
+
+    assert security({}, {}) == (True, True)
+    assert security({}, {"allowPrivilegeEscalation": False}) == (True, True)
+    assert security({}, {"allowPrivilegeEscalation": True}) == (False, True)
+    assert security({"seccompProfile": {"type": "Unconfined"}}, {}) == (True, False)
+    assert security({"seccompProfile": {"type": "Unconfined"}}, {"seccompProfile": {"type": "RuntimeDefault"}}) \
+        == (True, True)
+    assert security({}, {"privileged": True, "allowPrivilegeEscalation": True}) == (False, False)
+
+
+@pytest.mark.parametrize(("pod_sc", "c_sc"), [
+    ({}, {}),
+    ({}, {"allowPrivilegeEscalation": True}),
+    ({}, {"allowPrivilegeEscalation": False, "capabilities": {"add": ["SYS_ADMIN"]}}),
+    ({"seccompProfile": {"type": "Unconfined"}}, {}),
+    ({"seccompProfile": {"type": "RuntimeDefault"}}, {"seccompProfile": {"type": "Unconfined"}}),
+    ({"seccompProfile": {"type": "Unconfined"}}, {"seccompProfile": {"type": "RuntimeDefault"}}),
+    ({}, {"privileged": True}),
+    ({"seccompProfile": {"type": "Localhost"}}, {"privileged": True}),
+])
+def test_image_and_catalog_containers_get_the_same_confinement(pod_sc: dict[str, object],
+                                                                 c_sc: dict[str, object]) -> None:
+    from kubelite.node import isolation
+
+    spec = _build(pod_sc=pod_sc, c_sc=c_sc)
+    process, linux = spec["process"], spec["linux"]
+    assert isinstance(process, dict) and isinstance(linux, dict)
+    conf = isolation.confinement(pod_sc, c_sc, ocispec.ALL_CAPABILITIES)
+    assert (conf.no_new_privs, conf.seccomp) == (process["noNewPrivileges"], "seccomp" in linux)
+
+
+def test_a_localhost_profile_is_refused_on_the_catalog_path_too() -> None:
+    from kubelite.node import isolation
+
+    with pytest.raises(ocispec.SpecError, match="seccomp profile type Localhost is not supported"):
+        isolation.confinement({}, {"seccompProfile": {"type": "Localhost", "localhostProfile": "p.json"}},
+                              ocispec.ALL_CAPABILITIES)
 
 
 def test_all_means_the_capabilities_this_process_can_hand_on() -> None:

@@ -335,3 +335,98 @@ def test_existing_pods_warnings() -> None:
     assert psa.existing_pods_warnings("ns", psa.LevelVersion(psa.BASELINE), [p("ok")]) == []
     two = [p("b", privileged=True), p("a", privileged=True)]
     assert psa.existing_pods_warnings("ns", psa.LevelVersion(psa.BASELINE), two)[1] == "a (and 1 other pod): privileged"
+
+
+# ---------------------------------------------------------------------------- the plugin's configuration
+
+
+def _config(**body: Any) -> Obj:
+    return {"apiVersion": "pod-security.admission.config.k8s.io/v1", "kind": "PodSecurityConfiguration", **body}
+
+
+def test_the_default_configuration_is_kube_apiservers() -> None:
+    for empty in (None, {}, _config()):
+        config = psa.configuration_from(empty)
+        assert config == psa.Configuration() and config.defaults.fully_privileged()
+        assert config.exemptions == psa.Exemptions()
+
+
+def test_a_configuration_with_defaults_and_exemptions() -> None:
+    config = psa.configuration_from(_config(
+        defaults={"enforce": "baseline", "enforce-version": "v1.30", "warn": "restricted"},
+        exemptions={"usernames": ["system:serviceaccount:ci:deployer"], "runtimeClasses": ["kata"],
+                    "namespaces": ["kube-system"]}))
+    assert (str(config.defaults.enforce), str(config.defaults.audit), str(config.defaults.warn)) == (
+        "baseline:v1.30", "privileged:latest", "restricted:latest")
+    assert config.exemptions == psa.Exemptions(("system:serviceaccount:ci:deployer",), ("kata",), ("kube-system",))
+    # v1beta1 and v1alpha1 are read the same.
+    old = {**_config(defaults={"audit": "restricted"}), "apiVersion": "pod-security.admission.config.k8s.io/v1beta1"}
+    assert str(psa.configuration_from(old).defaults.audit) == "restricted:latest"
+
+
+def test_configuration_errors_are_kube_apiservers() -> None:
+    with pytest.raises(psa.ConfigurationError) as e:
+        psa.configuration_from(_config(
+            defaults={"enforce": "strict", "audit-version": "1.30"},
+            exemptions={"namespaces": ["kube-system", "Bad_NS", "kube-system"], "runtimeClasses": ["-x"],
+                        "usernames": ["alice", "", "alice"]}))
+    assert not e.value.decoding
+    assert str(e.value) == (
+        '[defaults.enforce: Invalid value: "strict": must be one of privileged, baseline, restricted, '
+        'defaults.audit-version: Invalid value: "1.30": must be "latest" or "v1.x", '
+        'exemptions.namespaces[1]: Invalid value: "Bad_NS": a lowercase RFC 1123 label must consist of lower case '
+        "alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
+        "'123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?'), "
+        'exemptions.namespaces[2]: Duplicate value: "kube-system", '
+        'exemptions.runtimeClasses[0]: Invalid value: "-x": a lowercase RFC 1123 subdomain must consist of lower case '
+        "alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. "
+        "'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*'), "
+        'exemptions.usernames[1]: Invalid value: "": username must not be empty, '
+        'exemptions.usernames[2]: Duplicate value: "alice"]')
+    with pytest.raises(psa.ConfigurationError) as e:
+        psa.configuration_from(_config(defaults={"enforce": "restricted", "warn": "nope"}))
+    assert str(e.value) == 'defaults.warn: Invalid value: "nope": must be one of privileged, baseline, restricted'
+    with pytest.raises(psa.ConfigurationError) as e:
+        psa.configuration_from({**_config(), "kind": "PodSecurityPolicy"})
+    assert e.value.decoding and str(e.value).startswith(
+        'failed to decode: no kind "PodSecurityPolicy" is registered for version '
+        '"pod-security.admission.config.k8s.io/v1"')
+    with pytest.raises(psa.ConfigurationError) as e:
+        psa.configuration_from(_config(exemptions={"namespaces": "kube-system"}))
+    assert str(e.value) == ("failed to decode: json: cannot unmarshal string into Go struct field "
+                            "PodSecurityExemptions.exemptions.namespaces of type []string")
+
+
+def test_labels_override_the_configured_defaults_mode_by_mode() -> None:
+    defaults = psa.Policy(psa.LevelVersion(psa.BASELINE), psa.LevelVersion(psa.RESTRICTED, 30),
+                          psa.LevelVersion(psa.BASELINE))
+    assert psa.policy_to_evaluate(None, defaults) == (defaults, [])
+    policy, errs = psa.policy_to_evaluate({psa.ENFORCE_LEVEL: "privileged", "team": "a"}, defaults)
+    assert not errs
+    assert (str(policy.enforce), str(policy.audit), str(policy.warn)) == (
+        "privileged:latest", "restricted:v1.30", "baseline:latest")
+    policy, _ = psa.policy_to_evaluate({psa.ENFORCE_LEVEL: "restricted"}, defaults)
+    assert str(policy.warn) == "restricted:latest"  # warn still follows a stricter enforce label
+
+
+def test_an_exempt_namespace_given_a_policy_is_told_it_is_ignored() -> None:
+    defaults = psa.Policy()
+    labels = {psa.ENFORCE_LEVEL: "baseline", psa.WARN_LEVEL: "restricted", psa.AUDIT_VERSION: "v1.30"}
+    policy, _ = psa.policy_to_evaluate(labels, defaults)
+    assert psa.exempt_namespace_warning("kube-system", policy, defaults, labels) == (
+        'namespace "kube-system" is exempt from Pod Security, and the policy (enforce=baseline:latest, '
+        "warn=restricted:latest) will be ignored")
+    privileged = {psa.ENFORCE_LEVEL: "privileged"}
+    assert psa.exempt_namespace_warning("kube-system", psa.policy_to_evaluate(privileged)[0], defaults,
+                                        privileged) == ""
+    baseline = psa.Policy(psa.LevelVersion(psa.BASELINE), psa.LevelVersion(psa.BASELINE),
+                          psa.LevelVersion(psa.BASELINE))
+    same = {psa.ENFORCE_LEVEL: "baseline"}
+    assert psa.exempt_namespace_warning("x", psa.policy_to_evaluate(same, baseline)[0], baseline, same) == ""
+
+
+def test_existing_pods_of_an_exempt_runtime_class_are_not_checked() -> None:
+    privileged = {"metadata": {"name": "vm"}, "spec": {"runtimeClassName": "kata", "containers": [
+        c("c", privileged=True)]}}
+    assert psa.existing_pods_warnings("ns", psa.LevelVersion(psa.BASELINE), [privileged], ("kata",)) == []
+    assert psa.existing_pods_warnings("ns", psa.LevelVersion(psa.BASELINE), [privileged])[1] == "vm: privileged"

@@ -27,7 +27,7 @@ class FakeTokens:
     def issue(
         self, namespace: str, service_account: str, sa_uid: str, *, expiration_seconds: int = 3600,
         audiences: builtins.list[str] | None = None, pod: tuple[str, str] | None = None,
-        secret: tuple[str, str] | None = None, node: tuple[str, str] | None = None,
+        secret: tuple[str, str] | None = None, node: tuple[str, str] | None = None, warn_after: int = 0,
     ) -> tuple[str, int]:
         return "a-token", EXPIRES
 

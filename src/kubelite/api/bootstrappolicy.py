@@ -308,6 +308,13 @@ CONTROLLER_ROLES: list[Obj] = [
         rule([""], ["services/finalizers"], ["update"]),
         rule(["discovery.k8s.io"], ["endpointslices"], ["create", "delete", "get", "list", "update", "watch"]),
     ]),
+    _controller("expand-controller", [
+        rule([""], ["persistentvolumes"], ["get", "list", "patch", "update", "watch"]),
+        rule([""], ["persistentvolumeclaims/status"], ["patch", "update"]),
+        rule([""], ["persistentvolumeclaims"], READ),
+        EVENTS_CREATE,
+        rule([""], ["services"], ["get"]),
+    ], events=False),
     _controller("generic-garbage-collector", [
         rule(["*"], ["*"], ["delete", "get", "list", "patch", "update", "watch"]),
     ]),

@@ -11,6 +11,12 @@ check replaces the baseline one it overrides), and the aggregation into the one-
 reasons kubectl shows. What to do with a verdict (refuse, warn, annotate the audit event)
 is the admission plugin's (:mod:`kubelite.apiserver.admission`); nothing here does I/O.
 
+The plugin's configuration (``PodSecurityConfiguration``, pod-security.admission.config.k8s.io,
+given to kube-apiserver inside its ``--admission-control-config-file``) is decoded and validated
+here too (:func:`configuration_from`), with kube-apiserver's field errors: ``defaults`` (the
+policy of a namespace without labels, and of each mode a namespace leaves unset) and
+``exemptions`` (usernames, runtimeClasses, namespaces whose requests are not evaluated).
+
 Pods and templates stay the API's JSON dicts: a field that is absent or null counts as
 unset, as a nil pointer in Go.
 """
@@ -79,15 +85,17 @@ def parse_version(text: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def policy_to_evaluate(labels: Mapping[str, str] | None) -> tuple[Policy, list[errors.FieldError]]:
-    """api.PolicyToEvaluate over the default policy: the namespace's policy, and its label errors.
+def policy_to_evaluate(labels: Mapping[str, str] | None, defaults: Policy = Policy()
+                       ) -> tuple[Policy, list[errors.FieldError]]:
+    """api.PolicyToEvaluate: the namespace's policy over the configured ``defaults``, and its
+    label errors.
 
     A bad enforce level fails closed (restricted), a bad audit or warn level fails open
     (privileged), a bad version means latest; warn follows a stricter enforce unless set.
     """
     errs: list[errors.FieldError] = []
     if not labels:
-        return Policy(), errs
+        return defaults, errs
 
     def level(label: str, fail: str) -> str | None:
         if label not in labels:
@@ -109,11 +117,13 @@ def policy_to_evaluate(labels: Mapping[str, str] | None) -> tuple[Policy, list[e
 
     enforce_level = level(ENFORCE_LEVEL, RESTRICTED)
     enforce_ok = enforce_level is not None and labels[ENFORCE_LEVEL] in LEVELS
-    enforce = LevelVersion(enforce_level or PRIVILEGED, _or(version(ENFORCE_VERSION), LATEST))
-    audit = LevelVersion(level(AUDIT_LEVEL, PRIVILEGED) or PRIVILEGED, _or(version(AUDIT_VERSION), LATEST))
+    enforce = LevelVersion(enforce_level or defaults.enforce.level,
+                           _or(version(ENFORCE_VERSION), defaults.enforce.version))
+    audit = LevelVersion(level(AUDIT_LEVEL, PRIVILEGED) or defaults.audit.level,
+                         _or(version(AUDIT_VERSION), defaults.audit.version))
     warn_level = level(WARN_LEVEL, PRIVILEGED)
     warn_version = version(WARN_VERSION)
-    warn = LevelVersion(warn_level or PRIVILEGED, _or(warn_version, LATEST))
+    warn = LevelVersion(warn_level or defaults.warn.level, _or(warn_version, defaults.warn.version))
     if warn_level is None and enforce_ok and _compare_levels(enforce.level, warn.level) > 0:
         warn = LevelVersion(enforce.level, enforce.version if warn_version is None else warn_version)
     return Policy(enforce, audit, warn), errs
@@ -125,6 +135,146 @@ def _or(value: int | None, default: int) -> int:
 
 def has_labels(labels: Mapping[str, str] | None) -> bool:
     return bool(labels) and any(k.startswith(LABEL_PREFIX) for k in labels or ())
+
+
+def _equivalent(a: LevelVersion, b: LevelVersion) -> bool:
+    """LevelVersion.Equivalent: privileged is privileged at any version."""
+    return a.level == b.level and (a.level == PRIVILEGED or a.version == b.version)
+
+
+# ---------------------------------------------------------------------------- the plugin's configuration
+
+
+CONFIG_GROUP = "pod-security.admission.config.k8s.io"
+CONFIG_VERSIONS = ("v1", "v1beta1", "v1alpha1")
+EXEMPT_ANNOTATION = LABEL_PREFIX + "exempt"  # its value: namespace, user or runtimeClass
+
+
+@dataclass(frozen=True)
+class Exemptions:
+    usernames: tuple[str, ...] = ()
+    runtime_classes: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """PodSecurityConfiguration; the default is kube-apiserver's: privileged everywhere, no exemptions."""
+
+    defaults: Policy = Policy()
+    exemptions: Exemptions = Exemptions()
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot be used; the message is kube-apiserver's (without the plugin's prefix)."""
+
+    def __init__(self, message: str, *, decoding: bool = False) -> None:
+        super().__init__(message)
+        self.decoding = decoding  # a decode error (the plugin's factory), else a validation error
+
+
+_GO_TYPES = {dict: "map[string]interface {}", list: "array", str: "string", bool: "bool", int: "number",
+             float: "number", type(None): "null"}
+
+
+def _decode_error(value: Any, struct: str, field_path: str, go_type: str) -> ConfigurationError:
+    kind = _GO_TYPES.get(type(value), "value")
+    kind = "object" if kind.startswith("map") else kind
+    return ConfigurationError(f"failed to decode: json: cannot unmarshal {kind} into Go struct field "
+                              f"{struct}.{field_path} of type {go_type}", decoding=True)
+
+
+def configuration_from(obj: Any) -> Configuration:
+    """LoadFromData, then ValidatePodSecurityConfiguration: the configuration of ``obj`` (the
+    decoded file or the AdmissionConfiguration's embedded ``configuration``; None or empty
+    means the default), or a ConfigurationError with kube-apiserver's message."""
+    if obj is None or obj == {}:
+        return Configuration()
+    if not isinstance(obj, dict):
+        raise ConfigurationError("failed to decode: couldn't get version/kind; json parse error: json: cannot "
+                                 f"unmarshal {_GO_TYPES.get(type(obj), 'value')} into Go value of type struct "
+                                 '{ APIVersion string "json:\"apiVersion,omitempty\""; Kind string '
+                                 '"json:\"kind,omitempty\"" }', decoding=True)
+    api_version, kind = str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")
+    if not kind:
+        raise ConfigurationError(f"failed to decode: Object 'Kind' is missing in '{orjson.dumps(obj).decode()}'",
+                                 decoding=True)
+    group, _, version = api_version.rpartition("/")
+    if group != CONFIG_GROUP or version not in CONFIG_VERSIONS or kind != "PodSecurityConfiguration":
+        raise ConfigurationError(f'failed to decode: no kind "{kind}" is registered for version "{api_version}" '
+                                 'in scheme "k8s.io/pod-security-admission/admission/api/scheme/scheme.go:28"',
+                                 decoding=True)
+    defaults = obj.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise _decode_error(defaults, "PodSecurityConfiguration", "defaults", "v1.PodSecurityDefaults")
+    exemptions = obj.get("exemptions") or {}
+    if not isinstance(exemptions, dict):
+        raise _decode_error(exemptions, "PodSecurityConfiguration", "exemptions", "v1.PodSecurityExemptions")
+    raw: dict[str, str] = {}
+    for key in ("enforce", "enforce-version", "audit", "audit-version", "warn", "warn-version"):
+        value = defaults.get(key)
+        if value is not None and not isinstance(value, str):
+            raise _decode_error(value, "PodSecurityDefaults", f"defaults.{key}", "string")
+        # SetDefaults_PodSecurityDefaults: an unset level is privileged, an unset version latest.
+        raw[key] = value or ("latest" if key.endswith("-version") else PRIVILEGED)
+    lists: dict[str, list[str]] = {}
+    for key in ("usernames", "runtimeClasses", "namespaces"):
+        value = exemptions.get(key)
+        if value is None:
+            value = []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            bad = value if not isinstance(value, list) else next(v for v in value if not isinstance(v, str))
+            raise _decode_error(bad, "PodSecurityExemptions", f"exemptions.{key}", "[]string" if not isinstance(
+                value, list) else "string")
+        lists[key] = value
+    errs: list[errors.FieldError] = []
+    for key, value in raw.items():
+        path = f"defaults.{key}"
+        if key.endswith("-version"):
+            if parse_version(value) is None:
+                errs.append(errors.invalid(path, value, 'must be "latest" or "v1.x"'))
+        elif value not in LEVELS:
+            errs.append(errors.invalid(path, value, "must be one of privileged, baseline, restricted"))
+    from kubelite.api.validation.names import is_dns1123_label, is_dns1123_subdomain
+
+    for key, check in (("namespaces", is_dns1123_label), ("runtimeClasses", is_dns1123_subdomain), ("usernames", None)):
+        seen: set[str] = set()
+        for i, value in enumerate(lists[key]):
+            path = f"exemptions.{key}[{i}]"
+            problems = (["username must not be empty"] if value == "" else []) if check is None else check(value)
+            if problems:
+                errs.append(errors.invalid(path, value, ", ".join(problems)))
+            elif value in seen:
+                errs.append(errors.duplicate(path, value))
+            else:
+                seen.add(value)
+    if errs:
+        raise ConfigurationError(errors.aggregate(str(e) for e in errs))
+
+    def lv(mode: str) -> LevelVersion:
+        version = parse_version(raw[f"{mode}-version"])
+        assert version is not None
+        return LevelVersion(raw[mode], version)
+
+    return Configuration(Policy(lv("enforce"), lv("audit"), lv("warn")),
+                         Exemptions(tuple(lists["usernames"]), tuple(lists["runtimeClasses"]),
+                                    tuple(lists["namespaces"])))
+
+
+def exempt_namespace_warning(namespace: str, policy: Policy, defaults: Policy, labels: Mapping[str, str] | None
+                             ) -> str:
+    """exemptNamespaceWarning: what labelling an exempt namespace with a policy says ("" when nothing)."""
+    if policy.fully_privileged() or (_equivalent(policy.enforce, defaults.enforce)
+                                     and _equivalent(policy.audit, defaults.audit)
+                                     and _equivalent(policy.warn, defaults.warn)):
+        return ""
+    labels = labels or {}
+    parts = [f"{mode}={lv}" for mode, lv, level_label, version_label in (
+        ("enforce", policy.enforce, ENFORCE_LEVEL, ENFORCE_VERSION),
+        ("audit", policy.audit, AUDIT_LEVEL, AUDIT_VERSION),
+        ("warn", policy.warn, WARN_LEVEL, WARN_VERSION),
+    ) if lv.level != PRIVILEGED and (level_label in labels or version_label in labels)]
+    return f"namespace {_go_quote(namespace)} is exempt from Pod Security, and the policy ({', '.join(parts)}) will be ignored"
 
 
 # ---------------------------------------------------------------------------- check helpers
@@ -688,17 +838,21 @@ def significant_pod_update(new: Obj, old: Obj) -> bool:
 MAX_PODS_TO_CHECK = 3000
 
 
-def existing_pods_warnings(namespace: str, enforce: LevelVersion, pods: list[Obj]) -> list[str]:
+def existing_pods_warnings(namespace: str, enforce: LevelVersion, pods: list[Obj],
+                           exempt_runtime_classes: Iterable[str] = ()) -> list[str]:
     """EvaluatePodsInNamespace: the warnings for a namespace given a stricter enforce level.
 
-    One pod per controller goes first (the replicas of one template would all say the
-    same); the same reasons are reported once, with the first pod's name by name order and
-    how many others share them.
+    Pods of an exempt runtime class are skipped; one pod per controller goes first (the
+    replicas of one template would all say the same); the same reasons are reported once,
+    with the first pod's name by name order and how many others share them.
     """
     first: list[Obj] = []
     rest: list[Obj] = []
     seen: set[str] = set()
+    exempt = set(exempt_runtime_classes)
     for pod in pods:
+        if (pod.get("spec") or {}).get("runtimeClassName") in exempt:
+            continue
         owner = next((r for r in (pod.get("metadata") or {}).get("ownerReferences") or () if r.get("controller")), None)
         if owner is None:
             first.append(pod)

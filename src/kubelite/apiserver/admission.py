@@ -20,7 +20,10 @@ that changes an image), ``warn`` answers with ``Warning`` headers, ``audit`` ann
 request's audit event; templates get warn and audit, never enforce, as in Kubernetes. A
 namespace's labels are validated on its writes, and a stricter enforce level reports the
 existing pods that would now be refused. The labels come from a watch of the namespaces
-(the plugin's namespace informer).
+(the plugin's namespace informer). Its configuration (:func:`load_configuration`, from
+kube-apiserver's ``--admission-control-config-file``) sets the default policy of unlabelled
+namespaces and exempts usernames, runtime classes and namespaces: an exempt request is not
+evaluated at all, and its audit event says why (``pod-security.kubernetes.io/exempt``).
 
 Most namespaces hold neither LimitRanges nor quotas: a watch keeps the set of namespaces that do, so that a
 create elsewhere costs no store read (LimitRanger's informer and ResourceQuota's quota
@@ -34,10 +37,12 @@ import base64
 import contextlib
 import decimal
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
+import yaml
 from cryptography.x509.oid import NameOID
 
 from kubelite.api import errors
@@ -47,6 +52,7 @@ from kubelite.api.registry import ResourceType
 from kubelite.api.resource import format_quantity, parse_quantity, quantity_format
 from kubelite.api.validation import certificates
 from kubelite.apiserver import requestcontext
+from kubelite.apiserver.auth import REQUEST_USER
 from kubelite.store import ConflictError, KeyNotFoundError, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -193,21 +199,33 @@ class NamespacePolicies:
 class PodSecurity:
     """kube-apiserver's PodSecurity plugin (validating): pods, workloads' templates, namespaces."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, config: psa.Configuration | None = None) -> None:
         self.store = store
         self.namespaces = NamespacePolicies(store)
+        self.config = config or psa.Configuration()
+
+    def _exempt(self, namespace: str) -> str:
+        """Why a request is not evaluated at all: its namespace, then its user ("" when it is)."""
+        if namespace in self.config.exemptions.namespaces:
+            return "namespace"
+        user = REQUEST_USER.get()
+        if user is not None and user.name and user.name in self.config.exemptions.usernames:
+            return "user"
+        return ""
 
     async def validate(self, group: str, resource: str, namespace: str | None, obj: Obj, old: Obj | None) -> None:
         """Admit a create (``old`` None) or an update of the main resource; raises to refuse."""
         if not group and resource == "namespaces":
             self._validate_namespace(obj, old)
-            if old is not None:
-                await self._check_existing_pods(obj, old)
+            await self._namespace_warnings(obj, old)
             return
         is_pod = not group and resource == "pods"
         if not namespace or not (is_pod or (group, resource) in psa.POD_TEMPLATE_RESOURCES):
             return
-        policy, errs = psa.policy_to_evaluate(await self.namespaces.get(namespace))
+        if why := self._exempt(namespace):
+            requestcontext.add_annotation(psa.EXEMPT_ANNOTATION, why)
+            return
+        policy, errs = psa.policy_to_evaluate(await self.namespaces.get(namespace), self.config.defaults)
         if is_pod:
             if not errs and policy.fully_privileged():
                 requestcontext.add_annotation(psa.ENFORCE_POLICY_ANNOTATION, str(psa.DEFAULT))
@@ -222,10 +240,14 @@ class PodSecurity:
         if template is not None:
             self._evaluate(policy, errs, template[0], template[1], _name(obj), enforce=False)
 
-    @staticmethod
-    def _evaluate(policy: psa.Policy, errs: list[errors.FieldError], meta: Any, spec: Any, name: str, *,
+    def _evaluate(self, policy: psa.Policy, errs: list[errors.FieldError], meta: Any, spec: Any, name: str, *,
                   enforce: bool) -> None:
-        """EvaluatePod: enforce (pods only), then audit, then warn (unless refused)."""
+        """EvaluatePod: an exempt runtime class first, then enforce (pods only), audit, and warn
+        (unless refused)."""
+        runtime_class = spec.get("runtimeClassName") if isinstance(spec, dict) else None
+        if runtime_class and runtime_class in self.config.exemptions.runtime_classes:
+            requestcontext.add_annotation(psa.EXEMPT_ANNOTATION, "runtimeClass")
+            return
         if errs:
             requestcontext.add_annotation(psa.ERROR_ANNOTATION,
                                           "Failed to parse policy: " + errors.aggregate(str(e) for e in errs))
@@ -253,25 +275,35 @@ class PodSecurity:
         if not r.allowed:
             requestcontext.add_warning(f'would violate PodSecurity "{policy.warn}": {r.detail()}')
 
-    @staticmethod
-    def _validate_namespace(obj: Obj, old: Obj | None) -> None:
+    def _validate_namespace(self, obj: Obj, old: Obj | None) -> None:
         """Invalid labels refuse a create, and an update that changes which ones are invalid."""
-        _, errs = psa.policy_to_evaluate((obj.get("metadata") or {}).get("labels"))
+        _, errs = psa.policy_to_evaluate((obj.get("metadata") or {}).get("labels"), self.config.defaults)
         if not errs:
             return
         if old is not None:
-            _, old_errs = psa.policy_to_evaluate((old.get("metadata") or {}).get("labels"))
+            _, old_errs = psa.policy_to_evaluate((old.get("metadata") or {}).get("labels"), self.config.defaults)
             if old_errs == errs:
                 return
         raise errors.invalid_error("Namespace", str((obj.get("metadata") or {}).get("name", "")), errs)
 
-    async def _check_existing_pods(self, obj: Obj, old: Obj) -> None:
-        """A stricter enforce level: warn about the namespace's pods it would refuse."""
-        new_policy, _ = psa.policy_to_evaluate((obj.get("metadata") or {}).get("labels"))
-        old_policy, _ = psa.policy_to_evaluate((old.get("metadata") or {}).get("labels"))
-        if not psa.enforce_tightened(new_policy, old_policy):
-            return
+    async def _namespace_warnings(self, obj: Obj, old: Obj | None) -> None:
+        """ValidateNamespace's warnings: an exempt namespace given a policy is told it is
+        ignored (on create, and on an update whose enforce level would check its pods); another
+        namespace given a stricter enforce level hears which of its pods it would refuse."""
+        defaults = self.config.defaults
+        labels = (obj.get("metadata") or {}).get("labels")
+        new_policy, _ = psa.policy_to_evaluate(labels, defaults)
         name = str((obj.get("metadata") or {}).get("name", ""))
+        if old is not None:
+            old_policy, _ = psa.policy_to_evaluate((old.get("metadata") or {}).get("labels"), defaults)
+            if not psa.enforce_tightened(new_policy, old_policy):
+                return
+        if name in self.config.exemptions.namespaces:
+            if warning := psa.exempt_namespace_warning(name, new_policy, defaults, labels):
+                requestcontext.add_warning(warning)
+            return
+        if old is None:
+            return
         try:
             kvs, _, _ = await self.store.list(f"{PODS_PREFIX}{name}/")
         except StoreError as e:
@@ -279,8 +311,72 @@ class PodSecurity:
             requestcontext.add_warning("failed to list pods while checking new PodSecurity enforce level")
             return
         pods = [orjson.loads(kv.value) for kv in kvs]
-        for warning in psa.existing_pods_warnings(name, new_policy.enforce, pods):
+        for warning in psa.existing_pods_warnings(name, new_policy.enforce, pods,
+                                                  self.config.exemptions.runtime_classes):
             requestcontext.add_warning(warning)
+
+
+ADMISSION_CONFIG_GROUP = "apiserver.config.k8s.io"
+ADMISSION_CONFIG_VERSIONS = ("v1", "v1alpha1")
+
+
+class AdmissionConfigError(Exception):
+    """kube-apiserver refuses to start with this message."""
+
+
+def load_configuration(path: str) -> psa.Configuration:
+    """PodSecurity's configuration from kube-apiserver's ``--admission-control-config-file``:
+    an AdmissionConfiguration (apiserver.config.k8s.io/v1) whose ``plugins`` entry named
+    PodSecurity holds a PodSecurityConfiguration, embedded as ``configuration`` or in the
+    file ``path`` names (relative to this file's directory). Without such an entry, the
+    default. Errors are kube-apiserver's, prefixed as its admission plugin initialization
+    prefixes them."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise AdmissionConfigError(f'unable to read admission control configuration from "{path}" '
+                                   f"[open {path}: {(e.strerror or str(e)).lower()}]") from None
+    try:
+        obj = yaml.safe_load(data) if data.strip() else {}
+    except yaml.YAMLError as e:
+        raise AdmissionConfigError(f'unable to read admission control configuration from "{path}": '
+                                   f"error converting YAML to JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise AdmissionConfigError(f'unable to read admission control configuration from "{path}": '
+                                   "couldn't get version/kind; json parse error")
+    api_version, kind = str(obj.get("apiVersion") or ""), str(obj.get("kind") or "")
+    group, _, version = api_version.rpartition("/")
+    if group != ADMISSION_CONFIG_GROUP or version not in ADMISSION_CONFIG_VERSIONS or kind != "AdmissionConfiguration":
+        # kube-apiserver would read an unknown kind as a legacy file and give PodSecurity its
+        # defaults without a word; a refusal says what it wants.
+        raise AdmissionConfigError(
+            f'admission control configuration "{path}" must be an AdmissionConfiguration '
+            f'({ADMISSION_CONFIG_GROUP}/v1), not kind "{kind}" of apiVersion "{api_version}"')
+    plugins = obj.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, dict) for p in plugins):
+        raise AdmissionConfigError(f'unable to read admission control configuration from "{path}": json: cannot '
+                                   "unmarshal into Go struct field AdmissionConfiguration.plugins of type "
+                                   "[]v1.AdmissionPluginConfiguration")
+    entry = next((p for p in plugins if p.get("name") == "PodSecurity"), None)
+    if entry is None:
+        return psa.Configuration()
+    config: Any = entry.get("configuration")
+    if entry.get("path"):
+        plugin_path = os.path.join(os.path.dirname(os.path.abspath(path)), str(entry["path"]))
+        try:
+            with open(plugin_path, "rb") as f:
+                config = yaml.safe_load(f.read())
+        except OSError as e:
+            raise AdmissionConfigError(f"Couldn't open admission plugin configuration {plugin_path}: "
+                                       f"open {plugin_path}: {(e.strerror or str(e)).lower()}") from None
+        except yaml.YAMLError as e:
+            raise AdmissionConfigError(f'couldn\'t init admission plugin "PodSecurity": failed to decode: {e}') from None
+    try:
+        return psa.configuration_from(config)
+    except psa.ConfigurationError as e:
+        prefix = "couldn't init" if e.decoding else "failed to initialize"
+        raise AdmissionConfigError(f'{prefix} admission plugin "PodSecurity": {e}') from None
 
 
 def _quantity(text: Any) -> tuple[decimal.Decimal, str]:
@@ -418,11 +514,11 @@ def limit_ranger_validate(pod: Obj, limit_range: Obj) -> list[str]:
 class Admission:
     """The two policy plugins over one store; the registry calls :meth:`mutate` and :meth:`validate`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, pod_security: psa.Configuration | None = None) -> None:
         self.store = store
         self.limit_ranges = NamespacesHolding(store, LIMIT_RANGES_PREFIX)
         self.quotas = NamespacesHolding(store, QUOTAS_PREFIX)
-        self.pod_security = PodSecurity(store)
+        self.pod_security = PodSecurity(store, pod_security)
 
     async def start(self) -> None:
         await self.limit_ranges.start()

@@ -35,6 +35,10 @@ ISSUER = "https://kubernetes.default.svc.cluster.local"
 # --api-audiences: kube-apiserver defaults them to the issuer; a token for another audience
 # (a projected token for Vault, say) is not a credential for the API.
 API_AUDIENCES = (ISSUER,)
+# pkg/serviceaccount/claims.go: the kubelet's projected token lifetime that TokenRequest
+# extends (see Registry.create_token), and what it extends it to.
+WARN_ONLY_BOUND_TOKEN_EXPIRATION_SECONDS = 60 * 60 + 7
+EXPIRATION_EXTENSION_SECONDS = 24 * 365 * 60 * 60
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/version"})
 CACHE_SIZE = 4096
 LEEWAY = 60.0  # go-jose's jwt.DefaultLeeway, which kube-apiserver's validation uses
@@ -104,10 +108,12 @@ class TokenSigner:
         pod: tuple[str, str] | None = None,
         secret: tuple[str, str] | None = None,
         node: tuple[str, str] | None = None,
+        warn_after: int = 0,
     ) -> tuple[str, int]:
         """A signed token and its expiry, with serviceaccount.Claims' claims: the ``kubernetes.io``
         claim names the namespace, the account and the object the token is bound to (a pod, with
-        its node when known; a secret; or a node), ``jti`` a fresh credential ID."""
+        its node when known; a secret; or a node), ``warnafter`` (``warn_after`` seconds from
+        now) when an extended token should have expired, ``jti`` a fresh credential ID."""
         now = int(self.clock())
         exp = now + expiration_seconds
         k8s: Obj = {"namespace": namespace, "serviceaccount": {"name": service_account, "uid": sa_uid}}
@@ -117,6 +123,8 @@ class TokenSigner:
             k8s["secret"] = {"name": secret[0], "uid": secret[1]}
         if node:
             k8s["node"] = {k: v for k, v in (("name", node[0]), ("uid", node[1])) if v}
+        if warn_after:
+            k8s["warnafter"] = now + warn_after
         claims = {
             "aud": audiences or list(API_AUDIENCES),
             "exp": exp,

@@ -43,12 +43,19 @@ from kubelite.api import decoding, errors, jsonpatching, managedfields, schema, 
 from kubelite.api.errors import StatusError
 from kubelite.api.fields import object_fields, parse_field_selector
 from kubelite.api.labels import SelectorError, parse_selector, selector_from_label_selector
+from kubelite.api.podsecurity import Configuration as PodSecurityConfiguration
 from kubelite.api.registry import ResourceType, lookup
 from kubelite.api.types import Obj
 from kubelite.api.validation.names import is_dns1123_subdomain
 from kubelite.apiserver import eviction, noderestriction, objects
 from kubelite.apiserver.admission import Admission
-from kubelite.apiserver.auth import API_AUDIENCES, REQUEST_USER, User
+from kubelite.apiserver.auth import (
+    API_AUDIENCES,
+    EXPIRATION_EXTENSION_SECONDS,
+    REQUEST_USER,
+    WARN_ONLY_BOUND_TOKEN_EXPIRATION_SECONDS,
+    User,
+)
 from kubelite.apiserver.strategy import Rollback, Strategy, strategy_for
 from kubelite.apiserver.writeturns import WriteTurns
 from kubelite.store import (
@@ -89,7 +96,7 @@ class TokenIssuer(Protocol):
     def issue(
         self, namespace: str, service_account: str, sa_uid: str, *, expiration_seconds: int = ...,
         audiences: builtins.list[str] | None = None, pod: tuple[str, str] | None = None,
-        secret: tuple[str, str] | None = None, node: tuple[str, str] | None = None,
+        secret: tuple[str, str] | None = None, node: tuple[str, str] | None = None, warn_after: int = 0,
     ) -> tuple[str, int]: ...
 
 
@@ -438,6 +445,10 @@ class Registry:
     store: Store
     services: ServiceAllocator | None = None
     tokens: TokenIssuer | None = None
+    # --service-account-extend-token-expiration (default true): see create_token.
+    extend_token_expiration: bool = True
+    # PodSecurity's configuration (--admission-control-config-file); None: kube-apiserver's default.
+    pod_security: PodSecurityConfiguration | None = None
     namespaces: ActiveNamespaces = field(init=False)
     # Kinds admission reads on hot paths, cached (started with the server, like namespaces).
     caches: dict[ResourceType, CachedKind] = field(init=False, default_factory=dict)
@@ -447,7 +458,7 @@ class Registry:
 
     def __post_init__(self) -> None:
         self.namespaces = ActiveNamespaces(self.store)
-        self.admission = Admission(self.store)
+        self.admission = Admission(self.store, self.pod_security)
         priority_classes = lookup("scheduling.k8s.io", "v1", "priorityclasses")
         if priority_classes is not None:
             self.caches[priority_classes] = CachedKind(self.store, priority_classes)
@@ -1035,7 +1046,15 @@ class Registry:
         (TokenREST.Create): audiences default to the API server's, expirationSeconds to an hour
         (at least 10 minutes, at most 2^32 seconds); a boundObjectRef names a Pod (of this
         account; its node goes into the token too), a Secret or a Node, which must exist with the
-        UID given."""
+        UID given.
+
+        Extended expiration (``--service-account-extend-token-expiration``, on by default), as
+        TokenREST.Create: a pod-bound token asked for exactly 3607 seconds (what the kubelet asks
+        for a ``kube-api-access-*`` volume) for the API server's own audiences is signed to last a
+        year, with ``kubernetes.io.warnafter`` at the requested expiry; the answer's
+        expirationTimestamp is still the requested one, so the kubelet renews it as before. It
+        lets clients that never re-read their token file keep working while they are found
+        (kube-apiserver counts and audits the stale uses; kubelite does not yet)."""
         if self.tokens is None:
             raise errors.method_not_allowed()
         name, namespace = target.name or "", target.namespace or ""
@@ -1093,17 +1112,22 @@ class Registry:
                 raise errors.conflict(kind, ref_name, f"the UID in the bound object reference ({ref['uid']}) does not "
                                       "match the UID in record. The object might have been deleted and then recreated",
                                       group=group)
+        warn_after, valid_for = 0, seconds
+        if (self.extend_token_expiration and pod is not None and seconds == WARN_ONLY_BOUND_TOKEN_EXPIRATION_SECONDS
+                and set(spec["audiences"]) <= set(API_AUDIENCES)):
+            warn_after, valid_for = seconds, EXPIRATION_EXTENSION_SECONDS
         now = time.time()
         token, exp = self.tokens.issue(
-            namespace, name, sa["metadata"].get("uid", ""), expiration_seconds=seconds,
-            audiences=spec["audiences"], pod=pod, secret=secret, node=node,
+            namespace, name, sa["metadata"].get("uid", ""), expiration_seconds=valid_for,
+            audiences=spec["audiences"], pod=pod, secret=secret, node=node, warn_after=warn_after,
         )
         return {
             "kind": "TokenRequest",
             "apiVersion": "authentication.k8s.io/v1",
             "metadata": {"name": name, "namespace": namespace, "creationTimestamp": timeutil.format_epoch(now)},
             "spec": spec,
-            "status": {"token": token, "expirationTimestamp": timeutil.format_epoch(exp)},
+            # The requested expiry: the token's own exp is later (<=) when extended.
+            "status": {"token": token, "expirationTimestamp": timeutil.format_epoch(exp - valid_for + seconds)},
         }
 
     async def evict(self, target: Target, body: Obj, *, dry_run: bool) -> Obj:

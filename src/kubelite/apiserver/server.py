@@ -27,6 +27,7 @@ from kubelite.api import errors, openapi, rbac, schema
 from kubelite.api.errors import StatusError
 from kubelite.api.registry import lookup
 from kubelite.apiserver import (
+    admission,
     audit,
     authorization,
     discovery,
@@ -80,6 +81,10 @@ class ServerConfig:
     kubernetes_service_interval: float = INTERVAL
     # Where the audit log goes (kube-apiserver's --audit-log-path); "" for none.
     audit_log: str = ""
+    # --service-account-extend-token-expiration (Registry.create_token).
+    extend_token_expiration: bool = True
+    # --admission-control-config-file: PodSecurity's configuration ("": the default).
+    admission_control_config_file: str = ""
 
 
 def version_info() -> dict[str, str]:
@@ -114,7 +119,10 @@ class APIServer:
         # The allocator writes IPAddress objects through a registry of its own (they need no
         # allocation); the registry that serves the API is then built with both collaborators.
         self.services = ServiceAllocation(store, Registry(store), self.cidr, NodePortAllocator(*config.node_port_range))
-        self.registry = Registry(store, services=self.services, tokens=self.signer)
+        pod_security = (admission.load_configuration(config.admission_control_config_file)
+                        if config.admission_control_config_file else None)
+        self.registry = Registry(store, services=self.services, tokens=self.signer,
+                                 extend_token_expiration=config.extend_token_expiration, pod_security=pod_security)
         self.authorizer = Authorizer(store)
         self.tokens = TokenAuthenticator(self.signer, self.authorizer.objects)
         self.authorizer.tokens = self.tokens

@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -250,6 +251,15 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
         except OSError as e:
             raise CLIError(f"cannot write the audit log {audit_log}: {e.strerror}") from None
         plan.audit_log = str(audit_log)
+    if args.admission_control_config_file:
+        # Refused before anything starts, as kube-apiserver refuses to start.
+        from kubelite.apiserver.admission import AdmissionConfigError, load_configuration
+
+        args.admission_control_config_file = os.path.abspath(args.admission_control_config_file)
+        try:
+            load_configuration(args.admission_control_config_file)
+        except AdmissionConfigError as e:
+            raise CLIError(str(e)) from None
     # Workers first: stopped last (in reverse), while the store they use is still served.
     plan.children = [
         Child("apiserver" if workers == 1 else f"apiserver-{i + 1}", [
@@ -257,6 +267,9 @@ def prepare_up(args: argparse.Namespace) -> UpPlan:
             "--pki-dir", str(data_dir / "pki"), "--api-port", str(args.api_port),
             "--service-cidr", args.service_cidr, "--advertise-address", advertise_address,
             *(["--audit-log", plan.audit_log] if plan.audit_log else []),
+            f"--service-account-extend-token-expiration={str(args.service_account_extend_token_expiration).lower()}",
+            *(["--admission-control-config-file", args.admission_control_config_file]
+              if args.admission_control_config_file else []),
         ])
         for i in range(workers)
     ]
@@ -339,7 +352,9 @@ async def run_up(plan: UpPlan) -> int:
         api = APIServer(
             store, PKI(data_dir / "pki"),
             ServerConfig(host=plan.host, port=args.api_port, cluster_name=name, service_cidr=args.service_cidr,
-                         advertise_address=plan.advertise_address, audit_log=plan.audit_log),
+                         advertise_address=plan.advertise_address, audit_log=plan.audit_log,
+                         extend_token_expiration=args.service_account_extend_token_expiration,
+                         admission_control_config_file=args.admission_control_config_file),
         )
         await api.start()
         if plan.store_socket is not None:
@@ -494,21 +509,23 @@ async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, limit: flo
 
 
 async def install_storage_addon(api: APIServer) -> None:
-    """The default StorageClass (k3s's local-storage addon): created once, then the user's to change."""
+    """k3s's local-storage addon: the local-path provisioner's service account, ClusterRole and
+    binding, and the default StorageClass; each created when missing, then the user's to change."""
     from kubelite.api.errors import StatusError
     from kubelite.api.registry import for_kind
-    from kubelite.controllers.localpath import default_storage_class
+    from kubelite.controllers.localpath import addon_objects
 
-    obj = default_storage_class()
-    rt = for_kind(obj["apiVersion"], obj["kind"])
-    assert rt is not None
-    if await api.store.get(rt.key(None, obj["metadata"]["name"])) is not None:
-        return
-    try:
-        await api.registry.create_object(rt, None, obj, manager="kubelite")
-    except StatusError as e:
-        if e.code != 409:
-            raise
+    for obj in addon_objects():
+        rt = for_kind(obj["apiVersion"], obj["kind"])
+        assert rt is not None
+        namespace = obj["metadata"].get("namespace") if rt.namespaced else None
+        if await api.store.get(rt.key(namespace, obj["metadata"]["name"])) is not None:
+            continue
+        try:
+            await api.registry.create_object(rt, namespace, obj, manager="kubelite")
+        except StatusError as e:
+            if e.code != 409:
+                raise
 
 
 async def install_dns_addon(api: APIServer, service_cidr: str) -> None:
@@ -629,6 +646,29 @@ def run_status(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- main
 
 
+def go_bool(flag: str) -> Callable[[str], bool]:
+    """A boolean flag's value as Go's strconv.ParseBool reads it (kube-apiserver's flags)."""
+    def parse(text: str) -> bool:
+        if text in ("1", "t", "T", "true", "TRUE", "True"):
+            return True
+        if text in ("0", "f", "F", "false", "FALSE", "False"):
+            return False
+        raise argparse.ArgumentTypeError(
+            f'invalid argument "{text}" for "{flag}" flag: strconv.ParseBool: parsing "{text}": invalid syntax')
+    return parse
+
+
+def add_apiserver_flags(sp: argparse.ArgumentParser) -> None:
+    """kube-apiserver's own flags, shared by `up` and the API server workers it starts."""
+    flag = "--service-account-extend-token-expiration"
+    sp.add_argument(flag, type=go_bool(flag), nargs="?", const=True, default=True, metavar="BOOL",
+                    help="pod-bound tokens asked for 3607 s (the kubelet's) last a year, with a warnafter claim "
+                         "at the requested expiry (kube-apiserver's flag; default: true)")
+    sp.add_argument("--admission-control-config-file", default="", metavar="PATH",
+                    help="an AdmissionConfiguration (apiserver.config.k8s.io/v1) file: PodSecurity's "
+                         "PodSecurityConfiguration (defaults, exemptions) (default: privileged everywhere)")
+
+
 def parser(command: str | None = None) -> argparse.ArgumentParser:
     """The CLI's parser; the component sub-commands' own options are added only for ``command``."""
     p = argparse.ArgumentParser(prog="kubelite", description="Kubernetes Services on one machine.")
@@ -659,6 +699,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     up.add_argument("--audit-log", nargs="?", const="", default=None, metavar="PATH",
                     help="write an audit.k8s.io/v1 event per write request (level Metadata) to PATH, one JSON "
                          "line each (without PATH: DATA_DIR/audit.log; default: no audit log)")
+    add_apiserver_flags(up)
     image = sub.add_parser("image", help="the node's image store: load, ls, rm, pull")
     image_sub = image.add_subparsers(dest="image_command", required=True)
     for verb, text in (("load", "load docker-save or OCI archives (plain or gzipped)"),
@@ -708,6 +749,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     apiserver.add_argument("--advertise-address", default="10.244.0.1",
                            help="where pods reach the API server: the node's gateway in its pod CIDR")
     apiserver.add_argument("--audit-log", default="", metavar="PATH", help="the audit log to append to (default: none)")
+    add_apiserver_flags(apiserver)
     ctrl = sub.add_parser("controllers", help="run the controllers and the scheduler (started by `up`)")
     ctrl.add_argument("--kubeconfig", required=True)
     ctrl.add_argument("--controllers", default="", help="comma-separated subset (default: all)")
@@ -767,7 +809,10 @@ async def api_worker(args: argparse.Namespace) -> int:
     await store.start()
     api = APIServer(store, PKI(pathlib.Path(args.pki_dir)),
                     ServerConfig(port=args.api_port, service_cidr=args.service_cidr,
-                                 advertise_address=args.advertise_address, audit_log=args.audit_log), primary=False)
+                                 advertise_address=args.advertise_address, audit_log=args.audit_log,
+                                 extend_token_expiration=args.service_account_extend_token_expiration,
+                                 admission_control_config_file=args.admission_control_config_file),
+                    primary=False)
     try:
         await api.start()
         await store.note("serving")  # `up` waits for this before it says the cluster is ready

@@ -14,6 +14,16 @@ The volumes are ``local`` volumes by default (local-path's ``volumeType: local``
 kubelet applies ``fsGroup`` to them as it does to local volumes; a class with the parameter
 ``volumeType: hostPath`` gets ``hostPath`` volumes like k3s's default. kubelite has one machine,
 so the directory is made here rather than by a helper pod on the node as local-path does.
+
+It acts as local-path's own identity, as k3s deploys it (manifests/local-storage.yaml): the
+service account ``kube-system/local-path-provisioner-service-account`` bound by the
+ClusterRoleBinding ``local-path-provisioner-bind`` to the ClusterRole
+``local-path-provisioner-role`` (:func:`addon_objects`, created with the default class), which
+may read nodes, claims, configmaps and classes, do anything to volumes, pods and endpoints, and
+create events, and nothing else: no Secrets, no claim status. The resizer's part acts as
+kube-controller-manager's in-tree resizer, ``kube-system/expand-controller``
+(``system:controller:expand-controller``): external-resizer, which it stands in for, is no part
+of local-path, and only that role writes a claim's status capacity.
 """
 
 from __future__ import annotations
@@ -37,6 +47,11 @@ log = logging.getLogger(__name__)
 PROVISIONER = "rancher.io/local-path"
 DEFAULT_CLASS_NAME = "local-path"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
+NAMESPACE = "kube-system"
+SERVICE_ACCOUNT = "local-path-provisioner-service-account"
+CLUSTER_ROLE = "local-path-provisioner-role"
+CLUSTER_ROLE_BINDING = "local-path-provisioner-bind"
+RESIZER_SERVICE_ACCOUNT = "expand-controller"
 
 
 def default_storage_class() -> dict[str, Any]:
@@ -47,6 +62,28 @@ def default_storage_class() -> dict[str, Any]:
         "provisioner": PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
         "allowVolumeExpansion": True,
     }
+
+
+def addon_objects() -> list[dict[str, Any]]:
+    """k3s's local-storage addon: the provisioner's identity (service account, ClusterRole with
+    k3s's rules, ClusterRoleBinding) and the default class."""
+    def rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str, Any]:
+        return {"apiGroups": groups, "resources": resources, "verbs": verbs}
+
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE}},
+        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRole", "metadata": {"name": CLUSTER_ROLE}, "rules": [
+            rule([""], ["nodes", "persistentvolumeclaims", "configmaps", "pods/log"], ["get", "list", "watch"]),
+            rule([""], ["endpoints", "persistentvolumes", "pods"], ["*"]),
+            rule([""], ["events"], ["create", "patch"]),
+            rule(["storage.k8s.io"], ["storageclasses"], ["get", "list", "watch"]),
+        ]},
+        {"apiVersion": f"{rbac}/v1", "kind": "ClusterRoleBinding", "metadata": {"name": CLUSTER_ROLE_BINDING},
+         "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": CLUSTER_ROLE},
+         "subjects": [{"kind": "ServiceAccount", "name": SERVICE_ACCOUNT, "namespace": NAMESPACE}]},
+        default_storage_class(),
+    ]
 
 
 def volume_name(pvc: Obj) -> str:
@@ -92,7 +129,7 @@ class LocalPathProvisioner(Controller):
     """Keys: ``claim/NS/NAME`` (provision, resize) and ``volume/NAME`` (delete)."""
 
     name = "local-path-provisioner"
-    service_account = "persistent-volume-binder"
+    service_account = SERVICE_ACCOUNT
     workers = 1
 
     def __init__(self, ctx: Context) -> None:
@@ -105,7 +142,8 @@ class LocalPathProvisioner(Controller):
         self.nodes = ctx.informer(NODES)
         # external-provisioner reports as "<provisioner>_<its pod>_<uuid>", external-resizer by name.
         self.recorder = EventRecorder(self.client, f"{PROVISIONER}_local-path-provisioner")
-        self.resizer = EventRecorder(self.client, f"external-resizer {PROVISIONER}")
+        self.resizer_client = ctx.client_for(RESIZER_SERVICE_ACCOUNT)
+        self.resizer = EventRecorder(self.resizer_client, f"external-resizer {PROVISIONER}")
         self.claims.add_handler(lambda kind, pvc, old: self._on("claim/", kind, pvc))
         self.volumes.add_handler(lambda kind, pv, old: self._on("volume/", kind, pv))
 
@@ -187,8 +225,9 @@ class LocalPathProvisioner(Controller):
         await self.resizer.event(as_claim(pvc), "Normal", "Resizing",
                                   f"External resizer is resizing volume {pv['metadata']['name']}")
         if want > storage.volume_capacity(pv):
-            await update_by_merge(self.client, PERSISTENTVOLUMES, pv["metadata"]["name"], {"spec": {"capacity": {"storage": request}}})
-        await update_by_merge(self.client, PERSISTENTVOLUMECLAIMS, meta["name"], {"status": {
+            await update_by_merge(self.resizer_client, PERSISTENTVOLUMES, pv["metadata"]["name"],
+                                  {"spec": {"capacity": {"storage": request}}})
+        await update_by_merge(self.resizer_client, PERSISTENTVOLUMECLAIMS, meta["name"], {"status": {
             "capacity": {"storage": request}, "allocatedResources": {"storage": request}, "conditions": None,
         }}, meta["namespace"], subresource="status")
         await self.resizer.event(as_claim(pvc), "Normal", "VolumeResizeSuccessful", "Resize volume succeeded")

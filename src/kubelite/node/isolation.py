@@ -27,7 +27,9 @@ namespace, a new root (a tmpfs, entered with ``pivot_root`` so that no way leads
 process: containerd's default capability set with ``securityContext.capabilities`` applied
 (:func:`kubelite.node.ocispec.capabilities`, the same rules as an image's container),
 no_new_privs unless ``allowPrivilegeEscalation: true``, and the RuntimeDefault seccomp
-profile unless the pod asks for ``Unconfined``. The seccomp filter is the deny-list form
+profile unless the pod asks for ``Unconfined`` (:func:`kubelite.node.ocispec.process_security`,
+the one rule both runtime paths follow; ``Localhost`` is refused before the container is
+made, a CreateContainerError, as for an image's container). The seccomp filter is the deny-list form
 of containerd's profile that :mod:`kubelite.node.ocispec` writes for runc, compiled here
 into a dozen-line classic BPF program (no libseccomp bindings exist for this interpreter):
 check the architecture, deny x32 and foreign ABIs, return EPERM for each listed syscall
@@ -127,16 +129,15 @@ class Confinement:
 def confinement(pod_sc: Mapping[str, Any], c_sc: Mapping[str, Any],
                 all_caps: Sequence[str] | None = None) -> Confinement:
     """The confinement of a catalog container from the pod's and the container's securityContext."""
-    sc = {**pod_sc, **c_sc}
     privileged = bool(c_sc.get("privileged"))
     caps = ocispec.capabilities({"privileged": True} if privileged else c_sc,
                                 host_capabilities() if all_caps is None else all_caps)
-    profile = c_sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}
+    security = ocispec.process_security(pod_sc, c_sc)  # the rule image-based containers follow too
     return Confinement(
         privileged=privileged,
         capabilities=tuple(caps),
-        no_new_privs=not privileged and sc.get("allowPrivilegeEscalation") is not True,
-        seccomp=not privileged and profile.get("type") != "Unconfined",
+        no_new_privs=security.no_new_privs,
+        seccomp=security.seccomp,
         read_only_root=bool(c_sc.get("readOnlyRootFilesystem")),
     )
 

@@ -285,10 +285,44 @@ def seccomp_profile(caps: Iterable[str]) -> dict[str, Any]:
 
 
 def seccomp_type(pod_sc: Mapping[str, Any], c_sc: Mapping[str, Any]) -> str:
-    """The effective seccompProfile type: the container's, else the pod's, else Unconfined
-    (the kubelet's default while --seccomp-default is off)."""
+    """The effective seccompProfile type: the container's, else the pod's, else
+    RuntimeDefault (kubelite's default on both runtime paths, see :func:`process_security`)."""
     profile = c_sc.get("seccompProfile") or pod_sc.get("seccompProfile") or {}
-    return str(profile.get("type") or "Unconfined")
+    return str(profile.get("type") or "RuntimeDefault")
+
+
+@dataclass(frozen=True)
+class ProcessSecurity:
+    """What a container's process gets beyond its capabilities: no_new_privs, and whether
+    the RuntimeDefault seccomp profile confines it."""
+
+    no_new_privs: bool
+    seccomp: bool  # RuntimeDefault
+
+
+def process_security(pod_sc: Mapping[str, Any], c_sc: Mapping[str, Any]) -> ProcessSecurity:
+    """kubelite's security defaults, one rule for image-based containers (the runtime spec
+    :func:`build` writes for runc) and catalog containers (:mod:`kubelite.node.isolation`),
+    so that the two paths cannot drift: no_new_privs unless ``allowPrivilegeEscalation:
+    true``, and RuntimeDefault seccomp unless ``seccompProfile.type: Unconfined``.
+
+    This is stricter than the kubelet, which sets no_new_privs only for
+    ``allowPrivilegeEscalation: false`` and leaves a pod Unconfined unless it asks (or
+    ``--seccomp-default`` is on): issue 18 asks for containerd-like confinement by default,
+    and a pod that needs the looser one says so in its securityContext, as it must anyway on a
+    cluster whose nodes run with ``--seccomp-default``. ``privileged: true`` gets neither,
+    as containerd gives a privileged container no seccomp filter (and Kubernetes' validation
+    refuses ``allowPrivilegeEscalation: false`` with it). ``Localhost`` profiles are refused
+    (:class:`SpecError`, the pod's CreateContainerError): kubelite has no seccomp profile
+    directory, and running the container without the confinement it asked for would be worse.
+    """
+    if c_sc.get("privileged"):
+        return ProcessSecurity(no_new_privs=False, seccomp=False)
+    kind = seccomp_type(pod_sc, c_sc)
+    if kind == "Localhost":
+        raise SpecError("seccomp profile type Localhost is not supported by kubelite (use RuntimeDefault)")
+    escalation = c_sc.get("allowPrivilegeEscalation", pod_sc.get("allowPrivilegeEscalation"))
+    return ProcessSecurity(no_new_privs=escalation is not True, seccomp=kind != "Unconfined")
 
 
 @dataclass
@@ -353,6 +387,7 @@ def build(
     sc = {**pod_sc, **c_sc}
     privileged = bool(c_sc.get("privileged"))
     caps = capabilities(c_sc if not privileged else {"privileged": True}, all_caps)
+    security = process_security(pod_sc, c_sc)
     process_env = dict(env)
     process_env.setdefault("PATH", DEFAULT_PATH)
     if "HOME" not in process_env:
@@ -364,7 +399,7 @@ def build(
         "env": [f"{k}={v}" for k, v in process_env.items()],
         "cwd": workdir or "/",
         "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-        "noNewPrivileges": sc.get("allowPrivilegeEscalation") is False,
+        "noNewPrivileges": security.no_new_privs,
     }
     if not process["user"]["additionalGids"]:
         del process["user"]["additionalGids"]
@@ -410,13 +445,8 @@ def build(
             if minor >= 0:
                 rule["minor"] = minor
             rules.append(rule)
-        kind = seccomp_type(pod_sc, c_sc)
-        if kind == "RuntimeDefault":
+        if security.seccomp:
             linux["seccomp"] = seccomp_profile(caps)
-        elif kind == "Localhost":
-            # The kubelet reads it from its seccomp directory: kubelite has none. Refused
-            # rather than run without the confinement the pod asked for.
-            raise SpecError("seccomp profile type Localhost is not supported by kubelite (use RuntimeDefault)")
     return {
         "ociVersion": "1.0.2-dev",
         "process": process,

@@ -472,6 +472,9 @@ class Runtime:
             config = ocispec.config_for(spec, hexid, found, await self.pod_namespaces(spec.pod_uid))
             await asyncio.to_thread(ocispec.write, cdir, json.dumps(data), config)
         else:
+            # The rule the shim confines the process by, checked here so that what it refuses
+            # (a Localhost seccomp profile) is the pod's CreateContainerError, as for an image.
+            ocispec.process_security(spec.pod_security_context, spec.security_context)
             await asyncio.to_thread(_write_container_dir, cdir, json.dumps(data))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:

@@ -108,6 +108,9 @@ class Objects:
     async def node(self, name: str) -> tuple[str, str] | None:
         return None
 
+    def version(self) -> int:
+        return 0  # nothing here ever changes
+
 
 def test_an_extended_token_authenticates_after_its_requested_expiry() -> None:
     now = [float(NOW)]
@@ -120,3 +123,29 @@ def test_an_extended_token_authenticates_after_its_requested_expiry() -> None:
     assert asyncio.run(authn.authenticate(plain)) is None
     now[0] = NOW + YEAR + 61
     assert asyncio.run(authn.authenticate(extended)) is None
+
+
+def test_a_stale_extended_token_is_noted_in_the_requests_audit_annotations() -> None:
+    """kube-apiserver's ``authentication.k8s.io/stale-token``: each use after ``warnafter``,
+    remembered verdict or not, says whose token it is and how long past the threshold."""
+    from kubelite.apiserver import requestcontext
+
+    now = [float(NOW)]
+    signer = TokenSigner(_pem_key(_key()), clock=lambda: now[0])
+    authn = TokenAuthenticator(signer, Objects(), clock=lambda: now[0])
+    extended, _ = signer.issue("ns", "app", "sa-uid", expiration_seconds=YEAR, pod=("p", "pod-uid"), warn_after=3607)
+
+    def annotations() -> dict[str, str]:
+        ctx, token = requestcontext.open_context()
+        try:
+            assert isinstance(asyncio.run(authn.authenticate(extended)), User)
+            return ctx.annotations
+        finally:
+            requestcontext.close_context(token)
+
+    assert annotations() == {}  # within the hour it was asked for
+    now[0] = NOW + 3607 + 125
+    expected = {"authentication.k8s.io/stale-token":
+                "subject: system:serviceaccount:ns:app, seconds after warning threshold: 125"}
+    assert annotations() == expected
+    assert annotations() == expected  # the remembered verdict too

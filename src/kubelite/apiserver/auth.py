@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
 from kubelite.api import timeutil
+from kubelite.apiserver import requestcontext
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
 # --api-audiences: kube-apiserver defaults them to the issuer; a token for another audience
@@ -212,7 +213,7 @@ class TokenAuthenticator:
         # holds while the getter's version stands (no service account or pod deleted or
         # recreated since) and its token has not expired, so a revoked token is refused at
         # once, not after kube-apiserver's ten seconds of cached authentication.
-        self._verdicts: dict[tuple[str, tuple[str, ...] | None], tuple[User, float, float, Hashable]] = {}
+        self._verdicts: dict[tuple[str, tuple[str, ...] | None], tuple[User, float, float, Hashable, int]] = {}
 
     async def authenticate(self, token: str, audiences: tuple[str, ...] | None = None) -> User | None:
         try:
@@ -228,6 +229,7 @@ class TokenAuthenticator:
         if hit is not None and version is not None and hit[3] == version:
             now = self.clock()
             if hit[2] - LEEWAY <= now <= hit[1] + LEEWAY:
+                _note_stale(hit[0].name, hit[4], now)
                 return hit[0]
         claims = self.signer.claims(token)
         if claims is None:
@@ -295,12 +297,25 @@ class TokenAuthenticator:
             uid=str(sa.get("uid") or ""),
             extra=dict(sorted(extra.items())),
         )
+        warn_after = k8s.get("warnafter")
+        warn_after = int(warn_after) if isinstance(warn_after, (int, float)) else 0
+        _note_stale(user.name, warn_after, now)
         if cacheable:
             if len(self._verdicts) >= CACHE_SIZE:
                 self._verdicts.clear()
             nbf_at = float(nbf) if isinstance(nbf, (int, float)) else float("-inf")
-            self._verdicts[(token, audiences)] = (user, float(exp), nbf_at, version)
+            self._verdicts[(token, audiences)] = (user, float(exp), nbf_at, version, warn_after)
         return user
+
+
+def _note_stale(subject: str, warn_after: int, now: float) -> None:
+    """An extended token used after its requested expiry (``warnafter``): the client never
+    renewed it. kube-apiserver says so in the request's audit event, for finding the pods whose
+    clients read their token once (\"subject: ..., seconds after warning threshold: N\")."""
+    if warn_after and now > warn_after:
+        requestcontext.add_annotation(
+            "authentication.k8s.io/stale-token",
+            f"subject: {subject}, seconds after warning threshold: {int(now) - warn_after}")
 
 
 def _go_quote_list(values: list[str]) -> str:

@@ -24,14 +24,13 @@ import argparse
 import json
 import os
 import pathlib
-import re
 import statistics
 import subprocess
 import sys
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import Cluster, cpu_seconds
+from harness import Cluster, cpu_seconds, wrk_post
 
 POD = {
     "apiVersion": "v1", "kind": "Pod", "metadata": {"generateName": "b-"},
@@ -42,16 +41,6 @@ POD = {
                         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}}],
     },
 }
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '%s'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %%d %%d %%f %%f %%f\\n", summary.requests, summary.errors.status,
-    latency:percentile(50), latency:percentile(99), summary.duration))
-end
-"""
 
 
 def namespace(c: Cluster, name: str, labels: dict[str, str]) -> None:
@@ -64,22 +53,13 @@ def creates(c: Cluster, ns: str, clients: int, seconds: int) -> dict[str, float]
     """Closed-loop pod creates: their rate, latency, and the API server's CPU time per create
     (what the machine's other load disturbs least)."""
     assert c.proc is not None  # `up` serves the API itself (no workers)
-    script = c.dir / f"pods-{ns}.lua"
-    script.write_text(WRK_SCRIPT % (json.dumps(POD, separators=(",", ":")), c.token))
     cpu_before = cpu_seconds(c.proc.pid)
-    out = subprocess.run(
-        ["wrk", "-t", str(min(clients, 2)), "-c", str(clients), "-d", f"{seconds}s", "-s", str(script),
-         f"{c.url}/api/v1/namespaces/{ns}/pods"],
-        capture_output=True, text=True, timeout=seconds + 30,
-    ).stdout
+    r = wrk_post(c, f"/api/v1/namespaces/{ns}/pods", POD, clients, seconds)
     cpu = cpu_seconds(c.proc.pid) - cpu_before
-    m = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
-    assert m, out
-    reqs, errs, p50, p99, dur = int(m[1]), int(m[2]), float(m[3]), float(m[4]), float(m[5])
-    if errs:
-        raise RuntimeError(f"{errs} of {reqs} pod creates in {ns} failed")
-    return {"creates_per_s": reqs / (dur / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000,
-            "server_cpu_us_per_create": cpu / reqs * 1e6}
+    if r.errors:
+        raise RuntimeError(f"{r.errors} of {r.requests} pod creates in {ns} failed")
+    return {"creates_per_s": r.per_s, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+            "server_cpu_us_per_create": cpu / r.requests * 1e6}
 
 
 def summarize(runs: list[dict[str, float]]) -> dict[str, float]:

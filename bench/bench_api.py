@@ -23,10 +23,8 @@ import argparse
 import asyncio
 import json
 import pathlib
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from typing import Any
@@ -35,19 +33,7 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import Cluster
-
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.body = '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"generateName":"b-"},"data":{"k":"%s"}}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT %%d %%d %%f %%f %%f\\n", summary.requests, summary.errors.status,
-    latency:percentile(50), latency:percentile(99), summary.duration))
-end
-"""
-
+from harness import Cluster, wrk_post, wrk_threads
 
 # Appended for a paced run: each thread hands out send slots RATE/threads per second apart.
 PACED_SCRIPT = """
@@ -74,21 +60,10 @@ end
 
 def wrk_writes(c: Cluster, conns: int, seconds: int, rate: int = 0) -> dict[str, float]:
     """``rate`` 0: closed loop; else that many writes/s offered in all."""
-    threads = min(conns, 2)
-    script = c.dir / f"post{conns}-{rate}.lua"
-    text = WRK_SCRIPT % ("x" * 100, c.token)
-    if rate:
-        text += PACED_SCRIPT % (threads * 1000 / rate)
-    script.write_text(text)
-    out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "-s", str(script),
-         f"{c.url}/api/v1/namespaces/default/configmaps"],
-        capture_output=True, text=True, timeout=seconds + 30,
-    ).stdout
-    m = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
-    assert m, out
-    reqs, errs, p50, p99, dur = int(m[1]), int(m[2]), float(m[3]), float(m[4]), float(m[5])
-    return {"writes_per_s": reqs / (dur / 1e6), "p50_ms": p50 / 1000, "p99_ms": p99 / 1000, "errors": errs}
+    paced = PACED_SCRIPT % (wrk_threads(conns) * 1000 / rate) if rate else ""
+    body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "b-"}, "data": {"k": "x" * 100}}
+    r = wrk_post(c, "/api/v1/namespaces/default/configmaps", body, conns, seconds, lua=paced)
+    return {"writes_per_s": r.per_s, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors}
 
 
 async def watch_fanout(c: Cluster, watchers: int, events: int) -> dict[str, float]:

@@ -32,15 +32,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import dns.message
 import dns.rrset
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import KubeliteProcess
+from harness import KubeliteProcess, poll
 from kubelite.client import CONFIGMAPS, ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ApiError, Client
 from kubelite.linux.netns import in_netns
 
@@ -144,15 +142,6 @@ class Bench(KubeliteProcess):
         self.results: dict[str, Any] = {}
         self.dns_pod: Obj = {}
 
-
-    async def wait(self, what: str, check: Callable[[], Awaitable[Any]], limit: float = 120) -> Any:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if result := await check():
-                return result
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"timed out waiting for {what}")
-
     async def dns_pods(self) -> list[Obj]:
         items: list[Obj] = (await self.api.list(PODS, "kube-system", label_selector="k8s-app=kube-dns"))["items"]
         return items
@@ -174,7 +163,7 @@ class Bench(KubeliteProcess):
         async def new_pod() -> list[Obj]:
             return [p for p in await self.dns_pods() if p["metadata"]["name"] not in old and self.ready(p)]
 
-        new = (await self.wait("the new coredns pod", new_pod))[0]
+        new = (await poll("the new coredns pod", new_pod))[0]
         await self.sh("kubectl", "-n", "kube-system", "delete", "pod", *old, "--grace-period=0", "--force")
 
         async def only_new() -> bool:
@@ -183,7 +172,7 @@ class Bench(KubeliteProcess):
             return (f"{new['status']['podIP']}:53" in table
                     and not any(f"{ip}:" in table for ip in old.values()))
 
-        await self.wait("kube-dns through the new pod only", only_new)
+        await poll("kube-dns through the new pod only", only_new)
         self.dns_pod = new
 
     def pin_server(self) -> int:
@@ -245,14 +234,14 @@ class Bench(KubeliteProcess):
             except ApiError:
                 return False
 
-        await self.wait("the perf pod", ready)
+        await poll("the perf pod", ready)
 
         async def known() -> bool:  # the last objects created are in cluster DNS's caches
             name = f"p10.hl{HEADLESS - 1}.ns{(HEADLESS - 1) % NAMESPACES_N}.svc.cluster.local"
             out = await self.sh("kubectl", "exec", "perf", "--", "sh", "-c", f"nslookup {name} {DNS_IP} || true")
             return f"10.250.{HEADLESS - 1}.10" in out
 
-        await self.wait("cluster DNS to know every Service", known)
+        await poll("cluster DNS to know every Service", known)
 
     async def run_in_pod(self, *args: str) -> str:
         return await self.sh("kubectl", "exec", "perf", "--", "python3", "-c", RUNNER, *args)

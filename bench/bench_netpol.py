@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import pathlib
@@ -34,55 +35,14 @@ import time
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import Cluster
+from harness import ACCEPTOR, CLIENT, Cluster, poll
 from kubelite.client import NAMESPACES, NETWORKPOLICIES, PODS, SERVICES, ApiError, Client
 from kubelite.linux.nftables import NFTables, NFTError
 from kubelite.networkpolicy.ruleset import TABLE, policy_chain
 
 Obj = dict[str, Any]
-
-ACCEPTOR = r"""
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 9000)); s.listen(4096)
-while True:
-    c, _ = s.accept(); c.close()
-"""
-
-# In the client pod. "rate IP SECONDS": complete connections per second to IP:9000, and the
-# client's CPU time per connection in microseconds (the kernel's work for the packets it sends,
-# the node's hooks included, mostly runs in the sender's context; less noisy than the rate).
-# "wait IP SECONDS": prints "ready", then tries IP:9000 every 5 ms and prints the wall time of
-# the first connection that succeeds (or "timeout").
-CLIENT = r"""
-import resource, socket, struct, sys, time
-LINGER0 = struct.pack("ii", 1, 0)
-cmd, ip, arg = sys.argv[1], sys.argv[2], float(sys.argv[3])
-def conn(timeout):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
-    s.settimeout(timeout); s.connect((ip, 9000)); return s
-if cmd == "rate":
-    end = time.perf_counter() + arg; n = 0
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    while time.perf_counter() < end:
-        s = conn(2)
-        while s.recv(100):
-            pass
-        s.close(); n += 1
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    print(n / arg, (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / n * 1e6)
-else:
-    print("ready", flush=True)
-    end = time.time() + arg
-    while time.time() < end:
-        try:
-            conn(0.005).close()
-            print(time.time(), flush=True); break
-        except OSError:
-            pass
-    else:
-        print("timeout", flush=True)
-"""
+# Fourteen pods to start, policies to reach the kernel: longer waits than the harness's default.
+wait = functools.partial(poll, limit=180)
 
 
 def pod(name: str, labels: Obj, image: str, command: list[str], ns: str = "default") -> Obj:
@@ -117,13 +77,8 @@ class Bench:
     async def sh(self, *argv: str) -> str:
         return await self.cluster.sh(*argv)
 
-    async def wait(self, what: str, check: Any, limit: float = 180) -> Any:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if result := await check():
-                return result
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"timed out waiting for {what}")
+    async def client_run(self, *args: str) -> str:
+        return await self.sh("kubectl", "exec", "client", "--", "python3", "-c", CLIENT, *args)
 
     async def ready(self, name: str, ns: str = "default") -> Obj | None:
         try:
@@ -157,7 +112,8 @@ class Bench:
             await self.api.create(SERVICES, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                                              "spec": {"selector": {"app": name}, "ports": [{"port": 9000}]}}, "default")
         for p in pods:
-            await self.wait(p["metadata"]["name"], lambda p=p: self.ready(p["metadata"]["name"], p["metadata"]["namespace"]))
+            name, ns = p["metadata"]["name"], p["metadata"]["namespace"]
+            await wait(name, functools.partial(self.ready, name, ns))
         self.lat_ip = (await self.api.get(PODS, "lat", "default"))["status"]["podIP"]
         self.vip = {name: (await self.api.get(SERVICES, name, "default"))["spec"]["clusterIP"]
                     for name in ("open", "guarded")}
@@ -166,13 +122,13 @@ class Bench:
                   netpol("deny-lat", "default", {"podSelector": {"matchLabels": {"app": "lat"}},
                                                  "policyTypes": ["Ingress"]})):
             await self.api.create(NETWORKPOLICIES, p, "default")
-        await self.wait("the policies in the kernel", lambda: self.in_kernel(policy_chain("default/guard", "ingress")))
+        await wait("the policies in the kernel", lambda: self.in_kernel(policy_chain("default/guard", "ingress")))
 
     # -- programming latency
 
     async def latency_sample(self, i: int) -> float:
         proc = await asyncio.create_subprocess_exec(
-            "kubectl", "exec", "client", "--", "python3", "-c", CLIENT, "wait", self.lat_ip, "20",
+            "kubectl", "exec", "client", "--", "python3", "-c", CLIENT, "reach", self.lat_ip, "9000", "20",
             stdout=asyncio.subprocess.PIPE, env={**os.environ, "KUBECONFIG": str(self.cluster.kubeconfig)})
         assert proc.stdout is not None
         try:
@@ -193,7 +149,7 @@ class Bench:
         latency = float(line) - started
         await self.api.delete(NETWORKPOLICIES, name, "default")
         chain = policy_chain(f"default/{name}", "ingress")
-        await self.wait("the policy gone", lambda: self._gone(chain))
+        await wait("the policy gone", lambda: self._gone(chain))
         return latency
 
     async def _gone(self, chain: str) -> bool:
@@ -217,7 +173,7 @@ class Bench:
         started = time.monotonic()
         await asyncio.gather(*(one(i) for i in range(n)))
         last = policy_chain(f"syn/syn-{n - 1}", "ingress")
-        await self.wait(f"{n} policies in the kernel", lambda: self.in_kernel(last), limit=600)
+        await wait(f"{n} policies in the kernel", lambda: self.in_kernel(last), limit=600)
         self.results[f"create_{n}_policies_until_programmed_s"] = round(time.monotonic() - started, 1)
         out = await self.sh("nsenter", f"--net={self.cluster.netns}", "nft", "list", "table", *TABLE.split())
         self.results[f"table_lines_with_{n}_policies"] = out.count("\n")
@@ -232,11 +188,10 @@ class Bench:
         got: dict[str, list[float]] = {"open": [], "guarded": []}
         cpu: dict[str, list[float]] = {"open": [], "guarded": []}
         for name in ("open", "guarded"):
-            await self.sh("kubectl", "exec", "client", "--", "python3", "-c", CLIENT, "rate", self.vip[name], "1")
+            await self.client_run("rate", self.vip[name], "9000", "1")
         for r in range(rounds):
             for name in (["open", "guarded"] if r % 2 == 0 else ["guarded", "open"]):
-                out = await self.sh("kubectl", "exec", "client", "--", "python3", "-c", CLIENT, "rate",
-                                    self.vip[name], str(secs))
+                out = await self.client_run("rate", self.vip[name], "9000", str(secs))
                 per_s, cpu_us = out.split()
                 got[name].append(float(per_s))
                 cpu[name].append(float(cpu_us))
@@ -260,7 +215,7 @@ class Bench:
                 # The control: the same two pods with the guard policy gone. What differs between
                 # the two pods themselves (where the scheduler runs them) shows here, not the policy.
                 await self.api.delete(NETWORKPOLICIES, "guard", "default")
-                await self.wait("the guard policy gone", lambda: self._gone(policy_chain("default/guard", "ingress")))
+                await wait("the guard policy gone", lambda: self._gone(policy_chain("default/guard", "ingress")))
                 await self.rates(", control: guard policy deleted")
                 self.results["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
             except BaseException:

@@ -38,69 +38,17 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
-from harness import KubeliteProcess
+from harness import ACCEPTOR, CLIENT, KubeliteProcess, poll
 from kubelite.cli.supervisor import component_pids
 from kubelite.client import ENDPOINTSLICES, NAMESPACES, PODS, SERVICES, ApiError, Client
 from kubelite.proxy.proxier import NFTables, Proxier, service_ports
 from kubelite.proxy.ruleset import full_transaction, render_service
 
 Obj = dict[str, Any]
-
-# Accepts and closes as fast as it can (the far end of the connection-rate test).
-ACCEPTOR = r"""
-import socket
-s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", 9000)); s.listen(4096)
-while True:
-    c, _ = s.accept(); c.close()
-"""
-
-# Inside the client pod: "rate IP PORT SECONDS" -> connections/s, each one complete (the
-# server's close seen, so a proxy must have reached the server), and the client's CPU time
-# per connection in microseconds (user + system: the kernel's work for the packets it sends,
-# conntrack and NAT in the node included, mostly runs in the sender's context, and CPU time
-# does not count the waits other processes cause); "connect IP PORT N" ->
-# connect times in seconds; "wait IP PORT" -> wall time of the first HTTP 200 from IP:PORT.
-CLIENT = r"""
-import json, resource, socket, struct, sys, time
-LINGER0 = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT, no port exhaustion
-def conn(ip, port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
-    s.settimeout(2); s.connect((ip, port)); return s
-cmd, ip, port, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-if cmd == "rate":
-    end = time.perf_counter() + float(arg); n = 0
-    r0 = resource.getrusage(resource.RUSAGE_SELF)
-    while time.perf_counter() < end:
-        s = conn(ip, port)
-        while s.recv(100):
-            pass
-        s.close(); n += 1
-    r1 = resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / n * 1e6
-    print(n / float(arg), cpu)
-elif cmd == "connect":
-    for _ in range(200):
-        conn(ip, port).close()
-    out = []
-    for _ in range(int(arg)):
-        t = time.perf_counter(); s = conn(ip, port); out.append(time.perf_counter() - t); s.close()
-    print(json.dumps(out))
-else:
-    end = time.time() + float(arg)
-    while time.time() < end:
-        try:
-            s = conn(ip, port); s.sendall(b"GET /ready HTTP/1.0\r\n\r\n")
-            if s.recv(100).startswith(b"HTTP/1.0 200"):
-                print(time.time()); break
-            s.close()
-        except OSError:
-            time.sleep(0.0005)
-"""
 
 # The userspace proxy for contrast: what a few lines of asyncio do with every byte.
 USERSPACE_PROXY = r"""
@@ -166,14 +114,6 @@ class Bench(KubeliteProcess):
     async def client_run(self, *args: str) -> str:
         return await self.sh("kubectl", "exec", "client", "--", "python3", "-c", CLIENT, *args)
 
-    async def wait(self, what: str, check: Callable[[], Awaitable[Any]], limit: float = 120) -> Any:
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            if result := await check():
-                return result
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"timed out waiting for {what}")
-
     async def pod(self, name: str, ns: str = "default") -> Obj:
         return await self.api.get(PODS, name, ns)
 
@@ -229,7 +169,7 @@ class Bench(KubeliteProcess):
                                              "spec": {"selector": {"app": name}, "ports": port_list}}, "default")
         await self.api.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "syn"}})
         for name in ("srv", "client"):
-            await self.wait(f"pod {name}", lambda name=name: self.ready(name))  # type: ignore[misc]
+            await poll(f"pod {name}", lambda name=name: self.ready(name))  # type: ignore[misc]
         self.srv_ip = (await self.pod("srv"))["status"]["podIP"]
         self.srv_vip = (await self.api.get(SERVICES, "srv", "default"))["spec"]["clusterIP"]
         self.np_vip = (await self.api.get(SERVICES, "np", "default"))["spec"]["clusterIP"]
@@ -404,7 +344,7 @@ class Bench(KubeliteProcess):
         await asyncio.gather(*(one(i) for i in todo))
         self.services = total
         created = time.perf_counter() - started
-        await self.wait(f"{total} Services programmed", lambda: self._at_least(total), limit=600)
+        await poll(f"{total} Services programmed", lambda: self._at_least(total), limit=600)
         print(f"  {total} Services: created in {created:.1f} s, programmed {time.perf_counter() - started:.1f} s "
               "after the first create", flush=True)
 
@@ -435,9 +375,9 @@ class Bench(KubeliteProcess):
         try:
             for _ in range(n):
                 flag.unlink(missing_ok=True)
-                await self.wait("np not ready", lambda: self._not_ready("np"))
+                await poll("np not ready", lambda: self._not_ready("np"))
                 # The Service has no endpoint now: the client is refused until it has one.
-                waiter = asyncio.create_task(self.client_run("wait", self.np_vip, "80", "15"))
+                waiter = asyncio.create_task(self.client_run("served", self.np_vip, "80", "15"))
                 await asyncio.sleep(0.4)
                 touched = time.time()
                 flag.touch()
@@ -496,8 +436,8 @@ class Bench(KubeliteProcess):
             return
         # The supervised proxy restarts from scratch and rebuilds the table: its memory then.
         os.kill(pid, signal.SIGTERM)
-        await self.wait("the proxy back", lambda: self._proxy_back(pid))
-        await self.wait("the table rebuilt", lambda: self._at_least(self.services), limit=600)
+        await poll("the proxy back", lambda: self._proxy_back(pid))
+        await poll("the table rebuilt", lambda: self._at_least(self.services), limit=600)
         new = self.proxy_pid()
         assert new is not None
         rss, hwm = memory_mb(new)

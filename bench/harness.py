@@ -1,7 +1,9 @@
 """What every benchmark needs to run a real cluster: start `kubelite up`, stop it, clean up,
-and find and measure the cluster's processes.
+and find and measure the cluster's processes; and the load they put on it: the programs
+their pods run for connection tests, and ``wrk`` POSTing to the API server.
 
-One copy, so that a change to how clusters start (flags, readiness) reaches every benchmark.
+One copy, so that a change to how clusters start (flags, readiness) reaches every benchmark,
+and so that benchmarks that compare connection rates or write rates measure them the same way.
 Clusters get unique names and free ports (several benchmarks and test runs share the machine),
 never touch the user's kubeconfig, and are torn down with ``kubelite down`` also on failure.
 """
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -366,3 +369,130 @@ class Cluster(KubeliteProcess):
 
     def controllers_pid(self) -> int:
         return self.component_pid("controllers")
+
+
+async def poll(what: str, check: Callable[[], Awaitable[Any]], limit: float = 120) -> Any:
+    """``await check()``'s first truthy result, tried every 50 ms; RuntimeError after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if result := await check():
+            return result
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+# ---------------------------------------------------------------------------- traffic between pods
+
+# A pod's server for connection tests: accepts on :9000 and closes at once, as fast as it can.
+ACCEPTOR = r"""
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 9000)); s.listen(4096)
+while True:
+    c, _ = s.accept(); c.close()
+"""
+
+# A client pod's side, ``python3 -c CLIENT COMMAND IP PORT ARG``:
+# - "rate IP PORT SECONDS": connections/s, each one complete (the server's close seen, so a
+#   proxy must have reached the server), and the client's CPU time per connection in
+#   microseconds (user + system: the kernel's work for the packets it sends, conntrack, NAT and
+#   the node's hooks included, mostly runs in the sender's context, and CPU time does not count
+#   the waits other processes cause; less noisy than the rate);
+# - "connect IP PORT N": N connect times in seconds (JSON), after 200 unmeasured ones;
+# - "served IP PORT SECONDS": the wall time of the first HTTP 200 to GET /ready;
+# - "reach IP PORT SECONDS": prints "ready", then tries to connect every 5 ms and prints the
+#   wall time of the first connection that succeeds (or "timeout").
+CLIENT = r"""
+import json, resource, socket, struct, sys, time
+LINGER0 = struct.pack("ii", 1, 0)  # close with RST: no TIME_WAIT, no port exhaustion
+cmd, ip, port, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+def conn(timeout=2.0):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER0)
+    s.settimeout(timeout); s.connect((ip, port)); return s
+if cmd == "rate":
+    end = time.perf_counter() + arg; n = 0
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    while time.perf_counter() < end:
+        s = conn()
+        while s.recv(100):
+            pass
+        s.close(); n += 1
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    print(n / arg, (r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime) / n * 1e6)
+elif cmd == "connect":
+    for _ in range(200):
+        conn().close()
+    out = []
+    for _ in range(int(arg)):
+        t = time.perf_counter(); s = conn(); out.append(time.perf_counter() - t); s.close()
+    print(json.dumps(out))
+elif cmd == "served":
+    end = time.time() + arg
+    while time.time() < end:
+        try:
+            s = conn(); s.sendall(b"GET /ready HTTP/1.0\r\n\r\n")
+            if s.recv(100).startswith(b"HTTP/1.0 200"):
+                print(time.time()); break
+            s.close()
+        except OSError:
+            time.sleep(0.0005)
+elif cmd == "reach":
+    print("ready", flush=True)
+    end = time.time() + arg
+    while time.time() < end:
+        try:
+            conn(0.005).close()
+            print(time.time(), flush=True); break
+        except OSError:
+            pass
+    else:
+        print("timeout", flush=True)
+else:
+    sys.exit(f"unknown command {cmd}")
+"""
+
+
+# ---------------------------------------------------------------------------- wrk
+
+# POSTs one body again and again with the benchmark's bearer token; wrk's done() hook prints the
+# figures in one line (its own summary rounds the latencies).
+WRK_POST = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+done = function(summary, latency, requests)
+  io.write(string.format("RESULT %%d %%d %%f %%f %%f\\n", summary.requests, summary.errors.status,
+    latency:percentile(50), latency:percentile(99), summary.duration))
+end
+"""
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    errors: int  # answers with a status of 400 or more (wrk's errors.status)
+    per_s: float
+    p50_ms: float
+    p99_ms: float
+
+
+def wrk_threads(conns: int) -> int:
+    """wrk's threads for ``conns`` connections: at most 2, so that wrk leaves the server its share of 2 cores."""
+    return min(conns, 2)
+
+
+def wrk_post(c: Cluster, path: str, body: dict[str, Any], conns: int, seconds: int, lua: str = "") -> WrkResult:
+    """POSTs of ``body`` to ``path`` over ``conns`` connections for ``seconds``, closed loop
+    unless ``lua`` (appended to the script) paces them."""
+    script = c.dir / "wrk-post.lua"
+    script.write_text(WRK_POST % (json.dumps(body, separators=(",", ":")), c.token) + lua)
+    out = subprocess.run(
+        ["wrk", "-t", str(wrk_threads(conns)), "-c", str(conns), "-d", f"{seconds}s", "-s", str(script),
+         c.url + path],
+        capture_output=True, text=True, timeout=seconds + 30,
+    ).stdout
+    m = re.search(r"RESULT (\d+) (\d+) ([\d.]+) ([\d.]+) ([\d.]+)", out)
+    assert m, out
+    reqs, errs, p50, p99, dur = int(m[1]), int(m[2]), float(m[3]), float(m[4]), float(m[5])
+    return WrkResult(reqs, errs, reqs / (dur / 1e6), p50 / 1000, p99 / 1000)

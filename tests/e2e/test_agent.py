@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import pathlib
 import shutil
@@ -28,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import waiting
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
@@ -36,15 +38,7 @@ AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
 Obj = dict[str, Any]
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+wait_for = functools.partial(waiting.wait_for, timeout=20.0, interval=0.1)
 
 
 @dataclass
@@ -97,7 +91,7 @@ class Node:
             p = self.pod(name)
             return p if p is not None and predicate(p) else None
 
-        result: Obj = wait_for(f"{name}: {what}", check, timeout)
+        result: Obj = wait_for(f"{name}: {what}", check, timeout=timeout)
         return result
 
     def node_object(self) -> Obj | None:

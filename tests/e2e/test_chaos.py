@@ -12,6 +12,7 @@ nothing: no namespace, no process, no mount.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from kubelite.cli.main import pid_alive
 from kubelite.cli.supervisor import cluster_component_pids, component_pids
 from kubelite.linux.netns import in_netns, node_netns_path
 from kubelite.node.shim import process_start_time
+from tests import waiting
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
@@ -40,15 +42,7 @@ AGNHOST = "registry.k8s.io/e2e-test-images/agnhost:2.52"
 Obj = dict[str, Any]
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+wait_for = functools.partial(waiting.wait_for, timeout=30.0, interval=0.1)
 
 
 def apply(c: Cluster, *objs: Obj) -> None:

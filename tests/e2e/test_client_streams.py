@@ -11,6 +11,7 @@ websockets check each channel protocol version and the log stream.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.stream import portforward, stream
 
+from tests import waiting
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import Cluster, Raw, free_port, kubectl_binary, new_cluster
@@ -56,15 +58,7 @@ while True:
 """
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+wait_for = functools.partial(waiting.wait_for, timeout=90.0, interval=0.2)
 
 
 @pytest.fixture(scope="module")

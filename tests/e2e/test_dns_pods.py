@@ -24,6 +24,7 @@ the agent's DNS relay at it, so the relay itself is not on this path).
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import json
 import os
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +42,7 @@ import pytest
 import yaml
 
 from kubelite.linux.netns import in_netns
+from tests import waiting
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import KUBECTL, Cluster, Raw, kubectl_binary, new_cluster
@@ -109,15 +111,7 @@ with urllib.request.urlopen(req, context=ctx, timeout=5) as r:
 """
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+wait_for = functools.partial(waiting.wait_for, timeout=30.0)
 
 
 def fqdn(name: str, ns: str = "default") -> str:
@@ -435,7 +429,7 @@ def test_externalname_is_a_cname_and_follows_its_update(env: Env) -> None:
 def test_a_deleted_service_is_nxdomain_within_a_second(env: Env) -> None:
     env.apply(service("doomed", None))
     name = fqdn("doomed")
-    assert wait_for("doomed resolvable", lambda: env.ask((name, "A", "udp"))[0]["answer"], 10)
+    assert wait_for("doomed resolvable", lambda: env.ask((name, "A", "udp"))[0]["answer"], timeout=10)
     with env.watching(name, "A", 3) as samples:
         deleted_at = time.time()
         code, body = env.raw.request("DELETE", "/api/v1/namespaces/default/services/doomed")

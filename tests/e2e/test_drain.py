@@ -73,9 +73,9 @@ def test_a_budget_blocks_the_eviction_it_cannot_afford(cluster: Cluster) -> None
         {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guarded"},
          "spec": {"minAvailable": 2, "selector": {"matchLabels": {"app": "guarded"}}}},
     ]))
-    wait_for("2 guarded pods running", lambda: len(_running(_pods(cluster, "guarded"))) == 2, 90)
+    wait_for("2 guarded pods running", lambda: len(_running(_pods(cluster, "guarded"))) == 2, timeout=90)
     wait_for("the budget's status", lambda: _json(cluster, "get", "pdb", "guarded").get("status", {})
-             .get("currentHealthy") == 2, 30)
+             .get("currentHealthy") == 2, timeout=30)
     pdb = _json(cluster, "get", "pdb", "guarded")
     assert pdb["status"]["disruptionsAllowed"] == 0
     assert pdb["status"]["observedGeneration"] == pdb["metadata"]["generation"]
@@ -104,9 +104,9 @@ def test_drain_evicts_and_uncordon_brings_the_pods_back(cluster: Cluster) -> Non
         {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "web"},
          "spec": {"maxUnavailable": 2, "selector": {"matchLabels": {"app": "web"}}}},
     ]))
-    wait_for("2 web pods running", lambda: len(_running(_pods(cluster, "web"))) == 2, 90)
+    wait_for("2 web pods running", lambda: len(_running(_pods(cluster, "web"))) == 2, timeout=90)
     wait_for("the budget allows 2", lambda: _json(cluster, "get", "pdb", "web").get("status", {})
-             .get("disruptionsAllowed") == 2, 30)
+             .get("disruptionsAllowed") == 2, timeout=30)
     before = {p["metadata"]["name"] for p in _pods(cluster, "web")}
     node = _node(cluster)
 
@@ -122,5 +122,5 @@ def test_drain_evicts_and_uncordon_brings_the_pods_back(cluster: Cluster) -> Non
     assert _running(pods) == []
 
     cluster.kubectl("uncordon", node, check=True)
-    wait_for("web pods running again", lambda: len(_running(_pods(cluster, "web"))) == 2, 90)
+    wait_for("web pods running again", lambda: len(_running(_pods(cluster, "web"))) == 2, timeout=90)
     cluster.kubectl("delete", "deployment/web", "pdb/web", check=True)

@@ -11,6 +11,7 @@ Service's datapath before its processes are told to stop, and joins it only once
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import waiting
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import KUBECTL, Cluster, free_port, kubectl_binary, new_cluster
@@ -71,15 +73,7 @@ print(json.dumps({"sent": len(results), "elapsed": elapsed, "pods": pods,
 """
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 120.0, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+wait_for = functools.partial(waiting.wait_for, timeout=120.0, interval=0.25)
 
 
 def kubectl(cluster: Cluster, *args: str, input: str | None = None, timeout: float = 120.0) -> str:
@@ -196,7 +190,7 @@ def test_zero_failed_requests_while_pods_die_scale_and_roll(example: Cluster) ->
         }]},
     }
     kubectl(example, "apply", "-f", "-", input=yaml.safe_dump(loadgen))
-    wait_for("the load to start", lambda: "load started" in example.kubectl("logs", "loadgen").stdout, 60)
+    wait_for("the load to start", lambda: "load started" in example.kubectl("logs", "loadgen").stdout, timeout=60)
     started = time.monotonic()
     steps: list[tuple[float, str]] = []
 
@@ -222,7 +216,7 @@ def test_zero_failed_requests_while_pods_die_scale_and_roll(example: Cluster) ->
         pod = json.loads(kubectl(example, "get", "pod", "loadgen", "-o", "json"))
         return pod["status"].get("phase") if pod["status"].get("phase") in ("Succeeded", "Failed") else None
 
-    assert wait_for("the load to finish", finished, LOAD_SECONDS + 60) == "Succeeded"
+    assert wait_for("the load to finish", finished, timeout=LOAD_SECONDS + 60) == "Succeeded"
     summary = json.loads(kubectl(example, "logs", "loadgen").strip().splitlines()[-1])
     print(f"load: {summary['sent']} requests in {summary['elapsed']:.1f} s, max latency {summary['max_latency']} s, "
           f"{len(summary['failures'])} failed; answered by {summary['pods']}; steps {steps}")

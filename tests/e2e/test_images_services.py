@@ -9,17 +9,18 @@ from another pod. The host's own MariaDB data directory is never touched.
 
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 import pwd
 import shutil
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
+from tests import waiting
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
@@ -27,15 +28,7 @@ from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
 Obj = dict[str, Any]
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+wait_for = functools.partial(waiting.wait_for, timeout=60.0, interval=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +61,7 @@ def ready(pod: Obj | None) -> bool:
 
 
 def wait_ready(cluster: Cluster, name: str, timeout: float = 90.0) -> Obj:
-    pod: Obj = wait_for(f"pod {name} Ready", lambda: (p := get_pod(cluster, name)) and ready(p) and p, timeout)
+    pod: Obj = wait_for(f"pod {name} Ready", lambda: (p := get_pod(cluster, name)) and ready(p) and p, timeout=timeout)
     return pod
 
 
@@ -77,7 +70,7 @@ def run_to_completion(cluster: Cluster, name: str, image: str, args: list[str], 
     apply(cluster, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
                     "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": image, "args": args}]}})
     phase = wait_for(f"pod {name} done", lambda: (((get_pod(cluster, name) or {}).get("status") or {}).get("phase")
-                                                    in ("Succeeded", "Failed")) and get_pod(cluster, name), timeout)
+                                                    in ("Succeeded", "Failed")) and get_pod(cluster, name), timeout=timeout)
     logs = cluster.kubectl("logs", name, check=True).stdout
     assert phase["status"]["phase"] == "Succeeded", logs
     return logs

@@ -10,6 +10,7 @@ pulled images run with runc (their filesystem, config, exec, a Service over two 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pathlib
@@ -17,13 +18,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
 from tests import imagefixture as fx
+from tests import waiting as polling
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
@@ -77,15 +79,7 @@ def waiting(p: Obj) -> Obj:
     return out
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+wait_for = functools.partial(polling.wait_for, timeout=60.0, interval=0.2)
 
 
 def events(cluster: Cluster, name: str) -> list[tuple[str, str, str]]:

@@ -18,13 +18,14 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import yaml
 
 from kubelite.cli.supervisor import component_pids
+from tests import waiting
 from tests.conftest import require
 from tests.e2e import ociroot
 from tests.e2e.conftest import netns_names, require_root_netns
@@ -38,15 +39,7 @@ WEB = "localhost/kubelite-test/web:1"
 BB_NOUSER = "localhost/kubelite-test/bb-nouser:1"
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+wait_for = functools.partial(waiting.wait_for, timeout=60.0, interval=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +101,7 @@ def waiting_state(cluster: Cluster, name: str) -> Obj | None:
 
 def terminated(cluster: Cluster, name: str, container: str = "c") -> Obj:
     state: Obj = wait_for(f"{name} terminated",
-                          lambda: (status(cluster, name, container).get("state") or {}).get("terminated"), 60)
+                          lambda: (status(cluster, name, container).get("state") or {}).get("terminated"), timeout=60)
     return state
 
 
@@ -262,7 +255,7 @@ def test_restarts_and_graceful_termination(cluster: Cluster) -> None:
           pod("trap", [{"name": "c", "image": BB, "command": ["sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done"]}],
               terminationGracePeriodSeconds=30))
     last = wait_for("crash restarted", lambda: status(cluster, "crash").get("restartCount", 0) >= 1
-                    and status(cluster, "crash"), 30)
+                    and status(cluster, "crash"), timeout=30)
     assert last["lastState"]["terminated"]["exitCode"] == 3
     wait_for("trap Ready", lambda: ready(cluster, "trap"))
     apply(cluster, pod("hooks", [{"name": "c", "image": BB, "lifecycle": {
@@ -314,7 +307,7 @@ def test_lifecycle_hooks_and_unprivileged_defaults_in_image_containers(cluster: 
     started = time.monotonic()
     cluster.kubectl("delete", "pod", "oci-hooks", "--grace-period=15", check=True)
     assert time.monotonic() - started < 12  # the TERM trap ended it: the hook came first, quickly
-    wait_for("the preStop request", lambda: echoed("oci-prestop"), 10)
+    wait_for("the preStop request", lambda: echoed("oci-prestop"), timeout=10)
     assert terminated(cluster, "unpriv")["exitCode"] == 0
     # (stderr and stdout are separate streams: their lines may come in either order)
     assert sorted(logs(cluster, "unpriv")) == ["ip: RTNETLINK answers: Operation not permitted", "wrote"]

@@ -10,6 +10,7 @@ its node agent runs the pods (root, network namespaces); the images are our cata
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import select
@@ -18,7 +19,7 @@ import socket
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +27,7 @@ from kubernetes import client, config
 from kubernetes.stream import portforward, stream
 from kubernetes.stream.ws_client import ERROR_CHANNEL
 
+from tests import waiting
 from tests.conftest import require
 from tests.e2e.conftest import netns_names, require_root_netns
 from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
@@ -54,14 +56,7 @@ for t in threads: t.join()
 """
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 90.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
+wait_for = functools.partial(waiting.wait_for, timeout=90.0, interval=0.3)
 
 
 @pytest.fixture(scope="module")

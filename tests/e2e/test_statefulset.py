@@ -145,7 +145,7 @@ def test_statefulset_in_order_stable_names_scale_down_and_restart(cluster: Clust
         assert res.returncode == 0, res.stderr
         assert "statefulset rolling update complete 3 pods at revision web-" in res.stdout or \
             "partitioned roll out complete: 3 new pods have been updated" in res.stdout
-        wait_for("3 ready", lambda: _ready_count(cluster, "web") == 3, 30)
+        wait_for("3 ready", lambda: _ready_count(cluster, "web") == 3, timeout=30)
 
         # In order, each Ready before the next one exists.
         assert watch.names("created") == ["web-0", "web-1", "web-2"]
@@ -162,7 +162,7 @@ def test_statefulset_in_order_stable_names_scale_down_and_restart(cluster: Clust
             def resolves(fqdn: str = fqdn, ip: str = ip) -> bool:
                 return _nslookup(cluster, fqdn) == [ip]
 
-            wait_for(f"{fqdn} to resolve", resolves, 30)
+            wait_for(f"{fqdn} to resolve", resolves, timeout=30)
             hosts = cluster.kubectl("exec", f"web-{i}", "--", "cat", "/etc/hosts", check=True).stdout
             assert f"{ip}\t{fqdn}\tweb-{i}" in hosts.splitlines(), hosts
             assert cluster.kubectl("exec", f"web-{i}", "--", "hostname", check=True).stdout.strip() == f"web-{i}"
@@ -170,7 +170,7 @@ def test_statefulset_in_order_stable_names_scale_down_and_restart(cluster: Clust
         # Scaling down removes the highest ordinal first.
         cluster.kubectl("scale", "sts", "web", "--replicas=2", check=True)
         wait_for("web-2 gone", lambda: [p["metadata"]["name"] for p in _json(cluster, "pods", "-l", "app=web")["items"]]
-                 == ["web-0", "web-1"], 60)
+                 == ["web-0", "web-1"], timeout=60)
         assert watch.names("deleting") == ["web-2"]
 
         # rollout restart replaces the pods from the highest ordinal down.
@@ -199,14 +199,14 @@ def test_daemonset_one_pod_recreated_and_drain_with_a_budget(cluster: Cluster) -
         return [p for p in _json(cluster, "pods", "-l", f"app={app}")["items"]
                 if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")]
 
-    wait_for("the daemon pod", lambda: len(running("agent")) == 1, 90)
+    wait_for("the daemon pod", lambda: len(running("agent")) == 1, timeout=90)
     first = running("agent")[0]
     assert first["spec"]["nodeName"] == node
     res = cluster.kubectl("rollout", "status", "ds/agent", "--timeout=60s")
     assert 'daemon set "agent" successfully rolled out' in res.stdout, res.stderr
     cluster.kubectl("delete", "pod", first["metadata"]["name"], check=True)
     wait_for("a new daemon pod", lambda: [p["metadata"]["name"] for p in running("agent")]
-             not in ([], [first["metadata"]["name"]]), 90)
+             not in ([], [first["metadata"]["name"]]), timeout=90)
     time.sleep(1)
     assert len(_json(cluster, "pods", "-l", "app=agent")["items"]) == 1
 
@@ -218,9 +218,9 @@ def test_daemonset_one_pod_recreated_and_drain_with_a_budget(cluster: Cluster) -
         {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "guarded"},
          "spec": {"minAvailable": 2, "selector": {"matchLabels": labels}}},
     ]))
-    wait_for("2 guarded pods", lambda: len(running("guarded")) == 2, 90)
+    wait_for("2 guarded pods", lambda: len(running("guarded")) == 2, timeout=90)
     wait_for("the budget's status", lambda: (_json(cluster, "pdb", "guarded").get("status") or {})
-             .get("currentHealthy") == 2, 30)
+             .get("currentHealthy") == 2, timeout=30)
     try:
         res = cluster.kubectl("drain", node, "--ignore-daemonsets", "--pod-selector=app in (guarded,agent)",
                               "--timeout=8s", timeout=60)
@@ -260,7 +260,7 @@ def test_claim_outlives_its_pod(cluster: Cluster) -> None:
         cluster.kubectl("exec", "db-0", "--", "sh", "-c", "echo kept > /data/file", check=True)
         cluster.kubectl("delete", "pod", "db-0", check=True)
         wait_for("db-0 back", lambda: (_json(cluster, "pods", "-l", "app=db")["items"] or [{}])[0]
-                 .get("metadata", {}).get("uid") not in (None, uid), 60)
+                 .get("metadata", {}).get("uid") not in (None, uid), timeout=60)
         cluster.kubectl("wait", "--for=condition=Ready", "pod/db-0", "--timeout=120s", check=True)
         assert cluster.kubectl("exec", "db-0", "--", "cat", "/data/file", check=True).stdout == "kept\n"
         claims = [c["metadata"]["name"] for c in _json(cluster, "pvc")["items"]]

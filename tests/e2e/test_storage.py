@@ -72,7 +72,7 @@ def _phase(cluster: Cluster, kind: str, name: str) -> str:
 
 
 def _finished(cluster: Cluster, pod: str) -> str:
-    wait_for(f"pod {pod} to finish", lambda: _phase(cluster, "pod", pod) in ("Succeeded", "Failed"), 120)
+    wait_for(f"pod {pod} to finish", lambda: _phase(cluster, "pod", pod) in ("Succeeded", "Failed"), timeout=120)
     return cluster.kubectl("logs", pod, check=True).stdout
 
 
@@ -88,14 +88,14 @@ def test_a_claim_nothing_can_satisfy_stays_pending_with_an_event(cluster: Cluste
     wait_for("the FailedBinding event", lambda: any(
         e["reason"] == "FailedBinding"
         and e["message"] == "no persistent volumes available for this claim and no storage class is set"
-        for e in _events(cluster, "PersistentVolumeClaim", "nowhere")), 60)
+        for e in _events(cluster, "PersistentVolumeClaim", "nowhere")), timeout=60)
     assert _phase(cluster, "pvc", "nowhere") == "Pending"
     # A pod of that claim is not scheduled: the scheduler says why.
     cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump(
         _pod("stuck", "true", [_claim_volume("nowhere")], [{"name": "data", "mountPath": "/data"}])))
     wait_for("FailedScheduling", lambda: any(
         e["reason"] == "FailedScheduling" and "pod has unbound immediate PersistentVolumeClaims" in e["message"]
-        for e in _events(cluster, "Pod", "stuck")), 60)
+        for e in _events(cluster, "Pod", "stuck")), timeout=60)
     assert _phase(cluster, "pod", "stuck") == "Pending"
     cluster.kubectl("delete", "pod/stuck", "pvc/nowhere", "--wait=false", check=True)
     # A pod put on the node directly (no scheduler to wait) waits in ContainerCreating instead.
@@ -107,7 +107,7 @@ def test_a_claim_nothing_can_satisfy_stays_pending_with_an_event(cluster: Cluste
         "Unable to attach or mount volumes: unmounted volumes=[data], unattached volumes=[], failed to process "
         'volumes=[data]: error processing PVC default/missing: failed to fetch PVC from API server: '
         'persistentvolumeclaims "missing" not found'
-        for e in _events(cluster, "Pod", "direct")), 60)
+        for e in _events(cluster, "Pod", "direct")), timeout=60)
     waiting = _json(cluster, "get", "pod", "direct")["status"]["containerStatuses"][0]["state"]["waiting"]
     assert waiting["reason"] == "ContainerCreating"
     cluster.kubectl("delete", "pod/direct", "--wait=false", check=True)
@@ -159,7 +159,7 @@ def test_hand_made_local_and_host_path_volumes(cluster: Cluster, tmp_path: pathl
         _claim("away-claim", storageClassName="", volumeName="e2e-away"),
     ]))
     claims = ("local-claim", "host-claim", "away-claim")
-    wait_for("the claims bound", lambda: all(_phase(cluster, "pvc", c) == "Bound" for c in claims), 60)
+    wait_for("the claims bound", lambda: all(_phase(cluster, "pvc", c) == "Bound" for c in claims), timeout=60)
     mounts = [{"name": "data", "mountPath": "/data"}]
     cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump_all([
         _pod("on-local", "echo local > /data/f && stat -c %g /data/f", [_claim_volume("local-claim")], mounts,
@@ -173,11 +173,11 @@ def test_hand_made_local_and_host_path_volumes(cluster: Cluster, tmp_path: pathl
     assert (host_dir / "f").read_text() == "host\n"
     wait_for("the affinity conflict", lambda: any(
         e["reason"] == "FailedScheduling" and "1 node(s) had volume node affinity conflict" in e["message"]
-        for e in _events(cluster, "Pod", "on-away")), 60)
+        for e in _events(cluster, "Pod", "on-away")), timeout=60)
     cluster.kubectl("delete", "pod", "on-local", "on-host", "on-away", check=True)
     cluster.kubectl("delete", "pvc", "local-claim", "host-claim", "away-claim", check=True)
     # Retain (the default of a hand-made volume): Released, the data left where it is.
-    wait_for("Released", lambda: _phase(cluster, "pv", "e2e-local") == "Released", 60)
+    wait_for("Released", lambda: _phase(cluster, "pv", "e2e-local") == "Released", timeout=60)
     assert (local_dir / "f").exists()
     cluster.kubectl("delete", "pv", "e2e-local", "e2e-host", "e2e-away", check=True)
 
@@ -192,7 +192,7 @@ def test_a_static_local_class_binds_when_the_pod_is_scheduled(cluster: Cluster, 
         volume, _claim("static-claim", storageClassName="e2e-local"),
     ]))
     wait_for("WaitForFirstConsumer", lambda: any(
-        e["reason"] == "WaitForFirstConsumer" for e in _events(cluster, "PersistentVolumeClaim", "static-claim")), 60)
+        e["reason"] == "WaitForFirstConsumer" for e in _events(cluster, "PersistentVolumeClaim", "static-claim")), timeout=60)
     assert _phase(cluster, "pvc", "static-claim") == "Pending"
     cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump(
         _pod("on-static", "echo static > /data/f", [_claim_volume("static-claim")],
@@ -215,7 +215,7 @@ def test_data_survives_the_pod_and_a_restart_and_goes_with_the_claim(cluster: Cl
     cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump(_claim("db")))
     # WaitForFirstConsumer: nothing is bound before a pod uses the claim.
     wait_for("the WaitForFirstConsumer event", lambda: any(
-        e["reason"] == "WaitForFirstConsumer" for e in _events(cluster, "PersistentVolumeClaim", "db")), 60)
+        e["reason"] == "WaitForFirstConsumer" for e in _events(cluster, "PersistentVolumeClaim", "db")), timeout=60)
     assert _phase(cluster, "pvc", "db") == "Pending"
     pvc = _json(cluster, "get", "pvc", "db")
     assert pvc["spec"]["storageClassName"] == "local-path"
@@ -253,11 +253,11 @@ def test_data_survives_the_pod_and_a_restart_and_goes_with_the_claim(cluster: Cl
     # when its last pod has gone.
     cluster.kubectl("apply", "-f", "-", check=True, input=yaml.safe_dump(
         _pod("holder", "sleep 3600", volumes, mounts)))
-    wait_for("holder running", lambda: _phase(cluster, "pod", "holder") == "Running", 60)
+    wait_for("holder running", lambda: _phase(cluster, "pod", "holder") == "Running", timeout=60)
     cluster.kubectl("delete", "pvc", "db", "--wait=false", check=True)
     assert "Terminating" in cluster.kubectl("get", "pvc", "db", check=True).stdout
     assert directory.exists()
     cluster.kubectl("delete", "pod", "holder", "third", check=True)
-    wait_for("the claim gone", lambda: cluster.kubectl("get", "pvc", "db").returncode != 0, 60)
-    wait_for("the volume gone", lambda: cluster.kubectl("get", "pv", pv_name).returncode != 0, 60)
-    wait_for("the directory removed", lambda: not pathlib.Path(directory).exists(), 30)
+    wait_for("the claim gone", lambda: cluster.kubectl("get", "pvc", "db").returncode != 0, timeout=60)
+    wait_for("the volume gone", lambda: cluster.kubectl("get", "pv", pv_name).returncode != 0, timeout=60)
+    wait_for("the directory removed", lambda: not pathlib.Path(directory).exists(), timeout=30)

@@ -18,6 +18,7 @@ metrics server, the internet) are deselected by name in tests/python_client_dese
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -31,6 +32,7 @@ from kubernetes import client, config, dynamic, utils, watch
 from kubernetes.client.exceptions import ApiException
 from kubernetes.informer import ADDED, DELETED, SharedInformer
 
+from tests import waiting
 from tests.integration.cluster import Cluster
 
 pytestmark = pytest.mark.integration
@@ -73,14 +75,7 @@ def ns(api: client.ApiClient) -> Iterator[str]:
     core.delete_namespace(name)
 
 
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+wait_for = functools.partial(waiting.wait_for, timeout=30.0, interval=0.2)
 
 
 def container(name: str, image: str = "busybox", **kw: Any) -> Obj:

@@ -61,7 +61,7 @@ def test_the_default_class_is_local_path(cluster: Cluster) -> None:
     assert pvc["metadata"]["finalizers"] == ["kubernetes.io/pvc-protection"]
     assert pvc["status"] == {"phase": "Pending"}
     wait_for("WaitForFirstConsumer", lambda: "waiting for first consumer to be created before binding" in
-             cluster.kubectl("describe", "pvc", "int-wffc").stdout, 30)
+             cluster.kubectl("describe", "pvc", "int-wffc").stdout, timeout=30)
     assert _phase(cluster, "pvc", "int-wffc") == "Pending"
     cluster.kubectl("delete", "pvc", "int-wffc", check=True)
 
@@ -71,7 +71,7 @@ def test_provisioning_expansion_and_deletion(cluster: Cluster) -> None:
                      "provisioner": "rancher.io/local-path", "volumeBindingMode": "Immediate",
                      "allowVolumeExpansion": True},
            _claim("int-dyn", storageClassName="int-now"))
-    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-dyn") == "Bound", 30)
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-dyn") == "Bound", timeout=30)
     pvc = _json(cluster, "get", "pvc", "int-dyn")
     pv_name = pvc["spec"]["volumeName"]
     assert pv_name == "pvc-" + pvc["metadata"]["uid"]
@@ -90,7 +90,7 @@ def test_provisioning_expansion_and_deletion(cluster: Cluster) -> None:
 
     cluster.kubectl("patch", "pvc", "int-dyn", "-p", '{"spec":{"resources":{"requests":{"storage":"3Gi"}}}}', check=True)
     wait_for("the new capacity", lambda: _json(cluster, "get", "pvc", "int-dyn")["status"]
-             .get("capacity", {}).get("storage") == "3Gi", 30)
+             .get("capacity", {}).get("storage") == "3Gi", timeout=30)
     assert _json(cluster, "get", "pv", pv_name)["spec"]["capacity"]["storage"] == "3Gi"
     shrink = cluster.kubectl("patch", "pvc", "int-dyn", "-p", '{"spec":{"resources":{"requests":{"storage":"1Gi"}}}}')
     assert "spec.resources.requests.storage: Forbidden: field can not be less than status.capacity" in shrink.stderr
@@ -98,7 +98,7 @@ def test_provisioning_expansion_and_deletion(cluster: Cluster) -> None:
     assert "spec: Forbidden: spec is immutable after creation except resources.requests" in modes.stderr
 
     cluster.kubectl("delete", "pvc", "int-dyn", check=True)
-    wait_for("the volume deleted", lambda: cluster.kubectl("get", "pv", pv_name).returncode != 0, 30)
+    wait_for("the volume deleted", lambda: cluster.kubectl("get", "pv", pv_name).returncode != 0, timeout=30)
     assert not directory.exists()
     cluster.kubectl("delete", "sc", "int-now", check=True)
 
@@ -107,24 +107,24 @@ def test_static_volumes_bind_smallest_first_and_are_reclaimed_by_policy(cluster:
     _apply(cluster, _volume("int-big", "10Gi", str(tmp_path / "big")),
            _volume("int-small", "2Gi", str(tmp_path / "small"), policy="Delete"))
     wait_for("volumes Available", lambda: _phase(cluster, "pv", "int-big") == "Available"
-             and _phase(cluster, "pv", "int-small") == "Available", 30)
+             and _phase(cluster, "pv", "int-small") == "Available", timeout=30)
     row = cluster.kubectl("get", "pv", "int-big", "--no-headers", check=True).stdout.split()
     assert row[:5] == ["int-big", "10Gi", "RWO", "Retain", "Available"]
     _apply(cluster, _claim("int-static", "1Gi", storageClassName=""))
-    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-static") == "Bound", 30)
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-static") == "Bound", timeout=30)
     assert _json(cluster, "get", "pvc", "int-static")["spec"]["volumeName"] == "int-small"
     # Resizing needs a class that allows it.
     resize = cluster.kubectl("patch", "pvc", "int-static", "-p", '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}')
     assert ('persistentvolumeclaims "int-static" is forbidden: only dynamically provisioned pvc can be resized and '
             "the storageclass that provisions the pvc must support resize") in resize.stderr
     _apply(cluster, _claim("int-static2", "3Gi", storageClassName=""))
-    wait_for("the second claim bound", lambda: _phase(cluster, "pvc", "int-static2") == "Bound", 30)
+    wait_for("the second claim bound", lambda: _phase(cluster, "pvc", "int-static2") == "Bound", timeout=30)
     assert _json(cluster, "get", "pvc", "int-static2")["spec"]["volumeName"] == "int-big"
     assert "default/int-static2" in cluster.kubectl("get", "pv", "int-big", check=True).stdout
 
     cluster.kubectl("delete", "pvc", "int-static", "int-static2", check=True)
-    wait_for("Released", lambda: _phase(cluster, "pv", "int-big") == "Released", 30)
-    wait_for("Failed", lambda: _phase(cluster, "pv", "int-small") == "Failed", 30)
+    wait_for("Released", lambda: _phase(cluster, "pv", "int-big") == "Released", timeout=30)
+    wait_for("Failed", lambda: _phase(cluster, "pv", "int-small") == "Failed", timeout=30)
     assert "no deletable volume plugin matched" in cluster.kubectl("describe", "pv", "int-small", check=True).stdout
     cluster.kubectl("delete", "pv", "int-big", "int-small", check=True)
 
@@ -151,14 +151,14 @@ def test_a_claim_made_before_any_default_gets_the_default_later(cluster: Cluster
     finally:
         cluster.kubectl("annotate", "sc", "local-path", f"{annotation}=true", check=True)
     wait_for("the default class given", lambda: _json(cluster, "get", "pvc", "int-late")["spec"]
-             .get("storageClassName") == "local-path", 30)
+             .get("storageClassName") == "local-path", timeout=30)
     cluster.kubectl("delete", "pvc", "int-late", check=True)
 
 
 def test_a_claim_of_a_missing_class_fails_to_provision(cluster: Cluster) -> None:
     _apply(cluster, _claim("int-noclass", storageClassName="int-nope"))
     wait_for("ProvisioningFailed", lambda: 'storageclass.storage.k8s.io "int-nope" not found' in
-             cluster.kubectl("describe", "pvc", "int-noclass").stdout, 30)
+             cluster.kubectl("describe", "pvc", "int-noclass").stdout, timeout=30)
     assert _phase(cluster, "pvc", "int-noclass") == "Pending"
     cluster.kubectl("delete", "pvc", "int-noclass", check=True)
 
@@ -166,12 +166,12 @@ def test_a_claim_of_a_missing_class_fails_to_provision(cluster: Cluster) -> None
 def test_a_claim_whose_volume_is_gone_is_lost(cluster: Cluster, tmp_path: pathlib.Path) -> None:
     _apply(cluster, _volume("int-lost", "1Gi", str(tmp_path / "lost")),
            _claim("int-lost", storageClassName="", volumeName="int-lost"))
-    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-lost") == "Bound", 30)
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-lost") == "Bound", timeout=30)
     # pv-protection keeps a bound volume: only with its finalizer removed does it go.
     cluster.kubectl("delete", "pv", "int-lost", "--wait=false", check=True)
     assert "Terminating" in cluster.kubectl("get", "pv", "int-lost", check=True).stdout
     cluster.kubectl("patch", "pv", "int-lost", "-p", '{"metadata":{"finalizers":null}}', check=True)
-    wait_for("the claim Lost", lambda: _phase(cluster, "pvc", "int-lost") == "Lost", 30)
+    wait_for("the claim Lost", lambda: _phase(cluster, "pvc", "int-lost") == "Lost", timeout=30)
     assert "Bound claim has lost its PersistentVolume. Data on the volume is lost!" in \
         cluster.kubectl("describe", "pvc", "int-lost", check=True).stdout
     cluster.kubectl("delete", "pvc", "int-lost", check=True)
@@ -182,7 +182,7 @@ def test_a_volume_pre_bound_to_a_claim_by_name_gets_its_uid(cluster: Cluster, tm
     volume["spec"]["claimRef"] = {"namespace": "default", "name": "int-pre"}
     _apply(cluster, volume, _volume("int-decoy", "1Gi", str(tmp_path / "decoy")),
            _claim("int-pre", storageClassName=""))
-    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-pre") == "Bound", 30)
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "int-pre") == "Bound", timeout=30)
     pvc = _json(cluster, "get", "pvc", "int-pre")
     assert pvc["spec"]["volumeName"] == "int-pre"
     pv = _json(cluster, "get", "pv", "int-pre")
@@ -191,7 +191,7 @@ def test_a_volume_pre_bound_to_a_claim_by_name_gets_its_uid(cluster: Cluster, tm
     assert "pv.kubernetes.io/bound-by-controller" not in pv["metadata"].get("annotations", {})
     assert _phase(cluster, "pv", "int-decoy") == "Available"
     cluster.kubectl("delete", "pvc", "int-pre", check=True)
-    wait_for("Released", lambda: _phase(cluster, "pv", "int-pre") == "Released", 30)
+    wait_for("Released", lambda: _phase(cluster, "pv", "int-pre") == "Released", timeout=30)
     cluster.kubectl("delete", "pv", "int-pre", "int-decoy", check=True)
 
 

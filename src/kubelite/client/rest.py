@@ -82,6 +82,17 @@ class ApiError(Exception):
     def gone(self) -> bool:
         return self.code == 410
 
+    def has_cause(self, reason: str) -> bool:
+        """apimachinery's HasStatusCause: whether the Status's details list a cause of ``reason``."""
+        causes = (self.status.get("details") or {}).get("causes") or []
+        return any(c.get("reason") == reason for c in causes)
+
+    @property
+    def namespace_terminating(self) -> bool:
+        """A create refused because its namespace is being deleted (NamespaceTerminatingCause):
+        every create there fails until the namespace is gone."""
+        return self.has_cause("NamespaceTerminating")
+
 
 @dataclass(frozen=True)
 class Config:

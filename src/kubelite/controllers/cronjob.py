@@ -342,8 +342,7 @@ class CronJobController(Controller):
             await self.recorder.event(cj, "Normal", "SuccessfulCreate", f"Created job {_meta(created).get('name')}")
         except ApiError as e:
             if not e.already_exists:
-                causes = (e.status.get("details") or {}).get("causes") or []
-                if not any(c.get("reason") == "NamespaceTerminating" for c in causes):
+                if not e.namespace_terminating:
                     await self.recorder.event(cj, "Warning", "FailedCreate", f"Error creating job: {e.status.get('message', e)}")
                 raise
             created = await self.client.get(JOBS, name, _meta(cj).get("namespace"))

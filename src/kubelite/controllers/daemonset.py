@@ -29,6 +29,7 @@ from kubelite.client import CONTROLLERREVISIONS, DAEMONSETS, NODES, PODS, ApiErr
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import history, podutil, scheduler
 from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.podcontrol import PodControl
 from kubelite.controllers.replicaset import Expectations
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,7 @@ class DaemonSetController(Controller):
     def __init__(self, ctx: Context) -> None:
         super().__init__(ctx)
         self.recorder = EventRecorder(self.client, self.event_source)
+        self.pod_control = PodControl(self.client, self.recorder)
         self.expectations = Expectations()
         self.ds_informer = ctx.informer(DAEMONSETS)
         self.pod_informer = ctx.informer(PODS, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
@@ -470,29 +472,20 @@ class DaemonSetController(Controller):
             self.queue.add(key)  # deletions follow once the creations are observed
 
     async def _create(self, key: str, ds: Obj, node: str, hash_: str) -> None:
-        pod = new_pod(ds, node, hash_)
         try:
-            out = await self.client.create(PODS, pod, _meta(ds)["namespace"])
+            await self.pod_control.create(ds, new_pod(ds, node, hash_))
         except ApiError as e:
             self.expectations.creation_observed(key)
-            causes = (e.status.get("details") or {}).get("causes") or []
-            if any(c.get("reason") == "NamespaceTerminating" for c in causes):
-                return
-            await self.recorder.event(ds, "Warning", "FailedCreate", f"Error creating: {e.status.get('message', e)}")
-            raise
-        await self.recorder.event(ds, "Normal", "SuccessfulCreate", f"Created pod: {_meta(out)['name']}")
+            if not e.namespace_terminating:
+                raise
 
     async def _delete(self, key: str, ds: Obj, pod: Obj) -> None:
-        name = _meta(pod)["name"]
         try:
-            await self.client.delete(PODS, name, _meta(pod)["namespace"])
+            await self.pod_control.delete(ds, pod)
         except ApiError as e:
             self.expectations.deletion_observed(key, key_of(pod))
-            if e.not_found:
-                return
-            await self.recorder.event(ds, "Warning", "FailedDelete", f"Error deleting: {e.status.get('message', e)}")
-            raise
-        await self.recorder.event(ds, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
+            if not e.not_found:
+                raise
 
     async def _update_status(self, ds: Obj, status: Obj) -> None:
         for attempt in range(2):

@@ -826,7 +826,6 @@ class DeploymentController(Controller):
         try:
             created: Obj = await self.client.create(REPLICASETS, rs, _meta(d)["namespace"])
         except ApiError as e:
-            causes = (e.status.get("details") or {}).get("causes") or []
             if e.already_exists:
                 found = self.rs_informer.get(f"{_meta(d)['namespace']}/{_meta(rs)['name']}")
                 if found is None:
@@ -840,7 +839,7 @@ class DeploymentController(Controller):
                     status["collisionCount"] = int(status.get("collisionCount") or 0) + 1
                     await self._write_status(d)
                     raise
-            elif any(c.get("reason") == "NamespaceTerminating" for c in causes):
+            elif e.namespace_terminating:
                 raise
             else:
                 msg = f'Failed to create new replica set "{_meta(rs)["name"]}": {e.status.get("message", e)}'

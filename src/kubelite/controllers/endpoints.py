@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
 from typing import cast
 
 from kubelite.api.types import EventType, Obj, Service
@@ -23,11 +22,11 @@ from kubelite.controllers import endpointutil as eu
 from kubelite.controllers.base import Context, Controller
 from kubelite.controllers.endpointslice import (
     StaleCache,
-    lookup_services,
     namespace_terminating,
     pod_informer,
     select_pods,
     service_informer,
+    services_of_pod_event,
 )
 
 log = logging.getLogger(__name__)
@@ -52,17 +51,8 @@ class EndpointsController(Controller):
         self.endpoints.add_handler(self._on_endpoints)
 
     def _on_pod(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
-        if kind == "ADDED":
-            keys = eu.services_to_sync(None, obj, self._lookup)
-        elif kind == "DELETED":
-            keys = eu.services_to_sync(old or obj, None, self._lookup)
-        else:
-            keys = eu.services_to_sync(old, obj, self._lookup)
-        for key in keys:
+        for key in services_of_pod_event(self.services, kind, obj, old):
             self.queue.add(key)
-
-    def _lookup(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
-        return lookup_services(self.services, namespace, labels)
 
     def _on_endpoints(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
         if kind == "DELETED":

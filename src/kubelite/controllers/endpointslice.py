@@ -72,6 +72,19 @@ def lookup_services(services: Informer, namespace: str, labels: Mapping[str, str
     return out
 
 
+def services_of_pod_event(services: Informer, kind: EventType, pod: Obj, old: Obj | None) -> set[str]:
+    """Keys of the Services an informer's pod event concerns (the Endpoints and EndpointSlice
+    controllers' addPod, updatePod and deletePod); a deleted pod as it was last seen."""
+    def lookup(namespace: str, labels: Mapping[str, str]) -> set[str]:
+        return lookup_services(services, namespace, labels)
+
+    if kind == "ADDED":
+        return eu.services_to_sync(None, pod, lookup)
+    if kind == "DELETED":
+        return eu.services_to_sync(old or pod, None, lookup)
+    return eu.services_to_sync(old, pod, lookup)
+
+
 def select_pods(pods: Informer, svc: Service, selector: Mapping[str, str]) -> list[Pod]:
     """The pods a selector matches, starting from the smallest index bucket of its pairs."""
     ns = (svc.get("metadata") or {}).get("namespace", "")
@@ -81,8 +94,7 @@ def select_pods(pods: Informer, svc: Service, selector: Mapping[str, str]) -> li
 
 
 def namespace_terminating(e: ApiError) -> bool:
-    causes = ((e.status.get("details") or {}).get("causes")) or []
-    return e.code == 403 and any(c.get("reason") == "NamespaceTerminating" for c in causes)
+    return e.code == 403 and e.namespace_terminating
 
 
 class EndpointSliceController(Controller):
@@ -109,17 +121,8 @@ class EndpointSliceController(Controller):
         self.enqueue(obj)
 
     def _on_pod(self, kind: EventType, obj: Obj, old: Obj | None) -> None:
-        if kind == "ADDED":
-            keys = eu.services_to_sync(None, obj, self._lookup)
-        elif kind == "DELETED":
-            keys = eu.services_to_sync(old or obj, None, self._lookup)
-        else:
-            keys = eu.services_to_sync(old, obj, self._lookup)
-        for key in keys:
+        for key in services_of_pod_event(self.services, kind, obj, old):
             self.queue.add(key)
-
-    def _lookup(self, namespace: str, labels: Mapping[str, str]) -> set[str]:
-        return lookup_services(self.services, namespace, labels)
 
     @staticmethod
     def _managed(s: Obj | None) -> bool:

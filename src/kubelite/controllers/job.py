@@ -42,6 +42,7 @@ from kubelite.client import JOBS, PODS, ApiError, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.podcontrol import PodControl
 from kubelite.controllers.replicaset import Expectations
 
 log = logging.getLogger(__name__)
@@ -414,6 +415,7 @@ class JobController(Controller):
         self.clock = clock
         self.backoff_base = float(os.environ.get("KUBELITE_JOB_POD_FAILURE_BACKOFF") or DEFAULT_POD_FAILURE_BACKOFF)
         self.recorder = EventRecorder(self.client, "job-controller")
+        self.pod_control = PodControl(self.client, self.recorder)
         self.expectations = Expectations()
         self.backoffs: dict[str, BackoffRecord] = {}
         self.job_informer = ctx.informer(JOBS)
@@ -803,31 +805,24 @@ class JobController(Controller):
 
     async def _create_pod(self, job: Obj, index: int | None, failures: IndexFailures | None = None) -> None:
         try:
-            out = await self.client.create(PODS, pod_for_job(job, index, failures), _meta(job)["namespace"])
-        except ApiError as e:
+            await self.pod_control.create(job, pod_for_job(job, index, failures))
+        except ApiError:
             self.expectations.creation_observed(key_of(job))
-            causes = (e.status.get("details") or {}).get("causes") or []
-            if not any(c.get("reason") == "NamespaceTerminating" for c in causes):
-                await self.recorder.event(job, "Warning", "FailedCreate", f"Error creating: {e.status.get('message', e)}")
             raise
-        await self.recorder.event(job, "Normal", "SuccessfulCreate", f"Created pod: {_meta(out)['name']}")
 
     async def _delete_pods(self, job: Obj, pods: list[Obj]) -> int:
         key = key_of(job)
         self.expectations.expect_deletions(key, [key_of(p) for p in pods])
         deleted = 0
         for pod in pods:
-            name = _meta(pod)["name"]
             try:
-                await self.client.delete(PODS, name, _meta(pod).get("namespace"))
+                await self.pod_control.delete(job, pod)
             except ApiError as e:
                 self.expectations.deletion_observed(key, key_of(pod))
                 if e.not_found:
                     continue
-                await self.recorder.event(job, "Warning", "FailedDelete", f"Error deleting: {e.status.get('message', e)}")
                 raise
             deleted += 1
-            await self.recorder.event(job, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
         return deleted
 
     async def _write_status(self, job: Obj, status: Obj) -> Obj:

@@ -28,6 +28,7 @@ from kubelite.client import PODS, REPLICASETS, ApiError, ResourceType, key_of
 from kubelite.client.events import EventRecorder
 from kubelite.controllers import podutil
 from kubelite.controllers.base import Context, Controller
+from kubelite.controllers.podcontrol import PodControl
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,7 @@ class ReplicaSetController(Controller):
         super().__init__(ctx)
         self.owner_api_version, self.owner_kind = self.resource.api_version, self.resource.kind
         self.recorder = EventRecorder(self.client, self.event_source)
+        self.pod_control = PodControl(self.client, self.recorder)
         self.expectations = Expectations()
         self.rs_informer = ctx.informer(self.resource, indexers={podutil.CONTROLLER_UID_INDEX: podutil.controller_uid_index})
         self.pod_informer = ctx.informer(PODS)
@@ -345,16 +347,12 @@ class ReplicaSetController(Controller):
             raise first_error
 
     async def _create_pod(self, rs: Obj, template: Obj, ref: Obj) -> None:
-        pod = podutil.pod_from_template(template, rs, ref)
         try:
-            out = await self.client.create(PODS, pod, _meta(rs)["namespace"])
+            await self.pod_control.create(rs, podutil.pod_from_template(template, rs, ref))
         except ApiError as e:
-            causes = (e.status.get("details") or {}).get("causes") or []
-            if any(c.get("reason") == "NamespaceTerminating" for c in causes):
-                return  # every creation will fail until the namespace is gone; nothing to report
-            await self.recorder.event(rs, "Warning", "FailedCreate", f"Error creating: {e.status.get('message', e)}")
-            raise
-        await self.recorder.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {_meta(out)['name']}")
+            if not e.namespace_terminating:
+                raise
+            # Every creation will fail until the namespace is gone: nothing to retry.
 
     def _related_pods(self, rs: Obj) -> list[Obj]:
         """getIndirectlyRelatedPods: active pods of every ReplicaSet under the same controller."""
@@ -377,17 +375,13 @@ class ReplicaSetController(Controller):
                 raise r
 
     async def _delete_pod(self, key: str, rs: Obj, pod: Obj) -> None:
-        name = _meta(pod)["name"]
         try:
-            await self.client.delete(PODS, name, _meta(pod)["namespace"])
+            await self.pod_control.delete(rs, pod)
         except ApiError as e:
             # The informer will not report a deletion that did not happen (or happened before).
             self.expectations.deletion_observed(key, key_of(pod))
-            if e.not_found:
-                return
-            await self.recorder.event(rs, "Warning", "FailedDelete", f"Error deleting: {e.status.get('message', e)}")
-            raise
-        await self.recorder.event(rs, "Normal", "SuccessfulDelete", f"Deleted pod: {name}")
+            if not e.not_found:
+                raise
 
     async def _update_status(self, rs: Obj, status: Obj) -> Obj:
         """updateReplicaSetStatus: write only on change, with observedGeneration; one retry on conflict."""

@@ -33,8 +33,7 @@ DESCRIPTION = (
 
 def _terminating_refusal(e: ApiError) -> bool:
     """The namespace is gone or terminating: nothing to create there, and no point retrying."""
-    causes = (e.status.get("details") or {}).get("causes") or []
-    return e.not_found or any(c.get("reason") == "NamespaceTerminating" for c in causes)
+    return e.not_found or e.namespace_terminating
 
 
 class ServiceAccountController(Controller):

@@ -854,19 +854,7 @@ def exec_in_container(container_dir: Path, err_fd: int, tty: bool, argv: list[st
         finally:
             os._exit(START_ERROR_EXIT_CODE)
     os.close(err_fd)
-
-    def forward(signum: int, _frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(child, signum)
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    _, wait_status = os.waitpid(child, 0)
-    return (
-        os.waitstatus_to_exitcode(wait_status)
-        if os.WIFEXITED(wait_status)
-        else 128 + os.WTERMSIG(wait_status)
-    )
+    return _wait_forwarding(child)
 
 
 def _runc_exec(spec: dict[str, Any], pid: int, err_fd: int, tty: bool, argv: list[str]) -> int:
@@ -929,6 +917,9 @@ def _read_all(fd: int) -> bytes:
 
 
 def _wait_forwarding(child: int) -> int:
+    """``child``'s exit code (128 + the signal that killed it, as a shell reports it), passing on
+    the signals meant for this helper, so that stopping the exec stops the command."""
+
     def forward(signum: int, _frame: object) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(child, signum)

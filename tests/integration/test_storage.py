@@ -249,13 +249,13 @@ def test_the_provisioner_writes_as_its_own_service_account(audited: tuple[Cluste
                      "provisioner": "rancher.io/local-path", "volumeBindingMode": "Immediate",
                      "allowVolumeExpansion": True},
            _claim("who", storageClassName="who-now"))
-    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "who") == "Bound", 30)
+    wait_for("the claim bound", lambda: _phase(cluster, "pvc", "who") == "Bound", timeout=30)
     pv_name = _json(cluster, "get", "pvc", "who")["spec"]["volumeName"]
     cluster.kubectl("patch", "pvc", "who", "-p", '{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}', check=True)
     wait_for("the new capacity", lambda: _json(cluster, "get", "pvc", "who")["status"]
-             .get("capacity", {}).get("storage") == "2Gi", 30)
+             .get("capacity", {}).get("storage") == "2Gi", timeout=30)
     cluster.kubectl("delete", "pvc", "who", check=True)
-    wait_for("the volume deleted", lambda: cluster.kubectl("get", "pv", pv_name).returncode != 0, 30)
+    wait_for("the volume deleted", lambda: cluster.kubectl("get", "pv", pv_name).returncode != 0, timeout=30)
 
     def writers(resource: str, name: str, verb: str, subresource: str = "") -> set[str]:
         def match(e: dict[str, Any]) -> bool:

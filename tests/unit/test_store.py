@@ -689,3 +689,32 @@ async def test_a_dozing_watcher_is_woken_by_any_key_under_its_prefix(tmp_path: P
         await watcher.aclose()
     finally:
         await s.close()
+
+
+async def test_a_cached_kinds_generation_moves_with_its_objects_not_with_progress(tmp_path: Path) -> None:
+    """Readers rebuild what they derive from a CachedKind (the RBAC policy, remembered verdicts
+    and token verdicts) when its generation moves. Progress batches, which every cache gets
+    about once a second while other kinds are written, used to move it too: the policy was
+    rebuilt and every remembered verdict dropped several times a second under load."""
+    from kubelite.api.registry import lookup
+    from kubelite.apiserver.registry import CachedKind
+
+    s = SqliteStore(str(tmp_path / "state.db"), progress_interval=0.05)
+    await s.start()
+    rt = lookup("", "v1", "namespaces")
+    assert rt is not None
+    cache = CachedKind(s, rt)
+    await cache.start()
+    try:
+        before = cache.generation
+        for i in range(10):  # another kind's writes: the cache gets progress only
+            await s.create(f"/registry/configmaps/default/c{i}", b"{}")
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        assert cache.generation == before
+        await s.create(rt.key(None, "n1"), b'{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"n1"}}')
+        await wait_until(lambda: cache.generation != before)
+        assert rt.key(None, "n1") in cache.objects
+    finally:
+        await cache.stop()
+        await s.close()

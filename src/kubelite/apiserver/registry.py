@@ -397,7 +397,8 @@ class CachedKind:
                             else:
                                 self.objects[ev.kv.key] = decode_kv(ev.kv, self.rt)
                         rev = batch.revision
-                        self.generation += 1
+                        if batch.events:  # not for progress alone: what readers derived still holds
+                            self.generation += 1
             except StoreError as e:
                 self.synced = False
                 log.info("cache of %s: %s; relisting", self.prefix, e)

@@ -72,7 +72,7 @@ BENCHES = [
           what="pod Ready flip -> EndpointSlice"),
     Bench("services", "bench_services.py", [], ["--services", "300"], root=True,
           what="ClusterIP allocation stays O(1)"),
-    Bench("pods", "bench_pods.py", ["--pods", "100"], ["--pods", "10", "--serial", "2"], root=True,
+    Bench("pods", "bench_pods.py", ["--pods", "100"], ["--pods", "10", "--serial", "2", "--rest", "5"], root=True,
           what="pod create -> Ready"),
     Bench("proxy", "bench_proxy.py", ["--services", PROXY_SCALES_FULL],
           ["--quick", "--services", PROXY_SCALES_QUICK, "--samples", "5"], root=True, tools=["nft", "iperf3"],

@@ -194,6 +194,31 @@ async def test_exit_code(runtime: Runtime, netns: str, pod_dir: pathlib.Path) ->
     assert (status.state, status.exit_code, status.reason) == ("exited", 3, "Error")
 
 
+async def test_an_exit_is_told_by_its_watch_once_the_status_is_final(
+    runtime: Runtime, netns: str, pod_dir: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    """Pod workers are woken by the shim's exit (a pidfd) instead of looking every second:
+    the callback comes once the exit code is written, also for a Runtime that did not start
+    the container (an agent restart), and nothing is left to watch afterwards."""
+    cid = await runtime.start(busybox_spec(netns, pod_dir, "sleep 3; exit 4"))
+    again = Runtime(tmp_path / "state")
+    told: list[ContainerStatus] = []
+    woken = asyncio.Event()
+
+    def exited() -> None:
+        told.append(again._status(again.container_dir(cid)))
+        woken.set()
+
+    assert again.watch_exit(cid, lambda: None)
+    assert again.watch_exit(cid, exited)  # watching again replaces the callback
+    await asyncio.sleep(0.3)
+    assert not woken.is_set()  # a running container tells nothing
+    await asyncio.wait_for(woken.wait(), 10)
+    assert [(st.state, st.exit_code) for st in told] == [("exited", 4)]
+    assert not again.watch_exit(cid, exited)  # exited: nothing to watch
+    await again.remove(cid)
+
+
 async def test_missing_binary_is_a_start_error(runtime: Runtime, netns: str, pod_dir: pathlib.Path) -> None:
     spec = busybox_spec(netns, pod_dir, "", argv=["no-such-command", "x"])
     status = await runtime.status(await runtime.start(spec))

@@ -114,6 +114,9 @@ class FakeRuntime:
     async def remove_pod(self, uid: str) -> None:  # the pod's IPC/UTS namespaces (OCI containers)
         pass
 
+    def watch_exit(self, cid: str, callback: Any) -> bool:
+        return False  # no shims here: the worker looks every POLL
+
 
 class FakeHost:
     """Exactly PodHost's members, each a fake or a value."""

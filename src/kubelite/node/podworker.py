@@ -43,7 +43,10 @@ from kubelite.node.runtime import ContainerNotFound, ContainerSpec, ContainerSta
 
 log = logging.getLogger(__name__)
 
-POLL = 1.0  # how often running containers are checked for exits
+POLL = 1.0  # how often running containers are checked for exits when their exit cannot be watched
+# How often a pod whose running containers all have their exits watched (Runtime.watch_exit)
+# is synced anyway: the kubelet's periodic resync, for what no event tells (volume contents).
+RESYNC = 10.0
 HOOK_HTTP_TIMEOUT = 60.0  # one postStart httpGet exchange (the kubelet's client has none; a dead peer would hang it)
 RETRY = 2.0  # retry of a sandbox or config that could not be made yet
 MIN_GRACE = 2  # the kubelet never gives SIGTERM less than this before SIGKILL
@@ -380,8 +383,8 @@ class PodWorker:
             log.debug("pod %s: sandbox ready after %.3fs", self.name, time.monotonic() - self._born)
             if self.gone:
                 return 0  # deleted meanwhile: start nothing, the next sync tears down
-        delays = [POLL] if deadline is None else [POLL, deadline]
-        await self.refresh()
+        poll = RESYNC if await self.refresh() else POLL
+        delays = [poll] if deadline is None else [poll, deadline]
         spec = pod.get("spec") or {}
         initialized = True
         for c in spec.get("initContainers") or []:
@@ -478,7 +481,10 @@ class PodWorker:
 
     # -- containers
 
-    async def refresh(self) -> None:
+    async def refresh(self) -> bool:
+        """The containers' states now; True when the exit of each running one is watched (it
+        wakes this worker), so the next look need not come soon."""
+        watched = True
         for cs in [*self.init_containers.values(), *self.containers.values()]:
             if cs.current and (cs.status is None or cs.status.state == "running"):
                 try:
@@ -491,6 +497,9 @@ class PodWorker:
                 if cs.exited:
                     cs.ready = cs.started = False
                     cs.stop_probes()
+                elif not self.host.runtime.watch_exit(cs.current, self.wake.set):
+                    watched = False
+        return watched
 
     async def restart_or_wait(self, c: Obj, cs: ContainerState) -> float:
         """An exited container that the restart policy restarts: now, or after its back-off."""

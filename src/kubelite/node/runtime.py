@@ -41,6 +41,7 @@ import subprocess
 import sys
 import termios
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -403,6 +404,7 @@ class Runtime:
         self._oci: runc.Probe | None = None
         self.pod_ns_dir = pathlib.Path(state_dir) / "podns"  # <pod uid>/{ipc,uts}: see pod_namespaces
         self._pod_ns_lock = asyncio.Lock()
+        self._exit_watches: dict[str, tuple[int, Callable[[], None]]] = {}  # container id -> (pidfd, callback)
 
     def oci_runtime(self) -> runc.Probe:
         """The OCI runtime for real images and what the host's cgroups enforce (probed once)."""
@@ -494,7 +496,49 @@ class Runtime:
 
     async def close(self) -> None:
         """Stop the fork server (running containers and their shims are not affected)."""
+        for container_id in list(self._exit_watches):
+            self._unwatch(container_id)
         await self._zygote.close()
+
+    def watch_exit(self, container_id: str, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` once the container's shim has exited, when its status is final
+        (the shim writes the exit before it exits): a pidfd on the shim, read by the event
+        loop, so the pod worker learns of an exit at once rather than at its next periodic
+        look, and an idle node does not look every second. Watching again replaces the
+        callback. False when there is nothing to watch (exited, or the shim is gone): the
+        caller keeps looking periodically."""
+        if container_id in self._exit_watches:
+            self._exit_watches[container_id] = (self._exit_watches[container_id][0], callback)
+            return True
+        raw = _read_json(self.container_dir(container_id) / "status.json")
+        if raw is None or raw.get("exit_code") is not None or not raw.get("shim_pid"):
+            return False
+        pid = int(raw["shim_pid"])
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:
+            return False
+        if process_start_time(pid) != raw.get("shim_start"):  # gone, and its pid reused
+            os.close(fd)
+            return False
+        loop = asyncio.get_running_loop()
+
+        def exited() -> None:
+            entry = self._exit_watches.get(container_id)
+            self._unwatch(container_id)
+            if entry is not None:
+                entry[1]()
+
+        loop.add_reader(fd, exited)
+        self._exit_watches[container_id] = (fd, callback)
+        return True
+
+    def _unwatch(self, container_id: str) -> None:
+        entry = self._exit_watches.pop(container_id, None)
+        if entry is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                asyncio.get_running_loop().remove_reader(entry[0])
+            os.close(entry[0])
 
     def _ident(self, cdir: pathlib.Path) -> dict[str, Any]:
         # A container's spec never changes: read it once, not at every status poll.
@@ -559,6 +603,7 @@ class Runtime:
 
     async def remove(self, container_id: str) -> None:
         """Forget a container, killing it first if it still runs (its log file is kept)."""
+        self._unwatch(container_id)
         cdir = self.container_dir(container_id)
         if not cdir.exists():
             return

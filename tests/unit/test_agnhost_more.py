@@ -1,5 +1,5 @@
-"""agnhost's sub-commands that conformance runs in volume, entrypoint, logs and proxy tests:
-mounttest, entrypoint-tester, logs-generator, test-webserver and porter, run as the real
+"""agnhost's sub-commands that conformance runs in volume, entrypoint, logs, proxy and kubectl
+tests: mounttest, entrypoint-tester, logs-generator, test-webserver, porter and guestbook, run as the real
 processes they are in a container, their output compared with what the Go program prints."""
 
 from __future__ import annotations
@@ -152,3 +152,57 @@ def test_porter_answers_each_port_with_its_value_over_http_and_tls() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_answer(url: str, expected: str) -> None:
+    answer: tuple[int, str] = (0, "")
+    for _ in range(200):
+        answer = get(url)
+        if answer == (200, expected):
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"{url} answered {answer}, not {expected}")
+
+
+def test_guestbook_primary_pushes_sets_to_a_registered_replica() -> None:
+    # On one host both cannot listen on 6379: each one's --backend-port is the other's port.
+    primary_port, replica_port = free_port(), free_port()
+    primary = subprocess.Popen([*AGNHOST, "guestbook", f"--http-port={primary_port}",
+                                f"--backend-port={replica_port}"], stderr=subprocess.PIPE)
+    replica = None
+    try:
+        wait_port(primary_port, primary)
+        p = f"http://127.0.0.1:{primary_port}"
+        assert get(f"{p}/get?key=messages") == (200, '{"data":""}')
+        assert get(f"{p}/set?key=early&value=before+registration") == (200, '{"message":"Updated"}')
+        assert get(f"{p}/set?value=x") == (400, "cannot set with empty key.\n")
+        assert get(f"{p}/guestbook?cmd=DELETE") == (400, "unsupported cmd: 'delete'\n")
+        assert get(f"{p}/guestbook?cmd=set") == (400, "cannot set with empty key.\n")
+        replica = subprocess.Popen([*AGNHOST, "guestbook", f"--http-port={replica_port}",
+                                    f"--backend-port={primary_port}", "--replicaof=127.0.0.1"],
+                                   stderr=subprocess.PIPE)
+        wait_port(replica_port, replica)
+        r = f"http://127.0.0.1:{replica_port}"
+        # The registration hands the replica the primary's store ...
+        wait_answer(f"{r}/get?key=early", '{"data":"before registration"}')
+        # ... and later sets reach it through the primary.
+        assert get(f"{p}/set?key=messages&value=TestEntry") == (200, '{"message":"Updated"}')
+        assert get(f"{r}/get?key=messages") == (200, '{"data":"TestEntry"}')
+        assert get(f"{r}/get") == (200, '{"data":{"early":"before registration","messages":"TestEntry"}}')
+        assert get(f"{r}/nothing") == (404, "404 page not found\n")
+    finally:
+        for proc in (primary, replica):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+    assert replica is not None and replica.stderr is not None
+    assert "Registered to node: 127.0.0.1" in replica.stderr.read().decode()
+

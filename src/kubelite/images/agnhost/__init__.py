@@ -21,6 +21,7 @@ COMMANDS = {
     "dns-suffix": ("dns", "Prints the host's DNS suffix list"),
     "entrypoint-tester": ("entrypoint", "Prints the args it's passed and exits"),
     "etc-hosts": ("dns", "Prints the host's /etc/hosts file"),
+    "guestbook": ("guestbook", "Creates a HTTP server with various endpoints representing a guestbook app"),
     "liveness": ("liveness", "Starts a server that is alive for 10 seconds"),
     "logs-generator": ("logsgen", "Outputs lines of logs to stdout uniformly"),
     "mounttest": ("mounttest", "Creates files with given permissions and outputs FS type, owner, mode, permissions, contents of files"),

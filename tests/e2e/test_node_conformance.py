@@ -2,7 +2,7 @@
 
 Each test shows one kubelet or scheduler behaviour on catalog containers: the active
 deadline, termination messages (file and log fallback, as a non-root user too), subPathExpr,
-a hostPath /etc/hosts, downward API files following label changes, hostPort on the node's
+a hostPath /etc/hosts, memory-backed emptyDirs, downward API files following label changes, hostPort on the node's
 address (in the node's own network namespace), and the scheduler fitting requests against
 the allocatable the agent reports. The cluster and agent come from the agent tests' fixture.
 """
@@ -90,6 +90,31 @@ def test_a_host_path_etc_hosts_is_the_nodes_file(node: Node) -> None:
     done = node.wait_pod("hosts", "Succeeded", lambda p: p["status"].get("phase") == "Succeeded")
     assert node.log(done, "managed").startswith("# Kubernetes-managed hosts file.")
     assert node.log(done, "node") == pathlib.Path("/etc/hosts").read_text().rstrip("\n")
+
+
+def mounts_under(path: pathlib.Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split(" ")[4] for line in f]
+    return [p for p in points if p.startswith(str(path) + "/")]
+
+
+def test_a_memory_empty_dir_is_a_tmpfs_unmounted_with_the_pod(node: Node) -> None:
+    script = "stat -f -c %T /mem; stat -c %A /mem; df -k /mem | tail -1; echo hi > /mem/f && cat /mem/f"
+    obj = pod("mem", [{"name": "c", "image": "busybox", "command": ["sh", "-c", script + "; sleep 3600"],
+                       "securityContext": {"runAsUser": 1000},
+                       "volumeMounts": [{"name": "mem", "mountPath": "/mem"}]}],
+              terminationGracePeriodSeconds=1,
+              volumes=[{"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}])
+    node.apply(obj)
+    p = node.wait_pod("mem", "running", lambda p: "running" in status_of(p, "c").get("state", {}))
+    wait_for("the container's output", lambda: node.log(p, "c").count("\n") >= 3)
+    fs, mode, df, written = node.log(p, "c").splitlines()[:4]
+    assert (fs, mode, written) == ("tmpfs", "drwxrwxrwx", "hi")
+    assert df.split()[1] == "8192"  # sizeLimit, in KiB: the pod's own tmpfs, not one it sits on
+    pod_dir = node.state_dir / "pods" / p["metadata"]["uid"]
+    assert mounts_under(pod_dir) == [str(pod_dir / "volumes" / "mem")]
+    node.kubectl("delete", "pod", "mem", "--wait=true")
+    wait_for("the tmpfs unmounted", lambda: not mounts_under(pod_dir))
 
 
 def test_downward_api_files_follow_label_changes(node: Node) -> None:

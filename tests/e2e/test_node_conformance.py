@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
+import subprocess
 
 from tests.e2e.test_agent import AGNHOST, Node, Obj, condition, node, pod, status_of, wait_for
 
@@ -115,6 +117,23 @@ def test_a_memory_empty_dir_is_a_tmpfs_unmounted_with_the_pod(node: Node) -> Non
     assert mounts_under(pod_dir) == [str(pod_dir / "volumes" / "mem")]
     node.kubectl("delete", "pod", "mem", "--wait=true")
     wait_for("the tmpfs unmounted", lambda: not mounts_under(pod_dir))
+
+
+def test_busybox_bin_sh_is_busybox_also_on_a_read_only_root(node: Node) -> None:
+    # The image's /bin/sh is busybox's ash, whose messages start with its argv[0]; the host's
+    # /bin/sh (dash here) says "/bin/sh: 1: cannot create ...".
+    write = ["/bin/sh", "-c", "echo test > /file"]
+    node.apply(pod("ro-sh", [
+        {"name": "ro", "image": "busybox", "command": write, "securityContext": {"readOnlyRootFilesystem": True}},
+        {"name": "priv", "image": "busybox", "command": ["/bin/sh", "-c", "cd /nonexistent"],
+         "securityContext": {"privileged": True}},
+    ], restartPolicy="Never"))
+    done = node.wait_pod("ro-sh", "Failed", lambda p: p["status"].get("phase") == "Failed")
+    assert node.log(done, "ro") == "/bin/sh: can't create /file: Read-only file system"
+    # A privileged container keeps the host's view, but its /bin/sh is still busybox's.
+    busybox = subprocess.run(["/bin/sh", "-c", "cd /nonexistent"], executable=shutil.which("busybox"),
+                             capture_output=True, text=True).stderr.strip()
+    assert node.log(done, "priv") == busybox and "can't cd to /nonexistent" in busybox
 
 
 def test_downward_api_files_follow_label_changes(node: Node) -> None:

@@ -9,8 +9,10 @@ import json
 import pathlib
 import uuid
 
+import orjson
+
 from tests import waiting
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, Raw
 
 
 def token_kubeconfig(cluster: Cluster, tmp_path: pathlib.Path, sa: str, ns: str = "default") -> dict[str, str]:
@@ -117,3 +119,21 @@ def test_escalation_is_refused_and_aggregation_follows(cluster: Cluster, tmp_pat
     finally:
         cluster.kubectl("delete", "clusterrole", name, "--ignore-not-found")
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_a_review_asked_for_only_as_a_table_is_not_acceptable(cluster: Cluster) -> None:
+    raw = Raw(cluster)
+    review = orjson.dumps({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                           "spec": {"nonResourceAttributes": {"path": "/", "verb": "get"}}})
+    path = cluster.server + "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    table = "application/json;as=Table;v=v1;g=meta.k8s.io"
+    r = raw.http.request("POST", path, body=review, headers={"Content-Type": "application/json", "Accept": table})
+    assert r.status == 406
+    status = orjson.loads(r.data)
+    assert (status["reason"], status["code"]) == ("NotAcceptable", 406)
+    assert status["message"] == ("only the following media types are accepted: application/json, "
+                                 "application/yaml, application/vnd.kubernetes.protobuf")
+    # A plain type after the table clause is chosen instead, as kube-apiserver's negotiation does.
+    r = raw.http.request("POST", path, body=review,
+                         headers={"Content-Type": "application/json", "Accept": f"{table}, application/json"})
+    assert r.status == 201 and orjson.loads(r.data)["status"]["allowed"] is True

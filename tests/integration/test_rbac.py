@@ -137,3 +137,18 @@ def test_a_review_asked_for_only_as_a_table_is_not_acceptable(cluster: Cluster) 
     r = raw.http.request("POST", path, body=review,
                          headers={"Content-Type": "application/json", "Accept": f"{table}, application/json"})
     assert r.status == 201 and orjson.loads(r.data)["status"]["allowed"] is True
+
+
+def test_a_binding_without_api_groups_is_defaulted(cluster: Cluster) -> None:
+    # client-go callers (conformance's webhook tests) leave roleRef.apiGroup empty.
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "no-groups", "namespace": "default"},
+               "roleRef": {"kind": "ClusterRole", "name": "view"},
+               "subjects": [{"kind": "User", "name": "alice"}]}
+    cluster.kubectl("create", "-f", "-", input=json.dumps(binding), check=True)
+    try:
+        got = json.loads(cluster.kubectl("get", "rolebinding", "no-groups", "-o", "json", check=True).stdout)
+        assert got["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+        assert got["subjects"][0]["apiGroup"] == "rbac.authorization.k8s.io"
+    finally:
+        cluster.kubectl("delete", "rolebinding", "no-groups")

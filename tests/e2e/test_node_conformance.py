@@ -136,6 +136,29 @@ def test_busybox_bin_sh_is_busybox_also_on_a_read_only_root(node: Node) -> None:
     assert node.log(done, "priv") == busybox and "can't cd to /nonexistent" in busybox
 
 
+def test_agnhost_nettest_hears_a_pre_stop_hook(node: Node) -> None:
+    # A busybox pod's preStop hook writes to an agnhost nettest pod on deletion; the counts
+    # are read back through the API server's pods/proxy. (Finding peers through the API is
+    # the unit tests'; this fixture's agent has no route to the API for pods.)
+    server = pod("nettest", [{"name": "c", "image": AGNHOST, "args": ["nettest", "--peers=1"],
+                              "ports": [{"containerPort": 8080}]}], terminationGracePeriodSeconds=1)
+    node.apply(server)
+    ip = node.wait_pod("nettest", "Ready", lambda p: condition(p, "Ready") == "True")["status"]["podIP"]
+    hook = {"exec": {"command": ["wget", "-O-", '--post-data={"Source": "prestop"}', f"http://{ip}:8080/write"]}}
+    node.apply(pod("tester", [{"name": "c", "image": "busybox", "command": ["sleep", "600"],
+                               "lifecycle": {"preStop": hook}}], terminationGracePeriodSeconds=10))
+    node.wait_pod("tester", "running", lambda p: "running" in status_of(p, "c").get("state", {}))
+    node.kubectl("delete", "pod", "tester", "--wait=true")
+
+    def read() -> Obj:
+        return dict(json.loads(node.kubectl("get", "--raw", "/api/v1/namespaces/default/pods/nettest/proxy/read")))
+
+    wait_for("the hook's write", lambda: (read().get("Received") or {}).get("prestop") == 1)
+    assert read()["Hostname"] == "nettest"
+    assert node.kubectl("get", "--raw", "/api/v1/namespaces/default/pods/nettest/proxy/status") == "running"
+    node.kubectl("delete", "pod", "nettest", "--wait=false")
+
+
 def test_downward_api_files_follow_label_changes(node: Node) -> None:
     c = {"name": "c", "image": "busybox",
          "command": ["sh", "-c", "while true; do cat /info/labels; echo; sleep 0.5; done"],

@@ -4,6 +4,7 @@ processes they are in a container, their output compared with what the Go progra
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -206,3 +207,48 @@ def test_guestbook_primary_pushes_sets_to_a_registered_replica() -> None:
     assert replica is not None and replica.stderr is not None
     assert "Registered to node: 127.0.0.1" in replica.stderr.read().decode()
 
+
+
+def test_nettest_records_writers_and_reports_its_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from kubelite.images.agnhost import common, nettest
+
+    state = nettest.State("server-host", peers=1)
+    handler = type("H", (nettest.NettestHandler,), {"state": state, "service": "svc", "namespace": "ns"})
+    server = common.GoHTTPServer(0, handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert get(f"{base}/status") == (200, "running")
+        # What conformance's PreStop hook sends (busybox wget --post-data), and a body without a source.
+        request = urllib.request.Request(f"{base}/write", data=b'{"Source": "prestop"}')
+        with urllib.request.urlopen(request) as r:
+            assert r.read() == b'{"Hostname":"server-host"}\n'
+        urllib.request.urlopen(urllib.request.Request(f"{base}/write", data=b"{}")).close()
+        status, body = get(f"{base}/read")
+        assert status == 200 and body.startswith('{\n\t"Hostname": "server-host",\n\t"Sent": null,')
+        read = json.loads(body)
+        assert read["Received"] == {"prestop": 1}
+        assert read["Errors"] == ["server-host: Got request with no source"]
+
+        # The peer round: the API's endpoints of the service, each written to.
+        class FakeCluster:
+            def get(self, path: str) -> object:
+                if path == "/version":
+                    return {"gitVersion": "v1.33.0"}
+                assert path == "/api/v1/namespaces/ns/endpoints/svc"
+                return {"subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": port}]}]}
+
+        monkeypatch.setattr(nettest, "InCluster", FakeCluster)
+        monkeypatch.setattr(nettest.time, "sleep", lambda _s: None)
+        nettest.contact_others(state, "ns", "svc")
+        read = json.loads(get(f"{base}/read")[1])
+        assert read["Sent"] == {"server-host": 15} and read["Received"] == {"prestop": 1, "server-host": 15}
+        assert read["StillContactingPeers"] is False
+        assert get(f"{base}/status") == (200, "pass")
+        assert get(f"{base}/nothing") == (404, "404 page not found\n")
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -26,6 +26,7 @@ COMMANDS = {
     "logs-generator": ("logsgen", "Outputs lines of logs to stdout uniformly"),
     "mounttest": ("mounttest", "Creates files with given permissions and outputs FS type, owner, mode, permissions, contents of files"),
     "netexec": ("netexec", "Creates HTTP(S), UDP, and (optionally) SCTP servers with various endpoints"),
+    "nettest": ("nettest", "Starts a tiny web server for checking networking connectivity"),
     "pause": ("pause", "Pauses the execution"),
     "porter": ("porter", "Serves requested data on ports specified in ENV variables"),
     "serve-hostname": ("servehostname", "Serves the hostname"),

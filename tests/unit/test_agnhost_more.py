@@ -242,7 +242,7 @@ def test_nettest_records_writers_and_reports_its_peers(monkeypatch: pytest.Monke
                 return {"subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": port}]}]}
 
         monkeypatch.setattr(nettest, "InCluster", FakeCluster)
-        monkeypatch.setattr(nettest.time, "sleep", lambda _s: None)
+        monkeypatch.setattr("kubelite.images.agnhost.nettest.time.sleep", lambda _s: None)
         nettest.contact_others(state, "ns", "svc")
         read = json.loads(get(f"{base}/read")[1])
         assert read["Sent"] == {"server-host": 15} and read["Received"] == {"prestop": 1, "server-host": 15}

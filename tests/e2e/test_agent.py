@@ -160,6 +160,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     require(shutil.which("busybox") is not None, "busybox is not installed")
     from kubelite.node.network import cleanup_cluster
     from kubelite.node.runtime import kill_all
+    from kubelite.node.volumes import unmount_under
 
     base = tmp_path_factory.mktemp("agent")
     cluster = new_cluster(base)
@@ -178,6 +179,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
         upstream.close()
         n.stop_agent()
         kill_all(n.state_dir)
+        unmount_under(n.state_dir / "pods")  # memory-backed emptyDirs a failed test left
         cluster.stop()
         cleanup_cluster(agent_cluster)
         assert [ns for ns in netns_names() if ns.startswith(agent_cluster)] == before

@@ -2,7 +2,7 @@
 
 Each test shows one kubelet or scheduler behaviour on catalog containers: the active
 deadline, termination messages (file and log fallback, as a non-root user too), subPathExpr,
-a hostPath /etc/hosts, downward API files following label changes, hostPort on the node's
+a hostPath /etc/hosts, memory-backed emptyDirs, downward API files following label changes, hostPort on the node's
 address (in the node's own network namespace), and the scheduler fitting requests against
 the allocatable the agent reports. The cluster and agent come from the agent tests' fixture.
 """
@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
+import subprocess
 
 from tests.e2e.test_agent import AGNHOST, Node, Obj, condition, node, pod, status_of, wait_for
 
@@ -90,6 +92,71 @@ def test_a_host_path_etc_hosts_is_the_nodes_file(node: Node) -> None:
     done = node.wait_pod("hosts", "Succeeded", lambda p: p["status"].get("phase") == "Succeeded")
     assert node.log(done, "managed").startswith("# Kubernetes-managed hosts file.")
     assert node.log(done, "node") == pathlib.Path("/etc/hosts").read_text().rstrip("\n")
+
+
+def mounts_under(path: pathlib.Path) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split(" ")[4] for line in f]
+    return [p for p in points if p.startswith(str(path) + "/")]
+
+
+def test_a_memory_empty_dir_is_a_tmpfs_unmounted_with_the_pod(node: Node) -> None:
+    script = "stat -f -c %T /mem; stat -c %A /mem; df -k /mem | tail -1; echo hi > /mem/f && cat /mem/f"
+    obj = pod("mem", [{"name": "c", "image": "busybox", "command": ["sh", "-c", script + "; sleep 3600"],
+                       "securityContext": {"runAsUser": 1000},
+                       "volumeMounts": [{"name": "mem", "mountPath": "/mem"}]}],
+              terminationGracePeriodSeconds=1,
+              volumes=[{"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}}])
+    node.apply(obj)
+    p = node.wait_pod("mem", "running", lambda p: "running" in status_of(p, "c").get("state", {}))
+    wait_for("the container's output", lambda: node.log(p, "c").count("\n") >= 3)
+    fs, mode, df, written = node.log(p, "c").splitlines()[:4]
+    assert (fs, mode, written) == ("tmpfs", "drwxrwxrwx", "hi")
+    assert df.split()[1] == "8192"  # sizeLimit, in KiB: the pod's own tmpfs, not one it sits on
+    pod_dir = node.state_dir / "pods" / p["metadata"]["uid"]
+    assert mounts_under(pod_dir) == [str(pod_dir / "volumes" / "mem")]
+    node.kubectl("delete", "pod", "mem", "--wait=true")
+    wait_for("the tmpfs unmounted", lambda: not mounts_under(pod_dir))
+
+
+def test_busybox_bin_sh_is_busybox_also_on_a_read_only_root(node: Node) -> None:
+    # The image's /bin/sh is busybox's ash, whose messages start with its argv[0]; the host's
+    # /bin/sh (dash here) says "/bin/sh: 1: cannot create ...".
+    write = ["/bin/sh", "-c", "echo test > /file"]
+    node.apply(pod("ro-sh", [
+        {"name": "ro", "image": "busybox", "command": write, "securityContext": {"readOnlyRootFilesystem": True}},
+        {"name": "priv", "image": "busybox", "command": ["/bin/sh", "-c", "cd /nonexistent"],
+         "securityContext": {"privileged": True}},
+    ], restartPolicy="Never"))
+    done = node.wait_pod("ro-sh", "Failed", lambda p: p["status"].get("phase") == "Failed")
+    assert node.log(done, "ro") == "/bin/sh: can't create /file: Read-only file system"
+    # A privileged container keeps the host's view, but its /bin/sh is still busybox's.
+    busybox = subprocess.run(["/bin/sh", "-c", "cd /nonexistent"], executable=shutil.which("busybox"),
+                             capture_output=True, text=True).stderr.strip()
+    assert node.log(done, "priv") == busybox and "can't cd to /nonexistent" in busybox
+
+
+def test_agnhost_nettest_hears_a_pre_stop_hook(node: Node) -> None:
+    # A busybox pod's preStop hook writes to an agnhost nettest pod on deletion; the counts
+    # are read back through the API server's pods/proxy. (Finding peers through the API is
+    # the unit tests'; this fixture's agent has no route to the API for pods.)
+    server = pod("nettest", [{"name": "c", "image": AGNHOST, "args": ["nettest", "--peers=1"],
+                              "ports": [{"containerPort": 8080}]}], terminationGracePeriodSeconds=1)
+    node.apply(server)
+    ip = node.wait_pod("nettest", "Ready", lambda p: condition(p, "Ready") == "True")["status"]["podIP"]
+    hook = {"exec": {"command": ["wget", "-O-", '--post-data={"Source": "prestop"}', f"http://{ip}:8080/write"]}}
+    node.apply(pod("tester", [{"name": "c", "image": "busybox", "command": ["sleep", "600"],
+                               "lifecycle": {"preStop": hook}}], terminationGracePeriodSeconds=10))
+    node.wait_pod("tester", "running", lambda p: "running" in status_of(p, "c").get("state", {}))
+    node.kubectl("delete", "pod", "tester", "--wait=true")
+
+    def read() -> Obj:
+        return dict(json.loads(node.kubectl("get", "--raw", "/api/v1/namespaces/default/pods/nettest/proxy/read")))
+
+    wait_for("the hook's write", lambda: (read().get("Received") or {}).get("prestop") == 1)
+    assert read()["Hostname"] == "nettest"
+    assert node.kubectl("get", "--raw", "/api/v1/namespaces/default/pods/nettest/proxy/status") == "running"
+    node.kubectl("delete", "pod", "nettest", "--wait=false")
 
 
 def test_downward_api_files_follow_label_changes(node: Node) -> None:

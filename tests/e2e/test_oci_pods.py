@@ -243,6 +243,27 @@ def test_no_new_privs_and_runtime_default_seccomp_unless_the_pod_asks(cluster: C
                     "nnp-localhost", "nnp-exec", "--wait=false", check=True)
 
 
+def test_a_memory_empty_dir_is_a_tmpfs_in_an_image_container(cluster: Cluster) -> None:
+    script = "stat -f -c %T /mem; stat -c %A /mem; df -k /mem | tail -1; echo hi > /mem/f && cat /mem/f"
+    apply(cluster, pod("mem", [{"name": "c", "image": BB, "command": ["sh", "-c", script],
+                                "securityContext": {"runAsUser": 1000},
+                                "volumeMounts": [{"name": "mem", "mountPath": "/mem"}]}],
+                       restartPolicy="Never",
+                       volumes=[{"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "4Mi"}}]))
+    assert terminated(cluster, "mem")["exitCode"] == 0
+    fs, mode, df, written = logs(cluster, "mem")
+    assert (fs, mode, written) == ("tmpfs", "drwxrwxrwx", "hi")
+    assert df.split()[1] == "4096"  # sizeLimit, in KiB
+    uid = (get_pod(cluster, "mem") or {})["metadata"]["uid"]
+    cluster.kubectl("delete", "pod", "mem", "--wait=true", check=True)
+
+    def pod_mounts() -> list[str]:
+        with open("/proc/self/mountinfo") as f:
+            return [line for line in f if f"/{uid}/volumes/" in line]
+
+    wait_for("the tmpfs unmounted", lambda: not pod_mounts())
+
+
 def test_a_memory_limit_ends_in_oomkilled(cluster: Cluster) -> None:
     apply(cluster, pod("oom", [{"name": "c", "image": BB, "command": ["tail", "/dev/zero"],
                                 "resources": {"limits": {"memory": "32Mi"}}}], restartPolicy="Never"))

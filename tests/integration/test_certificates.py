@@ -295,3 +295,19 @@ def test_server_side_apply_records_the_requestor_and_discovery_lists_the_kinds(c
     assert ("resourcequotas", "quota", "v1", "true", "ResourceQuota") in rows
     explained = cluster.kubectl("explain", "csr.spec.expirationSeconds", check=True).stdout
     assert "FIELD: expirationSeconds <integer>" in explained
+
+
+def test_requests_are_listed_by_signer(cluster: Cluster) -> None:
+    names = {signer: f"sel-{uid()}" for signer in ("kubernetes.io/kube-apiserver-client", "example.com/other")}
+    for signer, name in names.items():
+        _, request = key_and_request(name)
+        create(cluster, csr_object(name, request, signer=signer)).check_returncode()
+    try:
+        for signer, name in names.items():
+            out = cluster.kubectl("get", "csr", "--field-selector", f"spec.signerName={signer}",
+                                  "-o", "name", check=True).stdout.split()
+            assert f"certificatesigningrequest.certificates.k8s.io/{name}" in out
+            assert all(f"/{other}" not in out for other in names.values() if other != name)
+    finally:
+        for name in names.values():
+            cluster.kubectl("delete", "csr", name)

@@ -135,6 +135,20 @@ def test_quota_counts_and_refuses_in_kubernetes_words(cluster: Cluster) -> None:
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
 
 
+def test_a_quota_counts_itself_at_once(cluster: Cluster) -> None:
+    # One quota after another, each in a new namespace: the first status the controller writes
+    # must already count the quota that caused it (a later arrival triggers no recount).
+    for _ in range(3):
+        ns = new_namespace(cluster)
+        try:
+            cluster.kubectl("create", "quota", "q", "-n", ns, "--hard=resourcequotas=2,count/resourcequotas=2",
+                            check=True)
+            wait_until(lambda ns=ns: quota_used(cluster, "q", ns) != {}, "the quota's status", 15)  # type: ignore[misc]
+            assert quota_used(cluster, "q", ns) == {"count/resourcequotas": "1", "resourcequotas": "1"}
+        finally:
+            cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
 def test_quota_on_compute_resources(cluster: Cluster) -> None:
     ns = new_namespace(cluster)
     try:

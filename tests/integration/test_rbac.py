@@ -9,8 +9,10 @@ import json
 import pathlib
 import uuid
 
+import orjson
+
 from tests import waiting
-from tests.integration.cluster import Cluster
+from tests.integration.cluster import Cluster, Raw
 
 
 def token_kubeconfig(cluster: Cluster, tmp_path: pathlib.Path, sa: str, ns: str = "default") -> dict[str, str]:
@@ -125,3 +127,36 @@ def test_escalation_is_refused_and_aggregation_follows(cluster: Cluster, tmp_pat
     finally:
         cluster.kubectl("delete", "clusterrole", name, "--ignore-not-found")
         cluster.kubectl("delete", "namespace", ns, "--wait=false")
+
+
+def test_a_review_asked_for_only_as_a_table_is_not_acceptable(cluster: Cluster) -> None:
+    raw = Raw(cluster)
+    review = orjson.dumps({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                           "spec": {"nonResourceAttributes": {"path": "/", "verb": "get"}}})
+    path = cluster.server + "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
+    table = "application/json;as=Table;v=v1;g=meta.k8s.io"
+    r = raw.http.request("POST", path, body=review, headers={"Content-Type": "application/json", "Accept": table})
+    assert r.status == 406
+    status = orjson.loads(r.data)
+    assert (status["reason"], status["code"]) == ("NotAcceptable", 406)
+    assert status["message"] == ("only the following media types are accepted: application/json, "
+                                 "application/yaml, application/vnd.kubernetes.protobuf")
+    # A plain type after the table clause is chosen instead, as kube-apiserver's negotiation does.
+    r = raw.http.request("POST", path, body=review,
+                         headers={"Content-Type": "application/json", "Accept": f"{table}, application/json"})
+    assert r.status == 201 and orjson.loads(r.data)["status"]["allowed"] is True
+
+
+def test_a_binding_without_api_groups_is_defaulted(cluster: Cluster) -> None:
+    # client-go callers (conformance's webhook tests) leave roleRef.apiGroup empty.
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "no-groups", "namespace": "default"},
+               "roleRef": {"kind": "ClusterRole", "name": "view"},
+               "subjects": [{"kind": "User", "name": "alice"}]}
+    cluster.kubectl("create", "-f", "-", input=json.dumps(binding), check=True)
+    try:
+        got = json.loads(cluster.kubectl("get", "rolebinding", "no-groups", "-o", "json", check=True).stdout)
+        assert got["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+        assert got["subjects"][0]["apiGroup"] == "rbac.authorization.k8s.io"
+    finally:
+        cluster.kubectl("delete", "rolebinding", "no-groups")

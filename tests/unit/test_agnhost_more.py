@@ -1,9 +1,10 @@
-"""agnhost's sub-commands that conformance runs in volume, entrypoint, logs and proxy tests:
-mounttest, entrypoint-tester, logs-generator, test-webserver and porter, run as the real
+"""agnhost's sub-commands that conformance runs in volume, entrypoint, logs, proxy and kubectl
+tests: mounttest, entrypoint-tester, logs-generator, test-webserver, porter and guestbook, run as the real
 processes they are in a container, their output compared with what the Go program prints."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -152,3 +153,102 @@ def test_porter_answers_each_port_with_its_value_over_http_and_tls() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def wait_answer(url: str, expected: str) -> None:
+    answer: tuple[int, str] = (0, "")
+    for _ in range(200):
+        answer = get(url)
+        if answer == (200, expected):
+            return
+        time.sleep(0.025)
+    raise AssertionError(f"{url} answered {answer}, not {expected}")
+
+
+def test_guestbook_primary_pushes_sets_to_a_registered_replica() -> None:
+    # On one host both cannot listen on 6379: each one's --backend-port is the other's port.
+    primary_port, replica_port = free_port(), free_port()
+    primary = subprocess.Popen([*AGNHOST, "guestbook", f"--http-port={primary_port}",
+                                f"--backend-port={replica_port}"], stderr=subprocess.PIPE)
+    replica = None
+    try:
+        wait_port(primary_port, primary)
+        p = f"http://127.0.0.1:{primary_port}"
+        assert get(f"{p}/get?key=messages") == (200, '{"data":""}')
+        assert get(f"{p}/set?key=early&value=before+registration") == (200, '{"message":"Updated"}')
+        assert get(f"{p}/set?value=x") == (400, "cannot set with empty key.\n")
+        assert get(f"{p}/guestbook?cmd=DELETE") == (400, "unsupported cmd: 'delete'\n")
+        assert get(f"{p}/guestbook?cmd=set") == (400, "cannot set with empty key.\n")
+        replica = subprocess.Popen([*AGNHOST, "guestbook", f"--http-port={replica_port}",
+                                    f"--backend-port={primary_port}", "--replicaof=127.0.0.1"],
+                                   stderr=subprocess.PIPE)
+        wait_port(replica_port, replica)
+        r = f"http://127.0.0.1:{replica_port}"
+        # The registration hands the replica the primary's store ...
+        wait_answer(f"{r}/get?key=early", '{"data":"before registration"}')
+        # ... and later sets reach it through the primary.
+        assert get(f"{p}/set?key=messages&value=TestEntry") == (200, '{"message":"Updated"}')
+        assert get(f"{r}/get?key=messages") == (200, '{"data":"TestEntry"}')
+        assert get(f"{r}/get") == (200, '{"data":{"early":"before registration","messages":"TestEntry"}}')
+        assert get(f"{r}/nothing") == (404, "404 page not found\n")
+    finally:
+        for proc in (primary, replica):
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+    assert replica is not None and replica.stderr is not None
+    assert "Registered to node: 127.0.0.1" in replica.stderr.read().decode()
+
+
+
+def test_nettest_records_writers_and_reports_its_peers(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from kubelite.images.agnhost import common, nettest
+
+    state = nettest.State("server-host", peers=1)
+    handler = type("H", (nettest.NettestHandler,), {"state": state, "service": "svc", "namespace": "ns"})
+    server = common.GoHTTPServer(0, handler)
+    port = server.server_address[1]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        assert get(f"{base}/status") == (200, "running")
+        # What conformance's PreStop hook sends (busybox wget --post-data), and a body without a source.
+        request = urllib.request.Request(f"{base}/write", data=b'{"Source": "prestop"}')
+        with urllib.request.urlopen(request) as r:
+            assert r.read() == b'{"Hostname":"server-host"}\n'
+        urllib.request.urlopen(urllib.request.Request(f"{base}/write", data=b"{}")).close()
+        status, body = get(f"{base}/read")
+        assert status == 200 and body.startswith('{\n\t"Hostname": "server-host",\n\t"Sent": null,')
+        read = json.loads(body)
+        assert read["Received"] == {"prestop": 1}
+        assert read["Errors"] == ["server-host: Got request with no source"]
+
+        # The peer round: the API's endpoints of the service, each written to.
+        class FakeCluster:
+            def get(self, path: str) -> object:
+                if path == "/version":
+                    return {"gitVersion": "v1.33.0"}
+                assert path == "/api/v1/namespaces/ns/endpoints/svc"
+                return {"subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"port": port}]}]}
+
+        monkeypatch.setattr(nettest, "InCluster", FakeCluster)
+        monkeypatch.setattr("kubelite.images.agnhost.nettest.time.sleep", lambda _s: None)
+        nettest.contact_others(state, "ns", "svc")
+        read = json.loads(get(f"{base}/read")[1])
+        assert read["Sent"] == {"server-host": 15} and read["Received"] == {"prestop": 1, "server-host": 15}
+        assert read["StillContactingPeers"] is False
+        assert get(f"{base}/status") == (200, "pass")
+        assert get(f"{base}/nothing") == (404, "404 page not found\n")
+    finally:
+        server.shutdown()
+        server.server_close()

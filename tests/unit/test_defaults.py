@@ -240,3 +240,17 @@ def test_unknown_kinds_are_left_alone() -> None:
     ns: dict[str, Any] = {"metadata": {"name": "dev"}}
     apply_defaults("", "Namespace", ns)
     assert ns == {"metadata": {"name": "dev"}}
+
+
+@pytest.mark.parametrize("kind", ["RoleBinding", "ClusterRoleBinding"])
+def test_binding_role_ref_and_subject_api_groups(kind: str) -> None:
+    binding: dict[str, Any] = {
+        "roleRef": {"apiGroup": "", "kind": "Role", "name": "reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": "sa", "namespace": "ns"},
+                     {"kind": "User", "name": "alice"}, {"kind": "Group", "name": "devs"},
+                     {"kind": "User", "name": "bob", "apiGroup": "example.com"}],
+    }
+    apply_defaults("rbac.authorization.k8s.io", kind, binding)
+    assert binding["roleRef"]["apiGroup"] == "rbac.authorization.k8s.io"
+    assert [s.get("apiGroup") for s in binding["subjects"]] == [
+        None, "rbac.authorization.k8s.io", "rbac.authorization.k8s.io", "example.com"]

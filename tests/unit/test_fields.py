@@ -112,3 +112,14 @@ def test_other_kinds() -> None:
     }
     svc = object_fields("", "Service", {"metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.1", "type": "ClusterIP"}})
     assert svc["spec.clusterIP"] == "10.96.0.1" and svc["spec.type"] == "ClusterIP"
+
+
+def test_certificate_signing_requests_select_by_signer() -> None:
+    sel = parse_field_selector("spec.signerName=example.com/x").validate_for("certificates.k8s.io",
+                                                                                 "CertificateSigningRequest")
+    csr = {"metadata": {"name": "c"}, "spec": {"signerName": "example.com/x"}}
+    assert sel.matches(object_fields("certificates.k8s.io", "CertificateSigningRequest", csr))
+    assert not sel.matches(object_fields("certificates.k8s.io", "CertificateSigningRequest",
+                                         {"metadata": {"name": "d"}, "spec": {"signerName": "kubernetes.io/y"}}))
+    with pytest.raises(SelectorError):  # cluster-scoped: no metadata.namespace
+        parse_field_selector("metadata.namespace=x").validate_for("certificates.k8s.io", "CertificateSigningRequest")

@@ -643,7 +643,20 @@ def _default_network_policy(obj: Obj) -> None:
                     port["protocol"] = "TCP"
 
 
+def _default_role_binding(obj: Obj) -> None:
+    """SetDefaults_RoleBinding / _ClusterRoleBinding / _Subject (rbac/v1): the roleRef's apiGroup
+    is RBAC's; a User or Group subject's apiGroup is RBAC's, a ServiceAccount's stays empty."""
+    ref = obj.get("roleRef")
+    if isinstance(ref, dict) and not ref.get("apiGroup"):
+        ref["apiGroup"] = "rbac.authorization.k8s.io"
+    for subject in obj.get("subjects") or []:
+        if isinstance(subject, dict) and not subject.get("apiGroup") and subject.get("kind") in ("User", "Group"):
+            subject["apiGroup"] = "rbac.authorization.k8s.io"
+
+
 _DEFAULTERS: dict[tuple[str, str], Callable[[Obj], None]] = {
+    ("rbac.authorization.k8s.io", "RoleBinding"): _default_role_binding,
+    ("rbac.authorization.k8s.io", "ClusterRoleBinding"): _default_role_binding,
     ("networking.k8s.io", "NetworkPolicy"): _default_network_policy,
     ("", "ReplicationController"): _default_replication_controller,
     ("", "PodTemplate"): _default_pod_template,

@@ -171,6 +171,7 @@ _FIELD_LABELS: dict[tuple[str, str], dict[str, str]] = {
     ("", "Secret"): _identity(*_META, "type"),
     ("", "Service"): _identity(*_META, "spec.clusterIP", "spec.type"),
     ("", "Event"): _identity(*_META, *_EVENT_FIELDS),
+    ("certificates.k8s.io", "CertificateSigningRequest"): _identity("metadata.name", "spec.signerName"),
     ("events.k8s.io", "Event"): {
         **_identity(*_META, "reason", "type"),
         **{f"regarding.{f}": f"involvedObject.{f}"
@@ -228,6 +229,8 @@ def object_fields(group: str, kind: str, obj: Mapping[str, Any]) -> dict[str, st
     elif group == "" and kind == "Service":
         fields["spec.clusterIP"] = _str(spec.get("clusterIP"))
         fields["spec.type"] = _str(spec.get("type"))
+    elif group == "certificates.k8s.io" and kind == "CertificateSigningRequest":
+        fields["spec.signerName"] = _str(spec.get("signerName"))
     elif kind == "Event" and group in ("", "events.k8s.io"):
         fields.update(_event_fields(obj, group == "events.k8s.io"))
     return fields

@@ -145,6 +145,15 @@ def wants_table(request: web.Request) -> bool:
     return False
 
 
+def accepts_plain_object(request: web.Request) -> bool:
+    """Whether the Accept header lets the object itself be the answer (no header does)."""
+    header = request.headers.get("Accept", "").strip()
+    if not header:
+        return True
+    plain = ("application/json", "application/yaml", PROTOBUF, "*/*", "application/*")
+    return any(p["type"] in plain and "as" not in p for p in _accept_params(header))
+
+
 def wants_partial_metadata(request: web.Request) -> bool:
     for p in _accept_params(request.headers.get("Accept", "")):
         if p.get("as", "").startswith("PartialObjectMetadata"):
@@ -300,6 +309,11 @@ class RestHandlers:
     async def _review(self, request: web.Request, target: Target) -> web.StreamResponse:
         """SelfSubjectAccessReview, SelfSubjectReview & co: answered by the authorizer, never stored."""
         assert self.authorizer is not None
+        if not accepts_plain_object(request):
+            # The review kinds have no table convertor: kube-apiserver's negotiation skips an
+            # ``as=Table`` clause for them and, with nothing else acceptable, answers 406.
+            raise errors.not_acceptable("only the following media types are accepted: "
+                                        f"application/json, application/yaml, {PROTOBUF}")
         body = await self._decoded_body(request, (target.rt.group, target.rt.version, target.rt.kind))
         if not isinstance(body, dict):
             raise errors.bad_request(f"a {target.rt.kind} is required")

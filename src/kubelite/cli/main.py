@@ -584,10 +584,12 @@ def cleanup(data_dir: pathlib.Path, cluster: str | None = None, *, keep_pods: bo
     if cluster is not None and os.geteuid() == 0 and not keep_pods:
         from kubelite.node.network import cleanup_cluster
         from kubelite.node.runtime import kill_all
+        from kubelite.node.volumes import unmount_under
 
         agent_dir = data_dir / "agent"
         if agent_dir.exists():
             kill_all(agent_dir)
+            unmount_under(agent_dir / "pods")  # memory-backed emptyDirs of pods a crash left
         cleanup_cluster(cluster)
         from kubelite.node.agent import SHORT_SOCKET_DIR
 

@@ -169,6 +169,8 @@ class ResourceQuotaController(Controller):
             if rt is None or not rt.namespaced:
                 used[name] = "0"
                 continue
-            informer = await self._informer_for(rt)
+            # ResourceQuotas count from the informer whose event started this sync: another one
+            # may not have seen the new quota yet, and its arrival there triggers no recount.
+            informer = self.quotas if rt == self.rt else await self._informer_for(rt)
             used[name] = str(len(informer.list(ns)))
         return used

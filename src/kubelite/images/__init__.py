@@ -47,6 +47,10 @@ class Image:
     # Programs at fixed paths inside the real image (agnhost's /agnhost), as the argv that
     # runs them here: manifests written for a real cluster say `command: ["/agnhost", ...]`.
     binaries: dict[str, list[str]] = field(default_factory=dict)
+    # Files at fixed paths inside the real image that must be this image's own, also for
+    # programs the container runs by that path (busybox's /bin/sh, whose messages start with
+    # its argv[0]): in-image path -> the host file bound there, read-only.
+    files: dict[str, str] = field(default_factory=dict)
     # What the program needs of the host besides its program directories, the Python
     # installation and kubelite's package (kubelite.node.isolation): paths shown read-only
     # in the container's root, and directories it writes (empty and private at each start).
@@ -142,7 +146,9 @@ def _busybox(image: str) -> Image:
     busybox = _require("busybox", image)
     applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
     applet_dir = _link_dir("busybox", {applet: busybox for applet in applets if "/" not in applet})
-    return Image(normalise(image), [], ["sh"], {"PATH": f"{applet_dir}:{DEFAULT_PATH}"}, paths=(applet_dir, busybox))
+    # The image's /bin/sh is busybox's ash (the host's may be dash or bash, with other messages).
+    return Image(normalise(image), [], ["sh"], {"PATH": f"{applet_dir}:{DEFAULT_PATH}"}, paths=(applet_dir, busybox),
+                 files={"/bin/sh": busybox})
 
 
 def _python(image: str) -> Image:

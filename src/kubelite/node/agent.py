@@ -34,7 +34,7 @@ from kubelite.api.types import EventType, Obj
 from kubelite.client import PODS, SERVICES, Client, Informer
 from kubelite.client.events import EventRecorder
 from kubelite.node import images as node_images
-from kubelite.node import podspec
+from kubelite.node import podspec, volumes
 from kubelite.node.dnsrelay import DnsRelay
 from kubelite.node.hostport import HostPorts
 from kubelite.node.network import NodeNetwork, PodNetwork
@@ -199,6 +199,7 @@ class Agent:
         if self.pods_dir.is_dir():
             for d in self.pods_dir.iterdir():
                 if d.name not in known:
+                    volumes.unmount_under(d)  # a memory-backed emptyDir of a pod gone meanwhile
                     shutil.rmtree(d, ignore_errors=True)
 
     # -- streaming lookups

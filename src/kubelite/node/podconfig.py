@@ -267,5 +267,7 @@ class PodConfigurer:
             # their own there; ours would also shadow a hostPath /etc/hosts source, as binds
             # are made one after the other inside the container.
             mounts = mounts[1:]
+        if isinstance(image, images.Image):
+            mounts += [(host, inside, True) for inside, host in image.files.items()]
         mounts += volumes.container_mounts(pod, c, pod_dir, result.env)
         return env, argv, mounts

@@ -3,7 +3,8 @@
 The kubelet's volume plugins mount tmpfs or block devices; a kubelite container is a process
 in its own mount namespace, so every volume is simply a host directory that the shim
 bind-mounts at the container's ``mountPath``. emptyDir is an empty directory that lives as
-long as the pod; configMap, secret, downwardAPI and projected volumes are files written
+long as the pod (with ``medium: Memory`` a tmpfs mounted on it, as the kubelet's emptyDir
+plugin mounts one, sized by ``sizeLimit``; unmounted when the pod's volumes go); configMap, secret, downwardAPI and projected volumes are files written
 here from the API objects (rewritten on each refresh, stale files removed, as the kubelet's
 atomic writer leaves no leftovers); hostPath mounts the host's own path. The service-account
 token directory that kube-apiserver's admission would add as the projected
@@ -21,7 +22,9 @@ import stat
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from kubelite.api.resource import parse_quantity
 from kubelite.api.types import Obj
+from kubelite.linux import syscalls
 from kubelite.node import podspec
 
 SA_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -176,6 +179,8 @@ async def setup(pod: Obj, pod_dir: pathlib.Path, sources: Sources) -> None:
         target = volume_dir(pod_dir, vol["name"])
         if vol.get("emptyDir") is not None:
             target.mkdir(parents=True, exist_ok=True)
+            if (vol["emptyDir"] or {}).get("medium") == "Memory" and not _is_mount_point(target):
+                _mount_tmpfs(target, (vol["emptyDir"] or {}).get("sizeLimit"))
             os.chmod(target, 0o777)
         elif vol.get("hostPath") is not None:
             _check_host_path(vol["hostPath"])
@@ -325,7 +330,47 @@ def _make_sub_path(root: pathlib.Path, sub: pathlib.Path) -> None:
     sub.mkdir(parents=True, exist_ok=True)
 
 
+def _is_mount_point(path: pathlib.Path) -> bool:
+    try:
+        return path.stat().st_dev != path.parent.stat().st_dev
+    except OSError:
+        return False
+
+
+def _mount_tmpfs(target: pathlib.Path, size_limit: str | int | None) -> None:
+    # The kubelet's emptyDir plugin: "tmpfs" with a size= option when sizeLimit is set; without
+    # one the kernel's default (half the memory) stands in for the node's allocatable memory.
+    options = "mode=0777"
+    if size_limit not in (None, ""):
+        size = int(parse_quantity(size_limit or 0))
+        if size > 0:
+            options += f",size={size}"
+    syscalls.mount("tmpfs", str(target), "tmpfs", syscalls.MS_NOSUID | syscalls.MS_NODEV, options)
+
+
+def unmount_under(directory: pathlib.Path) -> None:
+    """Detach every mount at or below ``directory`` (memory-backed emptyDirs), deepest first,
+    so that removing the directory frees their memory and never reaches into a mount."""
+    prefix = os.path.realpath(directory)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            points = [_unescape_mount_path(line.split(" ")[4]) for line in f]
+    except OSError:
+        return
+    for point in sorted((p for p in points if p == prefix or p.startswith(prefix + "/")), key=len, reverse=True):
+        try:
+            syscalls.umount(point, syscalls.MNT_DETACH)
+        except OSError:
+            pass  # already gone (a second entry for the same point)
+
+
+def _unescape_mount_path(field: str) -> str:
+    # mountinfo octal-escapes space, tab, newline and backslash in paths.
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
 def remove(pod_dir: pathlib.Path) -> None:
     """Remove the pod's volume and token directories (emptyDir content goes with the pod)."""
+    unmount_under(pod_dir / "volumes")
     for d in (pod_dir / "volumes", sa_dir(pod_dir)):
         shutil.rmtree(d, ignore_errors=True)

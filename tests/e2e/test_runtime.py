@@ -219,6 +219,23 @@ async def test_an_exit_is_told_by_its_watch_once_the_status_is_final(
     await again.remove(cid)
 
 
+async def test_exit_watches_leave_the_agent_half_its_descriptors(
+    runtime: Runtime, netns: str, pod_dir: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pidfd per running container: past half the soft RLIMIT_NOFILE the worker polls
+    instead, so that a node with many containers never runs the agent out of descriptors."""
+    from kubelite.node import runtime as runtime_module
+
+    cid = await runtime.start(busybox_spec(netns, pod_dir, "sleep 30"))
+    try:
+        monkeypatch.setattr(runtime_module, "_max_exit_watches", lambda: 0)
+        assert not runtime.watch_exit(cid, lambda: None)
+        monkeypatch.setattr(runtime_module, "_max_exit_watches", lambda: 1)
+        assert runtime.watch_exit(cid, lambda: None)
+    finally:
+        await runtime.remove(cid)
+
+
 async def test_missing_binary_is_a_start_error(runtime: Runtime, netns: str, pod_dir: pathlib.Path) -> None:
     spec = busybox_spec(netns, pod_dir, "", argv=["no-such-command", "x"])
     status = await runtime.status(await runtime.start(spec))

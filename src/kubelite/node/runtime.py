@@ -32,6 +32,7 @@ import json
 import logging
 import os
 import pathlib
+import resource
 import secrets
 import shutil
 import signal
@@ -388,6 +389,11 @@ def _alive(pid: int | None, start: int | None) -> bool:
     return pid is not None and start is not None and process_start_time(pid) == start
 
 
+def _max_exit_watches() -> int:
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 100_000 if soft == resource.RLIM_INFINITY else soft // 2
+
+
 def _read_json(path: pathlib.Path) -> dict[str, Any] | None:
     try:
         return dict(json.loads(path.read_text()))
@@ -510,6 +516,8 @@ class Runtime:
         if container_id in self._exit_watches:
             self._exit_watches[container_id] = (self._exit_watches[container_id][0], callback)
             return True
+        if len(self._exit_watches) >= _max_exit_watches():
+            return False  # one descriptor each: leave the agent half of what it may open
         raw = _read_json(self.container_dir(container_id) / "status.json")
         if raw is None or raw.get("exit_code") is not None or not raw.get("shim_pid"):
             return False

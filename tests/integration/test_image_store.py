@@ -378,3 +378,10 @@ def test_an_archive_blob_that_does_not_match_its_digest_is_refused(store: ImageS
     with pytest.raises(StoreError, match="does not match its digest"):
         store.load(fx.oci_archive(layout, tmp_path / "bad.tar"), ["bad:1"])
     assert store.records() == {} and [p.name for p in store.blobs.iterdir() if p.name.startswith(".")] == []
+
+
+def test_gc_of_a_store_never_written_is_empty(tmp_path: pathlib.Path) -> None:
+    # --images=catalog: the agent's GC loop runs over a store directory nothing ever made.
+    store = ImageStore(tmp_path / "never")
+    assert store.gc(set()) == []
+    assert not (tmp_path / "never").exists()

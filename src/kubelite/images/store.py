@@ -251,6 +251,8 @@ class ImageStore:
 
         ``disk`` is ``(capacity, available)`` bytes, by default the store's filesystem's."""
         now = time.time() if now is None else now
+        if not self.root.exists():
+            return []  # nothing pulled or loaded yet (or --images=catalog): nothing to collect
         if disk is None:
             st = os.statvfs(self.root)
             disk = (st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize)

@@ -159,6 +159,16 @@ def test_agnhost_nettest_hears_a_pre_stop_hook(node: Node) -> None:
     node.kubectl("delete", "pod", "nettest", "--wait=false")
 
 
+def test_exec_of_the_agnhost_images_own_paths(node: Node) -> None:
+    # The real image has /agnhost and /agnhost-2; tests exec them (`/agnhost dns-suffix`).
+    node.apply(pod("agn", [{"name": "c", "image": AGNHOST}], terminationGracePeriodSeconds=1))
+    node.wait_pod("agn", "running", lambda p: "running" in status_of(p, "c").get("state", {}))
+    for path in ("/agnhost", "/agnhost-2"):
+        out = node.kubectl("exec", "agn", "--", path, "entrypoint-tester", "x")
+        assert out == f"[{path} entrypoint-tester x]\n"
+    node.kubectl("delete", "pod", "agn", "--wait=false")
+
+
 def test_downward_api_files_follow_label_changes(node: Node) -> None:
     c = {"name": "c", "image": "busybox",
          "command": ["sh", "-c", "while true; do cat /info/labels; echo; sleep 0.5; done"],

@@ -159,6 +159,16 @@ def test_agnhost_nettest_hears_a_pre_stop_hook(node: Node) -> None:
     node.kubectl("delete", "pod", "nettest", "--wait=false")
 
 
+def test_exec_of_the_agnhost_images_own_paths(node: Node) -> None:
+    # The real image has /agnhost and /agnhost-2; tests exec them (`/agnhost dns-suffix`).
+    node.apply(pod("agn", [{"name": "c", "image": AGNHOST}], terminationGracePeriodSeconds=1))
+    node.wait_pod("agn", "running", lambda p: "running" in status_of(p, "c").get("state", {}))
+    for path in ("/agnhost", "/agnhost-2"):
+        out = node.kubectl("exec", "agn", "--", path, "entrypoint-tester", "x")
+        assert out == f"[{path} entrypoint-tester x]\n"
+    node.kubectl("delete", "pod", "agn", "--wait=false")
+
+
 def test_downward_api_files_follow_label_changes(node: Node) -> None:
     c = {"name": "c", "image": "busybox",
          "command": ["sh", "-c", "while true; do cat /info/labels; echo; sleep 0.5; done"],
@@ -221,3 +231,30 @@ def test_scheduler_fits_requests_to_what_the_agent_reports(node: Node) -> None:
     assert (cond["reason"], cond["message"]) == ("Unschedulable", message)
     wait_for("FailedScheduling", lambda: ("Warning", "FailedScheduling", message) in events_of(node, "huge"))
     node.kubectl("delete", "pod", "huge", "small", "--wait=false")
+
+
+def test_an_extended_resource_patched_into_capacity_is_allocatable(node: Node) -> None:
+    # The scheduling conformance tests advertise a fake resource by patching the Node's
+    # status.capacity; the agent's next status report makes it allocatable, as the kubelet does.
+    def patch_capacity(value: str | None) -> None:
+        node.kubectl("patch", "node", node.node, "--subresource=status", "--type=merge",
+                     "-p", json.dumps({"status": {"capacity": {"example.com/fakecpu": value}}}))
+
+    def allocatable() -> Obj:
+        return dict(((node.node_object() or {}).get("status") or {}).get("allocatable") or {})
+
+    patch_capacity("1k")
+    try:
+        wait_for("the fake resource allocatable", lambda: allocatable().get("example.com/fakecpu") == "1k", timeout=45)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "fake-res", "namespace": "default"},
+               "spec": {"terminationGracePeriodSeconds": 1, "containers": [
+                   {"name": "c", "image": "busybox", "command": ["sleep", "3600"],
+                    "resources": {"requests": {"example.com/fakecpu": "200"},
+                                  "limits": {"example.com/fakecpu": "200"}}}]}}
+        node.kubectl("apply", "-f", "-", input=json.dumps(pod))  # through the scheduler
+        scheduled = node.wait_pod("fake-res", "scheduled", lambda p: bool(p["spec"].get("nodeName")))
+        assert scheduled["spec"]["nodeName"] == node.node
+        node.kubectl("delete", "pod", "fake-res", "--wait=false")
+    finally:
+        patch_capacity(None)
+    wait_for("the fake resource gone", lambda: "example.com/fakecpu" not in allocatable(), timeout=45)

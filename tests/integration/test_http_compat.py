@@ -372,3 +372,18 @@ def test_updates_without_resource_version(cluster: Cluster, namespace: str) -> N
             'poddisruptionbudgets.policy "b" is invalid: metadata.resourceVersion: Invalid value: 0x0: '
             "must be specified for an update"
         ), resp
+
+
+def test_a_deployment_status_write_keeps_its_labels(cluster: Cluster, namespace: str) -> None:
+    # deploymentStatusStrategy resets spec and metadata.labels; annotations are the writer's.
+    raw = Raw(cluster)
+    deploys = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+    dep = _deployment("labels")
+    dep["metadata"]["labels"] = {"stage": "created"}
+    assert raw.json("POST", deploys, dep)[0] == 201
+    patch = {"metadata": {"labels": {"stage": "patched-status"}, "annotations": {"note": "from-status"}},
+             "status": {"readyReplicas": 0}}
+    status, resp = raw.json("PATCH", f"{deploys}/labels/status", patch, "application/strategic-merge-patch+json")
+    assert status == 200, resp
+    assert resp["metadata"]["labels"] == {"stage": "created"}
+    assert resp["metadata"]["annotations"]["note"] == "from-status"

@@ -165,3 +165,31 @@ def test_cronjob_create_table_validation_and_create_job_from(cluster: Cluster) -
         '* spec.timeZone: Invalid value: "Mars/Olympus": unknown time zone Mars/Olympus\n'
         f'* metadata.name: Invalid value: "{n}": must be no more than 52 characters')
     cluster.kubectl("delete", "cronjob", name, check=True)
+
+
+def test_an_orphaned_pod_is_adopted_again_and_a_strays_finalizer_removed(cluster: Cluster) -> None:
+    name = uniq("adopt")
+    cluster.kubectl("create", "job", name, "--image=busybox", "--", "sleep", "60", check=True)
+    pod = wait("a pod", lambda: pods_of(cluster, name))[0]
+    pod_name, job_uid = pod["metadata"]["name"], get(cluster, "job", name)["metadata"]["uid"]
+    # Orphaned (its controller reference removed): the Job's selector still matches it, so the
+    # Job adopts it again, with the tracking finalizer.
+    cluster.kubectl("patch", "pod", pod_name, "--type=json",
+                    "-p", '[{"op": "remove", "path": "/metadata/ownerReferences"}]', check=True)
+
+    def owner_uid() -> str:
+        refs = get(cluster, "pod", pod_name)["metadata"].get("ownerReferences") or []
+        return str(refs[0]["uid"]) if refs else ""
+
+    wait("the pod adopted again", lambda: owner_uid() == job_uid)
+    assert get(cluster, "pod", pod_name)["metadata"]["finalizers"] == ["batch.kubernetes.io/job-tracking"]
+    cluster.kubectl("delete", "job", name, "--cascade=orphan", check=True)
+    # A stray pod with the finalizer and no Job to adopt it: the controller takes the finalizer
+    # off, so that deleting it (or its namespace) does not wait forever.
+    stray = uniq("stray")
+    cluster.kubectl("apply", "-f", "-", check=True, input=json.dumps({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": stray, "labels": {"app": stray}, "finalizers": ["batch.kubernetes.io/job-tracking"]},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+    wait("the finalizer removed", lambda: not get(cluster, "pod", stray)["metadata"].get("finalizers"))
+    cluster.kubectl("delete", "pod", stray, pod_name, "--wait=false")

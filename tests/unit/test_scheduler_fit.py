@@ -161,3 +161,29 @@ def test_preemption_verdicts() -> None:
     assert msg == ("0/2 nodes are available: 1 Insufficient cpu, 1 node(s) didn't match Pod's node "
                    "affinity/selector. preemption: 0/2 nodes are available: 1 No preemption victims found "
                    "for incoming pod, 1 Preemption is not helpful for scheduling.")
+
+
+def test_room_a_preemption_made_is_kept_for_the_nominated_pod() -> None:
+    from kubelite.controllers.scheduler import nominated_to
+
+    def named(p: Obj, uid: str, nominated: str = "") -> Obj:
+        p["metadata"] = {"name": uid, "namespace": "ns", "uid": uid}
+        if nominated:
+            p["status"] = {"nominatedNodeName": nominated}
+        return p
+
+    n = node(**{"example.com/fakecpu": "1000"})
+    running = [named(pod(container(**{"example.com/fakecpu": "450"}), priority=3), "rs3")]
+    preemptor = named(pod(container(**{"example.com/fakecpu": "500"}), priority=4), "rs4", nominated="n1")
+    low = named(pod(container(**{"example.com/fakecpu": "200"}), priority=1), "rs1")
+    pending = [preemptor, low]
+    # Without the nominated pod the low one would fit into the room its eviction made ...
+    assert resolvable_reasons(low, n, running) == []
+    # ... with it (its priority is higher) it does not; the preemptor itself and pods of its
+    # priority or above are not held back by it.
+    assert nominated_to("n1", low, pending) == [preemptor]
+    assert resolvable_reasons(low, n, running + nominated_to("n1", low, pending)) != []
+    assert nominated_to("n1", preemptor, pending) == []
+    assert nominated_to("n2", low, pending) == []
+    higher = named(pod(container(**{"example.com/fakecpu": "10"}), priority=9), "x")
+    assert nominated_to("n1", higher, pending) == []

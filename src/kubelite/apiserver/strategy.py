@@ -264,6 +264,19 @@ class GenerationStrategy(Strategy):
 
 
 
+class DeploymentStrategy(GenerationStrategy):
+    """deploymentStatusStrategy: a status write keeps the stored labels as well as the spec
+    (its reset fields are ``spec`` and ``metadata.labels``)."""
+
+    def prepare_status_update(self, new: dict[str, Any], old: dict[str, Any]) -> None:
+        super().prepare_status_update(new, old)
+        labels = (old.get("metadata") or {}).get("labels")
+        if labels is None:
+            new["metadata"].pop("labels", None)
+        else:
+            new["metadata"]["labels"] = labels
+
+
 class JobStrategy(GenerationStrategy):
     """pkg/registry/batch/job: the selector and the template's labels are generated on create."""
 
@@ -505,7 +518,7 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("", "Pod"): PodStrategy,
     ("", "Service"): ServiceStrategy,
     ("", "Secret"): SecretStrategy,
-    ("apps", "Deployment"): GenerationStrategy,
+    ("apps", "Deployment"): DeploymentStrategy,
     ("apps", "ReplicaSet"): GenerationStrategy,
     ("discovery.k8s.io", "EndpointSlice"): EndpointSliceStrategy,
     ("", "Event"): EventStrategy,

@@ -445,6 +445,8 @@ class JobController(Controller):
     def _on_pod(self, kind: EventType, pod: Obj, old: Obj | None) -> None:
         key, job = self._owner_key(pod)
         if not key:
+            if podutil.controller_ref(pod) is None and kind != "DELETED":
+                self._on_orphan(pod)
             return
         if job is None:
             # Its Job is gone: nobody else will ever take the tracking finalizer off.
@@ -457,6 +459,41 @@ class JobController(Controller):
         elif kind == "DELETED" or (_meta(pod).get("deletionTimestamp") and not _meta(old).get("deletionTimestamp")):
             self.expectations.deletion_observed(key, key_of(pod))
         self.queue.add(key)
+
+    def _on_orphan(self, pod: Obj) -> None:
+        """A pod without a controller: the Jobs whose selector matches it sync, one of them may
+        adopt it (getPodJobs); and the tracking finalizer comes off it meanwhile (syncOrphanPod:
+        an adoption puts it back), or its deletion would wait for it forever."""
+        labels = _meta(pod).get("labels") or {}
+        for job in self.job_informer.list(str(_meta(pod).get("namespace") or "")):
+            try:
+                selector = selector_from_label_selector(_spec(job).get("selector"))
+            except (SelectorError, ValueError):
+                continue
+            if not selector.empty and selector.matches(labels):
+                self.enqueue(job)
+        if TRACKING_FINALIZER in (_meta(pod).get("finalizers") or []):
+            self._spawn(self._remove_orphan_finalizer(pod))
+
+    async def _remove_orphan_finalizer(self, pod: Obj) -> None:
+        # Still an orphan in the cache (the job-controller role may not get pods), at that
+        # version: an adoption meanwhile (which sets the finalizer again) fails the test op.
+        name, ns = _meta(pod)["name"], _meta(pod).get("namespace")
+        fresh = self.pod_informer.get(key_of(pod))
+        if fresh is None:
+            return
+        try:
+            finalizers = list(_meta(fresh).get("finalizers") or [])
+            if podutil.controller_ref(fresh) is not None or TRACKING_FINALIZER not in finalizers:
+                return
+            rest = [f for f in finalizers if f != TRACKING_FINALIZER]
+            ops: list[Obj] = [{"op": "test", "path": "/metadata/resourceVersion", "value": _meta(fresh)["resourceVersion"]},
+                              {"op": "replace", "path": "/metadata/finalizers", "value": rest} if rest
+                              else {"op": "remove", "path": "/metadata/finalizers"}]
+            await self.client.patch(PODS, name, ops, ns, type="json")
+        except ApiError as e:
+            if not (e.not_found or e.conflict or e.code == 422):
+                log.warning("removing the tracking finalizer of orphan pod %s/%s: %s", ns, name, e)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)

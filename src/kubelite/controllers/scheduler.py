@@ -209,6 +209,19 @@ def _schedulability(node: Obj) -> tuple[Any, ...]:
     )
 
 
+def nominated_to(node: str, pod: Obj, pending: list[Obj]) -> list[Obj]:
+    """The pods a preemption nominated to ``node`` (``status.nominatedNodeName``, not bound
+    yet) whose priority is at least ``pod``'s: kube-scheduler filters a node as if they were
+    already running there (RunFilterPluginsWithNominatedPods), so that the room a preemption
+    made is not taken by a pod of lower priority, which the nominated one would then evict."""
+    own = (pod.get("metadata") or {}).get("uid")
+    floor = defaultpreemption.priority(pod)
+    return [p for p in pending
+            if (p.get("status") or {}).get("nominatedNodeName") == node and not (p.get("spec") or {}).get("nodeName")
+            and (p.get("metadata") or {}).get("uid") != own and not (p.get("metadata") or {}).get("deletionTimestamp")
+            and defaultpreemption.priority(p) >= floor]
+
+
 def _holds_node(pod: Obj) -> bool:
     """A bound pod that still holds its node's ports and resources (not yet finished)."""
     return bool((pod.get("spec") or {}).get("nodeName")) and \
@@ -301,7 +314,7 @@ class Scheduler(Controller):
                 reasons.append(reason)
                 continue
             held = self._pods_on(name)
-            failed = resolvable_reasons(pod, node, held)
+            failed = resolvable_reasons(pod, node, held + nominated_to(name, pod, self.pods.by_index("scheduler-node", "")))
             if not failed:
                 feasible.append((len(held), name))
                 continue

@@ -250,28 +250,48 @@ def etc_secrets() -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-@cache
 def install_paths() -> tuple[str, ...]:
     """The Python installation and kubelite's package: kubelite's own images are this
     interpreter. With the directories its site-packages' ``.pth`` files add to ``sys.path``
-    (an editable install of kubelite): what ``python -m kubelite...`` imports in a container."""
-    package_root = str(Path(__file__).resolve().parents[2])
-    paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(sys.executable), package_root}
+    (an editable install of kubelite): what ``python -m kubelite...`` imports in a container.
+
+    Computed again when a ``.pth`` file changes: a ``pip install -e`` of another checkout
+    while the cluster runs points the containers' interpreter elsewhere, and that directory
+    must be in their root (where this package is shown) or no container of kubelite's own
+    images starts."""
+    sites = _site_dirs()
+    return _install_paths_for(sites, _pth_signature(sites))
+
+
+@cache
+def _site_dirs() -> tuple[str, ...]:
     import sysconfig
 
-    for key in ("purelib", "platlib"):
-        site = sysconfig.get_paths()[key]
+    return tuple(dict.fromkeys(sysconfig.get_paths()[key] for key in ("purelib", "platlib")))
+
+
+def _pth_signature(sites: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    found: list[tuple[str, int]] = []
+    for site in sites:
         try:
-            names = [n for n in os.listdir(site) if n.endswith(".pth")]
+            with os.scandir(site) as entries:
+                found += [(e.path, e.stat().st_mtime_ns) for e in entries if e.name.endswith(".pth")]
         except OSError:
             continue
-        for name in names:
-            try:
-                lines = Path(site, name).read_text(errors="replace").splitlines()
-            except OSError:
-                continue
-            paths.update(line.strip() for line in lines
-                         if line.startswith("/") and os.path.isdir(line.strip()))
+    return tuple(sorted(found))
+
+
+@cache
+def _install_paths_for(sites: tuple[str, ...], signature: tuple[tuple[str, int], ...]) -> tuple[str, ...]:
+    package_root = str(Path(__file__).resolve().parents[2])
+    paths = {sys.prefix, sys.exec_prefix, sys.base_prefix, os.path.dirname(sys.executable), package_root}
+    for pth, _ in signature:
+        try:
+            lines = Path(pth).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        paths.update(line.strip() for line in lines
+                     if line.startswith("/") and os.path.isdir(line.strip()))
     return tuple(sorted(paths))
 
 

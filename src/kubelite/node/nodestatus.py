@@ -18,6 +18,7 @@ import os
 import pathlib
 import platform
 import time
+from typing import Any
 
 from kubelite.api import timeutil
 from kubelite.api.types import Obj
@@ -76,6 +77,28 @@ def _version() -> str:
     except Exception:
         return "0.0.0"
 
+
+
+def with_extended_resources(allocatable: dict[str, Any], node: Obj) -> dict[str, Any]:
+    """The kubelet's allocatable setter over the Node as stored: every capacity entry it does
+    not set itself (an extended resource someone patched into ``status.capacity``, as the
+    scheduling tests do) is allocatable too, in full; an extended resource gone from capacity
+    is removed from allocatable (``None``: deleted by the strategic merge patch)."""
+    status = node.get("status") or {}
+    capacity = status.get("capacity") or {}
+    out: dict[str, Any] = dict(allocatable)
+    for name, value in capacity.items():
+        if name not in out:
+            out[name] = value
+    for name in status.get("allocatable") or {}:
+        if name not in out and name not in capacity and _is_extended(name):
+            out[name] = None
+    return out
+
+
+def _is_extended(name: str) -> bool:
+    # v1helper.IsExtendedResourceName: qualified, outside the kubernetes.io domain, not requests.*
+    return "/" in name and "kubernetes.io/" not in name and not name.startswith("requests.")
 
 class NodeStatus:
     """Registers node ``node_name`` and keeps its status and Lease fresh."""
@@ -207,7 +230,14 @@ class NodeStatus:
         await self.post_status()
 
     async def post_status(self) -> None:
-        await self.client.patch(NODES, self.node_name, {"status": self.status()}, subresource="status")
+        status = self.status()
+        try:
+            current: Obj | None = await self.client.get(NODES, self.node_name)
+        except ApiError:
+            current = None
+        if current is not None:
+            status["allocatable"] = with_extended_resources(status["allocatable"], current)
+        await self.client.patch(NODES, self.node_name, {"status": status}, subresource="status")
 
     async def renew_lease(self, lease: Obj | None) -> Obj:
         """Renew (or create) the node's Lease; returns it, to be renewed from next time."""

@@ -603,6 +603,7 @@ class PodWorker:
             resources=dict(c.get("resources") or {}),
             image_paths=[] if isinstance(image, OCIImage) else list(image.paths),
             writable_paths=[] if isinstance(image, OCIImage) else list(image.writable_paths),
+            image_binaries={} if isinstance(image, OCIImage) else dict(image.binaries),
         )
         try:
             cid = await host.runtime.start(spec)

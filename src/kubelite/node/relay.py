@@ -30,6 +30,10 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             writer.write_eof()
     except (ConnectionError, OSError):
         pass
+    except RuntimeError:
+        # uvloop (the agent's loop) raises this for a write_eof on a transport the peer has
+        # already closed; the connection is over either way.
+        pass
 
 
 class Relay:

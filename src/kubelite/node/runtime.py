@@ -110,6 +110,9 @@ class ContainerSpec:
     # read-only in the container's root, and directories it writes (private, empty at start).
     image_paths: list[str] = field(default_factory=list)
     writable_paths: list[str] = field(default_factory=list)
+    # Catalog images: programs at fixed paths of the real image (agnhost's /agnhost) and the
+    # argv that runs each here; ``kubectl exec``, exec probes and hooks name them too.
+    image_binaries: dict[str, list[str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -662,6 +665,9 @@ class Runtime:
         cdir = self.container_dir(container_id)
         if not (cdir / "status.json").exists():
             raise ContainerNotFound(container_id)
+        binaries = (_read_json(cdir / "spec.json") or {}).get("image_binaries") or {}
+        if argv and argv[0] in binaries:
+            argv = [*binaries[argv[0]], *argv[1:]]
         loop = asyncio.get_running_loop()
         # (our end, the helper's end) of each of its stdio; the helper's ends go to the zygote.
         ours: list[int] = []

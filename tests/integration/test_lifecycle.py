@@ -545,3 +545,41 @@ def test_qos_class_compares_quantities_by_value(cluster: Cluster) -> None:
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "burstable"},
            "spec": {"containers": [{"name": "c", "image": "busybox", "resources": half}]}}
     assert apply(cluster, pod, ns)["status"]["qosClass"] == "Burstable"
+
+
+def test_no_execute_taints_evict_pods_after_their_toleration_seconds(cluster: Cluster, nodes: list[str]) -> None:
+    ns = new_namespace(cluster)
+    nodes.append(f"evict-{uid()}")
+    ready_node(cluster, nodes[-1])
+    taint = {"key": "example.com/evict", "value": "yes", "effect": "NoExecute"}
+
+    def tolerating(name: str, seconds: int | None) -> Obj:
+        tol: Obj = {"key": taint["key"], "operator": "Equal", "value": "yes", "effect": "NoExecute"}
+        if seconds is not None:
+            tol["tolerationSeconds"] = seconds
+        return pod(name, nodeName=nodes[-1], tolerations=[tol])
+
+    apply(cluster, pod("none", nodeName=nodes[-1]), ns)
+    for name, seconds in (("short", 2), ("cancelled", 20), ("forever", None)):
+        apply(cluster, tolerating(name, seconds), ns)
+
+    def deleting(name: str) -> bool:
+        p = get(cluster, "pod", name, ns)
+        return p is None or bool(p["metadata"].get("deletionTimestamp"))
+
+    cluster.kubectl("taint", "node", nodes[-1], "example.com/evict=yes:NoExecute", check=True)
+    wait_until(lambda: deleting("none"), "the untolerating pod evicted at once", 10)
+    assert not deleting("short")
+    wait_until(lambda: deleting("short"), "the 2 s pod evicted", 15)
+    conditions = (get(cluster, "pod", "short", ns) or {}).get("status", {}).get("conditions") or []
+    assert any(c["type"] == "DisruptionTarget" and c["reason"] == "DeletionByTaintManager" for c in conditions)
+    cluster.kubectl("taint", "node", nodes[-1], "example.com/evict=yes:NoExecute-", check=True)
+
+    def events() -> list[str]:
+        items = json.loads(cluster.kubectl("get", "events", "-n", ns, "-o", "json", check=True).stdout)["items"]
+        return [e["message"] for e in items if e["reason"] == "TaintManagerEviction"]
+
+    wait_until(lambda: f"Cancelling deletion of Pod {ns}/cancelled" in events(), "the cancelled eviction", 10)
+    assert f"Marking for deletion Pod {ns}/short" in events()
+    assert not deleting("cancelled") and not deleting("forever")
+    cluster.kubectl("delete", "namespace", ns, "--wait=false")

@@ -383,6 +383,10 @@ CONTROLLER_ROLES: list[Obj] = [
         rule([""], ["persistentvolumeclaims"], ["delete", "update"]),
         rule([""], ["pods/finalizers"], ["update"]),
     ]),
+    _controller("taint-eviction-controller", [
+        rule([""], ["pods"], ["delete", "get", "list", "watch"]),
+        rule([""], ["pods/status"], ["patch"]),
+    ]),
     _controller("ttl-after-finished-controller", [rule(["batch"], ["jobs"], ["delete", "get", "list", "watch"])]),
 ]
 

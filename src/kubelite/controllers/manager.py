@@ -28,6 +28,7 @@ CONTROLLERS: dict[str, str] = {
     "scheduler": "kubelite.controllers.scheduler:Scheduler",
     "serviceaccount": "kubelite.controllers.serviceaccount:ServiceAccountController",
     "nodelifecycle": "kubelite.controllers.nodelifecycle:NodeLifecycleController",
+    "taint-eviction-controller": "kubelite.controllers.tainteviction:TaintEvictionController",
     "disruption": "kubelite.controllers.disruption:DisruptionController",
     "resourcequota": "kubelite.controllers.resourcequota:ResourceQuotaController",
     "csrsigning": "kubelite.controllers.certificates:CSRSigningController",

@@ -9,6 +9,7 @@ real kubectl binaries, so what passes here is what users get. The process is alw
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import pathlib
 import shutil
@@ -21,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +124,19 @@ class Cluster:
 def new_cluster(base: pathlib.Path) -> Cluster:
     name = f"kl-{uuid.uuid4().hex[:6]}"
     return Cluster(name=name, data_dir=base / name, port=free_port())
+
+
+@contextlib.contextmanager
+def audited_cluster(base: pathlib.Path, log: pathlib.Path) -> Iterator[Cluster]:
+    """A cluster of a test module's own that writes its audit log to ``log``; stopped and its
+    data removed afterwards."""
+    c = new_cluster(base)
+    c.start(extra=["--audit-log", str(log)])
+    try:
+        yield c
+    finally:
+        c.stop()
+        shutil.rmtree(c.data_dir, ignore_errors=True)
 
 
 class Raw:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import require
-from tests.integration.cluster import Cluster, free_port, kubectl_binary, new_cluster
+from tests.integration.cluster import Cluster, audited_cluster, free_port, kubectl_binary
 from tests.waiting import eventually
 
 RESTRICTED_PRIVILEGED_POD = (
@@ -43,13 +42,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
     require(kubectl_binary() is not None, "kubectl is not installed")
     base = tmp_path_factory.mktemp("podsecurity")
     log = base / "logs" / "audit.log"
-    c = new_cluster(base)
-    c.start(extra=["--audit-log", str(log)])
-    try:
+    with audited_cluster(base, log) as c:
         yield c, log
-    finally:
-        c.stop()
-        shutil.rmtree(c.data_dir, ignore_errors=True)
 
 
 def namespace(cluster: Cluster, **labels: str) -> str:

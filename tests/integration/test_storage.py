@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,7 +18,7 @@ import yaml
 
 from tests.conftest import require
 from tests.e2e.test_images_services import wait_for
-from tests.integration.cluster import Cluster, kubectl_binary, new_cluster
+from tests.integration.cluster import Cluster, audited_cluster, kubectl_binary
 from tests.integration.test_podsecurity import audit_events
 
 Obj = dict[str, Any]
@@ -204,13 +203,8 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cluster,
     require(kubectl_binary() is not None, "kubectl is not installed")
     base = tmp_path_factory.mktemp("localpath")
     log = base / "audit.log"
-    c = new_cluster(base)
-    c.start(extra=["--audit-log", str(log)])
-    try:
+    with audited_cluster(base, log) as c:
         yield c, log
-    finally:
-        c.stop()
-        shutil.rmtree(c.data_dir, ignore_errors=True)
 
 
 def test_the_provisioner_has_k3s_identity_and_nothing_more(cluster: Cluster) -> None:

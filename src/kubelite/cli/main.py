@@ -511,34 +511,30 @@ async def wait_node_ready(store: Any, name: str, stop: asyncio.Event, limit: flo
 async def install_storage_addon(api: APIServer) -> None:
     """k3s's local-storage addon: the local-path provisioner's service account, ClusterRole and
     binding, and the default StorageClass; each created when missing, then the user's to change."""
-    from kubelite.api.errors import StatusError
-    from kubelite.api.registry import for_kind
     from kubelite.controllers.localpath import addon_objects
 
-    for obj in addon_objects():
-        rt = for_kind(obj["apiVersion"], obj["kind"])
-        assert rt is not None
-        namespace = obj["metadata"].get("namespace") if rt.namespaced else None
-        if await api.store.get(rt.key(namespace, obj["metadata"]["name"])) is not None:
-            continue
-        try:
-            await api.registry.create_object(rt, namespace, obj, manager="kubelite")
-        except StatusError as e:
-            if e.code != 409:
-                raise
+    await _create_missing(api, addon_objects(), "")
 
 
 async def install_dns_addon(api: APIServer, service_cidr: str) -> None:
     """The cluster DNS addon (kubeadm's CoreDNS phase): its ClusterRole and binding, ServiceAccount,
     kube-dns Service, coredns Deployment."""
-    from kubelite.api.errors import StatusError
-    from kubelite.api.registry import for_kind
     from kubelite.dns import manifests as dns_manifests
 
-    for obj in dns_manifests.objects(dns_manifests.cluster_dns_ip(service_cidr)):
+    await _create_missing(api, dns_manifests.objects(dns_manifests.cluster_dns_ip(service_cidr)), "kube-system")
+
+
+async def _create_missing(api: APIServer, objs: list[dict[str, Any]], default_namespace: str) -> None:
+    """Create each of an addon's objects that does not exist yet (an existing one is the
+    user's, kept as it is), as kubeadm's and k3s's addon installers do; a namespaced object
+    without a namespace goes to ``default_namespace``."""
+    from kubelite.api.errors import StatusError
+    from kubelite.api.registry import for_kind
+
+    for obj in objs:
         rt = for_kind(obj["apiVersion"], obj["kind"])
         assert rt is not None
-        namespace = "kube-system" if rt.namespaced else None
+        namespace = (obj["metadata"].get("namespace") or default_namespace) if rt.namespaced else None
         if await api.store.get(rt.key(namespace, obj["metadata"]["name"])) is not None:
             continue
         try:
